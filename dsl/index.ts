@@ -1,0 +1,10 @@
+/** The model DSL: combinators that build plain, immutable, JSON-serialisable model specs. */
+export { activation, attention, block, decoder, depth, ffn, norm, posenc, residual } from "./combinators.js"
+export type { BlockSpec, DecoderSpec, DepthSpec, Layer, ResidualSpec } from "./nodes.js"
+export { DecoderSchema } from "./nodes.js"
+export { decodeSpec, decodeSpecEffect, dimsOf, formatPath, SpecError, validateSpec } from "./decode.js"
+export { countParams, flopsPerToken, paramCounts, paramTable, type Flops, type NamedParam, type ParamCounts } from "./params.js"
+export { formatCount, printSpec } from "./print.js"
+export { canonicalJson, hashSpec } from "./hash.js"
+export { diffSpecs, formatDiff, type Change } from "./diff.js"
+export { override, replace, sweep, type SweepAxes } from "./vary.js"

@@ -1,0 +1,77 @@
+import { activationModule } from "../src/activation/index.js"
+import { attentionModule } from "../src/attention/index.js"
+import { ffnHidden } from "../src/ffn/ffn.js"
+import { normModule } from "../src/norm/index.js"
+import { posencModule } from "../src/posenc/index.js"
+import { dimsOf } from "./decode.js"
+import type { DecoderSpec, Layer } from "./nodes.js"
+import { layerOwnParams, paramCounts, posencParamsCount } from "./params.js"
+
+/** Compact counts: 4194304 → "4.19M". */
+export const formatCount = (n: number): string =>
+  n >= 1e9 ? `${(n / 1e9).toPrecision(3)}B` : n >= 1e6 ? `${(n / 1e6).toPrecision(3)}M` : n >= 1e4 ? `${(n / 1e3).toPrecision(3)}k` : `${n}`
+
+interface Row {
+  readonly label: string
+  readonly params: number
+  readonly children: ReadonlyArray<Row>
+}
+
+const declsSize = (decls: Record<string, { shape: readonly number[] }>): number =>
+  Object.values(decls).reduce((s, d) => s + d.shape.reduce((a, b) => a * b, 1), 0)
+
+const layerRow = (layer: Layer, spec: DecoderSpec): Row => {
+  const dims = dimsOf(spec)
+  switch (layer.op) {
+    case "attention":
+      return { label: `attention ${attentionModule(layer).label(layer)}`, params: declsSize(layerOwnParams(layer, dims)), children: [] }
+    case "ffn": {
+      const act = activationModule(layer.activation).label(layer.activation)
+      return { label: `ffn ${act} ${spec.width}→${ffnHidden(layer, spec.width)}→${spec.width}`, params: declsSize(layerOwnParams(layer, dims)), children: [] }
+    }
+    case "norm":
+      return { label: `norm ${normModule(layer).label(layer)}`, params: declsSize(layerOwnParams(layer, dims)), children: [] }
+    case "residual": {
+      const children = layer.body.map((l) => layerRow(l, spec))
+      const label = layer.dropout > 0 ? `residual (dropout ${layer.dropout})` : "residual"
+      return { label, params: children.reduce((s, c) => s + c.params, 0), children }
+    }
+  }
+}
+
+const rows = (spec: DecoderSpec): Row => {
+  const blockChildren = spec.layers.block.layers.map((l) => layerRow(l, spec))
+  const perBlock = blockChildren.reduce((s, c) => s + c.params, 0)
+  const dims = dimsOf(spec)
+  const counts = paramCounts(spec)
+  return {
+    label: `decoder vocab=${spec.vocab} width=${spec.width} context=${spec.context}${spec.dropout > 0 ? ` dropout=${spec.dropout}` : ""}`,
+    params: counts.total,
+    children: [
+      { label: `embed ${spec.vocab}×${spec.width}`, params: spec.vocab * spec.width, children: [] },
+      { label: `posenc ${posencModule(spec.posenc).label(spec.posenc)}`, params: posencParamsCount(spec), children: [] },
+      {
+        label: `depth ×${spec.layers.n}`,
+        params: perBlock * spec.layers.n,
+        children: [{ label: `block (${formatCount(perBlock)} each)`, params: perBlock, children: blockChildren }],
+      },
+      { label: `norm ${normModule(spec.norm).label(spec.norm)}`, params: declsSize(normModule(spec.norm).params(spec.norm, dims)), children: [] },
+      { label: spec.tied ? "head (tied to embed)" : `head ${spec.width}×${spec.vocab}`, params: spec.tied ? 0 : spec.width * spec.vocab, children: [] },
+    ],
+  }
+}
+
+/** The spec as an indented tree with the parameter count of every node. */
+export const printSpec = (spec: DecoderSpec): string => {
+  const lines: Array<[string, string]> = []
+  const walk = (row: Row, indent: string, last: boolean, root: boolean): void => {
+    lines.push([`${root ? "" : indent + (last ? "└─ " : "├─ ")}${row.label}`, formatCount(row.params)])
+    const next = root ? "" : indent + (last ? "   " : "│  ")
+    row.children.forEach((c, i) => walk(c, next, i === row.children.length - 1, false))
+  }
+  walk(rows(spec), "", true, true)
+  const counts = paramCounts(spec)
+  lines.push(["total / non-embedding", `${formatCount(counts.total)} / ${formatCount(counts.nonEmbedding)}`])
+  const width = Math.max(...lines.map(([l]) => [...l].length))
+  return lines.map(([l, n]) => `${l}${" ".repeat(width - [...l].length + 2)}${n.padStart(8)}`).join("\n")
+}

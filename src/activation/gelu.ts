@@ -1,0 +1,14 @@
+import * as tf from "@tensorflow/tfjs"
+import { Schema } from "effect"
+import type { ActivationKind } from "../model/kind.js"
+
+const schema = Schema.Struct({ kind: Schema.Literal("gelu") })
+
+/** GELU in its exact form, x·Φ(x) = ½x(1 + erf(x/√2)) (Hendrycks & Gimpel 2016). */
+export const gelu: ActivationKind<typeof schema.Type> & { make: () => typeof schema.Type } = {
+  schema,
+  make: () => ({ kind: "gelu" }),
+  label: () => "gelu",
+  gated: false,
+  apply: (_spec, x) => tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))))),
+}

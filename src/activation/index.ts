@@ -1,0 +1,20 @@
+import type { ActivationKind } from "../model/kind.js"
+import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import { gelu } from "./gelu.js"
+import { relu } from "./relu.js"
+
+/** The FFN activations, by tag. Registering a new one is one line here. */
+export const activationKinds = {
+  relu,
+  gelu,
+} as const
+
+export type ActivationSpec = SpecOf<typeof activationKinds>
+export type ActivationTag = keyof typeof activationKinds
+export type ActivationOptions<K extends ActivationTag> = Parameters<(typeof activationKinds)[K]["make"]>
+
+export const activation = <K extends ActivationTag>(kind: K, ...options: ActivationOptions<K>): ActivationSpec =>
+  (activationKinds[kind].make as (...o: ActivationOptions<K>) => ActivationSpec)(...options)
+
+export const ActivationSchema = unionSchema(activationKinds)
+export const activationModule = (spec: ActivationSpec) => moduleFor<ActivationKind<ActivationSpec>>(activationKinds, spec)

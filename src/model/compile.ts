@@ -1,0 +1,156 @@
+import * as tf from "@tensorflow/tfjs"
+import { match } from "ts-pattern"
+import { dimsOf, validateSpec } from "../../dsl/decode.js"
+import type { DecoderSpec, Layer } from "../../dsl/nodes.js"
+import { blockChildNames, childNames, countParams, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramTable } from "../../dsl/params.js"
+import { attentionModule } from "../attention/index.js"
+import { applyFfn } from "../ffn/ffn.js"
+import { normModule } from "../norm/index.js"
+import { posencModule } from "../posenc/index.js"
+import { initParams, type Params } from "./init.js"
+import type { KvSlot, LayerCtx, ParamView, PositionHooks } from "./kind.js"
+import { crossEntropy } from "./loss.js"
+
+/**
+ * The interpreter: a pure mapping from a decoder spec to the functions that compute it.
+ * Nothing here holds state; parameters are passed in, and the only mutable object is the
+ * decoding cache that the caller owns.
+ */
+export type ParamValues = Readonly<Record<string, tf.Tensor>>
+
+export interface ForwardOptions {
+  /** Enables dropout. */
+  readonly training?: boolean
+  /** Seeds this call's dropout masks; a training step passes its own. */
+  readonly dropoutSeed?: number
+  /** Incremental decoding: tokens continue the sequence the cache holds. */
+  readonly cache?: DecodeCache
+}
+
+/** Keys and values of every attention layer so far, for generation one token at a time. */
+export class DecodeCache {
+  private readonly slots = new Map<string, KvSlot>()
+  length = 0
+
+  slot(name: string): KvSlot {
+    let s = this.slots.get(name)
+    if (s === undefined) this.slots.set(name, (s = {}))
+    return s
+  }
+
+  dispose(): void {
+    for (const s of this.slots.values()) {
+      s.k?.dispose()
+      s.v?.dispose()
+    }
+    this.slots.clear()
+    this.length = 0
+  }
+}
+
+export interface Batch {
+  /** [B, T+1] int32: inputs are the first T columns, targets the last T. */
+  readonly tokens: tf.Tensor2D
+  /** [B, T] float32: 1 where the target counts in the loss, 0 for padding. */
+  readonly mask: tf.Tensor2D
+}
+
+export interface Model {
+  readonly spec: DecoderSpec
+  readonly table: ReadonlyArray<NamedParam>
+  readonly counts: ParamCounts
+  readonly flops: Flops
+  /** Seeded parameters as trainable variables. */
+  readonly init: (seed: number) => Params
+  /** Logits [B, T, V] for tokens [B, T]. */
+  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, options?: ForwardOptions) => tf.Tensor3D
+  /** Mean cross-entropy (nats) of the batch's targets, padding excluded. */
+  readonly loss: (params: ParamValues, batch: Batch, options?: ForwardOptions) => tf.Scalar
+}
+
+const viewOf =
+  (params: ParamValues, prefix: string): ParamView =>
+  (name) => {
+    const t = params[`${prefix}.${name}`]
+    if (t === undefined) throw new Error(`parameter "${prefix}.${name}" is missing`)
+    return t
+  }
+
+export const compile = (input: DecoderSpec): Model => {
+  const spec = validateSpec(input)
+  const dims = dimsOf(spec)
+  const table = paramTable(spec)
+  const posenc = posencModule(spec.posenc)
+  const maxLength = posenc.maxLength?.(spec.posenc, dims)
+
+  const apply = (params: ParamValues, tokens: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D => {
+    const [b, t] = tokens.shape
+    const cache = options.cache
+    const offset = cache?.length ?? 0
+    if (maxLength !== undefined && offset + t > maxLength) {
+      throw new Error(`sequence of ${offset + t} tokens is longer than the ${maxLength} positions posenc "${spec.posenc.kind}" supports`)
+    }
+    let dropoutCalls = 0
+    const training = options.training ?? false
+    const seed = options.dropoutSeed ?? 0
+    const dropout = (x: tf.Tensor, rate: number): tf.Tensor =>
+      training && rate > 0 ? tf.dropout(x, rate, undefined, seed * 1_000_003 + dropoutCalls++) : x
+    const posView = viewOf(params, "posenc")
+    const position: PositionHooks = posenc.hooks?.(posView, spec.posenc, dims) ?? {}
+
+    const applyLayer = (layer: Layer, x: tf.Tensor3D, prefix: string, layerIndex: number): tf.Tensor3D => {
+      const ctx: LayerCtx = {
+        dims,
+        layer: layerIndex,
+        training,
+        position,
+        offset,
+        dropout,
+        ...(cache ? { kv: cache.slot(prefix) } : {}),
+      }
+      return match(layer)
+        .with({ op: "attention" }, (l) => attentionModule(l).apply(viewOf(params, prefix), x, l, ctx))
+        .with({ op: "ffn" }, (l) => applyFfn(viewOf(params, prefix), x, l, ctx))
+        .with({ op: "norm" }, (l) => normModule(l).apply(viewOf(params, prefix), x, l) as tf.Tensor3D)
+        .with({ op: "residual" }, (l) => {
+          const names = childNames(l.body)
+          const branch = l.body.reduce((h, child, i) => applyLayer(child, h, `${prefix}.${names[i]}`, layerIndex), x)
+          return tf.add(x, dropout(branch, l.dropout)) as tf.Tensor3D
+        })
+        .exhaustive()
+    }
+
+    const embedding = params["embed.tokens"] as tf.Tensor2D
+    let x = tf.gather(embedding, tokens.reshape([b * t])).reshape([b, t, spec.width]) as tf.Tensor3D
+    if (posenc.embed) x = posenc.embed(posView, x, spec.posenc, offset)
+    x = dropout(x, spec.dropout) as tf.Tensor3D
+    const blockLayers = spec.layers.block.layers
+    const names = blockChildNames(blockLayers)
+    for (let i = 0; i < spec.layers.n; i++) {
+      x = blockLayers.reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[j]}`, i), x)
+    }
+    const h = normModule(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([b * t, spec.width]) as tf.Tensor2D
+    const logits = spec.tied ? tf.matMul(h, embedding, false, true) : tf.matMul(h, params["head.weight"] as tf.Tensor2D)
+    if (cache) cache.length += t
+    return logits.reshape([b, t, spec.vocab]) as tf.Tensor3D
+  }
+
+  const loss = (params: ParamValues, batch: Batch, options: ForwardOptions = {}): tf.Scalar => {
+    const [b, t1] = batch.tokens.shape
+    const t = t1 - 1
+    const inputs = tf.slice(batch.tokens, [0, 0], [b, t])
+    const targets = tf.slice(batch.tokens, [0, 1], [b, t]).reshape([b * t]) as tf.Tensor1D
+    const logits = apply(params, inputs, options).reshape([b * t, spec.vocab]) as tf.Tensor2D
+    return crossEntropy(logits, targets, batch.mask.reshape([b * t]) as tf.Tensor1D)
+  }
+
+  return {
+    spec,
+    table,
+    counts: countParams(table),
+    flops: flopsPerToken(spec),
+    init: (seed) => initParams(table, seed),
+    apply,
+    loss,
+  }
+}

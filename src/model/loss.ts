@@ -1,0 +1,34 @@
+import * as tf from "@tensorflow/tfjs"
+
+/**
+ * Mean next-token cross-entropy over the positions whose weight is 1 (padding has weight 0).
+ * Written as one custom gradient, (softmax − onehot)·w/Σw, so the backward pass is a single
+ * elementwise expression over [N, V] instead of the chain of gradients of logSumExp and gather.
+ *
+ * logits [N, V] float32, targets [N] int32, weights [N] float32.
+ */
+export const crossEntropy = (logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D): tf.Scalar => {
+  const [n, v] = logits.shape
+  const f = tf.customGrad((x, save) => {
+    const input = x as tf.Tensor2D
+    const scale = tf.div(weights, tf.maximum(tf.sum(weights), 1)) as tf.Tensor1D
+    const lse = tf.logSumExp(input, 1)
+    const flat = tf.add(tf.mul(tf.range(0, n, 1, "int32"), tf.scalar(v, "int32")), targets)
+    const picked = tf.gather(input.reshape([n * v]), flat)
+    const value = tf.sum(tf.mul(tf.sub(lse, picked), scale)) as tf.Scalar
+    // The engine disposes everything the forward pass made except what is saved here.
+    ;(save as unknown as (saved: tf.Tensor[]) => void)([input, lse, scale, targets])
+    return {
+      value,
+      gradFunc: (dy, saved) => {
+        const [xs, l, w, ids] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D]
+        const probs = tf.exp(tf.sub(xs, l.reshape([n, 1])))
+        return tf.mul(tf.sub(probs, tf.oneHot(ids, v, 1, 0, "float32")), tf.mul(w, dy).reshape([n, 1]))
+      },
+    }
+  })
+  return f(logits) as tf.Scalar
+}
+
+/** Natural-log loss to bits per byte, given the split's average UTF-8 bytes per token. */
+export const bitsPerByte = (lossNats: number, bytesPerToken: number): number => lossNats / Math.LN2 / bytesPerToken

@@ -1,0 +1,20 @@
+import type { PosencKind } from "../model/kind.js"
+import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import { learned } from "./learned.js"
+import { none } from "./none.js"
+
+/** The position schemes, by tag. Registering a new one is one line here. */
+export const posencKinds = {
+  none,
+  learned,
+} as const
+
+export type PosencSpec = SpecOf<typeof posencKinds>
+export type PosencTag = keyof typeof posencKinds
+export type PosencOptions<K extends PosencTag> = Parameters<(typeof posencKinds)[K]["make"]>
+
+export const posenc = <K extends PosencTag>(kind: K, ...options: PosencOptions<K>): PosencSpec =>
+  (posencKinds[kind].make as (...o: PosencOptions<K>) => PosencSpec)(...options)
+
+export const PosencSchema = unionSchema(posencKinds)
+export const posencModule = (spec: PosencSpec) => moduleFor<PosencKind<PosencSpec>>(posencKinds, spec)

@@ -1,0 +1,105 @@
+/**
+ * A naive float64 implementation of the base decoder (pre-LayerNorm GPT-2 block, learned
+ * positions, dense causal attention, ReLU/GELU FFN), written with plain loops and
+ * independent of tfjs and of the interpreter, to check it against.
+ */
+export type Weights = Map<string, Float64Array>
+
+export interface RefConfig {
+  readonly vocab: number
+  readonly width: number
+  readonly heads: number
+  readonly layers: number
+  readonly hidden: number
+  readonly tied: boolean
+  readonly activation: "relu" | "gelu"
+}
+
+const erf = (x: number): number => {
+  // Abramowitz–Stegun 7.1.26 is only 1e-7 accurate; use the series/continued fraction instead.
+  const t = Math.abs(x)
+  if (t < 3) {
+    let sum = t
+    let term = t
+    for (let n = 1; n < 60; n++) {
+      term *= (-t * t) / n
+      sum += term / (2 * n + 1)
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum
+  }
+  let f = 0
+  for (let n = 60; n >= 1; n--) f = n / 2 / (t + f)
+  return Math.sign(x) * (1 - Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f))
+}
+
+const act = (kind: "relu" | "gelu", x: number): number => (kind === "relu" ? Math.max(0, x) : 0.5 * x * (1 + erf(x / Math.SQRT2)))
+
+/** y[t][j] = Σ_i x[t][i]·W[i][j] (+ b[j]). */
+const linear = (x: number[][], w: Float64Array, cols: number, b?: Float64Array): number[][] =>
+  x.map((row) =>
+    Array.from({ length: cols }, (_, j) => row.reduce((s, xi, i) => s + xi * w[i * cols + j]!, b ? b[j]! : 0)),
+  )
+
+const layerNorm = (x: number[][], g: Float64Array, b: Float64Array): number[][] =>
+  x.map((row) => {
+    const mean = row.reduce((s, v) => s + v, 0) / row.length
+    const variance = row.reduce((s, v) => s + (v - mean) ** 2, 0) / row.length
+    return row.map((v, i) => ((v - mean) / Math.sqrt(variance + 1e-5)) * g[i]! + b[i]!)
+  })
+
+const add = (a: number[][], b: number[][]): number[][] => a.map((r, i) => r.map((v, j) => v + b[i]![j]!))
+
+/** Logits [T][V] of one sequence. */
+export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<number>): number[][] => {
+  const W = (name: string): Float64Array => {
+    const v = w.get(name)
+    if (!v) throw new Error(`reference: missing ${name}`)
+    return v
+  }
+  const d = c.width
+  const dh = d / c.heads
+  const emb = W("embed.tokens")
+  const pos = W("posenc.table")
+  let x = tokens.map((tok, t) => Array.from({ length: d }, (_, i) => emb[tok * d + i]! + pos[t * d + i]!))
+  for (let l = 0; l < c.layers; l++) {
+    const p = `blocks.${l}`
+    const h = layerNorm(x, W(`${p}.0.norm.gain`), W(`${p}.0.norm.bias`))
+    const q = linear(h, W(`${p}.0.attention.wq`), d, W(`${p}.0.attention.bq`))
+    const k = linear(h, W(`${p}.0.attention.wk`), d, W(`${p}.0.attention.bk`))
+    const v = linear(h, W(`${p}.0.attention.wv`), d, W(`${p}.0.attention.bv`))
+    const attn = x.map(() => new Array<number>(d).fill(0))
+    for (let hd = 0; hd < c.heads; hd++) {
+      for (let t = 0; t < x.length; t++) {
+        const scores: number[] = []
+        for (let s = 0; s <= t; s++) {
+          let dot = 0
+          for (let i = 0; i < dh; i++) dot += q[t]![hd * dh + i]! * k[s]![hd * dh + i]!
+          scores.push(dot / Math.sqrt(dh))
+        }
+        const m = Math.max(...scores)
+        const e = scores.map((s) => Math.exp(s - m))
+        const z = e.reduce((a, b) => a + b, 0)
+        for (let s = 0; s <= t; s++) for (let i = 0; i < dh; i++) attn[t]![hd * dh + i]! += (e[s]! / z) * v[s]![hd * dh + i]!
+      }
+    }
+    x = add(x, linear(attn, W(`${p}.0.attention.wo`), d, W(`${p}.0.attention.bo`)))
+    const h2 = layerNorm(x, W(`${p}.1.norm.gain`), W(`${p}.1.norm.bias`))
+    const inner = linear(h2, W(`${p}.1.ffn.w_in`), c.hidden, W(`${p}.1.ffn.b_in`)).map((r) => r.map((u) => act(c.activation, u)))
+    x = add(x, linear(inner, W(`${p}.1.ffn.w_out`), d, W(`${p}.1.ffn.b_out`)))
+  }
+  const f = layerNorm(x, W("norm.gain"), W("norm.bias"))
+  if (c.tied) return f.map((row) => Array.from({ length: c.vocab }, (_, v) => row.reduce((s, xi, i) => s + xi * emb[v * d + i]!, 0)))
+  return linear(f, W("head.weight"), c.vocab)
+}
+
+/** Mean next-token cross-entropy of one sequence (tokens has T+1 entries). */
+export const referenceLoss = (c: RefConfig, w: Weights, tokens: ReadonlyArray<number>): number => {
+  const logits = referenceLogits(c, w, tokens.slice(0, -1))
+  return (
+    logits.reduce((s, row, t) => {
+      const m = Math.max(...row)
+      const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0))
+      return s + lse - row[tokens[t + 1]!]!
+    }, 0) / logits.length
+  )
+}
