@@ -147,10 +147,17 @@ const structuralIssues = (spec: DecoderSpec): Issue[] => {
   const dims = dimsOf(spec)
   const at = (path: Path, issues: ReadonlyArray<Issue> | undefined): Issue[] =>
     (issues ?? []).map((i) => ({ path: [...path, ...i.path], message: i.message }))
+  const posenc = posencModule(spec.posenc)
+  // Position options that depend on the head count are reported at the posenc, naming the attention.
+  const headIssues = (heads: number, path: Path): Issue[] =>
+    at(["posenc"], posenc.checkHeads?.(spec.posenc, heads, dims.width)).map((i) => ({
+      path: i.path,
+      message: `${i.message} (attention at ${formatPath(path)})`,
+    }))
   const layerIssues = (layer: Layer, path: Path): Issue[] => {
     switch (layer.op) {
       case "attention":
-        return at(path, attentionModule(layer).check?.(layer, dims))
+        return [...at(path, attentionModule(layer).check?.(layer, dims)), ...headIssues(layer.heads, path)]
       case "norm":
         return at(path, normModule(layer).check?.(layer, dims))
       case "ffn":
@@ -160,7 +167,7 @@ const structuralIssues = (spec: DecoderSpec): Issue[] => {
     }
   }
   return [
-    ...at(["posenc"], posencModule(spec.posenc).check?.(spec.posenc, dims)),
+    ...at(["posenc"], posenc.check?.(spec.posenc, dims)),
     ...spec.layers.block.layers.flatMap((l, i) => layerIssues(l, ["layers", "block", "layers", i])),
     ...at(["norm"], normModule(spec.norm).check?.(spec.norm, dims)),
   ]

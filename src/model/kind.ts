@@ -107,6 +107,11 @@ export interface PosencKind<S> extends KindModule<S> {
   readonly embed?: (p: ParamView, x: tf.Tensor3D, spec: S, offset: number) => tf.Tensor3D
   /** Hooks into attention, if the scheme acts there. */
   readonly hooks?: (p: ParamView, spec: S, dims: Dims) => PositionHooks
+  /**
+   * Options that depend on an attention layer's head count (which lives in the attention
+   * node, not in Dims); the decoder's checks call this once per attention node.
+   */
+  readonly checkHeads?: (spec: S, heads: number, width: number) => ReadonlyArray<Issue>
   /** Longest sequence the scheme can represent; undefined when unbounded. */
   readonly maxLength?: (spec: S, dims: Dims) => number | undefined
 }

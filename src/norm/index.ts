@@ -1,10 +1,12 @@
 import type { NormKind } from "../model/kind.js"
 import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
 import { layer } from "./layer.js"
+import { rms } from "./rms.js"
 
 /** The normalisation kinds, by tag. Registering a new one is one line here. */
 export const normKinds = {
   layer,
+  rms,
 } as const
 
 export type NormSpec = SpecOf<typeof normKinds>

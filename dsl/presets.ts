@@ -1,0 +1,37 @@
+import { attention, block, decoder, depth, ffn, norm, posenc } from "./combinators.js"
+import type { DecoderSpec } from "./nodes.js"
+
+export interface LlamaOptions {
+  readonly vocab: number
+  readonly width: number
+  readonly context: number
+  readonly layers: number
+  readonly heads: number
+  /** FFN width multiplier before the gated 2/3 reduction (llama: 4). */
+  readonly mult?: number
+  /** llama keeps the LM head separate from the embedding. */
+  readonly tied?: boolean
+}
+
+/**
+ * A llama-style decoder (Touvron et al. 2023): pre-norm blocks with RMSNorm, rotary
+ * positions, a SwiGLU FFN and no biases, and a final RMSNorm. Composed from the ordinary
+ * combinators, so every part can still be overridden or swept.
+ */
+export const llama = (o: LlamaOptions): DecoderSpec =>
+  decoder({
+    vocab: o.vocab,
+    width: o.width,
+    context: o.context,
+    posenc: posenc("rope"),
+    norm: norm("rms"),
+    tied: o.tied ?? false,
+    layers: depth(
+      o.layers,
+      block({
+        attention: attention("full", { heads: o.heads, bias: false }),
+        ffn: ffn("swiglu", { mult: o.mult ?? 4, bias: false }),
+        norm: norm("rms"),
+      }),
+    ),
+  })

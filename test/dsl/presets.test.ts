@@ -1,0 +1,40 @@
+import * as tf from "@tensorflow/tfjs"
+import { Result } from "effect"
+import { beforeAll, describe, expect, it } from "vitest"
+import { decodeSpec, llama, paramCounts, printSpec } from "../../dsl/index.js"
+import { compile } from "../../src/model/index.js"
+
+beforeAll(async () => {
+  await tf.setBackend("cpu")
+})
+
+describe("llama preset", () => {
+  const spec = llama({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4 })
+
+  it("is RMSNorm, RoPE and SwiGLU without biases, and round-trips through JSON", () => {
+    const r = decodeSpec(JSON.parse(JSON.stringify(spec)))
+    expect(Result.isSuccess(r) && r.success).toEqual(spec)
+    expect(spec.posenc).toEqual({ op: "posenc", kind: "rope", base: 10000 })
+    expect(spec.norm.kind).toBe("rms")
+    const [attn, mlp] = spec.layers.block.layers.map((l) => (l.op === "residual" ? l.body : []))
+    expect(attn!.map((l) => l.op === "norm" ? l.kind : l.op === "attention" && l.bias)).toEqual(["rms", false])
+    expect(mlp!.map((l) => l.op === "norm" ? l.kind : l.op === "ffn" && `${l.activation.kind} bias=${l.bias}`)).toEqual(["rms", "swiglu bias=false"])
+  })
+
+  it("counts its parameters in closed form", () => {
+    // Per block: 4·D² attention, 3·D·688 SwiGLU (2/3 of 4·256 rounded up to a multiple of 8), two RMS gains.
+    const D = 256
+    const perBlock = 4 * D * D + 3 * D * 688 + 2 * D
+    expect(paramCounts(spec)).toEqual({ total: 4096 * D + 4 * perBlock + D + D * 4096, embedding: 4096 * D, nonEmbedding: 4 * perBlock + D + D * 4096 })
+    expect(printSpec(spec)).toMatch(/ffn swiglu 256→688→256/)
+  })
+
+  it("runs forward", () => {
+    const m = compile(llama({ vocab: 50, width: 32, context: 16, layers: 2, heads: 4 }))
+    const p = m.init(1)
+    const logits = m.apply(p, tf.tensor2d([[1, 2, 3, 4, 5, 6]], [1, 6], "int32"))
+    expect(logits.shape).toEqual([1, 6, 50])
+    expect(logits.dataSync().every(Number.isFinite)).toBe(true)
+    tf.dispose([logits, ...Object.values(p)])
+  })
+})
