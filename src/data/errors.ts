@@ -1,0 +1,37 @@
+import { Data } from "effect"
+
+/** A data file is missing, unreadable or unwritable. */
+export class DataFileError extends Data.TaggedError("DataFileError")<{
+  readonly path: string
+  readonly message: string
+}> {}
+
+/** A data file's content is malformed; `message` names the file and the line or byte offset. */
+export class DataFormatError extends Data.TaggedError("DataFormatError")<{
+  readonly path: string
+  readonly line?: number
+  readonly byteOffset?: number
+  readonly message: string
+}> {}
+
+/** A download failed, was cut short beyond its retries, or did not match its size or checksum. */
+export class DownloadError extends Data.TaggedError("DownloadError")<{
+  readonly url: string
+  readonly path: string
+  readonly message: string
+}> {}
+
+/** Tokenizer training rejected its settings (e.g. a vocabulary size below 256). */
+export class TokenizerConfigError extends Data.TaggedError("TokenizerConfigError")<{
+  readonly message: string
+}> {}
+
+export type DataError = DataFileError | DataFormatError | DownloadError | TokenizerConfigError
+
+/** Maps a Node file-system error to a DataFileError that names the file. */
+export const fileError = (path: string, cause: unknown): DataFileError => {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code
+  const reason =
+    code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String((cause as Error)?.message ?? cause)
+  return new DataFileError({ path, message: `${path}: ${reason}` })
+}

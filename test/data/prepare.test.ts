@@ -1,0 +1,76 @@
+import { readdirSync, mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect } from "effect"
+import { describe, expect, it } from "vitest"
+import { prepareData } from "../../src/data/prepare.js"
+import { readStories } from "../../src/data/stories.js"
+
+const TRAIN = ["Once upon a time, a cat sat.", "The dog ran to the park. Café!", "A bird sang a song."]
+const VALID = ["The cat ran.", "A song for the dog. ☀"]
+const write = (dir: string, name: string, stories: string[]) =>
+  writeFileSync(join(dir, name), stories.map((s) => `${s}\n<|endoftext|>\n`).join(""))
+
+const tinyDataset = (): { dir: string; cache: string } => {
+  const dir = mkdtempSync(join(tmpdir(), "prepare-data-"))
+  write(dir, "train.txt", TRAIN)
+  write(dir, "valid.txt", VALID)
+  return { dir, cache: mkdtempSync(join(tmpdir(), "prepare-cache-")) }
+}
+const prepare = (o: { dir?: string; cache: string; vocabSize: number }) =>
+  prepareData({ vocabSize: o.vocabSize, cacheDir: o.cache, progress: false, ...(o.dir !== undefined ? { dir: o.dir } : {}) })
+
+describe("prepareData", () => {
+  it("encodes each split with <|endoftext|> after every story and reports bytes per token", async () => {
+    const { dir, cache } = tinyDataset()
+    const data = await Effect.runPromise(prepare({ dir, cache, vocabSize: 300 }))
+    const { tokenizer, train, valid } = data
+    expect(train.tokens).toBeInstanceOf(Uint16Array)
+    expect(tokenizer.decode(train.tokens)).toBe(TRAIN.map((s) => `${s}<|endoftext|>`).join(""))
+    expect(tokenizer.decode(valid.tokens)).toBe(VALID.map((s) => `${s}<|endoftext|>`).join(""))
+    expect(train.tokens.filter((t) => t === tokenizer.eotId)).toHaveLength(3)
+    // "The cat ran." is 12 bytes; "A song for the dog. ☀" is 20 + 3 (☀ is 3 bytes in UTF-8).
+    expect(valid.textBytes).toBe(35)
+    expect(valid.stories).toBe(2)
+    expect(valid.bytesPerToken).toBe(35 / valid.tokens.length)
+    expect(train.cached).toBe(false)
+  })
+
+  it("reuses the cached tokenizer and tokens, and re-keys when the data changes", async () => {
+    const { dir, cache } = tinyDataset()
+    const first = await Effect.runPromise(prepare({ dir, cache, vocabSize: 300 }))
+    const again = await Effect.runPromise(prepare({ dir, cache, vocabSize: 300 }))
+    expect(again.train.cached && again.valid.cached).toBe(true)
+    expect(again.tokenizer.toJSON()).toBe(first.tokenizer.toJSON())
+    expect(again.train.tokens).toEqual(first.train.tokens)
+    expect(again.valid.tokens).toEqual(first.valid.tokens)
+    expect(again.train.bytesPerToken).toBe(first.train.bytesPerToken)
+    expect(readdirSync(join(cache, "tokens")).filter((f) => f.includes(".tmp-"))).toEqual([])
+
+    write(dir, "train.txt", [...TRAIN, "One more story."])
+    const changed = await Effect.runPromise(prepare({ dir, cache, vocabSize: 300 }))
+    expect(changed.tokenizerPath).not.toBe(first.tokenizerPath)
+    expect(changed.train.cached).toBe(false)
+    expect(readdirSync(join(cache, "tokenizers"))).toHaveLength(2)
+  })
+
+  it("names a corrupt cache file, and rejects a vocab size below 256", async () => {
+    const { dir, cache } = tinyDataset()
+    const first = await Effect.runPromise(prepare({ dir, cache, vocabSize: 300 }))
+    writeFileSync(first.valid.cachePath, Buffer.from("TSTOKENS"))
+    const e = await Effect.runPromise(Effect.flip(prepare({ dir, cache, vocabSize: 300 })))
+    expect(e.message).toBe(`${first.valid.cachePath}: not a token file (bad header)`)
+    const small = await Effect.runPromise(Effect.flip(prepare({ dir, cache, vocabSize: 255 })))
+    expect(small._tag).toBe("TokenizerConfigError")
+    expect(small.message).toMatch(/vocabSize must be an integer in \[256, .*got 255/)
+  })
+
+  it("on the development data: valid bytes/token within 2% of Hugging Face's 2.67 at vocab 512", async () => {
+    const cache = mkdtempSync(join(tmpdir(), "prepare-cache-"))
+    const data = await Effect.runPromise(prepare({ cache, vocabSize: 512 }))
+    expect(Math.abs(data.valid.bytesPerToken - 2.67) / 2.67).toBeLessThan(0.02)
+    const stories = await Effect.runPromise(readStories(data.dataset.valid))
+    expect(data.tokenizer.decode(data.valid.tokens)).toBe(stories.map((s) => `${s}<|endoftext|>`).join(""))
+    expect(data.train.tokens.buffer).not.toBe(data.valid.tokens.buffer)
+  })
+})
