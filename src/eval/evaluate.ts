@@ -1,0 +1,52 @@
+import * as tf from "@tensorflow/tfjs"
+import type { Model, ParamValues } from "../model/compile.js"
+import { bitsPerByte } from "../model/loss.js"
+
+/** A batch as the data layer produces it: rows of context+1 tokens and a target mask. */
+export interface HostBatch {
+  readonly batch: number
+  readonly context: number
+  /** batch × (context+1) token ids, row-major. */
+  readonly tokens: Int32Array
+  /** batch × context; 1 where the target counts, 0 for padding. */
+  readonly mask: Float32Array
+}
+
+export interface Evaluation {
+  /** Mean cross-entropy per target token, in nats. */
+  readonly loss: number
+  /** Target tokens that counted. */
+  readonly tokens: number
+  readonly bpb: number
+}
+
+/**
+ * Validation loss over the given batches, weighting every counted target token equally
+ * (batches with padding weigh by their real token count, not per batch).
+ */
+export const evaluate = (
+  model: Model,
+  params: ParamValues,
+  batches: Iterable<HostBatch>,
+  bytesPerToken: number,
+  onBatch?: (tokensSoFar: number) => void,
+): Evaluation => {
+  let sum = 0
+  let count = 0
+  for (const b of batches) {
+    const n = b.mask.reduce((s, w) => s + w, 0)
+    if (n === 0) continue
+    const loss = tf.tidy(() =>
+      model.loss(params, {
+        tokens: tf.tensor2d(b.tokens, [b.batch, b.context + 1], "int32"),
+        mask: tf.tensor2d(b.mask, [b.batch, b.context], "float32"),
+      }).dataSync()[0]!,
+    )
+    sum += loss * n
+    count += n
+    onBatch?.(count)
+  }
+  if (count === 0) throw new Error("evaluate: no validation tokens to evaluate on")
+  const loss = sum / count
+  return { loss, tokens: count, bpb: bitsPerByte(loss, bytesPerToken) }
+}

@@ -1,0 +1,51 @@
+import * as tf from "@tensorflow/tfjs"
+import { posencModule } from "../posenc/index.js"
+import { dimsOf } from "../../dsl/decode.js"
+import { DecodeCache, type Model, type ParamValues } from "../model/compile.js"
+import type { Rng } from "../random/rng.js"
+import { sampleToken, type SamplingOptions } from "./sampling.js"
+
+/**
+ * Autoregressive sampling with a key/value cache: the prompt is run once, then each new
+ * token costs one position's forward pass. When the sequence reaches the longest length the
+ * position scheme supports, the cache restarts from the last half of the sequence.
+ */
+export interface GenerateOptions extends SamplingOptions {
+  /** New tokens to produce at most. */
+  readonly tokens: number
+  /** Stop after producing this token (e.g. <|endoftext|>). */
+  readonly stop?: number
+}
+
+const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache: DecodeCache): Float32Array =>
+  tf.tidy(() => {
+    const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), { cache })
+    return tf.slice(logits, [0, ids.length - 1, 0], [1, 1, model.spec.vocab]).dataSync() as Float32Array
+  })
+
+export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] => {
+  if (prompt.length === 0) throw new Error("generate: the prompt must have at least one token")
+  const limit = posencModule(model.spec.posenc).maxLength?.(model.spec.posenc, dimsOf(model.spec)) ?? model.spec.context
+  const keep = Math.max(1, Math.floor(limit / 2))
+  const cache = new DecodeCache()
+  try {
+    const ids = prompt.slice(-limit)
+    const out: number[] = []
+    let logits = lastLogits(model, params, ids, cache)
+    while (out.length < options.tokens) {
+      const next = sampleToken(logits, options, rng)
+      out.push(next)
+      ids.push(next)
+      if (next === options.stop || out.length === options.tokens) break
+      if (cache.length + 1 > limit) {
+        cache.dispose()
+        logits = lastLogits(model, params, ids.slice(-keep), cache)
+      } else {
+        logits = lastLogits(model, params, [next], cache)
+      }
+    }
+    return out
+  } finally {
+    cache.dispose()
+  }
+}

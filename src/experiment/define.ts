@@ -1,0 +1,150 @@
+import { Schema } from "effect"
+import type { DecoderSpec } from "../../dsl/nodes.js"
+import { NonNegativeInt, PositiveInt, PositiveNumber } from "../model/fields.js"
+import { LrSchedule } from "../train/schedule.js"
+
+/**
+ * What an experiment file exports: the model(s), data, budget, optimiser and intervals. Every
+ * field except the models is plain JSON with a Schema; the models are DSL specs. A run of
+ * one variant and one seed is a `RunSpec`, saved as the run's spec.json, from which the run
+ * can be replayed exactly.
+ */
+export const DataSchema = Schema.Struct({
+  source: Schema.Literal("tinystories"),
+  /** Byte-level BPE vocabulary size, special token included. */
+  tokenizer: Schema.Struct({ bpe: Schema.Int.check(Schema.isGreaterThanOrEqualTo(257)) }),
+  /** Also train on train-extra.txt (TinyStories V2, GPT-4 only). */
+  extra: Schema.Boolean,
+})
+export type DataConfig = typeof DataSchema.Type
+
+export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt }), Schema.Struct({ steps: PositiveInt })])
+export type Budget = typeof BudgetSchema.Type
+
+export const OptimizerSchema = Schema.Struct({
+  kind: Schema.Literal("adamw"),
+  lr: LrSchedule,
+  weightDecay: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  beta1: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1, exclusiveMaximum: true })),
+  beta2: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1, exclusiveMaximum: true })),
+  eps: PositiveNumber,
+  /** Global gradient-norm clip; 0 disables it. */
+  clip: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  /** Decay embeddings, norm gains and biases too (off by default, as in GPT-2/nanoGPT). */
+  decayAll: Schema.Boolean,
+})
+export type OptimizerConfig = typeof OptimizerSchema.Type
+
+export const SampleSchema = Schema.Struct({
+  prompt: Schema.String,
+  tokens: PositiveInt,
+  temperature: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  topK: NonNegativeInt,
+  topP: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1, exclusiveMinimum: true })),
+})
+export type SampleConfig = typeof SampleSchema.Type
+
+/** Everything that shapes one run except the model; shared by all variants and seeds. */
+export const TrainingSchema = Schema.Struct({
+  data: DataSchema,
+  budget: BudgetSchema,
+  /** Sequences per micro-batch. */
+  batch: PositiveInt,
+  /** Micro-batches per optimiser step. */
+  accumulate: PositiveInt,
+  optimizer: OptimizerSchema,
+  eval: Schema.Struct({ every: PositiveInt, tokens: PositiveInt }),
+  checkpoint: Schema.Struct({ every: PositiveInt }),
+  sample: SampleSchema,
+})
+export type TrainingConfig = typeof TrainingSchema.Type
+
+export interface Experiment {
+  readonly description: string
+  /** One model, or named variants (e.g. from `sweep`). */
+  readonly models: DecoderSpec | Readonly<Record<string, DecoderSpec>>
+  readonly training: TrainingConfig
+  readonly seeds: ReadonlyArray<number>
+}
+
+export const tinystories = (o: { tokenizer: { bpe: number }; extra?: boolean }): DataConfig => ({
+  source: "tinystories",
+  tokenizer: o.tokenizer,
+  extra: o.extra ?? false,
+})
+
+export const adamw = (o: {
+  lr: LrSchedule
+  weightDecay?: number
+  betas?: readonly [number, number]
+  eps?: number
+  clip?: number
+  decayAll?: boolean
+}): OptimizerConfig => ({
+  kind: "adamw",
+  lr: o.lr,
+  weightDecay: o.weightDecay ?? 0.1,
+  beta1: o.betas?.[0] ?? 0.9,
+  beta2: o.betas?.[1] ?? 0.95,
+  eps: o.eps ?? 1e-8,
+  clip: o.clip ?? 1,
+  decayAll: o.decayAll ?? false,
+})
+
+export interface ExperimentOptions {
+  readonly description: string
+  readonly models: Experiment["models"]
+  readonly data: DataConfig
+  readonly budget: Budget
+  readonly optimizer: OptimizerConfig
+  readonly batch?: number
+  readonly accumulate?: number
+  readonly eval?: { readonly every?: number; readonly tokens?: number }
+  readonly checkpoint?: { readonly every?: number }
+  readonly sample?: Partial<SampleConfig>
+  readonly seeds?: ReadonlyArray<number>
+}
+
+export const experiment = (o: ExperimentOptions): Experiment => ({
+  description: o.description,
+  models: o.models,
+  seeds: o.seeds ?? [1],
+  training: {
+    data: o.data,
+    budget: o.budget,
+    batch: o.batch ?? 16,
+    accumulate: o.accumulate ?? 1,
+    optimizer: o.optimizer,
+    eval: { every: o.eval?.every ?? 500, tokens: o.eval?.tokens ?? 65_536 },
+    checkpoint: { every: o.checkpoint?.every ?? 500 },
+    sample: {
+      prompt: o.sample?.prompt ?? "Once upon a time",
+      tokens: o.sample?.tokens ?? 200,
+      temperature: o.sample?.temperature ?? 0.8,
+      topK: o.sample?.topK ?? 40,
+      topP: o.sample?.topP ?? 0.95,
+    },
+  },
+})
+
+/** One variant at one seed: the content of a run's spec.json. */
+export const RunSpecSchema = Schema.Struct({
+  format: Schema.Literal(1),
+  experiment: Schema.String,
+  variant: Schema.String,
+  seed: Schema.Int,
+  /** Decoded separately with `decodeSpec`, whose errors name the path inside the model. */
+  model: Schema.Unknown,
+  training: TrainingSchema,
+})
+export interface RunSpec {
+  readonly format: 1
+  readonly experiment: string
+  readonly variant: string
+  readonly seed: number
+  readonly model: DecoderSpec
+  readonly training: TrainingConfig
+}
+
+export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, DecoderSpec>> =>
+  !("op" in models && (models as { op?: unknown }).op === "decoder")

@@ -1,0 +1,131 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { basename, extname, join, resolve } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
+import { decodeSpec, formatPath } from "../../dsl/decode.js"
+import type { DecoderSpec } from "../../dsl/nodes.js"
+import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
+
+/**
+ * Finding an experiment (by name in experiments/, or a saved spec.json) and turning it into
+ * the list of runs it asks for, with every check done before any data is read.
+ */
+export class ExperimentError extends Data.TaggedError("ExperimentError")<{ readonly source: string; readonly problem: string }> {
+  override get message(): string {
+    return `${this.source}: ${this.problem}`
+  }
+}
+
+export const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)))
+export const experimentsDir = join(repoRoot, "experiments")
+
+export interface Loaded {
+  readonly name: string
+  readonly source: string
+  /** Present for an experiment file; a spec.json replays exactly one run instead. */
+  readonly experiment?: Experiment
+  readonly replay?: RunSpec
+}
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const schemaProblems = <T>(schema: Schema.Codec<T, any>, input: unknown, prefix: ReadonlyArray<string | number>): { value?: T; problems: string[] } => {
+  const r = Schema.decodeUnknownResult(schema)(input, { errors: "all", onExcessProperty: "error" })
+  if (Result.isSuccess(r)) return { value: r.success, problems: [] }
+  return {
+    problems: formatter(r.failure.issue).issues.map(
+      (i) => `at ${formatPath([...prefix, ...(i.path ?? []).map((k) => (typeof k === "number" ? k : String(k)))])}: ${i.message}`,
+    ),
+  }
+}
+
+const modelProblems = (model: unknown, prefix: ReadonlyArray<string | number>): { value?: DecoderSpec; problems: string[] } => {
+  const r = decodeSpec(model)
+  if (Result.isSuccess(r)) return { value: r.success, problems: [] }
+  return { problems: r.failure.issues.map((i) => `at ${formatPath([...prefix, ...i.path])}: ${i.message}`) }
+}
+
+export const listExperiments = (): string[] =>
+  existsSync(experimentsDir)
+    ? readdirSync(experimentsDir).filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort()
+    : []
+
+export const loadExperiment = (target: string): Effect.Effect<Loaded, ExperimentError> =>
+  Effect.gen(function* () {
+    if (extname(target) === ".json") {
+      const source = resolve(target)
+      const raw = yield* Effect.try({
+        try: () => JSON.parse(readFileSync(source, "utf8")) as unknown,
+        catch: (e) => new ExperimentError({ source, problem: `cannot read a run spec: ${(e as Error).message}` }),
+      })
+      const top = schemaProblems(RunSpecSchema, raw, [])
+      const model = modelProblems((raw as { model?: unknown })?.model, ["model"])
+      const problems = [...top.problems, ...(top.value ? model.problems : [])]
+      if (problems.length > 0 || !top.value || !model.value) return yield* new ExperimentError({ source, problem: `invalid run spec\n${problems.join("\n")}` })
+      const replay: RunSpec = { ...top.value, model: model.value }
+      return { name: replay.experiment, source, replay }
+    }
+    const source = join(experimentsDir, `${target}.ts`)
+    if (!/^[\w-]+$/.test(target) || !existsSync(source)) {
+      const known = listExperiments()
+      return yield* new ExperimentError({
+        source: target,
+        problem: `no such experiment; expected one of ${known.join(", ") || "(none)"} in experiments/, or a path to a run's spec.json`,
+      })
+    }
+    const module = yield* Effect.tryPromise({
+      try: () => import(pathToFileURL(source).href) as Promise<{ default?: Experiment }>,
+      catch: (e) => new ExperimentError({ source, problem: `failed to load: ${(e as Error).message}` }),
+    })
+    const exp = module.default
+    if (exp === undefined || typeof exp !== "object" || !("models" in exp) || !("training" in exp)) {
+      return yield* new ExperimentError({ source, problem: "expected `export default experiment({...})`" })
+    }
+    return { name: target, source, experiment: exp }
+  })
+
+export interface Overrides {
+  readonly steps?: number
+  readonly tokens?: number
+  readonly seed?: number
+  readonly variant?: string
+  readonly checkpointEvery?: number
+}
+
+const withOverrides = (t: TrainingConfig, o: Overrides): TrainingConfig => ({
+  ...t,
+  budget: o.steps !== undefined ? { steps: o.steps } : o.tokens !== undefined ? { tokens: o.tokens } : t.budget,
+  checkpoint: o.checkpointEvery !== undefined ? { every: o.checkpointEvery } : t.checkpoint,
+})
+
+/** The runs an experiment asks for (variants × seeds), each checked in full. */
+export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<ReadonlyArray<RunSpec>, ExperimentError> =>
+  Effect.gen(function* () {
+    const fail = (problems: ReadonlyArray<string>) => new ExperimentError({ source: loaded.source, problem: `invalid experiment\n${problems.join("\n")}` })
+    if (loaded.replay) {
+      const r = loaded.replay
+      if (o.variant !== undefined && o.variant !== r.variant) return yield* fail([`--variant ${o.variant}: this spec.json is variant "${r.variant}"`])
+      return [{ ...r, seed: o.seed ?? r.seed, training: withOverrides(r.training, o) }]
+    }
+    const exp = loaded.experiment!
+    const variants: Record<string, unknown> = isVariantRecord(exp.models) ? { ...exp.models } : { base: exp.models }
+    const names = Object.keys(variants)
+    if (o.variant !== undefined && !names.includes(o.variant)) return yield* fail([`--variant ${o.variant}: no such variant; expected one of ${names.join(", ")}`])
+    const training = schemaProblems(TrainingSchema, withOverrides(exp.training, o), ["training"])
+    const models = names.map((n) => modelProblems(variants[n], isVariantRecord(exp.models) ? ["models", n] : ["models"]))
+    const seeds = o.seed !== undefined ? [o.seed] : exp.seeds
+    const problems = [
+      ...training.problems,
+      ...models.flatMap((m) => m.problems),
+      ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
+    ]
+    const vocab = exp.training.data?.tokenizer?.bpe
+    models.forEach((m, i) => {
+      if (m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
+    })
+    if (problems.length > 0 || !training.value) return yield* fail(problems)
+    const chosen = o.variant !== undefined ? [o.variant] : names
+    return chosen.flatMap((variant) =>
+      seeds.map((seed): RunSpec => ({ format: 1, experiment: loaded.name, variant, seed, model: models[names.indexOf(variant)]!.value!, training: training.value! })),
+    )
+  })

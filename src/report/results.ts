@@ -1,0 +1,51 @@
+import { formatCount } from "../../dsl/print.js"
+
+/** The figures of one finished run that a results table needs (a subset of summary.json). */
+export interface RunResult {
+  readonly variant: string
+  readonly seed: number
+  readonly valLoss: number
+  readonly valBpb: number
+  readonly tokensPerSecond: number
+  readonly tokensTrained: number
+  readonly params: { readonly total: number; readonly nonEmbedding: number }
+  readonly extra?: Readonly<Record<string, number>>
+}
+
+/** Mean and sample standard deviation (0 for a single value). */
+export const meanStd = (xs: ReadonlyArray<number>): { mean: number; std: number } => {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length
+  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0
+  return { mean, std }
+}
+
+const pm = (xs: ReadonlyArray<number>, digits: number): string => {
+  const { mean, std } = meanStd(xs)
+  return xs.length > 1 ? `${mean.toFixed(digits)} ± ${std.toFixed(digits)}` : mean.toFixed(digits)
+}
+
+/**
+ * A Markdown table with one row per variant: parameters, then validation loss and bits per
+ * byte as mean ± standard deviation over seeds, and training throughput.
+ */
+export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
+  const variants = [...new Set(results.map((r) => r.variant))]
+  const extraKeys = [...new Set(results.flatMap((r) => Object.keys(r.extra ?? {})))]
+  const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...extraKeys, "tokens/s"]
+  const rows = variants.map((v) => {
+    const rs = results.filter((r) => r.variant === v)
+    const first = rs[0]!
+    return [
+      v,
+      String(rs.length),
+      `${formatCount(first.params.total)} / ${formatCount(first.params.nonEmbedding)}`,
+      formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
+      pm(rs.map((r) => r.valLoss), 4),
+      pm(rs.map((r) => r.valBpb), 4),
+      ...extraKeys.map((k) => pm(rs.map((r) => r.extra?.[k] ?? Number.NaN), 4)),
+      Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
+    ]
+  })
+  const line = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n")
+}

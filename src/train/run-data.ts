@@ -1,0 +1,36 @@
+import type { HostBatch } from "../eval/evaluate.js"
+
+/**
+ * What a training run needs from the data layer, whatever produced it: the TinyStories
+ * pipeline for real runs, small synthetic corpora in tests.
+ */
+export interface RunTokenizer {
+  readonly encode: (text: string) => ArrayLike<number>
+  readonly decode: (ids: ArrayLike<number>) => string
+  readonly vocabSize: number
+  /** Id of <|endoftext|>, which ends a sampled story. */
+  readonly eotId: number
+  /** Identity of the trained vocabulary, recorded in results. */
+  readonly hash: string
+  /** e.g. "byte-level BPE 4096". */
+  readonly name: string
+  /** Hugging Face tokenizer.json, saved with the run so eval and generate need no data. */
+  readonly json: () => string
+}
+
+/** A resumable stream of training batches; its cursor is plain JSON. */
+export interface TrainStream {
+  readonly next: () => HostBatch
+  readonly cursor: () => unknown
+}
+
+export interface RunData {
+  readonly tokenizer: RunTokenizer
+  /** Average UTF-8 bytes per token of each split, to report bits per byte. */
+  readonly bytesPerToken: { readonly train: number; readonly valid: number }
+  readonly tokens: { readonly train: number; readonly valid: number }
+  /** Seeded shuffled windows; `cursor` (from a checkpoint) resumes exactly where it left off. */
+  readonly trainStream: (batch: number, context: number, seed: number, cursor?: unknown) => TrainStream
+  /** The first `tokens` validation targets in fixed, non-shuffled windows. */
+  readonly validBatches: (batch: number, context: number, tokens: number) => Iterable<HostBatch>
+}

@@ -1,0 +1,123 @@
+import * as tf from "@tensorflow/tfjs"
+import { NodeServices } from "@effect/platform-node"
+import { Effect, Exit, Layer } from "effect"
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { beforeAll, describe, expect, it } from "vitest"
+import { ProgressSink } from "../../src/report/progress.js"
+import { type RunOptions, trainRun } from "../../src/train/run.js"
+import type { RunData } from "../../src/train/run-data.js"
+import type { RunSpec } from "../../src/experiment/define.js"
+import { syntheticData, tinyRun } from "./fixtures.js"
+
+beforeAll(async () => {
+  await tf.setBackend("cpu")
+})
+
+const quiet = Layer.succeed(ProgressSink, { isTTY: false, columns: () => 80, write: () => {}, now: () => performance.now() })
+const options = (out: string, fresh = false): RunOptions => ({ out, fresh, backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" })
+const runIn = (run: RunSpec, data: RunData, opts: RunOptions) =>
+  Effect.runPromiseExit(Effect.scoped(trainRun(run, data, opts)).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))))
+const tmp = () => mkdtempSync(join(tmpdir(), "run-test-"))
+const bytes = (dir: string, file: string) => readFileSync(join(dir, "checkpoint", file))
+const errorOf = (exit: Exit.Exit<unknown, { message: string }>): string => {
+  if (Exit.isSuccess(exit)) throw new Error("expected the run to fail")
+  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+  return failure && "error" in failure ? (failure.error as { message: string }).message : String(exit.cause)
+}
+
+/** Data whose stream throws after `n` batches: a crash in the middle of a run. */
+const crashingAfter = (data: RunData, n: number): RunData => ({
+  ...data,
+  trainStream: (b, c, s, cursor) => {
+    const inner = data.trainStream(b, c, s, cursor)
+    let served = 0
+    return {
+      next: () => {
+        if (served++ === n) throw new Error("simulated crash")
+        return inner.next()
+      },
+      cursor: inner.cursor,
+    }
+  },
+})
+
+describe("training run", () => {
+  it("resumes exactly: a crash after a checkpoint, then a resume, ends byte-identical to an uninterrupted run", async () => {
+    const run = tinyRun({ steps: 8, every: 4, dropout: 0.1 })
+    const straight = tmp()
+    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(straight)))).toBe(true)
+    const resumed = tmp()
+    // 2 micro-batches per step: the stream fails in the middle of step 6, after the checkpoint
+    // at step 4; the run saves step 5 as it stops.
+    const crashed = await runIn(run, crashingAfter(syntheticData(), 11), options(resumed))
+    expect(errorOf(crashed as never)).toMatch(/simulated crash/)
+    const state = JSON.parse(readFileSync(join(resumed, "checkpoint", "state.json"), "utf8"))
+    expect(state.step).toBe(5)
+    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(resumed)))).toBe(true)
+    expect(bytes(resumed, "model.safetensors").equals(bytes(straight, "model.safetensors"))).toBe(true)
+    expect(bytes(resumed, "optimizer.safetensors").equals(bytes(straight, "optimizer.safetensors"))).toBe(true)
+    const rows = (dir: string) => readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+    expect(rows(resumed).map((r) => [r.step, r.loss])).toEqual(rows(straight).map((r) => [r.step, r.loss]))
+  })
+
+  it("keeps the tensor count flat over hundreds of steps with evaluations", async () => {
+    const out = tmp()
+    const before = tf.memory().numTensors
+    const exit = await runIn(tinyRun({ steps: 200, evalEvery: 25, every: 100 }), syntheticData(), options(out))
+    expect(Exit.isSuccess(exit)).toBe(true)
+    const rows = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+    expect(rows).toHaveLength(200)
+    expect(rows.filter((r) => r.valLoss !== undefined)).toHaveLength(8)
+    expect(new Set(rows.map((r) => r.tensors)).size).toBe(1)
+    expect(tf.memory().numTensors).toBe(before)
+    // It learned something: the lexicon makes the corpus far more predictable than uniform (ln 17 ≈ 2.83).
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"))
+    expect(summary.valLoss).toBeLessThan(2.0)
+    expect(summary.params.total).toBeGreaterThan(0)
+    expect(summary.sample.startsWith("abc")).toBe(true)
+  })
+
+  it("stops on a non-finite loss and keeps the last good checkpoint", async () => {
+    const out = tmp()
+    const exit = await runIn(tinyRun({ steps: 20, lr: 1e30, every: 1 }), syntheticData(), options(out))
+    const message = errorOf(exit as never)
+    expect(message).toMatch(/the loss became (NaN|Infinity|-Infinity) .*at step \d+; the run stopped\. The last good checkpoint \(step \d+\) is kept/)
+    const failedAt = Number(/at step (\d+)/.exec(message)![1])
+    const state = JSON.parse(readFileSync(join(out, "checkpoint", "state.json"), "utf8"))
+    expect(state.step).toBe(failedAt - 1)
+    expect(existsSync(join(out, "summary.json"))).toBe(false)
+  })
+
+  it("refuses a checkpoint of a different spec and leaves the run untouched", async () => {
+    const out = tmp()
+    expect(Exit.isSuccess(await runIn(tinyRun({ steps: 3, every: 1 }), syntheticData(), options(out)))).toBe(true)
+    const model = bytes(out, "model.safetensors")
+    const spec = readFileSync(join(out, "spec.json"))
+    const exit = await runIn(tinyRun({ steps: 3, every: 1, lr: 0.5 }), syntheticData(), options(out))
+    expect(errorOf(exit as never)).toMatch(/holds a checkpoint of a different run[\s\S]*training\.optimizer\.lr|optimizer\.lr[\s\S]*--fresh/)
+    expect(bytes(out, "model.safetensors").equals(model)).toBe(true)
+    expect(readFileSync(join(out, "spec.json")).equals(spec)).toBe(true)
+  })
+
+  it("reports a corrupt checkpoint by file and keeps it", async () => {
+    const out = tmp()
+    expect(Exit.isSuccess(await runIn(tinyRun({ steps: 2, every: 1 }), syntheticData(), options(out)))).toBe(true)
+    const file = join(out, "checkpoint", "model.safetensors")
+    const corrupt = Buffer.from(readFileSync(file))
+    corrupt[corrupt.length - 1] ^= 0xff
+    writeFileSync(file, corrupt)
+    const exit = await runIn(tinyRun({ steps: 4, every: 1 }), syntheticData(), options(out))
+    expect(errorOf(exit as never)).toMatch(/model\.safetensors.*sha256/)
+    expect(readFileSync(file).equals(corrupt)).toBe(true)
+  })
+
+  it("fails before training when the output directory cannot be written", async () => {
+    const file = join(tmp(), "a-file")
+    writeFileSync(file, "x")
+    const exit = await runIn(tinyRun({ steps: 2 }), syntheticData(), options(join(file, "run")))
+    expect(errorOf(exit as never)).toMatch(/cannot write to the output directory .*a-file\/run/)
+    expect(statSync(file).size).toBe(1)
+  })
+})
