@@ -14,8 +14,8 @@ export default experiment({
   budget: { steps: 60 },
   batch: 8,
   optimizer: adamw({ lr: cosine({ peak: 3e-3, warmup: 10, floor: 3e-4 }) }),
-  eval: { every: 30, tokens: 8192 },
+  eval: { every: 30, tokens: 4096 },
   checkpoint: { every: 20 },
-  sample: { tokens: 40 },
+  sample: { tokens: 24 },
   seeds: [1],
 })

@@ -4,8 +4,9 @@ import { Argument, Command, Flag } from "effect/cli"
 import { printSpec } from "../../dsl/print.js"
 import { selectBackend } from "../backend/select.js"
 import { loadRunData } from "../experiment/data.js"
-import { isVariantRecord } from "../experiment/define.js"
-import { expandRuns, listExperiments, loadExperiment, repoRoot } from "../experiment/load.js"
+import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
+import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
+import { repoRoot } from "../io/paths.js"
 import { resultsTable } from "../report/results.js"
 import { ProgressSink } from "../report/progress.js"
 import { type Summary, trainRun } from "../train/run.js"
@@ -55,12 +56,14 @@ const command = Command.make(
       }
       const manyVariants = loaded.experiment ? isVariantRecord(loaded.experiment.models) : false
       const manySeeds = new Set(runs.map((r) => r.seed)).size > 1 || (loaded.experiment?.seeds.length ?? 1) > 1
-      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(repoRoot, "runs", loaded.name)
+      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(repoRoot(), "runs", loaded.name)
       const backend = yield* Effect.promise(() => selectBackend(Option.getOrUndefined(a.backend)))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       const data = yield* loadRunData(runs[0]!.training.data)
       const summaries: Summary[] = []
-      for (const run of runs) {
+      yield* Console.error(`tokenizer: ${data.tokenizer.name}`)
+      for (const requested of runs) {
+        const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
         const out = join(base, ...(manyVariants ? [run.variant] : []), ...(manySeeds ? [`seed${run.seed}`] : []))
         const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)

@@ -1,20 +1,21 @@
-import { Effect } from "effect"
+import { Effect, type FileSystem, type Path } from "effect"
 import { Batcher, type BatchCursor, evalBatches } from "../data/batcher.js"
 import type { DataError } from "../data/errors.js"
 import { prepareData } from "../data/prepare.js"
 import type { TokenArray } from "../data/token-file.js"
+import type { ProgressSink } from "../report/progress.js"
 import type { Tokenizer } from "../tokenizer/tokenizer.js"
 import type { RunData, RunTokenizer } from "../train/run-data.js"
 import type { DataConfig } from "./define.js"
 
-/** The run-facing view of a tokenizer. */
-export const runTokenizer = (t: Tokenizer): RunTokenizer => ({
+/** The run-facing view of a tokenizer trained for `requested` (Hugging Face counting: merges + seen bytes + specials). */
+export const runTokenizer = (t: Tokenizer, requested: number): RunTokenizer => ({
   encode: (s) => t.encode(s),
   decode: (ids) => t.decode(ids),
   vocabSize: t.vocabSize,
   eotId: t.eotId,
   hash: t.hash,
-  name: `byte-level BPE ${t.vocabSize}`,
+  name: `byte-level BPE ${requested} (${t.vocabSize} ids with all 256 bytes)`,
   json: () => t.toJSON(),
 })
 
@@ -44,7 +45,7 @@ export const tokenRunData = (
 })
 
 /** TinyStories, tokenized with the experiment's BPE (both cached after the first run). */
-export const loadRunData = (config: DataConfig): Effect.Effect<RunData, DataError> =>
+export const loadRunData = (config: DataConfig): Effect.Effect<RunData, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
   Effect.map(prepareData({ vocabSize: config.tokenizer.bpe, extra: config.extra }), (p) =>
-    tokenRunData(runTokenizer(p.tokenizer), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }),
+    tokenRunData(runTokenizer(p.tokenizer, config.tokenizer.bpe), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }),
   )

@@ -148,3 +148,12 @@ export interface RunSpec {
 
 export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, DecoderSpec>> =>
   !("op" in models && (models as { op?: unknown }).op === "decoder")
+
+/**
+ * An experiment's model names its vocabulary by the BPE size it asks for (`vocab: 4096` with
+ * `tokenizer: { bpe: 4096 }`). The tokenizer counts like Hugging Face's trainer (merges, the
+ * bytes seen in training, specials) and then adds the unseen bytes so no input is lost, so it
+ * has a few more ids; the run's model, and its spec.json, use that real size.
+ */
+export const withTokenizerVocab = (run: RunSpec, vocabSize: number): RunSpec =>
+  run.model.vocab === vocabSize ? run : { ...run, model: { ...run.model, vocab: vocabSize } }

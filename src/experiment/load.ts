@@ -1,9 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { basename, extname, join, resolve } from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { pathToFileURL } from "node:url"
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
+import { repoRoot } from "../io/paths.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
 
 /**
@@ -16,8 +17,7 @@ export class ExperimentError extends Data.TaggedError("ExperimentError")<{ reado
   }
 }
 
-export const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)))
-export const experimentsDir = join(repoRoot, "experiments")
+export const experimentsDir = join(repoRoot(), "experiments")
 
 export interface Loaded {
   readonly name: string

@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { Rng } from "../../src/random/rng.js"
+
+/**
+ * The exp command as a user runs it, in its own process: real TinyStories development data,
+ * the smoke experiment's tiny model, and real signals.
+ */
+const root = join(import.meta.dirname, "../..")
+const tmp = () => mkdtempSync(join(tmpdir(), "exp-cli-"))
+
+interface Done {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stderr: string
+  readonly stdout: string
+}
+
+const command = (script: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Done> } => {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { cwd: root, env: { ...process.env, ...env } })
+  let stderr = ""
+  let stdout = ""
+  child.stderr!.on("data", (d) => (stderr += d))
+  child.stdout!.on("data", (d) => (stdout += d))
+  const done = new Promise<Done>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stderr, stdout })))
+  return { child, done }
+}
+const start = (args: string[], env?: Record<string, string>) => command("src/cli/exp.ts", args, env)
+const exp = (args: string[], env?: Record<string, string>) => start(args, env).done
+
+const stepOf = (dir: string): number | undefined => {
+  const file = join(dir, "checkpoint", "state.json")
+  try {
+    return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { step: number }).step : undefined
+  } catch {
+    return undefined
+  }
+}
+const waitFor = async (cond: () => boolean, ms = 120_000): Promise<void> => {
+  const until = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > until) throw new Error("timed out waiting")
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
+
+describe("npm run exp", { timeout: 300_000 }, () => {
+  it("resumes after SIGKILL to byte-identical weights and optimiser state", async () => {
+    const args = ["smoke", "--steps", "12", "--checkpoint-every", "4"]
+    const straight = tmp()
+    const a = await exp([...args, "--out", straight])
+    expect(a.code, a.stderr).toBe(0)
+
+    const killed = tmp()
+    const run = start([...args, "--out", killed])
+    await waitFor(() => (stepOf(killed) ?? 0) >= 4)
+    // A random moment after the first checkpoint.
+    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(400)))
+    run.child.kill("SIGKILL")
+    const k = await run.done
+    expect(k.signal).toBe("SIGKILL")
+    const resumed = await exp([...args, "--out", killed])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(file(killed, "model.safetensors").equals(file(straight, "model.safetensors"))).toBe(true)
+    expect(file(killed, "optimizer.safetensors").equals(file(straight, "optimizer.safetensors"))).toBe(true)
+    const summary = JSON.parse(readFileSync(join(killed, "summary.json"), "utf8"))
+    expect(summary.steps).toBe(12)
+    expect(summary.tokenizer).toMatch(/byte-level BPE 512/)
+  })
+
+  it("saves a loadable checkpoint on SIGINT, says how to resume, and exits cleanly", async () => {
+    const out = tmp()
+    const run = start(["smoke", "--steps", "400", "--checkpoint-every", "1000", "--out", out])
+    await waitFor(() => run.child.exitCode === null && existsSync(join(out, "metrics.jsonl")) && readFileSync(join(out, "metrics.jsonl"), "utf8").split("\n").length > 3)
+    run.child.kill("SIGINT")
+    const r = await run.done
+    expect(r.stderr).toMatch(/Stopped at step (\d+)\/400; checkpoint saved in .*checkpoint\.\nResume with: npm run exp smoke -- --steps 400 --checkpoint-every 1000 --out /)
+    expect(r.stderr).not.toMatch(/at .*\.ts:\d+/)
+    const stopped = Number(/Stopped at step (\d+)/.exec(r.stderr)![1])
+    expect(stepOf(out)).toBe(stopped)
+    expect(r.code === 130 || r.code === 0 || r.signal === "SIGINT").toBe(true)
+    // The checkpoint loads: the eval command evaluates it.
+    const evaluated = await command("src/cli/eval.ts", [out, "--tokens", "512"]).done
+    expect(evaluated.code, evaluated.stderr).toBe(0)
+    const figures = JSON.parse(evaluated.stdout)
+    expect(figures.step).toBe(stopped)
+    expect(figures.tokens).toBe(512)
+    expect(figures.valLoss).toBeGreaterThan(0)
+    expect(figures.valBpb).toBeCloseTo(figures.valLoss / Math.LN2 / figures.bytesPerToken, 10)
+  })
+
+  const failures: Array<[string, () => { args: string[]; env?: Record<string, string> }, RegExp]> = [
+    ["an unknown experiment", () => ({ args: ["no-such-experiment"] }), /no-such-experiment: no such experiment; expected one of .*base.*smoke/],
+    [
+      "a spec.json with a bad model",
+      () => {
+        const spec = JSON.parse(readFileSync(join(root, "test/cli/fixtures/smoke-spec.json"), "utf8"))
+        spec.model.layers.block.layers[0].body[1].heads = 3
+        const path = join(tmp(), "spec.json")
+        writeFileSync(path, JSON.stringify(spec))
+        return { args: [path] }
+      },
+      /invalid run spec\nat \["model","layers","block","layers",0,"body",1,"heads"\]: 3 does not divide width 32/,
+    ],
+    ["an unreadable data directory", () => ({ args: ["smoke", "--out", tmp()], env: { TINYSTORIES_DIR: "/nonexistent/tinystories" } }), /\/nonexistent\/tinystories/],
+    [
+      "an output directory that cannot be created",
+      () => {
+        const f = join(tmp(), "plain-file")
+        writeFileSync(f, "")
+        return { args: ["smoke", "--out", join(f, "run")] }
+      },
+      /cannot write to the output directory .*plain-file\/run/,
+    ],
+  ]
+
+  it.each(failures)("rejects %s with one clear message and a non-zero exit", async (_name, setup, expected) => {
+    const { args, env } = setup()
+    const r = await exp(args, env)
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(expected)
+    expect(r.stderr).not.toMatch(/\n\s+at .*:\d+:\d+/)
+  })
+})
