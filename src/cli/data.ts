@@ -6,10 +6,12 @@
  */
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import { Effect } from "effect"
+import { NodeServices } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
 import { downloadFile, HF_DATASET_URL, OFFICIAL_FILES } from "../data/download.js"
 import { downloadDir } from "../data/paths.js"
 import { prepareData } from "../data/prepare.js"
+import { ProgressSink } from "../report/progress.js"
 
 const usage = `usage:
   npm run data -- download [--extra] [--json-shards] [--cache DIR] [--base-url URL]
@@ -81,7 +83,7 @@ if (command === undefined) {
   console.error(usage)
   process.exit(2)
 }
-const exit = await Effect.runPromiseExit(command)
+const exit = await Effect.runPromiseExit(command.pipe(Effect.provide(Layer.merge(NodeServices.layer, ProgressSink.stderr))))
 if (exit._tag === "Failure") {
   const error = exit.cause.reasons.find((r) => r._tag === "Fail")
   console.error(error !== undefined && error._tag === "Fail" ? (error.error as Error).message : String(exit.cause))

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto"
 import { createReadStream } from "node:fs"
 import { mkdir, open, rename, rm, stat } from "node:fs/promises"
-import { dirname } from "node:path"
+import { basename, dirname } from "node:path"
 import { Effect } from "effect"
+import { type ProgressBar, progressBar, type ProgressSink } from "../report/progress.js"
 import { DownloadError } from "./errors.js"
-import { Progress } from "./progress.js"
 
 export const HF_DATASET_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main"
 
@@ -106,7 +106,7 @@ const attempt = async (
   options: DownloadOptions,
   part: string,
   have: number,
-  bar: Progress | undefined,
+  bar: ProgressBar | undefined,
   fail: (message: string) => DownloadError,
 ): Promise<{ expected: number | undefined; sha256: string | undefined }> => {
   const remote = await fetchFollowing(options.url, have > 0 ? { Range: `bytes=${have}-` } : {})
@@ -143,7 +143,7 @@ const attempt = async (
     throw fail(`size mismatch: server announces ${total} bytes, expected ${expectedSize}`)
   }
   const expected = expectedSize ?? total
-  bar?.setTotal(expected)
+  bar?.set({ current: start, total: expected })
   const handle = await open(part, start === 0 ? "w" : "a")
   let written = start
   try {
@@ -152,7 +152,7 @@ const attempt = async (
       for await (const chunk of response.body) {
         await handle.write(chunk)
         written += chunk.length
-        bar?.update(written)
+        bar?.set({ current: written })
       }
     } catch (e) {
       throw new Interrupted(`connection dropped at byte ${written}: ${(e as Error).message}`)
@@ -169,57 +169,61 @@ const attempt = async (
  * request (also across runs), retrying dropped connections, checking the size (and sha256 when
  * known) and renaming into place only when complete. An existing `dest` is kept as is.
  */
-export const downloadFile = (options: DownloadOptions): Effect.Effect<DownloadResult, DownloadError> =>
-  Effect.tryPromise({
-    try: async (): Promise<DownloadResult> => {
-      const { url, dest } = options
-      const fail = (message: string) => new DownloadError({ url, path: dest, message: `${url} → ${dest}: ${message}` })
-      const existing = await stat(dest).catch(() => undefined)
-      if (existing?.isFile() === true) {
-        return { path: dest, bytes: existing.size, sha256: await sha256Of(dest), checked: [], resumedFrom: [], skipped: true }
-      }
-      await mkdir(dirname(dest), { recursive: true })
-      const part = `${dest}.part`
-      const bar = options.progress === true ? new Progress(dest.split("/").pop()!, undefined) : undefined
-      const retries = options.retries ?? 5
-      const resumedFrom: number[] = []
-      for (let i = 0; ; i++) {
-        const have = await sizeOf(part)
-        resumedFrom.push(have)
-        try {
-          const { expected, sha256 } = await attempt(options, part, have, bar, fail)
-          bar?.finish()
-          const bytes = await sizeOf(part)
-          const checked: ("size" | "sha256")[] = []
-          if (expected !== undefined) {
-            if (bytes !== expected) {
-              await rm(part, { force: true })
-              throw fail(`size mismatch: got ${bytes} bytes, expected ${expected}`)
+export const downloadFile = (options: DownloadOptions): Effect.Effect<DownloadResult, DownloadError, ProgressSink> =>
+  Effect.scoped(
+    Effect.flatMap(
+      options.progress === true ? progressBar({ label: basename(options.dest), bytes: true }) : Effect.succeed(undefined),
+      (bar) =>
+        Effect.tryPromise({
+          try: async (): Promise<DownloadResult> => {
+            const { url, dest } = options
+            const fail = (message: string) => new DownloadError({ url, path: dest, message: `${url} → ${dest}: ${message}` })
+            const existing = await stat(dest).catch(() => undefined)
+            if (existing?.isFile() === true) {
+              return { path: dest, bytes: existing.size, sha256: await sha256Of(dest), checked: [], resumedFrom: [], skipped: true }
             }
-            checked.push("size")
-          }
-          const digest = await sha256Of(part)
-          if (sha256 !== undefined) {
-            if (digest !== sha256.toLowerCase()) {
-              await rm(part, { force: true })
-              throw fail(`sha256 mismatch: got ${digest}, expected ${sha256}`)
+            await mkdir(dirname(dest), { recursive: true })
+            const part = `${dest}.part`
+            const retries = options.retries ?? 5
+            const resumedFrom: number[] = []
+            for (let i = 0; ; i++) {
+              const have = await sizeOf(part)
+              resumedFrom.push(have)
+              try {
+                const { expected, sha256 } = await attempt(options, part, have, bar, fail)
+                const bytes = await sizeOf(part)
+                const checked: ("size" | "sha256")[] = []
+                if (expected !== undefined) {
+                  if (bytes !== expected) {
+                    await rm(part, { force: true })
+                    throw fail(`size mismatch: got ${bytes} bytes, expected ${expected}`)
+                  }
+                  checked.push("size")
+                }
+                const digest = await sha256Of(part)
+                if (sha256 !== undefined) {
+                  if (digest !== sha256.toLowerCase()) {
+                    await rm(part, { force: true })
+                    throw fail(`sha256 mismatch: got ${digest}, expected ${sha256}`)
+                  }
+                  checked.push("sha256")
+                }
+                await rename(part, dest)
+                return { path: dest, bytes, sha256: digest, checked, resumedFrom, skipped: false }
+              } catch (e) {
+                if (!(e instanceof Interrupted)) throw e
+                if (i >= retries) {
+                  const kept = await sizeOf(part)
+                  throw fail(`${e.message}; gave up after ${i + 1} attempts${kept > 0 ? ` (${part} keeps ${kept} bytes for a later resume)` : ""}`)
+                }
+                await new Promise((r) => setTimeout(r, (options.retryDelayMs ?? 1000) * 2 ** i))
+              }
             }
-            checked.push("sha256")
-          }
-          await rename(part, dest)
-          return { path: dest, bytes, sha256: digest, checked, resumedFrom, skipped: false }
-        } catch (e) {
-          if (!(e instanceof Interrupted)) throw e
-          if (i >= retries) {
-            const kept = await sizeOf(part)
-            throw fail(`${e.message}; gave up after ${i + 1} attempts${kept > 0 ? ` (${part} keeps ${kept} bytes for a later resume)` : ""}`)
-          }
-          await new Promise((r) => setTimeout(r, (options.retryDelayMs ?? 1000) * 2 ** i))
-        }
-      }
-    },
-    catch: (e) =>
-      e instanceof DownloadError
-        ? e
-        : new DownloadError({ url: options.url, path: options.dest, message: `${options.url} → ${options.dest}: ${String((e as Error)?.message ?? e)}` }),
-  })
+          },
+          catch: (e) =>
+            e instanceof DownloadError
+              ? e
+              : new DownloadError({ url: options.url, path: options.dest, message: `${options.url} → ${options.dest}: ${String((e as Error)?.message ?? e)}` }),
+        }),
+    ),
+  )

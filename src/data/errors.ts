@@ -1,4 +1,5 @@
 import { Data } from "effect"
+import type { AtomicWriteError } from "../io/atomic-write.js"
 
 /** A data file is missing, unreadable or unwritable. */
 export class DataFileError extends Data.TaggedError("DataFileError")<{
@@ -35,3 +36,6 @@ export const fileError = (path: string, cause: unknown): DataFileError => {
     code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String((cause as Error)?.message ?? cause)
   return new DataFileError({ path, message: `${path}: ${reason}` })
 }
+
+/** A failed atomic write as the data layer's DataFileError. */
+export const writeError = (e: AtomicWriteError): DataFileError => new DataFileError({ path: e.path, message: e.message })

@@ -1,8 +1,5 @@
-import { fileURLToPath } from "node:url"
 import { join, resolve } from "node:path"
-
-/** The repository root, found from this module's location (src/data/ → ../..). */
-export const repoRoot = (): string => fileURLToPath(new URL("../..", import.meta.url))
+import { repoRoot } from "../io/paths.js"
 
 /** The development copy of TinyStories shared between checkouts. */
 export const sharedDataDir = (): string => resolve(repoRoot(), "../shared/data/tinystories")

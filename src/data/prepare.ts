@@ -1,14 +1,14 @@
 import { readFile, stat } from "node:fs/promises"
-import { join } from "node:path"
-import { Effect } from "effect"
+import { basename, join } from "node:path"
+import { Effect, type FileSystem, type Path } from "effect"
+import { writeFileAtomic } from "../io/atomic-write.js"
+import { progressBar, type ProgressSink } from "../report/progress.js"
 import { BpeTrainer } from "../tokenizer/trainer.js"
 import { END_OF_TEXT, Tokenizer } from "../tokenizer/tokenizer.js"
-import { writeFileAtomic } from "./atomic-write.js"
-import { type DataError, DataFormatError, TokenizerConfigError } from "./errors.js"
+import { type DataError, DataFormatError, TokenizerConfigError, writeError } from "./errors.js"
 import { type DatasetFiles, resolveDataset } from "./dataset.js"
 import { sha256File, sha256Text } from "./hash.js"
 import { cacheDir } from "./paths.js"
-import { Progress } from "./progress.js"
 import { forEachStory } from "./stories.js"
 import { readTokenFile, type TokenArray, tokenArrayFor, type TokenFile, writeTokenFile } from "./token-file.js"
 
@@ -58,54 +58,77 @@ const exists = (path: string): Promise<boolean> =>
 const filesKey = (paths: readonly string[]): Effect.Effect<string, DataError> =>
   Effect.map(Effect.forEach(paths, sha256File), (hashes) => sha256Text(hashes.join("\n")))
 
+/**
+ * Runs `pass`, one read of `file` that calls `advance` for each story, under a progress bar over
+ * the file's bytes when `progress` is on.
+ */
+const withFileProgress = <A, E>(
+  label: string,
+  file: string,
+  progress: boolean,
+  pass: (advance: (story: string) => void) => Effect.Effect<A, E>,
+): Effect.Effect<A, E, ProgressSink> =>
+  progress
+    ? Effect.scoped(
+        Effect.gen(function* () {
+          const { size } = yield* Effect.promise(() => stat(file))
+          const bar = yield* progressBar({ label: `${label} ${basename(file)}`, total: size, bytes: true })
+          let done = 0
+          // Characters plus the separator line approximate the file offset, enough for a progress bar.
+          const result = yield* pass((story) => bar.set({ current: Math.min(size, (done += story.length + 15)) }))
+          bar.set({ current: size })
+          return result
+        }),
+      )
+    : pass(() => {})
+
 const trainTokenizer = (
   files: readonly string[],
   vocabSize: number,
   progress: boolean,
-): Effect.Effect<Tokenizer, DataError> =>
+): Effect.Effect<Tokenizer, DataError, ProgressSink> =>
   Effect.gen(function* () {
     const trainer = yield* Effect.try({
       try: () => new BpeTrainer({ vocabSize }),
       catch: (e) => new TokenizerConfigError({ message: (e as Error).message }),
     })
     for (const file of files) {
-      const bar = progress ? new Progress(`counting words in ${file}`, (yield* Effect.promise(() => stat(file))).size) : undefined
-      let done = 0
-      yield* forEachStory(file, (story) => {
-        trainer.add(story)
-        // Characters plus the separator line approximate the file offset, enough for a progress bar.
-        done += story.length + 15
-        bar?.update(done)
-      })
-      bar?.finish()
+      yield* withFileProgress("counting words in", file, progress, (advance) =>
+        forEachStory(file, (story) => {
+          trainer.add(story)
+          advance(story)
+        }),
+      )
     }
     return trainer.finish()
   })
 
 /** Encodes every story of `files`, each followed by `<|endoftext|>`, into one token stream. */
-const encodeFiles = (tokenizer: Tokenizer, files: readonly string[], progress: boolean): Effect.Effect<TokenFile, DataError> =>
+const encodeFiles = (
+  tokenizer: Tokenizer,
+  files: readonly string[],
+  progress: boolean,
+): Effect.Effect<TokenFile, DataError, ProgressSink> =>
   Effect.gen(function* () {
     let tokens: TokenArray = tokenArrayFor(tokenizer.vocabSize, 1 << 20)
     let length = 0
     let stories = 0
     let textBytes = 0
     for (const file of files) {
-      const bar = progress ? new Progress(`tokenising ${file}`, (yield* Effect.promise(() => stat(file))).size) : undefined
-      let read = 0
-      const stats = yield* forEachStory(file, (story) => {
-        const ids = tokenizer.encode(story)
-        if (length + ids.length + 1 > tokens.length) {
-          const grown = tokenArrayFor(tokenizer.vocabSize, Math.max(2 * tokens.length, length + ids.length + 1))
-          grown.set(tokens.subarray(0, length))
-          tokens = grown
-        }
-        tokens.set(ids, length)
-        length += ids.length
-        tokens[length++] = tokenizer.eotId
-        // Characters plus the separator line approximate the file offset, enough for a progress bar.
-        bar?.update((read += story.length + 15))
-      })
-      bar?.finish()
+      const stats = yield* withFileProgress("tokenising", file, progress, (advance) =>
+        forEachStory(file, (story) => {
+          const ids = tokenizer.encode(story)
+          if (length + ids.length + 1 > tokens.length) {
+            const grown = tokenArrayFor(tokenizer.vocabSize, Math.max(2 * tokens.length, length + ids.length + 1))
+            grown.set(tokens.subarray(0, length))
+            tokens = grown
+          }
+          tokens.set(ids, length)
+          length += ids.length
+          tokens[length++] = tokenizer.eotId
+          advance(story)
+        }),
+      )
       stories += stats.stories
       textBytes += stats.bytes
     }
@@ -125,7 +148,9 @@ const split = (file: TokenFile, cachePath: string, cached: boolean): PreparedSpl
  * splits (or loads them, keyed by the files' content and the tokenizer hash) and reports
  * bytes per token. Cache files are written atomically, so concurrent runs are safe.
  */
-export const prepareData = (options: PrepareOptions): Effect.Effect<PreparedData, DataError> =>
+export const prepareData = (
+  options: PrepareOptions,
+): Effect.Effect<PreparedData, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
   Effect.gen(function* () {
     const progress = options.progress ?? true
     const dataset = yield* resolveDataset(options)
@@ -144,10 +169,14 @@ export const prepareData = (options: PrepareOptions): Effect.Effect<PreparedData
       })
     } else {
       tokenizer = yield* trainTokenizer(dataset.train, options.vocabSize, progress)
-      yield* writeFileAtomic(tokenizerPath, tokenizer.toJSON())
+      yield* writeFileAtomic(tokenizerPath, tokenizer.toJSON(), { makeDirectory: true }).pipe(Effect.mapError(writeError))
     }
 
-    const load = (name: string, files: readonly string[], key: string): Effect.Effect<PreparedSplit, DataError> =>
+    const load = (
+      name: string,
+      files: readonly string[],
+      key: string,
+    ): Effect.Effect<PreparedSplit, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
       Effect.gen(function* () {
         const id = sha256Text(JSON.stringify([CACHE_VERSION, key, tokenizer.hash])).slice(0, 16)
         const path = join(cache, "tokens", `${name}-${id}.bin`)

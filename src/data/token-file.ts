@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises"
-import { Effect } from "effect"
-import { writeFileAtomic } from "./atomic-write.js"
-import { type DataFileError, DataFormatError, fileError } from "./errors.js"
+import { Effect, type FileSystem, type Path } from "effect"
+import { writeFileAtomic } from "../io/atomic-write.js"
+import { type DataFileError, DataFormatError, fileError, writeError } from "./errors.js"
 
 export type TokenArray = Uint16Array | Uint32Array
 
@@ -23,7 +23,7 @@ const HEADER = 32
 export const tokenArrayFor = (vocabSize: number, length: number): TokenArray =>
   vocabSize <= 65536 ? new Uint16Array(length) : new Uint32Array(length)
 
-export const writeTokenFile = (path: string, file: TokenFile): Effect.Effect<void, DataFileError> =>
+export const writeTokenFile = (path: string, file: TokenFile): Effect.Effect<void, DataFileError, FileSystem.FileSystem | Path.Path> =>
   Effect.suspend(() => {
     const { tokens } = file
     const header = new Uint8Array(HEADER)
@@ -33,7 +33,9 @@ export const writeTokenFile = (path: string, file: TokenFile): Effect.Effect<voi
     view.setUint32(12, file.stories, true)
     view.setFloat64(16, tokens.length, true)
     view.setFloat64(24, file.textBytes, true)
-    return writeFileAtomic(path, [header, new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength)])
+    return writeFileAtomic(path, [header, new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength)], { makeDirectory: true }).pipe(
+      Effect.mapError(writeError),
+    )
   })
 
 export const readTokenFile = (path: string): Effect.Effect<TokenFile, DataFileError | DataFormatError> =>

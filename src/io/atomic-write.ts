@@ -29,21 +29,31 @@ export const fsyncDirectory = (dir: string): Effect.Effect<void, PlatformError, 
     }),
   )
 
-/** Writes `data` to `filePath` atomically; on failure the previous file, if any, is untouched. */
+export interface WriteOptions {
+  /** Create the parent directory (and its parents) when missing. */
+  readonly makeDirectory?: boolean
+}
+
+/**
+ * Writes `data` to `filePath` atomically; on failure the previous file, if any, is untouched.
+ * An array of chunks is written one after another, so large arrays need not be joined first.
+ */
 export const writeFileAtomic = (
   filePath: string,
-  data: Uint8Array | string,
+  data: string | Uint8Array | readonly Uint8Array[],
+  options: WriteOptions = {},
 ): Effect.Effect<void, AtomicWriteError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data
+    const chunks = typeof data === "string" ? [new TextEncoder().encode(data)] : data instanceof Uint8Array ? [data] : data
     const temp = `${filePath}.tmp-${process.pid}-${tempCounter++}`
     const write = Effect.gen(function* () {
+      if (options.makeDirectory === true) yield* fs.makeDirectory(path.dirname(filePath), { recursive: true })
       yield* Effect.scoped(
         Effect.gen(function* () {
           const handle = yield* fs.open(temp, { flag: "wx" })
-          yield* handle.writeAll(bytes)
+          for (const chunk of chunks) yield* handle.writeAll(chunk)
           yield* handle.sync
         }),
       )

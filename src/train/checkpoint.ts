@@ -16,7 +16,7 @@
  */
 import { createHash } from "node:crypto"
 import { Data, Effect, FileSystem, Option, Path, Schema } from "effect"
-import { fsyncDirectory, writeFileAtomic } from "./atomic-write.js"
+import { fsyncDirectory, writeFileAtomic } from "../io/atomic-write.js"
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.js"
 
 export class CheckpointError extends Data.TaggedError("CheckpointError")<{

@@ -7,6 +7,7 @@ import { join } from "node:path"
 import { Effect } from "effect"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { downloadFile } from "../../src/data/download.js"
+import { ProgressSink } from "../../src/report/progress.js"
 
 /** 300 000 deterministic bytes. */
 const BODY = Buffer.from(Uint8Array.from({ length: 300_000 }, (_, i) => (i * 31 + (i >> 8)) & 0xff))
@@ -54,16 +55,22 @@ beforeAll(async () => {
 
 afterAll(() => new Promise<void>((r) => server.close(() => r())))
 
+/** What the progress bar printed (a log, not a terminal). */
+let printed: string[] = []
+
 beforeEach(() => {
   requests = []
   cutAfter = []
+  printed = []
 })
 
 const dest = (name: string): string => join(mkdtempSync(join(tmpdir(), "download-test-")), name)
-const run = (url: string, path: string, extra: { size?: number; retries?: number } = {}) =>
-  Effect.runPromise(downloadFile({ url, dest: path, retryDelayMs: 5, ...extra }))
-const fail = (url: string, path: string, extra: { size?: number; retries?: number } = {}) =>
-  Effect.runPromise(Effect.flip(downloadFile({ url, dest: path, retryDelayMs: 5, ...extra })))
+type Extra = { size?: number; retries?: number; progress?: boolean }
+const sink = { isTTY: false, columns: () => 80, write: (s: string) => void printed.push(s), now: () => performance.now() }
+const download = (url: string, path: string, extra: Extra) =>
+  Effect.provideService(downloadFile({ url, dest: path, retryDelayMs: 5, ...extra }), ProgressSink, sink)
+const run = (url: string, path: string, extra: Extra = {}) => Effect.runPromise(download(url, path, extra))
+const fail = (url: string, path: string, extra: Extra = {}) => Effect.runPromise(Effect.flip(download(url, path, extra)))
 
 describe("downloadFile against a local HTTP server", () => {
   it("downloads, follows the redirect and checks size and sha256 from the X-Linked headers", async () => {
@@ -129,8 +136,15 @@ describe("downloadFile against a local HTTP server", () => {
   it("keeps an existing complete file without fetching", async () => {
     const path = dest("file.bin")
     writeFileSync(path, BODY)
-    const result = await run(`${base}/plain/file.bin`, path)
+    const result = await run(`${base}/plain/file.bin`, path, { progress: true })
     expect(result).toMatchObject({ skipped: true, sha256: SHA })
     expect(requests).toEqual([])
+    expect(printed).toEqual([])
+  })
+
+  it("reports progress in bytes against the size the server announces", async () => {
+    await run(`${base}/resolve/file.bin`, dest("file.bin"), { progress: true })
+    expect(printed[0]).toMatch(/^file\.bin 0\.0% 0 B\/293 KiB /)
+    expect(printed.at(-1)).toMatch(/^file\.bin 100\.0% 293 KiB\/293 KiB \S+ [KMG]?i?B\/s ETA 0s\n$/)
   })
 })

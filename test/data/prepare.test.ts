@@ -1,10 +1,12 @@
 import { readdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect } from "effect"
+import { NodeServices } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
 import { describe, expect, it } from "vitest"
 import { prepareData } from "../../src/data/prepare.js"
 import { readStories } from "../../src/data/stories.js"
+import { ProgressSink } from "../../src/report/progress.js"
 
 const TRAIN = ["Once upon a time, a cat sat.", "The dog ran to the park. Café!", "A bird sang a song."]
 const VALID = ["The cat ran.", "A song for the dog. ☀"]
@@ -17,8 +19,12 @@ const tinyDataset = (): { dir: string; cache: string } => {
   write(dir, "valid.txt", VALID)
   return { dir, cache: mkdtempSync(join(tmpdir(), "prepare-cache-")) }
 }
-const prepare = (o: { dir?: string; cache: string; vocabSize: number }) =>
-  prepareData({ vocabSize: o.vocabSize, cacheDir: o.cache, progress: false, ...(o.dir !== undefined ? { dir: o.dir } : {}) })
+const captured: string[] = []
+const capture = Layer.succeed(ProgressSink, { isTTY: false, columns: () => 80, write: (s) => void captured.push(s), now: () => performance.now() })
+const prepare = (o: { dir?: string; cache: string; vocabSize: number; progress?: boolean }) =>
+  prepareData({ vocabSize: o.vocabSize, cacheDir: o.cache, progress: o.progress ?? false, ...(o.dir !== undefined ? { dir: o.dir } : {}) }).pipe(
+    Effect.provide(Layer.merge(NodeServices.layer, capture)),
+  )
 
 describe("prepareData", () => {
   it("encodes each split with <|endoftext|> after every story and reports bytes per token", async () => {
@@ -52,6 +58,21 @@ describe("prepareData", () => {
     expect(changed.tokenizerPath).not.toBe(first.tokenizerPath)
     expect(changed.train.cached).toBe(false)
     expect(readdirSync(join(cache, "tokenizers"))).toHaveLength(2)
+  })
+
+  it("reports progress in bytes per file, and creates the cache directories", async () => {
+    const { dir } = tinyDataset()
+    const cache = join(mkdtempSync(join(tmpdir(), "prepare-cache-")), "new", "cache")
+    captured.length = 0
+    await Effect.runPromise(prepare({ dir, cache, vocabSize: 300, progress: true }))
+    // Non-TTY lines at each 10% step; each file ends on its exact size.
+    expect(captured.every((line) => /^(counting words in|tokenising) (train|valid)\.txt .* \S*B\/s ETA \S+\n$/.test(line))).toBe(true)
+    expect(captured.filter((line) => line.includes(" 100.0% ")).map((line) => line.replace(/ \S+ \S*B\/s ETA \S+\n$/, ""))).toEqual([
+      "counting words in train.txt 100.0% 123 B/123 B",
+      "tokenising train.txt 100.0% 123 B/123 B",
+      "tokenising valid.txt 100.0% 65 B/65 B",
+    ])
+    expect(readdirSync(cache).sort()).toEqual(["tokenizers", "tokens"])
   })
 
   it("names a corrupt cache file, and rejects a vocab size below 256", async () => {

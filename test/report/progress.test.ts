@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest"
 import {
   type ProgressSnapshot,
   ProgressSink,
+  formatBytes,
   formatDuration,
   formatRate,
   progressBar,
@@ -46,6 +47,18 @@ describe("formatting", () => {
     ])
   })
 
+  it("formats byte counts in binary units", () => {
+    expect([0, 512, 1023.4, 1023.6, 12_345, 1000 * 1024, 1.2 * 2 ** 30].map(formatBytes)).toEqual([
+      "0 B",
+      "512 B",
+      "1023 B",
+      "1.00 KiB",
+      "12.1 KiB",
+      "1000 KiB",
+      "1.20 GiB",
+    ])
+  })
+
   it("renders a plain line and a bar fitted to the width", () => {
     expect(renderLine(snapshot)).toBe("train 42.0% 420/1000 loss 2.346 12.3k tok/s ETA 3m05s")
     const bar = renderBar(snapshot, 80)
@@ -53,6 +66,13 @@ describe("formatting", () => {
     expect(bar).toBe(`train [${"#".repeat(9)}${".".repeat(14)}] 42.0% 420/1000 loss 2.346 12.3k tok/s ETA 3m05s`)
     expect(bar.length).toBe(79)
     expect(renderBar({ ...snapshot, loss: undefined, rate: undefined, etaSeconds: undefined }, 20)).toBe("train 42.0% 420/100")
+  })
+
+  it("renders bytes, and without a total neither percent, bar nor ETA", () => {
+    const bytes = { ...snapshot, current: 3 * 2 ** 20, total: 12 * 2 ** 20, loss: undefined, rate: 1.5 * 2 ** 20, bytes: true }
+    expect(renderLine(bytes)).toBe("train 25.0% 3.00 MiB/12.0 MiB 1.50 MiB/s ETA 3m05s")
+    expect(renderBar({ ...bytes, total: undefined }, 80)).toBe("train 3.00 MiB 1.50 MiB/s")
+    expect(renderLine({ ...bytes, total: undefined, rate: undefined })).toBe("train 3.00 MiB -- B/s")
   })
 })
 
@@ -131,5 +151,30 @@ describe("progressBar", () => {
     const at1 = `\rtok [##${".".repeat(22)}] 10.0% 1/10 1.00 doc/s ETA 9s\x1b[K`
     const at4 = `\rtok [${"#".repeat(9)}${".".repeat(15)}] 40.0% 4/10 2.00 doc/s ETA 3s\x1b[K`
     expect(out).toEqual([at1, at4, "\r\x1b[Knote\n", at4, at4, "\n"])
+  })
+
+  it("takes synchronous updates and a total learnt late; a bar that never drew prints nothing", () => {
+    const { out, clock, run } = fakeSink(false)
+    run(
+      Effect.gen(function* () {
+        const bar = yield* progressBar({ label: "get", bytes: true, everyMs: 5000, everyPercent: 50 })
+        clock.t = 1000
+        bar.set({ current: 0 })
+        clock.t = 2000
+        bar.set({ current: 2048, total: 4096 })
+        clock.t = 3000
+        bar.set({ current: 3072 })
+        clock.t = 4000
+        bar.set({ current: 4096 })
+      }),
+    )
+    expect(out).toEqual([
+      "get 0 B -- B/s\n",
+      "get 50.0% 2.00 KiB/4.00 KiB 1.00 KiB/s ETA 2s\n",
+      "get 100.0% 4.00 KiB/4.00 KiB 1.00 KiB/s ETA 0s\n",
+    ])
+    const tty = fakeSink(true)
+    tty.run(Effect.asVoid(progressBar({ label: "idle", total: 10 })))
+    expect(tty.out).toEqual([])
   })
 })

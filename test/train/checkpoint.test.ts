@@ -5,8 +5,8 @@ import { createHash } from "node:crypto"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, FileSystem, Option } from "effect"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { writeFileAtomic } from "../../src/io/atomic-write.js"
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../../src/train/checkpoint.js"
-import { writeFileAtomic } from "../../src/train/atomic-write.js"
 
 const run = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem | import("effect").Path.Path>) =>
   Effect.runPromise(Effect.provide(effect, NodeServices.layer))
@@ -182,6 +182,13 @@ describe("writeFileAtomic", () => {
     await run(writeFileAtomic(file, new Uint8Array([104, 105])))
     expect(nodeFs.readFileSync(file, "utf8")).toBe("hi")
     expect(ls()).toEqual(["summary.json"])
+  })
+
+  it("writes chunks in order and, when asked, creates the parent directories", async () => {
+    const file = nodePath.join(runDir, "cache", "tokens", "x.bin")
+    await run(writeFileAtomic(file, [new Uint8Array([1, 2]), new Uint8Array(0), new Uint8Array([3])], { makeDirectory: true }))
+    expect([...nodeFs.readFileSync(file)]).toEqual([1, 2, 3])
+    expect(nodeFs.readdirSync(nodePath.dirname(file))).toEqual(["x.bin"])
   })
 
   it("leaves the old file untouched and cleans up when the write fails", async () => {
