@@ -61,6 +61,8 @@ export interface DecoderOptions {
   readonly norm?: NormSpec
   readonly tied?: boolean
   readonly dropout?: number
+  /** Permits a non-causal attention kind (e.g. the published Linformer) in this language model. */
+  readonly allowNonCausal?: boolean
 }
 
 /** A decoder-only language model: embed → positions → layers → norm → LM head. */
@@ -75,4 +77,5 @@ export const decoder = (o: DecoderOptions): DecoderSpec =>
     norm: o.norm ?? makeNorm("layer"),
     tied: o.tied ?? true,
     dropout: o.dropout ?? 0,
+    ...(o.allowNonCausal ? { allowNonCausal: true } : {}),
   })

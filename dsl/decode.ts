@@ -1,6 +1,6 @@
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { activationKinds } from "../src/activation/index.js"
-import { attentionKinds, attentionModule } from "../src/attention/index.js"
+import { attentionKinds, attentionModule, type AttentionSpec } from "../src/attention/index.js"
 import { FfnSchema } from "../src/ffn/ffn.js"
 import { PositiveInt, Rate } from "../src/model/fields.js"
 import type { Dims, Issue } from "../src/model/kind.js"
@@ -125,6 +125,7 @@ const decodeShape = (input: unknown): Decoded<DecoderSpec> =>
       context: PositiveInt,
       tied: Schema.Boolean,
       dropout: Rate,
+      allowNonCausal: Schema.optionalKey(Schema.Boolean),
     },
     {
       posenc: (u, p) => byKind(posencKinds, "posenc", u, p),
@@ -154,10 +155,15 @@ const structuralIssues = (spec: DecoderSpec): Issue[] => {
       path: i.path,
       message: `${i.message} (attention at ${formatPath(path)})`,
     }))
+  // A language model must not see the tokens it predicts.
+  const causalIssues = (layer: AttentionSpec, path: Path): Issue[] =>
+    spec.allowNonCausal || attentionModule(layer).causal(layer)
+      ? []
+      : [{ path: [...path, "kind"], message: `${layer.kind} is not causal: positions see later tokens, which a language model predicts; set allowNonCausal on the decoder to use it anyway` }]
   const layerIssues = (layer: Layer, path: Path): Issue[] => {
     switch (layer.op) {
       case "attention":
-        return [...at(path, attentionModule(layer).check?.(layer, dims)), ...headIssues(layer.heads, path)]
+        return [...at(path, attentionModule(layer).check?.(layer, dims)), ...headIssues(layer.heads, path), ...causalIssues(layer, path)]
       case "norm":
         return at(path, normModule(layer).check?.(layer, dims))
       case "ffn":

@@ -43,6 +43,8 @@ export interface DecoderSpec {
   readonly tied: boolean
   /** Dropout on the embeddings. */
   readonly dropout: number
+  /** Permits attention kinds that let a position see later tokens (absent: refused). */
+  readonly allowNonCausal?: boolean
 }
 
 const LayerSchema: Schema.Codec<Layer> = Schema.Union([
@@ -79,6 +81,7 @@ export const DecoderSchema: Schema.Codec<DecoderSpec> = Schema.Struct({
   norm: NormSchema,
   tied: Schema.Boolean,
   dropout: Rate,
+  allowNonCausal: Schema.optionalKey(Schema.Boolean),
 })
 
 export { LayerSchema }

@@ -16,8 +16,11 @@ export interface NamedParam {
   readonly decl: ParamDecl
 }
 
+/** A name beginning with "/" is model-wide, shared by every layer that declares it (Linformer's layerwise E). */
+export const paramName = (prefix: string, name: string): string => (name.startsWith("/") ? name.slice(1) : `${prefix}.${name}`)
+
 const prefixed = (prefix: string, decls: ParamDecls): NamedParam[] =>
-  Object.entries(decls).map(([name, decl]) => ({ name: `${prefix}.${name}`, decl }))
+  Object.entries(decls).map(([name, decl]) => ({ name: paramName(prefix, name), decl }))
 
 export const layerOwnParams = (layer: Layer, dims: Dims): ParamDecls => {
   switch (layer.op) {
@@ -57,13 +60,15 @@ export const blockParams = (spec: DecoderSpec, index: number): NamedParam[] => {
 export const paramTable = (spec: DecoderSpec): NamedParam[] => {
   const dims = dimsOf(spec)
   const embedding = { shape: [spec.vocab, spec.width], init: { kind: "normal", std: 0.02 }, decay: false, embedding: true } as const
-  return [
+  const all = [
     { name: "embed.tokens", decl: embedding },
     ...prefixed("posenc", posencModule(spec.posenc).params(spec.posenc, dims)),
     ...Array.from({ length: spec.layers.n }, (_, i) => blockParams(spec, i)).flat(),
     ...prefixed("norm", normModule(spec.norm).params(spec.norm, dims)),
     ...(spec.tied ? [] : [{ name: "head.weight", decl: { shape: [spec.width, spec.vocab], init: { kind: "normal", std: 0.02 }, decay: true } as const }]),
   ]
+  // A model-wide parameter is declared by each layer that uses it but exists once.
+  return all.filter((p, i) => all.findIndex((q) => q.name === p.name) === i)
 }
 
 export const size = (decl: ParamDecl): number => decl.shape.reduce((a, b) => a * b, 1)

@@ -1,6 +1,9 @@
 import type { AttentionKind } from "../model/kind.js"
 import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
 import { full } from "./full.js"
+import { linformer, linformerCausal } from "./linformer.js"
+import { longformer, slidingWindow } from "./sliding.js"
+import { sparseFixed, sparseStrided } from "./sparse.js"
 
 /**
  * The attention kinds, by tag. Registering a new kind is one line here; the DSL's schema,
@@ -8,6 +11,12 @@ import { full } from "./full.js"
  */
 export const attentionKinds = {
   full,
+  "sparse-strided": sparseStrided,
+  "sparse-fixed": sparseFixed,
+  "sliding-window": slidingWindow,
+  longformer,
+  linformer,
+  "linformer-causal": linformerCausal,
 } as const
 
 export type AttentionSpec = SpecOf<typeof attentionKinds>

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { match } from "ts-pattern"
 import { dimsOf, validateSpec } from "../../dsl/decode.js"
 import type { DecoderSpec, Layer } from "../../dsl/nodes.js"
-import { blockChildNames, childNames, countParams, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramTable } from "../../dsl/params.js"
+import { blockChildNames, childNames, countParams, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramName, paramTable } from "../../dsl/params.js"
 import { attentionModule } from "../attention/index.js"
 import { applyFfn } from "../ffn/ffn.js"
 import { normModule } from "../norm/index.js"
@@ -71,8 +71,9 @@ export interface Model {
 const viewOf =
   (params: ParamValues, prefix: string): ParamView =>
   (name) => {
-    const t = params[`${prefix}.${name}`]
-    if (t === undefined) throw new Error(`parameter "${prefix}.${name}" is missing`)
+    const full = paramName(prefix, name)
+    const t = params[full]
+    if (t === undefined) throw new Error(`parameter "${full}" is missing`)
     return t
   }
 

@@ -1,0 +1,204 @@
+import * as tf from "@tensorflow/tfjs"
+import { Schema } from "effect"
+import { PositiveInt, Rate } from "../model/fields.js"
+import type { AttentionKind, Dims, Issue, LayerCtx, ParamDecls, ParamView } from "../model/kind.js"
+import { bandParts, groupedAttention, HIDDEN, type Part, project, projectQkv, roundUp } from "./blocked.js"
+import { extendCache, projectionParams } from "./full.js"
+
+/**
+ * Linformer (Wang et al. 2020, "Linformer: Self-Attention with Linear Complexity"): keys and
+ * values are projected along the sequence axis to length k, head_i = softmax(Q_i (E_i K_i)ᵀ /
+ * √d) (F_i V_i), with E_i, F_i [k, n] (n = context; a shorter sequence uses their first
+ * columns). `sharing` is §4's options: "none" (E_i, F_i per head), "headwise" (one E and one
+ * F per layer), "kv" (one E = F per layer) and "layerwise" (one E = F for every layer, stored
+ * once as `shared.linformer.k<k>.e`).
+ *
+ * Every output mixes all positions, later ones included, so `linformer` is not causal: the
+ * decoder refuses it unless `allowNonCausal` is set, and it cannot decode with a cache.
+ *
+ * `linformer-causal` keeps the projection but applies it only to complete earlier blocks of
+ * `block` positions: a query in block r sees the k keys E[:, :rb]·K[:rb] (and F for values)
+ * and, fully, the causal part of its own block. Per block the compressed keys are an
+ * exclusive prefix sum of E_m·K_m over earlier blocks m, so work and memory are T·(k + block).
+ */
+const Sharing = Schema.Literals(["none", "headwise", "kv", "layerwise"])
+export type Sharing = typeof Sharing.Type
+
+const common = {
+  op: Schema.Literal("attention"),
+  heads: PositiveInt,
+  bias: Schema.Boolean,
+  dropout: Rate,
+  k: PositiveInt,
+  sharing: Sharing,
+}
+const linformerSchema = Schema.Struct({ ...common, kind: Schema.Literal("linformer") })
+const causalSchema = Schema.Struct({ ...common, kind: Schema.Literal("linformer-causal"), block: PositiveInt })
+export type Linformer = typeof linformerSchema.Type
+export type LinformerCausal = typeof causalSchema.Type
+type AnyLinformer = Linformer | LinformerCausal
+
+export interface LinformerOptions {
+  readonly heads: number
+  readonly k: number
+  readonly sharing?: Sharing
+  readonly bias?: boolean
+  readonly dropout?: number
+}
+
+const base = (o: LinformerOptions) => ({
+  op: "attention" as const,
+  heads: o.heads,
+  bias: o.bias ?? true,
+  dropout: o.dropout ?? 0,
+  k: o.k,
+  sharing: o.sharing ?? "headwise",
+})
+const makeLinformer = (o: LinformerOptions): Linformer => ({ ...base(o), kind: "linformer" })
+const makeCausal = (o: LinformerOptions & { readonly block: number }): LinformerCausal => ({ ...base(o), kind: "linformer-causal", block: o.block })
+
+/** Parameter names beginning with "/" are model-wide rather than the layer's own. */
+export const sharedName = (k: number): string => `/shared.linformer.k${k}.e`
+
+const params = (spec: AnyLinformer, dims: Dims): ParamDecls => {
+  const n = dims.context
+  // Each compressed key sums up to n keys; 1/√n keeps its scale that of one key.
+  const decl = (shape: number[]) => ({ shape, init: { kind: "normal", std: 1 / Math.sqrt(n) }, decay: true }) as const
+  const own = projectionParams(dims.width, dims, spec.bias)
+  switch (spec.sharing) {
+    case "none":
+      return { ...own, e: decl([spec.heads, spec.k, n]), f: decl([spec.heads, spec.k, n]) }
+    case "headwise":
+      return { ...own, e: decl([spec.k, n]), f: decl([spec.k, n]) }
+    case "kv":
+      return { ...own, e: decl([spec.k, n]) }
+    case "layerwise":
+      return { ...own, [sharedName(spec.k)]: decl([spec.k, n]) }
+  }
+}
+
+/** E and F as [H, k, length]: their first `length` columns, zero-padded beyond the context. */
+const projections = (p: ParamView, spec: AnyLinformer, length: number): [tf.Tensor3D, tf.Tensor3D] => {
+  const [e, f] =
+    spec.sharing === "none" || spec.sharing === "headwise" ? [p("e"), p("f")] : spec.sharing === "kv" ? [p("e"), p("e")] : [p(sharedName(spec.k)), p(sharedName(spec.k))]
+  const perHead = (m: tf.Tensor): tf.Tensor3D => {
+    const n = m.shape[m.rank - 1]!
+    const heads = m.rank === 3 ? m : tf.broadcastTo(m.expandDims(0), [spec.heads, spec.k, n])
+    const cols = tf.slice(heads, [0, 0, 0], [-1, -1, Math.min(length, n)])
+    return (length > n ? tf.pad(cols, [[0, 0], [0, 0], [0, length - n]]) : cols) as tf.Tensor3D
+  }
+  return [perHead(e), perHead(f)]
+}
+
+/** E [H, k, T] applied along the sequence of x [B, H, T, dh]: [B, H, k, dh]. */
+const compress = (e: tf.Tensor3D, x: tf.Tensor4D): tf.Tensor4D => {
+  const [b, h, t, dh] = x.shape
+  const bySeq = x.transpose([1, 2, 0, 3]).reshape([h, t, b * dh])
+  return tf.matMul(e, bySeq).reshape([h, e.shape[1], b, dh]).transpose([2, 0, 1, 3]) as tf.Tensor4D
+}
+
+const refuseBias = (ctx: LayerCtx, kind: string): void => {
+  if (ctx.position.scoreBias) throw new Error(`${kind}: compressed keys have no position, so a score-bias position scheme (alibi, t5) cannot apply`)
+}
+
+const applyLinformer = (p: ParamView, x: tf.Tensor3D, spec: Linformer, ctx: LayerCtx): tf.Tensor3D => {
+  if (ctx.kv !== undefined) throw new Error("linformer is not causal: every output depends on later tokens, so it cannot decode incrementally with a cache")
+  refuseBias(ctx, spec.kind)
+  const t = x.shape[1]
+  if (t > ctx.dims.context) throw new Error(`linformer: ${t} tokens exceed the projection length ${ctx.dims.context}`)
+  const [q, k, v] = projectQkv(p, x, spec.heads, spec.bias, ctx)
+  const [e, f] = projections(p, spec, t)
+  const weights = ctx.dropout(tf.softmax(tf.matMul(q, compress(e, k), false, true)), spec.dropout) as tf.Tensor4D
+  return project(p, tf.matMul(weights, compress(f, v)) as tf.Tensor4D, spec.bias)
+}
+
+/** Block r's compressed keys: Σ_{m<r} E_m·X_m for blocks m of `block` positions, [B·H·nBlocks, k, dh]. */
+const prefixCompress = (e: tf.Tensor3D, x: tf.Tensor4D, block: number): tf.Tensor3D => {
+  const [b, h, tp, dh] = x.shape
+  const n = tp / block
+  const kk = e.shape[1]
+  const eBlocks = e.reshape([h, kk, n, block]).transpose([0, 2, 1, 3]).reshape([h * n, kk, block])
+  const xBlocks = x.reshape([b, h, n, block, dh]).transpose([1, 2, 3, 0, 4]).reshape([h * n, block, b * dh])
+  // Blocks on the last axis: tfjs 4.22's cumsum gradient is wrong for any other axis.
+  const perBlock = tf.matMul(eBlocks, xBlocks).reshape([h, n, kk, b, dh]).transpose([3, 0, 2, 4, 1])
+  return tf.cumsum(perBlock, 4, true).transpose([0, 1, 4, 2, 3]).reshape([b * h * n, kk, dh]) as tf.Tensor3D
+}
+
+const causalParts = (p: ParamView, spec: LinformerCausal) => (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): Part[] => {
+  const [b, h, tp, dh] = q.shape
+  const n = tp / spec.block
+  const [e, f] = projections(p, spec, tp)
+  const kc = prefixCompress(e, k, spec.block)
+  const vc = prefixCompress(f, v, spec.block)
+  // The first block has no earlier block to compress.
+  const mask = new Float32Array(tp * spec.k)
+  mask.fill(HIDDEN, 0, spec.block * spec.k)
+  const compressed: Part = {
+    scores: tf.matMul(q.reshape([b * h * n, spec.block, dh]), kc, false, true).reshape([b, h, tp, spec.k]) as tf.Tensor4D,
+    values: (weights) => tf.matMul(weights.reshape([b * h * n, spec.block, spec.k]), vc).reshape([b, h, tp, dh]) as tf.Tensor4D,
+    keys: { mask: tf.tensor3d(mask, [1, tp, spec.k]) },
+  }
+  return [...bandParts(q, k, v, spec.block, false, (_h, i, j) => j <= i, false), compressed]
+}
+
+/** Cached decoding: each new query against the compressed complete blocks before its own and its block so far. */
+const cachedCausal = (p: ParamView, spec: LinformerCausal, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, ctx: LayerCtx): tf.Tensor4D => {
+  const [b, h, t, dh] = q.shape
+  const rows = Array.from({ length: t }, (_, i) => {
+    const pos = ctx.offset + i
+    const start = Math.floor(pos / spec.block) * spec.block
+    const qi = tf.slice(q, [0, 0, i, 0], [b, h, 1, dh])
+    let keys = tf.slice(k, [0, 0, start, 0], [b, h, pos + 1 - start, dh])
+    let values = tf.slice(v, [0, 0, start, 0], [b, h, pos + 1 - start, dh])
+    if (start > 0) {
+      const [e, f] = projections(p, spec, start)
+      keys = tf.concat([compress(e, tf.slice(k, [0, 0, 0, 0], [b, h, start, dh])), keys], 2)
+      values = tf.concat([compress(f, tf.slice(v, [0, 0, 0, 0], [b, h, start, dh])), values], 2)
+    }
+    return tf.matMul(ctx.dropout(tf.softmax(tf.matMul(qi, keys, false, true)), spec.dropout) as tf.Tensor4D, values)
+  })
+  return tf.concat(rows, 2) as tf.Tensor4D
+}
+
+const applyCausal = (p: ParamView, x: tf.Tensor3D, spec: LinformerCausal, ctx: LayerCtx): tf.Tensor3D => {
+  refuseBias(ctx, spec.kind)
+  const t = x.shape[1]
+  const [q, k0, v0] = projectQkv(p, x, spec.heads, spec.bias, ctx)
+  const cached = ctx.kv?.k !== undefined
+  const [k, v] = extendCache(ctx, k0, v0)
+  if (ctx.offset + t > ctx.dims.context) throw new Error(`linformer-causal: ${ctx.offset + t} tokens exceed the projection length ${ctx.dims.context}`)
+  const y = cached ? cachedCausal(p, spec, q, k, v, ctx) : groupedAttention(q, k, v, roundUp(t, spec.block), [{ from: 0, to: spec.heads, parts: causalParts(p, spec) }], ctx, spec.dropout)
+  return project(p, y, spec.bias)
+}
+
+const check = (spec: AnyLinformer, dims: Dims): Issue[] => [
+  ...(dims.width % spec.heads === 0 ? [] : [{ path: ["heads"], message: `${spec.heads} does not divide width ${dims.width}` }]),
+  ...(spec.k > dims.context ? [{ path: ["k"], message: `projecting ${dims.context} positions to k=${spec.k} > ${dims.context} saves nothing` }] : []),
+]
+
+export const linformer: AttentionKind<Linformer> & { make: typeof makeLinformer } = {
+  schema: linformerSchema,
+  make: makeLinformer,
+  check,
+  params,
+  // E·K and F·V (k·D per token each), then QKᵀ and AV over k keys.
+  flops: (spec, dims) => 8 * spec.k * dims.width,
+  label: (spec) => `linformer(h=${spec.heads},k=${spec.k},${spec.sharing})`,
+  causal: () => false,
+  apply: applyLinformer,
+}
+
+export const linformerCausal: AttentionKind<LinformerCausal> & { make: typeof makeCausal } = {
+  schema: causalSchema,
+  make: makeCausal,
+  check: (spec, dims) => [
+    ...check(spec, dims),
+    ...(spec.block > dims.context ? [{ path: ["block"], message: `block ${spec.block} exceeds the context ${dims.context}` }] : []),
+  ],
+  params,
+  // As linformer, plus QKᵀ and AV over the block computed for each query.
+  flops: (spec, dims) => 8 * spec.k * dims.width + 4 * spec.block * dims.width,
+  label: (spec) => `linformer-causal(h=${spec.heads},k=${spec.k},b=${spec.block},${spec.sharing})`,
+  causal: () => true,
+  apply: applyCausal,
+}

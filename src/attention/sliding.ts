@@ -1,0 +1,215 @@
+import * as tf from "@tensorflow/tfjs"
+import { Schema } from "effect"
+import { NonNegativeInt, PositiveInt, Rate } from "../model/fields.js"
+import type { AttentionKind, Dims, Issue, LayerCtx, ParamView } from "../model/kind.js"
+import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, project, projectQkv, roundUp, selectRows, type Visible } from "./blocked.js"
+import { extendCache, linear, projectionParams, splitHeads } from "./full.js"
+
+/**
+ * Sliding-window and Longformer attention (Beltagy et al. 2020, "Longformer: The
+ * Long-Document Transformer", §3.1), causal as in its autoregressive language model: query i
+ * sees the current token and the w previous ones at dilation d, j ∈ {i, i−d, …, i−w·d}.
+ * `window` is one w for every layer or one per layer (the paper grows w with depth);
+ * `dilation` is one d or one per head (the paper dilates some heads of the upper layers).
+ * Computed in blocks of W = w·max(d): each query block attends to its own and the previous
+ * block, [B,H,T/W,W,2W]; dilated heads mask the off-grid keys of that span.
+ *
+ * `longformer` adds global attention at the chosen positions (e.g. [0]): every later token
+ * attends to them, and each attends to all earlier tokens. As in the paper, global rows use
+ * their own projections Q_g, K_g, V_g (params wqg, wkg, wvg); the other rows see the global
+ * tokens' ordinary keys and values. With a cache, the slot holds [k | k_g] and [v | v_g]
+ * concatenated along the head dimension.
+ */
+const Sizes = Schema.Union([PositiveInt, Schema.Array(PositiveInt).check(Schema.isMinLength(1))])
+
+const common = {
+  op: Schema.Literal("attention"),
+  heads: PositiveInt,
+  bias: Schema.Boolean,
+  dropout: Rate,
+  window: Sizes,
+  dilation: Sizes,
+}
+const slidingSchema = Schema.Struct({ ...common, kind: Schema.Literal("sliding-window") })
+const longformerSchema = Schema.Struct({ ...common, kind: Schema.Literal("longformer"), global: Schema.Array(NonNegativeInt).check(Schema.isMinLength(1)) })
+export type SlidingWindow = typeof slidingSchema.Type
+export type Longformer = typeof longformerSchema.Type
+type Sliding = SlidingWindow | Longformer
+
+export interface SlidingOptions {
+  readonly heads: number
+  readonly window: number | ReadonlyArray<number>
+  readonly dilation?: number | ReadonlyArray<number>
+  readonly bias?: boolean
+  readonly dropout?: number
+}
+
+const base = (o: SlidingOptions) => ({
+  op: "attention" as const,
+  heads: o.heads,
+  bias: o.bias ?? true,
+  dropout: o.dropout ?? 0,
+  window: o.window,
+  dilation: o.dilation ?? 1,
+})
+const makeSliding = (o: SlidingOptions): SlidingWindow => ({ ...base(o), kind: "sliding-window" })
+const makeLongformer = (o: SlidingOptions & { readonly global: ReadonlyArray<number> }): Longformer => ({ ...base(o), kind: "longformer", global: o.global })
+
+const pick = (sizes: number | ReadonlyArray<number>, index: number): number => (typeof sizes === "number" ? sizes : sizes[index]!)
+const maxDilation = (spec: Sliding): number => (typeof spec.dilation === "number" ? spec.dilation : Math.max(...spec.dilation))
+
+/** The window of head h in layer `layer`: j ∈ {i, i−d, …, i−w·d}. */
+export const windowVisible = (spec: Sliding, layer: number): Visible => {
+  const w = pick(spec.window, layer)
+  return (h, i, j) => {
+    const d = pick(spec.dilation, h)
+    return j <= i && i - j <= w * d && (i - j) % d === 0
+  }
+}
+
+/** The whole pattern of a non-global query: its window and the global tokens up to it. */
+export const slidingVisible = (spec: Sliding, layer: number): Visible => {
+  const inWindow = windowVisible(spec, layer)
+  const global = new Set(spec.kind === "longformer" ? spec.global : [])
+  return (h, i, j) => inWindow(h, i, j) || (global.has(j) && j <= i)
+}
+
+const globalParams = (dims: Dims, bias: boolean) => {
+  const p = projectionParams(dims.width, dims, bias)
+  return { wqg: p.wq, wkg: p.wk, wvg: p.wv, ...(bias ? { bqg: p.bq!, bkg: p.bk!, bvg: p.bv! } : {}) }
+}
+
+const slidingParts = (spec: Sliding, layer: number, w: number, previous: boolean, globals: ReadonlyArray<number>) => (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): Part[] => {
+  const perHead = typeof spec.dilation !== "number"
+  const inWindow = windowVisible(spec, layer)
+  const band = bandParts(q, k, v, w, previous, inWindow, perHead)
+  // Global keys the window already covers are left to the band, so none is counted twice.
+  return globals.length === 0 ? band : [...band, listPart(q, selectRows(k, globals), selectRows(v, globals), globals, (h, i, j) => j <= i && !inWindow(h, i, j), perHead)]
+}
+
+/** K_g and V_g [B, H, T, dh] of every position (the global rows attend to all of them). */
+const globalKeys = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): [tf.Tensor4D, tf.Tensor4D] => {
+  const [b, t, d] = x.shape
+  const x2 = x.reshape([b * t, d]) as tf.Tensor2D
+  let kg = splitHeads(linear(p, x2, "wkg", "bkg", spec.bias), b, t, spec.heads)
+  if (ctx.position.queryKey) kg = ctx.position.queryKey(kg, kg, ctx.offset, ctx.offset)[1]
+  return [kg, splitHeads(linear(p, x2, "wvg", "bvg", spec.bias), b, t, spec.heads)]
+}
+
+/** Q_g [B, H, G, dh] of the rows `rows` of x only, each rotated at its own position. */
+const globalQueries = (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: Sliding, ctx: LayerCtx): tf.Tensor4D => {
+  const [b, t, d] = x.shape
+  const xr = selectRows(x.reshape([b, 1, t, d]) as tf.Tensor4D, rows).reshape([b * rows.length, d]) as tf.Tensor2D
+  const q = splitHeads(tf.mul(linear(p, xr, "wqg", "bqg", spec.bias), 1 / Math.sqrt(d / spec.heads)), b, rows.length, spec.heads)
+  const queryKey = ctx.position.queryKey
+  if (!queryKey) return q
+  const [, h, , dh] = q.shape
+  const one = (a: number) => tf.slice(q, [0, 0, a, 0], [b, h, 1, dh]) as tf.Tensor4D
+  return tf.concat(rows.map((r, a) => queryKey(one(a), one(a), ctx.offset + r, ctx.offset + r)[0]), 2) as tf.Tensor4D
+}
+
+/** Global rows (queries at absolute `positions`) against every earlier token's global key and value. */
+const globalAttention = (qg: tf.Tensor4D, kg: tf.Tensor4D, vg: tf.Tensor4D, positions: ReadonlyArray<number>, ctx: LayerCtx, rate: number): tf.Tensor4D => {
+  const [, h, t] = kg.shape
+  const mask = new Float32Array(positions.length * t)
+  positions.forEach((g, a) => mask.fill(HIDDEN, a * t + g + 1, (a + 1) * t))
+  let scores = tf.add(tf.matMul(qg, kg, false, true), tf.tensor3d(mask, [1, positions.length, t]))
+  const scoreBias = ctx.position.scoreBias
+  if (scoreBias) scores = tf.add(scores, tf.concat(positions.map((g) => scoreBias(h, 1, t, g, 0)), 1))
+  return tf.matMul(ctx.dropout(tf.softmax(scores), rate) as tf.Tensor4D, vg) as tf.Tensor4D
+}
+
+/** Replaces the rows at `rows` of out [B,H,T,dh] with replacement [B,H,|rows|,dh]. */
+const replaceRows = (out: tf.Tensor4D, replacement: tf.Tensor4D, rows: ReadonlyArray<number>): tf.Tensor4D => {
+  const [b, h, t, dh] = out.shape
+  const source = new Int32Array(t)
+  const keep = new Float32Array(t).fill(1)
+  rows.forEach((g, a) => {
+    source[g] = a + 1
+    keep[g] = 0
+  })
+  const padded = tf.concat([tf.zeros([b, h, 1, dh]), replacement], 2)
+  return tf.add(tf.mul(out, tf.tensor4d(keep, [1, 1, t, 1])), tf.gather(padded, tf.tensor1d(source, "int32"), 2)) as tf.Tensor4D
+}
+
+const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.Tensor3D => {
+  const t = x.shape[1]
+  const dh = x.shape[2] / spec.heads
+  const [q, k0, v0] = projectQkv(p, x, spec.heads, spec.bias, ctx)
+  const global = spec.kind === "longformer"
+  const [kg0, vg0] = global ? globalKeys(p, x, spec, ctx) : []
+  const cached = ctx.kv?.k !== undefined
+  const pack = global && ctx.kv !== undefined
+  const [kPacked, vPacked] = extendCache(ctx, pack ? (tf.concat([k0, kg0!], 3) as tf.Tensor4D) : k0, pack ? (tf.concat([v0, vg0!], 3) as tf.Tensor4D) : v0)
+  const half = (x: tf.Tensor4D, second: boolean): tf.Tensor4D => tf.slice(x, [0, 0, 0, second ? dh : 0], [-1, -1, -1, dh]) as tf.Tensor4D
+  const [k, v] = pack ? [half(kPacked, false), half(vPacked, false)] : [kPacked, vPacked]
+  const [kg, vg] = pack ? [half(kPacked, true), half(vPacked, true)] : [kg0, vg0]
+  // Global positions among this call's tokens, as row indices.
+  const rows = global ? spec.global.filter((g) => g >= ctx.offset && g < ctx.offset + t).map((g) => g - ctx.offset) : []
+  const withGlobalRows = (local: tf.Tensor4D, kg: tf.Tensor4D, vg: tf.Tensor4D): tf.Tensor3D => {
+    if (rows.length === 0) return project(p, local, spec.bias)
+    const qg = globalQueries(p, x, rows, spec, ctx)
+    return project(p, replaceRows(local, globalAttention(qg, kg, vg, rows.map((r) => ctx.offset + r), ctx, spec.dropout), rows), spec.bias)
+  }
+  if (cached) {
+    const local = maskedAttention(q, k, v, ctx.offset, slidingVisible(spec, ctx.layer), ctx, spec.dropout)
+    return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
+  }
+  const span = pick(spec.window, ctx.layer) * maxDilation(spec)
+  // A window reaching past the sequence is one block holding all of it.
+  const [w, previous] = span < t ? [span, true] : [t, false]
+  const parts = slidingParts(spec, ctx.layer, w, previous, rows)
+  const local = groupedAttention(q, k, v, roundUp(t, w), [{ from: 0, to: spec.heads, parts }], ctx, spec.dropout)
+  return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
+}
+
+const check = (spec: Sliding, dims: Dims): Issue[] => {
+  const issues: Issue[] = []
+  if (dims.width % spec.heads !== 0) issues.push({ path: ["heads"], message: `${spec.heads} does not divide width ${dims.width}` })
+  if (typeof spec.window !== "number" && spec.window.length !== dims.layers)
+    issues.push({ path: ["window"], message: `${spec.window.length} window sizes for ${dims.layers} layers; give one per layer or a single one` })
+  if (typeof spec.dilation !== "number" && spec.dilation.length !== spec.heads)
+    issues.push({ path: ["dilation"], message: `${spec.dilation.length} dilations for ${spec.heads} heads; give one per head or a single one` })
+  if (spec.kind === "longformer") {
+    spec.global.forEach((g, i) => {
+      if (g >= dims.context) issues.push({ path: ["global", i], message: `global position ${g} is outside the context ${dims.context}` })
+      if (i > 0 && g <= spec.global[i - 1]!) issues.push({ path: ["global", i], message: "global positions must be strictly increasing" })
+    })
+  }
+  return issues
+}
+
+const label = (spec: Sliding): string => {
+  const list = (s: number | ReadonlyArray<number>) => (typeof s === "number" ? `${s}` : `[${s.join(",")}]`)
+  const dilation = spec.dilation === 1 ? "" : `,d=${list(spec.dilation)}`
+  const global = spec.kind === "longformer" ? `,g=[${spec.global.join(",")}]` : ""
+  return `${spec.kind}(h=${spec.heads},w=${list(spec.window)}${dilation}${global})`
+}
+
+const shared = {
+  check,
+  // QKᵀ and AV over the band's 2W keys (widest layer) and the global keys, plus the global rows'
+  // attention over the whole context, which amortises to one more key per global per token.
+  flops: (spec: Sliding, dims: Dims) => {
+    const widest = typeof spec.window === "number" ? spec.window : Math.max(...spec.window)
+    const g = spec.kind === "longformer" ? spec.global.length : 0
+    return 4 * (2 * Math.min(widest * maxDilation(spec), dims.context) + 2 * g) * dims.width
+  },
+  label,
+  causal: () => true,
+  apply,
+}
+
+export const slidingWindow: AttentionKind<SlidingWindow> & { make: typeof makeSliding } = {
+  schema: slidingSchema,
+  make: makeSliding,
+  params: (spec, dims) => projectionParams(dims.width, dims, spec.bias),
+  ...shared,
+}
+
+export const longformer: AttentionKind<Longformer> & { make: typeof makeLongformer } = {
+  schema: longformerSchema,
+  make: makeLongformer,
+  params: (spec, dims) => ({ ...projectionParams(dims.width, dims, spec.bias), ...globalParams(dims, spec.bias) }),
+  ...shared,
+}

@@ -1,0 +1,92 @@
+import { writeFileSync } from "node:fs"
+import * as tf from "@tensorflow/tfjs"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Data, Effect, Option, Result } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { block, decodeSpec, decoder, depth, ffn } from "../../dsl/index.js"
+import { attention, attentionKinds, attentionModule, type AttentionKindTag, type AttentionSpec } from "../attention/index.js"
+import { attends, measurePattern } from "../attention/pattern.js"
+import { encodePng } from "../report/png.js"
+import { failWith } from "./fail.js"
+
+/**
+ * `npm run pattern -- <kind> [--context N] [--layer L] [--head H] [--out file.png] ['{"stride":8}']`:
+ * draws which query (row, top to bottom) attends to which key (column, left to right) in one
+ * head of one layer, as measured from the kind's computation (src/attention/pattern.ts).
+ * Black: attended; red: attended although later than the query (not causal).
+ */
+class PatternError extends Data.TaggedError("PatternError")<{ readonly message: string }> {}
+
+/** Options that make each kind drawable at a small context; the JSON argument overrides them. */
+const defaults: Record<AttentionKindTag, object> = {
+  full: { heads: 4 },
+  "sparse-strided": { heads: 4, stride: 8 },
+  "sparse-fixed": { heads: 4, stride: 8, summary: 2 },
+  "sliding-window": { heads: 4, window: 8 },
+  longformer: { heads: 4, window: 8, global: [0] },
+  linformer: { heads: 4, k: 8 },
+  "linformer-causal": { heads: 4, k: 8, block: 8 },
+}
+
+/** The kind's spec, checked as part of a decoder with the layer's depth (so per-layer options are validated). */
+const specOf = (kind: string, json: string | undefined, context: number, layer: number): Result.Result<AttentionSpec, PatternError> => {
+  if (!Object.hasOwn(attentionKinds, kind)) return Result.fail(new PatternError({ message: `unknown attention kind "${kind}"; expected one of ${Object.keys(attentionKinds).join(", ")}` }))
+  const tag = kind as AttentionKindTag
+  let options: object
+  try {
+    options = { ...defaults[tag], ...(json === undefined ? {} : (JSON.parse(json) as object)) }
+  } catch (e) {
+    return Result.fail(new PatternError({ message: `options are not JSON: ${(e as Error).message}` }))
+  }
+  const spec = (attention as (k: AttentionKindTag, o: object) => AttentionSpec)(tag, options)
+  const windows = "window" in spec && typeof spec.window !== "number" ? spec.window.length : 0
+  const model = decoder({ vocab: 2, width: spec.heads * 8, context, layers: depth(Math.max(layer + 1, windows), block({ attention: spec, ffn: ffn("relu") })), allowNonCausal: true })
+  const decoded = decodeSpec(JSON.parse(JSON.stringify(model)))
+  return Result.isFailure(decoded) ? Result.fail(new PatternError({ message: decoded.failure.message })) : Result.succeed(spec)
+}
+
+/** One cell per query/key pair, scaled up to about 768 pixels. */
+const render = (seen: boolean[][]): { size: number; rgb: Uint8Array } => {
+  const t = seen.length
+  const cell = Math.max(1, Math.floor(768 / t))
+  const size = t * cell
+  const rgb = new Uint8Array(size * size * 3).fill(255)
+  for (let i = 0; i < t; i++) {
+    for (let j = 0; j < t; j++) {
+      if (!seen[i]![j]) continue
+      const colour = j > i ? [220, 30, 30] : [0, 0, 0]
+      for (let y = i * cell; y < (i + 1) * cell; y++) for (let x = j * cell; x < (j + 1) * cell; x++) rgb.set(colour, (y * size + x) * 3)
+    }
+  }
+  return { size, rgb }
+}
+
+const command = Command.make(
+  "pattern",
+  {
+    kind: Argument.String("kind").pipe(Argument.withDescription(`an attention kind: ${Object.keys(attentionKinds).join(", ")}`)),
+    options: Argument.String("options").pipe(Argument.withDescription("the kind's options as JSON, over the defaults"), Argument.optional),
+    context: Flag.Int("context").pipe(Flag.withDefault(64)),
+    layer: Flag.Int("layer").pipe(Flag.withDefault(0)),
+    head: Flag.Int("head").pipe(Flag.withDefault(0)),
+    out: Flag.String("out").pipe(Flag.optional),
+  },
+  (a) =>
+    Effect.gen(function* () {
+      yield* Effect.promise(() => tf.setBackend("cpu"))
+      const spec = yield* Effect.fromResult(specOf(a.kind, Option.getOrUndefined(a.options), a.context, a.layer))
+      if (a.head < 0 || a.head >= spec.heads) return yield* new PatternError({ message: `--head ${a.head} is not one of the ${spec.heads} heads` })
+      const seen = attends(measurePattern(spec, { context: a.context, layer: a.layer, head: a.head }), a.context)
+      const { size, rgb } = render(seen)
+      const out = Option.getOrElse(a.out, () => `pattern-${a.kind}.png`)
+      writeFileSync(out, encodePng(size, size, rgb))
+      const keys = seen.flat().filter(Boolean).length
+      const future = seen.flatMap((row, i) => row.filter((s, j) => s && j > i)).length
+      yield* Console.log(
+        `${out}: ${attentionModule(spec).label(spec)}, layer ${a.layer}, head ${a.head}, context ${a.context}: ` +
+          `${(keys / a.context).toFixed(1)} keys per query on average, ${future} query/key pairs look ahead`,
+      )
+    }).pipe(failWith),
+).pipe(Command.withDescription("Draw an attention kind's pattern (query × key) to a PNG"))
+
+Command.run(command, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain({ disableErrorReporting: true }))
