@@ -17,15 +17,17 @@ export interface GenerateOptions extends SamplingOptions {
   readonly stop?: number
 }
 
-const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache: DecodeCache): Float32Array =>
+const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache): Float32Array =>
   tf.tidy(() => {
-    const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), { cache })
+    const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), cache ? { cache } : {})
     return tf.slice(logits, [0, ids.length - 1, 0], [1, 1, model.spec.vocab]).dataSync() as Float32Array
   })
 
 export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] => {
   if (prompt.length === 0) throw new Error("generate: the prompt must have at least one token")
   const limit = posencModule(model.spec.posenc).maxLength?.(model.spec.posenc, dimsOf(model.spec)) ?? model.spec.context
+  // With a non-causal kind, earlier positions change as tokens are added, so every step reruns the window.
+  if (model.spec.allowNonCausal) return generateWithoutCache(model, params, prompt, options, rng, limit)
   const keep = Math.max(1, Math.floor(limit / 2))
   const cache = new DecodeCache()
   try {
@@ -48,4 +50,23 @@ export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArra
   } finally {
     cache.dispose()
   }
+}
+
+const generateWithoutCache = (
+  model: Model,
+  params: ParamValues,
+  prompt: ReadonlyArray<number>,
+  options: GenerateOptions,
+  rng: Rng,
+  limit: number,
+): number[] => {
+  const ids = [...prompt]
+  const out: number[] = []
+  while (out.length < options.tokens) {
+    const next = sampleToken(lastLogits(model, params, ids.slice(-limit)), options, rng)
+    out.push(next)
+    ids.push(next)
+    if (next === options.stop) break
+  }
+  return out
 }

@@ -55,3 +55,25 @@ describe("generation with a KV cache", () => {
     tf.dispose(Object.values(params))
   })
 })
+
+describe("generation with a non-causal attention kind", () => {
+  it("recomputes the window each step instead of caching", () => {
+    const linformer = compile(
+      decoder({ vocab: 23, width: 16, context: 8, allowNonCausal: true, layers: depth(1, block({ attention: attention("linformer", { heads: 2, k: 4 }), ffn: ffn("gelu") })) }),
+    )
+    const params = linformer.init(2)
+    const out = generate(linformer, params, [1, 2], { tokens: 10, temperature: 0 }, Rng.fromSeed(1))
+    const ids = [1, 2]
+    for (let i = 0; i < 10; i++) {
+      const window = ids.slice(-8)
+      ids.push(
+        tf.tidy(() => {
+          const logits = linformer.apply(params, tf.tensor2d([window], [1, window.length], "int32"))
+          return tf.argMax(tf.slice(logits, [0, window.length - 1, 0], [1, 1, 23]).reshape([23])).dataSync()[0]!
+        }),
+      )
+    }
+    expect(out).toEqual(ids.slice(2))
+    tf.dispose(Object.values(params))
+  })
+})
