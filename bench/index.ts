@@ -3,6 +3,9 @@
  * A benchmark is one module under bench/ registered here by name.
  */
 const benches: Record<string, () => Promise<{ main: (argv: string[]) => Promise<void> }>> = {
+  attention: () => import("./attention.js"),
+  tokenizer: () => import("./tokenizer.js"),
+  train: () => import("./train.js"),
 }
 
 const [name, ...rest] = process.argv.slice(2)

@@ -1,11 +1,13 @@
 import * as tf from "@tensorflow/tfjs"
+import { ensureNative, fallbackMessage, NATIVE_BACKEND } from "./native/index.js"
 
 /**
  * The one place that decides which TensorFlow.js backend runs the math.
- * Preference: tfjs-node-gpu, tfjs-node (both optional packages that may be absent),
+ * Preference: tfjs-node-gpu, tfjs-node (both optional packages that may be absent), then
+ * `native` (the cpu backend with its hot kernels in native code, see src/backend/native/),
  * then stock tfjs (`cpu`). A run records the name returned here.
  */
-export type BackendName = "tensorflow-gpu" | "tensorflow" | "cpu" | "wasm"
+export type BackendName = "tensorflow-gpu" | "tensorflow" | "native" | "cpu" | "wasm"
 
 export interface BackendChoice {
   readonly name: string
@@ -22,14 +24,33 @@ const tryImport = async (pkg: string): Promise<boolean> => {
 }
 
 let chosen: BackendChoice | undefined
+let fallbackSaid = false
+
+/** Registers `native` when the addon loads; otherwise says once what to install. */
+const nativeAvailable = (): { ok: true; detail: string } | { ok: false; message: string } => {
+  const status = ensureNative()
+  if (status.available) return { ok: true, detail: status.detail }
+  const message = fallbackMessage(status.reason)
+  if (!fallbackSaid) {
+    fallbackSaid = true
+    console.warn(message)
+  }
+  return { ok: false, message }
+}
 
 /** Selects and initialises the backend once per process; `prefer` forces a named backend. */
 export const selectBackend = async (prefer?: string): Promise<BackendChoice> => {
   if (chosen && (prefer === undefined || prefer === chosen.name)) return chosen
   if (prefer !== undefined) {
+    let detail = `requested ${prefer}`
+    if (prefer === NATIVE_BACKEND) {
+      const native = nativeAvailable()
+      if (!native.ok) throw new Error(native.message)
+      detail = native.detail
+    }
     if (!(await tf.setBackend(prefer))) throw new Error(`backend "${prefer}" is not available`)
     await tf.ready()
-    chosen = { name: prefer, detail: `requested ${prefer}` }
+    chosen = { name: prefer, detail }
     return chosen
   }
   for (const [pkg, name] of [
@@ -42,8 +63,14 @@ export const selectBackend = async (prefer?: string): Promise<BackendChoice> => 
       return chosen
     }
   }
+  const native = nativeAvailable()
+  if (native.ok && (await tf.setBackend(NATIVE_BACKEND))) {
+    await tf.ready()
+    chosen = { name: NATIVE_BACKEND, detail: native.detail }
+    return chosen
+  }
   await tf.setBackend("cpu")
   await tf.ready()
-  chosen = { name: "cpu", detail: "stock tfjs cpu backend" }
+  chosen = { name: "cpu", detail: native.ok ? "stock tfjs cpu backend" : `stock tfjs cpu backend: ${native.message}` }
   return chosen
 }

@@ -1,0 +1,93 @@
+/**
+ * `npm run bench -- train [--backend X] [--bf16] [--threads N] [--steps N] [--warmup N]`: trains config R
+ * (the base decoder: vocab 4096, width 256, 4 layers, 4 heads, context 256, batch 16) with
+ * AdamW on seeded random tokens and prints one JSON line. bench/torch_reference.py runs the
+ * same model and step in PyTorch for side-by-side figures.
+ */
+import * as tf from "@tensorflow/tfjs"
+import { attention, block, decoder, depth, ffn, norm, posenc } from "../dsl/index.js"
+import { selectBackend } from "../src/backend/select.js"
+import { compile } from "../src/model/index.js"
+import { Rng } from "../src/random/rng.js"
+import { AdamW } from "../src/train/adamw.js"
+
+const CONFIG = { vocab: 4096, width: 256, layers: 4, heads: 4, context: 256, batch: 16 } as const
+
+const flag = (argv: string[], name: string): string | undefined => {
+  const i = argv.indexOf(name)
+  return i >= 0 ? argv[i + 1] : undefined
+}
+
+export const main = async (argv: string[]): Promise<void> => {
+  const bf16 = argv.includes("--bf16")
+  // Read when the native backend registers, i.e. inside selectBackend.
+  if (bf16) process.env.TFJS_NATIVE_BF16 = "1"
+  const threads = flag(argv, "--threads")
+  if (threads !== undefined) process.env.TFJS_NATIVE_THREADS = threads
+  const steps = Number(flag(argv, "--steps") ?? 5)
+  const warmup = Number(flag(argv, "--warmup") ?? 2)
+  const choice = await selectBackend(flag(argv, "--backend"))
+
+  const { vocab, width, layers, heads, context, batch } = CONFIG
+  const model = compile(
+    decoder({
+      vocab,
+      width,
+      context,
+      posenc: posenc("learned"),
+      layers: depth(layers, block({ attention: attention("full", { heads }), ffn: ffn("relu", { mult: 4 }), norm: norm("layer") })),
+      norm: norm("layer"),
+      tied: true,
+    }),
+  )
+  const params = model.init(1) as Record<string, tf.Variable>
+  const optimizer = new AdamW(params, {
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    weightDecay: 0.1,
+    decay: (name) => model.table.find((p) => p.name === name)?.decl.decay ?? false,
+  })
+  const paramOf = new Map(Object.entries(params).map(([name, v]) => [v.name, name]))
+  const rng = Rng.derive(1, "bench-train")
+  const tokens = new Int32Array(batch * (context + 1))
+  const step = (): number => {
+    for (let i = 0; i < tokens.length; i++) tokens[i] = rng.nextInt(vocab)
+    const data = {
+      tokens: tf.tensor2d(tokens, [batch, context + 1], "int32"),
+      mask: tf.ones([batch, context]) as tf.Tensor2D,
+    }
+    const { value, grads } = tf.variableGrads(() => model.loss(params, data, { training: true }))
+    const loss = value.dataSync()[0]
+    // variableGrads keys by tf variable name; the optimiser by parameter name.
+    optimizer.update(Object.fromEntries(Object.entries(grads).map(([v, g]) => [paramOf.get(v) ?? v, g])), 1e-3)
+    tf.dispose([value, data.tokens, data.mask, ...Object.values(grads)])
+    return loss
+  }
+
+  for (let i = 0; i < warmup; i++) step()
+  const losses: number[] = []
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < steps; i++) losses.push(step())
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9
+
+  const tokensPerStep = batch * context
+  const flopsPerStep = model.flops.training * tokensPerStep
+  const active = tf.backend() as { precision?: string }
+  console.log(
+    JSON.stringify({
+      bench: "train",
+      backend: choice.name,
+      detail: choice.detail,
+      precision: active.precision ?? "fp32",
+      config: CONFIG,
+      params: model.counts.total,
+      steps,
+      secondsPerStep: seconds / steps,
+      tokensPerSecond: (tokensPerStep * steps) / seconds,
+      gflopPerStep: flopsPerStep / 1e9,
+      gflops: (flopsPerStep * steps) / seconds / 1e9,
+      loss: losses[losses.length - 1],
+    }),
+  )
+}

@@ -1,0 +1,22 @@
+{
+  "targets": [
+    {
+      "target_name": "tfjs_native",
+      "sources": [
+        "native/addon.cc",
+        "native/threads.cc",
+        "native/matmul.cc",
+        "native/elementwise.cc",
+        "native/reduce.cc",
+        "native/layout.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"],
+      "ldflags": ["-fopenmp"],
+      "libraries": ["-ldnnl", "-lgomp"]
+    }
+  ]
+}

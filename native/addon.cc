@@ -1,0 +1,227 @@
+// N-API glue: unpacks typed arrays and shapes, checks sizes, calls the kernels.
+// Sizes are checked here because a wrong length would mean writing outside a JS buffer.
+#include <napi.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace {
+
+struct View {
+  void* data;
+  size_t length;
+  size_t elem;
+};
+
+View view(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a typed array");
+  auto t = v.As<Napi::TypedArray>();
+  auto* base = static_cast<char*>(t.ArrayBuffer().Data());
+  return {base + t.ByteOffset(), t.ElementLength(), t.ElementSize()};
+}
+
+float* f32(const Napi::Value& v, const char* what, size_t need) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
+  View w = view(v, what);
+  if (w.length < need)
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " is shorter than its shape says");
+  return static_cast<float*>(w.data);
+}
+
+const int32_t* i32(const Napi::Value& v, const char* what, size_t need) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an Int32Array");
+  View w = view(v, what);
+  if (w.length < need) throw Napi::RangeError::New(v.Env(), std::string(what) + " is too short");
+  return static_cast<const int32_t*>(w.data);
+}
+
+int64_t num(const Napi::Value& v) { return v.As<Napi::Number>().Int64Value(); }
+
+std::vector<int64_t> dims(const Napi::Value& v) {
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = a.Get(i).As<Napi::Number>().Int64Value();
+  return out;
+}
+
+size_t size_of(const std::vector<int64_t>& s) {
+  size_t n = 1;
+  for (int64_t d : s) n *= static_cast<size_t>(d);
+  return n;
+}
+
+// matmul(a, b, out, [batchA, batchB, m, n, k], transA, transB, bias | null, act, alpha, precision) -> error or ""
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  const auto d = dims(info[3]);
+  const nk::MatmulShape s{d[0], d[1], d[2], d[3], d[4], info[4].ToBoolean(), info[5].ToBoolean()};
+  const float* a = f32(info[0], "a", s.batch_a * s.m * s.k);
+  const float* b = f32(info[1], "b", s.batch_b * s.k * s.n);
+  float* out = f32(info[2], "out", std::max(s.batch_a, s.batch_b) * s.m * s.n);
+  const float* bias = info[6].IsNull() ? nullptr : f32(info[6], "bias", s.n);
+  const auto act = static_cast<nk::Act>(num(info[7]));
+  const float alpha = info[8].As<Napi::Number>().FloatValue();
+  const auto precision = static_cast<nk::Precision>(num(info[9]));
+  return Napi::String::New(info.Env(), nk::matmul(s, a, b, bias, act, alpha, out, precision));
+}
+
+// binary(op, a, aShape, b, bShape, out, outShape): float32, or int32 for add/sub/mul/max/min.
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  const auto as = dims(info[2]), bs = dims(info[4]), os = dims(info[6]);
+  const auto op = static_cast<nk::BinOp>(num(info[0]));
+  if (info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+    int32_t* out = const_cast<int32_t*>(i32(info[5], "out", size_of(os)));
+    if (!nk::binary_i32(op, i32(info[1], "a", size_of(as)), as, i32(info[3], "b", size_of(bs)), bs, out, os))
+      throw Napi::TypeError::New(info.Env(), "binary: op has no int32 version");
+    return info.Env().Undefined();
+  }
+  nk::binary(op, f32(info[1], "a", size_of(as)), as, f32(info[3], "b", size_of(bs)), bs,
+             f32(info[5], "out", size_of(os)), os);
+  return info.Env().Undefined();
+}
+
+// compare(op, a, aShape, b, bShape, out: Uint8Array, outShape); a and b of one element type.
+Napi::Value Compare(const Napi::CallbackInfo& info) {
+  const auto as = dims(info[2]), bs = dims(info[4]), os = dims(info[6]);
+  const View a = view(info[1], "a"), b = view(info[3], "b"), o = view(info[5], "out");
+  const auto type = info[1].As<Napi::TypedArray>().TypedArrayType();
+  nk::Elem elem;
+  if (type == napi_float32_array) elem = nk::Elem::f32;
+  else if (type == napi_int32_array) elem = nk::Elem::i32;
+  else if (type == napi_uint8_array) elem = nk::Elem::u8;
+  else throw Napi::TypeError::New(info.Env(), "compare: unsupported element type");
+  if (info[3].As<Napi::TypedArray>().TypedArrayType() != type || o.elem != 1 || a.length < size_of(as) ||
+      b.length < size_of(bs) || o.length < size_of(os))
+    throw Napi::RangeError::New(info.Env(), "compare: mismatched buffers");
+  nk::compare(static_cast<nk::CmpOp>(num(info[0])), a.data, as, b.data, bs, static_cast<uint8_t*>(o.data), os, elem);
+  return info.Env().Undefined();
+}
+
+// select(cond: Uint8Array, a, b, out), all the same length.
+Napi::Value Select(const Napi::CallbackInfo& info) {
+  const View c = view(info[0], "cond");
+  const size_t n = c.length;
+  if (c.elem != 1) throw Napi::TypeError::New(info.Env(), "select: cond must be a Uint8Array");
+  nk::select(static_cast<const uint8_t*>(c.data), f32(info[1], "a", n), f32(info[2], "b", n), f32(info[3], "out", n),
+             static_cast<int64_t>(n));
+  return info.Env().Undefined();
+}
+
+// pad(x, shape, before, outShape, value, out)
+Napi::Value Pad(const Napi::CallbackInfo& info) {
+  const auto shape = dims(info[1]), before = dims(info[2]), os = dims(info[3]);
+  if (shape.size() != before.size() || shape.size() != os.size())
+    throw Napi::RangeError::New(info.Env(), "pad: ranks differ");
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (before[d] < 0 || before[d] + shape[d] > os[d]) throw Napi::RangeError::New(info.Env(), "pad: bad padding");
+  nk::pad(f32(info[0], "x", size_of(shape)), shape, before, os, info[4].As<Napi::Number>().FloatValue(),
+          f32(info[5], "out", size_of(os)));
+  return info.Env().Undefined();
+}
+
+// unary(op, x, out, alpha)
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  const size_t n = view(info[1], "x").length;
+  nk::unary(static_cast<nk::UnOp>(num(info[0])), f32(info[1], "x", n), f32(info[2], "out", n),
+            static_cast<int64_t>(n), info[3].As<Napi::Number>().FloatValue());
+  return info.Env().Undefined();
+}
+
+// reduce(op, x, out, outer, r, inner)
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  const int64_t outer = num(info[3]), r = num(info[4]), inner = num(info[5]);
+  nk::reduce(static_cast<nk::RedOp>(num(info[0])), f32(info[1], "x", outer * r * inner),
+             f32(info[2], "out", outer * inner), outer, r, inner);
+  return info.Env().Undefined();
+}
+
+// softmax(x, out, rows, cols)
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[2]), cols = num(info[3]);
+  nk::softmax(f32(info[0], "x", rows * cols), f32(info[1], "out", rows * cols), rows, cols);
+  return info.Env().Undefined();
+}
+
+// transpose(x, shape, perm, out): any typed array with 1- or 4-byte elements, same type both sides.
+Napi::Value Transpose(const Napi::CallbackInfo& info) {
+  const auto shape = dims(info[1]), perm = dims(info[2]);
+  const View x = view(info[0], "x"), o = view(info[3], "out");
+  const size_t n = size_of(shape);
+  if (x.elem != o.elem || (x.elem != 4 && x.elem != 1) || x.length < n || o.length < n)
+    throw Napi::RangeError::New(info.Env(), "transpose: mismatched buffers");
+  nk::transpose(static_cast<const float*>(x.data), shape, perm, static_cast<float*>(o.data),
+                static_cast<int>(x.elem));
+  return info.Env().Undefined();
+}
+
+// gather(x, idx, out, outer, dim, inner) -> index position out of range, or -1
+Napi::Value Gather(const Napi::CallbackInfo& info) {
+  const int64_t outer = num(info[3]), dim = num(info[4]), inner = num(info[5]);
+  const View x = view(info[0], "x"), o = view(info[2], "out");
+  const size_t n_idx = view(info[1], "idx").length;
+  const int32_t* idx = i32(info[1], "idx", n_idx);
+  if (x.elem != o.elem || x.length < static_cast<size_t>(outer * dim * inner) ||
+      o.length < static_cast<size_t>(outer * inner) * n_idx)
+    throw Napi::RangeError::New(info.Env(), "gather: mismatched buffers");
+  return Napi::Number::New(info.Env(), static_cast<double>(nk::gather(x.data, static_cast<int>(x.elem), idx,
+                                                                       n_idx, o.data, outer, dim, inner)));
+}
+
+// scatterAdd(x, ids, out, count, inner, numSegments)
+Napi::Value ScatterAdd(const Napi::CallbackInfo& info) {
+  const int64_t count = num(info[3]), inner = num(info[4]), seg = num(info[5]);
+  nk::scatter_add(f32(info[0], "x", count * inner), i32(info[1], "ids", count), count, inner,
+                  f32(info[2], "out", seg * inner), seg);
+  return info.Env().Undefined();
+}
+
+// oneHot(idx, out, depth, on, off)
+Napi::Value OneHot(const Napi::CallbackInfo& info) {
+  const size_t n = view(info[0], "idx").length;
+  const int64_t depth = num(info[2]);
+  nk::one_hot(i32(info[0], "idx", n), static_cast<int64_t>(n), depth, info[3].As<Napi::Number>().FloatValue(),
+              info[4].As<Napi::Number>().FloatValue(), f32(info[1], "out", n * depth));
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("threads", nk::threads());
+  o.Set("physicalCores", nk::physical_cores());
+  o.Set("isa", nk::isa_name());
+  o.Set("bf16Native", nk::bf16_native());
+  return o;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  nk::set_threads(static_cast<int>(num(info[0])));
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Without an explicit OMP_NUM_THREADS, use one thread per physical core.
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) nk::set_threads(nk::physical_cores());
+  exports.Set("matmul", Napi::Function::New(env, Matmul));
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("compare", Napi::Function::New(env, Compare));
+  exports.Set("select", Napi::Function::New(env, Select));
+  exports.Set("pad", Napi::Function::New(env, Pad));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("reduce", Napi::Function::New(env, Reduce));
+  exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("transpose", Napi::Function::New(env, Transpose));
+  exports.Set("gather", Napi::Function::New(env, Gather));
+  exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));
+  exports.Set("oneHot", Napi::Function::New(env, OneHot));
+  exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tfjs_native, Init)

@@ -1,0 +1,73 @@
+// Kernel entry points shared by the N-API glue (addon.cc) and the implementations.
+// Every kernel writes a caller-owned, preallocated output and never aliases its inputs.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace nk {
+
+// Thread pool (one OpenMP pool, shared with oneDNN).
+int physical_cores();
+void set_threads(int n);
+int threads();
+
+// Matmul: out[b] = op(A[b]) * op(B[b]) (+ bias[N]) then activation; batches broadcast when 1.
+enum class Act : int { none = 0, relu = 1, relu6 = 2, sigmoid = 3, elu = 4, leaky_relu = 5 };
+struct MatmulShape {
+  int64_t batch_a, batch_b, m, n, k;
+  bool trans_a, trans_b;
+};
+// fp32; bf16 inputs on oneDNN's bf16 kernels (fp32 accumulation and output); or fp32 kernels
+// on inputs rounded to bf16, which gives bf16 numerics on CPUs without bf16 hardware.
+enum class Precision : int { fp32 = 0, bf16 = 1, bf16_rounded = 2 };
+// Returns an empty string on success, else why it could not run.
+std::string matmul(const MatmulShape& s, const float* a, const float* b, const float* bias, Act act,
+                   float alpha, float* out, Precision precision);
+// Whether bf16 matmul runs on native hardware support (AMX or avx512_bf16).
+bool bf16_native();
+std::string isa_name();
+
+// Elementwise.
+enum class BinOp : int { add = 0, sub, mul, div, max, min, sqdiff, pow, prelu };
+void binary(BinOp op, const float* a, const std::vector<int64_t>& a_shape, const float* b,
+            const std::vector<int64_t>& b_shape, float* out, const std::vector<int64_t>& out_shape);
+// int32 versions of add, sub, mul, max, min; false for other ops.
+bool binary_i32(BinOp op, const int32_t* a, const std::vector<int64_t>& a_shape, const int32_t* b,
+                const std::vector<int64_t>& b_shape, int32_t* out, const std::vector<int64_t>& out_shape);
+// Comparisons and logical ops with broadcasting; bool (uint8) output.
+enum class Elem : int { f32 = 0, i32 = 1, u8 = 2 };
+enum class CmpOp : int { equal = 0, not_equal, less, less_equal, greater, greater_equal, logical_and, logical_or };
+void compare(CmpOp op, const void* a, const std::vector<int64_t>& a_shape, const void* b,
+             const std::vector<int64_t>& b_shape, uint8_t* out, const std::vector<int64_t>& out_shape, Elem elem);
+// out = cond ? a : b, all of n elements.
+void select(const uint8_t* cond, const float* a, const float* b, float* out, int64_t n);
+// Constant padding: out_shape[d] = shape[d] + before[d] + after[d].
+void pad(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& before,
+         const std::vector<int64_t>& out_shape, float value, float* out);
+enum class UnOp : int {
+  exp = 0, log, sigmoid, tanh, erf, relu, relu6, sqrt, rsqrt, square, neg, abs, reciprocal, step,
+  elu, leaky_relu, log1p, expm1
+};
+void unary(UnOp op, const float* x, float* out, int64_t n, float alpha);
+
+// Reductions over the middle axis of x viewed as [outer, r, inner].
+enum class RedOp : int { sum = 0, mean, max, min, prod };
+void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner);
+
+// Softmax over the last axis of x viewed as [rows, cols].
+void softmax(const float* x, float* out, int64_t rows, int64_t cols);
+
+// Layout.
+void transpose(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& perm,
+               float* out, int elem_bytes);
+// Gathers rows of x viewed as [outer, dim, inner]; returns the first out-of-range index
+// position, or -1.
+int64_t gather(const void* x, int elem_bytes, const int32_t* idx, int64_t n_idx, void* out,
+               int64_t outer, int64_t dim, int64_t inner);
+// out[numSeg, inner] = sum of x rows [count, inner] by segment id; ids outside [0, numSeg) drop.
+void scatter_add(const float* x, const int32_t* ids, int64_t count, int64_t inner, float* out,
+                 int64_t num_seg);
+void one_hot(const int32_t* idx, int64_t n, int64_t depth, float on, float off, float* out);
+
+}  // namespace nk

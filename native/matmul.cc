@@ -1,0 +1,227 @@
+// Matmul through oneDNN. Primitives are cached by shape: creating one costs far more than
+// running the small attention matmuls it serves.
+#include <dnnl.hpp>
+#include <omp.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels.h"
+
+namespace nk {
+
+using dnnl::memory;
+using tag_dims = memory::dims;
+
+static dnnl::engine& eng() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+static dnnl::stream& strm() {
+  static dnnl::stream s(eng());
+  return s;
+}
+
+bool bf16_native() {
+  const auto isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+}
+
+std::string isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+namespace {
+
+// One (possibly batched) problem after batch folding: A [batch, m, k], B [batch or 1, k, n].
+struct Problem {
+  int64_t batch, batch_b, m, n, k;
+  bool ta, tb, bias;
+  Act act;
+  float alpha;
+  bool bf16;
+  int threads;
+  auto tie() const { return std::tie(batch, batch_b, m, n, k, ta, tb, bias, act, alpha, bf16, threads); }
+  bool operator<(const Problem& o) const { return tie() < o.tie(); }
+};
+
+struct Prepared {
+  dnnl::matmul prim;
+  memory::desc a, b, bias, c;
+};
+
+memory::desc operand(int64_t batch, int64_t rows, int64_t cols, bool trans, memory::data_type dt) {
+  // Logical [batch, rows, cols]; stored [batch, cols, rows] when transposed.
+  if (trans) return memory::desc({batch, rows, cols}, dt, {rows * cols, 1, rows});
+  return memory::desc({batch, rows, cols}, dt, {rows * cols, cols, 1});
+}
+
+dnnl::algorithm act_alg(Act act) {
+  switch (act) {
+    case Act::relu: case Act::leaky_relu: return dnnl::algorithm::eltwise_relu;
+    case Act::relu6: return dnnl::algorithm::eltwise_clip;
+    case Act::sigmoid: return dnnl::algorithm::eltwise_logistic;
+    case Act::elu: return dnnl::algorithm::eltwise_elu;
+    default: return dnnl::algorithm::undef;
+  }
+}
+
+const Prepared& prepare(const Problem& p) {
+  static std::map<Problem, std::unique_ptr<Prepared>> cache;
+  auto it = cache.find(p);
+  if (it != cache.end()) return *it->second;
+  const auto in_t = p.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  auto out = std::make_unique<Prepared>();
+  out->a = operand(p.batch, p.m, p.k, p.ta, in_t);
+  out->b = operand(p.batch_b, p.k, p.n, p.tb, in_t);
+  out->c = memory::desc({p.batch, p.m, p.n}, memory::data_type::f32, {p.m * p.n, p.n, 1});
+  if (p.bias) out->bias = memory::desc({1, 1, p.n}, memory::data_type::f32, {p.n, p.n, 1});
+  dnnl::primitive_attr attr;
+  if (p.act != Act::none) {
+    dnnl::post_ops ops;
+    float alpha = 0.f, beta = 0.f;
+    if (p.act == Act::relu6) beta = 6.f;
+    if (p.act == Act::elu) alpha = 1.f;
+    if (p.act == Act::leaky_relu) alpha = p.alpha;
+    ops.append_eltwise(1.f, act_alg(p.act), alpha, beta);
+    attr.set_post_ops(ops);
+  }
+  const dnnl::matmul::desc d = p.bias ? dnnl::matmul::desc(out->a, out->b, out->bias, out->c)
+                                      : dnnl::matmul::desc(out->a, out->b, out->c);
+  out->prim = dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, eng()));
+  return *cache.emplace(p, std::move(out)).first->second;
+}
+
+// Round-to-nearest-even fp32 -> bf16, keeping NaN a NaN.
+void to_bf16(const float* src, uint16_t* dst, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &src[i], 4);
+    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    dst[i] = nan ? static_cast<uint16_t>((u >> 16) | 0x40u) : static_cast<uint16_t>(r);
+  }
+}
+
+// fp32 -> nearest bf16 -> fp32.
+void round_bf16(const float* src, float* dst, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &src[i], 4);
+    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+    const uint32_t r = nan ? (u | 0x400000u) : ((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+    std::memcpy(&dst[i], &r, 4);
+  }
+}
+
+void run(const Problem& p, const void* a, const void* b, const float* bias, float* c) {
+  const Prepared& pr = prepare(p);
+  memory am(pr.a, eng(), const_cast<void*>(a));
+  memory bm(pr.b, eng(), const_cast<void*>(b));
+  memory cm(pr.c, eng(), c);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+  if (p.bias) args.emplace(DNNL_ARG_BIAS, memory(pr.bias, eng(), const_cast<float*>(bias)));
+  pr.prim.execute(strm(), args);
+  strm().wait();
+}
+
+}  // namespace
+
+std::string matmul(const MatmulShape& s, const float* a, const float* b, const float* bias, Act act,
+                   float alpha, float* out, Precision precision) {
+  const int64_t bat = std::max(s.batch_a, s.batch_b);
+  if (!((s.batch_a == s.batch_b) || s.batch_a == 1 || s.batch_b == 1))
+    return "batch dims must be equal or 1";
+  if (bat == 0 || s.m == 0 || s.n == 0) return "";
+  if (s.k == 0) {
+    // oneDNN rejects zero-sized reductions; the product is then just bias + activation.
+    return "empty reduction";
+  }
+  const bool bf16 = precision == Precision::bf16;
+  const int64_t na = s.batch_a * s.m * s.k, nb = s.batch_b * s.k * s.n;
+  // Scratch persists across calls so large copies do not fault in fresh pages each time.
+  static std::vector<float> a_round, b_round, a_t;
+  static std::vector<uint16_t> a16, b16;
+  if (precision == Precision::bf16_rounded) {
+    // bf16 numerics on any CPU: bf16 inputs are exact in fp32, and fp32 accumulation is what
+    // the bf16 hardware path does too.
+    if (a_round.size() < static_cast<size_t>(na)) a_round.resize(na);
+    if (b_round.size() < static_cast<size_t>(nb)) b_round.resize(nb);
+    round_bf16(a, a_round.data(), na);
+    round_bf16(b, b_round.data(), nb);
+    a = a_round.data();
+    b = b_round.data();
+  }
+  const void* ap = a;
+  const void* bp = b;
+  if (bf16) {
+    if (a16.size() < static_cast<size_t>(na)) a16.resize(na);
+    if (b16.size() < static_cast<size_t>(nb)) b16.resize(nb);
+    to_bf16(a, a16.data(), na);
+    to_bf16(b, b16.data(), nb);
+    ap = a16.data();
+    bp = b16.data();
+  }
+  const int64_t es = bf16 ? 2 : 4;
+  // oneDNN's gemm runs a transposed A at about half speed on these shapes (weight
+  // gradients X^T·dY); a transposing copy costs far less than that when n is wide.
+  bool ta = s.trans_a;
+  if (ta && !bf16 && s.n >= 128 && s.m >= 128) {
+    if (a_t.size() < static_cast<size_t>(na)) a_t.resize(na);
+    transpose(a, {s.batch_a, s.k, s.m}, {0, 2, 1}, a_t.data(), 4);
+    ap = a_t.data();
+    ta = false;
+  }
+  // Small products finish before a second thread would have started; forking for them only
+  // adds latency (and waits on a busy core when the machine is shared).
+  const double flops = 2.0 * static_cast<double>(bat) * s.m * s.n * s.k;
+  const int threads = omp_get_max_threads();
+  const bool serial = flops < 3.2e7 && threads > 1;
+  if (serial) omp_set_num_threads(1);
+  struct Restore {
+    bool on;
+    int n;
+    ~Restore() {
+      if (on) omp_set_num_threads(n);
+    }
+  } restore{serial, threads};
+  try {
+    if (s.batch_b == 1 && !ta) {
+      // A's batches stack into rows of one GEMM against the shared B.
+      run({1, 1, s.batch_a * s.m, s.n, s.k, false, s.trans_b, bias != nullptr, act, alpha, bf16, omp_get_max_threads()}, ap, bp,
+          bias, out);
+    } else if (s.batch_a == s.batch_b) {
+      run({bat, bat, s.m, s.n, s.k, ta, s.trans_b, bias != nullptr, act, alpha, bf16, omp_get_max_threads()}, ap, bp, bias,
+          out);
+    } else {
+      const Problem one{1, 1, s.m, s.n, s.k, ta, s.trans_b, bias != nullptr, act, alpha, bf16, omp_get_max_threads()};
+      for (int64_t i = 0; i < bat; ++i) {
+        const char* ai = static_cast<const char*>(ap) + (s.batch_a == 1 ? 0 : i * s.m * s.k * es);
+        const char* bi = static_cast<const char*>(bp) + (s.batch_b == 1 ? 0 : i * s.k * s.n * es);
+        run(one, ai, bi, bias, out + i * s.m * s.n);
+      }
+    }
+  } catch (const dnnl::error& e) {
+    return std::string("oneDNN: ") + e.what();
+  }
+  return "";
+}
+
+}  // namespace nk

@@ -1,0 +1,145 @@
+// Reductions and softmax. Sums accumulate in double, as the stock kernels' JS numbers do.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+#include "vmath.h"
+
+namespace nk {
+
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 17;
+
+// max/min that let a NaN win, like the stock kernels.
+inline float take_max(float m, float v) { return (v > m || v != v) ? v : m; }
+inline float take_min(float m, float v) { return (v < m || v != v) ? v : m; }
+
+// Vectorised max/min of a row; any NaN makes the result NaN.
+float row_max(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] > m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
+}
+
+float row_min(const float* x, int64_t n) {
+  float m = std::numeric_limits<float>::infinity();
+  int nan = 0;
+#pragma omp simd reduction(min : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] < m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
+}
+
+double row_sum(const float* x, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+float row_reduce(RedOp op, const float* x, int64_t r) {
+  switch (op) {
+    case RedOp::sum: return static_cast<float>(row_sum(x, r));
+    case RedOp::mean: return static_cast<float>(row_sum(x, r) / static_cast<double>(r));
+    case RedOp::max: return row_max(x, r);
+    case RedOp::min: return row_min(x, r);
+    case RedOp::prod: {
+      double p = 1;
+      for (int64_t i = 0; i < r; ++i) p *= x[i];
+      return static_cast<float>(p);
+    }
+  }
+  return 0.f;
+}
+
+// Column reduction of a [r, inner] block, columns [lo, hi).
+void column_reduce(RedOp op, const float* x, int64_t r, int64_t inner, int64_t lo, int64_t hi, float* out) {
+  const int64_t w = hi - lo;
+  if (op == RedOp::sum || op == RedOp::mean || op == RedOp::prod) {
+    std::vector<double> acc(w, op == RedOp::prod ? 1.0 : 0.0);
+    for (int64_t j = 0; j < r; ++j) {
+      const float* row = x + j * inner + lo;
+      if (op == RedOp::prod) {
+        for (int64_t i = 0; i < w; ++i) acc[i] *= row[i];
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < w; ++i) acc[i] += row[i];
+      }
+    }
+    const double scale = op == RedOp::mean ? 1.0 / static_cast<double>(r) : 1.0;
+    for (int64_t i = 0; i < w; ++i) out[lo + i] = static_cast<float>(op == RedOp::mean ? acc[i] * scale : acc[i]);
+    return;
+  }
+  const bool is_max = op == RedOp::max;
+  std::vector<float> acc(w, is_max ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity());
+  for (int64_t j = 0; j < r; ++j) {
+    const float* row = x + j * inner + lo;
+    if (is_max) {
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) acc[i] = take_max(acc[i], row[i]);
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) acc[i] = take_min(acc[i], row[i]);
+    }
+  }
+  for (int64_t i = 0; i < w; ++i) out[lo + i] = acc[i];
+}
+
+}  // namespace
+
+void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner) {
+  const int64_t total = outer * r * inner;
+  if (inner == 1) {
+    if (outer == 1 && (op == RedOp::sum || op == RedOp::mean) && total > kParallelMin) {
+      double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+      for (int64_t i = 0; i < r; ++i) s += x[i];
+      out[0] = static_cast<float>(op == RedOp::mean ? s / static_cast<double>(r) : s);
+      return;
+    }
+#pragma omp parallel for schedule(static) if (total > kParallelMin)
+    for (int64_t o = 0; o < outer; ++o) out[o] = row_reduce(op, x + o * r, r);
+    return;
+  }
+  // Split the columns so each thread owns a disjoint part of the output.
+  const int64_t chunk = 64;
+  const int64_t chunks = (inner + chunk - 1) / chunk;
+#pragma omp parallel for collapse(2) schedule(static) if (total > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t lo = c * chunk, hi = std::min(inner, lo + chunk);
+      column_reduce(op, x + o * r * inner, r, inner, lo, hi, out + o * inner);
+    }
+}
+
+void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* xr = x + row * cols;
+    float* orow = out + row * cols;
+    const float m = row_max(xr, cols);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < cols; ++i) {
+      orow[i] = vexp(xr[i] - m);
+      s += orow[i];
+    }
+    const float sf = static_cast<float>(s);
+#pragma omp simd
+    for (int64_t i = 0; i < cols; ++i) orow[i] = orow[i] / sf;
+  }
+}
+
+}  // namespace nk

@@ -1,0 +1,62 @@
+import { createRequire } from "node:module"
+import { fileURLToPath } from "node:url"
+
+/**
+ * The compiled N-API addon (native/, built by `npm ci` through binding.gyp) and its typed
+ * surface. Every function writes into a caller-provided output array.
+ */
+export interface NativeAddon {
+  /** Returns "" on success, else why the product could not run (the caller falls back). */
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    dims: readonly [batchA: number, batchB: number, m: number, n: number, k: number],
+    transposeA: boolean,
+    transposeB: boolean,
+    bias: Float32Array | null,
+    activation: number,
+    alpha: number,
+    precision: number,
+  ): string
+  /** Float32 ops, or int32 for add/sub/mul/max/min. */
+  binary<T extends Float32Array | Int32Array>(op: number, a: T, aShape: readonly number[], b: T, bShape: readonly number[], out: T, outShape: readonly number[]): void
+  /** Comparisons and logical ops with broadcasting, into a bool (Uint8Array) output. */
+  compare<T extends Float32Array | Int32Array | Uint8Array>(op: number, a: T, aShape: readonly number[], b: T, bShape: readonly number[], out: Uint8Array, outShape: readonly number[]): void
+  select(condition: Uint8Array, a: Float32Array, b: Float32Array, out: Float32Array): void
+  pad(x: Float32Array, shape: readonly number[], before: readonly number[], outShape: readonly number[], value: number, out: Float32Array): void
+  unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void
+  reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
+  transpose<T extends Float32Array | Int32Array | Uint8Array>(x: T, shape: readonly number[], perm: readonly number[], out: T): void
+  /** Returns the position of the first out-of-range index, or -1. */
+  gather<T extends Float32Array | Int32Array | Uint8Array>(x: T, indices: Int32Array, out: T, outer: number, dim: number, inner: number): number
+  scatterAdd(x: Float32Array, ids: Int32Array, out: Float32Array, count: number, inner: number, numSegments: number): void
+  oneHot(indices: Int32Array, out: Float32Array, depth: number, on: number, off: number): void
+  info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
+  setThreads(n: number): void
+}
+
+/** Where node-gyp puts the addon; TFJS_NATIVE_ADDON points elsewhere (e.g. to test the fallback). */
+export const ADDON_PATH =
+  process.env.TFJS_NATIVE_ADDON ?? fileURLToPath(new URL("../../../build/Release/tfjs_native.node", import.meta.url))
+
+/** What to run when the addon is missing: the one line the fallback message prints. */
+export const INSTALL_HINT = "apt-get install -y libdnnl-dev && npm run build:native"
+
+export type AddonLoad = { readonly ok: true; readonly addon: NativeAddon } | { readonly ok: false; readonly reason: string }
+
+let loaded: AddonLoad | undefined
+
+/** Loads the addon once; a failure is a value (the caller falls back to stock tfjs). */
+export const loadAddon = (): AddonLoad => {
+  if (loaded) return loaded
+  try {
+    const addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon
+    loaded = { ok: true, addon }
+  } catch (e) {
+    const message = e instanceof Error ? e.message.split("\n")[0] : String(e)
+    loaded = { ok: false, reason: message }
+  }
+  return loaded
+}

@@ -1,0 +1,87 @@
+import type * as tf from "@tensorflow/tfjs"
+import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu"
+import type { NativeAddon } from "./addon.js"
+import { BufferPool } from "./pool.js"
+
+type DataId = object
+type BackendValues = Parameters<MathBackendCPU["write"]>[0]
+
+/**
+ * Matmul inputs: fp32; bf16 on oneDNN's bf16 kernels (fp32 accumulation and outputs, fp32
+ * weights kept by the caller); or fp32 kernels on inputs rounded to bf16, the same numerics
+ * on CPUs without bf16 hardware (to check a bf16 loss curve anywhere, not for speed).
+ */
+export type MatmulPrecision = "fp32" | "bf16" | "bf16-rounded"
+
+export const PRECISION_CODE: Readonly<Record<MatmulPrecision, number>> = { fp32: 0, bf16: 1, "bf16-rounded": 2 }
+
+export interface NativeOptions {
+  /** Recycle output buffers of disposed tensors. */
+  readonly reuse: boolean
+  readonly precision: MatmulPrecision
+  /** Bound on the bytes the buffer pool keeps free. */
+  readonly poolBytes: number
+  /** Kernel threads; undefined keeps one per physical core (or OMP_NUM_THREADS). */
+  readonly threads: number | undefined
+}
+
+/**
+ * The stock `cpu` backend with the same tensor storage (plain typed arrays) plus the addon
+ * and a buffer pool. Every entry stored or deleted passes through write/move/disposeData, so
+ * the pool sees exactly which buffers live tensors still reference.
+ */
+export class NativeBackend extends MathBackendCPU {
+  readonly pool: BufferPool
+  precision: MatmulPrecision
+
+  constructor(
+    readonly addon: NativeAddon,
+    options: NativeOptions,
+  ) {
+    super()
+    // The stock backend's first write prints an advert for tfjs-node; the selector already
+    // tried tfjs-node, so the advert would only mislead.
+    Object.assign(this, { firstUse: false })
+    this.pool = new BufferPool(options.poolBytes)
+    this.pool.setEnabled(options.reuse)
+    this.precision = options.precision
+  }
+
+  /** A float32 output buffer for a native kernel (recycled when possible). */
+  output(length: number): Float32Array {
+    return this.pool.take(length)
+  }
+
+  /** Stores a kernel output computed into `values`. */
+  out(shape: readonly number[], values: Float32Array): tf.TensorInfo {
+    return this.makeTensorInfo(shape as number[], "float32", values)
+  }
+
+  /** Typed values of a tensor, for reading inside a kernel. */
+  values(t: tf.TensorInfo): BackendValues {
+    return this.data.get(t.dataId).values as BackendValues
+  }
+
+  override write(values: BackendValues, shape: number[], dtype: tf.DataType): DataId {
+    const id = super.write(values, shape, dtype)
+    this.pool.retain(values)
+    return id
+  }
+
+  override move(dataId: DataId, values: BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
+    super.move(dataId, values, shape, dtype, refCount)
+    this.pool.retain(values)
+  }
+
+  override readSync(dataId: DataId): BackendValues {
+    this.pool.escape(this.data.get(dataId)?.values)
+    return super.readSync(dataId) as BackendValues
+  }
+
+  override disposeData(dataId: DataId, force = false): boolean {
+    const values = this.data.get(dataId)?.values
+    const removed = super.disposeData(dataId, force)
+    if (removed && values !== undefined && !this.data.has(dataId)) this.pool.release(values)
+    return removed
+  }
+}

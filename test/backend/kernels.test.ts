@@ -1,0 +1,291 @@
+import * as tf from "@tensorflow/tfjs"
+import { beforeAll, describe, expect, it } from "vitest"
+import { ensureNative, nativeKernelNames } from "../../src/backend/native/index.js"
+import { Rng } from "../../src/random/rng.js"
+import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
+
+const status = ensureNative()
+const native = status.available ? describe : describe.skip
+
+/** Every native kernel against the stock cpu kernel on seeded random inputs. */
+native("native kernels equal stock cpu kernels", () => {
+  const rng = Rng.fromSeed(5)
+  const t = (shape: number[], specials = false): tf.Tensor => {
+    const n = shape.reduce((a, b) => a * b, 1)
+    return tf.tensor(specials ? withSpecials(rng, n) : normal(rng, n), shape)
+  }
+  // Inputs are made once so both backends see the same values.
+  const input = (shape: number[], specials = false): (() => tf.Tensor) => {
+    const n = shape.reduce((a, b) => a * b, 1)
+    const v = specials ? withSpecials(rng, n) : normal(rng, n)
+    return () => tf.tensor(v, shape)
+  }
+
+  beforeAll(async () => {
+    await tf.setBackend("native")
+  })
+
+  it("registers every stock cpu kernel and overrides the hot ones", () => {
+    const stock = tf.getKernelsForBackend("cpu").map((k) => k.kernelName).sort()
+    const mine = tf.getKernelsForBackend("native").map((k) => k.kernelName).sort()
+    expect(mine).toEqual(stock)
+    for (const name of nativeKernelNames()) expect(stock).toContain(name)
+    expect(t([1]).size).toBe(1)
+  })
+
+  it("BatchMatMul: transposes, batch dims, broadcast batches, size-1 and empty dims, NaN/Inf", async () => {
+    const cases: Array<[number[], number[], boolean, boolean]> = [
+      [[5, 7], [7, 3], false, false],
+      [[7, 5], [7, 3], true, false],
+      [[5, 7], [3, 7], false, true],
+      [[7, 5], [3, 7], true, true],
+      [[2, 3, 5, 7], [2, 3, 7, 4], false, false],
+      [[6, 7, 5], [6, 4, 7], true, true],
+      [[1, 5, 7], [4, 7, 3], false, false],
+      [[4, 5, 7], [1, 7, 3], false, false],
+      [[4, 7, 5], [7, 3], true, false],
+      [[4, 5, 7], [3, 7], false, true],
+      [[1, 1], [1, 1], false, false],
+      [[0, 7], [7, 3], false, false],
+      [[5, 0], [0, 3], false, false],
+      [[3, 0, 4], [3, 4, 2], false, false],
+      [[64, 33], [33, 65], false, false],
+    ]
+    for (const [as, bs, ta, tb] of cases) {
+      const a = input(as, true)
+      const b = input(bs)
+      await compareBackends(() => tf.matMul(a(), b(), ta, tb), 1e-5, 1e-5, `matMul ${as} ${bs} ${ta} ${tb}`)
+    }
+  })
+
+  it("_FusedMatMul: bias and activations", async () => {
+    for (const activation of ["linear", "relu", "relu6", "sigmoid", "elu", "leakyrelu"] as const) {
+      const a = input([2, 6, 9])
+      const b = input([9, 5])
+      const bias = input([5])
+      await compareBackends(
+        () => tf.fused.matMul({ a: a(), b: b(), bias: bias(), activation, leakyreluAlpha: 0.1 }),
+        1e-5,
+        1e-5,
+        `fused ${activation}`,
+      )
+    }
+    const a = input([4, 3])
+    const b = input([4, 5])
+    await compareBackends(() => tf.fused.matMul({ a: a(), b: b(), transposeA: true, activation: "relu" }), 1e-5, 1e-5)
+  })
+
+  it("binary ops broadcast on each side, with size-1 and empty dims and NaN/Inf", async () => {
+    const shapes: Array<[number[], number[]]> = [
+      [[2, 3, 4], [2, 3, 4]],
+      [[2, 3, 4], [4]],
+      [[4], [2, 3, 4]],
+      [[2, 1, 4], [1, 3, 1]],
+      [[3, 1], [1, 5]],
+      [[], [3]],
+      [[2, 3], []],
+      [[2, 3], [2, 1]],
+      [[1], [1]],
+      [[0, 3], [3]],
+      [[2, 0], [1, 0]],
+      [[40, 33, 30], [33, 1]],
+    ]
+    const ops: Array<[string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, number]> = [
+      ["add", tf.add, 0],
+      ["sub", tf.sub, 0],
+      ["mul", tf.mul, 0],
+      ["div", tf.div, 0],
+      ["maximum", tf.maximum, 0],
+      ["minimum", tf.minimum, 0],
+      ["squaredDifference", tf.squaredDifference, 1e-6],
+      ["pow", tf.pow, 1e-6],
+      ["prelu", (a, b) => tf.prelu(a, b), 0],
+    ]
+    for (const [name, op, rtol] of ops)
+      for (const [as, bs] of shapes) {
+        const a = input(as, true)
+        const b = input(bs, true)
+        await compareBackends(() => op(a(), b()), rtol, 0, `${name} ${as} ${bs}`)
+      }
+  })
+
+  it("int32 add/sub/mul/max/min broadcast and wrap like Int32Array stores", async () => {
+    const ints = (n: number) => Array.from({ length: n }, () => rng.nextInt(2001) - 1000)
+    const a = ints(24)
+    const b = ints(4)
+    const big = [2147483647, -2147483648, 65536, 3]
+    const ops: Array<[string, (x: tf.Tensor, y: tf.Tensor) => tf.Tensor]> = [
+      ["add", tf.add],
+      ["sub", tf.sub],
+      ["mul", tf.mul],
+      ["maximum", tf.maximum],
+      ["minimum", tf.minimum],
+    ]
+    for (const [name, op] of ops) {
+      await compareBackends(() => op(tf.tensor3d(a, [2, 3, 4], "int32"), tf.tensor1d(b, "int32")), 0, 0, `${name} int32`)
+      await compareBackends(() => op(tf.tensor2d(a.slice(0, 3), [3, 1], "int32"), tf.tensor2d(b, [1, 4], "int32")), 0, 0, `${name} outer`)
+      await compareBackends(() => op(tf.tensor1d(big, "int32"), tf.tensor1d([1, -1, 65536, 0], "int32")), 0, 0, `${name} wrap`)
+    }
+  })
+
+  it("comparisons, logical ops, Select and PadV2", async () => {
+    const x = input([3, 4, 5], true)
+    const y = input([4, 1], true)
+    const cmps: Array<[string, (p: tf.Tensor, q: tf.Tensor) => tf.Tensor]> = [
+      ["equal", tf.equal],
+      ["notEqual", tf.notEqual],
+      ["less", tf.less],
+      ["lessEqual", tf.lessEqual],
+      ["greater", tf.greater],
+      ["greaterEqual", tf.greaterEqual],
+    ]
+    for (const [name, op] of cmps) {
+      await compareBackends(() => op(x(), y()), 0, 0, `${name} float32`)
+      await compareBackends(() => op(x(), x()), 0, 0, `${name} self`)
+      await compareBackends(() => op(tf.cast(tf.mul(x(), 3), "int32"), tf.cast(tf.mul(y(), 3), "int32")), 0, 0, `${name} int32`)
+    }
+    await compareBackends(() => tf.logicalAnd(tf.greater(x(), 0), tf.less(y(), 0.5)), 0, 0, "and")
+    await compareBackends(() => tf.logicalOr(tf.greater(x(), 0), tf.less(y(), 0.5)), 0, 0, "or")
+    const z = input([3, 4, 5])
+    await compareBackends(() => tf.where(tf.greater(z(), 0), x(), z()), 0, 0, "select")
+    await compareBackends(() => tf.where(tf.less(y(), 0).reshape([4, 1]), x(), z()), 0, 0, "select broadcast")
+    await compareBackends(() => tf.linalg.bandPart(tf.ones([6, 6]), -1, 0), 0, 0, "bandPart")
+    await compareBackends(() => tf.pad(x(), [[1, 0], [0, 2], [3, 1]], 0.5), 0, 0, "pad")
+    await compareBackends(() => tf.pad(tf.zeros([0, 2]), [[1, 1], [0, 1]], 7), 0, 0, "pad empty")
+    await compareBackends(
+      () => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.slice(t, [1, 0, 2], [2, 3, 2]), 3)))(x()),
+      0,
+      0,
+      "slice grad",
+    )
+  })
+
+  it("unary ops, including NaN, ±Inf, ±0, large and tiny values", async () => {
+    const v = new Float32Array([...withSpecials(rng, 3000), 100, -100, 88, 89, -87, -104, 1e-30, -1e-30, 1e-3, -1e-3, 0.6, -0.6, 9.5])
+    const x = () => tf.tensor(v)
+    const ops: Array<[string, () => tf.Tensor, number, number]> = [
+      ["exp", () => tf.exp(x()), 1e-6, 1e-37],
+      ["log", () => tf.log(x()), 1e-6, 0],
+      ["sigmoid", () => tf.sigmoid(x()), 1e-6, 1e-37],
+      ["tanh", () => tf.tanh(x()), 1e-6, 1e-7],
+      // The stock erf is a polynomial approximation with absolute error up to 1.5e-7.
+      ["erf", () => tf.erf(x()), 0, 3e-7],
+      ["relu", () => tf.relu(x()), 0, 0],
+      ["relu6", () => tf.relu6(x()), 0, 0],
+      ["sqrt", () => tf.sqrt(x()), 1e-7, 0],
+      ["rsqrt", () => tf.rsqrt(x()), 1e-6, 0],
+      ["square", () => tf.square(x()), 0, 0],
+      ["neg", () => tf.neg(x()), 0, 0],
+      ["abs", () => tf.abs(x()), 0, 0],
+      ["reciprocal", () => tf.reciprocal(x()), 0, 0],
+      ["step", () => tf.step(x(), 0.25), 0, 0],
+      ["elu", () => tf.elu(x()), 1e-6, 1e-7],
+      ["leakyRelu", () => tf.leakyRelu(x(), 0.3), 3e-7, 0],
+      ["log1p", () => tf.log1p(x()), 3e-7, 0],
+      ["expm1", () => tf.expm1(x()), 3e-7, 0],
+    ]
+    for (const [name, f, rtol, atol] of ops) await compareBackends(f, rtol, atol, name)
+    await compareBackends(() => tf.exp(tf.zeros([0, 3])), 0, 0, "empty")
+  })
+
+  it("Sum/Mean/Max/Min/Prod over contiguous and scattered axes, keepDims, empty dims", async () => {
+    const axesCases: Array<[number[], number | number[] | undefined]> = [
+      [[3, 4, 5], undefined],
+      [[3, 4, 5], 0],
+      [[3, 4, 5], 1],
+      [[3, 4, 5], 2],
+      [[3, 4, 5], [0, 1]],
+      [[3, 4, 5], [0, 2]],
+      [[3, 4, 5], [1, 2]],
+      [[2, 1, 3, 4], [1, 3]],
+      [[200, 300], 0],
+      [[200, 300], 1],
+      [[70000], 0],
+      [[2, 0, 3], 1],
+      [[2, 0, 3], 0],
+      [[5], 0],
+    ]
+    for (const [shape, axis] of axesCases) {
+      const x = input(shape, true)
+      const y = input(shape)
+      for (const keepDims of [false, true]) {
+        await compareBackends(() => tf.sum(x(), axis, keepDims), 1e-6, 1e-6, `sum ${shape} ${axis}`)
+        await compareBackends(() => tf.mean(y(), axis, keepDims), 1e-6, 1e-6, `mean ${shape} ${axis}`)
+        await compareBackends(() => tf.prod(y(), axis, keepDims), 1e-6, 1e-30, `prod ${shape} ${axis}`)
+        if (shape.every((d) => d > 0)) {
+          await compareBackends(() => tf.max(x(), axis, keepDims), 0, 0, `max ${shape} ${axis}`)
+          await compareBackends(() => tf.min(x(), axis, keepDims), 0, 0, `min ${shape} ${axis}`)
+        }
+      }
+    }
+  })
+
+  it("Softmax over the last axis, with -Inf, NaN and all -Inf rows", async () => {
+    for (const shape of [[3, 5], [2, 3, 7], [4, 1], [8, 4096], [0, 4]]) {
+      const x = input(shape)
+      await compareBackends(() => tf.softmax(x()), 1e-6, 1e-9, `softmax ${shape}`)
+    }
+    const v = new Float32Array([1, 2, -Infinity, 3, -Infinity, -Infinity, -Infinity, -Infinity, 1, NaN, 2, 3, 1e30, -1e30, 0, 5])
+    await compareBackends(() => tf.softmax(tf.tensor(v, [4, 4])), 1e-6, 1e-9, "softmax specials")
+  })
+
+  it("Transpose: permutations, size-1 and empty dims, float32/int32/bool", async () => {
+    const perms: Array<[number[], number[]]> = [
+      [[2, 3], [1, 0]],
+      [[2, 3, 4, 5], [0, 2, 1, 3]],
+      [[2, 3, 4, 5], [3, 2, 1, 0]],
+      [[2, 3, 4, 5], [1, 3, 0, 2]],
+      [[2, 1, 4, 1], [3, 2, 1, 0]],
+      [[70, 45], [1, 0]],
+      [[16, 33, 4, 9], [0, 2, 1, 3]],
+      [[3, 0, 2], [2, 0, 1]],
+      [[7], [0]],
+    ]
+    for (const [shape, perm] of perms) {
+      const x = input(shape, true)
+      await compareBackends(() => tf.transpose(x(), perm), 0, 0, `transpose ${shape} ${perm}`)
+      await compareBackends(() => tf.transpose(tf.cast(tf.mul(x(), 10), "int32"), perm), 0, 0, `int32 ${shape}`)
+      await compareBackends(() => tf.transpose(tf.greater(x(), 0), perm), 0, 0, `bool ${shape}`)
+    }
+  })
+
+  it("GatherV2 on axes 0 and 1, int32 params, and the stock error for a bad index", async () => {
+    const x = input([10, 4, 3])
+    const idx = [[1, 2, 9], [3, 9, 0]]
+    await compareBackends(() => tf.gather(x(), tf.tensor2d(idx, [2, 3], "int32")), 0, 0, "axis 0")
+    await compareBackends(() => tf.gather(x(), tf.tensor1d([3, 0, 0, 2], "int32"), 1), 0, 0, "axis 1")
+    await compareBackends(() => tf.gather(x(), tf.tensor1d([], "int32")), 0, 0, "no indices")
+    await compareBackends(() => tf.gather(tf.range(0, 12, 1, "int32").reshape([4, 3]), tf.tensor1d([3, 1], "int32")), 0, 0, "int32")
+    await tf.setBackend("native")
+    expect(() => tf.gather(x(), tf.tensor1d([10], "int32"))).toThrow(/not in \[0, 9\]/)
+  })
+
+  it("UnsortedSegmentSum (scatter-add) drops out-of-range ids; OneHot; gather gradient", async () => {
+    const x = input([7, 3])
+    const ids = tf.tensor1d([0, 2, 2, -1, 5, 1, 0], "int32")
+    const idsValues = ids.arraySync()
+    await compareBackends(() => tf.unsortedSegmentSum(x(), tf.tensor1d(idsValues, "int32"), 4), 1e-6, 1e-6, "segments")
+    await compareBackends(() => tf.oneHot(tf.tensor1d([0, 3, -1, 4, 2], "int32"), 4), 0, 0, "oneHot")
+    await compareBackends(() => tf.oneHot(tf.tensor2d([[1, 0], [2, 2]], [2, 2], "int32"), 3, 5, -1), 0, 0, "oneHot 2d")
+    const table = input([50, 8])
+    const tokens = tf.tensor2d([[1, 4, 4], [49, 0, 1]], [2, 3], "int32").arraySync()
+    await compareBackends(
+      () => {
+        const loss = (w: tf.Tensor) => tf.sum(tf.mul(tf.gather(w, tf.tensor2d(tokens, [2, 3], "int32")), tf.range(0, 8)))
+        return tf.grad(loss)(table())
+      },
+      1e-6,
+      1e-6,
+      "gather grad",
+    )
+  })
+})
+
+describe("native kernel availability", () => {
+  it("either loads the addon or says why", async () => {
+    if (status.available) expect(status.detail).toMatch(/oneDNN/)
+    else expect(status.reason.length).toBeGreaterThan(0)
+    const [r] = await runOn("cpu", () => tf.add(tf.scalar(1), tf.scalar(2)))
+    expect(Array.from(r.values)).toEqual([3])
+  })
+})
