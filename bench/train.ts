@@ -5,7 +5,7 @@
  * same model and step in PyTorch for side-by-side figures.
  */
 import * as tf from "@tensorflow/tfjs"
-import { attention, block, decoder, depth, ffn, norm, posenc } from "../dsl/index.js"
+import { gpt2 } from "../dsl/index.js"
 import { selectBackend } from "../src/backend/select.js"
 import { compile } from "../src/model/index.js"
 import { Rng } from "../src/random/rng.js"
@@ -29,17 +29,7 @@ export const main = async (argv: string[]): Promise<void> => {
   const choice = await selectBackend(flag(argv, "--backend"))
 
   const { vocab, width, layers, heads, context, batch } = CONFIG
-  const model = compile(
-    decoder({
-      vocab,
-      width,
-      context,
-      posenc: posenc("learned"),
-      layers: depth(layers, block({ attention: attention("full", { heads }), ffn: ffn("relu", { mult: 4 }), norm: norm("layer") })),
-      norm: norm("layer"),
-      tied: true,
-    }),
-  )
+  const model = compile(gpt2({ vocab, width, context, layers, heads }))
   const params = model.init(1) as Record<string, tf.Variable>
   const optimizer = new AdamW(params, {
     beta1: 0.9,

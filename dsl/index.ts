@@ -1,6 +1,6 @@
 /** The model DSL: combinators that build plain, immutable, JSON-serialisable model specs. */
 export { activation, attention, block, decoder, depth, ffn, norm, posenc, residual } from "./combinators.js"
-export { llama, type LlamaOptions } from "./presets.js"
+export { gpt2, type Gpt2Options, llama, type LlamaOptions } from "./presets.js"
 export type { BlockSpec, DecoderSpec, DepthSpec, Layer, ResidualSpec } from "./nodes.js"
 export { DecoderSchema } from "./nodes.js"
 export { decodeSpec, decodeSpecEffect, dimsOf, formatPath, SpecError, validateSpec } from "./decode.js"

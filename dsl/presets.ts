@@ -35,3 +35,33 @@ export const llama = (o: LlamaOptions): DecoderSpec =>
       }),
     ),
   })
+
+export interface Gpt2Options {
+  readonly vocab: number
+  readonly width: number
+  readonly context: number
+  readonly layers: number
+  readonly heads: number
+  /** GPT-2 uses GELU; the research plan's seed uses ReLU. */
+  readonly activation?: "relu" | "gelu"
+  readonly tied?: boolean
+}
+
+/**
+ * The base decoder (Radford et al. 2019): learned absolute positions, pre-LayerNorm blocks
+ * of causal multi-head attention and a 4×-wide FFN, biases, a final LayerNorm and an LM
+ * head tied to the embedding.
+ */
+export const gpt2 = (o: Gpt2Options): DecoderSpec =>
+  decoder({
+    vocab: o.vocab,
+    width: o.width,
+    context: o.context,
+    posenc: posenc("learned"),
+    norm: norm("layer"),
+    tied: o.tied ?? true,
+    layers: depth(
+      o.layers,
+      block({ attention: attention("full", { heads: o.heads }), ffn: ffn(o.activation ?? "relu", { mult: 4 }), norm: norm("layer") }),
+    ),
+  })

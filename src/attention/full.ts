@@ -1,31 +1,15 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
-import { PositiveInt, Rate } from "../model/fields.js"
+import { type AttentionBaseOptions, attentionDefaults, attentionFields } from "./fields.js"
 import type { AttentionKind, Dims, LayerCtx, ParamView } from "../model/kind.js"
 
 /** Dense causal multi-head attention (Vaswani et al. 2017), as in GPT-2. */
-const schema = Schema.Struct({
-  op: Schema.Literal("attention"),
-  kind: Schema.Literal("full"),
-  heads: PositiveInt,
-  bias: Schema.Boolean,
-  dropout: Rate,
-})
+const schema = Schema.Struct({ ...attentionFields, kind: Schema.Literal("full") })
 export type FullAttention = typeof schema.Type
 
-export interface FullOptions {
-  readonly heads: number
-  readonly bias?: boolean
-  readonly dropout?: number
-}
+export type FullOptions = AttentionBaseOptions
 
-export const make = (o: FullOptions): FullAttention => ({
-  op: "attention",
-  kind: "full",
-  heads: o.heads,
-  bias: o.bias ?? true,
-  dropout: o.dropout ?? 0,
-})
+export const make = (o: FullOptions): FullAttention => ({ ...attentionDefaults(o), kind: "full" })
 
 /** Splits [B, T, D] projections into heads: [B, H, T, D/H]. */
 export const splitHeads = (x: tf.Tensor2D, b: number, t: number, heads: number): tf.Tensor4D =>

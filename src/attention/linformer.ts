@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
-import { PositiveInt, Rate } from "../model/fields.js"
+import { PositiveInt } from "../model/fields.js"
 import type { AttentionKind, Dims, Issue, LayerCtx, ParamDecls, ParamView } from "../model/kind.js"
 import { bandParts, groupedAttention, HIDDEN, type Part, project, projectQkv, roundUp } from "./blocked.js"
+import { type AttentionBaseOptions, attentionDefaults, attentionFields } from "./fields.js"
 import { extendCache, projectionParams } from "./full.js"
 
 /**
@@ -25,10 +26,7 @@ const Sharing = Schema.Literals(["none", "headwise", "kv", "layerwise"])
 export type Sharing = typeof Sharing.Type
 
 const common = {
-  op: Schema.Literal("attention"),
-  heads: PositiveInt,
-  bias: Schema.Boolean,
-  dropout: Rate,
+  ...attentionFields,
   k: PositiveInt,
   sharing: Sharing,
 }
@@ -38,19 +36,13 @@ export type Linformer = typeof linformerSchema.Type
 export type LinformerCausal = typeof causalSchema.Type
 type AnyLinformer = Linformer | LinformerCausal
 
-export interface LinformerOptions {
-  readonly heads: number
+export interface LinformerOptions extends AttentionBaseOptions {
   readonly k: number
   readonly sharing?: Sharing
-  readonly bias?: boolean
-  readonly dropout?: number
 }
 
 const base = (o: LinformerOptions) => ({
-  op: "attention" as const,
-  heads: o.heads,
-  bias: o.bias ?? true,
-  dropout: o.dropout ?? 0,
+  ...attentionDefaults(o),
   k: o.k,
   sharing: o.sharing ?? "headwise",
 })

@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
-import { NonNegativeInt, PositiveInt, Rate } from "../model/fields.js"
+import { NonNegativeInt, PositiveInt } from "../model/fields.js"
 import type { AttentionKind, Dims, Issue, LayerCtx, ParamView } from "../model/kind.js"
 import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, project, projectQkv, roundUp, selectRows, type Visible } from "./blocked.js"
+import { type AttentionBaseOptions, attentionDefaults, attentionFields } from "./fields.js"
 import { extendCache, linear, projectionParams, splitHeads } from "./full.js"
 
 /**
@@ -23,10 +24,7 @@ import { extendCache, linear, projectionParams, splitHeads } from "./full.js"
 const Sizes = Schema.Union([PositiveInt, Schema.Array(PositiveInt).check(Schema.isMinLength(1))])
 
 const common = {
-  op: Schema.Literal("attention"),
-  heads: PositiveInt,
-  bias: Schema.Boolean,
-  dropout: Rate,
+  ...attentionFields,
   window: Sizes,
   dilation: Sizes,
 }
@@ -36,19 +34,13 @@ export type SlidingWindow = typeof slidingSchema.Type
 export type Longformer = typeof longformerSchema.Type
 type Sliding = SlidingWindow | Longformer
 
-export interface SlidingOptions {
-  readonly heads: number
+export interface SlidingOptions extends AttentionBaseOptions {
   readonly window: number | ReadonlyArray<number>
   readonly dilation?: number | ReadonlyArray<number>
-  readonly bias?: boolean
-  readonly dropout?: number
 }
 
 const base = (o: SlidingOptions) => ({
-  op: "attention" as const,
-  heads: o.heads,
-  bias: o.bias ?? true,
-  dropout: o.dropout ?? 0,
+  ...attentionDefaults(o),
   window: o.window,
   dilation: o.dilation ?? 1,
 })

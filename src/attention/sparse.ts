@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
-import { PositiveInt, Rate } from "../model/fields.js"
+import { PositiveInt } from "../model/fields.js"
 import type { AttentionKind, Dims, Issue, LayerCtx, ParamView } from "../model/kind.js"
 import { bandParts, groupedAttention, type HeadGroup, listPart, maskedAttention, type Part, project, projectQkv, roundUp, stridePart, type Visible } from "./blocked.js"
+import { type AttentionBaseOptions, attentionDefaults, attentionFields } from "./fields.js"
 import { extendCache, projectionParams } from "./full.js"
 
 /**
@@ -20,10 +21,7 @@ const Combine = Schema.Literals(["alternate", "merged", "split"])
 export type Combine = typeof Combine.Type
 
 const common = {
-  op: Schema.Literal("attention"),
-  heads: PositiveInt,
-  bias: Schema.Boolean,
-  dropout: Rate,
+  ...attentionFields,
   stride: PositiveInt,
   combine: Combine,
 }
@@ -33,12 +31,9 @@ export type SparseStrided = typeof stridedSchema.Type
 export type SparseFixed = typeof fixedSchema.Type
 type Sparse = SparseStrided | SparseFixed
 
-export interface SparseOptions {
-  readonly heads: number
+export interface SparseOptions extends AttentionBaseOptions {
   readonly stride: number
   readonly combine?: Combine
-  readonly bias?: boolean
-  readonly dropout?: number
 }
 
 /** Which factor(s) a head of a layer uses: 1, 2 or both. */
@@ -102,10 +97,7 @@ const partsOf = (spec: Sparse, factor: Factor) => (q: tf.Tensor4D, k: tf.Tensor4
 }
 
 const base = (o: SparseOptions) => ({
-  op: "attention" as const,
-  heads: o.heads,
-  bias: o.bias ?? true,
-  dropout: o.dropout ?? 0,
+  ...attentionDefaults(o),
   stride: o.stride,
   combine: o.combine ?? "merged",
 })

@@ -6,28 +6,12 @@ import { applyFfn, ffnHidden, ffnParams } from "../../src/ffn/ffn.js"
 import type { LayerCtx } from "../../src/model/kind.js"
 import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
+import { erf } from "../reference/erf.js"
 
 /** Every activation against its formula in float64, inside the FFN, and inside a causal decoder. */
 beforeAll(async () => {
   await tf.setBackend("cpu")
 })
-
-/** erf by its Maclaurin series near 0 and its continued fraction in the tails (both converge to double precision). */
-const erf = (x: number): number => {
-  const t = Math.abs(x)
-  if (t < 3) {
-    let sum = t
-    let term = t
-    for (let n = 1; n < 80; n++) {
-      term *= (-t * t) / n
-      sum += term / (2 * n + 1)
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum
-  }
-  let f = 0
-  for (let n = 80; n >= 1; n--) f = n / 2 / (t + f)
-  return Math.sign(x) * (1 - Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f))
-}
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
 const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2))

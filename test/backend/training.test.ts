@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { describe, expect, it } from "vitest"
-import { attention, block, decoder, depth, ffn, norm, posenc } from "../../dsl/index.js"
+import { gpt2 } from "../../dsl/index.js"
 import { ensureNative, type NativeBackend } from "../../src/backend/native/index.js"
 import { BufferPool } from "../../src/backend/native/pool.js"
 import { compile, type Model } from "../../src/model/index.js"
@@ -12,17 +12,7 @@ const native = status.available ? describe : describe.skip
 
 /** A small base decoder: the same kinds as config R (learned positions, LayerNorm, ReLU FFN, tied head). */
 const small = (vocab: number, width: number, layers: number, heads: number, context: number): Model =>
-  compile(
-    decoder({
-      vocab,
-      width,
-      context,
-      posenc: posenc("learned"),
-      layers: depth(layers, block({ attention: attention("full", { heads }), ffn: ffn("relu", { mult: 4 }), norm: norm("layer") })),
-      norm: norm("layer"),
-      tied: true,
-    }),
-  )
+  compile(gpt2({ vocab, width, context, layers, heads }))
 
 const normalArray = (rng: Rng, n: number, std: number): Float32Array => {
   const out = new Float32Array(n)

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { Result } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
-import { decodeSpec, llama, paramCounts, printSpec } from "../../dsl/index.js"
+import { decodeSpec, diffSpecs, gpt2, hashSpec, llama, paramCounts, printSpec } from "../../dsl/index.js"
 import { compile } from "../../src/model/index.js"
 
 beforeAll(async () => {
@@ -36,5 +36,15 @@ describe("llama preset", () => {
     expect(logits.shape).toEqual([1, 6, 50])
     expect(logits.dataSync().every(Number.isFinite)).toBe(true)
     tf.dispose([logits, ...Object.values(p)])
+  })
+})
+
+describe("gpt2 preset", () => {
+  it("builds the base decoder of experiments/base.ts", async () => {
+    const { baseModel } = await import("../../experiments/base.js")
+    const preset = gpt2({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4 })
+    expect(diffSpecs(preset, baseModel)).toEqual([])
+    expect(hashSpec(preset)).toBe(hashSpec(baseModel))
+    expect(diffSpecs(gpt2({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4, activation: "gelu" }), baseModel)).toHaveLength(1)
   })
 })

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention, block, decoder, depth, ffn, norm, type DecoderSpec } from "../../dsl/index.js"
 import { compile, initValues } from "../../src/model/index.js"
-import { referenceLogits, referenceLoss, type RefConfig, type Weights } from "./reference.js"
+import { referenceLogits, referenceLoss, type RefConfig, type Weights } from "../reference/decoder.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")

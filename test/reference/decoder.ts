@@ -3,6 +3,8 @@
  * positions, dense causal attention, ReLU/GELU FFN), written with plain loops and
  * independent of tfjs and of the interpreter, to check it against.
  */
+import { erf } from "./erf.js"
+
 export type Weights = Map<string, Float64Array>
 
 export interface RefConfig {
@@ -13,23 +15,6 @@ export interface RefConfig {
   readonly hidden: number
   readonly tied: boolean
   readonly activation: "relu" | "gelu"
-}
-
-const erf = (x: number): number => {
-  // Abramowitz–Stegun 7.1.26 is only 1e-7 accurate; use the series/continued fraction instead.
-  const t = Math.abs(x)
-  if (t < 3) {
-    let sum = t
-    let term = t
-    for (let n = 1; n < 60; n++) {
-      term *= (-t * t) / n
-      sum += term / (2 * n + 1)
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum
-  }
-  let f = 0
-  for (let n = 60; n >= 1; n--) f = n / 2 / (t + f)
-  return Math.sign(x) * (1 - Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f))
 }
 
 const act = (kind: "relu" | "gelu", x: number): number => (kind === "relu" ? Math.max(0, x) : 0.5 * x * (1 + erf(x / Math.SQRT2)))
