@@ -71,7 +71,9 @@ const command = Command.make(
         summaries.push(summary)
         yield* Console.error(`val loss ${summary.valLoss.toFixed(4)}, val bpb ${summary.valBpb.toFixed(4)}\nsample: ${summary.sample}`)
       }
-      yield* Console.log(resultsTable(summaries))
+      yield* Console.log(
+        resultsTable(summaries.map((s) => ({ ...s, extra: Object.fromEntries(Object.entries(s.lengths).map(([l, e]) => [`bpb@${l}`, e.bpb])) }))),
+      )
     }).pipe(failWith),
 ).pipe(Command.withDescription("Train the runs of an experiment (variants × seeds), resuming from checkpoints"))
 

@@ -53,7 +53,8 @@ export const TrainingSchema = Schema.Struct({
   /** Micro-batches per optimiser step. */
   accumulate: PositiveInt,
   optimizer: OptimizerSchema,
-  eval: Schema.Struct({ every: PositiveInt, tokens: PositiveInt }),
+  /** `lengths`: also evaluate at these sequence lengths after training (length generalisation). */
+  eval: Schema.Struct({ every: PositiveInt, tokens: PositiveInt, lengths: Schema.optionalKey(Schema.Array(PositiveInt)) }),
   checkpoint: Schema.Struct({ every: PositiveInt }),
   sample: SampleSchema,
 })
@@ -99,7 +100,7 @@ export interface ExperimentOptions {
   readonly optimizer: OptimizerConfig
   readonly batch?: number
   readonly accumulate?: number
-  readonly eval?: { readonly every?: number; readonly tokens?: number }
+  readonly eval?: { readonly every?: number; readonly tokens?: number; readonly lengths?: ReadonlyArray<number> }
   readonly checkpoint?: { readonly every?: number }
   readonly sample?: Partial<SampleConfig>
   readonly seeds?: ReadonlyArray<number>
@@ -115,7 +116,7 @@ export const experiment = (o: ExperimentOptions): Experiment => ({
     batch: o.batch ?? 16,
     accumulate: o.accumulate ?? 1,
     optimizer: o.optimizer,
-    eval: { every: o.eval?.every ?? 500, tokens: o.eval?.tokens ?? 65_536 },
+    eval: { every: o.eval?.every ?? 500, tokens: o.eval?.tokens ?? 65_536, lengths: o.eval?.lengths ?? [] },
     checkpoint: { every: o.checkpoint?.every ?? 500 },
     sample: {
       prompt: o.sample?.prompt ?? "Once upon a time",

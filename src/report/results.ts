@@ -20,6 +20,7 @@ export const meanStd = (xs: ReadonlyArray<number>): { mean: number; std: number 
 }
 
 const pm = (xs: ReadonlyArray<number>, digits: number): string => {
+  if (xs.some(Number.isNaN)) return "n/a"
   const { mean, std } = meanStd(xs)
   return xs.length > 1 ? `${mean.toFixed(digits)} ± ${std.toFixed(digits)}` : mean.toFixed(digits)
 }

@@ -7,7 +7,9 @@ import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
 import type { RunSpec } from "../experiment/define.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
+import { dimsOf } from "../../dsl/decode.js"
 import { compile, type Model } from "../model/compile.js"
+import { posencModule } from "../posenc/index.js"
 import type { Params } from "../model/init.js"
 import { Rng } from "../random/rng.js"
 import { progressBar, type ProgressSink } from "../report/progress.js"
@@ -46,6 +48,8 @@ export interface Summary {
   readonly valLoss: number
   readonly valBpb: number
   readonly valTokens: number
+  /** Validation figures at longer sequence lengths, by length (only those the position scheme supports). */
+  readonly lengths: Readonly<Record<string, { readonly loss: number; readonly bpb: number }>>
   readonly trainLoss: number
   readonly params: { readonly total: number; readonly nonEmbedding: number; readonly embedding: number }
   readonly flopsPerToken: { readonly forward: number; readonly training: number }
@@ -310,6 +314,14 @@ export const trainRun = (
     }
 
     const finalEval = lastEval ?? runEval()
+    // Longer sequences than trained on, where the position scheme can represent them.
+    const maxLength = posencModule(run.model.posenc).maxLength?.(run.model.posenc, dimsOf(run.model))
+    const lengths: Record<string, { loss: number; bpb: number }> = {}
+    for (const length of (t.eval.lengths ?? []).filter((l) => maxLength === undefined || l <= maxLength)) {
+      const e = evaluate(model, params, data.validBatches(Math.max(1, Math.floor((t.batch * run.model.context) / length)), length, t.eval.tokens), data.bytesPerToken.valid)
+      lengths[String(length)] = { loss: e.loss, bpb: e.bpb }
+      yield* bar.log(`length ${length}: val loss ${e.loss.toFixed(4)}, val bpb ${e.bpb.toFixed(4)}`)
+    }
     const s = t.sample
     const prompt = Array.from(data.tokenizer.encode(s.prompt))
     const sampleIds = generate(model, params, prompt, { tokens: s.tokens, temperature: s.temperature, topK: s.topK > 0 ? s.topK : undefined, topP: s.topP, stop: data.tokenizer.eotId }, Rng.derive(run.seed, "sample"))
@@ -323,6 +335,7 @@ export const trainRun = (
       valLoss: finalEval.loss,
       valBpb: finalEval.bpb,
       valTokens: finalEval.tokens,
+      lengths,
       trainLoss: lastLoss,
       params: model.counts,
       flopsPerToken: model.flops,

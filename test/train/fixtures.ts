@@ -1,5 +1,6 @@
 import { attention, block, decoder, depth, ffn } from "../../dsl/index.js"
 import type { RunSpec } from "../../src/experiment/define.js"
+import type { PosencSpec } from "../../src/posenc/index.js"
 import { tokenRunData } from "../../src/experiment/data.js"
 import { Rng } from "../../src/random/rng.js"
 import { constant, cosine } from "../../src/train/schedule.js"
@@ -31,7 +32,7 @@ const corpus = (seed: number, words: number): Uint16Array => {
 
 export const syntheticData = (): RunData => tokenRunData(charTokenizer, corpus(1, 3000), corpus(2, 400), { train: 1, valid: 1 })
 
-export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEvery?: number; dropout?: number; seed?: number }): RunSpec => ({
+export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEvery?: number; dropout?: number; seed?: number; posenc?: PosencSpec }): RunSpec => ({
   format: 1,
   experiment: "test",
   variant: "base",
@@ -41,6 +42,7 @@ export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEve
     width: 16,
     context: 8,
     dropout: o.dropout ?? 0,
+    ...(o.posenc ? { posenc: o.posenc } : {}),
     layers: depth(1, block({ attention: attention("full", { heads: 2, dropout: o.dropout ?? 0 }), ffn: ffn("gelu", { dropout: o.dropout ?? 0 }) })),
   }),
   training: {
@@ -58,7 +60,7 @@ export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEve
       clip: 1,
       decayAll: false,
     },
-    eval: { every: o.evalEvery ?? 1000, tokens: 256 },
+    eval: { every: o.evalEvery ?? 1000, tokens: 256, lengths: [16] },
     checkpoint: { every: o.every ?? 1000 },
     sample: { prompt: "abc", tokens: 8, temperature: 0.8, topK: 5, topP: 0.95 },
   },

@@ -9,6 +9,7 @@ import { ProgressSink } from "../../src/report/progress.js"
 import { type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
+import { posenc } from "../../dsl/index.js"
 import { syntheticData, tinyRun } from "./fixtures.js"
 
 beforeAll(async () => {
@@ -77,6 +78,17 @@ describe("training run", () => {
     expect(summary.valLoss).toBeLessThan(2.0)
     expect(summary.params.total).toBeGreaterThan(0)
     expect(summary.sample.startsWith("abc")).toBe(true)
+    // Learned positions cannot represent length 16 > context 8, so no length figure is made.
+    expect(summary.lengths).toEqual({})
+  })
+
+  it("evaluates at longer lengths when the position scheme allows it", async () => {
+    const out = tmp()
+    const exit = await runIn(tinyRun({ steps: 4, posenc: posenc("rope") }), syntheticData(), options(out))
+    expect(Exit.isSuccess(exit)).toBe(true)
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"))
+    expect(Object.keys(summary.lengths)).toEqual(["16"])
+    expect(summary.lengths["16"].bpb).toBeCloseTo(summary.lengths["16"].loss / Math.LN2, 10)
   })
 
   it("stops on a non-finite loss and keeps the last good checkpoint", async () => {
