@@ -116,7 +116,7 @@ export interface Flops {
 export const flopsPerToken = (spec: DecoderSpec): Flops => {
   const dims = dimsOf(spec)
   const table = paramTable(spec)
-  const matmulWeights = table.filter((p) => !p.decl.embedding && p.decl.shape.length >= 2).reduce((s, p) => s + size(p.decl), 0)
+  const matmulWeights = table.filter((p) => !p.decl.embedding && !p.decl.alongSequence && p.decl.shape.length >= 2).reduce((s, p) => s + size(p.decl), 0)
   const head = spec.tied ? spec.vocab * spec.width : 0
   const extra =
     spec.layers.n * spec.layers.block.layers.reduce((s, l) => s + layerExtraFlops(l, dims), 0) +

@@ -55,7 +55,7 @@ export const sharedName = (k: number): string => `/shared.linformer.k${k}.e`
 const params = (spec: AnyLinformer, dims: Dims): ParamDecls => {
   const n = dims.context
   // Each compressed key sums up to n keys; 1/√n keeps its scale that of one key.
-  const decl = (shape: number[]) => ({ shape, init: { kind: "normal", std: 1 / Math.sqrt(n) }, decay: true }) as const
+  const decl = (shape: number[]) => ({ shape, init: { kind: "normal", std: 1 / Math.sqrt(n) }, decay: true, alongSequence: true }) as const
   const own = projectionParams(dims.width, dims, spec.bias)
   switch (spec.sharing) {
     case "none":

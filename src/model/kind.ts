@@ -28,6 +28,11 @@ export interface ParamDecl {
   readonly decay: boolean
   /** Counted as embedding parameters (token and position tables). */
   readonly embedding?: boolean
+  /**
+   * Applied along the sequence axis (Linformer's E and F) rather than once per token, so it
+   * costs no 2 FLOPs per weight per token; the kind's own `flops` accounts for it.
+   */
+  readonly alongSequence?: boolean
 }
 
 /** Parameter declarations keyed by name relative to the node that owns them. */
