@@ -17,7 +17,7 @@ export const baseModel = decoder({
 })
 
 export default experiment({
-  description: "Base decoder (GPT-2 style, 4.2 M params) on TinyStories",
+  description: "Base decoder (GPT-2 style, 4.3 M params) on TinyStories",
   models: baseModel,
   data: tinystories({ tokenizer: { bpe: 4096 } }),
   budget: { tokens: 4_000_000 },

@@ -8,6 +8,7 @@ import { resolveDataset } from "../data/dataset.js"
 import { forEachStory } from "../data/stories.js"
 import { evaluate } from "../eval/evaluate.js"
 import { openRun } from "../experiment/run-dir.js"
+import { progressBar, ProgressSink } from "../report/progress.js"
 import { failWith } from "./fail.js"
 
 /**
@@ -36,7 +37,13 @@ const command = Command.make(
         const tokens = Uint32Array.from(ids)
         const bytesPerToken = stats.bytes / tokens.length
         const limit = Option.getOrElse(a.tokens, () => run.training.eval.tokens)
-        const result = evaluate(model, params, evalBatches(tokens, { batch: run.training.batch, context: run.model.context, maxTokens: limit, padId: tokenizer.eotId }), bytesPerToken)
+        const batches = evalBatches(tokens, { batch: run.training.batch, context: run.model.context, maxTokens: limit, padId: tokenizer.eotId })
+        const result = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const bar = yield* progressBar({ label: "evaluating", total: Math.min(limit, tokens.length - 1), unit: "tok" })
+            return evaluate(model, params, batches, bytesPerToken, (done) => bar.set({ current: done }))
+          }),
+        )
         yield* Console.log(
           JSON.stringify({ valLoss: result.loss, valBpb: result.bpb, tokens: result.tokens, bytesPerToken, file, step, backend: backend.name }, null, 2),
         )
@@ -44,4 +51,8 @@ const command = Command.make(
     ).pipe(failWith),
 ).pipe(Command.withDescription("Evaluate a run's checkpoint: validation loss and bits per byte"))
 
-Command.run(command, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain({ disableErrorReporting: true }))
+Command.run(command, { version: "0.1.0" }).pipe(
+  Effect.provide(NodeServices.layer),
+  Effect.provide(ProgressSink.stderr),
+  NodeRuntime.runMain({ disableErrorReporting: true }),
+)
