@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
+import { Data, Effect } from "effect"
 import { ensureNative, fallbackMessage, NATIVE_BACKEND } from "./native/index.js"
 
 /**
@@ -7,8 +8,6 @@ import { ensureNative, fallbackMessage, NATIVE_BACKEND } from "./native/index.js
  * `native` (the cpu backend with its hot kernels in native code, see src/backend/native/),
  * then stock tfjs (`cpu`). A run records the name returned here.
  */
-export type BackendName = "tensorflow-gpu" | "tensorflow" | "native" | "cpu" | "wasm"
-
 export interface BackendChoice {
   readonly name: string
   readonly detail: string
@@ -74,3 +73,13 @@ export const selectBackend = async (prefer?: string): Promise<BackendChoice> => 
   chosen = { name: "cpu", detail: native.ok ? "stock tfjs cpu backend" : `stock tfjs cpu backend: ${native.message}` }
   return chosen
 }
+
+export class BackendError extends Data.TaggedError("BackendError")<{ readonly problem: string }> {
+  override get message(): string {
+    return this.problem
+  }
+}
+
+/** `selectBackend` for the commands: an unavailable backend is a typed error, not a crash. */
+export const chooseBackend = (prefer?: string): Effect.Effect<BackendChoice, BackendError> =>
+  Effect.tryPromise({ try: () => selectBackend(prefer), catch: (e) => new BackendError({ problem: e instanceof Error ? e.message : String(e) }) })

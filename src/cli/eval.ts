@@ -2,7 +2,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { resolve } from "node:path"
-import { selectBackend } from "../backend/select.js"
+import { chooseBackend } from "../backend/select.js"
 import { evalBatches } from "../data/batcher.js"
 import { resolveDataset } from "../data/dataset.js"
 import { forEachStory } from "../data/stories.js"
@@ -26,7 +26,7 @@ const command = Command.make(
   (a) =>
     Effect.scoped(
       Effect.gen(function* () {
-        const backend = yield* Effect.promise(() => selectBackend(Option.getOrUndefined(a.backend)))
+        const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
         const { run, model, params, tokenizer, step } = yield* openRun(a.dir)
         const file = Option.isSome(a.data) ? resolve(a.data.value) : (yield* resolveDataset({ extra: run.training.data.extra })).valid
         const ids: number[] = []

@@ -2,7 +2,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { printSpec } from "../../dsl/print.js"
-import { selectBackend } from "../backend/select.js"
+import { chooseBackend } from "../backend/select.js"
 import { loadRunData } from "../experiment/data.js"
 import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
@@ -57,7 +57,7 @@ const command = Command.make(
       const manyVariants = loaded.experiment ? isVariantRecord(loaded.experiment.models) : false
       const manySeeds = new Set(runs.map((r) => r.seed)).size > 1 || (loaded.experiment?.seeds.length ?? 1) > 1
       const base = Option.isSome(a.out) ? resolve(a.out.value) : join(repoRoot(), "runs", loaded.name)
-      const backend = yield* Effect.promise(() => selectBackend(Option.getOrUndefined(a.backend)))
+      const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       const data = yield* loadRunData(runs[0]!.training.data)
       const summaries: Summary[] = []

@@ -1,7 +1,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { selectBackend } from "../backend/select.js"
+import { chooseBackend } from "../backend/select.js"
 import { generate } from "../eval/generate.js"
 import { samplingOptionsProblem } from "../eval/sampling.js"
 import { openRun, RunDirError } from "../experiment/run-dir.js"
@@ -27,7 +27,7 @@ const command = Command.make(
         const sampling = { temperature: a.temperature, topK: a.topK > 0 ? a.topK : undefined, topP: a.topP }
         const problem = samplingOptionsProblem(sampling)
         if (problem !== undefined) return yield* new RunDirError({ dir: a.dir, problem })
-        yield* Effect.promise(() => selectBackend(Option.getOrUndefined(a.backend)))
+        yield* chooseBackend(Option.getOrUndefined(a.backend))
         const { model, params, tokenizer } = yield* openRun(a.dir)
         const prompt = Array.from(tokenizer.encode(a.prompt))
         if (prompt.length === 0) return yield* new RunDirError({ dir: a.dir, problem: "the prompt is empty" })

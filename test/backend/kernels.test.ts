@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
-import { ensureNative, nativeKernelNames } from "../../src/backend/native/index.js"
+import { nativeKernelNames } from "../../src/backend/native/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
+import { describeNative, nativeStatus } from "./native-suite.js"
 
-const status = ensureNative()
-const native = status.available ? describe : describe.skip
+const native = describeNative
 
 /** Every native kernel against the stock cpu kernel on seeded random inputs. */
 native("native kernels equal stock cpu kernels", () => {
@@ -283,8 +283,8 @@ native("native kernels equal stock cpu kernels", () => {
 
 describe("native kernel availability", () => {
   it("either loads the addon or says why", async () => {
-    if (status.available) expect(status.detail).toMatch(/oneDNN/)
-    else expect(status.reason.length).toBeGreaterThan(0)
+    if (nativeStatus.available) expect(nativeStatus.detail).toMatch(/oneDNN/)
+    else expect(nativeStatus.reason.length).toBeGreaterThan(0)
     const [r] = await runOn("cpu", () => tf.add(tf.scalar(1), tf.scalar(2)))
     expect(Array.from(r.values)).toEqual([3])
   })

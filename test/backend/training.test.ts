@@ -1,14 +1,14 @@
 import * as tf from "@tensorflow/tfjs"
 import { describe, expect, it } from "vitest"
 import { gpt2 } from "../../dsl/index.js"
-import { ensureNative, type NativeBackend } from "../../src/backend/native/index.js"
+import { type NativeBackend } from "../../src/backend/native/index.js"
 import { BufferPool } from "../../src/backend/native/pool.js"
 import { compile, type Model } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { AdamW } from "../../src/train/adamw.js"
+import { describeNative } from "./native-suite.js"
 
-const status = ensureNative()
-const native = status.available ? describe : describe.skip
+const native = describeNative
 
 /** A small base decoder: the same kinds as config R (learned positions, LayerNorm, ReLU FFN, tied head). */
 const small = (vocab: number, width: number, layers: number, heads: number, context: number): Model =>
