@@ -17,8 +17,11 @@ interface Row {
   readonly children: ReadonlyArray<Row>
 }
 
+/** A node's own parameters; model-wide ones ("/" names, shared by every layer) are shown once, under depth. */
 const declsSize = (decls: Record<string, { shape: readonly number[] }>): number =>
-  Object.values(decls).reduce((s, d) => s + d.shape.reduce((a, b) => a * b, 1), 0)
+  Object.entries(decls)
+    .filter(([name]) => !name.startsWith("/"))
+    .reduce((s, [, d]) => s + d.shape.reduce((a, b) => a * b, 1), 0)
 
 const layerRow = (layer: Layer, spec: DecoderSpec): Row => {
   const dims = dimsOf(spec)
@@ -44,6 +47,14 @@ const rows = (spec: DecoderSpec): Row => {
   const perBlock = blockChildren.reduce((s, c) => s + c.params, 0)
   const dims = dimsOf(spec)
   const counts = paramCounts(spec)
+  const sharedDecls = new Map(
+    spec.layers.block.layers
+      .flatMap(function own(l: Layer): Array<[string, { shape: readonly number[] }]> {
+        return l.op === "residual" ? l.body.flatMap(own) : Object.entries(layerOwnParams(l, dims))
+      })
+      .filter(([name]) => name.startsWith("/")),
+  )
+  const shared = [...sharedDecls.values()].reduce((s, d) => s + d.shape.reduce((a, b) => a * b, 1), 0)
   return {
     label: `decoder vocab=${spec.vocab} width=${spec.width} context=${spec.context}${spec.dropout > 0 ? ` dropout=${spec.dropout}` : ""}`,
     params: counts.total,
@@ -52,8 +63,11 @@ const rows = (spec: DecoderSpec): Row => {
       { label: `posenc ${posencModule(spec.posenc).label(spec.posenc)}`, params: posencParamsCount(spec), children: [] },
       {
         label: `depth ×${spec.layers.n}`,
-        params: perBlock * spec.layers.n,
-        children: [{ label: `block (${formatCount(perBlock)} each)`, params: perBlock, children: blockChildren }],
+        params: perBlock * spec.layers.n + shared,
+        children: [
+          { label: `block (${formatCount(perBlock)} each)`, params: perBlock, children: blockChildren },
+          ...(shared > 0 ? [{ label: "shared by all blocks", params: shared, children: [] }] : []),
+        ],
       },
       { label: `norm ${normModule(spec.norm).label(spec.norm)}`, params: declsSize(normModule(spec.norm).params(spec.norm, dims)), children: [] },
       { label: spec.tied ? "head (tied to embed)" : `head ${spec.width}×${spec.vocab}`, params: spec.tied ? 0 : spec.width * spec.vocab, children: [] },
