@@ -23,7 +23,10 @@ type Rope = typeof schema.Type
 /**
  * Rotates x [B, H, T, dh], first position `offset`, in rotate_half pairs (j, j + half) for
  * j < half by the angles pos·base^(-j/half), multiplying pair j by scale(pos, j) (xPos's
- * decay; 1 for RoPE). Dimensions from 2·half on pass through.
+ * decay; 1 for RoPE). Dimensions from 2·half on pass through. Written as
+ * x·cos + (x·R)·sin with R the fixed signed permutation of rotate_half, so it is one small
+ * matmul and elementwise ops: slicing and concatenating the head dimension instead costs far
+ * more in tfjs, forward and backward.
  */
 export const rotateHalf = (
   x: tf.Tensor4D,
@@ -34,25 +37,27 @@ export const rotateHalf = (
 ): tf.Tensor4D =>
   tf.tidy(() => {
     const [b, h, t, dh] = x.shape
-    const cos = new Float32Array(t * half)
-    const sin = new Float32Array(t * half)
+    const cos = new Float32Array(t * dh)
+    const sin = new Float32Array(t * dh)
     for (let i = 0; i < t; i++) {
       const pos = offset + i
       for (let j = 0; j < half; j++) {
         // Angles in float64: positions times θ_j lose precision in float32 at long lengths.
         const angle = pos * base ** (-j / half)
         const s = scale(pos, j)
-        cos[i * half + j] = Math.cos(angle) * s
-        sin[i * half + j] = Math.sin(angle) * s
+        cos[i * dh + j] = cos[i * dh + j + half] = Math.cos(angle) * s
+        sin[i * dh + j] = sin[i * dh + j + half] = Math.sin(angle) * s
       }
+      for (let j = 2 * half; j < dh; j++) cos[i * dh + j] = 1
     }
-    const c = tf.tensor2d(cos, [t, half])
-    const s = tf.tensor2d(sin, [t, half])
-    const x1 = tf.slice(x, [0, 0, 0, 0], [b, h, t, half])
-    const x2 = tf.slice(x, [0, 0, 0, half], [b, h, t, half])
-    const parts = [tf.sub(tf.mul(x1, c), tf.mul(x2, s)), tf.add(tf.mul(x2, c), tf.mul(x1, s))]
-    if (2 * half < dh) parts.push(tf.slice(x, [0, 0, 0, 2 * half], [b, h, t, dh - 2 * half]))
-    return tf.concat(parts, 3) as tf.Tensor4D
+    // (x·R)[j] = −x[j + half] and (x·R)[j + half] = x[j] for j < half; zero on pass-through dims.
+    const r = new Float32Array(dh * dh)
+    for (let j = 0; j < half; j++) {
+      r[(j + half) * dh + j] = -1
+      r[j * dh + j + half] = 1
+    }
+    const rotated = tf.matMul(x.reshape([b * h * t, dh]), tf.tensor2d(r, [dh, dh])).reshape([b, h, t, dh])
+    return tf.add(tf.mul(x, tf.tensor2d(cos, [t, dh])), tf.mul(rotated, tf.tensor2d(sin, [t, dh]))) as tf.Tensor4D
   })
 
 /** The rotated dimensions must be an even number within the head dimension. */
