@@ -107,26 +107,24 @@ const Prepared& prepare(const Problem& p) {
   return *cache.emplace(p, std::move(out)).first->second;
 }
 
-// Round-to-nearest-even fp32 -> bf16, keeping NaN a NaN.
+// Round-to-nearest-even fp32 bits -> bf16 bits, keeping NaN a (quiet) NaN.
+static inline uint16_t bf16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 void to_bf16(const float* src, uint16_t* dst, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &src[i], 4);
-    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    dst[i] = nan ? static_cast<uint16_t>((u >> 16) | 0x40u) : static_cast<uint16_t>(r);
-  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_bits(src[i]);
 }
 
 // fp32 -> nearest bf16 -> fp32.
 void round_bf16(const float* src, float* dst, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &src[i], 4);
-    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-    const uint32_t r = nan ? (u | 0x400000u) : ((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+    const uint32_t r = static_cast<uint32_t>(bf16_bits(src[i])) << 16;
     std::memcpy(&dst[i], &r, 4);
   }
 }
