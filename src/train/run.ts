@@ -59,6 +59,9 @@ export interface Summary {
   readonly tokensTrained: number
   readonly steps: number
   readonly wallSeconds: number
+  /** Seconds spent in optimiser steps (evaluation, sampling and start-up excluded). */
+  readonly trainSeconds: number
+  /** Training throughput: tokens trained / trainSeconds. */
   readonly tokensPerSecond: number
   readonly backend: string
   readonly sample: string
@@ -175,6 +178,7 @@ export const trainRun = (
     let step = 0
     let tokensSeen = 0
     let elapsedBefore = 0
+    let trainSecondsBefore = 0
     let cursor: unknown = undefined
     if (Option.isSome(existing)) {
       const ck = existing.value
@@ -188,7 +192,9 @@ export const trainRun = (
       step = ck.state.step
       tokensSeen = ck.state.tokensSeen
       cursor = ck.state.dataCursor
-      elapsedBefore = (ck.state.extra as { elapsedSeconds?: number } | undefined)?.elapsedSeconds ?? 0
+      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number } | undefined
+      elapsedBefore = extra?.elapsedSeconds ?? 0
+      trainSecondsBefore = extra?.trainSeconds ?? 0
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
     }
     const stream = yield* Effect.try({
@@ -211,6 +217,8 @@ export const trainRun = (
     let cursorAfterStep = stream.cursor()
     const startedAt = performance.now()
     const elapsed = () => elapsedBefore + (performance.now() - startedAt) / 1000
+    // Time spent in optimiser steps only, so throughput is not diluted by evaluation and sampling.
+    let trainSeconds = trainSecondsBefore
     let savedStep = Option.isSome(existing) ? step : -1
     let healthy = true
     const save = Effect.suspend(() =>
@@ -225,7 +233,7 @@ export const trainRun = (
           // Dropout masks derive from (seed, step); the data order lives in the cursor.
           rng: { seed: run.seed, dropout: "derived from seed and step" },
           optimizer: { step: optimizer.step, ...t.optimizer },
-          extra: { elapsedSeconds: elapsed() },
+          extra: { elapsedSeconds: elapsed(), trainSeconds },
         },
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
@@ -286,6 +294,7 @@ export const trainRun = (
             " Try a lower learning rate or stronger clipping.",
         )
       }
+      trainSeconds += (performance.now() - stepStart) / 1000
       step += 1
       cursorAfterStep = stream.cursor()
       tokensSeen += r.tokens
@@ -345,7 +354,8 @@ export const trainRun = (
       tokensTrained: tokensSeen,
       steps,
       wallSeconds,
-      tokensPerSecond: tokensSeen / Math.max(wallSeconds, 1e-9),
+      trainSeconds,
+      tokensPerSecond: tokensSeen / Math.max(trainSeconds, 1e-9),
       backend: options.backend.name,
       sample,
     }
