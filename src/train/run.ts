@@ -178,7 +178,8 @@ export const trainRun = (
     let step = 0
     let tokensSeen = 0
     let elapsedBefore = 0
-    let trainSecondsBefore = 0
+    // Time spent in optimiser steps only, so throughput is not diluted by evaluation and sampling.
+    let trainSeconds = 0
     let cursor: unknown = undefined
     if (Option.isSome(existing)) {
       const ck = existing.value
@@ -194,7 +195,7 @@ export const trainRun = (
       cursor = ck.state.dataCursor
       const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number } | undefined
       elapsedBefore = extra?.elapsedSeconds ?? 0
-      trainSecondsBefore = extra?.trainSeconds ?? 0
+      trainSeconds = extra?.trainSeconds ?? 0
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
     }
     const stream = yield* Effect.try({
@@ -217,8 +218,6 @@ export const trainRun = (
     let cursorAfterStep = stream.cursor()
     const startedAt = performance.now()
     const elapsed = () => elapsedBefore + (performance.now() - startedAt) / 1000
-    // Time spent in optimiser steps only, so throughput is not diluted by evaluation and sampling.
-    let trainSeconds = trainSecondsBefore
     let savedStep = Option.isSome(existing) ? step : -1
     let healthy = true
     const save = Effect.suspend(() =>
