@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { attention, attentionModule, type AttentionKindTag, type AttentionSpec } from "../src/attention/index.js"
+import { peakMeter } from "../src/backend/peak-memory.js"
 import { selectBackend } from "../src/backend/select.js"
 import type { Dims, LayerCtx } from "../src/model/kind.js"
 
@@ -7,8 +8,9 @@ import type { Dims, LayerCtx } from "../src/model/kind.js"
  * `npm run bench -- attention [--backend NAME] [--kinds a,b] [--contexts 256,512] [--reps N]`:
  * forward + backward of one attention layer (batch 1, width 256, 4 heads) per kind and
  * context, one JSON line each. Each kind is first run once at the smallest context to warm
- * up; then per context one profiled run gives `peakBytes` (the most tensor memory the step
- * held beyond its inputs and parameters, tf.profile) and `ms`, or the fastest of it and N
+ * up; then per context one measured run gives `peakBytes` (the most tensor memory the step
+ * held beyond its inputs and parameters: each buffer once on the native backend, tf.profile's
+ * count, which adds every reshape again, elsewhere) and `ms`, or the fastest of it and N
  * further timed runs (default 0: the dense 4096 step alone takes minutes on the cpu backend).
  */
 const WIDTH = 256
@@ -62,17 +64,21 @@ export const main = async (argv: string[]): Promise<void> => {
     warm.dispose()
     for (const context of contexts) {
       const { run, dispose } = step(spec, context)
+      const meter = peakMeter()
       const before = tf.memory().numBytes
+      meter?.start()
       const start = performance.now()
-      const info = await tf.profile(run)
+      const info = meter ? undefined : await tf.profile(run)
+      if (meter) run()
       let ms = performance.now() - start
+      const peakBytes = meter ? meter.peakAbove() : info!.peakBytes - before
       for (let r = 0; r < reps; r++) {
         const again = performance.now()
         run()
         ms = Math.min(ms, performance.now() - again)
       }
       dispose()
-      const line = { kind, label: attentionModule(spec).label(spec), context, ms: Math.round(ms * 10) / 10, peakBytes: info.peakBytes - before, backend: backend.name }
+      const line = { kind, label: attentionModule(spec).label(spec), context, ms: Math.round(ms * 10) / 10, peakBytes, backend: backend.name }
       console.log(JSON.stringify(line))
     }
   }

@@ -123,6 +123,17 @@ Napi::Value Pad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// slice(x, shape, begin, outShape, out)
+Napi::Value Slice(const Napi::CallbackInfo& info) {
+  const auto shape = dims(info[1]), begin = dims(info[2]), os = dims(info[3]);
+  if (shape.size() != begin.size() || shape.size() != os.size())
+    throw Napi::RangeError::New(info.Env(), "slice: ranks differ");
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (begin[d] < 0 || begin[d] + os[d] > shape[d]) throw Napi::RangeError::New(info.Env(), "slice: box outside the input");
+  nk::slice(f32(info[0], "x", size_of(shape)), shape, begin, os, f32(info[4], "out", size_of(os)));
+  return info.Env().Undefined();
+}
+
 // unary(op, x, out, alpha)
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   const size_t n = view(info[1], "x").length;
@@ -210,6 +221,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compare", Napi::Function::New(env, Compare));
   exports.Set("select", Napi::Function::New(env, Select));
   exports.Set("pad", Napi::Function::New(env, Pad));
+  exports.Set("slice", Napi::Function::New(env, Slice));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));

@@ -222,6 +222,30 @@ void pad(const float* x, const std::vector<int64_t>& shape, const std::vector<in
   }
 }
 
+void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& begin,
+           const std::vector<int64_t>& out_shape, float* o) {
+  const size_t r = shape.size();
+  if (r == 0) {
+    o[0] = x[0];
+    return;
+  }
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < r; ++d) rows *= out_shape[d];
+  const int64_t run = out_shape[r - 1];
+  if (rows * run == 0) return;
+  std::vector<int64_t> stride(r, 1);
+  for (size_t d = r; d-- > 1;) stride[d - 1] = stride[d] * shape[d];
+#pragma omp parallel for schedule(static) if (rows * run > kParallelMin)
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t rem = row, off = begin[r - 1];
+    for (size_t d = r - 1; d-- > 0;) {
+      off += (rem % out_shape[d] + begin[d]) * stride[d];
+      rem /= out_shape[d];
+    }
+    std::copy(x + off, x + off + run, o + row * run);
+  }
+}
+
 namespace {
 
 template <class F>

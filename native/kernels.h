@@ -45,6 +45,9 @@ void select(const uint8_t* cond, const float* a, const float* b, float* out, int
 // Constant padding: out_shape[d] = shape[d] + before[d] + after[d].
 void pad(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& before,
          const std::vector<int64_t>& out_shape, float value, float* out);
+// The box begin[d] .. begin[d] + out_shape[d] of x (the inverse of pad).
+void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& begin,
+           const std::vector<int64_t>& out_shape, float* out);
 enum class UnOp : int {
   exp = 0, log, sigmoid, tanh, erf, relu, relu6, sqrt, rsqrt, square, neg, abs, reciprocal, step,
   elu, leaky_relu, log1p, expm1

@@ -216,18 +216,11 @@ export const jointAttention = (parts: ReadonlyArray<Part>, frame: Frame): tf.Ten
     const masked = tf.add(part.scores, tf.tensor3d(mask, [mh, tp, n]))
     return frame.position.scoreBias ? tf.add(masked, partBias(frame, hg, tp, n, keys, shown)) : masked
   })
-  // One softmax over all parts' keys without concatenating them (tfjs's cpu slices, which
-  // splitting would need, copy element by element): each part's weights are exp(s − m) / Z
-  // for the row's max m over every part and Z the sum over every part. m is read as a
-  // constant: softmax does not depend on it, so it needs no gradient. One part uses the fused softmax.
+  // One softmax over the parts' keys side by side; the native backend's slices (the split
+  // here and the gradient of the concat) copy whole runs, so this costs no more than one part.
   if (scored.length === 1) return finish(parts[0]!.values(frame.dropout(tf.softmax(scored[0]!)) as tf.Tensor4D))
-  const rowMax = scored.map((s) => tf.max(s, 3, true))
-  const m = tf.tensor(tf.max(tf.concat(rowMax, 3), 3, true).dataSync(), rowMax[0]!.shape)
-  const e = scored.map((s) => tf.exp(tf.sub(s, m)))
-  const z = e.map((x) => tf.sum(x, 3, true)).reduce((a, c) => tf.add(a, c))
-  const out = parts
-    .map((p, i) => p.values(frame.dropout(tf.div(e[i]!, z)) as tf.Tensor4D))
-    .reduce((a, c) => tf.add(a, c) as tf.Tensor4D)
+  const weights = tf.split(frame.dropout(tf.softmax(tf.concat(scored, 3))), scored.map((s) => s.shape[3]!), 3)
+  const out = parts.map((p, i) => p.values(weights[i] as tf.Tensor4D)).reduce((a, c) => tf.add(a, c) as tf.Tensor4D)
   return finish(out)
 }
 

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { nativeKernelNames } from "../../src/backend/native/index.js"
+import { peakMeter } from "../../src/backend/peak-memory.js"
 import { Rng } from "../../src/random/rng.js"
 import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
 import { describeNative, nativeStatus } from "./native-suite.js"
@@ -249,6 +250,33 @@ native("native kernels equal stock cpu kernels", () => {
     }
   })
 
+  it("Slice and SplitV: boxes on every axis, size -1, size-1 and empty dims, specials; split and concat gradients", async () => {
+    const x = input([3, 4, 5, 6], true)
+    const boxes: Array<[number[], number[]]> = [
+      [[0, 0, 0, 0], [3, 4, 5, 6]],
+      [[1, 0, 0, 0], [2, 4, 5, 6]],
+      [[0, 1, 2, 0], [3, 2, 3, 6]],
+      [[0, 0, 0, 3], [3, 4, 5, 3]],
+      [[2, 3, 4, 5], [1, 1, 1, 1]],
+      [[1, 2, 0, 1], [-1, -1, 2, -1]],
+      [[0, 0, 2, 0], [3, 4, 0, 6]],
+    ]
+    for (const [begin, size] of boxes) await compareBackends(() => tf.slice(x(), begin, size), 0, 0, `slice ${begin} ${size}`)
+    await compareBackends(() => tf.slice(tf.tensor([7.5]), [0], [1]), 0, 0, "slice rank 1")
+    await compareBackends(() => tf.slice(tf.range(0, 24, 1, "int32").reshape([4, 6]), [1, 2], [2, 3]), 0, 0, "int32 slice")
+    for (const axis of [0, 1, 3, -1]) await compareBackends(() => tf.split(x(), [1, -1], axis), 0, 0, `split axis ${axis}`)
+    await compareBackends(() => tf.split(x(), 2, 1), 0, 0, "split in two")
+    await compareBackends(() => tf.split(x(), [2, 0, 2], 1), 0, 0, "split with an empty piece")
+    const y = input([3, 2, 5, 6])
+    await compareBackends(
+      () => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.concat([a, b], 1), tf.range(1, 7, 1).reshape([1, 6, 1, 1]))))([x(), y()]),
+      0,
+      0,
+      "concat gradient",
+    )
+    await compareBackends(() => tf.grad((a: tf.Tensor) => tf.sum(tf.square(tf.split(a, [3, 3], 3)[1]!)))(x()), 0, 0, "split gradient")
+  })
+
   it("GatherV2 on axes 0 and 1, int32 params, and the stock error for a bad index", async () => {
     const x = input([10, 4, 3])
     const idx = [[1, 2, 9], [3, 9, 0]]
@@ -278,6 +306,32 @@ native("native kernels equal stock cpu kernels", () => {
       1e-6,
       "gather grad",
     )
+  })
+})
+
+native("native backend's peak memory meter", () => {
+  it("counts each stored buffer once, at its byte size, and forgets disposed ones", async () => {
+    await tf.setBackend("native")
+    const meter = peakMeter()!
+    const kept = tf.zeros([10, 10])
+    meter.start()
+    expect(meter.peakAbove()).toBe(0)
+    tf.tidy(() => {
+      const a = tf.ones([100, 25])
+      // A reshape shares a's buffer: tf.memory() counts its bytes again, the meter does not.
+      const before = tf.memory().numBytes
+      const r = a.reshape([25, 100])
+      expect(tf.memory().numBytes - before).toBe(10_000)
+      expect(meter.peakAbove()).toBe(10_000)
+      tf.add(r, r)
+      expect(meter.peakAbove()).toBe(20_000)
+    })
+    tf.tidy(() => tf.ones([1000]))
+    expect(meter.peakAbove()).toBe(20_000)
+    meter.start()
+    tf.tidy(() => tf.ones([1000]))
+    expect(meter.peakAbove()).toBe(4_000)
+    kept.dispose()
   })
 })
 

@@ -25,6 +25,7 @@ export interface NativeAddon {
   compare<T extends Float32Array | Int32Array | Uint8Array>(op: number, a: T, aShape: readonly number[], b: T, bShape: readonly number[], out: Uint8Array, outShape: readonly number[]): void
   select(condition: Uint8Array, a: Float32Array, b: Float32Array, out: Float32Array): void
   pad(x: Float32Array, shape: readonly number[], before: readonly number[], outShape: readonly number[], value: number, out: Float32Array): void
+  slice(x: Float32Array, shape: readonly number[], begin: readonly number[], outShape: readonly number[], out: Float32Array): void
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void

@@ -33,6 +33,12 @@ export interface NativeOptions {
 export class NativeBackend extends MathBackendCPU {
   readonly pool: BufferPool
   precision: MatmulPrecision
+  /**
+   * Bytes of tensor data stored now and the most stored since resetPeak. Unlike
+   * tf.memory().numBytes, which counts every reshape of one buffer again, each entry counts once.
+   */
+  private liveBytes = 0
+  private highBytes = 0
 
   constructor(
     readonly addon: NativeAddon,
@@ -62,15 +68,35 @@ export class NativeBackend extends MathBackendCPU {
     return this.data.get(t.dataId).values as BackendValues
   }
 
+  storedBytes(): number {
+    return this.liveBytes
+  }
+
+  /** The most bytes of tensor data stored at once since the last resetPeak. */
+  peakBytes(): number {
+    return this.highBytes
+  }
+
+  resetPeak(): void {
+    this.highBytes = this.liveBytes
+  }
+
+  private stored(values: BackendValues | undefined, sign: 1 | -1): void {
+    this.liveBytes += sign * byteLength(values)
+    this.highBytes = Math.max(this.highBytes, this.liveBytes)
+  }
+
   override write(values: BackendValues, shape: number[], dtype: tf.DataType): DataId {
     const id = super.write(values, shape, dtype)
     this.pool.retain(values)
+    this.stored(values, 1)
     return id
   }
 
   override move(dataId: DataId, values: BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
     super.move(dataId, values, shape, dtype, refCount)
     this.pool.retain(values)
+    this.stored(values, 1)
   }
 
   override readSync(dataId: DataId): BackendValues {
@@ -81,7 +107,12 @@ export class NativeBackend extends MathBackendCPU {
   override disposeData(dataId: DataId, force = false): boolean {
     const values = this.data.get(dataId)?.values
     const removed = super.disposeData(dataId, force)
-    if (removed && values !== undefined && !this.data.has(dataId)) this.pool.release(values)
+    if (removed && values !== undefined && !this.data.has(dataId)) {
+      this.pool.release(values)
+      this.stored(values, -1)
+    }
     return removed
   }
 }
+
+const byteLength = (values: BackendValues | undefined): number => (ArrayBuffer.isView(values) ? values.byteLength : 0)

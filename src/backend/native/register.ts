@@ -9,6 +9,7 @@ import { indexingKernels } from "./kernels/indexing.js"
 import { matmulKernels } from "./kernels/matmul.js"
 import { padKernels } from "./kernels/pad.js"
 import { reduceKernels } from "./kernels/reduce.js"
+import { sliceKernels } from "./kernels/slice.js"
 import { softmaxKernels } from "./kernels/softmax.js"
 import { transposeKernels } from "./kernels/transpose.js"
 import { unaryKernels } from "./kernels/unary.js"
@@ -24,6 +25,7 @@ const OVERRIDES: readonly NativeKernelEntry[] = [
   ...softmaxKernels,
   ...transposeKernels,
   ...padKernels,
+  ...sliceKernels,
   ...indexingKernels,
 ]
 
