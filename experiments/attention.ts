@@ -10,7 +10,7 @@ const base = replace(gpt2({ vocab: 4096, width: 128, context: 512, layers: 4, he
 const heads = 4
 
 export default experiment({
-  description: "Attention kinds (dense, strided and fixed sparse, sliding window, Longformer, causal Linformer) at context 512, 2 seeds",
+  description: "Attention kinds (dense, strided and fixed sparse, sliding window, Longformer, causal Linformer) at context 512, 2 seeds, 524 k tokens",
   models: sweep(base, {
     attention: [
       attention("full", { heads }),
@@ -22,9 +22,9 @@ export default experiment({
     ],
   }),
   data: tinystories({ tokenizer: { bpe: 4096 } }),
-  budget: { tokens: 2_000_000 },
+  budget: { tokens: 524_288 },
   batch: 8,
-  optimizer: adamw({ lr: cosine({ peak: 3e-3, warmup: 50, floor: 3e-4 }), weightDecay: 0.1 }),
+  optimizer: adamw({ lr: cosine({ peak: 3e-3, warmup: 32, floor: 3e-4 }), weightDecay: 0.1 }),
   eval: { every: 250, tokens: 131_072 },
   checkpoint: { every: 100 },
   seeds: [1, 2],

@@ -7,7 +7,7 @@ import { loadRunData } from "../experiment/data.js"
 import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
 import { repoRoot } from "../io/paths.js"
-import { resultsTable } from "../report/results.js"
+import { resultOf, resultsTable } from "../report/results.js"
 import { ProgressSink } from "../report/progress.js"
 import { type Summary, trainRun } from "../train/run.js"
 import { join, resolve } from "node:path"
@@ -71,9 +71,7 @@ const command = Command.make(
         summaries.push(summary)
         yield* Console.error(`val loss ${summary.valLoss.toFixed(4)}, val bpb ${summary.valBpb.toFixed(4)}\nsample: ${summary.sample}`)
       }
-      yield* Console.log(
-        resultsTable(summaries.map((s) => ({ ...s, extra: Object.fromEntries(Object.entries(s.lengths).map(([l, e]) => [`bpb@${l}`, e.bpb])) }))),
-      )
+      yield* Console.log(resultsTable(summaries.map(resultOf)))
     }).pipe(failWith),
 ).pipe(Command.withDescription("Train the runs of an experiment (variants × seeds), resuming from checkpoints"))
 

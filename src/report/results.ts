@@ -1,4 +1,5 @@
 import { formatCount } from "../../dsl/print.js"
+import type { Summary } from "../train/run.js"
 
 /** The figures of one finished run that a results table needs (a subset of summary.json). */
 export interface RunResult {
@@ -9,6 +10,8 @@ export interface RunResult {
   readonly tokensPerSecond: number
   readonly tokensTrained: number
   readonly params: { readonly total: number; readonly nonEmbedding: number }
+  /** Peak tensor memory of one optimiser step beyond the weights and optimiser state, where measured. */
+  readonly stepPeakBytes?: number
   readonly extra?: Readonly<Record<string, number>>
 }
 
@@ -25,14 +28,21 @@ const pm = (xs: ReadonlyArray<number>, digits: number): string => {
   return xs.length > 1 ? `${mean.toFixed(digits)} ± ${std.toFixed(digits)}` : mean.toFixed(digits)
 }
 
+const mib = (xs: ReadonlyArray<number | undefined>): string => {
+  const known = xs.filter((x): x is number => x !== undefined)
+  return known.length === 0 ? "n/a" : Math.round(meanStd(known).mean / 2 ** 20).toString()
+}
+
 /**
  * A Markdown table with one row per variant: parameters, then validation loss and bits per
- * byte as mean ± standard deviation over seeds, and training throughput.
+ * byte as mean ± standard deviation over seeds, training throughput, and a training step's
+ * peak memory where it was measured.
  */
 export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
   const variants = [...new Set(results.map((r) => r.variant))]
   const extraKeys = [...new Set(results.flatMap((r) => Object.keys(r.extra ?? {})))]
-  const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...extraKeys, "tokens/s"]
+  const memory = results.some((r) => r.stepPeakBytes !== undefined)
+  const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...extraKeys, "tokens/s", ...(memory ? ["step memory (MiB)"] : [])]
   const rows = variants.map((v) => {
     const rs = results.filter((r) => r.variant === v)
     const first = rs[0]!
@@ -45,8 +55,15 @@ export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
       pm(rs.map((r) => r.valBpb), 4),
       ...extraKeys.map((k) => pm(rs.map((r) => r.extra?.[k] ?? Number.NaN), 4)),
       Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
+      ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]
   })
   const line = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n")
 }
+
+/** A run's summary as a table row: longer-sequence evaluations become bpb@L columns. */
+export const resultOf = (s: Summary): RunResult => ({
+  ...s,
+  extra: Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
+})

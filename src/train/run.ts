@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { Console, Data, Effect, FileSystem, Option, Path, Scope } from "effect"
 import { diffSpecs, formatDiff } from "../../dsl/diff.js"
 import { hashSpec } from "../../dsl/hash.js"
+import { peakMeter } from "../backend/peak-memory.js"
 import type { BackendChoice } from "../backend/select.js"
 import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
@@ -63,6 +64,13 @@ export interface Summary {
   readonly trainSeconds: number
   /** Training throughput: tokens trained / trainSeconds. */
   readonly tokensPerSecond: number
+  /**
+   * The most tensor memory an optimiser step held beyond the weights and optimiser state kept
+   * between steps (activations, gradients, update temporaries), in bytes. Measured on the
+   * native backend only; a process's first step, which also creates the optimiser moments,
+   * does not count.
+   */
+  readonly stepPeakBytes?: number
   readonly backend: string
   readonly sample: string
 }
@@ -180,6 +188,7 @@ export const trainRun = (
     let elapsedBefore = 0
     // Time spent in optimiser steps only, so throughput is not diluted by evaluation and sampling.
     let trainSeconds = 0
+    let stepPeakBytes: number | undefined = undefined
     let cursor: unknown = undefined
     if (Option.isSome(existing)) {
       const ck = existing.value
@@ -193,9 +202,10 @@ export const trainRun = (
       step = ck.state.step
       tokensSeen = ck.state.tokensSeen
       cursor = ck.state.dataCursor
-      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number } | undefined
+      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number; stepPeakBytes?: number } | undefined
       elapsedBefore = extra?.elapsedSeconds ?? 0
       trainSeconds = extra?.trainSeconds ?? 0
+      stepPeakBytes = extra?.stepPeakBytes
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
     }
     const stream = yield* Effect.try({
@@ -232,7 +242,7 @@ export const trainRun = (
           // Dropout masks derive from (seed, step); the data order lives in the cursor.
           rng: { seed: run.seed, dropout: "derived from seed and step" },
           optimizer: { step: optimizer.step, ...t.optimizer },
-          extra: { elapsedSeconds: elapsed(), trainSeconds },
+          extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }) },
         },
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
@@ -282,9 +292,12 @@ export const trainRun = (
     let tokensThisSession = 0
     let lastLoss = Number.NaN
     let lastEval: Evaluation | undefined
+    const meter = peakMeter()
     while (step < steps) {
       const stepStart = performance.now()
+      meter?.start()
       const r = trainStep()
+      if (meter && tokensThisSession > 0) stepPeakBytes = Math.max(stepPeakBytes ?? 0, meter.peakAbove())
       if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm)) {
         healthy = false
         return yield* fail(
@@ -355,6 +368,7 @@ export const trainRun = (
       wallSeconds,
       trainSeconds,
       tokensPerSecond: tokensSeen / Math.max(trainSeconds, 1e-9),
+      ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }),
       backend: options.backend.name,
       sample,
     }

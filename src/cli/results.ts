@@ -1,0 +1,53 @@
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Data, Effect, FileSystem, Path } from "effect"
+import { Argument, Command } from "effect/cli"
+import { repoRoot } from "../io/paths.js"
+import { resultOf, resultsTable } from "../report/results.js"
+import type { Summary } from "../train/run.js"
+import { failWith } from "./fail.js"
+
+/**
+ * `npm run results -- <experiment | dir>...`: the results table of finished runs, read from
+ * the summary.json files under runs/<experiment> (or the given directories), without
+ * loading a model or evaluating anything.
+ */
+class ResultsError extends Data.TaggedError("ResultsError")<{ readonly message: string }> {}
+
+const summariesUnder = (dir: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    if (!(yield* fs.exists(dir).pipe(Effect.orElseSucceed(() => false))))
+      return yield* new ResultsError({ message: `${dir} does not exist; give an experiment name with runs in runs/, or a run directory` })
+    const files = (yield* fs.readDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => new ResultsError({ message: `cannot list ${dir}: ${e.message}` }))))
+      .filter((f) => path.basename(f) === "summary.json")
+      .sort()
+    if (files.length === 0) return yield* new ResultsError({ message: `no finished runs (summary.json) under ${dir}` })
+    return yield* Effect.forEach(files, (f) =>
+      fs.readFileString(path.join(dir, f)).pipe(
+        Effect.flatMap((text) => Effect.try(() => JSON.parse(text) as Summary)),
+        Effect.mapError(() => new ResultsError({ message: `${path.join(dir, f)} is not a readable summary` })),
+      ),
+    )
+  })
+
+const command = Command.make(
+  "results",
+  { targets: Argument.String("experiment-or-dir").pipe(Argument.withDescription("an experiment name (runs/<name>) or a directory of runs"), Argument.atLeast(1)) },
+  (a) =>
+    Effect.gen(function* () {
+      const path = yield* Path.Path
+      const fs = yield* FileSystem.FileSystem
+      for (const target of a.targets) {
+        const named = path.join(repoRoot(), "runs", target)
+        const dir = (yield* fs.exists(named).pipe(Effect.orElseSucceed(() => false))) ? named : path.resolve(target)
+        const summaries = yield* summariesUnder(dir)
+        yield* Console.log(`${dir}\n\n${resultsTable(summaries.map(resultOf))}\n`)
+      }
+    }).pipe(failWith),
+).pipe(Command.withDescription("Tabulate finished runs from their summary.json files"))
+
+Command.run(command, { version: "0.1.0" }).pipe(
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true }),
+)

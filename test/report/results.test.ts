@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest"
+import { resultsTable, type RunResult } from "../../src/report/results.js"
+
+const run = (variant: string, seed: number, valBpb: number, extra: Partial<RunResult> = {}): RunResult => ({
+  variant,
+  seed,
+  valLoss: valBpb * 2,
+  valBpb,
+  tokensPerSecond: 1000 * seed,
+  tokensTrained: 262_144,
+  params: { total: 1_340_000, nonEmbedding: 793_000 },
+  ...extra,
+})
+
+const rows = (table: string): string[][] =>
+  table.split("\n").map((l) => l.split("|").slice(1, -1).map((c) => c.trim()))
+
+describe("results table", () => {
+  it("gives mean ± sample standard deviation over seeds, one row per variant in first-seen order", () => {
+    const [header, , a, b] = rows(resultsTable([run("rope", 1, 1.5), run("alibi", 1, 2), run("rope", 2, 1.7), run("rope", 3, 1.9)]))
+    expect(header).toEqual(["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", "tokens/s"])
+    // 1.5, 1.7, 1.9: mean 1.7, sample variance ((0.2² + 0 + 0.2²) / 2) = 0.04.
+    expect(a).toEqual(["rope", "3", "1.34M / 793k", "262k", "3.4000 ± 0.4000", "1.7000 ± 0.2000", "2000"])
+    expect(b).toEqual(["alibi", "1", "1.34M / 793k", "262k", "4.0000", "2.0000", "1000"])
+  })
+
+  it("adds extra columns and a step memory column in MiB only when some run measured it", () => {
+    const table = resultsTable([
+      run("full", 1, 1, { stepPeakBytes: 100 * 2 ** 20, extra: { "bpb@512": 1.25 } }),
+      run("full", 2, 1, { stepPeakBytes: 102 * 2 ** 20, extra: { "bpb@512": 1.75 } }),
+      run("window", 1, 1),
+    ])
+    const [header, , full, window] = rows(table)
+    expect(header.slice(-3)).toEqual(["bpb@512", "tokens/s", "step memory (MiB)"])
+    expect(full!.slice(-3)).toEqual(["1.5000 ± 0.3536", "1500", "101"])
+    expect(window!.slice(-3)).toEqual(["n/a", "1000", "n/a"])
+  })
+})
