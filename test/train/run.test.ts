@@ -10,6 +10,7 @@ import { type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { posenc } from "../../dsl/index.js"
+import { describeNative } from "../backend/native-suite.js"
 import { syntheticData, tinyRun } from "./fixtures.js"
 
 beforeAll(async () => {
@@ -131,5 +132,24 @@ describe("training run", () => {
     const exit = await runIn(tinyRun({ steps: 2 }), syntheticData(), options(join(file, "run")))
     expect(errorOf(exit as never)).toMatch(/cannot write to the output directory .*a-file\/run/)
     expect(statSync(file).size).toBe(1)
+  })
+})
+
+describeNative("training run on the native backend", () => {
+  it("records a step's peak memory: at least every parameter's gradient at once, and none on cpu", async () => {
+    const cpuOut = tmp()
+    expect(Exit.isSuccess(await runIn(tinyRun({ steps: 3 }), syntheticData(), options(cpuOut)))).toBe(true)
+    expect(JSON.parse(readFileSync(join(cpuOut, "summary.json"), "utf8")).stepPeakBytes).toBeUndefined()
+    await tf.setBackend("native")
+    try {
+      const out = tmp()
+      const exit = await runIn(tinyRun({ steps: 3 }), syntheticData(), { ...options(out), backend: { name: "native", detail: "test" } })
+      expect(Exit.isSuccess(exit)).toBe(true)
+      const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"))
+      expect(summary.stepPeakBytes).toBeGreaterThanOrEqual(4 * summary.params.total)
+      expect(summary.stepPeakBytes).toBeLessThan(2 ** 24)
+    } finally {
+      await tf.setBackend("cpu")
+    }
   })
 })
