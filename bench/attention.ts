@@ -78,7 +78,9 @@ export const main = async (argv: string[]): Promise<void> => {
         ms = Math.min(ms, performance.now() - again)
       }
       dispose()
-      const line = { kind, label: attentionModule(spec).label(spec), context, ms: Math.round(ms * 10) / 10, peakBytes, backend: backend.name }
+      // Score and weighted-value FLOPs per query as the kind computes them: linear in context exactly when this stays flat.
+      const scoreFlops = attentionModule(spec).flops(spec, { vocab: 2, width: WIDTH, context, layers: 1 })
+      const line = { kind, label: attentionModule(spec).label(spec), context, ms: Math.round(ms * 10) / 10, peakBytes, scoreFlopsPerQuery: scoreFlops, backend: backend.name }
       console.log(JSON.stringify(line))
     }
   }

@@ -59,6 +59,28 @@ describe("activation formulas", () => {
     expect(Math.max(...diff)).toBeGreaterThan(1e-5)
   })
 
+  const phi = (x: number) => Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI)
+  const tanhDerivative = (x: number) => {
+    const c = Math.sqrt(2 / Math.PI)
+    const th = Math.tanh(c * (x + 0.044715 * x ** 3))
+    return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x)
+  }
+  const swishDerivative = (beta: number) => (x: number) => sigmoid(beta * x) * (1 + beta * x * (1 - sigmoid(beta * x)))
+  const derivatives: Array<[string, ActivationSpec, (x: number) => number]> = [
+    ["relu", activation("relu"), (x) => (x > 0 ? 1 : 0)],
+    ["gelu (erf)", activation("gelu"), (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + x * phi(x)],
+    ["gelu-tanh", activation("gelu-tanh"), tanhDerivative],
+    ["swish β=1.7", activation("swish", { beta: 1.7 }), swishDerivative(1.7)],
+    ["relu2", activation("relu2"), (x) => 2 * relu(x)],
+  ]
+
+  it.each(derivatives)("the gradient of %s equals its derivative", (_name, spec, df) => {
+    // ±0 left out: ReLU-like kinds have no derivative there.
+    const xs = inputs(5).filter((x) => x !== 0)
+    const got = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(activationModule(spec).apply(spec, x), 3)))(tf.tensor1d(xs)).dataSync()
+    expectClose(got, xs.map((x) => 3 * df(x)), 1e-5)
+  })
+
   const gated: Array<[string, ActivationSpec, (x: number) => number]> = [
     ["swiglu", activation("swiglu"), (x) => x * sigmoid(x)],
     ["geglu", activation("geglu"), gelu],
