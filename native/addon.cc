@@ -142,6 +142,22 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// act(op, x, out, alpha)
+Napi::Value Act(const Napi::CallbackInfo& info) {
+  const size_t n = view(info[1], "x").length;
+  nk::act(static_cast<nk::ActOp>(num(info[0])), f32(info[1], "x", n), f32(info[2], "out", n), static_cast<int64_t>(n),
+          info[3].As<Napi::Number>().FloatValue());
+  return info.Env().Undefined();
+}
+
+// actGrad(op, x, dy, out, alpha)
+Napi::Value ActGrad(const Napi::CallbackInfo& info) {
+  const size_t n = view(info[1], "x").length;
+  nk::act_grad(static_cast<nk::ActOp>(num(info[0])), f32(info[1], "x", n), f32(info[2], "dy", n), f32(info[3], "out", n),
+               static_cast<int64_t>(n), info[4].As<Napi::Number>().FloatValue());
+  return info.Env().Undefined();
+}
+
 // reduce(op, x, out, outer, r, inner)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int64_t outer = num(info[3]), r = num(info[4]), inner = num(info[5]);
@@ -223,6 +239,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pad", Napi::Function::New(env, Pad));
   exports.Set("slice", Napi::Function::New(env, Slice));
   exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("act", Napi::Function::New(env, Act));
+  exports.Set("actGrad", Napi::Function::New(env, ActGrad));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("transpose", Napi::Function::New(env, Transpose));

@@ -293,6 +293,53 @@ void unary(UnOp op, const float* x, float* o, int64_t n, float alpha) {
   }
 }
 
+namespace {
+
+constexpr float kSqrtHalf = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+constexpr float kTanhC = 0.79788456080286536f;  // sqrt(2/pi)
+constexpr float kTanhA = 0.044715f;
+
+// Two inputs in lockstep; erf (std::erf) is scalar, so the gelu loops do not vectorise.
+template <class F>
+void map2(F f, const float* x, const float* y, float* o, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+  for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+}
+
+}  // namespace
+
+void act(ActOp op, const float* x, float* o, int64_t n, float alpha) {
+  switch (op) {
+    case ActOp::gelu:
+      return map_scalar([](float v) { return v * 0.5f * (1.f + std::erf(v * kSqrtHalf)); }, x, o, n);
+    case ActOp::gelu_tanh:
+      return map([](float v) { return v * 0.5f * (1.f + vtanh(kTanhC * (v + kTanhA * (v * (v * v))))); }, x, o, n);
+    case ActOp::swish:
+      return map([alpha](float v) { return v * vsigmoid(v * alpha); }, x, o, n);
+  }
+}
+
+void act_grad(ActOp op, const float* x, const float* dy, float* o, int64_t n, float alpha) {
+  switch (op) {
+    case ActOp::gelu:
+      return map2([](float v, float g) {
+        const float cdf = 0.5f * (1.f + std::erf(v * kSqrtHalf));
+        return g * (cdf + v * kInvSqrt2Pi * vexp(-0.5f * v * v));
+      }, x, dy, o, n);
+    case ActOp::gelu_tanh:
+      return map2([](float v, float g) {
+        const float t = vtanh(kTanhC * (v + kTanhA * (v * (v * v))));
+        return g * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * kTanhC * (1.f + 3.f * kTanhA * v * v));
+      }, x, dy, o, n);
+    case ActOp::swish:
+      return map2([alpha](float v, float g) {
+        const float s = vsigmoid(v * alpha);
+        return g * s * (1.f + alpha * v * (1.f - s));
+      }, x, dy, o, n);
+  }
+}
+
 void one_hot(const int32_t* idx, int64_t n, int64_t depth, float on, float off, float* out) {
 #pragma omp parallel for schedule(static) if (n * depth > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {

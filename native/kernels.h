@@ -53,6 +53,11 @@ enum class UnOp : int {
   elu, leaky_relu, log1p, expm1
 };
 void unary(UnOp op, const float* x, float* out, int64_t n, float alpha);
+// FFN activations in one pass each way, so training keeps only x for the backward pass.
+// act: out = f(x); act_grad: out = dy * f'(x). alpha is swish's beta.
+enum class ActOp : int { gelu = 0, gelu_tanh, swish };
+void act(ActOp op, const float* x, float* out, int64_t n, float alpha);
+void act_grad(ActOp op, const float* x, const float* dy, float* out, int64_t n, float alpha);
 
 // Reductions over the middle axis of x viewed as [outer, r, inner].
 enum class RedOp : int { sum = 0, mean, max, min, prod };

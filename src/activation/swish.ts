@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
+import { fusedActivation } from "../backend/fused-activation.js"
 import type { ActivationKind } from "../model/kind.js"
 
 /**
@@ -9,7 +10,7 @@ import type { ActivationKind } from "../model/kind.js"
 const swishSchema = Schema.Struct({ kind: Schema.Literal("swish"), beta: Schema.Finite })
 const siluSchema = Schema.Struct({ kind: Schema.Literal("silu") })
 
-export const swishOf = (x: tf.Tensor, beta: number): tf.Tensor => tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, beta))))
+export const swishOf = (x: tf.Tensor, beta: number): tf.Tensor => fusedActivation("swish", x, beta) ?? tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, beta))))
 
 export const swish: ActivationKind<typeof swishSchema.Type> & { make: (o?: { beta?: number }) => typeof swishSchema.Type } = {
   schema: swishSchema,

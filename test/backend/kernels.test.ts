@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
-import { nativeKernelNames } from "../../src/backend/native/index.js"
+import { activation, activationModule } from "../../src/activation/index.js"
+import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
 import { peakMeter } from "../../src/backend/peak-memory.js"
 import { Rng } from "../../src/random/rng.js"
 import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
@@ -29,7 +30,7 @@ native("native kernels equal stock cpu kernels", () => {
   it("registers every stock cpu kernel and overrides the hot ones", () => {
     const stock = tf.getKernelsForBackend("cpu").map((k) => k.kernelName).sort()
     const mine = tf.getKernelsForBackend("native").map((k) => k.kernelName).sort()
-    expect(mine).toEqual(stock)
+    expect(mine).toEqual([...stock, ...fusedKernelNames()].sort())
     for (const name of nativeKernelNames()) expect(stock).toContain(name)
     expect(t([1]).size).toBe(1)
   })
@@ -275,6 +276,16 @@ native("native kernels equal stock cpu kernels", () => {
       "concat gradient",
     )
     await compareBackends(() => tf.grad((a: tf.Tensor) => tf.sum(tf.square(tf.split(a, [3, 3], 3)[1]!)))(x()), 0, 0, "split gradient")
+  })
+
+  it("fused gelu, gelu-tanh and swish equal the composed ops, forward (NaN, ±Inf) and gradient", async () => {
+    const x = input([40, 50], true)
+    const plain = input([40, 50])
+    for (const spec of [activation("gelu"), activation("gelu-tanh"), activation("swish"), activation("swish", { beta: 1.7 }), activation("geglu")]) {
+      const f = (t: tf.Tensor) => activationModule(spec).apply(spec, t, spec.kind === "geglu" ? tf.add(t, 0.5) : undefined)
+      await compareBackends(() => f(x()), 2e-6, 1e-6, `${spec.kind} forward`)
+      await compareBackends(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.sin(t))))(plain()), 1e-5, 1e-6, `${spec.kind} gradient`)
+    }
   })
 
   it("GatherV2 on axes 0 and 1, int32 params, and the stock error for a bad index", async () => {

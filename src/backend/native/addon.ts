@@ -27,6 +27,8 @@ export interface NativeAddon {
   pad(x: Float32Array, shape: readonly number[], before: readonly number[], outShape: readonly number[], value: number, out: Float32Array): void
   slice(x: Float32Array, shape: readonly number[], begin: readonly number[], outShape: readonly number[], out: Float32Array): void
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void
+  act(op: number, x: Float32Array, out: Float32Array, alpha: number): void
+  actGrad(op: number, x: Float32Array, dy: Float32Array, out: Float32Array, alpha: number): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
   transpose<T extends Float32Array | Int32Array | Uint8Array>(x: T, shape: readonly number[], perm: readonly number[], out: T): void

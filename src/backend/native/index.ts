@@ -1,7 +1,7 @@
 import { INSTALL_HINT, loadAddon } from "./addon.js"
 import { optionsFromEnv, registerNative } from "./register.js"
 
-export { NATIVE_BACKEND, nativeKernelNames } from "./register.js"
+export { fusedKernelNames, NATIVE_BACKEND, nativeKernelNames } from "./register.js"
 export { INSTALL_HINT } from "./addon.js"
 export type { MatmulPrecision, NativeBackend } from "./backend.js"
 

@@ -3,6 +3,7 @@ import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu"
 import type { NativeAddon } from "./addon.js"
 import { NativeBackend, type NativeOptions } from "./backend.js"
 import type { Fallback, NativeKernelEntry } from "./kernel.js"
+import { fusedKernels } from "./kernels/activation.js"
 import { binaryKernels } from "./kernels/binary.js"
 import { compareKernels } from "./kernels/compare.js"
 import { indexingKernels } from "./kernels/indexing.js"
@@ -29,8 +30,11 @@ const OVERRIDES: readonly NativeKernelEntry[] = [
   ...indexingKernels,
 ]
 
-/** Kernel names the native backend runs in native code (the rest are the stock cpu kernels). */
+/** Stock kernel names the native backend runs in native code (the rest are the stock cpu kernels). */
 export const nativeKernelNames = (): string[] => OVERRIDES.map((k) => k.kernelName)
+
+/** Kernels only the native backend has. */
+export const fusedKernelNames = (): string[] => fusedKernels.map((k) => k.kernelName)
 
 /**
  * Options from the environment: TFJS_NATIVE_BF16=1 (bf16 matmuls where the CPU has bf16
@@ -70,4 +74,6 @@ export const registerNative = (addon: NativeAddon, options: NativeOptions): void
       kernelFunc: ((args: Parameters<Fallback>[0]) => kernel(args, fallback)) as unknown as tf.KernelFunc,
     })
   }
+  for (const { kernelName, kernelFunc } of fusedKernels)
+    tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc })
 }
