@@ -158,6 +158,21 @@ Napi::Value ActGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// xent(x, targets, n, v, nll, lse)
+Napi::Value Xent(const Napi::CallbackInfo& info) {
+  const int64_t n = num(info[2]), v = num(info[3]);
+  nk::xent(f32(info[0], "x", n * v), i32(info[1], "targets", n), n, v, f32(info[4], "nll", n), f32(info[5], "lse", n));
+  return info.Env().Undefined();
+}
+
+// xentGrad(x, lse, targets, scale, n, v, out)
+Napi::Value XentGrad(const Napi::CallbackInfo& info) {
+  const int64_t n = num(info[4]), v = num(info[5]);
+  nk::xent_grad(f32(info[0], "x", n * v), f32(info[1], "lse", n), i32(info[2], "targets", n), f32(info[3], "scale", n), n, v,
+                f32(info[6], "out", n * v));
+  return info.Env().Undefined();
+}
+
 // reduce(op, x, out, outer, r, inner)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int64_t outer = num(info[3]), r = num(info[4]), inner = num(info[5]);
@@ -240,6 +255,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("slice", Napi::Function::New(env, Slice));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("act", Napi::Function::New(env, Act));
+  exports.Set("xent", Napi::Function::New(env, Xent));
+  exports.Set("xentGrad", Napi::Function::New(env, XentGrad));
   exports.Set("actGrad", Napi::Function::New(env, ActGrad));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));

@@ -55,6 +55,11 @@ enum class UnOp : int {
 void unary(UnOp op, const float* x, float* out, int64_t n, float alpha);
 // FFN activations in one pass each way, so training keeps only x for the backward pass.
 // act: out = f(x); act_grad: out = dy * f'(x). alpha is swish's beta.
+// Softmax cross-entropy of logits x [n, v]: lse[i] = log Σ_j exp x[i, j], nll[i] = lse[i] − x[i, t_i]
+// (NaN for a target outside [0, v)); the gradient out = (softmax(x) − onehot(t)) · scale[i].
+void xent(const float* x, const int32_t* targets, int64_t n, int64_t v, float* nll, float* lse);
+void xent_grad(const float* x, const float* lse, const int32_t* targets, const float* scale, int64_t n, int64_t v,
+               float* out);
 enum class ActOp : int { gelu = 0, gelu_tanh, swish };
 void act(ActOp op, const float* x, float* out, int64_t n, float alpha);
 void act_grad(ActOp op, const float* x, const float* dy, float* out, int64_t n, float alpha);

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
-import { fusedActivation } from "../backend/fused-activation.js"
+import { fusedActivation } from "../backend/fused.js"
 import type { ActivationKind } from "../model/kind.js"
 
 /**

@@ -1,9 +1,11 @@
 import * as tf from "@tensorflow/tfjs"
+import { fusedCrossEntropy, fusedCrossEntropyGrad } from "../backend/fused.js"
 
 /**
  * Mean next-token cross-entropy over the positions whose weight is 1 (padding has weight 0).
  * Written as one custom gradient, (softmax − onehot)·w/Σw, so the backward pass is a single
- * elementwise expression over [N, V] instead of the chain of gradients of logSumExp and gather.
+ * elementwise expression over [N, V] instead of the chain of gradients of logSumExp and gather;
+ * on a backend with the fused kernels, one kernel each way.
  *
  * logits [N, V] float32, targets [N] int32, weights [N] float32.
  */
@@ -12,16 +14,17 @@ export const crossEntropy = (logits: tf.Tensor2D, targets: tf.Tensor1D, weights:
   const f = tf.customGrad((x, save) => {
     const input = x as tf.Tensor2D
     const scale = tf.div(weights, tf.maximum(tf.sum(weights), 1)) as tf.Tensor1D
-    const lse = tf.logSumExp(input, 1)
-    const flat = tf.add(tf.mul(tf.range(0, n, 1, "int32"), tf.scalar(v, "int32")), targets)
-    const picked = tf.gather(input.reshape([n * v]), flat)
-    const value = tf.sum(tf.mul(tf.sub(lse, picked), scale)) as tf.Scalar
+    const fused = fusedCrossEntropy(input, targets)
+    const lse = fused ? fused[1] : tf.logSumExp(input, 1)
+    const nll = fused ? fused[0] : tf.sub(lse, tf.gather(input.reshape([n * v]), tf.add(tf.mul(tf.range(0, n, 1, "int32"), tf.scalar(v, "int32")), targets)))
+    const value = tf.sum(tf.mul(nll, scale)) as tf.Scalar
     // The engine disposes everything the forward pass made except what is saved here.
     ;(save as unknown as (saved: tf.Tensor[]) => void)([input, lse, scale, targets])
     return {
       value,
       gradFunc: (dy, saved) => {
         const [xs, l, w, ids] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D]
+        if (fused) return fusedCrossEntropyGrad(xs, l, ids, tf.mul(w, dy) as tf.Tensor1D)
         const probs = tf.exp(tf.sub(xs, l.reshape([n, 1])))
         return tf.mul(tf.sub(probs, tf.oneHot(ids, v, 1, 0, "float32")), tf.mul(w, dy).reshape([n, 1]))
       },

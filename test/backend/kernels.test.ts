@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { activation, activationModule } from "../../src/activation/index.js"
 import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
+import { crossEntropy } from "../../src/model/loss.js"
 import { peakMeter } from "../../src/backend/peak-memory.js"
 import { Rng } from "../../src/random/rng.js"
 import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
@@ -285,6 +286,18 @@ native("native kernels equal stock cpu kernels", () => {
       const f = (t: tf.Tensor) => activationModule(spec).apply(spec, t, spec.kind === "geglu" ? tf.add(t, 0.5) : undefined)
       await compareBackends(() => f(x()), 2e-6, 1e-6, `${spec.kind} forward`)
       await compareBackends(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.sin(t))))(plain()), 1e-5, 1e-6, `${spec.kind} gradient`)
+    }
+  })
+
+  it("fused softmax cross-entropy equals the composed loss and its gradient, with padding and large logits", async () => {
+    const [n, v] = [37, 301]
+    const logits = input([n, v])
+    const ids = Array.from({ length: n }, (_, i) => (i * 97) % v)
+    const weights = Array.from({ length: n }, (_, i) => (i % 5 === 4 ? 0 : 1))
+    for (const scale of [1, 30]) {
+      const loss = (x: tf.Tensor) => crossEntropy(tf.mul(x, scale) as tf.Tensor2D, tf.tensor1d(ids, "int32"), tf.tensor1d(weights))
+      await compareBackends(() => loss(logits()), 1e-6, 1e-6, `loss ×${scale}`)
+      await compareBackends(() => tf.grad(loss)(logits()), 1e-5, 1e-7, `gradient ×${scale}`)
     }
   })
 

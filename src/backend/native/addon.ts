@@ -29,6 +29,8 @@ export interface NativeAddon {
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void
   act(op: number, x: Float32Array, out: Float32Array, alpha: number): void
   actGrad(op: number, x: Float32Array, dy: Float32Array, out: Float32Array, alpha: number): void
+  xent(x: Float32Array, targets: Int32Array, n: number, v: number, nll: Float32Array, lse: Float32Array): void
+  xentGrad(x: Float32Array, lse: Float32Array, targets: Int32Array, scale: Float32Array, n: number, v: number, out: Float32Array): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
   transpose<T extends Float32Array | Int32Array | Uint8Array>(x: T, shape: readonly number[], perm: readonly number[], out: T): void

@@ -1,0 +1,48 @@
+import * as tf from "@tensorflow/tfjs"
+
+/**
+ * Composite ops that a backend may run as single kernels (the native one does); callers
+ * compose tfjs ops where it does not. Composed, autodiff keeps every intermediate for the
+ * backward pass and runs one kernel per op.
+ */
+const available = (kernelName: string): boolean => tf.getKernel(kernelName, tf.getBackend()) !== undefined
+
+/**
+ * FFN activations: one pass forward, one pass backward (dy·f′(x)), and only x kept in
+ * between (composed, the erf GELU of the ablation model kept about 96 MiB per layer).
+ */
+export const FUSED_ACTIVATION = "FusedActivation"
+export const FUSED_ACTIVATION_GRAD = "FusedActivationGrad"
+
+/** The kernels' op codes (native/kernels.h ActOp). */
+export const FUSED_OPS = { gelu: 0, "gelu-tanh": 1, swish: 2 } as const
+export type FusedOp = keyof typeof FUSED_OPS
+
+tf.registerGradient({
+  kernelName: FUSED_ACTIVATION,
+  inputsToSave: ["x"],
+  gradFunc: (dy, saved, attrs) => ({
+    x: () => tf.engine().runKernel(FUSED_ACTIVATION_GRAD, { x: saved[0]!, dy: dy as tf.Tensor }, attrs) as tf.Tensor,
+  }),
+})
+
+/** f(x) by the current backend's fused kernel, or undefined where it has none (compose the ops then). */
+export const fusedActivation = (op: FusedOp, x: tf.Tensor, alpha = 0): tf.Tensor | undefined =>
+  available(FUSED_ACTIVATION) ? (tf.engine().runKernel(FUSED_ACTIVATION, { x }, { op: FUSED_OPS[op], alpha }) as tf.Tensor) : undefined
+
+/**
+ * Softmax cross-entropy over the vocabulary: logits [N, V] and int32 targets [N] give
+ * [nll, lse] ([N] each: −log softmax at the target, and log Σ exp); the gradient kernel gives
+ * (softmax − onehot)·scale [N, V] from logits, lse, targets and a per-row scale. Both run
+ * inside the loss's custom gradient, so neither needs a registered gradient.
+ */
+export const SOFTMAX_CROSS_ENTROPY = "SoftmaxCrossEntropy"
+export const SOFTMAX_CROSS_ENTROPY_GRAD = "SoftmaxCrossEntropyGrad"
+
+/** [nll, lse] by the fused kernel, or undefined where the backend has none. */
+export const fusedCrossEntropy = (logits: tf.Tensor2D, targets: tf.Tensor1D): [nll: tf.Tensor1D, lse: tf.Tensor1D] | undefined =>
+  available(SOFTMAX_CROSS_ENTROPY) ? (tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY, { logits, targets }) as unknown as [tf.Tensor1D, tf.Tensor1D]) : undefined
+
+/** The gradient kernel; only where fusedCrossEntropy ran. */
+export const fusedCrossEntropyGrad = (logits: tf.Tensor2D, lse: tf.Tensor1D, targets: tf.Tensor1D, scale: tf.Tensor1D): tf.Tensor2D =>
+  tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY_GRAD, { logits, lse, targets, scale }) as tf.Tensor2D

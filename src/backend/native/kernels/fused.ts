@@ -1,0 +1,72 @@
+import type * as tf from "@tensorflow/tfjs"
+import { FUSED_ACTIVATION, FUSED_ACTIVATION_GRAD, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from "../../fused.js"
+import type { NativeBackend } from "../backend.js"
+import { f32, i32 } from "../kernel.js"
+
+interface Args {
+  readonly inputs: tf.NamedTensorInfoMap
+  readonly backend: NativeBackend
+  readonly attrs: tf.NamedAttrMap
+}
+
+const float32 = (backend: NativeBackend, t: tf.TensorInfo, what: string): Float32Array => {
+  const v = f32(backend, t)
+  if (!v) throw new Error(`fused kernel: ${what} must be float32, got ${t.dtype}`)
+  return v
+}
+
+const int32 = (backend: NativeBackend, t: tf.TensorInfo, what: string): Int32Array => {
+  const v = i32(backend, t)
+  if (!v) throw new Error(`fused kernel: ${what} must be int32, got ${t.dtype}`)
+  return v
+}
+
+const forward = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+  const x = inputs.x as tf.TensorInfo
+  const xv = float32(backend, x, "x")
+  const out = backend.output(xv.length)
+  backend.addon.act(Number(attrs.op), xv, out, Number(attrs.alpha))
+  return backend.out(x.shape, out)
+}
+
+const backward = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+  const x = inputs.x as tf.TensorInfo
+  const xv = float32(backend, x, "x")
+  const dv = float32(backend, inputs.dy as tf.TensorInfo, "dy")
+  const out = backend.output(xv.length)
+  backend.addon.actGrad(Number(attrs.op), xv, dv, out, Number(attrs.alpha))
+  return backend.out(x.shape, out)
+}
+
+const crossEntropy = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+  const logits = inputs.logits as tf.TensorInfo
+  const [n, v] = logits.shape as [number, number]
+  const nll = backend.output(n)
+  const lse = backend.output(n)
+  backend.addon.xent(float32(backend, logits, "logits"), int32(backend, inputs.targets as tf.TensorInfo, "targets"), n, v, nll, lse)
+  return [backend.out([n], nll), backend.out([n], lse)]
+}
+
+const crossEntropyGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
+  const logits = inputs.logits as tf.TensorInfo
+  const [n, v] = logits.shape as [number, number]
+  const out = backend.output(n * v)
+  backend.addon.xentGrad(
+    float32(backend, logits, "logits"),
+    float32(backend, inputs.lse as tf.TensorInfo, "lse"),
+    int32(backend, inputs.targets as tf.TensorInfo, "targets"),
+    float32(backend, inputs.scale as tf.TensorInfo, "scale"),
+    n,
+    v,
+    out,
+  )
+  return backend.out([n, v], out)
+}
+
+/** Kernels the stock cpu backend does not have (so they are registered, not overridden). */
+export const fusedKernels = [
+  { kernelName: FUSED_ACTIVATION, kernelFunc: forward },
+  { kernelName: FUSED_ACTIVATION_GRAD, kernelFunc: backward },
+  { kernelName: SOFTMAX_CROSS_ENTROPY, kernelFunc: crossEntropy },
+  { kernelName: SOFTMAX_CROSS_ENTROPY_GRAD, kernelFunc: crossEntropyGrad },
+] as const
