@@ -9,7 +9,8 @@
         "native/elementwise.cc",
         "native/reduce.cc",
         "native/layout.cc",
-        "native/xent.cc"
+        "native/xent.cc",
+        "native/norm.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

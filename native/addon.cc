@@ -173,6 +173,23 @@ Napi::Value XentGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// norm(x, gain, rows, d, eps, center, y, mean, rstd)
+Napi::Value Norm(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[2]), d = num(info[3]);
+  nk::norm(f32(info[0], "x", rows * d), f32(info[1], "gain", d), rows, d, info[4].As<Napi::Number>().FloatValue(),
+           info[5].As<Napi::Boolean>().Value(), f32(info[6], "y", rows * d), f32(info[7], "mean", rows), f32(info[8], "rstd", rows));
+  return info.Env().Undefined();
+}
+
+// normGrad(x, gain, mean, rstd, dy, rows, d, center, dx, dgain)
+Napi::Value NormGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[5]), d = num(info[6]);
+  nk::norm_grad(f32(info[0], "x", rows * d), f32(info[1], "gain", d), f32(info[2], "mean", rows), f32(info[3], "rstd", rows),
+                f32(info[4], "dy", rows * d), rows, d, info[7].As<Napi::Boolean>().Value(), f32(info[8], "dx", rows * d),
+                f32(info[9], "dgain", d));
+  return info.Env().Undefined();
+}
+
 // reduce(op, x, out, outer, r, inner)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int64_t outer = num(info[3]), r = num(info[4]), inner = num(info[5]);
@@ -256,6 +273,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("act", Napi::Function::New(env, Act));
   exports.Set("xent", Napi::Function::New(env, Xent));
+  exports.Set("norm", Napi::Function::New(env, Norm));
+  exports.Set("normGrad", Napi::Function::New(env, NormGrad));
   exports.Set("xentGrad", Napi::Function::New(env, XentGrad));
   exports.Set("actGrad", Napi::Function::New(env, ActGrad));
   exports.Set("reduce", Napi::Function::New(env, Reduce));

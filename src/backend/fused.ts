@@ -46,3 +46,28 @@ export const fusedCrossEntropy = (logits: tf.Tensor2D, targets: tf.Tensor1D): [n
 /** The gradient kernel; only where fusedCrossEntropy ran. */
 export const fusedCrossEntropyGrad = (logits: tf.Tensor2D, lse: tf.Tensor1D, targets: tf.Tensor1D, scale: tf.Tensor1D): tf.Tensor2D =>
   tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY_GRAD, { logits, lse, targets, scale }) as tf.Tensor2D
+
+/**
+ * Layer normalisation (center) or RMS normalisation over the last axis times a gain [D]:
+ * [y, mean, rstd] forward (mean and 1/σ per row), [dx, dgain] backward, x̂ recomputed
+ * rather than kept.
+ */
+export const NORMALIZE = "Normalize"
+export const NORMALIZE_GRAD = "NormalizeGrad"
+
+/** (x − μ)·gain/√(var + eps) by the fused kernels, or undefined where the backend has none. */
+export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: boolean): tf.Tensor | undefined => {
+  if (!available(NORMALIZE)) return undefined
+  const f = tf.customGrad((xIn, gainIn, save) => {
+    const [y, mean, rstd] = tf.engine().runKernel(NORMALIZE, { x: xIn as tf.Tensor, gain: gainIn as tf.Tensor }, { eps, center }) as unknown as tf.Tensor[]
+    ;(save as unknown as (saved: tf.Tensor[]) => void)([xIn as tf.Tensor, gainIn as tf.Tensor, mean!, rstd!])
+    return {
+      value: y!,
+      gradFunc: (dy, saved) => {
+        const [xs, g, m, r] = saved as tf.Tensor[]
+        return tf.engine().runKernel(NORMALIZE_GRAD, { x: xs!, gain: g!, mean: m!, rstd: r!, dy: dy as tf.Tensor }, { center }) as unknown as tf.Tensor[]
+      },
+    }
+  })
+  return f(x, gain)
+}

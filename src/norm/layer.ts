@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
 import { PositiveNumber } from "../model/fields.js"
+import { fusedNorm } from "../backend/fused.js"
 import type { NormKind } from "../model/kind.js"
 
 /** LayerNorm (Ba et al. 2016) over the last axis, with a learned gain and optional bias. */
@@ -11,6 +12,11 @@ const schema = Schema.Struct({
   bias: Schema.Boolean,
 })
 type LayerNorm = typeof schema.Type
+
+const composed = (x: tf.Tensor, gain: tf.Tensor, eps: number): tf.Tensor => {
+  const { mean, variance } = tf.moments(x, -1, true)
+  return tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gain)
+}
 
 export const layer: NormKind<LayerNorm> & { make: (o?: { eps?: number; bias?: boolean }) => LayerNorm } = {
   schema,
@@ -24,8 +30,7 @@ export const layer: NormKind<LayerNorm> & { make: (o?: { eps?: number; bias?: bo
   label: (spec) => (spec.bias ? "layer" : "layer(no bias)"),
   apply: (p, x, spec) =>
     tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, -1, true)
-      const y = tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, spec.eps))), p("gain"))
+      const y = fusedNorm(x, p("gain"), spec.eps, true) ?? composed(x, p("gain"), spec.eps)
       return spec.bias ? tf.add(y, p("bias")) : y
     }),
 }

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
 import { PositiveNumber } from "../model/fields.js"
+import { fusedNorm } from "../backend/fused.js"
 import type { NormKind } from "../model/kind.js"
 
 /**
@@ -21,5 +22,5 @@ export const rms: NormKind<RmsNorm> & { make: (o?: { eps?: number }) => RmsNorm 
   flops: () => 0,
   label: () => "rms",
   apply: (p, x, spec) =>
-    tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), spec.eps))), p("gain"))),
+    fusedNorm(x, p("gain"), spec.eps, false) ?? tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), spec.eps))), p("gain"))),
 }

@@ -3,6 +3,8 @@ import { beforeAll, describe, expect, it } from "vitest"
 import { activation, activationModule } from "../../src/activation/index.js"
 import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
+import { norm } from "../../dsl/index.js"
+import { normModule } from "../../src/norm/index.js"
 import { peakMeter } from "../../src/backend/peak-memory.js"
 import { Rng } from "../../src/random/rng.js"
 import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
@@ -298,6 +300,18 @@ native("native kernels equal stock cpu kernels", () => {
       const loss = (x: tf.Tensor) => crossEntropy(tf.mul(x, scale) as tf.Tensor2D, tf.tensor1d(ids, "int32"), tf.tensor1d(weights))
       await compareBackends(() => loss(logits()), 1e-6, 1e-6, `loss ×${scale}`)
       await compareBackends(() => tf.grad(loss)(logits()), 1e-5, 1e-7, `gradient ×${scale}`)
+    }
+  })
+
+  it("fused layer and RMS norm equal the composed ops, forward and gradients of x and gain", async () => {
+    const x = input([3, 17, 40])
+    const gain = input([40])
+    const bias = input([40])
+    for (const spec of [norm("layer"), norm("layer", { bias: false, eps: 1e-3 }), norm("rms")]) {
+      const params: Record<string, () => tf.Tensor> = { gain, bias }
+      const f = (a: tf.Tensor, g: tf.Tensor) => normModule(spec).apply((n) => (n === "gain" ? g : params[n]!()), tf.add(tf.mul(a, 3), 1) as tf.Tensor3D, spec)
+      await compareBackends(() => f(x(), gain()), 1e-5, 1e-6, `${spec.kind} forward`)
+      await compareBackends(() => tf.grads((a: tf.Tensor, g: tf.Tensor) => tf.sum(tf.mul(f(a, g), tf.sin(a))))([x(), gain()]), 1e-4, 1e-5, `${spec.kind} gradients`)
     }
   })
 
