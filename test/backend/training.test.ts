@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { describe, expect, it } from "vitest"
-import { gpt2 } from "../../dsl/index.js"
+import { activation, gpt2, llama, replace } from "../../dsl/index.js"
 import { type NativeBackend } from "../../src/backend/native/index.js"
 import { BufferPool } from "../../src/backend/native/pool.js"
 import { compile, type Model } from "../../src/model/index.js"
@@ -55,8 +55,14 @@ const nativeBackend = async (): Promise<NativeBackend> => {
 }
 
 native("training on the native backend", () => {
-  it("gradients of a whole small base decoder equal the stock backend's", async () => {
-    const model = small(97, 32, 2, 4, 16)
+  // The base decoder (LayerNorm, ReLU), GELU and llama-style (RMSNorm, SwiGLU, RoPE): every fused kernel on the way.
+  const decoders: Array<[string, Model]> = [
+    ["base", small(97, 32, 2, 4, 16)],
+    ["gelu", compile(replace(gpt2({ vocab: 97, width: 32, context: 16, layers: 2, heads: 4 }), { activation: () => activation("gelu") }))],
+    ["llama", compile(llama({ vocab: 97, width: 32, context: 16, layers: 2, heads: 4 }))],
+  ]
+  it.each(decoders)("gradients of a whole small %s decoder equal the stock backend's, leaving no tensors behind", async (_name, model) => {
+    const tensorsBefore = tf.memory().numTensors
     const grads = async (backend: string) => {
       await tf.setBackend(backend)
       const params = model.init(3)
@@ -86,6 +92,7 @@ native("training on the native backend", () => {
       for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(g[i] - w[i]))
       expect(worst, name).toBeLessThan(1e-5 * largest(w) + 1e-6 * global)
     }
+    expect(tf.memory().numTensors).toBe(tensorsBefore)
   })
 
   it("a seeded run gives the same losses with and without buffer reuse, and held arrays never change", async () => {

@@ -21,7 +21,7 @@ const int32 = (backend: NativeBackend, t: tf.TensorInfo, what: string): Int32Arr
   return v
 }
 
-const forward = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const activation = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
   const x = inputs.x as tf.TensorInfo
   const xv = float32(backend, x, "x")
   const out = backend.output(xv.length)
@@ -29,7 +29,7 @@ const forward = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
   return backend.out(x.shape, out)
 }
 
-const backward = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const activationGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
   const x = inputs.x as tf.TensorInfo
   const xv = float32(backend, x, "x")
   const dv = float32(backend, inputs.dy as tf.TensorInfo, "dy")
@@ -84,8 +84,8 @@ const normalizeGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
 
 /** Kernels the stock cpu backend does not have (so they are registered, not overridden). */
 export const fusedKernels = [
-  { kernelName: FUSED_ACTIVATION, kernelFunc: forward },
-  { kernelName: FUSED_ACTIVATION_GRAD, kernelFunc: backward },
+  { kernelName: FUSED_ACTIVATION, kernelFunc: activation },
+  { kernelName: FUSED_ACTIVATION_GRAD, kernelFunc: activationGrad },
   { kernelName: SOFTMAX_CROSS_ENTROPY, kernelFunc: crossEntropy },
   { kernelName: SOFTMAX_CROSS_ENTROPY_GRAD, kernelFunc: crossEntropyGrad },
   { kernelName: NORMALIZE, kernelFunc: normalize },
