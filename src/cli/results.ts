@@ -1,6 +1,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Data, Effect, FileSystem, Path } from "effect"
+import { Console, Data, Effect, FileSystem, Option, Path } from "effect"
 import { Argument, Command } from "effect/cli"
+import { expandRuns, loadExperiment } from "../experiment/load.js"
 import { repoRoot } from "../io/paths.js"
 import { resultOf, resultsTable } from "../report/results.js"
 import type { Summary } from "../train/run.js"
@@ -9,7 +10,8 @@ import { failWith } from "./fail.js"
 /**
  * `npm run results -- <experiment | dir>...`: the results table of finished runs, read from
  * the summary.json files under runs/<experiment> (or the given directories), without
- * loading a model or evaluating anything.
+ * loading a model or evaluating anything. Rows follow the experiment file's variant order
+ * when the target names one, and the alphabet otherwise.
  */
 class ResultsError extends Data.TaggedError("ResultsError")<{ readonly message: string }> {}
 
@@ -31,6 +33,15 @@ const summariesUnder = (dir: string) =>
     )
   })
 
+/** The experiment's variants in the order it declares them; none when the target is not an experiment. */
+const variantOrder = (target: string) =>
+  loadExperiment(target).pipe(
+    Effect.flatMap((loaded) => expandRuns(loaded, {})),
+    Effect.map((runs) => [...new Set(runs.map((r) => r.variant))]),
+    Effect.option,
+    Effect.map(Option.getOrElse((): string[] => [])),
+  )
+
 const command = Command.make(
   "results",
   { targets: Argument.String("experiment-or-dir").pipe(Argument.withDescription("an experiment name (runs/<name>) or a directory of runs"), Argument.atLeast(1)) },
@@ -41,7 +52,9 @@ const command = Command.make(
       for (const target of a.targets) {
         const named = path.join(repoRoot(), "runs", target)
         const dir = (yield* fs.exists(named).pipe(Effect.orElseSucceed(() => false))) ? named : path.resolve(target)
-        const summaries = yield* summariesUnder(dir)
+        const order = yield* variantOrder(target)
+        const rank = (v: string) => (order.includes(v) ? order.indexOf(v) : order.length)
+        const summaries = [...(yield* summariesUnder(dir))].sort((a, b) => rank(a.variant) - rank(b.variant))
         yield* Console.log(`${dir}\n\n${resultsTable(summaries.map(resultOf))}\n`)
       }
     }).pipe(failWith),

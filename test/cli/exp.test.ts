@@ -1,33 +1,16 @@
-import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { Rng } from "../../src/random/rng.js"
+import { command, root } from "./process.js"
 
 /**
  * The exp command as a user runs it, in its own process: real TinyStories development data,
  * the smoke experiment's tiny model, and real signals.
  */
-const root = join(import.meta.dirname, "../..")
 const tmp = () => mkdtempSync(join(tmpdir(), "exp-cli-"))
 
-interface Done {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stderr: string
-  readonly stdout: string
-}
-
-const command = (script: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Done> } => {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { cwd: root, env: { ...process.env, ...env } })
-  let stderr = ""
-  let stdout = ""
-  child.stderr!.on("data", (d) => (stderr += d))
-  child.stdout!.on("data", (d) => (stdout += d))
-  const done = new Promise<Done>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stderr, stdout })))
-  return { child, done }
-}
 const start = (args: string[], env?: Record<string, string>) => command("src/cli/exp.ts", args, env)
 const exp = (args: string[], env?: Record<string, string>) => start(args, env).done
 
