@@ -195,55 +195,50 @@ void select(const uint8_t* cond, const float* a, const float* b, float* o, int64
   for (int64_t i = 0; i < n; ++i) o[i] = cond[i] ? a[i] : b[i];
 }
 
+namespace {
+
+// Copies a box of shape `box` lying at `begin` inside a tensor of shape `big`, row by row:
+// out of the big tensor into a dense one (slice), or from a dense one into it (pad).
+enum class Box { read, write };
+
+void copy_box(Box dir, const float* x, float* o, const std::vector<int64_t>& box, const std::vector<int64_t>& begin,
+              const std::vector<int64_t>& big) {
+  const size_t r = box.size();
+  if (r == 0) {
+    o[0] = x[0];
+    return;
+  }
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < r; ++d) rows *= box[d];
+  const int64_t run = box[r - 1];
+  if (rows * run == 0) return;
+  std::vector<int64_t> stride(r, 1);
+  for (size_t d = r; d-- > 1;) stride[d - 1] = stride[d] * big[d];
+#pragma omp parallel for schedule(static) if (rows * run > kParallelMin)
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t rem = row, off = begin[r - 1];
+    for (size_t d = r - 1; d-- > 0;) {
+      off += (rem % box[d] + begin[d]) * stride[d];
+      rem /= box[d];
+    }
+    if (dir == Box::read) std::copy(x + off, x + off + run, o + row * run);
+    else std::copy(x + row * run, x + (row + 1) * run, o + off);
+  }
+}
+
+}  // namespace
+
 void pad(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& before,
          const std::vector<int64_t>& out_shape, float value, float* o) {
   int64_t total = 1;
   for (int64_t d : out_shape) total *= d;
   std::fill(o, o + total, value);
-  const size_t r = shape.size();
-  if (r == 0) {
-    o[0] = x[0];
-    return;
-  }
-  int64_t rows = 1;
-  for (size_t d = 0; d + 1 < r; ++d) rows *= shape[d];
-  const int64_t run = shape[r - 1];
-  if (rows * run == 0) return;
-  std::vector<int64_t> ostride(r, 1);
-  for (size_t d = r; d-- > 1;) ostride[d - 1] = ostride[d] * out_shape[d];
-#pragma omp parallel for schedule(static) if (rows * run > kParallelMin)
-  for (int64_t row = 0; row < rows; ++row) {
-    int64_t rem = row, off = before[r - 1];
-    for (size_t d = r - 1; d-- > 0;) {
-      off += (rem % shape[d] + before[d]) * ostride[d];
-      rem /= shape[d];
-    }
-    std::copy(x + row * run, x + (row + 1) * run, o + off);
-  }
+  copy_box(Box::write, x, o, shape, before, out_shape);
 }
 
 void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& begin,
            const std::vector<int64_t>& out_shape, float* o) {
-  const size_t r = shape.size();
-  if (r == 0) {
-    o[0] = x[0];
-    return;
-  }
-  int64_t rows = 1;
-  for (size_t d = 0; d + 1 < r; ++d) rows *= out_shape[d];
-  const int64_t run = out_shape[r - 1];
-  if (rows * run == 0) return;
-  std::vector<int64_t> stride(r, 1);
-  for (size_t d = r; d-- > 1;) stride[d - 1] = stride[d] * shape[d];
-#pragma omp parallel for schedule(static) if (rows * run > kParallelMin)
-  for (int64_t row = 0; row < rows; ++row) {
-    int64_t rem = row, off = begin[r - 1];
-    for (size_t d = r - 1; d-- > 0;) {
-      off += (rem % out_shape[d] + begin[d]) * stride[d];
-      rem /= out_shape[d];
-    }
-    std::copy(x + off, x + off + run, o + row * run);
-  }
+  copy_box(Box::read, x, o, out_shape, begin, shape);
 }
 
 namespace {

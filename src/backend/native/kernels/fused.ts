@@ -1,7 +1,7 @@
 import type * as tf from "@tensorflow/tfjs"
 import { FUSED_ACTIVATION, FUSED_ACTIVATION_GRAD, NORMALIZE, NORMALIZE_GRAD, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from "../../fused.js"
 import type { NativeBackend } from "../backend.js"
-import { f32, i32 } from "../kernel.js"
+import { f32, i32, sizeOf } from "../kernel.js"
 
 interface Args {
   readonly inputs: tf.NamedTensorInfoMap
@@ -66,7 +66,7 @@ const crossEntropyGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
 const normalize = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const x = inputs.x as tf.TensorInfo
   const d = x.shape[x.shape.length - 1]!
-  const rows = x.shape.slice(0, -1).reduce((a, b) => a * b, 1)
+  const rows = sizeOf(x.shape.slice(0, -1))
   const [y, mean, rstd] = [backend.output(rows * d), backend.output(rows), backend.output(rows)]
   backend.addon.norm(float32(backend, x, "x"), float32(backend, inputs.gain as tf.TensorInfo, "gain"), rows, d, Number(attrs.eps), Boolean(attrs.center), y, mean, rstd)
   return [backend.out(x.shape, y), backend.out([rows], mean), backend.out([rows], rstd)]
@@ -75,7 +75,7 @@ const normalize = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
 const normalizeGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const x = inputs.x as tf.TensorInfo
   const d = x.shape[x.shape.length - 1]!
-  const rows = x.shape.slice(0, -1).reduce((a, b) => a * b, 1)
+  const rows = sizeOf(x.shape.slice(0, -1))
   const [dx, dgain] = [backend.output(rows * d), backend.output(d)]
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
   backend.addon.normGrad(f("x"), f("gain"), f("mean"), f("rstd"), f("dy"), rows, d, Boolean(attrs.center), dx, dgain)

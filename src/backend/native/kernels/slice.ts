@@ -1,10 +1,10 @@
 import * as tf from "@tensorflow/tfjs"
-import { f32, type NativeKernel, type NativeKernelEntry } from "../kernel.js"
+import { f32, type NativeKernel, type NativeKernelEntry, sizeOf } from "../kernel.js"
 import type { NativeBackend } from "../backend.js"
 
 /** Copies the box begin .. begin + size of a float32 tensor into a new output. */
 const box = (backend: NativeBackend, x: tf.TensorInfo, xv: Float32Array, begin: readonly number[], size: readonly number[]): tf.TensorInfo => {
-  const out = backend.output(size.reduce((a, b) => a * b, 1))
+  const out = backend.output(sizeOf(size))
   backend.addon.slice(xv, x.shape, begin, size, out)
   return backend.out(size, out)
 }
