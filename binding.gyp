@@ -10,13 +10,14 @@
         "native/reduce.cc",
         "native/layout.cc",
         "native/xent.cc",
-        "native/norm.cc"
+        "native/norm.cc",
+        "native/adamw.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"],
+      "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
       "ldflags": ["-fopenmp"],
       "libraries": ["-ldnnl", "-lgomp"]
     }

@@ -190,6 +190,16 @@ Napi::Value NormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// adamw(p, g, m, v, [beta1, 1 - beta1, beta2, 1 - beta2, decayFactor, bias2Sqrt, eps, stepSize], decay, pOut, mOut, vOut)
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  const auto n = static_cast<int64_t>(view(info[0], "p").length);
+  const float* sc = f32(info[4], "scalars", 8);
+  const nk::AdamWScalars s{sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], sc[7], info[5].As<Napi::Boolean>().Value()};
+  nk::adamw(f32(info[0], "p", n), f32(info[1], "g", n), f32(info[2], "m", n), f32(info[3], "v", n), n, s, f32(info[6], "pOut", n),
+            f32(info[7], "mOut", n), f32(info[8], "vOut", n));
+  return info.Env().Undefined();
+}
+
 // reduce(op, x, out, outer, r, inner)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int64_t outer = num(info[3]), r = num(info[4]), inner = num(info[5]);
@@ -277,6 +287,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("normGrad", Napi::Function::New(env, NormGrad));
   exports.Set("xentGrad", Napi::Function::New(env, XentGrad));
   exports.Set("actGrad", Napi::Function::New(env, ActGrad));
+  exports.Set("adamw", Napi::Function::New(env, AdamW));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("transpose", Napi::Function::New(env, Transpose));

@@ -155,7 +155,7 @@ std::string matmul(const MatmulShape& s, const float* a, const float* b, const f
   const bool bf16 = precision == Precision::bf16;
   const int64_t na = s.batch_a * s.m * s.k, nb = s.batch_b * s.k * s.n;
   // Scratch persists across calls so large copies do not fault in fresh pages each time.
-  static std::vector<float> a_round, b_round, a_t;
+  static std::vector<float> a_round, b_round;
   static std::vector<uint16_t> a16, b16;
   if (precision == Precision::bf16_rounded) {
     // bf16 numerics on any CPU: bf16 inputs are exact in fp32, and fp32 accumulation is what
@@ -178,15 +178,7 @@ std::string matmul(const MatmulShape& s, const float* a, const float* b, const f
     bp = b16.data();
   }
   const int64_t es = bf16 ? 2 : 4;
-  // oneDNN's gemm runs a transposed A at about half speed on these shapes (weight
-  // gradients X^T·dY); a transposing copy costs far less than that when n is wide.
-  bool ta = s.trans_a;
-  if (ta && !bf16 && s.n >= 128 && s.m >= 128) {
-    if (a_t.size() < static_cast<size_t>(na)) a_t.resize(na);
-    transpose(a, {s.batch_a, s.k, s.m}, {0, 2, 1}, a_t.data(), 4);
-    ap = a_t.data();
-    ta = false;
-  }
+  const bool ta = s.trans_a;
   // Small products finish before a second thread would have started; forking for them only
   // adds latency (and waits on a busy core when the machine is shared).
   const double flops = 2.0 * static_cast<double>(bat) * s.m * s.n * s.k;

@@ -71,3 +71,21 @@ export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: bo
   })
   return f(x, gain)
 }
+
+/**
+ * One AdamW step of a parameter (src/train/adamw.ts gives the formula): p, g, m, v in,
+ * [p′, m′, v′] out, in one pass where the composed update makes about fourteen. The scalars
+ * are [β1, 1 − β1, β2, 1 − β2, 1 − lr·wd, √(1 − β2ᵗ), ε, lr/(1 − β1ᵗ)], used as float32 like
+ * the composed update's scalar tensors, so both give the same bits.
+ */
+export const ADAMW_UPDATE = "AdamWUpdate"
+
+/** [p′, m′, v′] by the fused kernel, or undefined where the backend has none. */
+export const fusedAdamW = (
+  inputs: { readonly p: tf.Tensor; readonly g: tf.Tensor; readonly m: tf.Tensor; readonly v: tf.Tensor },
+  scalars: readonly number[],
+  decay: boolean,
+): [p: tf.Tensor, m: tf.Tensor, v: tf.Tensor] | undefined =>
+  available(ADAMW_UPDATE) && inputs.g.dtype === "float32"
+    ? (tf.engine().runKernel(ADAMW_UPDATE, { ...inputs }, { scalars: [...scalars], decay }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor])
+    : undefined

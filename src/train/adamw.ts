@@ -9,9 +9,11 @@
  *
  * The moments live in tf.Variables next to the parameters and export to plain Float32Arrays
  * (named `m.<param>` and `v.<param>`) for checkpoints; importing them restores the optimiser
- * bit for bit.
+ * bit for bit. Backends with the fused kernel (src/backend/fused.ts) run each parameter's
+ * update as one pass, with the same bits as the composed ops.
  */
 import * as tf from "@tensorflow/tfjs"
+import { fusedAdamW } from "../backend/fused.js"
 import type { TensorArrays } from "./checkpoint.js"
 
 export interface AdamWConfig {
@@ -33,6 +35,23 @@ const checkUnit = (name: string, x: number, lo: number, hiExclusive: number): vo
   if (!(Number.isFinite(x) && x >= lo && x < hiExclusive)) {
     throw new Error(`AdamW: ${name} must be in [${lo}, ${hiExclusive}), got ${x}`)
   }
+}
+
+/**
+ * The update in tfjs ops, for backends without the fused kernel: the same float32 operations
+ * in the same order, so the two give the same bits.
+ */
+const composedAdamW = (
+  { p, g, m, v }: { readonly p: tf.Tensor; readonly g: tf.Tensor; readonly m: tf.Tensor; readonly v: tf.Tensor },
+  scalars: readonly number[],
+  decays: boolean,
+): [tf.Tensor, tf.Tensor, tf.Tensor] => {
+  const [beta1, oneMinusBeta1, beta2, oneMinusBeta2, decayFactor, bias2Sqrt, eps, stepSize] = scalars as [number, number, number, number, number, number, number, number]
+  const m1 = m.mul(beta1).add(g.mul(oneMinusBeta1))
+  const v1 = v.mul(beta2).add(g.square().mul(oneMinusBeta2))
+  const decayed = decays ? p.mul(decayFactor) : p
+  const denom = v1.sqrt().div(bias2Sqrt).add(eps)
+  return [decayed.sub(m1.div(denom).mul(stepSize)), m1, v1]
 }
 
 export class AdamW {
@@ -76,16 +95,16 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.config
     const stepSize = lr / (1 - beta1 ** this.t)
     const bias2Sqrt = Math.sqrt(1 - beta2 ** this.t)
+    const scalars = [beta1, 1 - beta1, beta2, 1 - beta2, 1 - lr * weightDecay, bias2Sqrt, eps, stepSize]
     tf.tidy(() => {
       for (const [name, g] of Object.entries(grads)) {
         const p = this.params[name]
-        const m = this.m[name].mul(beta1).add(g.mul(1 - beta1))
-        const v = this.v[name].mul(beta2).add(g.square().mul(1 - beta2))
-        const decayed = weightDecay > 0 && this.config.decay(name, p.shape) ? p.mul(1 - lr * weightDecay) : p
-        const denom = v.sqrt().div(bias2Sqrt).add(eps)
+        const decays = weightDecay > 0 && this.config.decay(name, p.shape)
+        const inputs = { p, g, m: this.m[name], v: this.v[name] }
+        const [next, m, v] = fusedAdamW(inputs, scalars, decays) ?? composedAdamW(inputs, scalars, decays)
         this.m[name].assign(m)
         this.v[name].assign(v)
-        p.assign(decayed.sub(m.div(denom).mul(stepSize)))
+        p.assign(next)
       }
     })
   }

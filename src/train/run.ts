@@ -72,6 +72,8 @@ export interface Summary {
    */
   readonly stepPeakBytes?: number
   readonly backend: string
+  /** What the backend said of itself: for the native one, its ISA, threads and matmul precision (fp32 or bf16). */
+  readonly backendDetail: string
   readonly sample: string
 }
 
@@ -370,6 +372,7 @@ export const trainRun = (
       tokensPerSecond: tokensSeen / Math.max(trainSeconds, 1e-9),
       ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }),
       backend: options.backend.name,
+      backendDetail: options.backend.detail,
       sample,
     }
     yield* writeJson("summary.json", summary)

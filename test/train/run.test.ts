@@ -79,6 +79,7 @@ describe("training run", () => {
     expect(summary.valLoss).toBeLessThan(2.0)
     expect(summary.params.total).toBeGreaterThan(0)
     expect(summary.sample.startsWith("abc")).toBe(true)
+    expect([summary.backend, summary.backendDetail]).toEqual(["cpu", "test"])
     // Learned positions cannot represent length 16 > context 8, so no length figure is made.
     expect(summary.lengths).toEqual({})
   })

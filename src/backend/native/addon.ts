@@ -44,6 +44,8 @@ export interface NativeAddon {
   ): void
   xent(x: Float32Array, targets: Int32Array, n: number, v: number, nll: Float32Array, lse: Float32Array): void
   xentGrad(x: Float32Array, lse: Float32Array, targets: Int32Array, scale: Float32Array, n: number, v: number, out: Float32Array): void
+  /** One AdamW step; scalars as src/backend/fused.ts ADAMW_UPDATE lists them. */
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, scalars: Float32Array, decay: boolean, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
   transpose<T extends Float32Array | Int32Array | Uint8Array>(x: T, shape: readonly number[], perm: readonly number[], out: T): void

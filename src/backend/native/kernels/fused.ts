@@ -1,5 +1,5 @@
 import type * as tf from "@tensorflow/tfjs"
-import { FUSED_ACTIVATION, FUSED_ACTIVATION_GRAD, NORMALIZE, NORMALIZE_GRAD, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from "../../fused.js"
+import { ADAMW_UPDATE, FUSED_ACTIVATION, FUSED_ACTIVATION_GRAD, NORMALIZE, NORMALIZE_GRAD, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from "../../fused.js"
 import type { NativeBackend } from "../backend.js"
 import { f32, i32, sizeOf } from "../kernel.js"
 
@@ -82,6 +82,19 @@ const normalizeGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return [backend.out(x.shape, dx), backend.out([d], dgain)]
 }
 
+const adamw = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+  const p = inputs.p as tf.TensorInfo
+  const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
+  for (const name of ["g", "m", "v"]) {
+    const shape = (inputs[name] as tf.TensorInfo).shape
+    if (sizeOf(shape) !== sizeOf(p.shape)) throw new Error(`AdamWUpdate: ${name} has shape [${shape}], the parameter [${p.shape}]`)
+  }
+  const n = sizeOf(p.shape)
+  const [pOut, mOut, vOut] = [backend.output(n), backend.output(n), backend.output(n)]
+  backend.addon.adamw(f("p"), f("g"), f("m"), f("v"), Float32Array.from(attrs.scalars as number[]), Boolean(attrs.decay), pOut, mOut, vOut)
+  return [backend.out(p.shape, pOut), backend.out(p.shape, mOut), backend.out(p.shape, vOut)]
+}
+
 /** Kernels the stock cpu backend does not have (so they are registered, not overridden). */
 export const fusedKernels = [
   { kernelName: FUSED_ACTIVATION, kernelFunc: activation },
@@ -90,4 +103,5 @@ export const fusedKernels = [
   { kernelName: SOFTMAX_CROSS_ENTROPY_GRAD, kernelFunc: crossEntropyGrad },
   { kernelName: NORMALIZE, kernelFunc: normalize },
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
+  { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
 ] as const
