@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- train [--backend X] [--bf16] [--threads N] [--steps N] [--warmup N]`: trains config R
  * (the base decoder: vocab 4096, width 256, 4 layers, 4 heads, context 256, batch 16) with
- * AdamW on seeded random tokens and prints one JSON line. bench/torch_reference.py runs the
+ * AdamW on seeded random tokens and prints one JSON line, with resident memory and live
+ * tensors after the first and last timed step. bench/torch_reference.py runs the
  * same model and step in PyTorch for side-by-side figures.
  */
 import * as tf from "@tensorflow/tfjs"
@@ -57,8 +58,15 @@ export const main = async (argv: string[]): Promise<void> => {
 
   for (let i = 0; i < warmup; i++) step()
   const losses: number[] = []
+  // Resident memory after each timed step: flat over a long run means nothing accumulates.
+  const rss: number[] = []
+  const tensors: number[] = []
   const start = process.hrtime.bigint()
-  for (let i = 0; i < steps; i++) losses.push(step())
+  for (let i = 0; i < steps; i++) {
+    losses.push(step())
+    rss.push(process.memoryUsage().rss / 2 ** 20)
+    tensors.push(tf.memory().numTensors)
+  }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
 
   const tokensPerStep = batch * context
@@ -78,6 +86,8 @@ export const main = async (argv: string[]): Promise<void> => {
       gflopPerStep: flopsPerStep / 1e9,
       gflops: (flopsPerStep * steps) / seconds / 1e9,
       loss: losses[losses.length - 1],
+      rssMiB: { first: Math.round(rss[0]!), last: Math.round(rss[rss.length - 1]!), peak: Math.round(Math.max(...rss)) },
+      tensors: { first: tensors[0], last: tensors[tensors.length - 1] },
     }),
   )
 }
