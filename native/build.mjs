@@ -3,7 +3,7 @@
 // It never fails the install: without oneDNN the project runs on stock tfjs, and this
 // prints once what to install for the fast path.
 import { spawnSync } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -34,3 +34,9 @@ const nodedir = existsSync(path.join(prefix, "include", "node", "node_api.h")) ?
 
 const r = spawnSync(process.execPath, [gyp, "rebuild", ...nodedir], { cwd: root, stdio: "inherit" })
 if (r.status !== 0) skip(`node-gyp exited with ${r.status ?? r.signal}`)
+
+// -march=native code dies with SIGILL on a CPU that lacks the build CPU's instructions (a
+// build folder carried to another machine); the loader compares against these flags first.
+const cpuinfo = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : ""
+const flags = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1]?.trim().split(/\s+/) ?? []
+writeFileSync(path.join(root, "build", "Release", "cpu-flags.json"), JSON.stringify({ flags }) + "\n")

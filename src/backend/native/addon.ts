@@ -1,4 +1,6 @@
+import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
+import path from "node:path"
 import { fileURLToPath } from "node:url"
 
 /**
@@ -68,9 +70,35 @@ export type AddonLoad = { readonly ok: true; readonly addon: NativeAddon } | { r
 
 let loaded: AddonLoad | undefined
 
+/** Instruction-set flags, as /proc/cpuinfo names them, that -march=native code may use. */
+const ISA_FLAG = /^(sse|ssse|avx|amx|fma|f16c|bmi|adx|sha|aes|vaes|pclmul|vpclmul|gfni|movbe|popcnt|abm|lzcnt)/
+
+/** The ISA flags a build CPU had and this one lacks: the addon would die on their instructions. */
+export const missingCpuFlags = (built: readonly string[], current: readonly string[]): string[] => {
+  const have = new Set(current)
+  return built.filter((f) => ISA_FLAG.test(f) && !have.has(f))
+}
+
+/** Why the addon must not load on this CPU (native/build.mjs records the build CPU's flags), or undefined. */
+const cpuMismatch = (): string | undefined => {
+  const recorded = path.join(path.dirname(ADDON_PATH), "cpu-flags.json")
+  if (!existsSync(recorded) || !existsSync("/proc/cpuinfo")) return undefined
+  const built = (JSON.parse(readFileSync(recorded, "utf8")) as { flags: string[] }).flags
+  const current = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim().split(/\s+/) ?? []
+  const missing = missingCpuFlags(built, current)
+  return missing.length === 0
+    ? undefined
+    : `the addon was built on a CPU with ${missing.join(", ")}, which this one lacks; rebuild it here with npm run build:native`
+}
+
 /** Loads the addon once; a failure is a value (the caller falls back to stock tfjs). */
 export const loadAddon = (): AddonLoad => {
   if (loaded) return loaded
+  const mismatch = cpuMismatch()
+  if (mismatch !== undefined) {
+    loaded = { ok: false, reason: mismatch }
+    return loaded
+  }
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon
     loaded = { ok: true, addon }
