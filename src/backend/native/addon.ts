@@ -94,12 +94,12 @@ const cpuMismatch = (): string | undefined => {
 /** Loads the addon once; a failure is a value (the caller falls back to stock tfjs). */
 export const loadAddon = (): AddonLoad => {
   if (loaded) return loaded
-  const mismatch = cpuMismatch()
-  if (mismatch !== undefined) {
-    loaded = { ok: false, reason: mismatch }
-    return loaded
-  }
   try {
+    const mismatch = cpuMismatch()
+    if (mismatch !== undefined) {
+      loaded = { ok: false, reason: mismatch }
+      return loaded
+    }
     const addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon
     loaded = { ok: true, addon }
   } catch (e) {
