@@ -3,10 +3,7 @@ import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { resolve } from "node:path"
 import { chooseBackend } from "../backend/select.js"
-import { evalBatches } from "../data/batcher.js"
-import { resolveDataset } from "../data/dataset.js"
-import { forEachStory } from "../data/stories.js"
-import { evaluate } from "../eval/evaluate.js"
+import { evaluateRun } from "../eval/evaluate-run.js"
 import { openRun } from "../experiment/run-dir.js"
 import { progressBar, ProgressSink } from "../report/progress.js"
 import { failWith } from "./fail.js"
@@ -27,25 +24,19 @@ const command = Command.make(
     Effect.scoped(
       Effect.gen(function* () {
         const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
-        const { run, model, params, tokenizer, step } = yield* openRun(a.dir)
-        const file = Option.isSome(a.data) ? resolve(a.data.value) : (yield* resolveDataset({ extra: run.training.data.extra })).valid
-        const ids: number[] = []
-        const stats = yield* forEachStory(file, (story) => {
-          for (const id of tokenizer.encode(story)) ids.push(id)
-          ids.push(tokenizer.eotId)
-        })
-        const tokens = Uint32Array.from(ids)
-        const bytesPerToken = stats.bytes / tokens.length
-        const limit = Option.getOrElse(a.tokens, () => run.training.eval.tokens)
-        const batches = evalBatches(tokens, { batch: run.training.batch, context: run.model.context, maxTokens: limit, padId: tokenizer.eotId })
+        const open = yield* openRun(a.dir)
         const result = yield* Effect.scoped(
           Effect.gen(function* () {
-            const bar = yield* progressBar({ label: "evaluating", total: Math.min(limit, tokens.length - 1), unit: "tok" })
-            return evaluate(model, params, batches, bytesPerToken, (done) => bar.set({ current: done }))
+            const bar = yield* progressBar({ label: "evaluating", unit: "tok" })
+            return yield* evaluateRun(open, {
+              ...(Option.isSome(a.data) ? { file: resolve(a.data.value) } : {}),
+              ...(Option.isSome(a.tokens) ? { tokens: a.tokens.value } : {}),
+              onProgress: (current, total) => bar.set({ current, total }),
+            })
           }),
         )
         yield* Console.log(
-          JSON.stringify({ valLoss: result.loss, valBpb: result.bpb, tokens: result.tokens, bytesPerToken, file, step, backend: backend.name }, null, 2),
+          JSON.stringify({ valLoss: result.loss, valBpb: result.bpb, tokens: result.tokens, bytesPerToken: result.bytesPerToken, file: result.file, step: open.step, backend: backend.name }, null, 2),
         )
       }),
     ).pipe(failWith),
