@@ -1,8 +1,10 @@
 import * as tf from "@tensorflow/tfjs"
-import { attention, attentionModule, type AttentionKindTag, type AttentionSpec } from "../src/attention/index.js"
+import type { Dims } from "../dsl/kind.js"
+import { attention, attentionModule, type AttentionKindTag, type AttentionSpec } from "../dsl/kinds/attention/index.js"
+import { attentionApply } from "../src/attention/index.js"
 import { peakMeter } from "../src/backend/peak-memory.js"
 import { selectBackend } from "../src/backend/select.js"
-import type { Dims, LayerCtx } from "../src/model/kind.js"
+import type { LayerCtx } from "../src/model/kind.js"
 
 /**
  * `npm run bench -- attention [--backend NAME] [--kinds a,b] [--contexts 256,512] [--reps N]`:
@@ -39,7 +41,7 @@ const step = (spec: AttentionSpec, context: number) => {
   const x = tf.randomNormal([1, context, WIDTH], 0, 1, "float32", 99) as tf.Tensor3D
   const ctx: LayerCtx = { dims, layer: 0, training: true, position: {}, offset: 0, dropout: (t) => t }
   const loss = (...ps: tf.Tensor[]) =>
-    tf.sum(attentionModule(spec).apply((n) => ps[names.indexOf(n) + 1]!, ps[0] as tf.Tensor3D, spec, ctx)) as tf.Scalar
+    tf.sum(attentionApply(spec).apply((n) => ps[names.indexOf(n) + 1]!, ps[0] as tf.Tensor3D, spec, ctx)) as tf.Scalar
   const run = () => {
     const grads = tf.grads(loss)([x, ...params])
     // Reading one value waits for the work (and keeps it from being optimised away).

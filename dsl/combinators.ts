@@ -1,16 +1,16 @@
-import { activation, type ActivationSpec, type ActivationTag } from "../src/activation/index.js"
-import { type FfnOptions, type FfnSpec, makeFfn } from "../src/ffn/ffn.js"
-import { norm as makeNorm, type NormSpec } from "../src/norm/index.js"
-import { posenc as makePosenc, type PosencSpec } from "../src/posenc/index.js"
-import type { BlockSpec, DecoderSpec, DepthSpec, Layer, ResidualSpec } from "./nodes.js"
+import { type FfnOptions, type FfnSpec, makeFfn } from "./ffn.js"
+import { activation, type ActivationSpec, type ActivationTag } from "./kinds/activation/index.js"
+import { norm as makeNorm, type NormSpec } from "./kinds/norm/index.js"
+import { posenc as makePosenc, type PosencSpec } from "./kinds/posenc/index.js"
+import type { BlockSpec, DecoderSpec, DepthSpec, Layer, Layers, ResidualSpec, StackSpec } from "./nodes.js"
 
-export { attention } from "../src/attention/index.js"
-export { activation } from "../src/activation/index.js"
-export { norm } from "../src/norm/index.js"
-export { posenc } from "../src/posenc/index.js"
+export { attention } from "./kinds/attention/index.js"
+export { activation } from "./kinds/activation/index.js"
+export { norm } from "./kinds/norm/index.js"
+export { posenc } from "./kinds/posenc/index.js"
 
 /** Plain data all the way down: freezing catches accidental mutation of a shared spec. */
-const freeze = <T>(value: T): T => {
+export const freeze = <T>(value: T): T => {
   if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
     for (const v of Object.values(value)) freeze(v)
     Object.freeze(value)
@@ -18,7 +18,7 @@ const freeze = <T>(value: T): T => {
   return value
 }
 
-/** `ffn("gelu", { mult: 4 })`: the activation by tag, or a full activation spec. */
+/** `ffn("gelu", { mult: 4 })` or `ffn("gelu", { hidden: 768 })`: the activation by tag, or a full activation spec. */
 export const ffn = (act: ActivationTag | ActivationSpec, options: FfnOptions = {}): FfnSpec =>
   freeze(makeFfn(typeof act === "string" ? (activation as (k: ActivationTag) => ActivationSpec)(act) : act, options))
 
@@ -52,11 +52,23 @@ export const block = (parts: PreNormBlock | ReadonlyArray<Layer>): BlockSpec => 
 /** The same block repeated n times, each with its own parameters. */
 export const depth = (n: number, b: BlockSpec): DepthSpec => freeze({ op: "depth", n, block: b })
 
+/** Blocks that may differ (heads, sizes, kinds), in order; parameters are named by position as in `depth`. */
+export const stack = (blocks: ReadonlyArray<BlockSpec>): StackSpec => freeze({ op: "stack", blocks: [...blocks] })
+
+/**
+ * n blocks repeating a pattern: `interleave(8, [local, local, local, global])` is two rounds of
+ * three local blocks and a global one. The pattern's length need not divide n.
+ */
+export const interleave = (n: number, pattern: ReadonlyArray<BlockSpec>): StackSpec => {
+  if (pattern.length === 0) throw new Error("interleave: the pattern has no blocks")
+  return stack(Array.from({ length: n }, (_, i) => pattern[i % pattern.length]!))
+}
+
 export interface DecoderOptions {
   readonly vocab: number
   readonly width: number
   readonly context: number
-  readonly layers: DepthSpec
+  readonly layers: Layers
   readonly posenc?: PosencSpec
   readonly norm?: NormSpec
   readonly tied?: boolean

@@ -1,12 +1,14 @@
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
-import { activationKinds } from "../src/activation/index.js"
-import { attentionKinds, attentionModule, type AttentionSpec } from "../src/attention/index.js"
-import { FfnSchema } from "../src/ffn/ffn.js"
-import { PositiveInt, Rate } from "../src/model/fields.js"
-import type { Dims, Issue } from "../src/model/kind.js"
-import { normKinds, normModule } from "../src/norm/index.js"
-import { posencKinds, posencModule } from "../src/posenc/index.js"
-import type { BlockSpec, DecoderSpec, DepthSpec, Layer } from "./nodes.js"
+import { FfnFields, ffnIssues } from "./ffn.js"
+import { PositiveInt, Rate } from "./fields.js"
+import type { Issue } from "./kind.js"
+import { activationKinds } from "./kinds/activation/index.js"
+import { headDimOf } from "./kinds/attention/fields.js"
+import { attentionKinds, attentionModule, type AttentionSpec } from "./kinds/attention/index.js"
+import { normKinds, normModule } from "./kinds/norm/index.js"
+import { posencKinds, posencModule } from "./kinds/posenc/index.js"
+import { type BlockSpec, type DecoderSpec, type DepthSpec, dimsOf, type Layer, type Layers, type StackSpec } from "./nodes.js"
+import { sharedParamIssues } from "./params.js"
 
 /**
  * Decoding a model expression from JSON (a saved spec.json, or a spec built in code) and
@@ -80,9 +82,9 @@ const shallow = <T>(
   return issues.length > 0 ? { issues } : { value: value as T, issues }
 }
 
-const list = <T>(item: (u: unknown, path: Path) => Decoded<T>) => (input: unknown, path: Path): Decoded<ReadonlyArray<T>> => {
+const list = <T>(item: (u: unknown, path: Path) => Decoded<T>, what = "layer") => (input: unknown, path: Path): Decoded<ReadonlyArray<T>> => {
   if (!Array.isArray(input)) return { issues: [{ path, message: `expected an array, got ${JSON.stringify(input)}` }] }
-  if (input.length === 0) return { issues: [{ path, message: "expected at least one layer" }] }
+  if (input.length === 0) return { issues: [{ path, message: `expected at least one ${what}` }] }
   const items = input.map((u, i) => item(u, [...path, i]))
   const issues = items.flatMap((d) => d.issues)
   return issues.length > 0 ? { issues } : { value: items.map((d) => d.value as T), issues }
@@ -97,10 +99,8 @@ const decodeLayer = (input: unknown, path: Path): Decoded<Layer> => {
       return byKind(attentionKinds, "attention", input, path)
     case "norm":
       return byKind(normKinds, "norm", input, path)
-    case "ffn": {
-      const { activation: _, ...fields } = FfnSchema.fields
-      return shallow(fields, { activation: (u, p) => byKind(activationKinds, "activation", u, p) }, input, path)
-    }
+    case "ffn":
+      return shallow(FfnFields, { activation: (u, p) => byKind(activationKinds, "activation", u, p) }, input, path)
     case "residual":
       return shallow({ op: Schema.Literal("residual"), dropout: Rate }, { body: list(decodeLayer) }, input, path)
     default:
@@ -113,8 +113,19 @@ const decodeLayer = (input: unknown, path: Path): Decoded<Layer> => {
 const decodeBlock = (input: unknown, path: Path): Decoded<BlockSpec> =>
   shallow({ op: Schema.Literal("block") }, { layers: list(decodeLayer) }, input, path)
 
-const decodeDepth = (input: unknown, path: Path): Decoded<DepthSpec> =>
-  shallow({ op: Schema.Literal("depth"), n: PositiveInt }, { block: decodeBlock }, input, path)
+const layersOps = ["depth", "stack"] as const
+
+const decodeLayers = (input: unknown, path: Path): Decoded<Layers> => {
+  if (!isRecord(input)) return { issues: [{ path, message: `expected a depth or stack object, got ${JSON.stringify(input)}` }] }
+  switch (input["op"]) {
+    case "depth":
+      return shallow<DepthSpec>({ op: Schema.Literal("depth"), n: PositiveInt }, { block: decodeBlock }, input, path)
+    case "stack":
+      return shallow<StackSpec>({ op: Schema.Literal("stack") }, { blocks: list(decodeBlock, "block") }, input, path)
+    default:
+      return { issues: [{ path: [...path, "op"], message: `unknown layers op ${JSON.stringify(input["op"])}; expected one of ${layersOps.join(", ")}` }] }
+  }
+}
 
 const decodeShape = (input: unknown): Decoded<DecoderSpec> =>
   shallow(
@@ -129,19 +140,16 @@ const decodeShape = (input: unknown): Decoded<DecoderSpec> =>
     },
     {
       posenc: (u, p) => byKind(posencKinds, "posenc", u, p),
-      layers: decodeDepth,
+      layers: decodeLayers,
       norm: (u, p) => byKind(normKinds, "norm", u, p),
     },
     input,
     [],
   )
 
-export const dimsOf = (spec: DecoderSpec): Dims => ({
-  vocab: spec.vocab,
-  width: spec.width,
-  context: spec.context,
-  layers: spec.layers.n,
-})
+/** The blocks to check, each with its path: a depth node's one block, or every block of a stack. */
+const blocksToCheck = (layers: Layers): Array<[BlockSpec, Path]> =>
+  layers.op === "depth" ? [[layers.block, ["layers", "block"]]] : layers.blocks.map((b, i): [BlockSpec, Path] => [b, ["layers", "blocks", i]])
 
 /** Rules that span fields (heads divide width, options valid for the model's sizes). */
 const structuralIssues = (spec: DecoderSpec): Issue[] => {
@@ -150,8 +158,8 @@ const structuralIssues = (spec: DecoderSpec): Issue[] => {
     (issues ?? []).map((i) => ({ path: [...path, ...i.path], message: i.message }))
   const posenc = posencModule(spec.posenc)
   // Position options that depend on the head count are reported at the posenc, naming the attention.
-  const headIssues = (heads: number, path: Path): Issue[] =>
-    at(["posenc"], posenc.checkHeads?.(spec.posenc, heads, dims.width)).map((i) => ({
+  const headIssues = (layer: AttentionSpec, path: Path): Issue[] =>
+    at(["posenc"], posenc.checkHeads?.(spec.posenc, layer.heads, headDimOf(layer, dims.width))).map((i) => ({
       path: i.path,
       message: `${i.message} (attention at ${formatPath(path)})`,
     }))
@@ -163,18 +171,18 @@ const structuralIssues = (spec: DecoderSpec): Issue[] => {
   const layerIssues = (layer: Layer, path: Path): Issue[] => {
     switch (layer.op) {
       case "attention":
-        return [...at(path, attentionModule(layer).check?.(layer, dims)), ...headIssues(layer.heads, path), ...causalIssues(layer, path)]
+        return [...at(path, attentionModule(layer).check?.(layer, dims)), ...headIssues(layer, path), ...causalIssues(layer, path)]
       case "norm":
         return at(path, normModule(layer).check?.(layer, dims))
       case "ffn":
-        return []
+        return at(path, ffnIssues(layer))
       case "residual":
         return layer.body.flatMap((l, i) => layerIssues(l, [...path, "body", i]))
     }
   }
   return [
     ...at(["posenc"], posenc.check?.(spec.posenc, dims)),
-    ...spec.layers.block.layers.flatMap((l, i) => layerIssues(l, ["layers", "block", "layers", i])),
+    ...blocksToCheck(spec.layers).flatMap(([b, path]) => b.layers.flatMap((l, i) => layerIssues(l, [...path, "layers", i]))),
     ...at(["norm"], normModule(spec.norm).check?.(spec.norm, dims)),
   ]
 }
@@ -183,7 +191,9 @@ const structuralIssues = (spec: DecoderSpec): Issue[] => {
 export const decodeSpec = (input: unknown): Result.Result<DecoderSpec, SpecError> => {
   const decoded = decodeShape(input)
   if (decoded.value === undefined) return Result.fail(new SpecError({ issues: decoded.issues }))
-  const issues = structuralIssues(decoded.value)
+  const structural = structuralIssues(decoded.value)
+  // Parameter shapes are only meaningful once every node is valid.
+  const issues = structural.length > 0 ? structural : sharedParamIssues(decoded.value)
   return issues.length > 0 ? Result.fail(new SpecError({ issues })) : Result.succeed(decoded.value)
 }
 

@@ -1,11 +1,20 @@
-/** The model DSL: combinators that build plain, immutable, JSON-serialisable model specs. */
-export { activation, attention, block, decoder, depth, ffn, norm, posenc, residual } from "./combinators.js"
+/**
+ * The model DSL: combinators that build plain, immutable, JSON-serialisable model specs, and
+ * everything that reads them without computing (decoding and checks, parameter tables,
+ * counts, FLOPs, printing, hashing, diffs, variants). Nothing here loads a tensor library.
+ */
+export { activation, attention, block, decoder, depth, ffn, freeze, interleave, norm, posenc, residual, stack } from "./combinators.js"
 export { gpt2, type Gpt2Options, llama, type LlamaOptions } from "./presets.js"
-export type { BlockSpec, DecoderSpec, DepthSpec, Layer, ResidualSpec } from "./nodes.js"
-export { DecoderSchema } from "./nodes.js"
-export { decodeSpec, decodeSpecEffect, dimsOf, formatPath, SpecError, validateSpec } from "./decode.js"
-export { countParams, flopsPerToken, paramCounts, paramTable, type Flops, type NamedParam, type ParamCounts } from "./params.js"
+export { blocksOf, dimsOf, type BlockSpec, type DecoderSpec, type DepthSpec, type Layer, type Layers, type ResidualSpec, type StackSpec } from "./nodes.js"
+export { decodeSpec, decodeSpecEffect, formatPath, SpecError, validateSpec } from "./decode.js"
+export { blockRuns, countParams, flopsPerToken, paramCounts, paramTable, type BlockRun, type Flops, type NamedParam, type ParamCounts } from "./params.js"
 export { formatCount, printSpec } from "./print.js"
 export { canonicalJson, hashSpec } from "./hash.js"
 export { diffSpecs, formatDiff, type Change } from "./diff.js"
 export { override, replace, sweep, type SweepAxes } from "./vary.js"
+export { keepBlocks, layersOf, mapBlocks, type Which } from "./blocks.js"
+export type { FfnSpec } from "./ffn.js"
+export type { ActivationSpec, ActivationTag } from "./kinds/activation/index.js"
+export type { AttentionKindTag, AttentionSpec } from "./kinds/attention/index.js"
+export type { NormSpec } from "./kinds/norm/index.js"
+export type { PosencSpec } from "./kinds/posenc/index.js"

@@ -1,15 +1,16 @@
-import { Schema } from "effect"
-import { type AttentionSpec, AttentionSchema } from "../src/attention/index.js"
-import { FfnSchema, type FfnSpec } from "../src/ffn/ffn.js"
-import { PositiveInt, Rate } from "../src/model/fields.js"
-import { type NormSpec, NormSchema } from "../src/norm/index.js"
-import { type PosencSpec, PosencSchema } from "../src/posenc/index.js"
+import type { FfnSpec } from "./ffn.js"
+import type { Dims } from "./kind.js"
+import type { AttentionSpec } from "./kinds/attention/index.js"
+import type { NormSpec } from "./kinds/norm/index.js"
+import type { PosencSpec } from "./kinds/posenc/index.js"
 
 /**
  * The structural nodes of a model expression. Leaves (attention, ffn, norm, posenc) come
  * from the kind registries; these nodes arrange them: a residual adds its body's output to
- * its input, a block applies its layers in order, depth repeats a block, and the decoder
- * wraps embeddings, position scheme, the stack, a final norm and the LM head.
+ * its input, a block applies its layers in order, a stack applies its blocks in order (each
+ * with its own kinds, sizes and parameters), depth is the short form of n equal blocks, and
+ * the decoder wraps embeddings, position scheme, the blocks, a final norm and the LM head.
+ * Decoding and checking them is dsl/decode.ts, the one place a spec is validated.
  */
 export type Layer = AttentionSpec | FfnSpec | NormSpec | ResidualSpec
 
@@ -25,11 +26,20 @@ export interface BlockSpec {
   readonly layers: ReadonlyArray<Layer>
 }
 
+/** n copies of one block, each with its own parameters. */
 export interface DepthSpec {
   readonly op: "depth"
   readonly n: number
   readonly block: BlockSpec
 }
+
+/** Blocks that may differ, in order. */
+export interface StackSpec {
+  readonly op: "stack"
+  readonly blocks: ReadonlyArray<BlockSpec>
+}
+
+export type Layers = DepthSpec | StackSpec
 
 export interface DecoderSpec {
   readonly op: "decoder"
@@ -37,7 +47,7 @@ export interface DecoderSpec {
   readonly width: number
   readonly context: number
   readonly posenc: PosencSpec
-  readonly layers: DepthSpec
+  readonly layers: Layers
   readonly norm: NormSpec
   /** LM head shares the token embedding matrix (Press & Wolf 2017). */
   readonly tied: boolean
@@ -47,41 +57,14 @@ export interface DecoderSpec {
   readonly allowNonCausal?: boolean
 }
 
-const LayerSchema: Schema.Codec<Layer> = Schema.Union([
-  AttentionSchema,
-  FfnSchema,
-  NormSchema,
-  Schema.suspend((): Schema.Codec<ResidualSpec> => ResidualSchema),
-])
+/** The blocks of a stack or of a depth node, in order. */
+export const blocksOf = (layers: Layers): ReadonlyArray<BlockSpec> =>
+  layers.op === "depth" ? Array.from({ length: layers.n }, () => layers.block) : layers.blocks
 
-export const ResidualSchema: Schema.Codec<ResidualSpec> = Schema.Struct({
-  op: Schema.Literal("residual"),
-  body: Schema.Array(LayerSchema).check(Schema.isMinLength(1)),
-  dropout: Rate,
+/** The model-wide sizes the kinds see. */
+export const dimsOf = (spec: DecoderSpec): Dims => ({
+  vocab: spec.vocab,
+  width: spec.width,
+  context: spec.context,
+  layers: spec.layers.op === "depth" ? spec.layers.n : spec.layers.blocks.length,
 })
-
-export const BlockSchema: Schema.Codec<BlockSpec> = Schema.Struct({
-  op: Schema.Literal("block"),
-  layers: Schema.Array(LayerSchema).check(Schema.isMinLength(1)),
-})
-
-export const DepthSchema: Schema.Codec<DepthSpec> = Schema.Struct({
-  op: Schema.Literal("depth"),
-  n: PositiveInt,
-  block: BlockSchema,
-})
-
-export const DecoderSchema: Schema.Codec<DecoderSpec> = Schema.Struct({
-  op: Schema.Literal("decoder"),
-  vocab: Schema.Int.check(Schema.isGreaterThanOrEqualTo(2)),
-  width: PositiveInt,
-  context: PositiveInt,
-  posenc: PosencSchema,
-  layers: DepthSchema,
-  norm: NormSchema,
-  tied: Schema.Boolean,
-  dropout: Rate,
-  allowNonCausal: Schema.optionalKey(Schema.Boolean),
-})
-
-export { LayerSchema }

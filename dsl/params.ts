@@ -1,15 +1,15 @@
-import { attentionModule } from "../src/attention/index.js"
-import { ffnParams } from "../src/ffn/ffn.js"
-import type { Dims, ParamDecl, ParamDecls } from "../src/model/kind.js"
-import { normModule } from "../src/norm/index.js"
-import { posencModule } from "../src/posenc/index.js"
-import { dimsOf } from "./decode.js"
-import type { DecoderSpec, Layer } from "./nodes.js"
+import { canonicalJson } from "./hash.js"
+import { ffnParams } from "./ffn.js"
+import type { Dims, Issue, ParamDecl, ParamDecls } from "./kind.js"
+import { attentionModule } from "./kinds/attention/index.js"
+import { normModule } from "./kinds/norm/index.js"
+import { posencModule } from "./kinds/posenc/index.js"
+import { type BlockSpec, blocksOf, type DecoderSpec, dimsOf, type Layer, type Layers } from "./nodes.js"
 
 /**
  * Every parameter of a model, named as it appears in checkpoints (`blocks.0.0.attention.wq`),
- * with shape, initialiser and role. Counts, FLOPs, printing and the interpreter all read this
- * one table, so they cannot disagree.
+ * with shape, initialiser and role. Counts, FLOPs, printing and the interpreter all derive
+ * from the same per-block declarations, so they cannot disagree.
  */
 export interface NamedParam {
   readonly name: string
@@ -18,6 +18,8 @@ export interface NamedParam {
 
 /** A name beginning with "/" is model-wide, shared by every layer that declares it (Linformer's layerwise E). */
 export const paramName = (prefix: string, name: string): string => (name.startsWith("/") ? name.slice(1) : `${prefix}.${name}`)
+
+const isShared = (name: string): boolean => name.startsWith("/")
 
 const prefixed = (prefix: string, decls: ParamDecls): NamedParam[] =>
   Object.entries(decls).map(([name, decl]) => ({ name: paramName(prefix, name), decl }))
@@ -46,29 +48,107 @@ export const childNames = (layers: ReadonlyArray<Layer>): string[] =>
 export const blockChildNames = (layers: ReadonlyArray<Layer>): string[] =>
   layers.map((l, i) => (l.op === "residual" ? `${i}` : `${i}.${l.op}`))
 
-export const layerParams = (layer: Layer, dims: Dims, prefix: string): NamedParam[] =>
-  layer.op === "residual"
-    ? childNames(layer.body).flatMap((name, i) => layerParams(layer.body[i]!, dims, `${prefix}.${name}`))
-    : prefixed(prefix, layerOwnParams(layer, dims))
-
-export const blockParams = (spec: DecoderSpec, index: number): NamedParam[] => {
-  const dims = dimsOf(spec)
-  const layers = spec.layers.block.layers
-  return blockChildNames(layers).flatMap((name, i) => layerParams(layers[i]!, dims, `blocks.${index}.${name}`))
+/** A declared parameter, and whether it is model-wide (exists once, however many layers declare it). */
+interface Declared {
+  readonly param: NamedParam
+  readonly shared: boolean
 }
 
+const layerDeclared = (layer: Layer, dims: Dims, prefix: string): Declared[] =>
+  layer.op === "residual"
+    ? childNames(layer.body).flatMap((name, i) => layerDeclared(layer.body[i]!, dims, `${prefix}.${name}`))
+    : Object.entries(layerOwnParams(layer, dims)).map(([name, decl]) => ({ param: { name: paramName(prefix, name), decl }, shared: isShared(name) }))
+
+const blockDeclared = (block: BlockSpec, dims: Dims, index: number): Declared[] =>
+  blockChildNames(block.layers).flatMap((name, i) => layerDeclared(block.layers[i]!, dims, `blocks.${index}.${name}`))
+
+/** The parameters of the block at position `index` of the stack (model-wide ones included). */
+export const blockParams = (block: BlockSpec, dims: Dims, index: number): NamedParam[] => blockDeclared(block, dims, index).map((d) => d.param)
+
+/** Runs of equal consecutive blocks: one run for a depth node, as many as differ for a stack. */
+export interface BlockRun {
+  readonly block: BlockSpec
+  readonly from: number
+  readonly count: number
+}
+
+export const blockRuns = (layers: Layers): BlockRun[] => {
+  if (layers.op === "depth") return [{ block: layers.block, from: 0, count: layers.n }]
+  const runs: BlockRun[] = []
+  let key = ""
+  layers.blocks.forEach((block, i) => {
+    const k = canonicalJson(block)
+    const last = runs[runs.length - 1]
+    if (last !== undefined && k === key) runs[runs.length - 1] = { ...last, count: last.count + 1 }
+    else runs.push({ block, from: i, count: 1 })
+    key = k
+  })
+  return runs
+}
+
+/** A parameter and how many copies of it the model holds (its block's run length; 1 for model-wide ones). */
+interface Weighed {
+  readonly param: NamedParam
+  readonly copies: number
+}
+
+const embedding = (spec: DecoderSpec): NamedParam => ({
+  name: "embed.tokens",
+  decl: { shape: [spec.vocab, spec.width], init: { kind: "normal", std: 0.02 }, decay: false, embedding: true },
+})
+
+const head = (spec: DecoderSpec): NamedParam[] =>
+  spec.tied ? [] : [{ name: "head.weight", decl: { shape: [spec.width, spec.vocab], init: { kind: "normal", std: 0.02 }, decay: true } }]
+
+/** Model-wide parameters are declared by each layer that uses it but exist once: the first declaration stands. */
+const distinct = (params: ReadonlyArray<Weighed>): Weighed[] => {
+  const seen = new Set<string>()
+  return params.filter((p) => !seen.has(p.param.name) && (seen.add(p.param.name), true))
+}
+
+/** The parameters by run, without expanding n equal blocks: what counts and FLOPs need. */
+const weighed = (spec: DecoderSpec): Weighed[] => {
+  const dims = dimsOf(spec)
+  const once = (params: NamedParam[]) => params.map((param) => ({ param, copies: 1 }))
+  return distinct([
+    ...once([embedding(spec), ...prefixed("posenc", posencModule(spec.posenc).params(spec.posenc, dims))]),
+    ...blockRuns(spec.layers).flatMap((run) => blockDeclared(run.block, dims, run.from).map((d) => ({ param: d.param, copies: d.shared ? 1 : run.count }))),
+    ...once([...prefixed("norm", normModule(spec.norm).params(spec.norm, dims)), ...head(spec)]),
+  ])
+}
+
+/** Model-wide parameters declared with different shapes by different layers. */
+export const sharedParamIssues = (spec: DecoderSpec): Issue[] => {
+  const dims = dimsOf(spec)
+  const first = new Map<string, { shape: readonly number[]; block: number }>()
+  const issues: Issue[] = []
+  for (const run of blockRuns(spec.layers)) {
+    for (const { param: p, shared } of blockDeclared(run.block, dims, run.from)) {
+      if (!shared) continue
+      const seen = first.get(p.name)
+      if (seen === undefined) first.set(p.name, { shape: p.decl.shape, block: run.from })
+      else if (seen.shape.join(",") !== p.decl.shape.join(",")) {
+        const path = spec.layers.op === "depth" ? ["layers", "block"] : ["layers", "blocks", run.from]
+        issues.push({ path, message: `parameter "${p.name}" has shape [${p.decl.shape}] here but [${seen.shape}] in block ${seen.block}: one name, one shape` })
+      }
+    }
+  }
+  return issues
+}
+
+/** Every parameter of the model, each block's under its own index. */
 export const paramTable = (spec: DecoderSpec): NamedParam[] => {
   const dims = dimsOf(spec)
-  const embedding = { shape: [spec.vocab, spec.width], init: { kind: "normal", std: 0.02 }, decay: false, embedding: true } as const
+  const problems = sharedParamIssues(spec)
+  if (problems.length > 0) throw new Error(problems.map((i) => i.message).join("\n"))
   const all = [
-    { name: "embed.tokens", decl: embedding },
+    embedding(spec),
     ...prefixed("posenc", posencModule(spec.posenc).params(spec.posenc, dims)),
-    ...Array.from({ length: spec.layers.n }, (_, i) => blockParams(spec, i)).flat(),
+    ...blocksOf(spec.layers).flatMap((b, i) => blockParams(b, dims, i)),
     ...prefixed("norm", normModule(spec.norm).params(spec.norm, dims)),
-    ...(spec.tied ? [] : [{ name: "head.weight", decl: { shape: [spec.width, spec.vocab], init: { kind: "normal", std: 0.02 }, decay: true } as const }]),
+    ...head(spec),
   ]
-  // A model-wide parameter is declared by each layer that uses it but exists once.
-  return all.filter((p, i) => all.findIndex((q) => q.name === p.name) === i)
+  return distinct(all.map((param) => ({ param, copies: 1 }))).map((w) => w.param)
 }
 
 export const size = (decl: ParamDecl): number => decl.shape.reduce((a, b) => a * b, 1)
@@ -80,13 +160,15 @@ export interface ParamCounts {
   readonly nonEmbedding: number
 }
 
-export const countParams = (params: ReadonlyArray<NamedParam>): ParamCounts => {
-  const total = params.reduce((s, p) => s + size(p.decl), 0)
-  const embedding = params.filter((p) => p.decl.embedding).reduce((s, p) => s + size(p.decl), 0)
+const countWeighed = (params: ReadonlyArray<Weighed>): ParamCounts => {
+  const total = params.reduce((s, p) => s + p.copies * size(p.param.decl), 0)
+  const embedding = params.filter((p) => p.param.decl.embedding).reduce((s, p) => s + p.copies * size(p.param.decl), 0)
   return { total, embedding, nonEmbedding: total - embedding }
 }
 
-export const paramCounts = (spec: DecoderSpec): ParamCounts => countParams(paramTable(spec))
+export const countParams = (params: ReadonlyArray<NamedParam>): ParamCounts => countWeighed(params.map((param) => ({ param, copies: 1 })))
+
+export const paramCounts = (spec: DecoderSpec): ParamCounts => countWeighed(weighed(spec))
 
 const layerExtraFlops = (layer: Layer, dims: Dims): number => {
   switch (layer.op) {
@@ -100,6 +182,11 @@ const layerExtraFlops = (layer: Layer, dims: Dims): number => {
       return layer.body.reduce((s, l) => s + layerExtraFlops(l, dims), 0)
   }
 }
+
+/** What a block's kinds compute beyond their weights, per token. */
+export const blockExtraFlops = (block: BlockSpec, dims: Dims): number => block.layers.reduce((s, l) => s + layerExtraFlops(l, dims), 0)
+
+const isMatmul = (decl: ParamDecl): boolean => !decl.embedding && !decl.alongSequence && decl.shape.length >= 2
 
 export interface Flops {
   /** Forward FLOPs per token at full context. */
@@ -115,13 +202,13 @@ export interface Flops {
  */
 export const flopsPerToken = (spec: DecoderSpec): Flops => {
   const dims = dimsOf(spec)
-  const table = paramTable(spec)
-  const matmulWeights = table.filter((p) => !p.decl.embedding && !p.decl.alongSequence && p.decl.shape.length >= 2).reduce((s, p) => s + size(p.decl), 0)
-  const head = spec.tied ? spec.vocab * spec.width : 0
+  const matmulWeights = weighed(spec)
+    .filter((p) => isMatmul(p.param.decl))
+    .reduce((s, p) => s + p.copies * size(p.param.decl), 0)
+  const tiedHead = spec.tied ? spec.vocab * spec.width : 0
   const extra =
-    spec.layers.n * spec.layers.block.layers.reduce((s, l) => s + layerExtraFlops(l, dims), 0) +
-    posencModule(spec.posenc).flops(spec.posenc, dims)
-  const forward = 2 * (matmulWeights + head) + extra
+    blockRuns(spec.layers).reduce((s, run) => s + run.count * blockExtraFlops(run.block, dims), 0) + posencModule(spec.posenc).flops(spec.posenc, dims)
+  const forward = 2 * (matmulWeights + tiedHead) + extra
   return { forward, training: 3 * forward }
 }
 

@@ -1,11 +1,11 @@
-import { activationModule } from "../src/activation/index.js"
-import { attentionModule } from "../src/attention/index.js"
-import { ffnHidden } from "../src/ffn/ffn.js"
-import { normModule } from "../src/norm/index.js"
-import { posencModule } from "../src/posenc/index.js"
-import { dimsOf } from "./decode.js"
-import type { DecoderSpec, Layer } from "./nodes.js"
-import { layerOwnParams, paramCounts, posencParamsCount } from "./params.js"
+import { ffnHidden } from "./ffn.js"
+import type { Dims } from "./kind.js"
+import { activationModule } from "./kinds/activation/index.js"
+import { attentionModule } from "./kinds/attention/index.js"
+import { normModule } from "./kinds/norm/index.js"
+import { posencModule } from "./kinds/posenc/index.js"
+import { type BlockSpec, type DecoderSpec, dimsOf, type Layer } from "./nodes.js"
+import { blockRuns, layerOwnParams, paramCounts, posencParamsCount } from "./params.js"
 
 /** Compact counts: 4194304 → "4.19M". */
 export const formatCount = (n: number): string =>
@@ -17,58 +17,74 @@ interface Row {
   readonly children: ReadonlyArray<Row>
 }
 
-/** A node's own parameters; model-wide ones ("/" names, shared by every layer) are shown once, under depth. */
+/** A node's own parameters; model-wide ones ("/" names, shared by every layer) are shown once, under the stack. */
 const declsSize = (decls: Record<string, { shape: readonly number[] }>): number =>
   Object.entries(decls)
     .filter(([name]) => !name.startsWith("/"))
     .reduce((s, [, d]) => s + d.shape.reduce((a, b) => a * b, 1), 0)
 
-const layerRow = (layer: Layer, spec: DecoderSpec): Row => {
-  const dims = dimsOf(spec)
+const layerRow = (layer: Layer, dims: Dims): Row => {
   switch (layer.op) {
     case "attention":
       return { label: `attention ${attentionModule(layer).label(layer)}`, params: declsSize(layerOwnParams(layer, dims)), children: [] }
     case "ffn": {
       const act = activationModule(layer.activation).label(layer.activation)
-      return { label: `ffn ${act} ${spec.width}→${ffnHidden(layer, spec.width)}→${spec.width}`, params: declsSize(layerOwnParams(layer, dims)), children: [] }
+      return { label: `ffn ${act} ${dims.width}→${ffnHidden(layer, dims.width)}→${dims.width}`, params: declsSize(layerOwnParams(layer, dims)), children: [] }
     }
     case "norm":
       return { label: `norm ${normModule(layer).label(layer)}`, params: declsSize(layerOwnParams(layer, dims)), children: [] }
     case "residual": {
-      const children = layer.body.map((l) => layerRow(l, spec))
+      const children = layer.body.map((l) => layerRow(l, dims))
       const label = layer.dropout > 0 ? `residual (dropout ${layer.dropout})` : "residual"
       return { label, params: children.reduce((s, c) => s + c.params, 0), children }
     }
   }
 }
 
-const rows = (spec: DecoderSpec): Row => {
-  const blockChildren = spec.layers.block.layers.map((l) => layerRow(l, spec))
-  const perBlock = blockChildren.reduce((s, c) => s + c.params, 0)
-  const dims = dimsOf(spec)
-  const counts = paramCounts(spec)
-  const sharedDecls = new Map(
-    spec.layers.block.layers
+/** Model-wide parameters of these blocks, each counted once. */
+const sharedSize = (blocks: ReadonlyArray<BlockSpec>, dims: Dims): number => {
+  const decls = new Map(
+    blocks
+      .flatMap((b) => b.layers)
       .flatMap(function own(l: Layer): Array<[string, { shape: readonly number[] }]> {
         return l.op === "residual" ? l.body.flatMap(own) : Object.entries(layerOwnParams(l, dims))
       })
       .filter(([name]) => name.startsWith("/")),
   )
-  const shared = [...sharedDecls.values()].reduce((s, d) => s + d.shape.reduce((a, b) => a * b, 1), 0)
+  return [...decls.values()].reduce((s, d) => s + d.shape.reduce((a, b) => a * b, 1), 0)
+}
+
+/** The layers as rows: one per run of equal blocks (×n), the model-wide parameters once. */
+const layersRow = (spec: DecoderSpec, dims: Dims): Row => {
+  const runs = blockRuns(spec.layers).map((run) => {
+    const children = run.block.layers.map((l) => layerRow(l, dims))
+    return { run, children, each: children.reduce((s, c) => s + c.params, 0) }
+  })
+  const shared = sharedSize(runs.map((r) => r.run.block), dims)
+  const sharedRow = shared > 0 ? [{ label: "shared by all blocks", params: shared, children: [] }] : []
+  const total = runs.reduce((s, r) => s + r.each * r.run.count, 0) + shared
+  if (spec.layers.op === "depth") {
+    const [{ each, children }] = runs as [(typeof runs)[number]]
+    return { label: `depth ×${spec.layers.n}`, params: total, children: [{ label: `block (${formatCount(each)} each)`, params: each, children }, ...sharedRow] }
+  }
+  const blockRows = runs.map(({ run, children, each }) =>
+    run.count === 1
+      ? { label: `block ${run.from}`, params: each, children }
+      : { label: `blocks ${run.from}–${run.from + run.count - 1} ×${run.count} (${formatCount(each)} each)`, params: each * run.count, children },
+  )
+  return { label: `stack of ${spec.layers.blocks.length} blocks`, params: total, children: [...blockRows, ...sharedRow] }
+}
+
+const rows = (spec: DecoderSpec): Row => {
+  const dims = dimsOf(spec)
+  const counts = paramCounts(spec)
   return {
     label: `decoder vocab=${spec.vocab} width=${spec.width} context=${spec.context}${spec.dropout > 0 ? ` dropout=${spec.dropout}` : ""}`,
     params: counts.total,
     children: [
       { label: `embed ${spec.vocab}×${spec.width}`, params: spec.vocab * spec.width, children: [] },
       { label: `posenc ${posencModule(spec.posenc).label(spec.posenc)}`, params: posencParamsCount(spec), children: [] },
-      {
-        label: `depth ×${spec.layers.n}`,
-        params: perBlock * spec.layers.n + shared,
-        children: [
-          { label: `block (${formatCount(perBlock)} each)`, params: perBlock, children: blockChildren },
-          ...(shared > 0 ? [{ label: "shared by all blocks", params: shared, children: [] }] : []),
-        ],
-      },
+      layersRow(spec, dims),
       { label: `norm ${normModule(spec.norm).label(spec.norm)}`, params: declsSize(normModule(spec.norm).params(spec.norm, dims)), children: [] },
       { label: spec.tied ? "head (tied to embed)" : `head ${spec.width}×${spec.vocab}`, params: spec.tied ? 0 : spec.width * spec.vocab, children: [] },
     ],

@@ -1,8 +1,9 @@
-import type { ActivationSpec } from "../src/activation/index.js"
-import type { AttentionSpec } from "../src/attention/index.js"
-import type { FfnSpec } from "../src/ffn/ffn.js"
-import type { NormSpec } from "../src/norm/index.js"
-import type { PosencSpec } from "../src/posenc/index.js"
+import { mapBlocks, type Which } from "./blocks.js"
+import type { FfnSpec } from "./ffn.js"
+import type { ActivationSpec } from "./kinds/activation/index.js"
+import type { AttentionSpec } from "./kinds/attention/index.js"
+import type { NormSpec } from "./kinds/norm/index.js"
+import type { PosencSpec } from "./kinds/posenc/index.js"
 import type { DecoderSpec, Layer } from "./nodes.js"
 
 /**
@@ -54,13 +55,21 @@ const mapLayer = (layer: Layer, r: Replacements): Layer => {
   }
 }
 
-/** `replace(base, { activation: () => activation("gelu") })`: every matching node, mapped. */
-export const replace = (base: DecoderSpec, r: Replacements): DecoderSpec => ({
-  ...base,
-  posenc: r.posenc ? r.posenc(base.posenc) : base.posenc,
-  norm: r.norm ? r.norm(base.norm) : base.norm,
-  layers: { ...base.layers, block: { ...base.layers.block, layers: base.layers.block.layers.map((l) => mapLayer(l, r)) } },
-})
+/**
+ * `replace(base, { activation: () => activation("gelu") })`: every matching node, mapped.
+ * With `{ blocks }`, only inside the chosen blocks (and then neither the position scheme nor
+ * the final norm, which belong to no block): `replace(base, { attention: () => window },
+ * { blocks: (i) => i % 4 !== 3 })` makes every 4th block the only one with the old attention.
+ */
+export const replace = (base: DecoderSpec, r: Replacements, options: { readonly blocks?: Which } = {}): DecoderSpec => {
+  const whole = options.blocks === undefined
+  const mapped = mapBlocks(base, options.blocks ?? (() => true), (b) => ({ ...b, layers: b.layers.map((l) => mapLayer(l, r)) }))
+  return {
+    ...mapped,
+    posenc: whole && r.posenc ? r.posenc(base.posenc) : base.posenc,
+    norm: whole && r.norm ? r.norm(base.norm) : base.norm,
+  }
+}
 
 export interface SweepAxes {
   readonly posenc?: ReadonlyArray<PosencSpec>
@@ -90,6 +99,7 @@ const apply = (spec: DecoderSpec, axis: Axis, value: unknown): DecoderSpec => {
     case "norm":
       return replace(spec, { norm: () => value as NormSpec })
     case "depth":
+      if (spec.layers.op !== "depth") throw new Error("sweep: the depth axis repeats the block of depth(n, block); this model is a stack of different blocks")
       return { ...spec, layers: { ...spec.layers, n: value as number } }
     case "width":
     case "context":

@@ -1,19 +1,8 @@
 import * as tf from "@tensorflow/tfjs"
-import { Schema } from "effect"
 import { fusedActivation } from "../backend/fused.js"
-import type { ActivationKind } from "../model/kind.js"
+import type { ActivationCompute } from "../model/kind.js"
 
-const schema = Schema.Struct({ kind: Schema.Literal("gelu-tanh") })
-
-/**
- * GELU's tanh approximation, ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (Hendrycks & Gimpel 2016),
- * as in GPT-2 and BERT.
- */
-export const geluTanh: ActivationKind<typeof schema.Type> & { make: () => typeof schema.Type } = {
-  schema,
-  make: () => ({ kind: "gelu-tanh" }),
-  label: () => "gelu-tanh",
-  gated: false,
+export const geluTanh: ActivationCompute<unknown> = {
   apply: (_spec, x) =>
     fusedActivation("gelu-tanh", x) ??
     tf.tidy(() => {

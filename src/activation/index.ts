@@ -1,5 +1,6 @@
-import type { ActivationKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import type { ActivationOf, ActivationSpec, ActivationTag } from "../../dsl/kinds/activation/index.js"
+import { moduleFor } from "../../dsl/registry.js"
+import type { ActivationCompute } from "../model/kind.js"
 import { gelu } from "./gelu.js"
 import { geluTanh } from "./gelu-tanh.js"
 import { geglu, reglu, swiglu } from "./glu.js"
@@ -7,8 +8,8 @@ import { relu } from "./relu.js"
 import { relu2 } from "./relu2.js"
 import { silu, swish } from "./swish.js"
 
-/** The FFN activations, by tag. Registering a new one is one line here. */
-export const activationKinds = {
+/** How each activation computes, by the tags of its description (dsl/kinds/activation/index.ts). */
+export const activationCompute: { readonly [K in ActivationTag]: ActivationCompute<ActivationOf<K>> } = {
   relu,
   gelu,
   "gelu-tanh": geluTanh,
@@ -18,14 +19,6 @@ export const activationKinds = {
   swiglu,
   geglu,
   reglu,
-} as const
+}
 
-export type ActivationSpec = SpecOf<typeof activationKinds>
-export type ActivationTag = keyof typeof activationKinds
-export type ActivationOptions<K extends ActivationTag> = Parameters<(typeof activationKinds)[K]["make"]>
-
-export const activation = <K extends ActivationTag>(kind: K, ...options: ActivationOptions<K>): ActivationSpec =>
-  (activationKinds[kind].make as (...o: ActivationOptions<K>) => ActivationSpec)(...options)
-
-export const ActivationSchema = unionSchema(activationKinds)
-export const activationModule = (spec: ActivationSpec) => moduleFor<ActivationKind<ActivationSpec>>(activationKinds, spec)
+export const activationApply = (spec: ActivationSpec) => moduleFor<ActivationCompute<ActivationSpec>>(activationCompute, "activation", spec)

@@ -1,14 +1,4 @@
 import * as tf from "@tensorflow/tfjs"
-import { Schema } from "effect"
-import type { ActivationKind } from "../model/kind.js"
+import type { ActivationCompute } from "../model/kind.js"
 
-const schema = Schema.Struct({ kind: Schema.Literal("relu2") })
-
-/** Squared ReLU, max(0, x)² (So et al. 2021, "Primer"). */
-export const relu2: ActivationKind<typeof schema.Type> & { make: () => typeof schema.Type } = {
-  schema,
-  make: () => ({ kind: "relu2" }),
-  label: () => "relu2",
-  gated: false,
-  apply: (_spec, x) => tf.tidy(() => tf.square(tf.relu(x))),
-}
+export const relu2: ActivationCompute<unknown> = { apply: (_spec, x) => tf.tidy(() => tf.square(tf.relu(x))) }

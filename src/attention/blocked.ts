@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
-import type { LayerCtx, ParamView, PositionHooks } from "../model/kind.js"
-import { linear, mergeHeads, splitHeads } from "./full.js"
+import type { Visible } from "../../dsl/kind.js"
+import type { LayerCtx, PositionHooks } from "../model/kind.js"
 
 /**
  * Machinery shared by the sparse attention kinds (sparse-strided, sparse-fixed,
@@ -11,8 +11,6 @@ import { linear, mergeHeads, splitHeads } from "./full.js"
  * predicate, so the union of the parts' predicates is exactly the kind's pattern.
  */
 export const HIDDEN = -1e9
-
-export type Visible = (head: number, i: number, j: number) => boolean
 
 export interface Part {
   /** Scaled q·k scores [B, H, Tp, n], query rows in sequence order (Tp: padded length). */
@@ -245,32 +243,6 @@ export const maskedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   if (ctx.position.scoreBias) scores = tf.add(scores, ctx.position.scoreBias(h, t, tk, offset, 0))
   const out = tf.matMul(ctx.dropout(tf.softmax(scores), rate) as tf.Tensor4D, v)
   return tf.mul(out, tf.tensor4d(live, [1, h, t, 1])) as tf.Tensor4D
-}
-
-/** q (scaled by 1/√dh), k, v [B, H, T, dh] of x, with the position scheme's rotation applied. */
-export const projectQkv = (
-  p: ParamView,
-  x: tf.Tensor3D,
-  heads: number,
-  bias: boolean,
-  ctx: LayerCtx,
-  names: readonly [string, string, string] = ["q", "k", "v"],
-): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] => {
-  const [b, t, d] = x.shape
-  const x2 = x.reshape([b * t, d]) as tf.Tensor2D
-  const [nq, nk, nv] = names
-  let q = splitHeads(tf.mul(linear(p, x2, `w${nq}`, `b${nq}`, bias), 1 / Math.sqrt(d / heads)), b, t, heads)
-  let k = splitHeads(linear(p, x2, `w${nk}`, `b${nk}`, bias), b, t, heads)
-  const v = splitHeads(linear(p, x2, `w${nv}`, `b${nv}`, bias), b, t, heads)
-  if (ctx.position.queryKey) [q, k] = ctx.position.queryKey(q, k, ctx.offset, ctx.offset)
-  return [q, k, v]
-}
-
-/** Merges heads [B, H, T, dh] and applies the output projection: [B, T, D]. */
-export const project = (p: ParamView, y: tf.Tensor4D, bias: boolean): tf.Tensor3D => {
-  const [b, , t] = y.shape
-  const out = linear(p, mergeHeads(y), "wo", "bo", bias)
-  return out.reshape([b, t, out.shape[1]]) as tf.Tensor3D
 }
 
 /** A group of consecutive heads sharing one pattern, with the parts that compute it. */

@@ -1,30 +1,20 @@
-import type { AttentionKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import type { AttentionKindTag, AttentionOf, AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import { moduleFor } from "../../dsl/registry.js"
+import type { AttentionCompute } from "../model/kind.js"
 import { full } from "./full.js"
 import { linformer, linformerCausal } from "./linformer.js"
-import { longformer, slidingWindow } from "./sliding.js"
-import { sparseFixed, sparseStrided } from "./sparse.js"
+import { sliding } from "./sliding.js"
+import { sparse } from "./sparse.js"
 
-/**
- * The attention kinds, by tag. Registering a new kind is one line here; the DSL's schema,
- * the `attention(kind, opts)` combinator and the interpreter all follow from this record.
- */
-export const attentionKinds = {
+/** How each attention kind computes, by the tags of its description (dsl/kinds/attention/index.ts). */
+export const attentionCompute: { readonly [K in AttentionKindTag]: AttentionCompute<AttentionOf<K>> } = {
   full,
-  "sparse-strided": sparseStrided,
-  "sparse-fixed": sparseFixed,
-  "sliding-window": slidingWindow,
-  longformer,
+  "sparse-strided": sparse,
+  "sparse-fixed": sparse,
+  "sliding-window": sliding,
+  longformer: sliding,
   linformer,
   "linformer-causal": linformerCausal,
-} as const
+}
 
-export type AttentionSpec = SpecOf<typeof attentionKinds>
-export type AttentionKindTag = keyof typeof attentionKinds
-export type AttentionOptions<K extends AttentionKindTag> = Parameters<(typeof attentionKinds)[K]["make"]>[0]
-
-export const attention = <K extends AttentionKindTag>(kind: K, options: AttentionOptions<K>): AttentionSpec =>
-  (attentionKinds[kind].make as (o: AttentionOptions<K>) => AttentionSpec)(options)
-
-export const AttentionSchema = unionSchema(attentionKinds)
-export const attentionModule = (spec: AttentionSpec) => moduleFor<AttentionKind<AttentionSpec>>(attentionKinds, spec)
+export const attentionApply = (spec: AttentionSpec) => moduleFor<AttentionCompute<AttentionSpec>>(attentionCompute, "attention", spec)

@@ -1,74 +1,13 @@
 import * as tf from "@tensorflow/tfjs"
-import { Schema } from "effect"
-import { PositiveInt } from "../model/fields.js"
-import type { AttentionKind, Dims, Issue, LayerCtx, ParamDecls, ParamView } from "../model/kind.js"
-import { bandParts, groupedAttention, HIDDEN, type Part, project, projectQkv, roundUp } from "./blocked.js"
-import { type AttentionBaseOptions, attentionDefaults, attentionFields } from "./fields.js"
-import { extendCache, projectionParams } from "./full.js"
+import { type AnyLinformer, type Linformer, type LinformerCausal, sharedName } from "../../dsl/kinds/attention/linformer.js"
+import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
+import { bandParts, groupedAttention, HIDDEN, type Part, roundUp } from "./blocked.js"
+import { extendCache, project, projectQkv } from "./projection.js"
 
 /**
- * Linformer (Wang et al. 2020, "Linformer: Self-Attention with Linear Complexity"): keys and
- * values are projected along the sequence axis to length k, head_i = softmax(Q_i (E_i K_i)ᵀ /
- * √d) (F_i V_i), with E_i, F_i [k, n] (n = context; a shorter sequence uses their first
- * columns). `sharing` is §4's options: "none" (E_i, F_i per head), "headwise" (one E and one
- * F per layer), "kv" (one E = F per layer) and "layerwise" (one E = F for every layer, stored
- * once as `shared.linformer.k<k>.e`).
- *
- * Every output mixes all positions, later ones included, so `linformer` is not causal: the
- * decoder refuses it unless `allowNonCausal` is set, and it cannot decode with a cache.
- *
- * `linformer-causal` keeps the projection but applies it only to complete earlier blocks of
- * `block` positions: a query in block r sees the k keys E[:, :rb]·K[:rb] (and F for values)
- * and, fully, the causal part of its own block. Per block the compressed keys are an
- * exclusive prefix sum of E_m·K_m over earlier blocks m, so work and memory are T·(k + block).
+ * Linformer and its causal form. Per block the causal form's compressed keys are an exclusive
+ * prefix sum of E_m·K_m over earlier blocks m, so work and memory are T·(k + block).
  */
-const Sharing = Schema.Literals(["none", "headwise", "kv", "layerwise"])
-export type Sharing = typeof Sharing.Type
-
-const common = {
-  ...attentionFields,
-  k: PositiveInt,
-  sharing: Sharing,
-}
-const linformerSchema = Schema.Struct({ ...common, kind: Schema.Literal("linformer") })
-const causalSchema = Schema.Struct({ ...common, kind: Schema.Literal("linformer-causal"), block: PositiveInt })
-export type Linformer = typeof linformerSchema.Type
-export type LinformerCausal = typeof causalSchema.Type
-type AnyLinformer = Linformer | LinformerCausal
-
-export interface LinformerOptions extends AttentionBaseOptions {
-  readonly k: number
-  readonly sharing?: Sharing
-}
-
-const base = (o: LinformerOptions) => ({
-  ...attentionDefaults(o),
-  k: o.k,
-  sharing: o.sharing ?? "headwise",
-})
-const makeLinformer = (o: LinformerOptions): Linformer => ({ ...base(o), kind: "linformer" })
-const makeCausal = (o: LinformerOptions & { readonly block: number }): LinformerCausal => ({ ...base(o), kind: "linformer-causal", block: o.block })
-
-/** Parameter names beginning with "/" are model-wide rather than the layer's own. */
-export const sharedName = (k: number): string => `/shared.linformer.k${k}.e`
-
-const params = (spec: AnyLinformer, dims: Dims): ParamDecls => {
-  const n = dims.context
-  // Each compressed key sums up to n keys; 1/√n keeps its scale that of one key.
-  const decl = (shape: number[]) => ({ shape, init: { kind: "normal", std: 1 / Math.sqrt(n) }, decay: true, alongSequence: true }) as const
-  const own = projectionParams(dims.width, dims, spec.bias)
-  switch (spec.sharing) {
-    case "none":
-      return { ...own, e: decl([spec.heads, spec.k, n]), f: decl([spec.heads, spec.k, n]) }
-    case "headwise":
-      return { ...own, e: decl([spec.k, n]), f: decl([spec.k, n]) }
-    case "kv":
-      return { ...own, e: decl([spec.k, n]) }
-    case "layerwise":
-      return { ...own, [sharedName(spec.k)]: decl([spec.k, n]) }
-  }
-}
-
 /** E and F as [H, k, length]: their first `length` columns, zero-padded beyond the context. */
 const projections = (p: ParamView, spec: AnyLinformer, length: number): [tf.Tensor3D, tf.Tensor3D] => {
   const [e, f] =
@@ -98,7 +37,7 @@ const applyLinformer = (p: ParamView, x: tf.Tensor3D, spec: Linformer, ctx: Laye
   refuseBias(ctx, spec.kind)
   const t = x.shape[1]
   if (t > ctx.dims.context) throw new Error(`linformer: ${t} tokens exceed the projection length ${ctx.dims.context}`)
-  const [q, k, v] = projectQkv(p, x, spec.heads, spec.bias, ctx)
+  const [q, k, v] = projectQkv(p, x, spec, ctx)
   const [e, f] = projections(p, spec, t)
   const weights = ctx.dropout(tf.softmax(tf.matMul(q, compress(e, k), false, true)), spec.dropout) as tf.Tensor4D
   return project(p, tf.matMul(weights, compress(f, v)) as tf.Tensor4D, spec.bias)
@@ -155,7 +94,7 @@ const cachedCausal = (p: ParamView, spec: LinformerCausal, q: tf.Tensor4D, k: tf
 const applyCausal = (p: ParamView, x: tf.Tensor3D, spec: LinformerCausal, ctx: LayerCtx): tf.Tensor3D => {
   refuseBias(ctx, spec.kind)
   const t = x.shape[1]
-  const [q, k0, v0] = projectQkv(p, x, spec.heads, spec.bias, ctx)
+  const [q, k0, v0] = projectQkv(p, x, spec, ctx)
   const cached = ctx.kv?.k !== undefined
   const [k, v] = extendCache(ctx, k0, v0)
   if (ctx.offset + t > ctx.dims.context) throw new Error(`linformer-causal: ${ctx.offset + t} tokens exceed the projection length ${ctx.dims.context}`)
@@ -163,34 +102,5 @@ const applyCausal = (p: ParamView, x: tf.Tensor3D, spec: LinformerCausal, ctx: L
   return project(p, y, spec.bias)
 }
 
-const check = (spec: AnyLinformer, dims: Dims): Issue[] => [
-  ...(dims.width % spec.heads === 0 ? [] : [{ path: ["heads"], message: `${spec.heads} does not divide width ${dims.width}` }]),
-  ...(spec.k > dims.context ? [{ path: ["k"], message: `projecting ${dims.context} positions to k=${spec.k} > ${dims.context} saves nothing` }] : []),
-]
-
-export const linformer: AttentionKind<Linformer> & { make: typeof makeLinformer } = {
-  schema: linformerSchema,
-  make: makeLinformer,
-  check,
-  params,
-  // E·K and F·V (k·D per token each), then QKᵀ and AV over k keys.
-  flops: (spec, dims) => 8 * spec.k * dims.width,
-  label: (spec) => `linformer(h=${spec.heads},k=${spec.k},${spec.sharing})`,
-  causal: () => false,
-  apply: applyLinformer,
-}
-
-export const linformerCausal: AttentionKind<LinformerCausal> & { make: typeof makeCausal } = {
-  schema: causalSchema,
-  make: makeCausal,
-  check: (spec, dims) => [
-    ...check(spec, dims),
-    ...(spec.block > dims.context ? [{ path: ["block"], message: `block ${spec.block} exceeds the context ${dims.context}` }] : []),
-  ],
-  params,
-  // As linformer, plus QKᵀ and AV over the block computed for each query.
-  flops: (spec, dims) => 8 * spec.k * dims.width + 4 * spec.block * dims.width,
-  label: (spec) => `linformer-causal(h=${spec.heads},k=${spec.k},b=${spec.block},${spec.sharing})`,
-  causal: () => true,
-  apply: applyCausal,
-}
+export const linformer: AttentionCompute<Linformer> = { apply: applyLinformer }
+export const linformerCausal: AttentionCompute<LinformerCausal> = { apply: applyCausal }

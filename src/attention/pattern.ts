@@ -1,6 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
-import type { Dims, LayerCtx } from "../model/kind.js"
-import { type AttentionSpec, attentionModule } from "./index.js"
+import type { Dims } from "../../dsl/kind.js"
+import { headDimOf, innerWidth } from "../../dsl/kinds/attention/fields.js"
+import { type AttentionSpec, attentionModule } from "../../dsl/kinds/attention/index.js"
+import type { LayerCtx } from "../model/kind.js"
+import { attentionApply } from "./index.js"
 
 /**
  * Which keys each query of one head depends on, measured from the computation itself rather
@@ -24,13 +27,14 @@ const ROWS = 64
 export const measurePattern = (spec: AttentionSpec, o: PatternOptions): Float32Array => {
   const t = o.context
   const width = spec.heads * 8
-  const dh = width / spec.heads
+  const dh = headDimOf(spec, width)
   if (o.head < 0 || o.head >= spec.heads) throw new Error(`head ${o.head} is not one of the ${spec.heads} heads`)
   const dims: Dims = { vocab: 2, width, context: t, layers: o.layer + 1 }
-  const kind = attentionModule(spec)
+  const decls = attentionModule(spec).params(spec, dims)
+  const kind = attentionApply(spec)
   const seed = o.seed ?? 1
-  const decls = kind.params(spec, dims)
-  const headRows = tf.tensor2d(Array.from({ length: width }, (_, r) => (Math.floor(r / dh) === o.head ? 1 : 0)), [width, 1])
+  const inner = innerWidth(spec, width)
+  const headRows = tf.tensor2d(Array.from({ length: inner }, (_, r) => (Math.floor(r / dh) === o.head ? 1 : 0)), [inner, 1])
   const params = Object.fromEntries(
     Object.entries(decls).map(([name, d], i) => {
       // Unit-scale activations keep every attended weight far from underflow, so exactly the

@@ -1,76 +1,16 @@
 import * as tf from "@tensorflow/tfjs"
-import { Schema } from "effect"
-import { NonNegativeInt, PositiveInt } from "../model/fields.js"
-import type { AttentionKind, Dims, Issue, LayerCtx, ParamView } from "../model/kind.js"
-import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, project, projectQkv, roundUp, selectRows, type Visible } from "./blocked.js"
-import { type AttentionBaseOptions, attentionDefaults, attentionFields } from "./fields.js"
-import { extendCache, linear, projectionParams, splitHeads } from "./full.js"
+import { headDimOf } from "../../dsl/kinds/attention/fields.js"
+import { maxDilation, pick, type Sliding, slidingVisible, windowVisible } from "../../dsl/kinds/attention/sliding.js"
+import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
+import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, roundUp, selectRows } from "./blocked.js"
+import { extendCache, linear, project, projectQkv, splitHeads } from "./projection.js"
 
 /**
- * Sliding-window and Longformer attention (Beltagy et al. 2020, "Longformer: The
- * Long-Document Transformer", §3.1), causal as in its autoregressive language model: query i
- * sees the current token and the w previous ones at dilation d, j ∈ {i, i−d, …, i−w·d}.
- * `window` is one w for every layer or one per layer (the paper grows w with depth);
- * `dilation` is one d or one per head (the paper dilates some heads of the upper layers).
- * Computed in blocks of W = w·max(d): each query block attends to its own and the previous
- * block, [B,H,T/W,W,2W]; dilated heads mask the off-grid keys of that span.
- *
- * `longformer` adds global attention at the chosen positions (e.g. [0]): every later token
- * attends to them, and each attends to all earlier tokens. As in the paper, global rows use
- * their own projections Q_g, K_g, V_g (params wqg, wkg, wvg); the other rows see the global
- * tokens' ordinary keys and values. With a cache, the slot holds [k | k_g] and [v | v_g]
+ * Sliding-window and Longformer attention, computed in blocks of W = w·max(d): each query
+ * block attends to its own and the previous block, [B,H,T/W,W,2W]; dilated heads mask the
+ * off-grid keys of that span. With a cache, Longformer's slot holds [k | k_g] and [v | v_g]
  * concatenated along the head dimension.
  */
-const Sizes = Schema.Union([PositiveInt, Schema.Array(PositiveInt).check(Schema.isMinLength(1))])
-
-const common = {
-  ...attentionFields,
-  window: Sizes,
-  dilation: Sizes,
-}
-const slidingSchema = Schema.Struct({ ...common, kind: Schema.Literal("sliding-window") })
-const longformerSchema = Schema.Struct({ ...common, kind: Schema.Literal("longformer"), global: Schema.Array(NonNegativeInt).check(Schema.isMinLength(1)) })
-export type SlidingWindow = typeof slidingSchema.Type
-export type Longformer = typeof longformerSchema.Type
-type Sliding = SlidingWindow | Longformer
-
-export interface SlidingOptions extends AttentionBaseOptions {
-  readonly window: number | ReadonlyArray<number>
-  readonly dilation?: number | ReadonlyArray<number>
-}
-
-const base = (o: SlidingOptions) => ({
-  ...attentionDefaults(o),
-  window: o.window,
-  dilation: o.dilation ?? 1,
-})
-const makeSliding = (o: SlidingOptions): SlidingWindow => ({ ...base(o), kind: "sliding-window" })
-const makeLongformer = (o: SlidingOptions & { readonly global: ReadonlyArray<number> }): Longformer => ({ ...base(o), kind: "longformer", global: o.global })
-
-const pick = (sizes: number | ReadonlyArray<number>, index: number): number => (typeof sizes === "number" ? sizes : sizes[index]!)
-const maxDilation = (spec: Sliding): number => (typeof spec.dilation === "number" ? spec.dilation : Math.max(...spec.dilation))
-
-/** The window of head h in layer `layer`: j ∈ {i, i−d, …, i−w·d}. */
-export const windowVisible = (spec: Sliding, layer: number): Visible => {
-  const w = pick(spec.window, layer)
-  return (h, i, j) => {
-    const d = pick(spec.dilation, h)
-    return j <= i && i - j <= w * d && (i - j) % d === 0
-  }
-}
-
-/** The whole pattern of a non-global query: its window and the global tokens up to it. */
-export const slidingVisible = (spec: Sliding, layer: number): Visible => {
-  const inWindow = windowVisible(spec, layer)
-  const global = new Set(spec.kind === "longformer" ? spec.global : [])
-  return (h, i, j) => inWindow(h, i, j) || (global.has(j) && j <= i)
-}
-
-const globalParams = (dims: Dims, bias: boolean) => {
-  const p = projectionParams(dims.width, dims, bias)
-  return { wqg: p.wq, wkg: p.wk, wvg: p.wv, ...(bias ? { bqg: p.bq!, bkg: p.bk!, bvg: p.bv! } : {}) }
-}
-
 const slidingParts = (spec: Sliding, layer: number, w: number, previous: boolean, globals: ReadonlyArray<number>) => (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): Part[] => {
   const perHead = typeof spec.dilation !== "number"
   const inWindow = windowVisible(spec, layer)
@@ -92,7 +32,7 @@ const globalKeys = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx):
 const globalQueries = (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: Sliding, ctx: LayerCtx): tf.Tensor4D => {
   const [b, t, d] = x.shape
   const xr = selectRows(x.reshape([b, 1, t, d]) as tf.Tensor4D, rows).reshape([b * rows.length, d]) as tf.Tensor2D
-  const q = splitHeads(tf.mul(linear(p, xr, "wqg", "bqg", spec.bias), 1 / Math.sqrt(d / spec.heads)), b, rows.length, spec.heads)
+  const q = splitHeads(tf.mul(linear(p, xr, "wqg", "bqg", spec.bias), 1 / Math.sqrt(headDimOf(spec, d))), b, rows.length, spec.heads)
   const queryKey = ctx.position.queryKey
   if (!queryKey) return q
   const [, h, , dh] = q.shape
@@ -126,8 +66,8 @@ const replaceRows = (out: tf.Tensor4D, replacement: tf.Tensor4D, rows: ReadonlyA
 
 const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.Tensor3D => {
   const t = x.shape[1]
-  const dh = x.shape[2] / spec.heads
-  const [q, k0, v0] = projectQkv(p, x, spec.heads, spec.bias, ctx)
+  const dh = headDimOf(spec, x.shape[2])
+  const [q, k0, v0] = projectQkv(p, x, spec, ctx)
   const global = spec.kind === "longformer"
   const [kg0, vg0] = global ? globalKeys(p, x, spec, ctx) : []
   const cached = ctx.kv?.k !== undefined
@@ -155,53 +95,4 @@ const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.T
   return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
 }
 
-const check = (spec: Sliding, dims: Dims): Issue[] => {
-  const issues: Issue[] = []
-  if (dims.width % spec.heads !== 0) issues.push({ path: ["heads"], message: `${spec.heads} does not divide width ${dims.width}` })
-  if (typeof spec.window !== "number" && spec.window.length !== dims.layers)
-    issues.push({ path: ["window"], message: `${spec.window.length} window sizes for ${dims.layers} layers; give one per layer or a single one` })
-  if (typeof spec.dilation !== "number" && spec.dilation.length !== spec.heads)
-    issues.push({ path: ["dilation"], message: `${spec.dilation.length} dilations for ${spec.heads} heads; give one per head or a single one` })
-  if (spec.kind === "longformer") {
-    spec.global.forEach((g, i) => {
-      if (g >= dims.context) issues.push({ path: ["global", i], message: `global position ${g} is outside the context ${dims.context}` })
-      if (i > 0 && g <= spec.global[i - 1]!) issues.push({ path: ["global", i], message: "global positions must be strictly increasing" })
-    })
-  }
-  return issues
-}
-
-const label = (spec: Sliding): string => {
-  const list = (s: number | ReadonlyArray<number>) => (typeof s === "number" ? `${s}` : `[${s.join(",")}]`)
-  const dilation = spec.dilation === 1 ? "" : `,d=${list(spec.dilation)}`
-  const global = spec.kind === "longformer" ? `,g=[${spec.global.join(",")}]` : ""
-  return `${spec.kind}(h=${spec.heads},w=${list(spec.window)}${dilation}${global})`
-}
-
-const shared = {
-  check,
-  // QKᵀ and AV over the band's 2W keys (widest layer) and the global keys, plus the global rows'
-  // attention over the whole context, which amortises to one more key per global per token.
-  flops: (spec: Sliding, dims: Dims) => {
-    const widest = typeof spec.window === "number" ? spec.window : Math.max(...spec.window)
-    const g = spec.kind === "longformer" ? spec.global.length : 0
-    return 4 * (2 * Math.min(widest * maxDilation(spec), dims.context) + 2 * g) * dims.width
-  },
-  label,
-  causal: () => true,
-  apply,
-}
-
-export const slidingWindow: AttentionKind<SlidingWindow> & { make: typeof makeSliding } = {
-  schema: slidingSchema,
-  make: makeSliding,
-  params: (spec, dims) => projectionParams(dims.width, dims, spec.bias),
-  ...shared,
-}
-
-export const longformer: AttentionKind<Longformer> & { make: typeof makeLongformer } = {
-  schema: longformerSchema,
-  make: makeLongformer,
-  params: (spec, dims) => ({ ...projectionParams(dims.width, dims, spec.bias), ...globalParams(dims, spec.bias) }),
-  ...shared,
-}
+export const sliding: AttentionCompute<Sliding> = { apply }

@@ -1,6 +1,4 @@
 import * as tf from "@tensorflow/tfjs"
-import { posencModule } from "../posenc/index.js"
-import { dimsOf } from "../../dsl/decode.js"
 import { DecodeCache, type Model, type ParamValues } from "../model/compile.js"
 import type { Rng } from "../random/rng.js"
 import { sampleToken, type SamplingOptions } from "./sampling.js"
@@ -25,7 +23,7 @@ const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number
 
 export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] => {
   if (prompt.length === 0) throw new Error("generate: the prompt must have at least one token")
-  const limit = posencModule(model.spec.posenc).maxLength?.(model.spec.posenc, dimsOf(model.spec)) ?? model.spec.context
+  const limit = model.maxLength ?? model.spec.context
   // With a non-causal kind, earlier positions change as tokens are added, so every step reruns the window.
   if (model.spec.allowNonCausal) return generateWithoutCache(model, params, prompt, options, rng, limit)
   const keep = Math.max(1, Math.floor(limit / 2))

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
-import { NonNegativeInt, PositiveInt, PositiveNumber } from "../model/fields.js"
+import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js"
 import { LrSchedule } from "../train/schedule.js"
 
 /**

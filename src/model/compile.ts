@@ -1,12 +1,13 @@
 import * as tf from "@tensorflow/tfjs"
 import { match } from "ts-pattern"
-import { dimsOf, validateSpec } from "../../dsl/decode.js"
-import type { DecoderSpec, Layer } from "../../dsl/nodes.js"
-import { blockChildNames, childNames, countParams, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramName, paramTable } from "../../dsl/params.js"
-import { attentionModule } from "../attention/index.js"
+import { validateSpec } from "../../dsl/decode.js"
+import { posencModule } from "../../dsl/kinds/posenc/index.js"
+import { blocksOf, type DecoderSpec, dimsOf, type Layer } from "../../dsl/nodes.js"
+import { blockChildNames, childNames, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramCounts, paramName, paramTable } from "../../dsl/params.js"
+import { attentionApply } from "../attention/index.js"
 import { applyFfn } from "../ffn/ffn.js"
-import { normModule } from "../norm/index.js"
-import { posencModule } from "../posenc/index.js"
+import { normApply } from "../norm/index.js"
+import { posencApply } from "../posenc/index.js"
 import { initParams, type Params } from "./init.js"
 import type { KvSlot, LayerCtx, ParamView, PositionHooks } from "./kind.js"
 import { crossEntropy } from "./loss.js"
@@ -60,6 +61,8 @@ export interface Model {
   readonly table: ReadonlyArray<NamedParam>
   readonly counts: ParamCounts
   readonly flops: Flops
+  /** Longest sequence the position scheme can represent; undefined when unbounded. */
+  readonly maxLength: number | undefined
   /** Seeded parameters as trainable variables. */
   readonly init: (seed: number) => Params
   /** Logits [B, T, V] for tokens [B, T]. */
@@ -81,8 +84,9 @@ export const compile = (input: DecoderSpec): Model => {
   const spec = validateSpec(input)
   const dims = dimsOf(spec)
   const table = paramTable(spec)
-  const posenc = posencModule(spec.posenc)
-  const maxLength = posenc.maxLength?.(spec.posenc, dims)
+  const posenc = posencApply(spec.posenc)
+  const maxLength = posencModule(spec.posenc).maxLength?.(spec.posenc, dims)
+  const blocks = blocksOf(spec.layers)
 
   const apply = (params: ParamValues, tokens: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D => {
     const [b, t] = tokens.shape
@@ -110,9 +114,9 @@ export const compile = (input: DecoderSpec): Model => {
         ...(cache ? { kv: cache.slot(prefix) } : {}),
       }
       return match(layer)
-        .with({ op: "attention" }, (l) => attentionModule(l).apply(viewOf(params, prefix), x, l, ctx))
+        .with({ op: "attention" }, (l) => attentionApply(l).apply(viewOf(params, prefix), x, l, ctx))
         .with({ op: "ffn" }, (l) => applyFfn(viewOf(params, prefix), x, l, ctx))
-        .with({ op: "norm" }, (l) => normModule(l).apply(viewOf(params, prefix), x, l) as tf.Tensor3D)
+        .with({ op: "norm" }, (l) => normApply(l).apply(viewOf(params, prefix), x, l) as tf.Tensor3D)
         .with({ op: "residual" }, (l) => {
           const names = childNames(l.body)
           const branch = l.body.reduce((h, child, i) => applyLayer(child, h, `${prefix}.${names[i]}`, layerIndex), x)
@@ -125,12 +129,11 @@ export const compile = (input: DecoderSpec): Model => {
     let x = tf.gather(embedding, tokens.reshape([b * t])).reshape([b, t, spec.width]) as tf.Tensor3D
     if (posenc.embed) x = posenc.embed(posView, x, spec.posenc, offset)
     x = dropout(x, spec.dropout) as tf.Tensor3D
-    const blockLayers = spec.layers.block.layers
-    const names = blockChildNames(blockLayers)
-    for (let i = 0; i < spec.layers.n; i++) {
-      x = blockLayers.reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[j]}`, i), x)
-    }
-    const h = normModule(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([b * t, spec.width]) as tf.Tensor2D
+    blocks.forEach((block, i) => {
+      const names = blockChildNames(block.layers)
+      x = block.layers.reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[j]}`, i), x)
+    })
+    const h = normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([b * t, spec.width]) as tf.Tensor2D
     const logits = spec.tied ? tf.matMul(h, embedding, false, true) : tf.matMul(h, params["head.weight"] as tf.Tensor2D)
     if (cache) cache.length += t
     return logits.reshape([b, t, spec.vocab]) as tf.Tensor3D
@@ -148,8 +151,9 @@ export const compile = (input: DecoderSpec): Model => {
   return {
     spec,
     table,
-    counts: countParams(table),
+    counts: paramCounts(spec),
     flops: flopsPerToken(spec),
+    maxLength,
     init: (seed) => initParams(table, seed),
     apply,
     loss,

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import type { NamedParam } from "../../dsl/params.js"
 import { Rng } from "../random/rng.js"
-import type { Init } from "./kind.js"
+import type { Init } from "../../dsl/kind.js"
 
 /** Fills one parameter's values from its initialiser. */
 const fill = (init: Init, n: number, rng: Rng): Float32Array => {

@@ -1,20 +1,10 @@
-import type { NormKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import type { NormOf, NormSpec, NormTag } from "../../dsl/kinds/norm/index.js"
+import { moduleFor } from "../../dsl/registry.js"
+import type { NormCompute } from "../model/kind.js"
 import { layer } from "./layer.js"
 import { rms } from "./rms.js"
 
-/** The normalisation kinds, by tag. Registering a new one is one line here. */
-export const normKinds = {
-  layer,
-  rms,
-} as const
+/** How each norm computes, by the tags of its description (dsl/kinds/norm/index.ts). */
+export const normCompute: { readonly [K in NormTag]: NormCompute<NormOf<K>> } = { layer, rms }
 
-export type NormSpec = SpecOf<typeof normKinds>
-export type NormTag = keyof typeof normKinds
-export type NormOptions<K extends NormTag> = Parameters<(typeof normKinds)[K]["make"]>
-
-export const norm = <K extends NormTag>(kind: K, ...options: NormOptions<K>): NormSpec =>
-  (normKinds[kind].make as (...o: NormOptions<K>) => NormSpec)(...options)
-
-export const NormSchema = unionSchema(normKinds)
-export const normModule = (spec: NormSpec) => moduleFor<NormKind<NormSpec>>(normKinds, spec)
+export const normApply = (spec: NormSpec) => moduleFor<NormCompute<NormSpec>>(normCompute, "norm", spec)

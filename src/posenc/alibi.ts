@@ -1,18 +1,13 @@
 import * as tf from "@tensorflow/tfjs"
-import { Schema } from "effect"
-import type { PosencKind } from "../model/kind.js"
+import type { Alibi } from "../../dsl/kinds/posenc/alibi.js"
+import type { PosencCompute } from "../model/kind.js"
 
 /**
- * ALiBi (Press et al. 2022, "Train Short, Test Long"): no position embedding; head h adds
- * -m_h·(n - m) to the score of query n and key m. Slopes are geometric, starting at
- * 2^(-8/H) with that ratio. For H not a power of two, the reference implementation
- * (ofirpress/attention_with_linear_biases, get_slopes) takes the slopes of the closest
- * lower power of two P and appends every other slope of 2P (those not already among P's),
- * in that order.
+ * ALiBi's slopes are geometric, starting at 2^(-8/H) with that ratio. For H not a power of
+ * two, the reference implementation (ofirpress/attention_with_linear_biases, get_slopes)
+ * takes the slopes of the closest lower power of two P and appends every other slope of 2P
+ * (those not already among P's), in that order.
  */
-const schema = Schema.Struct({ op: Schema.Literal("posenc"), kind: Schema.Literal("alibi") })
-type Alibi = typeof schema.Type
-
 const geometric = (n: number): number[] => Array.from({ length: n }, (_, i) => 2 ** ((-8 * (i + 1)) / n))
 
 export const alibiSlopes = (heads: number): number[] => {
@@ -21,12 +16,7 @@ export const alibiSlopes = (heads: number): number[] => {
   return [...geometric(p), ...geometric(2 * p).filter((_, i) => i % 2 === 0).slice(0, heads - p)]
 }
 
-export const alibi: PosencKind<Alibi> & { make: () => Alibi } = {
-  schema,
-  make: () => ({ op: "posenc", kind: "alibi" }),
-  params: () => ({}),
-  flops: () => 0,
-  label: () => "alibi",
+export const alibi: PosencCompute<Alibi> = {
   hooks: () => ({
     scoreBias: (heads, tq, tk, qOffset, kOffset) =>
       tf.tidy(() => {

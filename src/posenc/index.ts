@@ -1,30 +1,22 @@
-import type { PosencKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import type { PosencOf, PosencSpec, PosencTag } from "../../dsl/kinds/posenc/index.js"
+import { moduleFor } from "../../dsl/registry.js"
+import type { PosencCompute } from "../model/kind.js"
 import { alibi } from "./alibi.js"
 import { learned } from "./learned.js"
-import { none } from "./none.js"
 import { rope } from "./rope.js"
 import { sinusoidal } from "./sinusoidal.js"
 import { t5 } from "./t5.js"
 import { xpos } from "./xpos.js"
 
-/** The position schemes, by tag. Registering a new one is one line here. */
-export const posencKinds = {
-  none,
+/** How each position scheme computes, by the tags of its description (dsl/kinds/posenc/index.ts). */
+export const posencCompute: { readonly [K in PosencTag]: PosencCompute<PosencOf<K>> } = {
+  none: {},
   learned,
   sinusoidal,
   rope,
   alibi,
   t5,
   xpos,
-} as const
+}
 
-export type PosencSpec = SpecOf<typeof posencKinds>
-export type PosencTag = keyof typeof posencKinds
-export type PosencOptions<K extends PosencTag> = Parameters<(typeof posencKinds)[K]["make"]>
-
-export const posenc = <K extends PosencTag>(kind: K, ...options: PosencOptions<K>): PosencSpec =>
-  (posencKinds[kind].make as (...o: PosencOptions<K>) => PosencSpec)(...options)
-
-export const PosencSchema = unionSchema(posencKinds)
-export const posencModule = (spec: PosencSpec) => moduleFor<PosencKind<PosencSpec>>(posencKinds, spec)
+export const posencApply = (spec: PosencSpec) => moduleFor<PosencCompute<PosencSpec>>(posencCompute, "posenc", spec)

@@ -1,24 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
-import { Schema } from "effect"
-import { PositiveInt, PositiveNumber } from "../model/fields.js"
-import type { Issue, PosencKind } from "../model/kind.js"
-
-/**
- * Rotary position embedding, RoPE (Su et al. 2021, "RoFormer"): q and k at position n are
- * rotated pairwise by the angles n·θ_j, θ_j = base^(-2j/d), so q·k depends on the positions
- * only through their difference. Pairs follow the GPT-NeoX/llama "rotate_half" convention
- * (dimension j pairs with j + d/2, not 2j with 2j+1); the two conventions differ by a fixed
- * permutation of the head dimension, which the projections absorb. `dims` rotates only the
- * first `dims` dimensions of each head (GPT-NeoX's partial rotary), with d = dims in θ_j;
- * the rest pass through. Without `dims` the whole head dimension is rotated.
- */
-const schema = Schema.Struct({
-  op: Schema.Literal("posenc"),
-  kind: Schema.Literal("rope"),
-  base: PositiveNumber,
-  dims: Schema.optionalKey(PositiveInt.check(Schema.isMultipleOf(2))),
-})
-type Rope = typeof schema.Type
+import type { Rope } from "../../dsl/kinds/posenc/rope.js"
+import type { PosencCompute } from "../model/kind.js"
 
 /**
  * Rotates x [B, H, T, dh], first position `offset`, in rotate_half pairs (j, j + half) for
@@ -60,24 +42,8 @@ export const rotateHalf = (
     return tf.add(tf.mul(x, tf.tensor2d(cos, [t, dh])), tf.mul(rotated, tf.tensor2d(sin, [t, dh]))) as tf.Tensor4D
   })
 
-/** The rotated dimensions must be an even number within the head dimension. */
-export const checkRotaryDims = (rotated: number | undefined, heads: number, width: number): Issue[] => {
-  if (width % heads !== 0) return [] // the attention node reports this
-  const headDim = width / heads
-  if (rotated === undefined) return headDim % 2 === 0 ? [] : [{ path: [], message: `head dim ${headDim} (width ${width} / ${heads} heads) is odd; rotary pairs need an even one` }]
-  return rotated <= headDim ? [] : [{ path: ["dims"], message: `${rotated} rotary dims exceed the head dim ${headDim} (width ${width} / ${heads} heads)` }]
-}
-
-export const rope: PosencKind<Rope> & {
-  make: (o?: { base?: number; dims?: number }) => Rope
-  checkHeads: (spec: Rope, heads: number, width: number) => Issue[]
-} = {
-  schema,
-  make: (o = {}) => ({ op: "posenc", kind: "rope", base: o.base ?? 10000, ...(o.dims === undefined ? {} : { dims: o.dims }) }),
-  params: () => ({}),
-  flops: () => 0,
-  label: (spec) => (spec.dims === undefined ? "rope" : `rope(dims=${spec.dims})`),
-  checkHeads: (spec, heads, width) => checkRotaryDims(spec.dims, heads, width),
+/** Rotates each layer's whole head dimension, or its first `dims`. */
+export const rope: PosencCompute<Rope> = {
   hooks: (_p, spec) => ({
     queryKey: (q, k, qOffset, kOffset) => {
       const rotated = spec.dims ?? q.shape[3]

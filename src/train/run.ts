@@ -8,9 +8,7 @@ import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
 import type { RunSpec } from "../experiment/define.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
-import { dimsOf } from "../../dsl/decode.js"
 import { compile, type Model } from "../model/compile.js"
-import { posencModule } from "../posenc/index.js"
 import type { Params } from "../model/init.js"
 import { Rng } from "../random/rng.js"
 import { progressBar, type ProgressSink } from "../report/progress.js"
@@ -338,7 +336,7 @@ export const trainRun = (
 
     const finalEval = lastEval ?? runEval()
     // Longer sequences than trained on, where the position scheme can represent them.
-    const maxLength = posencModule(run.model.posenc).maxLength?.(run.model.posenc, dimsOf(run.model))
+    const maxLength = model.maxLength
     const lengths: Record<string, { loss: number; bpb: number }> = {}
     for (const length of (t.eval.lengths ?? []).filter((l) => maxLength === undefined || l <= maxLength)) {
       const e = evaluate(model, params, data.validBatches(Math.max(1, Math.floor((t.batch * run.model.context) / length)), length, t.eval.tokens), data.bytesPerToken.valid)

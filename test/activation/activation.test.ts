@@ -1,8 +1,10 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention, block, decoder, depth, ffn, norm, paramCounts } from "../../dsl/index.js"
-import { activation, activationKinds, activationModule, type ActivationSpec, type ActivationTag } from "../../src/activation/index.js"
-import { applyFfn, ffnHidden, ffnParams } from "../../src/ffn/ffn.js"
+import { ffnHidden, ffnParams } from "../../dsl/ffn.js"
+import { activation, activationKinds, activationModule, type ActivationSpec, type ActivationTag } from "../../dsl/kinds/activation/index.js"
+import { activationApply } from "../../src/activation/index.js"
+import { applyFfn } from "../../src/ffn/ffn.js"
 import type { LayerCtx } from "../../src/model/kind.js"
 import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
@@ -48,7 +50,7 @@ describe("activation formulas", () => {
 
   it.each(ungated)("%s equals its formula", (_name, spec, f) => {
     const xs = inputs(1)
-    const got = activationModule(spec).apply(spec, tf.tensor1d(xs)).dataSync()
+    const got = activationApply(spec).apply(spec, tf.tensor1d(xs)).dataSync()
     expectClose(got, xs.map(f), 2e-6)
   })
 
@@ -77,7 +79,7 @@ describe("activation formulas", () => {
   it.each(derivatives)("the gradient of %s equals its derivative", (_name, spec, df) => {
     // ±0 left out: ReLU-like kinds have no derivative there.
     const xs = inputs(5).filter((x) => x !== 0)
-    const got = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(activationModule(spec).apply(spec, x), 3)))(tf.tensor1d(xs)).dataSync()
+    const got = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(activationApply(spec).apply(spec, x), 3)))(tf.tensor1d(xs)).dataSync()
     expectClose(got, xs.map((x) => 3 * df(x)), 1e-5)
   })
 
@@ -90,11 +92,11 @@ describe("activation formulas", () => {
   it.each(gated)("%s equals act(gate)·value", (_name, spec, f) => {
     const value = inputs(3)
     const gate = inputs(4)
-    const module = activationModule(spec)
-    expect(module.gated).toBe(true)
-    const got = module.apply(spec, tf.tensor1d(value), tf.tensor1d(gate)).dataSync()
+    expect(activationModule(spec).gated).toBe(true)
+    const compute = activationApply(spec)
+    const got = compute.apply(spec, tf.tensor1d(value), tf.tensor1d(gate)).dataSync()
     expectClose(got, value.map((v, i) => f(gate[i]!) * v), 2e-6)
-    expect(() => module.apply(spec, tf.tensor1d(value))).toThrow(/gated/)
+    expect(() => compute.apply(spec, tf.tensor1d(value))).toThrow(/gated/)
   })
 
   it("a gated FFN computes (act(x·W_gate + b_gate) ⊙ (x·W_in + b_in))·W_out + b_out", () => {

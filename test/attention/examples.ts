@@ -1,5 +1,5 @@
 import { attention } from "../../dsl/index.js"
-import type { AttentionKindTag, AttentionSpec } from "../../src/attention/index.js"
+import type { AttentionKindTag, AttentionSpec } from "../../dsl/kinds/attention/index.js"
 
 /**
  * One representative spec per registered attention kind, for the checks that run over the

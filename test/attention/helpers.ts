@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs"
 import { paramName } from "../../dsl/params.js"
-import { attentionModule, type AttentionSpec } from "../../src/attention/index.js"
-import type { Dims, LayerCtx, ParamView, PositionHooks } from "../../src/model/kind.js"
+import type { Dims } from "../../dsl/kind.js"
+import { attentionModule, type AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import type { LayerCtx, ParamView, PositionHooks } from "../../src/model/kind.js"
 
 /** Random parameters for one attention layer, larger than the init so patterns matter. */
 export const randomParams = (spec: AttentionSpec, dims: Dims, seed: number): Record<string, tf.Tensor> => {

@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention } from "../../dsl/index.js"
-import { attentionModule, type AttentionSpec } from "../../src/attention/index.js"
-import type { Dims } from "../../src/model/kind.js"
+import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import { attentionApply } from "../../src/attention/index.js"
+import type { Dims } from "../../dsl/kind.js"
 import { ctxOf, maxDiff, randomParams, viewOf } from "./helpers.js"
 
 beforeAll(async () => {
@@ -76,7 +77,7 @@ describe("linformer equals its explicit formula", () => {
   const x = tf.randomNormal([1, t, dims.width], 0, 1, "float32", 5) as tf.Tensor3D
   const check = (spec: AttentionSpec, row: Parameters<typeof naive>[3]) => {
     const p = randomParams(spec, dims, 9)
-    const got = (attentionModule(spec).apply(viewOf(p), x, spec, ctxOf(dims, 0)).arraySync() as M[])[0]!
+    const got = (attentionApply(spec).apply(viewOf(p), x, spec, ctxOf(dims, 0)).arraySync() as M[])[0]!
     const want = naive(spec, (x.arraySync() as M[])[0]!, p, row)
     got.forEach((r, i) => r.forEach((z, j) => expect(z).toBeCloseTo(want[i]![j]!, 4)))
   }
@@ -124,7 +125,7 @@ describe("linformer gradients equal those of the explicit formula", () => {
         x,
         ...names.map((n) => p[n]!),
       ])
-    const got = grads((xi, view) => attentionModule(spec).apply(view, xi, spec, ctxOf(dims, 0)))
+    const got = grads((xi, view) => attentionApply(spec).apply(view, xi, spec, ctxOf(dims, 0)))
     const want = grads(reference)
     got.forEach((g, i) => expect(maxDiff(g, want[i]!)).toBeLessThan(1e-4))
   })

@@ -1,9 +1,13 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention } from "../../dsl/index.js"
-import { attentionModule, type AttentionSpec } from "../../src/attention/index.js"
-import type { Dims, PositionHooks } from "../../src/model/kind.js"
-import { posencKinds } from "../../src/posenc/index.js"
+import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import { attentionApply } from "../../src/attention/index.js"
+import type { Dims } from "../../dsl/kind.js"
+import { rope } from "../../dsl/kinds/posenc/rope.js"
+import { t5 } from "../../dsl/kinds/posenc/t5.js"
+import type { PositionHooks } from "../../src/model/kind.js"
+import { posencCompute } from "../../src/posenc/index.js"
 import { ctxOf, maxDiff, randomParams, viewOf } from "./helpers.js"
 
 beforeAll(async () => {
@@ -75,11 +79,11 @@ const denseReference = (
 const dims: Dims = { vocab: 11, width: 16, context: 64, layers: 2 }
 
 const t5Hooks = (): PositionHooks => {
-  const spec = posencKinds.t5.make({ heads: 4, buckets: 8, maxDistance: 20 })
+  const spec = t5.make({ heads: 4, buckets: 8, maxDistance: 20 })
   const table = tf.randomNormal([8, 4], 0, 1, "float32", 7)
-  return posencKinds.t5.hooks!(() => table, spec, dims)
+  return posencCompute.t5.hooks!(() => table, spec, dims)
 }
-const ropeHooks = (): PositionHooks => posencKinds.rope.hooks!(() => tf.scalar(0), posencKinds.rope.make(), dims)
+const ropeHooks = (): PositionHooks => posencCompute.rope.hooks!(() => tf.scalar(0), rope.make(), dims)
 
 interface Case {
   readonly name: string
@@ -126,7 +130,7 @@ describe("masked attention kinds equal dense attention with the same explicit ma
       const { value, grads } = tf.valueAndGrads(loss)([x, ...names.map((n) => params[n]!)])
       return { out: f(x, params), value, grads }
     }
-    const kind = run((xi, p) => attentionModule(spec).apply(viewOf(p), xi, spec, ctxOf(dims, layer, hooks)))
+    const kind = run((xi, p) => attentionApply(spec).apply(viewOf(p), xi, spec, ctxOf(dims, layer, hooks)))
     const ref = run((xi, p) => denseReference(xi, viewOf(p), spec.heads, (h, i, j) => pattern(layer, h, i, j), hooks, globals))
     expect(maxDiff(kind.out, ref.out)).toBeLessThan(1e-4)
     kind.grads.forEach((g, i) => expect(maxDiff(g, ref.grads[i]!)).toBeLessThan(1e-3))

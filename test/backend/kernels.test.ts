@@ -1,11 +1,12 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
-import { activation, activationModule } from "../../src/activation/index.js"
+import { activation } from "../../dsl/kinds/activation/index.js"
+import { activationApply } from "../../src/activation/index.js"
 import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
 import { AdamW } from "../../src/train/adamw.js"
 import { norm } from "../../dsl/index.js"
-import { normModule } from "../../src/norm/index.js"
+import { normApply } from "../../src/norm/index.js"
 import { peakMeter } from "../../src/backend/peak-memory.js"
 import { Rng } from "../../src/random/rng.js"
 import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
@@ -286,7 +287,7 @@ native("native kernels equal stock cpu kernels", () => {
     const x = input([40, 50], true)
     const plain = input([40, 50])
     for (const spec of [activation("gelu"), activation("gelu-tanh"), activation("swish"), activation("swish", { beta: 1.7 }), activation("geglu")]) {
-      const f = (t: tf.Tensor) => activationModule(spec).apply(spec, t, spec.kind === "geglu" ? tf.add(t, 0.5) : undefined)
+      const f = (t: tf.Tensor) => activationApply(spec).apply(spec, t, spec.kind === "geglu" ? tf.add(t, 0.5) : undefined)
       await compareBackends(() => f(x()), 2e-6, 1e-6, `${spec.kind} forward`)
       await compareBackends(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.sin(t))))(plain()), 1e-5, 1e-6, `${spec.kind} gradient`)
     }
@@ -310,7 +311,7 @@ native("native kernels equal stock cpu kernels", () => {
     const bias = input([40])
     for (const spec of [norm("layer"), norm("layer", { bias: false, eps: 1e-3 }), norm("rms")]) {
       const params: Record<string, () => tf.Tensor> = { gain, bias }
-      const f = (a: tf.Tensor, g: tf.Tensor) => normModule(spec).apply((n) => (n === "gain" ? g : params[n]!()), tf.add(tf.mul(a, 3), 1) as tf.Tensor3D, spec)
+      const f = (a: tf.Tensor, g: tf.Tensor) => normApply(spec).apply((n) => (n === "gain" ? g : params[n]!()), tf.add(tf.mul(a, 3), 1) as tf.Tensor3D, spec)
       await compareBackends(() => f(x(), gain()), 1e-5, 1e-6, `${spec.kind} forward`)
       await compareBackends(() => tf.grads((a: tf.Tensor, g: tf.Tensor) => tf.sum(tf.mul(f(a, g), tf.sin(a))))([x(), gain()]), 1e-4, 1e-5, `${spec.kind} gradients`)
     }

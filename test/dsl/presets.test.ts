@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { Result } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
-import { decodeSpec, diffSpecs, gpt2, hashSpec, llama, paramCounts, printSpec } from "../../dsl/index.js"
+import { decodeSpec, diffSpecs, gpt2, hashSpec, llama, paramCounts, printSpec , type DepthSpec } from "../../dsl/index.js"
 import { compile } from "../../src/model/index.js"
 
 beforeAll(async () => {
@@ -16,7 +16,7 @@ describe("llama preset", () => {
     expect(Result.isSuccess(r) && r.success).toEqual(spec)
     expect(spec.posenc).toEqual({ op: "posenc", kind: "rope", base: 10000 })
     expect(spec.norm.kind).toBe("rms")
-    const [attn, mlp] = spec.layers.block.layers.map((l) => (l.op === "residual" ? l.body : []))
+    const [attn, mlp] = (spec.layers as DepthSpec).block.layers.map((l) => (l.op === "residual" ? l.body : []))
     expect(attn!.map((l) => l.op === "norm" ? l.kind : l.op === "attention" && l.bias)).toEqual(["rms", false])
     expect(mlp!.map((l) => l.op === "norm" ? l.kind : l.op === "ffn" && `${l.activation.kind} bias=${l.bias}`)).toEqual(["rms", "swiglu bias=false"])
   })

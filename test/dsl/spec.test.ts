@@ -2,7 +2,7 @@ import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import {
   activation, attention, block, decodeSpec, decoder, depth, diffSpecs, ffn, formatDiff, hashSpec, norm, override,
-  posenc, printSpec, replace, residual, sweep, type DecoderSpec,
+  posenc, printSpec, replace, residual, sweep, type DecoderSpec, type DepthSpec,
 } from "../../dsl/index.js"
 
 const base = decoder({
@@ -94,7 +94,7 @@ describe("spec identity and variation", () => {
     const none = override(base, { posenc: posenc("none") })
     expect(none.posenc).toEqual({ op: "posenc", kind: "none" })
     expect(base.posenc.kind).toBe("learned")
-    expect(Object.isFrozen(base.layers.block)).toBe(true)
+    expect(Object.isFrozen((base.layers as DepthSpec).block)).toBe(true)
   })
 
   it("sweeps the cross product into named variants", () => {
@@ -102,7 +102,7 @@ describe("spec identity and variation", () => {
     expect(Object.keys(variants)).toEqual(["learned_relu", "learned_gelu", "none_relu", "none_gelu"])
     const v = variants["none_gelu"] as DecoderSpec
     expect(v.posenc.kind).toBe("none")
-    const ffnNode = (v.layers.block.layers[1] as any).body[1]
+    const ffnNode = ((v.layers as DepthSpec).block.layers[1] as any).body[1]
     expect(ffnNode.activation.kind).toBe("gelu")
     expect(Object.keys(sweep(base, { width: [128, 256] }))).toEqual(["width128", "width256"])
   })

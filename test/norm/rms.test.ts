@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
-import { norm, normKinds, normModule, type NormTag } from "../../src/norm/index.js"
+import { norm, normKinds, normModule, type NormTag } from "../../dsl/kinds/norm/index.js"
+import { normApply } from "../../src/norm/index.js"
 import { attention, block, decoder, depth, ffn } from "../../dsl/index.js"
 import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
@@ -23,7 +24,7 @@ describe("rms norm", () => {
     const x = Array.from({ length: 3 * 6 }, () => 2 * rng.nextNormal())
     const gain = Array.from({ length: 6 }, () => 1 + rng.nextNormal())
     const spec = norm("rms", { eps })
-    const got = normModule(spec).apply(() => tf.tensor1d(gain), tf.tensor2d(x, [3, 6]), spec).dataSync()
+    const got = normApply(spec).apply(() => tf.tensor1d(gain), tf.tensor2d(x, [3, 6]), spec).dataSync()
     for (let r = 0; r < 3; r++) {
       const row = x.slice(6 * r, 6 * r + 6)
       const rms = Math.sqrt(row.reduce((s, v) => s + v * v, 0) / 6 + eps)

@@ -1,7 +1,14 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { full } from "../../src/attention/full.js"
-import type { Dims, LayerCtx, ParamView, PositionHooks } from "../../src/model/kind.js"
+import type { Dims } from "../../dsl/kind.js"
+import { full as fullKind } from "../../dsl/kinds/attention/full.js"
+import { alibi as alibiKind } from "../../dsl/kinds/posenc/alibi.js"
+import { rope as ropeKind } from "../../dsl/kinds/posenc/rope.js"
+import { sinusoidal as sinusoidalKind } from "../../dsl/kinds/posenc/sinusoidal.js"
+import { t5 as t5Kind } from "../../dsl/kinds/posenc/t5.js"
+import { xpos as xposKind } from "../../dsl/kinds/posenc/xpos.js"
+import type { LayerCtx, ParamView, PositionHooks } from "../../src/model/kind.js"
 import { alibi, alibiSlopes } from "../../src/posenc/alibi.js"
 import { rope } from "../../src/posenc/rope.js"
 import { sinusoidal } from "../../src/posenc/sinusoidal.js"
@@ -66,7 +73,7 @@ describe("rope", () => {
     ["full head", undefined],
     ["partial (4 of 8 dims)", 4],
   ] as const)("equals explicit complex rotation (%s)", (_name, rotated) => {
-    const spec = rope.make(rotated === undefined ? {} : { dims: rotated })
+    const spec = ropeKind.make(rotated === undefined ? {} : { dims: rotated })
     const [qr, kr] = queryKey(rope.hooks!(noParams, spec, dims))(q, k, 7, 3)
     const d = rotated ?? dh
     for (const [input, output, offset] of [
@@ -85,7 +92,7 @@ describe("rope", () => {
   })
 
   it("gives q·k scores that depend only on the distance between positions (shift test)", () => {
-    const hooks = rope.hooks!(noParams, rope.make(), dims)
+    const hooks = rope.hooks!(noParams, ropeKind.make(), dims)
     const qv = randn([1, 1, 1, dh], 3) as tf.Tensor4D
     const kv = randn([1, 1, 1, dh], 4) as tf.Tensor4D
     const score = (n: number, m: number): number => {
@@ -111,7 +118,7 @@ describe("xpos", () => {
 
   it("scales query pair i by ζ_i^(n/512) and key pair i by ζ_i^(-m/512) on top of the rotation", () => {
     const [qOffset, kOffset] = [900, 640]
-    const [qr, kr] = queryKey(xpos.hooks!(noParams, xpos.make(), dims))(q, k, qOffset, kOffset)
+    const [qr, kr] = queryKey(xpos.hooks!(noParams, xposKind.make(), dims))(q, k, qOffset, kOffset)
     const [x, y, kx, ky] = [nested4(q), nested4(qr), nested4(k), nested4(kr)]
     for (let hi = 0; hi < h; hi++)
       for (let ti = 0; ti < t; ti++) {
@@ -123,8 +130,8 @@ describe("xpos", () => {
   })
 
   it("decays the score of pair i by ζ_i^((n-m)/512) relative to RoPE", () => {
-    const hooks = xpos.hooks!(noParams, xpos.make(), dims)
-    const ropeHooks = rope.hooks!(noParams, rope.make(), dims)
+    const hooks = xpos.hooks!(noParams, xposKind.make(), dims)
+    const ropeHooks = rope.hooks!(noParams, ropeKind.make(), dims)
     const qv = randn([1, 1, 1, dh], 7) as tf.Tensor4D
     const kv = randn([1, 1, 1, dh], 8) as tf.Tensor4D
     const [n, m] = [1500, 300]
@@ -153,7 +160,7 @@ describe("alibi", () => {
 
   it.each([8, 6])("adds an explicit bias matrix -m_h·(n - m) (%i heads)", (heads) => {
     const slopes = heads === 8 ? [1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64, 1 / 128, 1 / 256] : [1 / 4, 1 / 16, 1 / 64, 1 / 256, 1 / 2, 1 / 8]
-    const hooks = alibi.hooks!(noParams, alibi.make(), dims)
+    const hooks = alibi.hooks!(noParams, alibiKind.make(), dims)
     const [tq, tk, qOffset, kOffset] = [3, 7, 4, 0]
     const bias = hooks.scoreBias!(heads, tq, tk, qOffset, kOffset).arraySync()
     for (let hi = 0; hi < heads; hi++)
@@ -172,7 +179,7 @@ describe("t5", () => {
   })
 
   it("looks its bias up in one [buckets, heads] table by bucket of n - m", () => {
-    const spec = t5.make({ heads: 3, buckets: 8, maxDistance: 20 })
+    const spec = t5Kind.make({ heads: 3, buckets: 8, maxDistance: 20 })
     const table = randn([8, 3], 9)
     const hooks = t5.hooks!((name) => (name === "table" ? table : noParams(name)), spec, dims)
     // 8 buckets, max distance 20: 0-3 exact, then 4 + ⌊4·log(n/4)/log(5)⌋ up to bucket 7.
@@ -191,7 +198,7 @@ describe("sinusoidal", () => {
 
   it.each([true, false])("adds PE(n, 2i) = sin(n/10000^(2i/d)), PE(n, 2i+1) = cos(…) to the embeddings (scaled by √d: %s)", (scaleEmbeddings) => {
     const x = randn([2, t, d], 10) as tf.Tensor3D
-    const y = sinusoidal.embed!(noParams, x, sinusoidal.make({ scaleEmbeddings }), offset).arraySync()
+    const y = sinusoidal.embed!(noParams, x, sinusoidalKind.make({ scaleEmbeddings }), offset).arraySync()
     const xs = x.arraySync()
     for (let bi = 0; bi < 2; bi++)
       for (let ti = 0; ti < t; ti++)
@@ -207,7 +214,7 @@ describe("schemes inside dense attention", () => {
   const weights = Object.fromEntries(["wq", "wk", "wv", "wo"].map((n) => [n, Array.from({ length: width * width }, () => 0.5 * rng.nextNormal())]))
   const x = Array.from({ length: t }, () => Array.from({ length: width }, () => rng.nextNormal()))
   const table = randn([8, heads], 13)
-  const t5Spec = t5.make({ heads, buckets: 8, maxDistance: 20 })
+  const t5Spec = t5Kind.make({ heads, buckets: 8, maxDistance: 20 })
   const zeta = (i: number) => (i / (dh / 2) + 0.4) / 1.4
   const project = (w: number[]) => x.map((row) => Array.from({ length: width }, (_, j) => row.reduce((s, v, i) => s + v * w[i * width + j]!, 0)))
 
@@ -239,17 +246,17 @@ describe("schemes inside dense attention", () => {
   const noBias = () => 0
   const rows = table.arraySync() as number[][]
   const cases: Array<[string, PositionHooks, (v: number[], pos: number, role: "q" | "k") => number[], (h: number, n: number, m: number) => number]> = [
-    ["rope", rope.hooks!(noParams, rope.make(), attnDims), (v, pos) => rotaryReference(v, pos, dh, 10000), noBias],
-    ["rope(dims=2)", rope.hooks!(noParams, rope.make({ dims: 2 }), attnDims), (v, pos) => rotaryReference(v, pos, 2, 10000), noBias],
-    ["xpos", xpos.hooks!(noParams, xpos.make({ scaleBase: 4 }), attnDims), (v, pos, role) => rotaryReference(v, pos, dh, 10000, (i) => zeta(i) ** ((role === "q" ? pos : -pos) / 4)), noBias],
+    ["rope", rope.hooks!(noParams, ropeKind.make(), attnDims), (v, pos) => rotaryReference(v, pos, dh, 10000), noBias],
+    ["rope(dims=2)", rope.hooks!(noParams, ropeKind.make({ dims: 2 }), attnDims), (v, pos) => rotaryReference(v, pos, 2, 10000), noBias],
+    ["xpos", xpos.hooks!(noParams, xposKind.make({ scaleBase: 4 }), attnDims), (v, pos, role) => rotaryReference(v, pos, dh, 10000, (i) => zeta(i) ** ((role === "q" ? pos : -pos) / 4)), noBias],
     // get_slopes(3): the 2-head slopes 2^-4, 2^-8, then the first 4-head slope 2^-2.
-    ["alibi", alibi.hooks!(noParams, alibi.make(), attnDims), identity, (h, n, m) => -[1 / 16, 1 / 256, 1 / 4][h]! * (n - m)],
+    ["alibi", alibi.hooks!(noParams, alibiKind.make(), attnDims), identity, (h, n, m) => -[1 / 16, 1 / 256, 1 / 4][h]! * (n - m)],
     ["t5", t5.hooks!(() => table, t5Spec, attnDims), identity, (h, n, m) => rows[t5Bucket(n - m, 8, 20)]![h]!],
   ]
 
   it.each(cases)("%s: the attention output equals a naive float64 computation", (_name, position, transform, bias) => {
     const ctx: LayerCtx = { dims: attnDims, layer: 0, training: false, position, offset: 0, dropout: (v) => v }
-    const spec = full.make({ heads, bias: false })
+    const spec = fullKind.make({ heads, bias: false })
     const view: ParamView = (n) => tf.tensor2d(weights[n]!, [width, width])
     const got = full.apply(view, tf.tensor3d([x], [1, t, width]), spec, ctx).arraySync()[0]!
     const want = reference(transform, bias)

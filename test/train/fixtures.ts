@@ -1,6 +1,6 @@
 import { attention, block, decoder, depth, ffn } from "../../dsl/index.js"
 import type { RunSpec } from "../../src/experiment/define.js"
-import type { PosencSpec } from "../../src/posenc/index.js"
+import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
 import { tokenRunData } from "../../src/experiment/data.js"
 import { Rng } from "../../src/random/rng.js"
 import { constant, cosine } from "../../src/train/schedule.js"

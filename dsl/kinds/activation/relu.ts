@@ -1,0 +1,12 @@
+import { Schema } from "effect"
+import type { ActivationDescription } from "../../kind.js"
+
+/** max(0, x). */
+const schema = Schema.Struct({ kind: Schema.Literal("relu") })
+
+export const relu: ActivationDescription<typeof schema.Type> & { make: () => typeof schema.Type } = {
+  schema,
+  make: () => ({ kind: "relu" }),
+  label: () => "relu",
+  gated: false,
+}

@@ -1,0 +1,66 @@
+import * as tf from "@tensorflow/tfjs"
+import { headDimOf } from "../../dsl/kinds/attention/fields.js"
+import type { LayerCtx, ParamView } from "../model/kind.js"
+
+/** What every attention kind shares: the Q/K/V and output projections, heads, the decoding cache. */
+
+/** Splits [B·T, H·dh] projections into heads: [B, H, T, dh]. */
+export const splitHeads = (x: tf.Tensor2D, b: number, t: number, heads: number): tf.Tensor4D =>
+  x.reshape([b, t, heads, x.shape[1] / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D
+
+export const mergeHeads = (x: tf.Tensor4D): tf.Tensor2D => {
+  const [b, h, t, dh] = x.shape
+  return x.transpose([0, 2, 1, 3]).reshape([b * t, h * dh]) as tf.Tensor2D
+}
+
+export const linear = (p: ParamView, x: tf.Tensor2D, w: string, b: string, bias: boolean): tf.Tensor2D => {
+  const y = tf.matMul(x, p(w) as tf.Tensor2D) as tf.Tensor2D
+  return bias ? (tf.add(y, p(b)) as tf.Tensor2D) : y
+}
+
+interface Heads {
+  readonly heads: number
+  readonly headDim?: number | undefined
+  readonly bias: boolean
+}
+
+/**
+ * q (scaled by 1/√dh), k, v [B, H, T, dh] of x, with the position scheme's rotation applied.
+ * Scaling q rather than the scores costs T·D instead of T² multiplies.
+ */
+export const projectQkv = (
+  p: ParamView,
+  x: tf.Tensor3D,
+  spec: Heads,
+  ctx: LayerCtx,
+  names: readonly [string, string, string] = ["q", "k", "v"],
+): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] => {
+  const [b, t, d] = x.shape
+  const x2 = x.reshape([b * t, d]) as tf.Tensor2D
+  const [nq, nk, nv] = names
+  let q = splitHeads(tf.mul(linear(p, x2, `w${nq}`, `b${nq}`, spec.bias), 1 / Math.sqrt(headDimOf(spec, d))), b, t, spec.heads)
+  let k = splitHeads(linear(p, x2, `w${nk}`, `b${nk}`, spec.bias), b, t, spec.heads)
+  const v = splitHeads(linear(p, x2, `w${nv}`, `b${nv}`, spec.bias), b, t, spec.heads)
+  if (ctx.position.queryKey) [q, k] = ctx.position.queryKey(q, k, ctx.offset, ctx.offset)
+  return [q, k, v]
+}
+
+/** Merges heads [B, H, T, dh] and applies the output projection: [B, T, D]. */
+export const project = (p: ParamView, y: tf.Tensor4D, bias: boolean): tf.Tensor3D => {
+  const [b, , t] = y.shape
+  const out = linear(p, mergeHeads(y), "wo", "bo", bias)
+  return out.reshape([b, t, out.shape[1]]) as tf.Tensor3D
+}
+
+/** Appends new keys/values to the decoding cache and returns the full key/value sequences. */
+export const extendCache = (ctx: LayerCtx, k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] => {
+  const slot = ctx.kv
+  if (slot === undefined) return [k, v]
+  const kAll = slot.k === undefined ? k : (tf.concat([slot.k, k], 2) as tf.Tensor4D)
+  const vAll = slot.v === undefined ? v : (tf.concat([slot.v, v], 2) as tf.Tensor4D)
+  slot.k?.dispose()
+  slot.v?.dispose()
+  slot.k = tf.keep(kAll)
+  slot.v = tf.keep(vAll)
+  return [kAll, vAll]
+}
