@@ -34,7 +34,7 @@ const command = Command.make(
     out: Flag.String("out").pipe(Flag.withDescription("run directory (default runs/<experiment>)"), Flag.optional),
     fresh: Flag.Boolean("fresh").pipe(Flag.withDescription("ignore an existing checkpoint and start over"), Flag.withDefault(false)),
     checkpointEvery: Flag.Int("checkpoint-every").pipe(Flag.withDescription("checkpoint every N steps"), Flag.optional),
-    backend: Flag.String("backend").pipe(Flag.withDescription("force a tfjs backend (e.g. cpu, wasm)"), Flag.optional),
+    backend: Flag.String("backend").pipe(Flag.withDescription("force a backend: native, cpu, or tensorflow (when @tensorflow/tfjs-node is installed)"), Flag.optional),
     print: Flag.Boolean("print").pipe(Flag.withDescription("print the model trees and exit"), Flag.withDefault(false)),
   },
   (a) =>
