@@ -117,23 +117,35 @@ const weighed = (spec: DecoderSpec): Weighed[] => {
   ])
 }
 
-/** Model-wide parameters declared with different shapes by different layers. */
+/** A declaration of a parameter by name and shape, and where it was made. */
+export interface Declaration {
+  readonly name: string
+  readonly shape: readonly number[]
+  readonly path: ReadonlyArray<string | number>
+}
+
+/** One name, one shape: every declaration whose shape differs from the first of its name. */
+export const shapeConflicts = (declarations: ReadonlyArray<Declaration>): Issue[] => {
+  const first = new Map<string, Declaration>()
+  return declarations.flatMap((d) => {
+    const seen = first.get(d.name)
+    if (seen === undefined) first.set(d.name, d)
+    if (seen === undefined || seen.shape.join(",") === d.shape.join(",")) return []
+    return [{ path: d.path, message: `parameter "${d.name}" has shape [${d.shape}] here but [${seen.shape}] at ${JSON.stringify(seen.path)}: one name, one shape` }]
+  })
+}
+
+/** Model-wide parameters declared with different shapes by different blocks. */
 export const sharedParamIssues = (spec: DecoderSpec): Issue[] => {
   const dims = dimsOf(spec)
-  const first = new Map<string, { shape: readonly number[]; block: number }>()
-  const issues: Issue[] = []
-  for (const run of blockRuns(spec.layers)) {
-    for (const { param: p, shared } of blockDeclared(run.block, dims, run.from)) {
-      if (!shared) continue
-      const seen = first.get(p.name)
-      if (seen === undefined) first.set(p.name, { shape: p.decl.shape, block: run.from })
-      else if (seen.shape.join(",") !== p.decl.shape.join(",")) {
-        const path = spec.layers.op === "depth" ? ["layers", "block"] : ["layers", "blocks", run.from]
-        issues.push({ path, message: `parameter "${p.name}" has shape [${p.decl.shape}] here but [${seen.shape}] in block ${seen.block}: one name, one shape` })
-      }
-    }
-  }
-  return issues
+  const path = (from: number) => (spec.layers.op === "depth" ? ["layers", "block"] : ["layers", "blocks", from])
+  return shapeConflicts(
+    blockRuns(spec.layers).flatMap((run) =>
+      blockDeclared(run.block, dims, run.from)
+        .filter((d) => d.shared)
+        .map((d) => ({ name: d.param.name, shape: d.param.decl.shape, path: path(run.from) })),
+    ),
+  )
 }
 
 /** Every parameter of the model, each block's under its own index. */

@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs"
 import { Result } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
-import { attention, block, decodeSpec, decoder, depth, ffn, posenc, type DecoderSpec } from "../../dsl/index.js"
+import { attention, block, decodeSpec, decoder, depth, ffn, posenc, stack, type DecoderSpec } from "../../dsl/index.js"
 import { attentionKinds, attentionModule, type AttentionKindTag, type AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import { compile, DecodeCache } from "../../src/model/index.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
-import { representative } from "./examples.js"
+import { representative, uneven } from "./examples.js"
 import { maxDiff } from "./helpers.js"
 
 beforeAll(async () => {
@@ -15,13 +15,36 @@ beforeAll(async () => {
 const model = (spec: AttentionSpec, pos: PosencSpec = posenc("learned"), allowNonCausal = false): DecoderSpec =>
   decoder({ vocab: 17, width: 16, context: 24, layers: depth(2, block({ attention: spec, ffn: ffn("gelu") })), posenc: pos, allowNonCausal })
 
+/**
+ * A stack whose blocks differ: the kind with 3 heads of 6 in blocks 0 and 2 (with a ReLU FFN
+ * of exact width 20 and a SwiGLU of 24), one dense head of 10 between them (GELU, 2× wide).
+ */
+const stacked = (kind: AttentionKindTag, pos: PosencSpec = posenc("learned"), allowNonCausal = false): DecoderSpec =>
+  decoder({
+    vocab: 17,
+    width: 16,
+    context: 24,
+    posenc: pos,
+    allowNonCausal,
+    layers: stack([
+      block({ attention: uneven[kind], ffn: ffn("relu", { hidden: 20 }) }),
+      block({ attention: attention("full", { heads: 1, headDim: 10 }), ffn: ffn("gelu", { mult: 2 }) }),
+      block({ attention: uneven[kind], ffn: ffn("swiglu", { hidden: 24 }) }),
+    ]),
+  })
+
 const kinds = Object.keys(attentionKinds) as AttentionKindTag[]
 const tokens = (seed: number, n: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 3 + ((i * i) % 5)) % 17)
 
-describe("causality over every registered attention kind", () => {
+const shapes = [
+  { shape: "equal blocks", build: (kind: AttentionKindTag, pos?: PosencSpec, allow = false) => model(representative[kind], pos, allow) },
+  { shape: "a stack of different blocks", build: stacked },
+]
+
+describe.each(shapes)("causality over every registered attention kind, $shape", ({ build }) => {
   it.each(kinds)("%s: future tokens change past logits only if the kind says it is not causal", (kind) => {
     const spec = representative[kind]
-    const m = compile(model(spec, undefined, true))
+    const m = compile(build(kind, undefined, true))
     const params = m.init(1)
     const a = tokens(1, 24)
     const logits = (ids: number[]) => m.apply(params, tf.tensor2d([ids], [1, ids.length], "int32"))
@@ -34,7 +57,9 @@ describe("causality over every registered attention kind", () => {
     if (attentionModule(spec).causal(spec)) expect(leak).toBeLessThan(1e-5)
     else expect(leak).toBeGreaterThan(1e-4)
   })
+})
 
+describe("the published Linformer", () => {
   it("the published Linformer is flagged, and the decoder refuses it unless allowed", () => {
     expect(attentionModule(representative.linformer).causal(representative.linformer)).toBe(false)
     const refused = decodeSpec(JSON.parse(JSON.stringify(model(representative.linformer))))
@@ -47,23 +72,28 @@ describe("causality over every registered attention kind", () => {
 })
 
 describe("cached generation equals the full forward pass", () => {
-  // Score-bias schemes for the kinds that accept them (compressed keys have no position).
+  // Score-bias schemes for the kinds that accept them (compressed keys have no position); in
+  // the stacks, T5's table has 3 heads and the 1-head block reads its first column.
   const cases = kinds
     .filter((k) => attentionModule(representative[k]).causal(representative[k]))
     .flatMap((k) => {
       const spec = representative[k]
       const schemes: PosencSpec[] = k === "linformer-causal" ? [posenc("rope")] : [posenc("alibi"), posenc("t5", { heads: spec.heads, buckets: 8, maxDistance: 16 })]
-      return schemes.map((pos) => ({ kind: k, spec, pos, scheme: pos.kind }))
+      const stackSchemes: PosencSpec[] = k === "linformer-causal" ? [posenc("rope"), posenc("xpos")] : [posenc("rope"), posenc("alibi"), posenc("t5", { heads: 3, buckets: 8, maxDistance: 16 })]
+      return [
+        ...schemes.map((pos) => ({ kind: k, shape: "equal blocks", spec: model(spec, pos), scheme: pos.kind })),
+        ...stackSchemes.map((pos) => ({ kind: k, shape: "a stack of different blocks", spec: stacked(k, pos), scheme: pos.kind })),
+      ]
     })
   cases.push({
     kind: "sparse-strided",
-    spec: attention("sparse-strided", { heads: 4, stride: 3, combine: "alternate" }),
-    pos: posenc("rope"),
+    shape: "equal blocks",
+    spec: model(attention("sparse-strided", { heads: 4, stride: 3, combine: "alternate" }), posenc("rope")),
     scheme: "rope",
   })
 
-  it.each(cases)("$kind with $scheme", ({ spec, pos }) => {
-    const m = compile(model(spec, pos))
+  it.each(cases)("$kind with $scheme, $shape", ({ spec }) => {
+    const m = compile(spec)
     const params = m.init(2)
     const ids = tokens(3, 22)
     const full = m.apply(params, tf.tensor2d([ids], [1, 22], "int32"))
@@ -84,6 +114,27 @@ describe("cached generation equals the full forward pass", () => {
     const m = compile(model(representative.linformer, undefined, true))
     const cache = new DecodeCache()
     expect(() => m.apply(m.init(1), tf.tensor2d([[1, 2, 3]], [1, 3], "int32"), { cache })).toThrow(/not causal/)
+  })
+})
+
+describe.each(kinds)("gradients in a stack of different blocks: %s", (kind) => {
+  it("reach every parameter, finite and not all zero", () => {
+    const m = compile(stacked(kind, posenc("rope"), true))
+    const params = m.init(4)
+    const ids = tokens(2, 25)
+    const batch = { tokens: tf.tensor2d([ids], [1, 25], "int32"), mask: tf.ones([1, 24]) as tf.Tensor2D }
+    const before = tf.memory().numTensors
+    const { value, grads } = tf.variableGrads(() => m.loss(params, batch), Object.values(params) as tf.Variable[])
+    const byName = new Map(Object.entries(params).map(([name, v]) => [(v as tf.Variable).name, name]))
+    expect(Object.keys(grads).map((v) => byName.get(v)).sort()).toEqual(m.table.map((p) => p.name).sort())
+    for (const [v, g] of Object.entries(grads)) {
+      const values = g.dataSync()
+      expect(values.every(Number.isFinite), byName.get(v)).toBe(true)
+      expect(values.some((x) => x !== 0), byName.get(v)).toBe(true)
+    }
+    tf.dispose([value, ...Object.values(grads)])
+    expect(tf.memory().numTensors).toBe(before)
+    tf.dispose([batch.tokens, batch.mask, ...Object.values(params)])
   })
 })
 

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { describe, expect, it } from "vitest"
-import { activation, gpt2, llama, replace } from "../../dsl/index.js"
+import { activation, attention, block, decoder, ffn, gpt2, interleave, llama, norm, posenc, replace } from "../../dsl/index.js"
 import { type NativeBackend } from "../../src/backend/native/index.js"
 import { BufferPool } from "../../src/backend/native/pool.js"
 import { compile, type Model } from "../../src/model/index.js"
@@ -60,6 +60,21 @@ native("training on the native backend", () => {
     ["base", small(97, 32, 2, 4, 16)],
     ["gelu", compile(replace(gpt2({ vocab: 97, width: 32, context: 16, layers: 2, heads: 4 }), { activation: () => activation("gelu") }))],
     ["llama", compile(llama({ vocab: 97, width: 32, context: 16, layers: 2, heads: 4 }))],
+    [
+      "heterogeneous",
+      compile(
+        decoder({
+          vocab: 97,
+          width: 32,
+          context: 16,
+          posenc: posenc("rope"),
+          layers: interleave(3, [
+            block({ attention: attention("sliding-window", { heads: 3, headDim: 6, window: 4 }), ffn: ffn("gelu", { hidden: 40 }), norm: norm("rms") }),
+            block({ attention: attention("full", { heads: 2, headDim: 20 }), ffn: ffn("swiglu", { hidden: 24 }) }),
+          ]),
+        }),
+      ),
+    ],
   ]
   it.each(decoders)("gradients of a whole small %s decoder equal the stock backend's, leaving no tensors behind", async (_name, model) => {
     const tensorsBefore = tf.memory().numTensors

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
-import { attention, block, decoder, depth, ffn, norm, type DecoderSpec } from "../../dsl/index.js"
+import { attention, block, decoder, depth, ffn, norm, stack, type DecoderSpec } from "../../dsl/index.js"
 import { compile, initValues } from "../../src/model/index.js"
 import { referenceLogits, referenceLoss, type RefConfig, type Weights } from "../reference/decoder.js"
 
@@ -50,54 +50,88 @@ describe("base decoder", () => {
     tf.dispose([logits, tokens, ...Object.values(p)])
   })
 
-  const tiny: RefConfig = { vocab: 11, width: 8, heads: 2, layers: 2, hidden: 32, tied: false, activation: "gelu" }
-  const tinySpec = base({ vocab: 11, width: 8, heads: 2, layers: 2, context: 6, tied: false, activation: "gelu" })
+  /**
+   * The reference covers a stack of equal blocks and one whose blocks differ in head count,
+   * head size (heads × headDim ≠ width), FFN width and activation.
+   */
+  const references: Array<[string, RefConfig, DecoderSpec]> = [
+    [
+      "two equal blocks",
+      { vocab: 11, width: 8, tied: false, blocks: [0, 1].map(() => ({ heads: 2, headDim: 4, hidden: 32, activation: "gelu" as const })) },
+      base({ vocab: 11, width: 8, heads: 2, layers: 2, context: 6, tied: false, activation: "gelu" }),
+    ],
+    [
+      "a stack of different blocks",
+      {
+        vocab: 11,
+        width: 8,
+        tied: true,
+        blocks: [
+          { heads: 3, headDim: 4, hidden: 12, activation: "relu" },
+          { heads: 1, headDim: 6, hidden: 20, activation: "gelu" },
+          { heads: 2, headDim: 4, hidden: 32, activation: "gelu" },
+        ],
+      },
+      decoder({
+        vocab: 11,
+        width: 8,
+        context: 6,
+        layers: stack([
+          block({ attention: attention("full", { heads: 3, headDim: 4 }), ffn: ffn("relu", { hidden: 12 }), norm: norm("layer") }),
+          block({ attention: attention("full", { heads: 1, headDim: 6 }), ffn: ffn("gelu", { hidden: 20 }), norm: norm("layer") }),
+          block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu", { mult: 4 }), norm: norm("layer") }),
+        ]),
+      }),
+    ],
+  ]
   const seq = [3, 1, 4, 1, 5, 9, 2]
 
   const weightsOf = (values: Map<string, Float32Array>): Weights => new Map([...values].map(([k, v]) => [k, Float64Array.from(v)]))
 
-  it("logits equal a naive float64 reference implementation", () => {
-    const m = compile(tinySpec)
-    const values = initValues(m.table, 5)
-    // Non-trivial norms and biases, so every parameter matters.
-    for (const [k, v] of values) if (/gain|bias|\.b/.test(k)) for (let i = 0; i < v.length; i++) v[i] = v[i]! + 0.1 * Math.sin(i + k.length)
-    const params = Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!, [...p.decl.shape])]))
-    const logits = m.apply(params, tf.tensor2d([seq.slice(0, 6)], [1, 6], "int32"))
-    const ref = referenceLogits(tiny, weightsOf(values), seq.slice(0, 6))
-    const got = logits.arraySync()[0]!
-    for (let t = 0; t < 6; t++) for (let v = 0; v < 11; v++) expect(got[t]![v]!).toBeCloseTo(ref[t]![v]!, 5)
-  })
-
-  it("gradients equal central finite differences of the float64 reference", () => {
-    const m = compile(tinySpec)
-    const values = initValues(m.table, 7)
-    // Larger weights than the 0.02 init, so the loss is far from flat and gradients are O(0.1).
-    for (const v of values.values()) for (let i = 0; i < v.length; i++) v[i] = v[i]! * 10 + (v[i] === 0 ? 0.05 * Math.cos(i) : 0)
-    const params = Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!, [...p.decl.shape])]))
-    const names = m.table.map((p) => p.name)
-    const batch = { tokens: tf.tensor2d([seq], [1, 7], "int32"), mask: tf.ones([1, 6]) as tf.Tensor2D }
-    const grads = tf.grads((...ts: tf.Tensor[]) => m.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]!])), batch))(names.map((n) => params[n]!))
-    const w = weightsOf(values)
-    const h = 1e-5
-    let checked = 0
-    names.forEach((name, idx) => {
-      const g = grads[idx]!.dataSync()
-      const entry = w.get(name)!
-      // A few entries of every parameter: float64 differences with h = 1e-5 are exact to ~1e-9,
-      // so the tolerance only has to cover the float32 forward/backward of tfjs.
-      for (const i of [0, Math.floor(entry.length / 2), entry.length - 1]) {
-        const orig = entry[i]!
-        entry[i] = orig + h
-        const up = referenceLoss(tiny, w, seq)
-        entry[i] = orig - h
-        const down = referenceLoss(tiny, w, seq)
-        entry[i] = orig
-        const fd = (up - down) / (2 * h)
-        expect(Math.abs(g[i]! - fd)).toBeLessThan(2e-4 + 2e-3 * Math.abs(fd))
-        checked++
-      }
+  describe.each(references)("against a naive float64 reference: %s", (_name, tiny, tinySpec) => {
+    it("logits equal a naive float64 reference implementation", () => {
+      const m = compile(tinySpec)
+      const values = initValues(m.table, 5)
+      // Non-trivial norms and biases, so every parameter matters.
+      for (const [k, v] of values) if (/gain|bias|\.b/.test(k)) for (let i = 0; i < v.length; i++) v[i] = v[i]! + 0.1 * Math.sin(i + k.length)
+      const params = Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!, [...p.decl.shape])]))
+      const logits = m.apply(params, tf.tensor2d([seq.slice(0, 6)], [1, 6], "int32"))
+      const ref = referenceLogits(tiny, weightsOf(values), seq.slice(0, 6))
+      const got = logits.arraySync()[0]!
+      for (let t = 0; t < 6; t++) for (let v = 0; v < 11; v++) expect(Math.abs(got[t]![v]! - ref[t]![v]!)).toBeLessThan(1e-5)
     })
-    expect(checked).toBe(names.length * 3)
+
+    it("gradients equal central finite differences of the float64 reference", () => {
+      const m = compile(tinySpec)
+      const values = initValues(m.table, 7)
+      // Larger weights than the 0.02 init, so the loss is far from flat and gradients are O(0.1).
+      for (const v of values.values()) for (let i = 0; i < v.length; i++) v[i] = v[i]! * 10 + (v[i] === 0 ? 0.05 * Math.cos(i) : 0)
+      const params = Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!, [...p.decl.shape])]))
+      const names = m.table.map((p) => p.name)
+      const batch = { tokens: tf.tensor2d([seq], [1, 7], "int32"), mask: tf.ones([1, 6]) as tf.Tensor2D }
+      const grads = tf.grads((...ts: tf.Tensor[]) => m.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]!])), batch))(names.map((n) => params[n]!))
+      const w = weightsOf(values)
+      const h = 1e-5
+      let checked = 0
+      names.forEach((name, idx) => {
+        const g = grads[idx]!.dataSync()
+        const entry = w.get(name)!
+        // A few entries of every parameter: float64 differences with h = 1e-5 are exact to ~1e-9,
+        // so the tolerance only has to cover the float32 forward/backward of tfjs.
+        for (const i of [0, Math.floor(entry.length / 2), entry.length - 1]) {
+          const orig = entry[i]!
+          entry[i] = orig + h
+          const up = referenceLoss(tiny, w, seq)
+          entry[i] = orig - h
+          const down = referenceLoss(tiny, w, seq)
+          entry[i] = orig
+          const fd = (up - down) / (2 * h)
+          expect(Math.abs(g[i]! - fd)).toBeLessThan(2e-4 + 2e-3 * Math.abs(fd))
+          checked++
+        }
+      })
+      expect(checked).toBe(names.length * 3)
+    })
   })
 
   it("is causal: later tokens never change earlier logits", () => {

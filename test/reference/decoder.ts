@@ -1,20 +1,25 @@
 /**
- * A naive float64 implementation of the base decoder (pre-LayerNorm GPT-2 block, learned
+ * A naive float64 implementation of the base decoder (pre-LayerNorm GPT-2 blocks, learned
  * positions, dense causal attention, ReLU/GELU FFN), written with plain loops and
- * independent of tfjs and of the interpreter, to check it against.
+ * independent of tfjs and of the interpreter, to check it against. Each block has its own
+ * head count, head size, FFN width and activation.
  */
 import { erf } from "./erf.js"
 
 export type Weights = Map<string, Float64Array>
 
+export interface RefBlock {
+  readonly heads: number
+  readonly headDim: number
+  readonly hidden: number
+  readonly activation: "relu" | "gelu"
+}
+
 export interface RefConfig {
   readonly vocab: number
   readonly width: number
-  readonly heads: number
-  readonly layers: number
-  readonly hidden: number
+  readonly blocks: ReadonlyArray<RefBlock>
   readonly tied: boolean
-  readonly activation: "relu" | "gelu"
 }
 
 const act = (kind: "relu" | "gelu", x: number): number => (kind === "relu" ? Math.max(0, x) : 0.5 * x * (1 + erf(x / Math.SQRT2)))
@@ -42,18 +47,19 @@ export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<
     return v
   }
   const d = c.width
-  const dh = d / c.heads
   const emb = W("embed.tokens")
   const pos = W("posenc.table")
   let x = tokens.map((tok, t) => Array.from({ length: d }, (_, i) => emb[tok * d + i]! + pos[t * d + i]!))
-  for (let l = 0; l < c.layers; l++) {
+  c.blocks.forEach((b, l) => {
     const p = `blocks.${l}`
+    const dh = b.headDim
+    const inner = b.heads * dh
     const h = layerNorm(x, W(`${p}.0.norm.gain`), W(`${p}.0.norm.bias`))
-    const q = linear(h, W(`${p}.0.attention.wq`), d, W(`${p}.0.attention.bq`))
-    const k = linear(h, W(`${p}.0.attention.wk`), d, W(`${p}.0.attention.bk`))
-    const v = linear(h, W(`${p}.0.attention.wv`), d, W(`${p}.0.attention.bv`))
-    const attn = x.map(() => new Array<number>(d).fill(0))
-    for (let hd = 0; hd < c.heads; hd++) {
+    const q = linear(h, W(`${p}.0.attention.wq`), inner, W(`${p}.0.attention.bq`))
+    const k = linear(h, W(`${p}.0.attention.wk`), inner, W(`${p}.0.attention.bk`))
+    const v = linear(h, W(`${p}.0.attention.wv`), inner, W(`${p}.0.attention.bv`))
+    const attn = x.map(() => new Array<number>(inner).fill(0))
+    for (let hd = 0; hd < b.heads; hd++) {
       for (let t = 0; t < x.length; t++) {
         const scores: number[] = []
         for (let s = 0; s <= t; s++) {
@@ -69,9 +75,9 @@ export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<
     }
     x = add(x, linear(attn, W(`${p}.0.attention.wo`), d, W(`${p}.0.attention.bo`)))
     const h2 = layerNorm(x, W(`${p}.1.norm.gain`), W(`${p}.1.norm.bias`))
-    const inner = linear(h2, W(`${p}.1.ffn.w_in`), c.hidden, W(`${p}.1.ffn.b_in`)).map((r) => r.map((u) => act(c.activation, u)))
-    x = add(x, linear(inner, W(`${p}.1.ffn.w_out`), d, W(`${p}.1.ffn.b_out`)))
-  }
+    const hidden = linear(h2, W(`${p}.1.ffn.w_in`), b.hidden, W(`${p}.1.ffn.b_in`)).map((r) => r.map((u) => act(b.activation, u)))
+    x = add(x, linear(hidden, W(`${p}.1.ffn.w_out`), d, W(`${p}.1.ffn.b_out`)))
+  })
   const f = layerNorm(x, W("norm.gain"), W("norm.bias"))
   if (c.tied) return f.map((row) => Array.from({ length: c.vocab }, (_, v) => row.reduce((s, xi, i) => s + xi * emb[v * d + i]!, 0)))
   return linear(f, W("head.weight"), c.vocab)

@@ -1,4 +1,4 @@
-import { attention, block, decoder, depth, ffn } from "../../dsl/index.js"
+import { attention, block, decoder, depth, ffn, type Layers } from "../../dsl/index.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
 import { tokenRunData } from "../../src/experiment/data.js"
@@ -32,7 +32,7 @@ const corpus = (seed: number, words: number): Uint16Array => {
 
 export const syntheticData = (): RunData => tokenRunData(charTokenizer, corpus(1, 3000), corpus(2, 400), { train: 1, valid: 1 })
 
-export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEvery?: number; dropout?: number; seed?: number; posenc?: PosencSpec }): RunSpec => ({
+export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEvery?: number; dropout?: number; seed?: number; posenc?: PosencSpec; layers?: Layers }): RunSpec => ({
   format: 1,
   experiment: "test",
   variant: "base",
@@ -43,7 +43,7 @@ export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEve
     context: 8,
     dropout: o.dropout ?? 0,
     ...(o.posenc ? { posenc: o.posenc } : {}),
-    layers: depth(1, block({ attention: attention("full", { heads: 2, dropout: o.dropout ?? 0 }), ffn: ffn("gelu", { dropout: o.dropout ?? 0 }) })),
+    layers: o.layers ?? depth(1, block({ attention: attention("full", { heads: 2, dropout: o.dropout ?? 0 }), ffn: ffn("gelu", { dropout: o.dropout ?? 0 }) })),
   }),
   training: {
     data: { source: "tinystories", tokenizer: { bpe: 512 }, extra: false },

@@ -9,7 +9,7 @@ import { ProgressSink } from "../../src/report/progress.js"
 import { type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
-import { posenc } from "../../dsl/index.js"
+import { attention, block, ffn, posenc, stack } from "../../dsl/index.js"
 import { describeNative } from "../backend/native-suite.js"
 import { syntheticData, tinyRun } from "./fixtures.js"
 
@@ -62,6 +62,26 @@ describe("training run", () => {
     expect(bytes(resumed, "optimizer.safetensors").equals(bytes(straight, "optimizer.safetensors"))).toBe(true)
     const rows = (dir: string) => readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
     expect(rows(resumed).map((r) => [r.step, r.loss])).toEqual(rows(straight).map((r) => [r.step, r.loss]))
+  })
+
+  it("a stack of different blocks trains, resumes byte-identically after a crash, evaluates and samples", async () => {
+    const layers = stack([
+      block({ attention: attention("sliding-window", { heads: 3, headDim: 4, window: 3, dropout: 0.1 }), ffn: ffn("relu", { hidden: 24 }) }),
+      block({ attention: attention("full", { heads: 1, headDim: 12 }), ffn: ffn("swiglu", { hidden: 20, dropout: 0.1 }) }),
+    ])
+    const run = tinyRun({ steps: 6, every: 3, dropout: 0.1, posenc: posenc("alibi"), layers })
+    const straight = tmp()
+    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(straight)))).toBe(true)
+    const resumed = tmp()
+    expect(errorOf((await runIn(run, crashingAfter(syntheticData(), 9), options(resumed))) as never)).toMatch(/simulated crash/)
+    expect(JSON.parse(readFileSync(join(resumed, "checkpoint", "state.json"), "utf8")).step).toBe(4)
+    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(resumed)))).toBe(true)
+    expect(bytes(resumed, "model.safetensors").equals(bytes(straight, "model.safetensors"))).toBe(true)
+    expect(bytes(resumed, "optimizer.safetensors").equals(bytes(straight, "optimizer.safetensors"))).toBe(true)
+    const summary = JSON.parse(readFileSync(join(resumed, "summary.json"), "utf8"))
+    expect(Number.isFinite(summary.valLoss)).toBe(true)
+    expect(summary.sample.startsWith("abc")).toBe(true)
+    expect(Object.keys(summary.lengths)).toEqual(["16"])
   })
 
   it("keeps the tensor count flat over hundreds of steps with evaluations", async () => {

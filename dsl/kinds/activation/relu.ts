@@ -1,9 +1,9 @@
 import { Schema } from "effect"
 import type { ActivationDescription } from "../../kind.js"
 
-/** max(0, x). */
 const schema = Schema.Struct({ kind: Schema.Literal("relu") })
 
+/** max(0, x). */
 export const relu: ActivationDescription<typeof schema.Type> & { make: () => typeof schema.Type } = {
   schema,
   make: () => ({ kind: "relu" }),

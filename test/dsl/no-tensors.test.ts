@@ -1,0 +1,43 @@
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { flopsPerToken, hashSpec, paramCounts, printSpec } from "../../dsl/index.js"
+import { command } from "../cli/process.js"
+import { mixedStack } from "./fixtures/mixed-stack.js"
+
+/**
+ * The language is data: importing dsl/ (and tabulating results) must not need the tensor
+ * library or the native addon. The commands run in child processes preloaded with a hook
+ * that makes @tensorflow/*, *.node and src/backend/ unresolvable.
+ */
+const blocked = (script: string, args: string[] = []) =>
+  command(script, args, { NODE_OPTIONS: `--import ${join(import.meta.dirname, "fixtures/block-tensors.mjs")}` }).done
+
+describe("the DSL without a tensor library", { timeout: 60_000 }, () => {
+  it("the blocking hook does block: the interpreter cannot load", async () => {
+    const r = await blocked("src/cli/eval.ts", ["--help"])
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/blocked import: @tensorflow\/tfjs/)
+  })
+
+  it("builds, prints, hashes, decodes and counts a heterogeneous stack", async () => {
+    const r = await blocked("test/dsl/fixtures/use-dsl.ts")
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout)
+    // The same figures as in this process, where the tensor library is loaded.
+    expect(out).toEqual({ printed: printSpec(mixedStack), hash: hashSpec(mixedStack), decoded: true, counts: paramCounts(mixedStack), flops: flopsPerToken(mixedStack), loaded: [] })
+  })
+
+  it("npm run results tabulates finished runs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "results-no-tf-"))
+    for (const seed of [1, 2]) {
+      mkdirSync(join(dir, `seed${seed}`))
+      const summary = { experiment: "x", variant: "base", seed, valLoss: 2 + seed, valBpb: 1 + seed / 10, lengths: {}, tokensPerSecond: 100, tokensTrained: 4096, params: { total: 1000, nonEmbedding: 600, embedding: 400 } }
+      writeFileSync(join(dir, `seed${seed}`, "summary.json"), JSON.stringify(summary))
+    }
+    const r = await blocked("src/cli/results.ts", [dir])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/\| base \| 2 \| 1000 \/ 600 \| 4096 \| 3\.5000 ± 0\.7071 \| 1\.1500 ± 0\.0707 \| 100 \|/)
+  })
+})
