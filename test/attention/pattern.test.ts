@@ -2,8 +2,10 @@ import { inflateSync } from "node:zlib"
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention } from "../../dsl/index.js"
+import { attentionModule, type AttentionKindTag } from "../../dsl/kinds/attention/index.js"
 import { attends, measurePattern } from "../../src/attention/pattern.js"
 import { crc32, encodePng } from "../../src/report/png.js"
+import { representative, uneven } from "./examples.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -32,6 +34,20 @@ describe("the measured pattern is the computed one", () => {
     expect(published).toEqual(expected(() => true))
     const causal = attends(measurePattern(attention("linformer-causal", { heads: 2, k: 4, block: 6 }), { context: t, layer: 0, head: 0 }), t)
     expect(causal).toEqual(expected((i, j) => j <= i))
+  })
+})
+
+describe("each kind's described pattern is what it computes", () => {
+  // The description says which keys a query may see; the computation makes a query that sees
+  // any key also depend on its own position (through q_i).
+  const cases = (Object.keys(representative) as AttentionKindTag[]).flatMap((kind) =>
+    [representative[kind], uneven[kind]].flatMap((spec) => [0, 1].flatMap((layer) => [0, spec.heads - 1].map((head) => ({ kind, spec, layer, head, label: attentionModule(spec).label(spec) })))),
+  )
+  it.each(cases)("$label, layer $layer, head $head", ({ spec, layer, head }) => {
+    const visible = attentionModule(spec).visible(spec, layer)
+    const sees = (i: number) => Array.from({ length: t }, (_, j) => visible(head, i, j))
+    const want = expected((i, j) => sees(i)[j]! || (i === j && sees(i).some(Boolean)))
+    expect(attends(measurePattern(spec, { context: t, layer, head }), t)).toEqual(want)
   })
 })
 
