@@ -98,7 +98,12 @@ const shared = {
   },
   label,
   causal: () => true,
-  visible: slidingVisible,
+  // Global rows attend to every earlier token.
+  visible: (spec: Sliding, layer: number): Visible => {
+    const ordinary = slidingVisible(spec, layer)
+    const global = new Set(spec.kind === "longformer" ? spec.global : [])
+    return (h, i, j) => ordinary(h, i, j) || (global.has(i) && j <= i)
+  },
 }
 
 export const slidingWindow: AttentionDescription<SlidingWindow> & { make: typeof makeSliding } = {
