@@ -11,7 +11,7 @@ export { blockRuns, countParams, flopsPerToken, paramCounts, paramTable, type Bl
 export { formatCount, printSpec } from "./print.js"
 export { canonicalJson, hashSpec } from "./hash.js"
 export { diffSpecs, formatDiff, type Change } from "./diff.js"
-export { override, replace, sweep, type SweepAxes } from "./vary.js"
+export { override, replace, replaceIn, sweep, type SweepAxes } from "./vary.js"
 export { keepBlocks, layersOf, mapBlocks, type Which } from "./blocks.js"
 export type { FfnSpec } from "./ffn.js"
 export type { ActivationSpec, ActivationTag } from "./kinds/activation/index.js"

@@ -4,7 +4,7 @@ import type { ActivationSpec } from "./kinds/activation/index.js"
 import type { AttentionSpec } from "./kinds/attention/index.js"
 import type { NormSpec } from "./kinds/norm/index.js"
 import type { PosencSpec } from "./kinds/posenc/index.js"
-import type { DecoderSpec, Layer } from "./nodes.js"
+import type { BlockSpec, DecoderSpec, Layer } from "./nodes.js"
 
 /**
  * Making variants of a spec in code: `override` patches fields, `replace` swaps every node
@@ -55,6 +55,9 @@ const mapLayer = (layer: Layer, r: Replacements): Layer => {
   }
 }
 
+/** The block with every matching node mapped: for per-block changes with `mapBlocks`. */
+export const replaceIn = (block: BlockSpec, r: Replacements): BlockSpec => ({ ...block, layers: block.layers.map((l) => mapLayer(l, r)) })
+
 /**
  * `replace(base, { activation: () => activation("gelu") })`: every matching node, mapped.
  * With `{ blocks }`, only inside the chosen blocks (and then neither the position scheme nor
@@ -63,7 +66,7 @@ const mapLayer = (layer: Layer, r: Replacements): Layer => {
  */
 export const replace = (base: DecoderSpec, r: Replacements, options: { readonly blocks?: Which } = {}): DecoderSpec => {
   const whole = options.blocks === undefined
-  const mapped = mapBlocks(base, options.blocks ?? (() => true), (b) => ({ ...b, layers: b.layers.map((l) => mapLayer(l, r)) }))
+  const mapped = mapBlocks(base, options.blocks ?? (() => true), (b) => replaceIn(b, r))
   return {
     ...mapped,
     posenc: whole && r.posenc ? r.posenc(base.posenc) : base.posenc,

@@ -2,7 +2,7 @@ import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import {
   attention, block, blocksOf, decodeSpec, decoder, depth, diffSpecs, ffn, flopsPerToken, hashSpec, interleave, keepBlocks, layersOf, mapBlocks,
-  norm, override, paramCounts, paramTable, posenc, printSpec, replace, stack, sweep, type BlockSpec, type DecoderSpec, type StackSpec,
+  norm, override, paramCounts, paramTable, posenc, printSpec, replace, replaceIn, stack, sweep, type BlockSpec, type DecoderSpec, type StackSpec,
 } from "../../dsl/index.js"
 import { shapeConflicts } from "../../dsl/params.js"
 import { mixedStack } from "./fixtures/mixed-stack.js"
@@ -143,7 +143,7 @@ describe("making heterogeneous variants", () => {
   })
 
   it("widens windows with depth by mapping each block", () => {
-    const widening = mapBlocks(model(depth(4, windowed(8))), () => true, (_b, i) => windowed(8 << i))
+    const widening = mapBlocks(model(depth(4, dense)), () => true, (b, i) => replaceIn(b, { attention: () => attention("sliding-window", { heads: 4, window: 8 << i }) }))
     expect(blocksOf(widening.layers).map((b) => (b.layers[0] as any).body[1].window)).toEqual([8, 16, 32, 64])
     expect(printSpec(widening)).toMatch(/block 3\s/)
   })
