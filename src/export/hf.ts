@@ -3,7 +3,7 @@ import { type DecoderSpec, formatPath } from "../../dsl/index.js"
 import type { Tokenizer } from "../tokenizer/tokenizer.js"
 import { encodeSafetensors } from "../train/safetensors.js"
 import { type Exported, type ExportFile, jsonFile } from "./exported.js"
-import { type PreNormBlock, preNormBlocks } from "./structure.js"
+import { type NormNode, type PreNormBlock, preNormBlocks } from "./structure.js"
 import { concatColumns, type Tensor, transpose, type Weights, weightsOf, zeros } from "./weights.js"
 
 /**
@@ -77,9 +77,9 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: To
 
   if (family === "gpt2") {
     const bias = (name: string, on: boolean, n: number) => (on ? w(name) : zeros(n))
-    const ln = (to: string, from: string, node: { bias?: boolean }) => {
+    const ln = (to: string, from: string, node: NormNode) => {
       tensors[`${to}.weight`] = w(`${from}.gain`)
-      tensors[`${to}.bias`] = bias(`${from}.bias`, node.bias === true, spec.width)
+      tensors[`${to}.bias`] = bias(`${from}.bias`, node.kind === "layer" && node.bias, spec.width)
     }
     tensors["transformer.wte.weight"] = w("embed.tokens")
     tensors["transformer.wpe.weight"] = w("posenc.table")
@@ -89,18 +89,18 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: To
       const ab = b.attention.node.bias
       const f = b.ffn.name
       const fb = b.ffn.node.bias
-      ln(`${h}.ln_1`, b.attentionNorm.name, b.attentionNorm.node as { bias?: boolean })
+      ln(`${h}.ln_1`, b.attentionNorm.name, b.attentionNorm.node)
       tensors[`${h}.attn.c_attn.weight`] = concatColumns([w(`${a}.wq`), w(`${a}.wk`), w(`${a}.wv`)])
       tensors[`${h}.attn.c_attn.bias`] = concatColumns(["bq", "bk", "bv"].map((n) => bias(`${a}.${n}`, ab, spec.width)))
       tensors[`${h}.attn.c_proj.weight`] = w(`${a}.wo`)
       tensors[`${h}.attn.c_proj.bias`] = bias(`${a}.bo`, ab, spec.width)
-      ln(`${h}.ln_2`, b.ffnNorm.name, b.ffnNorm.node as { bias?: boolean })
+      ln(`${h}.ln_2`, b.ffnNorm.name, b.ffnNorm.node)
       tensors[`${h}.mlp.c_fc.weight`] = w(`${f}.w_in`)
       tensors[`${h}.mlp.c_fc.bias`] = bias(`${f}.b_in`, fb, hidden)
       tensors[`${h}.mlp.c_proj.weight`] = w(`${f}.w_out`)
       tensors[`${h}.mlp.c_proj.bias`] = bias(`${f}.b_out`, fb, spec.width)
     })
-    ln("transformer.ln_f", "norm", spec.norm as { bias?: boolean })
+    ln("transformer.ln_f", "norm", spec.norm)
     config = {
       architectures: ["GPT2LMHeadModel"],
       model_type: "gpt2",
@@ -148,7 +148,8 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: To
       linear(`${l}.mlp.down_proj`, `${f}.w_out`, fb ? `${f}.b_out` : undefined)
     })
     tensors["model.norm.weight"] = w("norm.gain")
-    const theta = spec.posenc.kind === "rope" ? spec.posenc.base : 10000
+    // Defined: the llama family is the rotary one.
+    const theta = spec.posenc.kind === "rope" ? spec.posenc.base : undefined
     config = {
       architectures: ["LlamaForCausalLM"],
       model_type: "llama",
@@ -195,5 +196,5 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: To
       clean_up_tokenization_spaces: false,
     }),
   ]
-  return { ok: true, files, summary: { class: config["architectures"], tensors: Object.keys(tensors).length } }
+  return { ok: true, files, summary: { class: family === "gpt2" ? "GPT2LMHeadModel" : "LlamaForCausalLM", tensors: Object.keys(tensors).length } }
 }

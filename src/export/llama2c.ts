@@ -103,7 +103,9 @@ const tokenizerBin = (tokenizer: Tokenizer, ids: Int32Array): Uint8Array => {
   const pieces: Uint8Array[] = new Array(n)
   const scores = new Float32Array(n)
   const rank = new Map<number, number>()
-  tokenizer.merges.forEach((m, r) => rank.has(m.id) || rank.set(m.id, r))
+  tokenizer.merges.forEach((m, r) => {
+    if (!rank.has(m.id)) rank.set(m.id, r)
+  })
   const specials = new Set(tokenizer.specials.map((s) => s.id))
   tokenizer.tokens.forEach((bytes, id) => {
     const to = ids[id]!

@@ -147,10 +147,9 @@ describe("hf export: LlamaForCausalLM", () => {
 })
 
 describe("hf export: models neither class can express", () => {
-  const gpt2Block = (a: Parameters<typeof attention>[1]) => block({ attention: attention("sliding-window", a as never), ffn: ffn("gelu") })
   const cases: Array<[string, DecoderSpec, RegExp]> = [
     ["ALiBi positions", decoder({ ...base, posenc: posenc("alibi"), layers: depth(2, block({ attention: attention("full", { heads: 4 }), ffn: ffn("gelu") })) }), /position scheme "alibi"/],
-    ["sliding-window attention", decoder({ ...base, layers: depth(2, gpt2Block({ heads: 4, window: 4 })) }), /attention "sliding-window"; GPT2LMHeadModel computes full causal attention only/],
+    ["sliding-window attention", decoder({ ...base, layers: depth(2, block({ attention: attention("sliding-window", { heads: 4, window: 4 }), ffn: ffn("gelu") })) }), /attention "sliding-window"; GPT2LMHeadModel computes full causal attention only/],
     ["a gated FFN with learned positions", learned({ act: "swiglu", tied: true, attnBias: true, lnBias: true }), /activation "swiglu".*GPT2MLP/],
     ["an ungated FFN with rotary positions", decoder({ ...base, posenc: posenc("rope"), norm: norm("rms"), layers: depth(2, block({ attention: attention("full", { heads: 4 }), ffn: ffn("gelu"), norm: norm("rms") })) }), /activation "gelu"; LlamaMLP is gated/],
     ["RMSNorm with learned positions", decoder({ ...base, norm: norm("rms"), layers: depth(2, block({ attention: attention("full", { heads: 4 }), ffn: ffn("gelu"), norm: norm("rms") })) }), /norm "rms"; GPT2LMHeadModel uses LayerNorm/],

@@ -154,7 +154,10 @@ describe("llama2c export", () => {
  * Skipped only where there is no C compiler; a missing peer directory fails.
  */
 describe.skipIf(!compilerAvailable())("run.c on the exported files", () => {
-  const dir = mkdtempSync(join(tmpdir(), "llama2c-"))
+  let dir = ""
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "llama2c-"))
+  })
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
   const peer = () => buildPeer(defaultPeer, dir)
   let built: ReturnType<typeof buildPeer> | undefined
