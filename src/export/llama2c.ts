@@ -21,31 +21,32 @@ export const RUNC_FIRST_BYTE = 3
 const problemsOf = (spec: DecoderSpec, blocks: ReadonlyArray<PreNormBlock>): string[] => {
   const out: string[] = []
   const pe = spec.posenc
+  const first = blocks[0]!
   if (pe.kind !== "rope") out.push(`at ${formatPath(["posenc"])}: position scheme "${pe.kind}"; run.c computes rotary positions only`)
   else {
     if (pe.base !== RUNC_ROPE_BASE) out.push(`at ${formatPath(["posenc", "base"])}: rotary base ${pe.base}; run.c hard-codes ${RUNC_ROPE_BASE}`)
-    const headDim = spec.width / blocks[0]!.attention.node.heads
+    const headDim = spec.width / first.attention.node.heads
     if (pe.dims !== undefined && pe.dims !== headDim) out.push(`at ${formatPath(["posenc", "dims"])}: rotates ${pe.dims} of ${headDim} head dims; run.c rotates the whole head`)
   }
   const rms = (n: { node: { kind: string; eps?: number }; at: string }) => {
     if (n.node.kind !== "rms") out.push(`at ${n.at}: norm "${n.node.kind}"; run.c computes RMSNorm only`)
     else if (n.node.eps !== RUNC_EPS) out.push(`at ${n.at}: RMSNorm epsilon ${n.node.eps}; run.c hard-codes ${RUNC_EPS}`)
   }
-  const b = blocks[0]!
-  rms(b.attentionNorm)
-  rms(b.ffnNorm)
-  rms({ node: spec.norm, at: formatPath(["norm"]) })
-  if (b.attention.node.kind !== "full") out.push(`at ${b.attention.at}: attention "${b.attention.node.kind}"; run.c computes full causal attention only`)
-  if (b.attention.node.bias) out.push(`at ${b.attention.at}: attention with biases; run.c's projections have none`)
-  if (b.ffn.node.activation.kind !== "swiglu") out.push(`at ${b.ffn.at}: activation "${b.ffn.node.activation.kind}"; run.c computes SwiGLU only`)
-  if (b.ffn.node.bias) out.push(`at ${b.ffn.at}: FFN with biases; run.c's projections have none`)
-  // run.c has one head count and one FFN width for all layers.
-  blocks.forEach((other, i) => {
-    if (other.attention.node.heads !== b.attention.node.heads || other.ffn.node.mult !== b.ffn.node.mult) {
-      out.push(`at ${other.attention.at}: block ${i} differs from block 0 in heads or FFN width; run.c has one of each for all layers`)
+  blocks.forEach((b, i) => {
+    rms(b.attentionNorm)
+    rms(b.ffnNorm)
+    if (b.attention.node.kind !== "full") out.push(`at ${b.attention.at}: attention "${b.attention.node.kind}"; run.c computes full causal attention only`)
+    if (b.attention.node.bias) out.push(`at ${b.attention.at}: attention with biases; run.c's projections have none`)
+    if (b.ffn.node.activation.kind !== "swiglu") out.push(`at ${b.ffn.at}: activation "${b.ffn.node.activation.kind}"; run.c computes SwiGLU only`)
+    if (b.ffn.node.bias) out.push(`at ${b.ffn.at}: FFN with biases; run.c's projections have none`)
+    // run.c has one head count and one FFN width for all layers.
+    if (b.attention.node.heads !== first.attention.node.heads || b.ffn.node.mult !== first.ffn.node.mult) {
+      out.push(`at ${b.attention.at}: block ${i} differs from block 0 in heads or FFN width; run.c has one of each for all layers`)
     }
   })
-  return out
+  rms({ node: spec.norm, at: formatPath(["norm"]) })
+  // Blocks repeated by depth share their paths and so their messages.
+  return [...new Set(out)]
 }
 
 /**
