@@ -14,9 +14,10 @@ export interface LlamaOptions {
 }
 
 /**
- * A llama-style decoder (Touvron et al. 2023): pre-norm blocks with RMSNorm, rotary
- * positions, a SwiGLU FFN and no biases, and a final RMSNorm. Composed from the ordinary
- * combinators, so every part can still be overridden or swept.
+ * A llama-style decoder (Touvron et al. 2023): pre-norm blocks with RMSNorm (epsilon 1e-5, as
+ * Llama 2 and llama2.c's run.c use), rotary positions, a SwiGLU FFN and no biases, and a
+ * final RMSNorm. Composed from the ordinary combinators, so every part can still be
+ * overridden or swept.
  */
 export const llama = (o: LlamaOptions): DecoderSpec =>
   decoder({
@@ -24,14 +25,14 @@ export const llama = (o: LlamaOptions): DecoderSpec =>
     width: o.width,
     context: o.context,
     posenc: posenc("rope"),
-    norm: norm("rms"),
+    norm: norm("rms", { eps: 1e-5 }),
     tied: o.tied ?? false,
     layers: depth(
       o.layers,
       block({
         attention: attention("full", { heads: o.heads, bias: false }),
         ffn: ffn("swiglu", { mult: o.mult ?? 4, bias: false }),
-        norm: norm("rms"),
+        norm: norm("rms", { eps: 1e-5 }),
       }),
     ),
   })

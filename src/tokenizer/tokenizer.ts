@@ -67,10 +67,12 @@ export class Tokenizer {
   readonly vocabSize: number
   /** Id of `<|endoftext|>`. */
   readonly eotId: number
-  private readonly tokens: readonly Uint8Array[]
-  private readonly specials: readonly SpecialToken[]
+  /** UTF-8 bytes of every token by id (special tokens: their content); exporters write them out. */
+  readonly tokens: readonly Uint8Array[]
+  readonly specials: readonly SpecialToken[]
   private readonly specialIds: ReadonlyMap<string, number>
-  private readonly merges: readonly Merge[]
+  /** In rank order. */
+  readonly merges: readonly Merge[]
   private readonly byteToId: Uint32Array
   private readonly ranks = new Map<number, number>()
   private readonly cache = new Map<string, Uint32Array>()

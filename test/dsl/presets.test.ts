@@ -11,7 +11,7 @@ beforeAll(async () => {
 describe("llama preset", () => {
   const spec = llama({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4 })
 
-  it("is RMSNorm, RoPE and SwiGLU without biases, and round-trips through JSON", () => {
+  it("is RMSNorm (eps 1e-5), RoPE and SwiGLU without biases, and round-trips through JSON", () => {
     const r = decodeSpec(JSON.parse(JSON.stringify(spec)))
     expect(Result.isSuccess(r) && r.success).toEqual(spec)
     expect(spec.posenc).toEqual({ op: "posenc", kind: "rope", base: 10000 })
@@ -19,6 +19,8 @@ describe("llama preset", () => {
     const [attn, mlp] = (spec.layers as DepthSpec).block.layers.map((l) => (l.op === "residual" ? l.body : []))
     expect(attn!.map((l) => l.op === "norm" ? l.kind : l.op === "attention" && l.bias)).toEqual(["rms", false])
     expect(mlp!.map((l) => l.op === "norm" ? l.kind : l.op === "ffn" && `${l.activation.kind} bias=${l.bias}`)).toEqual(["rms", "swiglu bias=false"])
+    // Llama 2's and llama2.c's epsilon, so the model exports to run.c unchanged.
+    expect([spec.norm, attn![0], mlp![0]].map((n) => n?.op === "norm" && n.kind === "rms" && n.eps)).toEqual([1e-5, 1e-5, 1e-5])
   })
 
   it("counts its parameters in closed form", () => {

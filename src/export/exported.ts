@@ -1,0 +1,11 @@
+/** What an exporter produces: the files of the export directory, or every reason the model cannot be expressed. */
+export interface ExportFile {
+  readonly name: string
+  readonly data: Uint8Array
+}
+
+export type Exported =
+  | { readonly ok: true; readonly files: ReadonlyArray<ExportFile>; readonly summary: Readonly<Record<string, unknown>> }
+  | { readonly ok: false; readonly problems: ReadonlyArray<string> }
+
+export const jsonFile = (name: string, value: unknown): ExportFile => ({ name, data: new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`) })
