@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import { type DecoderSpec, formatPath } from "../../dsl/index.js"
+import { innerWidth } from "../../dsl/kinds/attention/fields.js"
 import type { Tokenizer } from "../tokenizer/tokenizer.js"
 import { encodeSafetensors } from "../train/safetensors.js"
 import { type Exported, type ExportFile, jsonFile } from "./exported.js"
@@ -51,6 +52,7 @@ const problemsOf = (spec: DecoderSpec, family: Family, blocks: ReadonlyArray<Pre
   if (family === "llama" && spec.posenc.kind === "rope" && spec.posenc.dims !== undefined && spec.posenc.dims !== spec.width / b.attention.node.heads) {
     out.push(`at ${formatPath(["posenc", "dims"])}: partial rotary (${spec.posenc.dims} dims); LlamaForCausalLM rotates the whole head`)
   }
+  if (innerWidth(b.attention.node, spec.width) !== spec.width) out.push(`at ${b.attention.at}: heads × head size ${innerWidth(b.attention.node, spec.width)} ≠ width ${spec.width}; ${cls} splits the width into its heads`)
   sameEverywhere(blocks, out)
   return out
 }

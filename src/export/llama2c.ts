@@ -1,4 +1,6 @@
 import { type DecoderSpec, formatPath } from "../../dsl/index.js"
+import { ffnHidden } from "../../dsl/ffn.js"
+import { innerWidth } from "../../dsl/kinds/attention/fields.js"
 import type { Tokenizer } from "../tokenizer/tokenizer.js"
 import type { Exported } from "./exported.js"
 import { type PreNormBlock, preNormBlocks } from "./structure.js"
@@ -39,8 +41,9 @@ const problemsOf = (spec: DecoderSpec, blocks: ReadonlyArray<PreNormBlock>): str
     if (b.attention.node.bias) out.push(`at ${b.attention.at}: attention with biases; run.c's projections have none`)
     if (b.ffn.node.activation.kind !== "swiglu") out.push(`at ${b.ffn.at}: activation "${b.ffn.node.activation.kind}"; run.c computes SwiGLU only`)
     if (b.ffn.node.bias) out.push(`at ${b.ffn.at}: FFN with biases; run.c's projections have none`)
+    if (innerWidth(b.attention.node, spec.width) !== spec.width) out.push(`at ${b.attention.at}: heads × head size ${innerWidth(b.attention.node, spec.width)} ≠ width ${spec.width}; run.c's head size is dim / heads`)
     // run.c has one head count and one FFN width for all layers.
-    if (b.attention.node.heads !== first.attention.node.heads || b.ffn.node.mult !== first.ffn.node.mult) {
+    if (b.attention.node.heads !== first.attention.node.heads || ffnHidden(b.ffn.node, spec.width) !== ffnHidden(first.ffn.node, spec.width)) {
       out.push(`at ${b.attention.at}: block ${i} differs from block 0 in heads or FFN width; run.c has one of each for all layers`)
     }
   })

@@ -1,4 +1,4 @@
-import { type DecoderSpec, formatPath, type Layer } from "../../dsl/index.js"
+import { blocksOf, type DecoderSpec, formatPath, type Layer } from "../../dsl/index.js"
 
 /**
  * The one place exporters read a spec's structure: the decoder as a list of pre-norm blocks,
@@ -29,26 +29,29 @@ export interface PreNormBlock {
 export type Blocks = { readonly ok: true; readonly blocks: ReadonlyArray<PreNormBlock> } | { readonly ok: false; readonly problem: string }
 
 export const preNormBlocks = (spec: DecoderSpec): Blocks => {
-  const path = ["layers", "block", "layers"]
-  const [first, second, ...rest] = spec.layers.block.layers
+  const blocks: PreNormBlock[] = []
   const pair = <B extends Layer["op"]>(layer: Layer | undefined, op: B): [NormNode, Of<B>] | undefined =>
     layer?.op === "residual" && layer.body.length === 2 && layer.body[0]!.op === "norm" && layer.body[1]!.op === op
       ? [layer.body[0] as NormNode, layer.body[1] as Of<B>]
       : undefined
-  const attention = pair(first, "attention")
-  const ffn = pair(second, "ffn")
-  if (attention === undefined || ffn === undefined || rest.length > 0) {
-    return {
-      ok: false,
-      problem: `at ${formatPath(path)}: the block is not the pre-norm block [residual([norm, attention]), residual([norm, ffn])] that these formats compute`,
+  for (const [i, block] of blocksOf(spec.layers).entries()) {
+    const path = spec.layers.op === "depth" ? ["layers", "block", "layers"] : ["layers", "blocks", i, "layers"]
+    const [first, second, ...rest] = block.layers
+    const attention = pair(first, "attention")
+    const ffn = pair(second, "ffn")
+    if (attention === undefined || ffn === undefined || rest.length > 0) {
+      return {
+        ok: false,
+        problem: `at ${formatPath(path)}: the block is not the pre-norm block [residual([norm, attention]), residual([norm, ffn])] that these formats compute`,
+      }
     }
+    const at = (r: number, j: number) => formatPath([...path, r, "body", j])
+    blocks.push({
+      attentionNorm: { node: attention[0], name: `blocks.${i}.0.norm`, at: at(0, 0) },
+      attention: { node: attention[1], name: `blocks.${i}.0.attention`, at: at(0, 1) },
+      ffnNorm: { node: ffn[0], name: `blocks.${i}.1.norm`, at: at(1, 0) },
+      ffn: { node: ffn[1], name: `blocks.${i}.1.ffn`, at: at(1, 1) },
+    })
   }
-  const at = (i: number, j: number) => formatPath([...path, i, "body", j])
-  const blocks = Array.from({ length: spec.layers.n }, (_, i): PreNormBlock => ({
-    attentionNorm: { node: attention[0], name: `blocks.${i}.0.norm`, at: at(0, 0) },
-    attention: { node: attention[1], name: `blocks.${i}.0.attention`, at: at(0, 1) },
-    ffnNorm: { node: ffn[0], name: `blocks.${i}.1.norm`, at: at(1, 0) },
-    ffn: { node: ffn[1], name: `blocks.${i}.1.ffn`, at: at(1, 1) },
-  }))
   return { ok: true, blocks }
 }

@@ -35,7 +35,7 @@ beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 
-describe("run directories written before stacks", () => {
+describe("run directories written before stacks", { timeout: 300_000 }, () => {
   for (const [variant, want] of Object.entries(expected.variants)) {
     const dir = join(fixtures, variant)
     it(`${variant}: evaluates to the same loss and samples the same story`, async () => {

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { attention, block, decoder, type DecoderSpec, depth, ffn, llama, norm, posenc, validateSpec } from "../../dsl/index.js"
+import { attention, block, decoder, type DecoderSpec, depth, ffn, llama, norm, posenc, stack, validateSpec } from "../../dsl/index.js"
 import { buildPeer, compilerAvailable, defaultPeer, runDriver, runStock } from "../../bench/llama2c.js"
 import { generate } from "../../src/eval/generate.js"
 import { llama2cIds, toLlama2c } from "../../src/export/llama2c.js"
@@ -130,6 +130,20 @@ describe("llama2c export", () => {
     ["GEGLU", decoder({ ...shape, posenc: posenc("rope"), norm: norm("rms", { eps: 1e-5 }), layers: depth(2, block({ attention: attention("full", { heads: 4, bias: false }), ffn: ffn("geglu", { bias: false }), norm: norm("rms", { eps: 1e-5 }) })) }), /activation "geglu"; run.c computes SwiGLU only/],
     ["biases", decoder({ ...shape, posenc: posenc("rope"), norm: norm("rms", { eps: 1e-5 }), layers: depth(2, block({ attention: attention("full", { heads: 4 }), ffn: ffn("swiglu"), norm: norm("rms", { eps: 1e-5 }) })) }), /attention with biases[\s\S]*FFN with biases/],
     ["sliding-window attention", decoder({ ...shape, posenc: posenc("rope"), norm: norm("rms", { eps: 1e-5 }), layers: depth(2, block({ attention: attention("sliding-window", { heads: 4, window: 8, bias: false }), ffn: ffn("swiglu", { bias: false }), norm: norm("rms", { eps: 1e-5 }) })) }), /attention "sliding-window"/],
+    ["heads × head size other than the width", decoder({ ...shape, posenc: posenc("rope"), norm: norm("rms", { eps: 1e-5 }), layers: depth(2, block({ attention: attention("full", { heads: 4, headDim: 8, bias: false }), ffn: ffn("swiglu", { bias: false }), norm: norm("rms", { eps: 1e-5 }) })) }), /heads × head size 32 ≠ width 48; run.c's head size is dim \/ heads/],
+    [
+      "blocks with different FFN widths",
+      decoder({
+        ...shape,
+        posenc: posenc("rope"),
+        norm: norm("rms", { eps: 1e-5 }),
+        layers: stack([
+          block({ attention: attention("full", { heads: 4, bias: false }), ffn: ffn("swiglu", { bias: false }), norm: norm("rms", { eps: 1e-5 }) }),
+          block({ attention: attention("full", { heads: 4, bias: false }), ffn: ffn("swiglu", { hidden: 64, bias: false }), norm: norm("rms", { eps: 1e-5 }) }),
+        ]),
+      }),
+      /block 1 differs from block 0 in heads or FFN width/,
+    ],
   ]
   for (const [name, spec, reason] of refused) {
     it(`refuses ${name}, saying why`, () => {
