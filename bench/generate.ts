@@ -75,10 +75,12 @@ const seconds = (f: () => void): number => {
 /** The prompt through the model with a fresh cache, its last logits read: what generate does first. */
 const prefill = (model: Model, params: Record<string, tf.Tensor>, prompt: number[]): void => {
   const cache = new DecodeCache()
-  tf.tidy(() => {
-    const logits = model.apply(params, tf.tensor2d([prompt], [1, prompt.length], "int32"), { cache })
-    tf.slice(logits, [0, prompt.length - 1, 0], [1, 1, model.spec.vocab]).dataSync()
-  })
+  if (model.decodeNative(params, prompt, cache) === undefined) {
+    tf.tidy(() => {
+      const logits = model.apply(params, tf.tensor2d([prompt], [1, prompt.length], "int32"), { cache })
+      tf.slice(logits, [0, prompt.length - 1, 0], [1, 1, model.spec.vocab]).dataSync()
+    })
+  }
   cache.dispose()
 }
 
@@ -119,7 +121,8 @@ const measure = async (job: Job): Promise<OurRun> => {
 
 const ours = (job: Job, threads: number): OurRun => {
   const r = spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "index.ts"), "generate", "--child", JSON.stringify(job)], {
-    env: { ...process.env, TFJS_NATIVE_THREADS: String(threads) },
+    // Passive waiting, as run.c gets: on a busy machine a spinning OpenMP thread is descheduled and the next fork waits for it.
+    env: { ...process.env, TFJS_NATIVE_THREADS: String(threads), OMP_WAIT_POLICY: "passive" },
     encoding: "utf8",
     maxBuffer: 1 << 24,
   })

@@ -257,6 +257,149 @@ Napi::Value OneHot(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A decoding program handed to JavaScript as an external value that deletes it when collected.
+nk::Program* program_of(const Napi::Value& v) {
+  if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "expected a decoding program");
+  return v.As<Napi::External<nk::Program>>().Data();
+}
+
+int int_field(const Napi::Object& o, const char* name, int fallback) {
+  const Napi::Value v = o.Get(name);
+  return v.IsUndefined() ? fallback : static_cast<int>(v.As<Napi::Number>().Int32Value());
+}
+
+float float_field(const Napi::Object& o, const char* name, float fallback) {
+  const Napi::Value v = o.Get(name);
+  return v.IsUndefined() ? fallback : v.As<Napi::Number>().FloatValue();
+}
+
+// decodeProgram(ops: object[], widths: number[], result, params: { values, rows, cols, transpose }[])
+// -> program. Op fields as nk::ProgramOp names them; registers and parameters are checked here.
+Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const auto widths = dims(info[1]);
+  const int result = static_cast<int>(num(info[2]));
+  const auto list = info[3].As<Napi::Array>();
+  std::vector<nk::ProgramParam> params;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    const auto p = list.Get(i).As<Napi::Object>();
+    const int64_t rows = num(p.Get("rows")), cols = num(p.Get("cols"));
+    params.push_back({f32(p.Get("values"), "parameter", rows * cols), rows, cols, p.Get("transpose").ToBoolean()});
+  }
+  const int registers = static_cast<int>(widths.size()), n = static_cast<int>(params.size());
+  const auto reg = [&](int r, bool optional) {
+    if ((optional && r == -1) || (r >= 0 && r < registers)) return r;
+    throw Napi::RangeError::New(env, "decodeProgram: register " + std::to_string(r) + " out of range");
+  };
+  const auto param = [&](int p, bool optional) {
+    if ((optional && p == -1) || (p >= 0 && p < n)) return p;
+    throw Napi::RangeError::New(env, "decodeProgram: parameter " + std::to_string(p) + " out of range");
+  };
+  const auto ops = info[0].As<Napi::Array>();
+  std::vector<nk::ProgramOp> program;
+  for (uint32_t i = 0; i < ops.Length(); ++i) {
+    const auto o = ops.Get(i).As<Napi::Object>();
+    nk::ProgramOp op;
+    const int code = int_field(o, "code", -1);
+    if (code < 0 || code > 6) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
+    op.code = static_cast<nk::ProgramOp::Code>(code);
+    op.x = reg(int_field(o, "x", -1), true);
+    op.y = reg(int_field(o, "y", -1), true);
+    op.b = reg(int_field(o, "b", -1), true);
+    op.gain = param(int_field(o, "gain", -1), true);
+    op.bias = param(int_field(o, "bias", -1), true);
+    op.eps = float_field(o, "eps", 0.f);
+    op.center = o.Get("center").ToBoolean();
+    op.q = reg(int_field(o, "q", -1), true);
+    op.k = reg(int_field(o, "k", -1), true);
+    op.v = reg(int_field(o, "v", -1), true);
+    op.heads = int_field(o, "heads", 0);
+    op.dh = int_field(o, "dh", 0);
+    op.half = int_field(o, "half", 0);
+    op.slot = int_field(o, "slot", -1);
+    op.slopes = param(int_field(o, "slopes", -1), true);
+    op.scale = float_field(o, "scale", 1.f);
+    op.act = int_field(o, "act", 0);
+    op.alpha = float_field(o, "alpha", 0.f);
+    op.external = int_field(o, "external", -1);
+    const Napi::Value targets = o.Get("targets");
+    if (targets.IsArray()) {
+      const auto t = targets.As<Napi::Array>();
+      for (uint32_t j = 0; j < t.Length(); ++j) {
+        const auto l = t.Get(j).As<Napi::Object>();
+        op.targets.push_back({param(int_field(l, "w", -1), false), param(int_field(l, "bias", -1), true), reg(int_field(l, "y", -1), false)});
+      }
+    }
+    program.push_back(std::move(op));
+  }
+  try {
+    auto* p = new nk::Program(std::move(program), widths, reg(result, false), params);
+    return Napi::External<nk::Program>::New(env, p, [](Napi::Env, nk::Program* q) { delete q; });
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("decodeProgram: ") + e.what());
+  }
+}
+
+// decodeStart(program, x, batch, t, offset, slots: { k, v, capacity, rotation: [qcos, qsin, kcos, ksin] | null,
+// bias | null, mask | null }[]) -> the external op it stopped at, or -1 when done.
+Napi::Value DecodeStart(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  nk::Program* p = program_of(info[0]);
+  const int64_t batch = num(info[2]), t = num(info[3]), offset = num(info[4]);
+  const auto list = info[5].As<Napi::Array>();
+  std::vector<nk::ProgramSlot> slots;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    const auto s = list.Get(i).As<Napi::Object>();
+    const int64_t capacity = num(s.Get("capacity")), heads = num(s.Get("heads")), dh = num(s.Get("dh"));
+    if (offset < 0 || offset + t > capacity) throw Napi::RangeError::New(env, "decodeStart: the new positions do not fit the cache");
+    const size_t cache = static_cast<size_t>(batch * heads * capacity * dh);
+    const size_t table = static_cast<size_t>(t * dh), scores = static_cast<size_t>(heads * t * (offset + t));
+    nk::ProgramSlot slot{f32(s.Get("k"), "k cache", cache), f32(s.Get("v"), "v cache", cache), capacity, nullptr, nullptr, nullptr,
+                         nullptr, nullptr, nullptr};
+    const Napi::Value rotation = s.Get("rotation"), bias = s.Get("bias"), mask = s.Get("mask");
+    if (!rotation.IsNull()) {
+      const auto r = rotation.As<Napi::Array>();
+      slot.qcos = f32(r.Get(0u), "qcos", table);
+      slot.qsin = f32(r.Get(1u), "qsin", table);
+      slot.kcos = f32(r.Get(2u), "kcos", table);
+      slot.ksin = f32(r.Get(3u), "ksin", table);
+    }
+    if (!bias.IsNull()) slot.bias = f32(bias, "bias", scores);
+    if (!mask.IsNull()) {
+      const View m = view(mask, "mask");
+      if (m.elem != 1 || m.length < scores) throw Napi::RangeError::New(env, "decodeStart: mask must be a Uint8Array of heads × t × keys");
+      slot.mask = static_cast<const uint8_t*>(m.data);
+    }
+    slots.push_back(slot);
+  }
+  try {
+    const float* x = f32(info[1], "x", static_cast<size_t>(batch * t * p->width(0)));
+    return Napi::Number::New(env, p->start(x, batch, t, offset, std::move(slots)));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("decoding: ") + e.what());
+  }
+}
+
+// decodeResume(program) -> as decodeStart, after the caller computed the external op.
+Napi::Value DecodeResume(const Napi::CallbackInfo& info) {
+  try {
+    return Napi::Number::New(info.Env(), program_of(info[0])->resume());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("decoding: ") + e.what());
+  }
+}
+
+// decodeRegister(program, register, values, write): copies the register into values, or values into it.
+Napi::Value DecodeRegister(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  int64_t length = 0;
+  float* r = p->reg(static_cast<int>(num(info[1])), &length);
+  float* v = f32(info[2], "values", static_cast<size_t>(length));
+  if (info[3].ToBoolean()) std::copy(v, v + length, r);
+  else std::copy(r, r + length, v);
+  return info.Env().Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(info.Env());
   o.Set("threads", nk::threads());
@@ -294,6 +437,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));
   exports.Set("oneHot", Napi::Function::New(env, OneHot));
+  exports.Set("decodeProgram", Napi::Function::New(env, DecodeProgram));
+  exports.Set("decodeStart", Napi::Function::New(env, DecodeStart));
+  exports.Set("decodeResume", Napi::Function::New(env, DecodeResume));
+  exports.Set("decodeRegister", Napi::Function::New(env, DecodeRegister));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

@@ -83,8 +83,9 @@ void act_grad(ActOp op, const float* x, const float* dy, float* out, int64_t n, 
 enum class RedOp : int { sum = 0, mean, max, min, prod };
 void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner);
 
-// Softmax over the last axis of x viewed as [rows, cols].
+// Softmax over the last axis of x viewed as [rows, cols]; softmax_row is one row, on this thread.
 void softmax(const float* x, float* out, int64_t rows, int64_t cols);
+void softmax_row(const float* x, float* out, int64_t cols);
 
 // Layout.
 void transpose(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& perm,
@@ -97,5 +98,115 @@ int64_t gather(const void* x, int elem_bytes, const int32_t* idx, int64_t n_idx,
 void scatter_add(const float* x, const int32_t* ids, int64_t count, int64_t inner, float* out,
                  int64_t num_seg);
 void one_hot(const int32_t* idx, int64_t n, int64_t depth, float on, float off, float* out);
+
+// Incremental decoding (decode.cc). rows_linear: y = x · wᵀ (+ bias) for each target, x
+// [rows, in], w [out, in] row-major (a transposed weight, or a tied head's embedding), all
+// targets in one pass of the threads; "" or why it could not run.
+struct LinearTarget {
+  const float* w;
+  const float* bias;
+  int64_t out;
+  float* y;
+};
+std::string rows_linear(const float* x, int64_t rows, int64_t in, const std::vector<LinearTarget>& targets);
+// Zeroed memory for arrays a decoding step streams in full, 2 MiB-aligned and advised for
+// transparent huge pages: a pass over tens of MB of weights in 4 KiB pages misses the TLB on
+// every page and restarts the prefetchers at every page boundary. nullptr when out of memory;
+// huge_free releases the region.
+struct HugeRegion {
+  void* base;
+  size_t length;
+};
+float* huge_alloc(size_t floats, HugeRegion* region);
+void huge_free(const HugeRegion& region);
+// Attention of tq new queries per sequence over a position-major cache [batch, capacity,
+// heads, dh] holding `offset` positions. q, k, v, out are [batch, tq, heads * dh]; q is scaled
+// and q, k are rotated in place (tables [tq, dh], when given, pairs (j, j + half)); the new
+// keys and values are written at offset.. of the cache. Scores get slopes[h] · (i − j)
+// (ALiBi, slopes negated), bias [heads, tq, offset + tq] and mask (uint8, the same shape)
+// when given.
+struct AttendShape {
+  int64_t batch, tq, heads, dh, offset, capacity, half;
+  float scale;
+};
+struct AttendInputs {
+  float* q;
+  float* k;
+  const float* v;
+  float* kc;
+  float* vc;
+  float* out;
+  const float *qcos, *qsin, *kcos, *ksin;
+  const float* slopes;
+  const float* bias;
+  const uint8_t* mask;
+};
+void attend(const AttendShape& s, const AttendInputs& in);
+
+// A decoding program (program.cc): a stack's layers as ops over registers (row-major
+// activations [rows, width]), run in one call per decoding step. Parameters are indices into
+// the program's own copy of them; registers hold batch · t rows of their width.
+struct ProgramParam {
+  const float* values;
+  int64_t rows, cols;
+  // Copied as [cols, rows]: a weight [in, out] read one output row at a time.
+  bool transpose;
+};
+struct ProgramLinear {
+  int w, bias, y;  // parameter, parameter or -1, register
+};
+struct ProgramOp {
+  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6 };
+  // act: ActOp values, then these two.
+  static constexpr int kRelu = 3, kRelu2 = 4;
+  Code code;
+  int x = -1, y = -1, b = -1;       // registers: input, output, second input (mul, add)
+  int gain = -1, bias = -1;         // norm: parameters (bias -1: none)
+  float eps = 0.f;
+  bool center = false;
+  std::vector<ProgramLinear> targets;  // linear: y = x · wᵀ (+ bias) for each
+  int q = -1, k = -1, v = -1;          // attend: registers, output in y
+  int heads = 0, dh = 0, half = 0, slot = -1, slopes = -1;
+  float scale = 1.f;
+  int act = 0;  // act
+  float alpha = 0.f;
+  int external = -1;  // external: the caller's index of the layer
+};
+// What an attend op gets on each call: its cache and the position scheme's values.
+struct ProgramSlot {
+  float* kc;
+  float* vc;
+  int64_t capacity;
+  const float *qcos, *qsin, *kcos, *ksin;
+  const float* bias;
+  const uint8_t* mask;
+};
+class Program {
+ public:
+  Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params);
+  ~Program();
+  Program(const Program&) = delete;
+  Program& operator=(const Program&) = delete;
+  // Register 0 ← x, then runs the ops: returns the index of the external op it stopped at, or
+  // -1 at the end (the result is register `result`). Throws std::runtime_error on failure.
+  int start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramSlot> slots);
+  int resume();
+  // A register's storage and its length in floats.
+  float* reg(int r, int64_t* length);
+  int64_t width(int r) const { return widths_.at(r); }
+
+ private:
+  std::vector<ProgramOp> ops_;
+  std::vector<int64_t> widths_;
+  int result_;
+  std::vector<std::vector<float>> registers_;
+  std::vector<const float*> params_;
+  float* arena_ = nullptr;
+  HugeRegion region_{};
+  std::vector<float> scratch_;
+  std::vector<ProgramSlot> slots_;
+  int64_t batch_ = 0, t_ = 0, offset_ = 0;
+  size_t next_ = 0;
+};
 
 }  // namespace nk

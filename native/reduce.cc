@@ -124,22 +124,22 @@ void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int6
     }
 }
 
+void softmax_row(const float* x, float* out, int64_t cols) {
+  const float m = row_max(x, cols);
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < cols; ++i) {
+    out[i] = vexp(x[i] - m);
+    s += out[i];
+  }
+  const float sf = static_cast<float>(s);
+#pragma omp simd
+  for (int64_t i = 0; i < cols; ++i) out[i] = out[i] / sf;
+}
+
 void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* xr = x + row * cols;
-    float* orow = out + row * cols;
-    const float m = row_max(xr, cols);
-    double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < cols; ++i) {
-      orow[i] = vexp(xr[i] - m);
-      s += orow[i];
-    }
-    const float sf = static_cast<float>(s);
-#pragma omp simd
-    for (int64_t i = 0; i < cols; ++i) orow[i] = orow[i] / sf;
-  }
+  for (int64_t row = 0; row < rows; ++row) softmax_row(x + row * cols, out + row * cols, cols);
 }
 
 }  // namespace nk

@@ -17,7 +17,9 @@ const apply = (p: ParamView, x: tf.Tensor3D, spec: FullAttention, ctx: LayerCtx)
   const [q, k, v0] = projectQkv(p, x, spec, ctx)
   const [kAll, v] = extendCache(ctx, k, v0)
   const tk = kAll.shape[2]
-  let scores: tf.Tensor = tf.add(tf.matMul(q, kAll, false, true), causalMask(t, tk))
+  // A single query comes after every key it is given, so it needs no mask.
+  const qk = tf.matMul(q, kAll, false, true)
+  let scores: tf.Tensor = t === 1 ? qk : tf.add(qk, causalMask(t, tk))
   if (ctx.position.scoreBias) scores = tf.add(scores, ctx.position.scoreBias(spec.heads, t, tk, ctx.offset, ctx.offset + t - tk))
   const weights = ctx.dropout(tf.softmax(scores), spec.dropout) as tf.Tensor4D
   return project(p, tf.matMul(weights, v) as tf.Tensor4D, spec.bias)

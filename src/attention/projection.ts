@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
+import { KvBuffer } from "../model/kv-buffer.js"
 
 /** What every attention kind shares: the Q/K/V and output projections, heads, the decoding cache. */
 
@@ -56,11 +57,11 @@ export const project = (p: ParamView, y: tf.Tensor4D, bias: boolean): tf.Tensor3
 export const extendCache = (ctx: LayerCtx, k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] => {
   const slot = ctx.kv
   if (slot === undefined) return [k, v]
-  const kAll = slot.k === undefined ? k : (tf.concat([slot.k, k], 2) as tf.Tensor4D)
-  const vAll = slot.v === undefined ? v : (tf.concat([slot.v, v], 2) as tf.Tensor4D)
-  slot.k?.dispose()
-  slot.v?.dispose()
-  slot.k = tf.keep(kAll)
-  slot.v = tf.keep(vAll)
-  return [kAll, vAll]
+  const [b, h, t] = k.shape
+  const capacity = Math.max(t, ctx.dims.context)
+  slot.k ??= new KvBuffer(b, h, k.shape[3], capacity)
+  slot.v ??= new KvBuffer(b, h, v.shape[3], capacity)
+  slot.k.append(k)
+  slot.v.append(v)
+  return [slot.k.tensor(), slot.v.tensor()]
 }

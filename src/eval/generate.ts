@@ -15,11 +15,23 @@ export interface GenerateOptions extends SamplingOptions {
   readonly stop?: number
 }
 
-const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache): Float32Array =>
-  tf.tidy(() => {
+/**
+ * The last position's logits: from the native decoder when it runs, else from tfjs, read once
+ * (outside tidy, which would walk a returned array element by element).
+ */
+const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache): Float32Array => {
+  const native = cache && model.decodeNative(params, ids, cache)
+  if (native) return native
+  const last = tf.tidy(() => {
     const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), cache ? { cache } : {})
-    return tf.slice(logits, [0, ids.length - 1, 0], [1, 1, model.spec.vocab]).dataSync() as Float32Array
+    return tf.slice(logits, [0, ids.length - 1, 0], [1, 1, model.spec.vocab])
   })
+  try {
+    return last.dataSync() as Float32Array
+  } finally {
+    last.dispose()
+  }
+}
 
 export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] => {
   if (prompt.length === 0) throw new Error("generate: the prompt must have at least one token")

@@ -5,6 +5,7 @@ import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blocksOf, type DecoderSpec, dimsOf, type Layer } from "../../dsl/nodes.js"
 import { blockChildNames, childNames, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramCounts, paramName, paramTable } from "../../dsl/params.js"
 import { attentionApply } from "../attention/index.js"
+import { nativeDecoder } from "../decode/native-decoder.js"
 import { applyFfn } from "../ffn/ffn.js"
 import { normApply } from "../norm/index.js"
 import { posencApply } from "../posenc/index.js"
@@ -40,10 +41,6 @@ export class DecodeCache {
   }
 
   dispose(): void {
-    for (const s of this.slots.values()) {
-      s.k?.dispose()
-      s.v?.dispose()
-    }
     this.slots.clear()
     this.length = 0
   }
@@ -69,6 +66,12 @@ export interface Model {
   readonly apply: (params: ParamValues, tokens: tf.Tensor2D, options?: ForwardOptions) => tf.Tensor3D
   /** Mean cross-entropy (nats) of the batch's targets, padding excluded. */
   readonly loss: (params: ParamValues, batch: Batch, options?: ForwardOptions) => tf.Scalar
+  /**
+   * The last position's logits for ids that continue the cache's sequence (one sequence),
+   * computed without tensors by the native decoder (src/decode/) when it runs; undefined
+   * otherwise (then use apply).
+   */
+  readonly decodeNative: (params: ParamValues, ids: readonly number[], cache: DecodeCache) => Float32Array | undefined
 }
 
 const viewOf =
@@ -87,16 +90,22 @@ export const compile = (input: DecoderSpec): Model => {
   const posenc = posencApply(spec.posenc)
   const maxLength = posencModule(spec.posenc).maxLength?.(spec.posenc, dims)
   const blocks = blocksOf(spec.layers)
+  const fast = nativeDecoder(spec)
+
+  const checkLength = (length: number): void => {
+    if (maxLength !== undefined && length > maxLength) {
+      throw new Error(`sequence of ${length} tokens is longer than the ${maxLength} positions posenc "${spec.posenc.kind}" supports`)
+    }
+  }
 
   const apply = (params: ParamValues, tokens: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D => {
     const [b, t] = tokens.shape
     const cache = options.cache
     const offset = cache?.length ?? 0
-    if (maxLength !== undefined && offset + t > maxLength) {
-      throw new Error(`sequence of ${offset + t} tokens is longer than the ${maxLength} positions posenc "${spec.posenc.kind}" supports`)
-    }
-    let dropoutCalls = 0
+    checkLength(offset + t)
     const training = options.training ?? false
+    if (cache && !training && fast?.usable()) return fast.apply(params, tokens, cache)
+    let dropoutCalls = 0
     const seed = options.dropoutSeed ?? 0
     const dropout = (x: tf.Tensor, rate: number): tf.Tensor =>
       training && rate > 0 ? tf.dropout(x, rate, undefined, seed * 1_000_003 + dropoutCalls++) : x
@@ -148,6 +157,12 @@ export const compile = (input: DecoderSpec): Model => {
     return crossEntropy(logits, targets, batch.mask.reshape([b * t]) as tf.Tensor1D)
   }
 
+  const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array | undefined => {
+    if (!fast?.usable()) return undefined
+    checkLength(cache.length + ids.length)
+    return fast.last(params, ids, cache)
+  }
+
   return {
     spec,
     table,
@@ -157,5 +172,6 @@ export const compile = (input: DecoderSpec): Model => {
     init: (seed) => initParams(table, seed),
     apply,
     loss,
+    decodeNative,
   }
 }

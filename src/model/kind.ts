@@ -1,5 +1,6 @@
 import type * as tf from "@tensorflow/tfjs"
 import type { Dims } from "../../dsl/kind.js"
+import type { KvBuffer } from "./kv-buffer.js"
 
 /**
  * How each kind computes, in tfjs. What a kind is (schema, checks, parameter shapes, FLOPs,
@@ -13,8 +14,8 @@ export type ParamView = (name: string) => tf.Tensor
 
 /** Key/value cache of one attention layer during incremental decoding. */
 export interface KvSlot {
-  k?: tf.Tensor4D
-  v?: tf.Tensor4D
+  k?: KvBuffer
+  v?: KvBuffer
 }
 
 /**

@@ -3,9 +3,36 @@ import type { Rope } from "../../dsl/kinds/posenc/rope.js"
 import type { PosencCompute } from "../model/kind.js"
 
 /**
- * Rotates x [B, H, T, dh], first position `offset`, in rotate_half pairs (j, j + half) for
- * j < half by the angles pos·base^(-j/half), multiplying pair j by scale(pos, j) (xPos's
- * decay; 1 for RoPE). Dimensions from 2·half on pass through. Written as
+ * cos and sin [t, dh] for positions offset.. of rotate_half pairs (j, j + half), j < half, by
+ * the angles pos·base^(-j/half), each multiplied by scale(pos, j) (xPos's decay; 1 for RoPE);
+ * dimensions from 2·half on pass through (cos 1, sin 0).
+ */
+export const rotationTables = (
+  offset: number,
+  t: number,
+  dh: number,
+  half: number,
+  base: number,
+  scale: (pos: number, j: number) => number = () => 1,
+): { cos: Float32Array; sin: Float32Array } => {
+  const cos = new Float32Array(t * dh)
+  const sin = new Float32Array(t * dh)
+  for (let i = 0; i < t; i++) {
+    const pos = offset + i
+    for (let j = 0; j < half; j++) {
+      // Angles in float64: positions times θ_j lose precision in float32 at long lengths.
+      const angle = pos * base ** (-j / half)
+      const s = scale(pos, j)
+      cos[i * dh + j] = cos[i * dh + j + half] = Math.cos(angle) * s
+      sin[i * dh + j] = sin[i * dh + j + half] = Math.sin(angle) * s
+    }
+    for (let j = 2 * half; j < dh; j++) cos[i * dh + j] = 1
+  }
+  return { cos, sin }
+}
+
+/**
+ * Rotates x [B, H, T, dh], first position `offset`, by rotationTables. Written as
  * x·cos + (x·R)·sin with R the fixed signed permutation of rotate_half, so it is one small
  * matmul and elementwise ops: slicing and concatenating the head dimension instead costs far
  * more in tfjs, forward and backward.
@@ -19,19 +46,7 @@ export const rotateHalf = (
 ): tf.Tensor4D =>
   tf.tidy(() => {
     const [b, h, t, dh] = x.shape
-    const cos = new Float32Array(t * dh)
-    const sin = new Float32Array(t * dh)
-    for (let i = 0; i < t; i++) {
-      const pos = offset + i
-      for (let j = 0; j < half; j++) {
-        // Angles in float64: positions times θ_j lose precision in float32 at long lengths.
-        const angle = pos * base ** (-j / half)
-        const s = scale(pos, j)
-        cos[i * dh + j] = cos[i * dh + j + half] = Math.cos(angle) * s
-        sin[i * dh + j] = sin[i * dh + j + half] = Math.sin(angle) * s
-      }
-      for (let j = 2 * half; j < dh; j++) cos[i * dh + j] = 1
-    }
+    const { cos, sin } = rotationTables(offset, t, dh, half, base, scale)
     // (x·R)[j] = −x[j + half] and (x·R)[j + half] = x[j] for j < half; zero on pass-through dims.
     const r = new Float32Array(dh * dh)
     for (let j = 0; j < half; j++) {

@@ -12,13 +12,15 @@ export const xposZeta = (j: number, d: number): number => ((2 * j) / d + GAMMA) 
  * moves as decoding proceeds, which would invalidate cached keys, so positions here are
  * absolute. Only n - m reaches the score, so the result is the same.
  */
+/** The scale of pair j at pos for a head of dimension d: ζ_j^(pos/scaleBase) for queries (sign 1), its inverse for keys (−1). */
+export const xposDecay = (spec: XPos, d: number, sign: 1 | -1) => (pos: number, j: number): number => xposZeta(j, d) ** ((sign * pos) / spec.scaleBase)
+
 export const xpos: PosencCompute<XPos> = {
   hooks: (_p, spec) => ({
     queryKey: (q, k, qOffset, kOffset) => {
       const d = q.shape[3]
       if (d % 2 !== 0) throw new Error(`xpos: head dim ${d} is odd`)
-      const decay = (sign: number) => (pos: number, j: number) => xposZeta(j, d) ** ((sign * pos) / spec.scaleBase)
-      return [rotateHalf(q, qOffset, d / 2, spec.base, decay(1)), rotateHalf(k, kOffset, d / 2, spec.base, decay(-1))]
+      return [rotateHalf(q, qOffset, d / 2, spec.base, xposDecay(spec, d, 1)), rotateHalf(k, kOffset, d / 2, spec.base, xposDecay(spec, d, -1))]
     },
   }),
 }

@@ -55,8 +55,67 @@ export interface NativeAddon {
   gather<T extends Float32Array | Int32Array | Uint8Array>(x: T, indices: Int32Array, out: T, outer: number, dim: number, inner: number): number
   scatterAdd(x: Float32Array, ids: Int32Array, out: Float32Array, count: number, inner: number, numSegments: number): void
   oneHot(indices: Int32Array, out: Float32Array, depth: number, on: number, off: number): void
+  /**
+   * A decoding program (native/kernels.h Program): ops over registers of [rows, width]
+   * activations, with its own copy of the parameters (matrices transposed where asked).
+   */
+  decodeProgram(ops: readonly ProgramOp[], widths: readonly number[], result: number, params: readonly ProgramParam[]): DecodeProgram
+  /** Register 0 ← x, then runs: the index of the external op it stopped at, or -1 when done. */
+  decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, slots: readonly ProgramSlot[]): number
+  /** Continues after the caller computed the external op it stopped at. */
+  decodeResume(program: DecodeProgram): number
+  /** Copies a register into values, or (write) values into the register. */
+  decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean): void
   info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
   setThreads(n: number): void
+}
+
+/** A native decoding program (opaque; freed when collected). */
+export type DecodeProgram = { readonly __brand: "DecodeProgram" }
+
+/** One op of a decoding program; fields as native/kernels.h ProgramOp names them (absent: unused). */
+export interface ProgramOp {
+  readonly code: number
+  readonly x?: number
+  readonly y?: number
+  readonly b?: number
+  readonly gain?: number
+  readonly bias?: number
+  readonly eps?: number
+  readonly center?: boolean
+  readonly targets?: readonly { readonly w: number; readonly bias: number; readonly y: number }[]
+  readonly q?: number
+  readonly k?: number
+  readonly v?: number
+  readonly heads?: number
+  readonly dh?: number
+  readonly half?: number
+  readonly slot?: number
+  readonly slopes?: number
+  readonly scale?: number
+  readonly act?: number
+  readonly alpha?: number
+  readonly external?: number
+}
+
+export interface ProgramParam {
+  readonly values: Float32Array
+  readonly rows: number
+  readonly cols: number
+  /** Copied as [cols, rows]. */
+  readonly transpose: boolean
+}
+
+/** What an attend op gets on each call: its cache [batch, capacity, heads, dh] (KvBuffer's layout) and the position scheme's values. */
+export interface ProgramSlot {
+  readonly k: Float32Array
+  readonly v: Float32Array
+  readonly capacity: number
+  readonly heads: number
+  readonly dh: number
+  readonly rotation: readonly [Float32Array, Float32Array, Float32Array, Float32Array] | null
+  readonly bias: Float32Array | null
+  readonly mask: Uint8Array | null
 }
 
 /** Where node-gyp puts the addon; TFJS_NATIVE_ADDON points elsewhere (e.g. to test the fallback). */

@@ -1,0 +1,230 @@
+// Incremental decoding: a few rows (one new token per sequence, or a short prompt) through
+// weights that are read once per call, and attention of the new queries over a key/value
+// cache that the caller preallocated and that is written in place. At batch 1 a token reads
+// every weight once and does little else, so it runs at the speed the weights stream from
+// memory: these kernels read each weight row once, in order, and fork at most once per call.
+#include <omp.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+
+namespace nk {
+
+namespace {
+
+// Up to this many rows the weights are streamed; more rows make the product compute-bound,
+// which oneDNN's GEMM does better.
+constexpr int64_t kStreamRows = 8;
+// Fewer weights than this (floats) run on one thread: a fork costs more than it saves.
+constexpr int64_t kParallelWeights = 1 << 15;
+// Attention work (multiply-adds) below which one thread does all heads.
+constexpr int64_t kParallelAttention = 1 << 16;
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s = std::fma(a[i], b[i], s);
+  return s;
+}
+
+// Sixteen floats as one value (an AVX-512 register, two AVX2 ones); the compiler keeps these
+// in registers where arrays indexed in loops end up on the stack.
+constexpr int kLanes = 16;
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+
+inline Lanes load(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The sum of the lanes, pairwise.
+inline float lane_sum(Lanes v) {
+  typedef int Index __attribute__((vector_size(kLanes * sizeof(int))));
+  v += __builtin_shuffle(v, Index{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+  v += __builtin_shuffle(v, Index{4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3});
+  v += __builtin_shuffle(v, Index{2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1});
+  return v[0] + v[1];
+}
+
+// a · b over n floats: whole lanes, pairwise-summed, then the rest in order.
+inline float dot_lanes(const float* a, const float* b, int64_t n) {
+  Lanes acc = {};
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) acc += load(a + c) * load(b + c);
+  float s = lane_sum(acc);
+  for (; c < n; ++c) s += a[c] * b[c];
+  return s;
+}
+
+// o += w · v over n floats.
+inline void add_scaled(float* o, float w, const float* v, int64_t n) {
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    const Lanes r = load(o + c) + w * load(v + c);
+    std::memcpy(o + c, &r, sizeof r);
+  }
+  for (; c < n; ++c) o[c] += w * v[c];
+}
+
+// Rotates the pairs (j, j + half) of one head's vector by a position's tables; the product
+// by (x·R) is written out as tfjs computes it (two products and a sum, no fused multiply-add).
+void rotate(float* x, const float* cos, const float* sin, int64_t half, int64_t dh) {
+  for (int64_t j = 0; j < half; ++j) {
+    const float a = x[j], b = x[j + half];
+    x[j] = a * cos[j] + (-b) * sin[j];
+    x[j + half] = b * cos[j + half] + a * sin[j + half];
+  }
+  for (int64_t j = 2 * half; j < dh; ++j) x[j] = x[j] * cos[j];
+}
+
+}  // namespace
+
+std::string rows_linear(const float* x, int64_t rows, int64_t in, const std::vector<LinearTarget>& targets) {
+  if (rows > kStreamRows) {
+    for (const LinearTarget& t : targets) {
+      const std::string err = matmul({1, 1, rows, t.out, in, false, true}, x, t.w, t.bias, Act::none, 0.f, t.y, Precision::fp32);
+      if (!err.empty()) return err;
+    }
+    return "";
+  }
+  int64_t weights = 0;
+  for (const LinearTarget& t : targets) weights += in * t.out;
+  // Each thread reads whole weight rows, a contiguous stretch of each matrix: one sequential
+  // stream per thread, which the prefetchers serve far better than several interleaved ones.
+  const auto share = [&](int me, int all) {
+    for (const LinearTarget& t : targets) {
+      const int64_t per = (t.out + all - 1) / all;
+      const int64_t o1 = std::min(t.out, (me + 1) * per);
+      for (int64_t o = me * per; o < o1; ++o) {
+        const float* wo = t.w + o * in;
+        for (int64_t r = 0; r < rows; ++r) {
+          const float s = dot(x + r * in, wo, in);
+          // The bias after the product, as tfjs adds it.
+          t.y[r * t.out + o] = t.bias == nullptr ? s : s + t.bias[o];
+        }
+      }
+    }
+  };
+  // One thread calls no OpenMP at all: even a one-thread parallel region costs microseconds.
+  const int threads = weights >= kParallelWeights ? omp_get_max_threads() : 1;
+  if (threads == 1) {
+    share(0, 1);
+  } else {
+#pragma omp parallel num_threads(threads)
+    share(omp_get_thread_num(), omp_get_num_threads());
+  }
+  return "";
+}
+
+float* huge_alloc(size_t floats, HugeRegion* region) {
+  // Over-allocated by one huge page so the array can start on a 2 MiB boundary.
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t length = floats * sizeof(float) + kHuge;
+  void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return nullptr;
+  const uintptr_t aligned = (reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~(kHuge - 1);
+  // Without transparent huge pages (or with them off) this fails and the pages stay small.
+  madvise(reinterpret_cast<void*>(aligned), length - (aligned - reinterpret_cast<uintptr_t>(base)), MADV_HUGEPAGE);
+  *region = {base, length};
+  return reinterpret_cast<float*>(aligned);
+}
+
+void huge_free(const HugeRegion& region) { munmap(region.base, region.length); }
+
+void attend(const AttendShape& s, const AttendInputs& in) {
+  const int64_t b_ = s.batch, t_ = s.tq, h_ = s.heads, dh = s.dh, width = h_ * dh, keys = s.offset + s.tq;
+  // Queries scaled then rotated, keys rotated (projectQkv's order), and both new keys and
+  // values written at their positions in the cache.
+  for (int64_t b = 0; b < b_; ++b) {
+    for (int64_t i = 0; i < t_; ++i) {
+      const int64_t row = (b * t_ + i) * width;
+      for (int64_t h = 0; h < h_; ++h) {
+        float* q = in.q + row + h * dh;
+        float* k = in.k + row + h * dh;
+        for (int64_t j = 0; j < dh; ++j) q[j] = q[j] * s.scale;
+        if (in.qcos != nullptr) {
+          rotate(q, in.qcos + i * dh, in.qsin + i * dh, s.half, dh);
+          rotate(k, in.kcos + i * dh, in.ksin + i * dh, s.half, dh);
+        }
+        const int64_t at = (b * s.capacity + s.offset + i) * width + h * dh;
+        std::copy(k, k + dh, in.kc + at);
+        std::copy(in.v + row + h * dh, in.v + row + (h + 1) * dh, in.vc + at);
+      }
+    }
+  }
+  // Pairs (sequence, head) [first, last): one sequence's heads at a time, each key row read
+  // once for all of them (the cache is position-major, so a row holds every head's key).
+  const auto work = [&](int64_t first, int64_t last) {
+    thread_local std::vector<int64_t> seen;
+    thread_local std::vector<float> scores, weights;
+    for (int64_t b = first / h_; b * h_ < last; ++b) {
+      const int64_t h0 = std::max(first, b * h_) - b * h_, h1 = std::min(last, (b + 1) * h_) - b * h_, nh = h1 - h0;
+      const float* kc = in.kc + b * s.capacity * width;
+      const float* vc = in.vc + b * s.capacity * width;
+      for (int64_t i = 0; i < t_; ++i) {
+        const int64_t pos = s.offset + i, n = pos + 1;
+        const float* q = in.q + (b * t_ + i) * width;
+        float* o = in.out + (b * t_ + i) * width;
+        scores.resize(static_cast<size_t>(nh * n));
+        weights.resize(static_cast<size_t>(nh * n));
+        std::fill(o + h0 * dh, o + h1 * dh, 0.f);
+        if (in.mask == nullptr) {
+          // Every key up to the query's own position; the later ones get no weight, as under
+          // tfjs's -1e9 mask.
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t h = h0; h < h1; ++h) scores[(h - h0) * n + j] = dot_lanes(q + h * dh, kc + j * width + h * dh, dh);
+          for (int64_t h = h0; h < h1; ++h) {
+            float* sc = &scores[(h - h0) * n];
+            if (in.slopes != nullptr)
+              for (int64_t j = 0; j < n; ++j) sc[j] = sc[j] + in.slopes[h] * static_cast<float>(pos - j);
+            if (in.bias != nullptr)
+              for (int64_t j = 0; j < n; ++j) sc[j] = sc[j] + in.bias[(h * t_ + i) * keys + j];
+            softmax_row(sc, &weights[(h - h0) * n], n);
+          }
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t h = h0; h < h1; ++h) add_scaled(o + h * dh, weights[(h - h0) * n + j], vc + j * width + h * dh, dh);
+          continue;
+        }
+        // A masked kind: each head its own keys; a head that sees none gets zeros, as
+        // maskedAttention gives it.
+        seen.resize(static_cast<size_t>(n));
+        for (int64_t h = h0; h < h1; ++h) {
+          const uint8_t* visible = in.mask + (h * t_ + i) * keys;
+          int64_t m = 0;
+          for (int64_t j = 0; j < n; ++j)
+            if (visible[j]) seen[m++] = j;
+          if (m == 0) continue;
+          float* sc = &scores[(h - h0) * n];
+          for (int64_t e = 0; e < m; ++e) {
+            const int64_t j = seen[e];
+            sc[e] = dot_lanes(q + h * dh, kc + j * width + h * dh, dh);
+            if (in.slopes != nullptr) sc[e] = sc[e] + in.slopes[h] * static_cast<float>(pos - j);
+            if (in.bias != nullptr) sc[e] = sc[e] + in.bias[(h * t_ + i) * keys + j];
+          }
+          float* w = &weights[(h - h0) * n];
+          softmax_row(sc, w, m);
+          for (int64_t e = 0; e < m; ++e) add_scaled(o + h * dh, w[e], vc + seen[e] * width + h * dh, dh);
+        }
+      }
+    }
+  };
+  const int64_t pairs = b_ * h_;
+  const int threads = pairs * t_ * keys * dh >= kParallelAttention ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), pairs)) : 1;
+  if (threads == 1) {
+    work(0, pairs);
+  } else {
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t all = omp_get_num_threads(), per = (pairs + all - 1) / all, me = omp_get_thread_num();
+      work(std::min(pairs, me * per), std::min(pairs, (me + 1) * per));
+    }
+  }
+}
+
+}  // namespace nk

@@ -1,0 +1,108 @@
+// A decoding program: the layers of a stack as a list of native ops over a file of
+// row-major registers, so that one call runs every layer of a token with no JavaScript in
+// between. Layers it cannot compute are "external" ops: the program stops there, the caller
+// computes the layer (with tfjs) from one register into another and resumes it.
+#include <algorithm>
+#include <stdexcept>
+
+#include "kernels.h"
+
+namespace nk {
+
+Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params)
+    : ops_(std::move(ops)), widths_(std::move(widths)), result_(result), registers_(widths_.size()) {
+  // Every parameter is copied (matrices transposed to [out, in], the order the streaming
+  // kernel reads them) into one huge-page arena, in the order the ops use them: a token is
+  // one pass over all of it.
+  size_t total = 0;
+  for (const ProgramParam& p : params) total += (static_cast<size_t>(p.rows * p.cols) + 15) / 16 * 16;
+  arena_ = huge_alloc(std::max<size_t>(total, 1), &region_);
+  if (arena_ == nullptr) throw std::runtime_error("out of memory for a copy of the weights");
+  float* at = arena_;
+  for (const ProgramParam& p : params) {
+    if (p.transpose) transpose(p.values, {p.rows, p.cols}, {1, 0}, at, 4);
+    else std::copy(p.values, p.values + p.rows * p.cols, at);
+    params_.push_back(at);
+    at += (static_cast<size_t>(p.rows * p.cols) + 15) / 16 * 16;
+  }
+}
+
+Program::~Program() { huge_free(region_); }
+
+int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramSlot> slots) {
+  batch_ = batch;
+  t_ = t;
+  offset_ = offset;
+  slots_ = std::move(slots);
+  for (size_t r = 0; r < registers_.size(); ++r) registers_[r].resize(static_cast<size_t>(batch * t * widths_[r]));
+  std::copy(x, x + batch * t * widths_[0], registers_[0].begin());
+  next_ = 0;
+  return resume();
+}
+
+int Program::resume() {
+  const int64_t rows = batch_ * t_;
+  while (next_ < ops_.size()) {
+    const ProgramOp& op = ops_[next_++];
+    float* x = op.x >= 0 ? registers_[op.x].data() : nullptr;
+    float* y = op.y >= 0 ? registers_[op.y].data() : nullptr;
+    switch (op.code) {
+      case ProgramOp::Code::norm: {
+        const int64_t d = widths_[op.x];
+        scratch_.resize(static_cast<size_t>(2 * rows));
+        norm(x, params_[op.gain], rows, d, op.eps, op.center, y, scratch_.data(), scratch_.data() + rows);
+        if (op.bias >= 0) {
+          const float* b = params_[op.bias];
+          for (int64_t i = 0; i < rows * d; ++i) y[i] = y[i] + b[i % d];
+        }
+        break;
+      }
+      case ProgramOp::Code::linear: {
+        std::vector<LinearTarget> targets;
+        for (const ProgramLinear& l : op.targets)
+          targets.push_back({params_[l.w], l.bias >= 0 ? params_[l.bias] : nullptr, widths_[l.y], registers_[l.y].data()});
+        const std::string err = rows_linear(x, rows, widths_[op.x], targets);
+        if (!err.empty()) throw std::runtime_error(err);
+        break;
+      }
+      case ProgramOp::Code::attend: {
+        const ProgramSlot& s = slots_.at(op.slot);
+        attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
+               {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, s.qcos, s.qsin,
+                s.kcos, s.ksin, op.slopes >= 0 ? params_[op.slopes] : nullptr, s.bias, s.mask});
+        break;
+      }
+      case ProgramOp::Code::act: {
+        const int64_t n = rows * widths_[op.x];
+        if (op.act == ProgramOp::kRelu || op.act == ProgramOp::kRelu2) {
+          for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
+          if (op.act == ProgramOp::kRelu2)
+            for (int64_t i = 0; i < n; ++i) y[i] = y[i] * y[i];
+        } else {
+          act(static_cast<ActOp>(op.act), x, y, n, op.alpha);
+        }
+        break;
+      }
+      case ProgramOp::Code::mul: {
+        const float* b = registers_[op.b].data();
+        for (int64_t i = 0; i < rows * widths_[op.x]; ++i) y[i] = x[i] * b[i];
+        break;
+      }
+      case ProgramOp::Code::add: {
+        const float* b = registers_[op.b].data();
+        for (int64_t i = 0; i < rows * widths_[op.x]; ++i) y[i] = x[i] + b[i];
+        break;
+      }
+      case ProgramOp::Code::external:
+        return op.external;
+    }
+  }
+  return -1;
+}
+
+float* Program::reg(int r, int64_t* length) {
+  *length = static_cast<int64_t>(registers_.at(r).size());
+  return registers_[r].data();
+}
+
+}  // namespace nk

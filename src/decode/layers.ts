@@ -1,0 +1,128 @@
+import { match } from "ts-pattern"
+import type { Visible } from "../../dsl/kind.js"
+import type { FfnSpec } from "../../dsl/ffn.js"
+import { headDimOf, innerWidth } from "../../dsl/kinds/attention/fields.js"
+import { slidingVisible } from "../../dsl/kinds/attention/sliding.js"
+import { sparseVisible } from "../../dsl/kinds/attention/sparse.js"
+import type { ActivationOf, ActivationSpec, ActivationTag } from "../../dsl/kinds/activation/index.js"
+import { activationModule } from "../../dsl/kinds/activation/index.js"
+import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import type { NormSpec } from "../../dsl/kinds/norm/index.js"
+import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
+import type { Layer } from "../../dsl/nodes.js"
+import { childNames, paramName } from "../../dsl/params.js"
+import { FUSED_OPS } from "../backend/fused.js"
+import { nativePosition } from "./position.js"
+import { OP, type ProgramBuilder } from "./program.js"
+
+/**
+ * The layers of a decoding program, each as a few native ops with the float32 arithmetic of
+ * its tfjs computation (the same fused kernels, the same order of elementwise operations;
+ * only the order of the sums in products differs). A layer not covered here becomes an
+ * external op that runs its tfjs computation on the same rows and the same cache.
+ */
+
+/** The act op's code and alpha for each activation (of the gate, for gated ones); relu and relu2 as native/kernels.h numbers them. */
+const activations: { readonly [K in ActivationTag]?: (spec: ActivationOf<K>) => { act: number; alpha: number } } = {
+  relu: () => ({ act: 3, alpha: 0 }),
+  relu2: () => ({ act: 4, alpha: 0 }),
+  gelu: () => ({ act: FUSED_OPS.gelu, alpha: 0 }),
+  "gelu-tanh": () => ({ act: FUSED_OPS["gelu-tanh"], alpha: 0 }),
+  swish: (spec) => ({ act: FUSED_OPS.swish, alpha: spec.beta }),
+  silu: () => ({ act: FUSED_OPS.swish, alpha: 1 }),
+  swiglu: () => ({ act: FUSED_OPS.swish, alpha: 1 }),
+  geglu: () => ({ act: FUSED_OPS.gelu, alpha: 0 }),
+  reglu: () => ({ act: 3, alpha: 0 }),
+}
+
+const activationOf = (spec: ActivationSpec) =>
+  (activations as Record<string, ((s: ActivationSpec) => { act: number; alpha: number }) | undefined>)[spec.kind]?.(spec)
+
+/** Which keys each query sees, for the kinds whose cached tfjs computation is masked dense attention; undefined for dense causal. */
+const patterns: { readonly [K in AttentionSpec["kind"]]?: (spec: Extract<AttentionSpec, { kind: K }>, layer: number) => Visible | undefined } = {
+  full: () => undefined,
+  "sparse-strided": sparseVisible,
+  "sparse-fixed": sparseVisible,
+  "sliding-window": slidingVisible,
+}
+
+/** A layer emitted as ops from register x; returns its output register, or undefined when not covered. */
+type Emit<L> = (b: ProgramBuilder, l: L, prefix: string, x: number, context: Context) => number | undefined
+
+interface Context {
+  readonly width: number
+  /** Index of the block. */
+  readonly index: number
+  readonly posenc: PosencSpec
+}
+
+const norm: Emit<NormSpec> = (b, l, prefix, x, { width }) => {
+  if (l.kind !== "layer" && l.kind !== "rms") return undefined
+  const y = b.register(width)
+  const bias = l.kind === "layer" && l.bias ? b.param(paramName(prefix, "bias")).index : -1
+  b.op({ code: OP.norm, x, y, gain: b.param(paramName(prefix, "gain")).index, bias, eps: l.eps, center: l.kind === "layer" })
+  return y
+}
+
+/** y = x · w (+ bias) for named weights [in, out] into new registers. */
+const linear = (b: ProgramBuilder, x: number, prefix: string, weights: readonly string[], biases: readonly string[], bias: boolean): number[] => {
+  const targets = weights.map((w, i) => {
+    const p = b.param(paramName(prefix, w), true)
+    return { w: p.index, bias: bias ? b.param(paramName(prefix, biases[i]!)).index : -1, y: b.register(p.rows) }
+  })
+  b.op({ code: OP.linear, x, targets })
+  return targets.map((t) => t.y)
+}
+
+const ffn: Emit<FfnSpec> = (b, l, prefix, x) => {
+  const act = activationOf(l.activation)
+  if (act === undefined) return undefined
+  if (activationModule(l.activation).gated) {
+    const [value, gate] = linear(b, x, prefix, ["w_in", "w_gate"], ["b_in", "b_gate"], l.bias) as [number, number]
+    const g = b.register(b.widths[gate]!)
+    b.op({ code: OP.act, x: gate, y: g, ...act })
+    const hidden = b.register(b.widths[gate]!)
+    b.op({ code: OP.mul, x: g, b: value, y: hidden })
+    return linear(b, hidden, prefix, ["w_out"], ["b_out"], l.bias)[0]
+  }
+  const [value] = linear(b, x, prefix, ["w_in"], ["b_in"], l.bias) as [number]
+  const hidden = b.register(b.widths[value]!)
+  b.op({ code: OP.act, x: value, y: hidden, ...act })
+  return linear(b, hidden, prefix, ["w_out"], ["b_out"], l.bias)[0]
+}
+
+/** Projections, then one op that scales and rotates, writes the cache and attends, then the output projection. */
+const attention: Emit<AttentionSpec> = (b, l, prefix, x, { width, index, posenc }) => {
+  const pattern = (patterns as Record<string, ((s: AttentionSpec, layer: number) => Visible | undefined) | undefined>)[l.kind]
+  const position = nativePosition(posenc)
+  if (pattern === undefined || position === undefined) return undefined
+  const dh = headDimOf(l, width)
+  const [q, k, v] = linear(b, x, prefix, ["wq", "wk", "wv"], ["bq", "bk", "bv"], l.bias) as [number, number, number]
+  const heads = b.register(innerWidth(l, width))
+  const half = position.rotary?.half(posenc, dh) ?? 0
+  const slopes = position.slopes === undefined ? -1 : b.constant(position.slopes(posenc, l.heads))
+  const slot = b.slots.push({ prefix, heads: l.heads, dh, visible: pattern(l, index) }) - 1
+  b.op({ code: OP.attend, q, k, v, y: heads, heads: l.heads, dh, half, slot, slopes, scale: 1 / Math.sqrt(dh) })
+  return linear(b, heads, prefix, ["wo"], ["bo"], l.bias)[0]
+}
+
+const external = (b: ProgramBuilder, layer: AttentionSpec | FfnSpec | NormSpec, prefix: string, x: number, { width, index }: Context): number => {
+  const y = b.register(width)
+  b.op({ code: OP.external, x, y, external: b.externals.push({ layer, prefix, index, x, y }) - 1 })
+  return y
+}
+
+/** Emits a layer of block `index` (parameters under `prefix`) from register x; returns its output register. */
+export const emitLayer = (b: ProgramBuilder, layer: Layer, prefix: string, x: number, context: Context): number =>
+  match(layer)
+    .with({ op: "norm" }, (l) => norm(b, l, prefix, x, context) ?? external(b, l, prefix, x, context))
+    .with({ op: "ffn" }, (l) => ffn(b, l, prefix, x, context) ?? external(b, l, prefix, x, context))
+    .with({ op: "attention" }, (l) => attention(b, l, prefix, x, context) ?? external(b, l, prefix, x, context))
+    .with({ op: "residual" }, (l) => {
+      const names = childNames(l.body)
+      const branch = l.body.reduce((h, child, i) => emitLayer(b, child, `${prefix}.${names[i]}`, h, context), x)
+      const y = b.register(context.width)
+      b.op({ code: OP.add, x, b: branch, y })
+      return y
+    })
+    .exhaustive()

@@ -1,0 +1,195 @@
+import * as tf from "@tensorflow/tfjs"
+import { match } from "ts-pattern"
+import { blocksOf, type DecoderSpec, dimsOf } from "../../dsl/nodes.js"
+import { blockChildNames, paramName } from "../../dsl/params.js"
+import { attentionApply } from "../attention/index.js"
+import type { NativeAddon, ProgramSlot } from "../backend/native/addon.js"
+import type { NativeBackend } from "../backend/native/backend.js"
+import { NATIVE_BACKEND } from "../backend/native/register.js"
+import { applyFfn } from "../ffn/ffn.js"
+import type { DecodeCache, ParamValues } from "../model/compile.js"
+import type { LayerCtx, ParamView } from "../model/kind.js"
+import { KvBuffer } from "../model/kv-buffer.js"
+import { normApply } from "../norm/index.js"
+import { posencApply } from "../posenc/index.js"
+import { emitLayer } from "./layers.js"
+import { nativePosition } from "./position.js"
+import { type AttentionSlot, type BuiltProgram, type External, OP, ProgramBuilder } from "./program.js"
+import { type Step, valuesOf } from "./step.js"
+
+/**
+ * Incremental decoding on the native backend, for generation at batch 1 or a few sequences.
+ * Under tfjs each token costs hundreds of small ops whose overhead dwarfs their arithmetic;
+ * here the whole stack is one native program (src/decode/program.ts) per call: norms, FFNs,
+ * and attention — dense, sparse and sliding-window, with every position scheme — over the
+ * cache's preallocated buffers, written in place, then the output head. A layer it does not
+ * cover (Longformer, Linformer) runs its tfjs computation on the same rows and cache, so a
+ * stack of different blocks mixes both. The logits come back as one array. Matmuls are fp32
+ * whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path off (generation then
+ * runs on tfjs ops, the reference this path is tested against).
+ */
+export interface NativeDecoder {
+  /** Whether the next call can run here: the native backend is current and the path is not turned off. */
+  readonly usable: () => boolean
+  /** Logits [B, T, V] of tokens [B, T] that continue the cache's sequence; advances the cache. */
+  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache) => tf.Tensor3D
+  /** The same for one sequence of ids, without tensors: the last position's logits [V]. */
+  readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache) => Float32Array
+  /** The layers (parameter prefixes) that run their tfjs computation with these parameters; the rest is native. */
+  readonly tfjsLayers: (params: ParamValues) => string[]
+}
+
+/** The cache buffers of a native attention layer, made on its first call and checked against this one. */
+const buffers = (step: Step, slot: AttentionSlot): [KvBuffer, KvBuffer] => {
+  const kv = step.cache.slot(slot.prefix)
+  const capacity = Math.max(step.t, step.dims.context)
+  kv.k ??= new KvBuffer(step.batch, slot.heads, slot.dh, capacity)
+  kv.v ??= new KvBuffer(step.batch, slot.heads, slot.dh, capacity)
+  const [k, v] = [kv.k, kv.v]
+  if (k.batch !== step.batch || k.length !== step.offset || v.length !== step.offset)
+    throw new Error(`${slot.prefix}: the decoding cache holds ${k.length} positions of batch ${k.batch}, not ${step.offset} of batch ${step.batch}`)
+  k.reserve(step.t)
+  v.reserve(step.t)
+  return [k, v]
+}
+
+/** Which keys each new query sees, [heads, t, offset + t] (1: visible), for a masked kind. */
+const maskOf = (slot: AttentionSlot, step: Step): Uint8Array | null => {
+  const visible = slot.visible
+  if (visible === undefined) return null
+  const keys = step.offset + step.t
+  const mask = new Uint8Array(slot.heads * step.t * keys)
+  for (let h = 0; h < slot.heads; h++)
+    for (let i = 0; i < step.t; i++)
+      for (let j = 0; j <= step.offset + i; j++) mask[(h * step.t + i) * keys + j] = visible(h, step.offset + i, j) ? 1 : 0
+  return mask
+}
+
+/** A layer the program left to tfjs, on the rows of its input register, with the same cache slot. */
+const runExternal = (addon: NativeAddon, program: BuiltProgram, e: External, step: Step): void => {
+  const x = new Float32Array(step.batch * step.t * program.widths[e.x]!)
+  addon.decodeRegister(program.handle, e.x, x, false)
+  const y = tf.tidy(() => {
+    const input = tf.tensor3d(x, [step.batch, step.t, step.dims.width])
+    const view: ParamView = (n) => {
+      const t = step.params[paramName(e.prefix, n)]
+      if (t === undefined) throw new Error(`parameter "${paramName(e.prefix, n)}" is missing`)
+      return t
+    }
+    const ctx: LayerCtx = { dims: step.dims, layer: e.index, training: false, position: step.position, offset: step.offset, dropout: (z) => z, kv: step.cache.slot(e.prefix) }
+    return match(e.layer)
+      .with({ op: "attention" }, (l) => attentionApply(l).apply(view, input, l, ctx))
+      .with({ op: "ffn" }, (l) => applyFfn(view, input, l, ctx))
+      .with({ op: "norm" }, (l) => normApply(l).apply(view, input, l) as tf.Tensor3D)
+      .exhaustive()
+  })
+  try {
+    addon.decodeRegister(program.handle, e.y, y.dataSync() as Float32Array, true)
+  } finally {
+    y.dispose()
+  }
+}
+
+/** The decoder for a validated spec, or undefined when its position scheme acts on the embeddings in a way not covered. */
+export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
+  const position = nativePosition(spec.posenc)
+  const posenc = posencApply(spec.posenc)
+  if (position === undefined && posenc.embed !== undefined) return undefined
+  const dims = dimsOf(spec)
+  const blocks = blocksOf(spec.layers)
+  const programs = new WeakMap<ParamValues, BuiltProgram>()
+
+  /** The stack, the final norm and the head as one program, with these parameters. */
+  const build = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
+    const b = new ProgramBuilder(params)
+    let x = b.register(spec.width)
+    blocks.forEach((block, i) => {
+      const names = blockChildNames(block.layers)
+      block.layers.forEach((layer, j) => (x = emitLayer(b, layer, `blocks.${i}.${names[j]}`, x, { width: spec.width, index: i, posenc: spec.posenc })))
+    })
+    const h = emitLayer(b, spec.norm, "norm", x, { width: spec.width, index: dims.layers, posenc: spec.posenc })
+    // The tied head multiplies by the embedding [vocab, width], already one row per output.
+    const head = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
+    const logits = b.register(spec.vocab)
+    b.op({ code: OP.linear, x: h, targets: [{ w: head.index, bias: -1, y: logits }] })
+    return b.build(addon, logits)
+  }
+
+  const programFor = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
+    let program = programs.get(params)
+    if (program === undefined || !program.current(params)) programs.set(params, (program = build(addon, params)))
+    return program
+  }
+
+  const embed = (ids: Int32Array, step: Step): Float32Array => {
+    const d = spec.width
+    const table = step.values("embed.tokens")
+    const x = new Float32Array(ids.length * d)
+    ids.forEach((id, r) => {
+      if (!(id >= 0 && id < spec.vocab)) throw new Error(`token ${id} at row ${r} is outside the vocabulary [0, ${spec.vocab})`)
+      x.set(table.subarray(id * d, (id + 1) * d), r * d)
+    })
+    position?.embed?.(spec.posenc, x, step)
+    return x
+  }
+
+  /** Logits [batch · t, vocab] of ids [batch · t] continuing the cache; advances it. */
+  const run = (params: ParamValues, ids: Int32Array, batch: number, t: number, cache: DecodeCache): Float32Array => {
+    const addon = (tf.backend() as NativeBackend).addon
+    const program = programFor(addon, params)
+    const memo = new Map<string, unknown>()
+    const posView: ParamView = (name) => {
+      const p = params[`posenc.${name}`]
+      if (p === undefined) throw new Error(`parameter "posenc.${name}" is missing`)
+      return p
+    }
+    const step: Step = {
+      dims,
+      params,
+      cache,
+      batch,
+      t,
+      offset: cache.length,
+      position: posenc.hooks?.(posView, spec.posenc, dims) ?? {},
+      values: (name) => valuesOf(params, name),
+      memo: <T>(key: string, make: () => T): T => {
+        if (!memo.has(key)) memo.set(key, make())
+        return memo.get(key) as T
+      },
+    }
+    const x = embed(ids, step)
+    const caches = program.slots.map((slot) => buffers(step, slot))
+    const slots: ProgramSlot[] = program.slots.map((slot, i) => {
+      const [k, v] = caches[i]!
+      const rotation = position?.rotary?.tables(spec.posenc, step, slot.dh) ?? null
+      const bias = position?.bias?.(spec.posenc, step, slot.heads) ?? null
+      return { k: k.data, v: v.data, capacity: k.capacity, heads: slot.heads, dh: slot.dh, rotation, bias, mask: maskOf(slot, step) }
+    })
+    for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, slots); stop >= 0; stop = addon.decodeResume(program.handle))
+      runExternal(addon, program, program.externals[stop]!, step)
+    for (const [k, v] of caches) {
+      k.length += t
+      v.length += t
+    }
+    const logits = new Float32Array(batch * t * spec.vocab)
+    addon.decodeRegister(program.handle, program.result, logits, false)
+    cache.length += t
+    return logits
+  }
+
+  const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache): tf.Tensor3D => {
+    const [batch, t] = tokens.shape
+    if (tokens.dtype !== "int32") throw new Error(`tokens must be int32, got ${tokens.dtype}`)
+    return tf.tensor3d(run(params, tokens.dataSync() as Int32Array, batch, t, cache), [batch, t, spec.vocab])
+  }
+
+  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array =>
+    run(params, Int32Array.from(ids), 1, ids.length, cache).subarray((ids.length - 1) * spec.vocab)
+
+  return {
+    usable: () => tf.getBackend() === NATIVE_BACKEND && process.env["TFJS_NATIVE_DECODE"] !== "0",
+    apply,
+    last,
+    tfjsLayers: (params) => programFor((tf.backend() as NativeBackend).addon, params).externals.map((e) => e.prefix),
+  }
+}

@@ -1,0 +1,95 @@
+import * as tf from "@tensorflow/tfjs"
+import type { PosencOf, PosencSpec, PosencTag } from "../../dsl/kinds/posenc/index.js"
+import { alibiSlopes } from "../posenc/alibi.js"
+import { rotationTables } from "../posenc/rope.js"
+import { sinusoidTable } from "../posenc/sinusoidal.js"
+import { xposDecay } from "../posenc/xpos.js"
+import type { Step } from "./step.js"
+
+/**
+ * What each position scheme contributes to native decoding, with the same float32 values as
+ * its tfjs computation (src/posenc/): an addition to the embeddings, rotation tables for
+ * queries and keys, ALiBi's slopes, or a bias table. A scheme missing here makes every
+ * attention layer run its tfjs computation (and, if it acts on the embeddings, the whole call).
+ */
+export interface NativePosition<S> {
+  /** Adds the scheme to the embeddings x [batch · t, width] of positions offset.. (in place). */
+  readonly embed?: (spec: S, x: Float32Array, step: Step) => void
+  /** Rotary schemes: the pairs (j, j + half) rotated in a head of dh, and each call's tables [qcos, qsin, kcos, ksin], each [t, dh]. */
+  readonly rotary?: {
+    readonly half: (spec: S, dh: number) => number
+    readonly tables: (spec: S, step: Step, dh: number) => readonly [Float32Array, Float32Array, Float32Array, Float32Array]
+  }
+  /** Scores get slopes[h] · (i − j): ALiBi's slopes, negated. */
+  readonly slopes?: (spec: S, heads: number) => Float32Array
+  /** Each call's additive scores [heads, t, offset + t]. */
+  readonly bias?: (spec: S, step: Step, heads: number) => Float32Array
+}
+
+/** Adds table [t, width] (rows from `from`) to every sequence of x. */
+const addPerPosition = (x: Float32Array, table: Float32Array, step: Step, from: number): void => {
+  const d = step.dims.width
+  for (let b = 0; b < step.batch; b++) {
+    for (let i = 0; i < step.t; i++) {
+      const row = (b * step.t + i) * d
+      const at = (from + i) * d
+      for (let j = 0; j < d; j++) x[row + j] = x[row + j]! + table[at + j]!
+    }
+  }
+}
+
+const nativePositions: { readonly [K in PosencTag]?: NativePosition<PosencOf<K>> } = {
+  none: {},
+  learned: {
+    embed: (_spec, x, step) => addPerPosition(x, step.values("posenc.table"), step, step.offset),
+  },
+  sinusoidal: {
+    embed: (spec, x, step) => {
+      const d = step.dims.width
+      if (spec.scaleEmbeddings) {
+        const scale = Math.fround(Math.sqrt(d))
+        for (let i = 0; i < x.length; i++) x[i] = x[i]! * scale
+      }
+      addPerPosition(x, sinusoidTable(step.t, d, step.offset), step, 0)
+    },
+  },
+  rope: {
+    rotary: {
+      half: (spec, dh) => (spec.dims ?? dh) / 2,
+      tables: (spec, step, dh) =>
+        step.memo(`rope ${dh}`, () => {
+          const { cos, sin } = rotationTables(step.offset, step.t, dh, (spec.dims ?? dh) / 2, spec.base)
+          return [cos, sin, cos, sin] as const
+        }),
+    },
+  },
+  xpos: {
+    rotary: {
+      half: (_spec, dh) => dh / 2,
+      tables: (spec, step, dh) =>
+        step.memo(`xpos ${dh}`, () => {
+          const q = rotationTables(step.offset, step.t, dh, dh / 2, spec.base, xposDecay(spec, dh, 1))
+          const k = rotationTables(step.offset, step.t, dh, dh / 2, spec.base, xposDecay(spec, dh, -1))
+          return [q.cos, q.sin, k.cos, k.sin] as const
+        }),
+    },
+  },
+  alibi: {
+    slopes: (_spec, heads) => Float32Array.from(alibiSlopes(heads), (m) => -m),
+  },
+  t5: {
+    // The scheme's own tfjs bias, read once per call and head count.
+    bias: (_spec, step, heads) =>
+      step.memo(`t5 ${heads}`, () => {
+        const bias = tf.tidy(() => step.position.scoreBias!(heads, step.t, step.offset + step.t, step.offset, 0))
+        try {
+          return bias.dataSync() as Float32Array
+        } finally {
+          bias.dispose()
+        }
+      }),
+  },
+}
+
+export const nativePosition = (spec: PosencSpec): NativePosition<PosencSpec> | undefined =>
+  (nativePositions as Record<string, NativePosition<PosencSpec> | undefined>)[spec.kind]

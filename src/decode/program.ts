@@ -1,0 +1,108 @@
+import type * as tf from "@tensorflow/tfjs"
+import type { Visible } from "../../dsl/kind.js"
+import type { FfnSpec } from "../../dsl/ffn.js"
+import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import type { NormSpec } from "../../dsl/kinds/norm/index.js"
+import type { DecodeProgram, NativeAddon, ProgramOp, ProgramParam } from "../backend/native/addon.js"
+import type { ParamValues } from "../model/compile.js"
+import { parameter, valuesOf } from "./step.js"
+
+/**
+ * A stack's layers as one native decoding program (native/program.cc): ops over registers
+ * of [rows, width] activations, built once per parameter set. The program holds its own copy
+ * of the parameters, matrices transposed so the streaming kernel reads one output's weights
+ * contiguously, in one huge-page arena in the order the ops read them: a decoding step is a
+ * pass over all of it, and in 4 KiB pages that pass spends much of its time on TLB misses and
+ * prefetchers stopping at page boundaries. It is a second copy of the weights.
+ */
+
+/** The op codes of native/kernels.h ProgramOp. */
+export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6 } as const
+
+/** An attention layer the program computes, and what each call must give it. */
+export interface AttentionSlot {
+  readonly prefix: string
+  readonly heads: number
+  readonly dh: number
+  /** The kind's pattern for a mask, or undefined for dense causal attention. */
+  readonly visible: Visible | undefined
+}
+
+/** A layer the program leaves to tfjs: from register x into register y. */
+export interface External {
+  readonly layer: AttentionSpec | FfnSpec | NormSpec
+  readonly prefix: string
+  /** Index of its block. */
+  readonly index: number
+  readonly x: number
+  readonly y: number
+}
+
+export class ProgramBuilder {
+  readonly ops: ProgramOp[] = []
+  readonly widths: number[] = []
+  readonly slots: AttentionSlot[] = []
+  readonly externals: External[] = []
+  private readonly params: { readonly name: string | undefined; readonly param: ProgramParam }[] = []
+  private readonly indices = new Map<string, number>()
+
+  constructor(readonly source: ParamValues) {}
+
+  register(width: number): number {
+    this.widths.push(width)
+    return this.widths.length - 1
+  }
+
+  /** A model parameter's index, its shape, copied once (transposed when asked: a weight [in, out] as [out, in]). */
+  param(name: string, transpose = false): { index: number; rows: number; cols: number } {
+    const t = parameter(this.source, name)
+    const [rows, cols] = t.shape.length === 2 ? (t.shape as [number, number]) : [1, t.size]
+    const key = `${name}${transpose ? " ᵀ" : ""}`
+    let index = this.indices.get(key)
+    if (index === undefined) {
+      index = this.params.push({ name, param: { values: valuesOf(this.source, name), rows, cols, transpose } }) - 1
+      this.indices.set(key, index)
+    }
+    return transpose ? { index, rows: cols, cols: rows } : { index, rows, cols }
+  }
+
+  /** An index for values that are not a model parameter (ALiBi's slopes). */
+  constant(values: Float32Array): number {
+    return this.params.push({ name: undefined, param: { values, rows: 1, cols: values.length, transpose: false } }) - 1
+  }
+
+  op(op: ProgramOp): void {
+    this.ops.push(op)
+  }
+
+  build(addon: NativeAddon, result: number): BuiltProgram {
+    const handle = addon.decodeProgram(
+      this.ops,
+      this.widths,
+      result,
+      this.params.map((p) => p.param),
+    )
+    const sources = this.params.flatMap((p) => (p.name === undefined ? [] : [[p.name, parameter(this.source, p.name)] as const]))
+    return new BuiltProgram(handle, this.slots, this.externals, this.widths, result, sources)
+  }
+}
+
+export class BuiltProgram {
+  private readonly copied: ReadonlyArray<readonly [name: string, tensor: tf.Tensor, dataId: object]>
+
+  constructor(
+    readonly handle: DecodeProgram,
+    readonly slots: readonly AttentionSlot[],
+    readonly externals: readonly External[],
+    readonly widths: readonly number[],
+    readonly result: number,
+    sources: ReadonlyArray<readonly [string, tf.Tensor]>,
+  ) {
+    this.copied = sources.map(([name, t]) => [name, t, t.dataId] as const)
+  }
+
+  /** Whether these are still the parameters, with the storage, the program copied. */
+  current(params: ParamValues): boolean {
+    return this.copied.every(([name, t, id]) => params[name] === t && t.dataId === id && !t.isDisposed)
+  }
+}

@@ -1,0 +1,220 @@
+import * as tf from "@tensorflow/tfjs"
+import { afterEach, beforeAll, describe, expect, it } from "vitest"
+import { activation, attention, block, decoder, depth, ffn, norm, posenc, residual, stack, type DecoderSpec } from "../../dsl/index.js"
+import { activationKinds, type ActivationTag } from "../../dsl/kinds/activation/index.js"
+import { attentionModule, type AttentionKindTag } from "../../dsl/kinds/attention/index.js"
+import { posencKinds, type PosencSpec, type PosencTag } from "../../dsl/kinds/posenc/index.js"
+import type { NativeBackend } from "../../src/backend/native/backend.js"
+import { nativeDecoder } from "../../src/decode/native-decoder.js"
+import { generate } from "../../src/eval/generate.js"
+import { compile, DecodeCache, initValues, type Model, type ParamValues } from "../../src/model/index.js"
+import { Rng } from "../../src/random/rng.js"
+import { representative, uneven } from "../attention/examples.js"
+import { describeNative } from "../backend/native-suite.js"
+
+/**
+ * The native decode path (src/decode/) against the tfjs computation it replaces: the same
+ * logits, step by step, as the full forward pass and as tfjs's own cached decoding, for every
+ * attention kind, position scheme, norm and activation, on stacks of different blocks; the
+ * same sampled stories; no tensors left behind.
+ */
+beforeAll(async () => {
+  await tf.setBackend("native")
+})
+
+afterEach(() => {
+  delete process.env["TFJS_NATIVE_DECODE"]
+})
+
+/** Parameters well above the 0.02 init, so attention patterns and positions matter far above float32 noise. */
+const bigParams = (m: Model, seed: number): ParamValues => {
+  const values = initValues(m.table, seed)
+  return Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!.map((v) => v * 10 + (v === 0 ? 0.1 : 0)), [...p.decl.shape])]))
+}
+
+const ids = (seed: number, n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 3 + ((i * i) % 5)) % vocab)
+
+/** How many times the native program ran: proof that a comparison exercised it. */
+const programRuns = (): { readonly count: () => number; readonly restore: () => void } => {
+  const addon = (tf.backend() as NativeBackend).addon
+  const start = addon.decodeStart
+  let n = 0
+  addon.decodeStart = (...args) => {
+    n++
+    return start.apply(addon, args)
+  }
+  return { count: () => n, restore: () => void (addon.decodeStart = start) }
+}
+
+/** Logits of rows [B, T] decoded with a cache in chunks of `steps`, on the native path or tfjs's. */
+const decoded = (m: Model, params: ParamValues, rows: number[][], steps: readonly number[], native: boolean): tf.Tensor3D => {
+  process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
+  const cache = new DecodeCache()
+  const parts: tf.Tensor3D[] = []
+  let at = 0
+  for (const n of steps) {
+    parts.push(tf.tidy(() => m.apply(params, tf.tensor2d(rows.map((r) => r.slice(at, at + n)), [rows.length, n], "int32"), { cache })))
+    at += n
+  }
+  cache.dispose()
+  const all = tf.concat(parts, 1) as tf.Tensor3D
+  tf.dispose(parts)
+  return all
+}
+
+const relativeDiff = (a: tf.Tensor, b: tf.Tensor): number =>
+  tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / (1 + tf.max(tf.abs(b)).dataSync()[0]!))
+
+/** A prompt of 7, single tokens, a chunk of 5, single tokens: 18 positions. */
+const STEPS = [7, 1, 1, 1, 1, 5, 1, 1] as const
+
+/**
+ * The native path's logits equal the full forward pass and tfjs's cached decoding; returns the
+ * layers the native program left to tfjs.
+ */
+const checkSpec = (spec: DecoderSpec, batch = 1, steps: readonly number[] = STEPS): string[] => {
+  const m = compile(spec)
+  const params = bigParams(m, 3)
+  const total = steps.reduce((a, b) => a + b, 0)
+  const rows = Array.from({ length: batch }, (_, b) => ids(b + 1, total, spec.vocab))
+  const runs = programRuns()
+  try {
+    const before = tf.memory().numTensors
+    const full = tf.tidy(() => m.apply(params, tf.tensor2d(rows, [batch, total], "int32")))
+    const native = decoded(m, params, rows, steps, true)
+    expect(runs.count()).toBe(steps.length)
+    const reference = decoded(m, params, rows, steps, false)
+    expect(runs.count()).toBe(steps.length)
+    expect(relativeDiff(native, full)).toBeLessThan(1e-4)
+    expect(relativeDiff(native, reference)).toBeLessThan(1e-4)
+    tf.dispose([native, reference, full])
+    expect(tf.memory().numTensors).toBe(before)
+    return nativeDecoder(m.spec)!.tfjsLayers(params)
+  } finally {
+    runs.restore()
+    tf.dispose(Object.values(params))
+  }
+}
+
+const kinds = Object.keys(representative) as AttentionKindTag[]
+const schemes = Object.keys(posencKinds) as PosencTag[]
+const schemeFor = (kind: PosencTag, heads: number): PosencSpec =>
+  kind === "t5" ? posenc("t5", { heads, buckets: 8, maxDistance: 16 }) : (posenc as (k: PosencTag) => PosencSpec)(kind)
+/** Compressed keys have no position, so Linformer takes no score-bias scheme. */
+const accepts = (kind: AttentionKindTag, scheme: PosencTag) => !(kind.startsWith("linformer") && (scheme === "alibi" || scheme === "t5"))
+/** The kinds the native program computes; the others run their tfjs computation. */
+const nativeKinds: readonly AttentionKindTag[] = ["full", "sparse-strided", "sparse-fixed", "sliding-window"]
+
+describeNative("native decoding", () => {
+  describe("every causal attention kind with every position scheme", () => {
+    const cases = kinds
+      .filter((k) => attentionModule(representative[k]).causal(representative[k]))
+      .flatMap((kind) => schemes.filter((s) => accepts(kind, s)).map((scheme) => ({ kind, scheme })))
+    it.each(cases)("$kind with $scheme", ({ kind, scheme }) => {
+      const spec = decoder({
+        vocab: 17,
+        width: 16,
+        context: 24,
+        posenc: schemeFor(scheme, 2),
+        layers: depth(2, block({ attention: representative[kind], ffn: ffn("gelu") })),
+      })
+      const tfjs = checkSpec(spec)
+      expect(tfjs).toEqual(nativeKinds.includes(kind) ? [] : ["blocks.0.0.attention", "blocks.1.0.attention"])
+    })
+  })
+
+  describe("every activation and norm, with and without biases", () => {
+    const activations = Object.keys(activationKinds) as ActivationTag[]
+    const cases = activations.flatMap((act) => (["layer", "rms"] as const).flatMap((n) => [true, false].map((bias) => ({ act, n, bias }))))
+    it.each(cases)("$act, $n norm, bias $bias", ({ act, n, bias }) => {
+      const spec = decoder({
+        vocab: 19,
+        width: 16,
+        context: 24,
+        posenc: posenc("rope"),
+        norm: norm(n),
+        layers: depth(2, block({ attention: attention("full", { heads: 4, bias }), ffn: ffn(act === "swish" ? activation("swish", { beta: 1.7 }) : act, { bias, hidden: 24 }), norm: norm(n) })),
+      })
+      expect(checkSpec(spec)).toEqual([])
+    })
+  })
+
+  describe("a stack of different blocks, mixing native and tfjs layers", () => {
+    /** Blocks of different kinds, head counts and sizes, FFNs and arrangements (a post-norm block), Longformer and causal Linformer among them. */
+    const mixed = (scheme: PosencSpec, withLinformer: boolean): DecoderSpec =>
+      decoder({
+        vocab: 21,
+        width: 16,
+        context: 24,
+        posenc: scheme,
+        layers: stack([
+          block({ attention: uneven.full, ffn: ffn("relu", { hidden: 20 }) }),
+          block({ attention: attention("sliding-window", { heads: 3, headDim: 6, window: 3, dilation: [1, 2, 1] }), ffn: ffn("gelu-tanh", { mult: 2 }), norm: norm("rms") }),
+          block({ attention: uneven.longformer, ffn: ffn("swiglu", { hidden: 24 }) }),
+          block([residual([uneven["sparse-fixed"]]), norm("layer"), residual([ffn("reglu", { hidden: 12 })]), norm("layer")]),
+          block({ attention: withLinformer ? uneven["linformer-causal"] : attention("full", { heads: 1, headDim: 10 }), ffn: ffn("relu2") }),
+        ]),
+      })
+    it.each([
+      { scheme: posenc("rope"), linformer: true },
+      { scheme: posenc("xpos"), linformer: true },
+      { scheme: posenc("alibi"), linformer: false },
+      { scheme: posenc("t5", { heads: 3, buckets: 8, maxDistance: 16 }), linformer: false },
+      { scheme: posenc("learned"), linformer: true },
+    ])("$scheme.kind", ({ scheme, linformer }) => {
+      const tfjs = checkSpec(mixed(scheme, linformer))
+      expect(tfjs).toEqual(["blocks.2.0.attention", ...(linformer ? ["blocks.4.0.attention"] : [])])
+    })
+  })
+
+  it("decodes a small batch of sequences at once", () => {
+    const spec = decoder({ vocab: 23, width: 16, context: 24, posenc: posenc("alibi"), layers: depth(2, block({ attention: attention("full", { heads: 2 }), ffn: ffn("swiglu") })) })
+    expect(checkSpec(spec, 3)).toEqual([])
+  })
+
+  it("grows the cache past the context when the position scheme allows it", () => {
+    // Capacity 6 doubles twice; prompts longer than 8 rows go through the GEMM path.
+    const spec = decoder({ vocab: 23, width: 16, context: 6, posenc: posenc("rope"), layers: depth(2, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })) })
+    expect(checkSpec(spec, 1, [3, 1, 1, 10, 1, 1, 1, 1, 1, 1])).toEqual([])
+  })
+
+  it("copies the parameters again when a variable is assigned", () => {
+    const m = compile(decoder({ vocab: 17, width: 16, context: 12, posenc: posenc("rope"), layers: depth(1, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })) }))
+    const params = Object.fromEntries(Object.entries(bigParams(m, 5)).map(([n, t]) => [n, tf.variable(t)]))
+    const logits = () => tf.tidy(() => m.apply(params, tf.tensor2d([[1, 2, 3]], [1, 3], "int32"), { cache: new DecodeCache() }).dataSync())
+    const first = logits()
+    const w = params["blocks.0.1.ffn.w_out"] as tf.Variable
+    w.assign(tf.mul(w, 2))
+    const second = logits()
+    process.env["TFJS_NATIVE_DECODE"] = "0"
+    const reference = logits()
+    expect(first).not.toEqual(second)
+    expect(Math.max(...second.map((v, i) => Math.abs(v - reference[i]!)))).toBeLessThan(1e-4)
+    tf.dispose(Object.values(params))
+  })
+
+  it("leaves no tensors behind and samples the tokens tfjs samples", () => {
+    const m = compile(decoder({ vocab: 29, width: 16, context: 10, posenc: posenc("learned"), layers: depth(2, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })) }))
+    const params = bigParams(m, 8)
+    const before = tf.memory().numTensors
+    const sample = (native: boolean, o: { temperature: number; topK?: number }) => {
+      process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
+      // 30 tokens: past the context of 10, so the cache restarts from the last half twice.
+      return generate(m, params, [1, 2, 3], { tokens: 30, ...o }, Rng.fromSeed(4))
+    }
+    for (const o of [{ temperature: 0 }, { temperature: 1 }, { temperature: 0.7, topK: 5 }]) expect(sample(true, o)).toEqual(sample(false, o))
+    expect(tf.memory().numTensors).toBe(before)
+    tf.dispose(Object.values(params))
+  })
+
+  it("says which token is outside the vocabulary, and refuses a cache of another batch", () => {
+    const m = compile(decoder({ vocab: 17, width: 16, context: 12, layers: depth(1, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })) }))
+    const params = m.init(1)
+    const cache = new DecodeCache()
+    expect(() => m.apply(params, tf.tensor2d([[1, 17]], [1, 2], "int32"), { cache })).toThrow(/token 17 at row 1 is outside the vocabulary \[0, 17\)/)
+    const other = new DecodeCache()
+    m.apply(params, tf.tensor2d([[1, 2]], [1, 2], "int32"), { cache: other })
+    expect(() => m.apply(params, tf.tensor2d([[1], [2]], [2, 1], "int32"), { cache: other })).toThrow(/holds 2 positions of batch 1, not 2 of batch 2/)
+    tf.dispose(Object.values(params))
+  })
+})
