@@ -340,41 +340,57 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
   }
 }
 
-// decodeStart(program, x, batch, t, offset, slots: { k, v, capacity, rotation: [qcos, qsin, kcos, ksin] | null,
-// bias | null, mask | null }[]) -> the external op it stopped at, or -1 when done.
+// decodeBind(program, slot, k, v, capacity, tables: [qcos, qsin, kcos, ksin] | null, positions):
+// the cache of an attention slot and its rotation tables [positions, dh], until bound again.
+Napi::Value DecodeBind(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  const int slot = static_cast<int>(num(info[1]));
+  if (slot < 0 || slot >= p->slots()) throw Napi::RangeError::New(info.Env(), "decodeBind: no such attention slot");
+  const View k = view(info[2], "k cache"), v = view(info[3], "v cache");
+  nk::ProgramSlot s;
+  s.kc = f32(info[2], "k cache", 0);
+  s.vc = f32(info[3], "v cache", 0);
+  s.capacity = num(info[4]);
+  s.cache_length = static_cast<int64_t>(std::min(k.length, v.length));
+  if (!info[5].IsNull()) {
+    const auto r = info[5].As<Napi::Array>();
+    s.positions = num(info[6]);
+    const size_t table = static_cast<size_t>(s.positions * p->slot_dh(slot));
+    s.qcos = f32(r.Get(0u), "qcos", table);
+    s.qsin = f32(r.Get(1u), "qsin", table);
+    s.kcos = f32(r.Get(2u), "kcos", table);
+    s.ksin = f32(r.Get(3u), "ksin", table);
+  }
+  p->bind(slot, s);
+  return info.Env().Undefined();
+}
+
+// decodeStart(program, x, batch, t, offset, extras: per slot [bias, mask] flat | null) -> the
+// external op it stopped at, or -1 when done.
 Napi::Value DecodeStart(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   nk::Program* p = program_of(info[0]);
   const int64_t batch = num(info[2]), t = num(info[3]), offset = num(info[4]);
-  const auto list = info[5].As<Napi::Array>();
-  std::vector<nk::ProgramSlot> slots;
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    const auto s = list.Get(i).As<Napi::Object>();
-    const int64_t capacity = num(s.Get("capacity")), heads = num(s.Get("heads")), dh = num(s.Get("dh"));
-    if (offset < 0 || offset + t > capacity) throw Napi::RangeError::New(env, "decodeStart: the new positions do not fit the cache");
-    const size_t cache = static_cast<size_t>(batch * heads * capacity * dh);
-    const size_t table = static_cast<size_t>(t * dh), scores = static_cast<size_t>(heads * t * (offset + t));
-    nk::ProgramSlot slot{f32(s.Get("k"), "k cache", cache), f32(s.Get("v"), "v cache", cache), capacity, nullptr, nullptr, nullptr,
-                         nullptr, nullptr, nullptr};
-    const Napi::Value rotation = s.Get("rotation"), bias = s.Get("bias"), mask = s.Get("mask");
-    if (!rotation.IsNull()) {
-      const auto r = rotation.As<Napi::Array>();
-      slot.qcos = f32(r.Get(0u), "qcos", table);
-      slot.qsin = f32(r.Get(1u), "qsin", table);
-      slot.kcos = f32(r.Get(2u), "kcos", table);
-      slot.ksin = f32(r.Get(3u), "ksin", table);
+  std::vector<nk::ProgramExtra> extras;
+  if (!info[5].IsNull()) {
+    const auto list = info[5].As<Napi::Array>();
+    if (static_cast<int>(list.Length()) != 2 * p->slots()) throw Napi::RangeError::New(env, "decodeStart: a bias and a mask per attention slot");
+    for (int i = 0; i < p->slots(); ++i) {
+      const size_t scores = static_cast<size_t>(p->slot_heads(i) * t * (offset + t));
+      const Napi::Value bias = list.Get(2 * i), mask = list.Get(2 * i + 1);
+      nk::ProgramExtra e{nullptr, nullptr};
+      if (!bias.IsNull()) e.bias = f32(bias, "bias", scores);
+      if (!mask.IsNull()) {
+        const View m = view(mask, "mask");
+        if (m.elem != 1 || m.length < scores) throw Napi::RangeError::New(env, "decodeStart: mask must be a Uint8Array of heads × t × keys");
+        e.mask = static_cast<const uint8_t*>(m.data);
+      }
+      extras.push_back(e);
     }
-    if (!bias.IsNull()) slot.bias = f32(bias, "bias", scores);
-    if (!mask.IsNull()) {
-      const View m = view(mask, "mask");
-      if (m.elem != 1 || m.length < scores) throw Napi::RangeError::New(env, "decodeStart: mask must be a Uint8Array of heads × t × keys");
-      slot.mask = static_cast<const uint8_t*>(m.data);
-    }
-    slots.push_back(slot);
   }
+  const float* x = f32(info[1], "x", static_cast<size_t>(batch * t * p->width(0)));
   try {
-    const float* x = f32(info[1], "x", static_cast<size_t>(batch * t * p->width(0)));
-    return Napi::Number::New(env, p->start(x, batch, t, offset, std::move(slots)));
+    return Napi::Number::New(env, p->start(x, batch, t, offset, std::move(extras)));
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("decoding: ") + e.what());
   }
@@ -389,14 +405,19 @@ Napi::Value DecodeResume(const Napi::CallbackInfo& info) {
   }
 }
 
-// decodeRegister(program, register, values, write): copies the register into values, or values into it.
+// decodeRegister(program, register, values, write, offset): copies values.length floats of the
+// register from offset into values, or (write) values into the register at offset.
 Napi::Value DecodeRegister(const Napi::CallbackInfo& info) {
   nk::Program* p = program_of(info[0]);
   int64_t length = 0;
   float* r = p->reg(static_cast<int>(num(info[1])), &length);
-  float* v = f32(info[2], "values", static_cast<size_t>(length));
-  if (info[3].ToBoolean()) std::copy(v, v + length, r);
-  else std::copy(r, r + length, v);
+  const View v = view(info[2], "values");
+  const int64_t offset = num(info[4]), n = static_cast<int64_t>(v.length);
+  if (v.elem != 4 || offset < 0 || offset + n > length)
+    throw Napi::RangeError::New(info.Env(), "decodeRegister: values outside the register");
+  float* values = f32(info[2], "values", v.length);
+  if (info[3].ToBoolean()) std::copy(values, values + n, r + offset);
+  else std::copy(r + offset, r + offset + n, values);
   return info.Env().Undefined();
 }
 
@@ -438,6 +459,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));
   exports.Set("oneHot", Napi::Function::New(env, OneHot));
   exports.Set("decodeProgram", Napi::Function::New(env, DecodeProgram));
+  exports.Set("decodeBind", Napi::Function::New(env, DecodeBind));
   exports.Set("decodeStart", Napi::Function::New(env, DecodeStart));
   exports.Set("decodeResume", Napi::Function::New(env, DecodeResume));
   exports.Set("decodeRegister", Napi::Function::New(env, DecodeRegister));

@@ -25,13 +25,6 @@ constexpr int64_t kParallelWeights = 1 << 15;
 // Attention work (multiply-adds) below which one thread does all heads.
 constexpr int64_t kParallelAttention = 1 << 16;
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s = std::fma(a[i], b[i], s);
-  return s;
-}
-
 // Sixteen floats as one value (an AVX-512 register, two AVX2 ones); the compiler keeps these
 // in registers where arrays indexed in loops end up on the stack.
 constexpr int kLanes = 16;
@@ -60,6 +53,29 @@ inline float dot_lanes(const float* a, const float* b, int64_t n) {
   float s = lane_sum(acc);
   for (; c < n; ++c) s += a[c] * b[c];
   return s;
+}
+
+// x · w0 .. x · w3 over n floats, in one pass.
+inline void dot4(const float* x, const float* w0, const float* w1, const float* w2, const float* w3, int64_t n, float out[4]) {
+  Lanes a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    const Lanes v = load(x + c);
+    a0 += v * load(w0 + c);
+    a1 += v * load(w1 + c);
+    a2 += v * load(w2 + c);
+    a3 += v * load(w3 + c);
+  }
+  out[0] = lane_sum(a0);
+  out[1] = lane_sum(a1);
+  out[2] = lane_sum(a2);
+  out[3] = lane_sum(a3);
+  for (; c < n; ++c) {
+    out[0] += x[c] * w0[c];
+    out[1] += x[c] * w1[c];
+    out[2] += x[c] * w2[c];
+    out[3] += x[c] * w3[c];
+  }
 }
 
 // o += w · v over n floats.
@@ -95,20 +111,29 @@ std::string rows_linear(const float* x, int64_t rows, int64_t in, const std::vec
   }
   int64_t weights = 0;
   for (const LinearTarget& t : targets) weights += in * t.out;
-  // Each thread reads whole weight rows, a contiguous stretch of each matrix: one sequential
-  // stream per thread, which the prefetchers serve far better than several interleaved ones.
+  // Each thread takes a contiguous stretch of each matrix's rows and reads it as four
+  // sequential streams, a quarter apart: with huge pages the prefetchers serve four streams
+  // faster than one, while rows read side by side (1152 bytes apart) run far slower.
   const auto share = [&](int me, int all) {
     for (const LinearTarget& t : targets) {
-      const int64_t per = (t.out + all - 1) / all;
-      const int64_t o1 = std::min(t.out, (me + 1) * per);
-      for (int64_t o = me * per; o < o1; ++o) {
-        const float* wo = t.w + o * in;
+      const int64_t chunk = (t.out + all - 1) / all;
+      const int64_t o0 = std::min(t.out, me * chunk), o1 = std::min(t.out, (me + 1) * chunk);
+      const int64_t quarter = (o1 - o0) / 4;
+      // The bias after the product, as tfjs adds it.
+      const auto put = [&](int64_t r, int64_t o, float s) { t.y[r * t.out + o] = t.bias == nullptr ? s : s + t.bias[o]; };
+      for (int64_t o = o0; o < o0 + quarter; ++o) {
+        const float* w0 = t.w + o * in;
+        const float* w1 = w0 + quarter * in;
+        const float* w2 = w1 + quarter * in;
+        const float* w3 = w2 + quarter * in;
         for (int64_t r = 0; r < rows; ++r) {
-          const float s = dot(x + r * in, wo, in);
-          // The bias after the product, as tfjs adds it.
-          t.y[r * t.out + o] = t.bias == nullptr ? s : s + t.bias[o];
+          float s[4];
+          dot4(x + r * in, w0, w1, w2, w3, in, s);
+          for (int k = 0; k < 4; ++k) put(r, o + k * quarter, s[k]);
         }
       }
+      for (int64_t o = o0 + 4 * quarter; o < o1; ++o)
+        for (int64_t r = 0; r < rows; ++r) put(r, o, dot_lanes(x + r * in, t.w + o * in, in));
     }
   };
   // One thread calls no OpenMP at all: even a one-thread parallel region costs microseconds.

@@ -243,9 +243,16 @@ void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<
 
 namespace {
 
+// Below the thresholds these loops run without OpenMP at all: even a parallel region that the
+// if clause makes serial allocates a team and costs microseconds, as much as a small op.
 template <class F>
 void map(F f, const float* x, float* o, int64_t n) {
-#pragma omp parallel if (n > kParallelMin)
+  if (n <= kParallelMin) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i]);
+    return;
+  }
+#pragma omp parallel
   {
     // A thread-local copy keeps captured values (alpha) loop-invariant, so the loop vectorises.
     const F g = f;
@@ -259,7 +266,11 @@ void map(F f, const float* x, float* o, int64_t n) {
 // Scalar libm calls: accurate, used for ops that are not hot in training.
 template <class F>
 void map_scalar(F f, const float* x, float* o, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+  if (n <= kParallelMin / 8) {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i]);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) o[i] = f(x[i]);
 }
 
@@ -298,7 +309,11 @@ constexpr float kTanhA = 0.044715f;
 // Two inputs in lockstep; erf (std::erf) is scalar, so the gelu loops do not vectorise.
 template <class F>
 void map2(F f, const float* x, const float* y, float* o, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+  if (n <= kParallelMin / 8) {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
 }
 

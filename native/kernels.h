@@ -172,12 +172,18 @@ struct ProgramOp {
   float alpha = 0.f;
   int external = -1;  // external: the caller's index of the layer
 };
-// What an attend op gets on each call: its cache and the position scheme's values.
+// What an attend op reads besides registers: its cache [batch, capacity, heads, dh] and, for
+// rotary schemes, tables [positions, dh] by absolute position. Bound once, and again when the
+// caller's arrays change (a new cache, a grown one); lengths in floats, for the checks.
 struct ProgramSlot {
-  float* kc;
-  float* vc;
-  int64_t capacity;
-  const float *qcos, *qsin, *kcos, *ksin;
+  float* kc = nullptr;
+  float* vc = nullptr;
+  int64_t capacity = 0, cache_length = 0;
+  const float *qcos = nullptr, *qsin = nullptr, *kcos = nullptr, *ksin = nullptr;
+  int64_t positions = 0;
+};
+// Per call and attend op: an additive score bias and a mask, each [heads, t, offset + t], or null.
+struct ProgramExtra {
   const float* bias;
   const uint8_t* mask;
 };
@@ -187,13 +193,19 @@ class Program {
   ~Program();
   Program(const Program&) = delete;
   Program& operator=(const Program&) = delete;
+  void bind(int slot, const ProgramSlot& s) { slots_.at(slot) = s; }
   // Register 0 ← x, then runs the ops: returns the index of the external op it stopped at, or
-  // -1 at the end (the result is register `result`). Throws std::runtime_error on failure.
-  int start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramSlot> slots);
+  // -1 at the end (the result is register `result`). extras: one per slot, or none. Throws
+  // std::runtime_error on failure, and when a slot's bound arrays cannot hold the call.
+  int start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras);
   int resume();
   // A register's storage and its length in floats.
   float* reg(int r, int64_t* length);
   int64_t width(int r) const { return widths_.at(r); }
+  // Attention slots, and the heads and head size of each (from its attend op).
+  int slots() const { return static_cast<int>(slot_heads_.size()); }
+  int64_t slot_heads(int i) const { return slot_heads_.at(i); }
+  int64_t slot_dh(int i) const { return slot_dh_.at(i); }
 
  private:
   std::vector<ProgramOp> ops_;
@@ -203,8 +215,11 @@ class Program {
   std::vector<const float*> params_;
   float* arena_ = nullptr;
   HugeRegion region_{};
+  std::vector<int64_t> slot_heads_, slot_dh_;
   std::vector<float> scratch_;
+  std::vector<LinearTarget> targets_;
   std::vector<ProgramSlot> slots_;
+  std::vector<ProgramExtra> extras_;
   int64_t batch_ = 0, t_ = 0, offset_ = 0;
   size_t next_ = 0;
 };

@@ -11,30 +11,37 @@
 namespace nk {
 
 namespace {
+
 constexpr int64_t kParallelMin = 1 << 15;
+
+void norm_row(const float* xr, const float* gain, int64_t d, float eps, bool center, float* yr, float* mean, float* rstd) {
+  float s = 0.f;
+  if (center) {
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < d; ++j) s += xr[j];
+  }
+  const float m = s / static_cast<float>(d);
+  float q = 0.f;
+#pragma omp simd reduction(+ : q)
+  for (int64_t j = 0; j < d; ++j) q += (xr[j] - m) * (xr[j] - m);
+  const float r = 1.f / std::sqrt(q / static_cast<float>(d) + eps);
+#pragma omp simd
+  for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * r * gain[j];
+  *mean = m;
+  *rstd = r;
 }
+
+}  // namespace
 
 void norm(const float* x, const float* gain, int64_t rows, int64_t d, float eps, bool center, float* y, float* mean,
           float* rstd) {
-#pragma omp parallel for schedule(static) if (rows * d > kParallelMin)
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* xr = x + i * d;
-    float s = 0.f;
-    if (center) {
-#pragma omp simd reduction(+ : s)
-      for (int64_t j = 0; j < d; ++j) s += xr[j];
-    }
-    const float m = s / static_cast<float>(d);
-    float q = 0.f;
-#pragma omp simd reduction(+ : q)
-    for (int64_t j = 0; j < d; ++j) q += (xr[j] - m) * (xr[j] - m);
-    const float r = 1.f / std::sqrt(q / static_cast<float>(d) + eps);
-    float* yr = y + i * d;
-#pragma omp simd
-    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * r * gain[j];
-    mean[i] = m;
-    rstd[i] = r;
+  // Small inputs skip OpenMP entirely: a parallel region made serial by an if clause still costs microseconds.
+  if (rows * d <= kParallelMin) {
+    for (int64_t i = 0; i < rows; ++i) norm_row(x + i * d, gain, d, eps, center, y + i * d, mean + i, rstd + i);
+    return;
   }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < rows; ++i) norm_row(x + i * d, gain, d, eps, center, y + i * d, mean + i, rstd + i);
 }
 
 void norm_grad(const float* x, const float* gain, const float* mean, const float* rstd, const float* dy, int64_t rows,

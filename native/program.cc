@@ -11,6 +11,17 @@ namespace nk {
 
 Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params)
     : ops_(std::move(ops)), widths_(std::move(widths)), result_(result), registers_(widths_.size()) {
+  for (const ProgramOp& op : ops_) {
+    if (op.code != ProgramOp::Code::attend) continue;
+    if (op.slot < 0) throw std::runtime_error("an attend op without a slot");
+    if (static_cast<size_t>(op.slot) >= slot_heads_.size()) {
+      slot_heads_.resize(op.slot + 1, 0);
+      slot_dh_.resize(op.slot + 1, 0);
+    }
+    slot_heads_[op.slot] = op.heads;
+    slot_dh_[op.slot] = op.dh;
+  }
+  slots_.resize(slot_heads_.size());
   // Every parameter is copied (matrices transposed to [out, in], the order the streaming
   // kernel reads them) into one huge-page arena, in the order the ops use them: a token is
   // one pass over all of it.
@@ -29,11 +40,19 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
 
 Program::~Program() { huge_free(region_); }
 
-int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramSlot> slots) {
+int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras) {
+  if (!extras.empty() && extras.size() != slots_.size()) throw std::runtime_error("one extra per attention slot, or none");
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const ProgramSlot& s = slots_[i];
+    if (s.kc == nullptr || offset < 0 || offset + t > s.capacity || batch * s.capacity * slot_heads_[i] * slot_dh_[i] > s.cache_length)
+      throw std::runtime_error("attention slot " + std::to_string(i) + " is not bound to a cache that holds these positions");
+    if (s.qcos != nullptr && offset + t > s.positions)
+      throw std::runtime_error("attention slot " + std::to_string(i) + ": the rotation tables stop before these positions");
+  }
   batch_ = batch;
   t_ = t;
   offset_ = offset;
-  slots_ = std::move(slots);
+  extras_ = std::move(extras);
   for (size_t r = 0; r < registers_.size(); ++r) registers_[r].resize(static_cast<size_t>(batch * t * widths_[r]));
   std::copy(x, x + batch * t * widths_[0], registers_[0].begin());
   next_ = 0;
@@ -58,18 +77,21 @@ int Program::resume() {
         break;
       }
       case ProgramOp::Code::linear: {
-        std::vector<LinearTarget> targets;
+        targets_.clear();
         for (const ProgramLinear& l : op.targets)
-          targets.push_back({params_[l.w], l.bias >= 0 ? params_[l.bias] : nullptr, widths_[l.y], registers_[l.y].data()});
-        const std::string err = rows_linear(x, rows, widths_[op.x], targets);
+          targets_.push_back({params_[l.w], l.bias >= 0 ? params_[l.bias] : nullptr, widths_[l.y], registers_[l.y].data()});
+        const std::string err = rows_linear(x, rows, widths_[op.x], targets_);
         if (!err.empty()) throw std::runtime_error(err);
         break;
       }
       case ProgramOp::Code::attend: {
-        const ProgramSlot& s = slots_.at(op.slot);
+        const ProgramSlot& s = slots_[op.slot];
+        const ProgramExtra e = extras_.empty() ? ProgramExtra{nullptr, nullptr} : extras_[op.slot];
+        // The tables from the first new position on.
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + offset_ * op.dh; };
         attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
-               {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, s.qcos, s.qsin,
-                s.kcos, s.ksin, op.slopes >= 0 ? params_[op.slopes] : nullptr, s.bias, s.mask});
+               {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
+                at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, e.mask});
         break;
       }
       case ProgramOp::Code::act: {

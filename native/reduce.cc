@@ -138,7 +138,12 @@ void softmax_row(const float* x, float* out, int64_t cols) {
 }
 
 void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  // Small inputs skip OpenMP entirely: a parallel region made serial by an if clause still costs microseconds.
+  if (rows * cols <= kParallelMin) {
+    for (int64_t row = 0; row < rows; ++row) softmax_row(x + row * cols, out + row * cols, cols);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < rows; ++row) softmax_row(x + row * cols, out + row * cols, cols);
 }
 

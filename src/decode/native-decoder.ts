@@ -3,7 +3,7 @@ import { match } from "ts-pattern"
 import { blocksOf, type DecoderSpec, dimsOf } from "../../dsl/nodes.js"
 import { blockChildNames, paramName } from "../../dsl/params.js"
 import { attentionApply } from "../attention/index.js"
-import type { NativeAddon, ProgramSlot } from "../backend/native/addon.js"
+import type { NativeAddon, RotationTables } from "../backend/native/addon.js"
 import type { NativeBackend } from "../backend/native/backend.js"
 import { NATIVE_BACKEND } from "../backend/native/register.js"
 import { applyFfn } from "../ffn/ffn.js"
@@ -33,7 +33,7 @@ export interface NativeDecoder {
   readonly usable: () => boolean
   /** Logits [B, T, V] of tokens [B, T] that continue the cache's sequence; advances the cache. */
   readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache) => tf.Tensor3D
-  /** The same for one sequence of ids, without tensors: the last position's logits [V]. */
+  /** The same for one sequence of ids, without tensors: the last position's logits [V], in an array of the cache's that the next call overwrites. */
   readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache) => Float32Array
   /** The layers (parameter prefixes) that run their tfjs computation with these parameters; the rest is native. */
   readonly tfjsLayers: (params: ParamValues) => string[]
@@ -68,7 +68,7 @@ const maskOf = (slot: AttentionSlot, step: Step): Uint8Array | null => {
 /** A layer the program left to tfjs, on the rows of its input register, with the same cache slot. */
 const runExternal = (addon: NativeAddon, program: BuiltProgram, e: External, step: Step): void => {
   const x = new Float32Array(step.batch * step.t * program.widths[e.x]!)
-  addon.decodeRegister(program.handle, e.x, x, false)
+  addon.decodeRegister(program.handle, e.x, x, false, 0)
   const y = tf.tidy(() => {
     const input = tf.tensor3d(x, [step.batch, step.t, step.dims.width])
     const view: ParamView = (n) => {
@@ -84,7 +84,7 @@ const runExternal = (addon: NativeAddon, program: BuiltProgram, e: External, ste
       .exhaustive()
   })
   try {
-    addon.decodeRegister(program.handle, e.y, y.dataSync() as Float32Array, true)
+    addon.decodeRegister(program.handle, e.y, y.dataSync() as Float32Array, true, 0)
   } finally {
     y.dispose()
   }
@@ -115,26 +115,46 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     return b.build(addon, logits)
   }
 
+  // Rotation tables of positions 0.., per head size, made again when a cache outgrows them.
+  const tables = new Map<number, { readonly positions: number; readonly tables: RotationTables }>()
+  const tablesFor = (dh: number, positions: number): RotationTables | null => {
+    const rotary = position?.rotary
+    if (rotary === undefined) return null
+    let held = tables.get(dh)
+    if (held === undefined || held.positions < positions) tables.set(dh, (held = { positions, tables: rotary.tables(spec.posenc, positions, dh) }))
+    return held.tables
+  }
+
+  /** Binds a slot to its cache and tables, unless the program already has these very arrays. */
+  const bind = (addon: NativeAddon, program: BuiltProgram, slot: number, [k, v]: [KvBuffer, KvBuffer], dh: number): void => {
+    const rotation = tablesFor(dh, k.capacity)
+    const b = program.bound[slot]
+    if (b !== undefined && b.k === k.data && b.v === v.data && b.capacity === k.capacity && b.tables === rotation) return
+    addon.decodeBind(program.handle, slot, k.data, v.data, k.capacity, rotation, tables.get(dh)?.positions ?? 0)
+    program.bound[slot] = { k: k.data, v: v.data, capacity: k.capacity, tables: rotation }
+  }
+
   const programFor = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
     let program = programs.get(params)
     if (program === undefined || !program.current(params)) programs.set(params, (program = build(addon, params)))
     return program
   }
 
-  const embed = (ids: Int32Array, step: Step): Float32Array => {
+  const embed = (ids: ArrayLike<number>, step: Step): Float32Array => {
     const d = spec.width
     const table = step.values("embed.tokens")
     const x = new Float32Array(ids.length * d)
-    ids.forEach((id, r) => {
-      if (!(id >= 0 && id < spec.vocab)) throw new Error(`token ${id} at row ${r} is outside the vocabulary [0, ${spec.vocab})`)
+    for (let r = 0; r < ids.length; r++) {
+      const id = ids[r]!
+      if (!(Number.isInteger(id) && id >= 0 && id < spec.vocab)) throw new Error(`token ${id} at row ${r} is outside the vocabulary [0, ${spec.vocab})`)
       x.set(table.subarray(id * d, (id + 1) * d), r * d)
-    })
+    }
     position?.embed?.(spec.posenc, x, step)
     return x
   }
 
-  /** Logits [batch · t, vocab] of ids [batch · t] continuing the cache; advances it. */
-  const run = (params: ParamValues, ids: Int32Array, batch: number, t: number, cache: DecodeCache): Float32Array => {
+  /** Runs the program on ids [batch · t] continuing the cache and advances it; the logits are then in program.result. */
+  const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache): BuiltProgram => {
     const addon = (tf.backend() as NativeBackend).addon
     const program = programFor(addon, params)
     const memo = new Map<string, unknown>()
@@ -159,32 +179,39 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     }
     const x = embed(ids, step)
     const caches = program.slots.map((slot) => buffers(step, slot))
-    const slots: ProgramSlot[] = program.slots.map((slot, i) => {
-      const [k, v] = caches[i]!
-      const rotation = position?.rotary?.tables(spec.posenc, step, slot.dh) ?? null
-      const bias = position?.bias?.(spec.posenc, step, slot.heads) ?? null
-      return { k: k.data, v: v.data, capacity: k.capacity, heads: slot.heads, dh: slot.dh, rotation, bias, mask: maskOf(slot, step) }
-    })
-    for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, slots); stop >= 0; stop = addon.decodeResume(program.handle))
+    program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh))
+    const extras = program.slots.map((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)] as const)
+    const flat = extras.some(([bias, mask]) => bias !== null || mask !== null) ? extras.flat() : null
+    for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, flat); stop >= 0; stop = addon.decodeResume(program.handle))
       runExternal(addon, program, program.externals[stop]!, step)
     for (const [k, v] of caches) {
       k.length += t
       v.length += t
     }
-    const logits = new Float32Array(batch * t * spec.vocab)
-    addon.decodeRegister(program.handle, program.result, logits, false)
     cache.length += t
-    return logits
+    return program
   }
 
   const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache): tf.Tensor3D => {
     const [batch, t] = tokens.shape
     if (tokens.dtype !== "int32") throw new Error(`tokens must be int32, got ${tokens.dtype}`)
-    return tf.tensor3d(run(params, tokens.dataSync() as Int32Array, batch, t, cache), [batch, t, spec.vocab])
+    const program = run(params, tokens.dataSync(), batch, t, cache)
+    const logits = new Float32Array(batch * t * spec.vocab)
+    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, false, 0)
+    return tf.tensor3d(logits, [batch, t, spec.vocab])
   }
 
-  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array =>
-    run(params, Int32Array.from(ids), 1, ids.length, cache).subarray((ids.length - 1) * spec.vocab)
+  // One array per cache for the last logits: a fresh 17 KB array per token costs more than the
+  // rest of the JavaScript of a step (allocation, zeroing, collection).
+  const lastLogits = new WeakMap<DecodeCache, Float32Array>()
+
+  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array => {
+    const program = run(params, ids, 1, ids.length, cache)
+    let out = lastLogits.get(cache)
+    if (out === undefined) lastLogits.set(cache, (out = new Float32Array(spec.vocab)))
+    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, false, (ids.length - 1) * spec.vocab)
+    return out
+  }
 
   return {
     usable: () => tf.getBackend() === NATIVE_BACKEND && process.env["TFJS_NATIVE_DECODE"] !== "0",

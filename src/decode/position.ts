@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import type { PosencOf, PosencSpec, PosencTag } from "../../dsl/kinds/posenc/index.js"
+import type { RotationTables } from "../backend/native/addon.js"
 import { alibiSlopes } from "../posenc/alibi.js"
 import { rotationTables } from "../posenc/rope.js"
 import { sinusoidTable } from "../posenc/sinusoidal.js"
@@ -9,16 +10,17 @@ import type { Step } from "./step.js"
 /**
  * What each position scheme contributes to native decoding, with the same float32 values as
  * its tfjs computation (src/posenc/): an addition to the embeddings, rotation tables for
- * queries and keys, ALiBi's slopes, or a bias table. A scheme missing here makes every
+ * queries and keys (made for all positions at once, as the cache's capacity grows), ALiBi's
+ * slopes, or a bias table. A scheme missing here makes every
  * attention layer run its tfjs computation (and, if it acts on the embeddings, the whole call).
  */
 export interface NativePosition<S> {
   /** Adds the scheme to the embeddings x [batch · t, width] of positions offset.. (in place). */
   readonly embed?: (spec: S, x: Float32Array, step: Step) => void
-  /** Rotary schemes: the pairs (j, j + half) rotated in a head of dh, and each call's tables [qcos, qsin, kcos, ksin], each [t, dh]. */
+  /** Rotary schemes: the pairs (j, j + half) rotated in a head of dh, and the tables of positions 0.. (see RotationTables). */
   readonly rotary?: {
     readonly half: (spec: S, dh: number) => number
-    readonly tables: (spec: S, step: Step, dh: number) => readonly [Float32Array, Float32Array, Float32Array, Float32Array]
+    readonly tables: (spec: S, positions: number, dh: number) => RotationTables
   }
   /** Scores get slopes[h] · (i − j): ALiBi's slopes, negated. */
   readonly slopes?: (spec: S, heads: number) => Float32Array
@@ -56,22 +58,20 @@ const nativePositions: { readonly [K in PosencTag]?: NativePosition<PosencOf<K>>
   rope: {
     rotary: {
       half: (spec, dh) => (spec.dims ?? dh) / 2,
-      tables: (spec, step, dh) =>
-        step.memo(`rope ${dh}`, () => {
-          const { cos, sin } = rotationTables(step.offset, step.t, dh, (spec.dims ?? dh) / 2, spec.base)
-          return [cos, sin, cos, sin] as const
-        }),
+      tables: (spec, positions, dh) => {
+        const { cos, sin } = rotationTables(0, positions, dh, (spec.dims ?? dh) / 2, spec.base)
+        return [cos, sin, cos, sin]
+      },
     },
   },
   xpos: {
     rotary: {
       half: (_spec, dh) => dh / 2,
-      tables: (spec, step, dh) =>
-        step.memo(`xpos ${dh}`, () => {
-          const q = rotationTables(step.offset, step.t, dh, dh / 2, spec.base, xposDecay(spec, dh, 1))
-          const k = rotationTables(step.offset, step.t, dh, dh / 2, spec.base, xposDecay(spec, dh, -1))
-          return [q.cos, q.sin, k.cos, k.sin] as const
-        }),
+      tables: (spec, positions, dh) => {
+        const q = rotationTables(0, positions, dh, dh / 2, spec.base, xposDecay(spec, dh, 1))
+        const k = rotationTables(0, positions, dh, dh / 2, spec.base, xposDecay(spec, dh, -1))
+        return [q.cos, q.sin, k.cos, k.sin]
+      },
     },
   },
   alibi: {

@@ -3,7 +3,7 @@ import type { Visible } from "../../dsl/kind.js"
 import type { FfnSpec } from "../../dsl/ffn.js"
 import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import type { NormSpec } from "../../dsl/kinds/norm/index.js"
-import type { DecodeProgram, NativeAddon, ProgramOp, ProgramParam } from "../backend/native/addon.js"
+import type { DecodeProgram, NativeAddon, ProgramOp, ProgramParam, RotationTables } from "../backend/native/addon.js"
 import type { ParamValues } from "../model/compile.js"
 import { parameter, valuesOf } from "./step.js"
 
@@ -87,8 +87,17 @@ export class ProgramBuilder {
   }
 }
 
+/** What a slot was last bound to (decodeBind); kept here so the arrays outlive the binding. */
+export interface Binding {
+  readonly k: Float32Array
+  readonly v: Float32Array
+  readonly capacity: number
+  readonly tables: RotationTables | null
+}
+
 export class BuiltProgram {
   private readonly copied: ReadonlyArray<readonly [name: string, tensor: tf.Tensor, dataId: object]>
+  readonly bound: (Binding | undefined)[]
 
   constructor(
     readonly handle: DecodeProgram,
@@ -99,6 +108,7 @@ export class BuiltProgram {
     sources: ReadonlyArray<readonly [string, tf.Tensor]>,
   ) {
     this.copied = sources.map(([name, t]) => [name, t, t.dataId] as const)
+    this.bound = slots.map(() => undefined)
   }
 
   /** Whether these are still the parameters, with the storage, the program copied. */

@@ -68,8 +68,8 @@ export interface Model {
   readonly loss: (params: ParamValues, batch: Batch, options?: ForwardOptions) => tf.Scalar
   /**
    * The last position's logits for ids that continue the cache's sequence (one sequence),
-   * computed without tensors by the native decoder (src/decode/) when it runs; undefined
-   * otherwise (then use apply).
+   * computed without tensors by the native decoder (src/decode/) when it runs, in an array of
+   * the cache's that the next call overwrites; undefined otherwise (then use apply).
    */
   readonly decodeNative: (params: ParamValues, ids: readonly number[], cache: DecodeCache) => Float32Array | undefined
 }

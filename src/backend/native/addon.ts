@@ -60,12 +60,17 @@ export interface NativeAddon {
    * activations, with its own copy of the parameters (matrices transposed where asked).
    */
   decodeProgram(ops: readonly ProgramOp[], widths: readonly number[], result: number, params: readonly ProgramParam[]): DecodeProgram
-  /** Register 0 ← x, then runs: the index of the external op it stopped at, or -1 when done. */
-  decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, slots: readonly ProgramSlot[]): number
+  /** Binds an attention slot to its cache [batch, capacity, heads, dh] and rotation tables [positions, dh], until bound again. */
+  decodeBind(program: DecodeProgram, slot: number, k: Float32Array, v: Float32Array, capacity: number, tables: RotationTables | null, positions: number): void
+  /**
+   * Register 0 ← x, then runs: the index of the external op it stopped at, or -1 when done.
+   * extras: per attention slot its score bias and mask ([heads, t, offset + t]), flat, or null when none has any.
+   */
+  decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, extras: readonly (Float32Array | Uint8Array | null)[] | null): number
   /** Continues after the caller computed the external op it stopped at. */
   decodeResume(program: DecodeProgram): number
-  /** Copies a register into values, or (write) values into the register. */
-  decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean): void
+  /** Copies values.length floats of a register from offset into values, or (write) values into the register at offset. */
+  decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean, offset: number): void
   info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
   setThreads(n: number): void
 }
@@ -106,17 +111,8 @@ export interface ProgramParam {
   readonly transpose: boolean
 }
 
-/** What an attend op gets on each call: its cache [batch, capacity, heads, dh] (KvBuffer's layout) and the position scheme's values. */
-export interface ProgramSlot {
-  readonly k: Float32Array
-  readonly v: Float32Array
-  readonly capacity: number
-  readonly heads: number
-  readonly dh: number
-  readonly rotation: readonly [Float32Array, Float32Array, Float32Array, Float32Array] | null
-  readonly bias: Float32Array | null
-  readonly mask: Uint8Array | null
-}
+/** cos and sin tables for queries and for keys, [positions, dh] each. */
+export type RotationTables = readonly [qcos: Float32Array, qsin: Float32Array, kcos: Float32Array, ksin: Float32Array]
 
 /** Where node-gyp puts the addon; TFJS_NATIVE_ADDON points elsewhere (e.g. to test the fallback). */
 export const ADDON_PATH =
