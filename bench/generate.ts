@@ -4,12 +4,12 @@
  * decoding, tokens/s) and evaluation throughput (tokens/s of the forward pass and loss that
  * `npm run eval` runs) of the base decoder and a stories15M-shaped llama model (width 288, 6
  * layers, 6 heads, context 256) with this project's tokenizer (4262 ids), seeded random
- * weights. Each measurement is a fresh process with TFJS_NATIVE_THREADS set. With
- * `--peer ../shared/peers/llama2c`, llama2.c's run.c is built from that directory, the llama
- * model is exported to it, and run.c runs the same prompt ids and token count after each of
- * our runs (OMP_NUM_THREADS the same), greedy; its tokens are compared with ours. One JSON line
- * per measurement as it happens, interleaved, then one line per model and thread count with
- * the medians.
+ * weights. Each measurement is a fresh process with TFJS_NATIVE_THREADS set and OpenMP's
+ * passive waiting, as run.c gets. With `--peer ../shared/peers/llama2c`, llama2.c's run.c is
+ * built from that directory, the llama model is exported to it, and run.c runs the same prompt
+ * ids and token count after each of our runs (OMP_NUM_THREADS the same), greedy; its tokens are
+ * compared with ours. One JSON line per measurement as it happens, interleaved, then one line
+ * per model and thread count with the medians.
  */
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"

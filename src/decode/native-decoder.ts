@@ -112,7 +112,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const head = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
     const logits = b.register(spec.vocab)
     b.op({ code: OP.linear, x: h, targets: [{ w: head.index, bias: -1, y: logits }] })
-    return b.build(addon, logits)
+    return b.build(addon, logits, position?.bias !== undefined)
   }
 
   // Rotation tables of positions 0.., per head size, made again when a cache outgrows them.
@@ -140,6 +140,17 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     return program
   }
 
+  // A cache's keys and values hold for the parameters it was filled with, so the program is
+  // checked against the parameters when a sequence starts, not at every token.
+  const inUse = new WeakMap<DecodeCache, { readonly params: ParamValues; readonly program: BuiltProgram }>()
+  const programOf = (addon: NativeAddon, params: ParamValues, cache: DecodeCache): BuiltProgram => {
+    const held = inUse.get(cache)
+    if (held !== undefined && held.params === params && cache.length > 0) return held.program
+    const program = programFor(addon, params)
+    inUse.set(cache, { params, program })
+    return program
+  }
+
   const embed = (ids: ArrayLike<number>, step: Step): Float32Array => {
     const d = spec.width
     const table = step.values("embed.tokens")
@@ -156,7 +167,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   /** Runs the program on ids [batch · t] continuing the cache and advances it; the logits are then in program.result. */
   const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache): BuiltProgram => {
     const addon = (tf.backend() as NativeBackend).addon
-    const program = programFor(addon, params)
+    const program = programOf(addon, params, cache)
     const memo = new Map<string, unknown>()
     const posView: ParamView = (name) => {
       const p = params[`posenc.${name}`]
@@ -180,9 +191,8 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const x = embed(ids, step)
     const caches = program.slots.map((slot) => buffers(step, slot))
     program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh))
-    const extras = program.slots.map((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)] as const)
-    const flat = extras.some(([bias, mask]) => bias !== null || mask !== null) ? extras.flat() : null
-    for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, flat); stop >= 0; stop = addon.decodeResume(program.handle))
+    const extras = program.extras ? program.slots.flatMap((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
+    for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, extras); stop >= 0; stop = addon.decodeResume(program.handle))
       runExternal(addon, program, program.externals[stop]!, step)
     for (const [k, v] of caches) {
       k.length += t
@@ -201,8 +211,8 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     return tf.tensor3d(logits, [batch, t, spec.vocab])
   }
 
-  // One array per cache for the last logits: a fresh 17 KB array per token costs more than the
-  // rest of the JavaScript of a step (allocation, zeroing, collection).
+  // One array per cache for the last logits: a fresh vocabulary-sized array per token (its
+  // allocation, zeroing and collection) cost as much as the rest of a step's JavaScript.
   const lastLogits = new WeakMap<DecodeCache, Float32Array>()
 
   const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array => {

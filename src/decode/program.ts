@@ -75,7 +75,8 @@ export class ProgramBuilder {
     this.ops.push(op)
   }
 
-  build(addon: NativeAddon, result: number): BuiltProgram {
+  /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern). */
+  build(addon: NativeAddon, result: number, withBias: boolean): BuiltProgram {
     const handle = addon.decodeProgram(
       this.ops,
       this.widths,
@@ -83,7 +84,8 @@ export class ProgramBuilder {
       this.params.map((p) => p.param),
     )
     const sources = this.params.flatMap((p) => (p.name === undefined ? [] : [[p.name, parameter(this.source, p.name)] as const]))
-    return new BuiltProgram(handle, this.slots, this.externals, this.widths, result, sources)
+    const extras = this.slots.length > 0 && (withBias || this.slots.some((s) => s.visible !== undefined))
+    return new BuiltProgram(handle, this.slots, this.externals, this.widths, result, extras, sources)
   }
 }
 
@@ -105,6 +107,8 @@ export class BuiltProgram {
     readonly externals: readonly External[],
     readonly widths: readonly number[],
     readonly result: number,
+    /** Whether each call passes per-slot score biases and masks. */
+    readonly extras: boolean,
     sources: ReadonlyArray<readonly [string, tf.Tensor]>,
   ) {
     this.copied = sources.map(([name, t]) => [name, t, t.dataId] as const)
