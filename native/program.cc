@@ -11,15 +11,45 @@ namespace nk {
 
 Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params)
     : ops_(std::move(ops)), widths_(std::move(widths)), result_(result), registers_(widths_.size()) {
+  // The shapes the ops assume, checked once here: a wrong one would read or write past an array.
+  const auto need = [](bool ok, const char* what) {
+    if (!ok) throw std::runtime_error(what);
+  };
+  const auto size = [&](int p) { return params.at(p).rows * params.at(p).cols; };
+  const auto width = [&](int r) { return widths_.at(r); };
   for (const ProgramOp& op : ops_) {
-    if (op.code != ProgramOp::Code::attend) continue;
-    if (op.slot < 0) throw std::runtime_error("an attend op without a slot");
-    if (static_cast<size_t>(op.slot) >= slot_heads_.size()) {
-      slot_heads_.resize(op.slot + 1, 0);
-      slot_dh_.resize(op.slot + 1, 0);
+    switch (op.code) {
+      case ProgramOp::Code::norm:
+        need(width(op.y) == width(op.x) && size(op.gain) == width(op.x) && (op.bias < 0 || size(op.bias) == width(op.x)),
+             "a norm's gain, bias and output must have its input's width");
+        break;
+      case ProgramOp::Code::linear:
+        for (const ProgramLinear& l : op.targets)
+          need(size(l.w) == width(op.x) * width(l.y) && (l.bias < 0 || size(l.bias) == width(l.y)),
+               "a product's weight must be [output width, input width] and its bias [output width]");
+        break;
+      case ProgramOp::Code::attend:
+        need(op.slot >= 0 && op.heads > 0 && op.dh > 0 && 2 * op.half <= op.dh, "an attend op needs a slot, heads and half ≤ dh / 2");
+        for (int r : {op.q, op.k, op.v, op.y}) need(width(r) == op.heads * op.dh, "an attend op's registers must be heads × dh wide");
+        need(op.slopes < 0 || size(op.slopes) == op.heads, "ALiBi needs one slope per head");
+        if (static_cast<size_t>(op.slot) >= slot_heads_.size()) {
+          slot_heads_.resize(op.slot + 1, 0);
+          slot_dh_.resize(op.slot + 1, 0);
+        }
+        slot_heads_[op.slot] = op.heads;
+        slot_dh_[op.slot] = op.dh;
+        break;
+      case ProgramOp::Code::act:
+        need(width(op.y) == width(op.x) && op.act >= 0 && op.act <= ProgramOp::kRelu2, "an activation keeps the width, of a known kind");
+        break;
+      case ProgramOp::Code::mul:
+      case ProgramOp::Code::add:
+        need(width(op.y) == width(op.x) && width(op.b) == width(op.x), "elementwise ops take and give one width");
+        break;
+      case ProgramOp::Code::external:
+        need(op.x >= 0 && op.y >= 0, "an external op reads and writes a register");
+        break;
     }
-    slot_heads_[op.slot] = op.heads;
-    slot_dh_[op.slot] = op.dh;
   }
   slots_.resize(slot_heads_.size());
   // Every parameter is copied (matrices transposed to [out, in], the order the streaming

@@ -207,6 +207,18 @@ describeNative("native decoding", () => {
     tf.dispose(Object.values(params))
   })
 
+  it("refuses a program whose shapes disagree, and a call before its caches are bound", () => {
+    const addon = (tf.backend() as NativeBackend).addon
+    const weight = { values: new Float32Array(10), rows: 2, cols: 5, transpose: false }
+    expect(() => addon.decodeProgram([{ code: 1, x: 0, targets: [{ w: 0, bias: -1, y: 1 }] }], [4, 3], 1, [weight])).toThrow(/weight must be \[output width, input width\]/)
+    const attend = { code: 2, q: 0, k: 0, v: 0, y: 1, heads: 1, dh: 4, half: 0, slot: 0, slopes: -1, scale: 0.5 }
+    const program = addon.decodeProgram([attend], [4, 4], 1, [])
+    expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 0, null)).toThrow(/attention slot 0 is not bound to a cache/)
+    addon.decodeBind(program, 0, new Float32Array(8), new Float32Array(8), 2, null, 0)
+    expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 2, null)).toThrow(/not bound to a cache that holds these positions/)
+    expect(addon.decodeStart(program, new Float32Array(4), 1, 1, 1, null)).toBe(-1)
+  })
+
   it("says which token is outside the vocabulary, and refuses a cache of another batch", () => {
     const m = compile(decoder({ vocab: 17, width: 16, context: 12, layers: depth(1, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })) }))
     const params = m.init(1)
