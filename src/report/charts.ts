@@ -19,7 +19,7 @@ export interface RenderedChart {
   readonly y: Scale
 }
 
-const WIDTH = 440
+const WIDTH = 420
 const HEIGHT = 260
 
 const scaleOf = (view: vega.View, name: string): Scale => {
@@ -75,7 +75,7 @@ export const curveChart = (o: CurveOptions): TopLevelSpec => {
         (p.seeds > 1 ? ` (mean of ${p.seeds} seeds, ${fmt(p.min)} to ${fmt(p.max)})` : ""),
     }))
   })
-  const x = { field: "tokens", type: "quantitative" as const, title: "tokens trained", scale: { type: o.logX ? ("log" as const) : ("linear" as const), nice: false } }
+  const x = { field: "tokens", type: "quantitative" as const, title: "tokens trained", axis: { format: "~s" }, scale: { type: o.logX ? ("log" as const) : ("linear" as const), nice: false } }
   const y = { type: "quantitative" as const, title: o.y, scale: o.logY ? { type: "log" as const } : { type: "linear" as const, zero: false } }
   const color = { field: "variant", type: "nominal" as const, title: "variant", scale: { domain: [...o.variants] } }
   return {
@@ -93,7 +93,8 @@ export const curveChart = (o: CurveOptions): TopLevelSpec => {
         encoding: { y: { ...y, field: "mean" }, description: { field: "label" } },
       },
     ],
-    config: { legend: { orient: "right" }, axis: { labelFontSize: 11, titleFontSize: 12 } },
+    // The legend shows each variant's line, not its faint band.
+    config: { legend: { orient: "right", symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 2 }, axis: { labelFontSize: 11, titleFontSize: 12 } },
   }
 }
 

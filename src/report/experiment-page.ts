@@ -85,7 +85,7 @@ const seedTable = (runs: ReadonlyArray<RunView>): string => {
       r.dir,
     ]
   })
-  return sortableTable(header, rows, { id: "" })
+  return sortableTable(header, rows, { id: "", cellClass: (col) => (col >= header.indexOf("backend") ? "wrap" : "") })
 }
 
 const variantSection = (variant: string, runs: ReadonlyArray<RunView>, o: ExperimentPageOptions): string => {

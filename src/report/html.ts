@@ -4,20 +4,24 @@
  */
 export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!)
 
+/** Figures are right-aligned, words left-aligned. */
+const numeric = (cell: string): boolean => /^-?[\d.,]+( ?[kMGBsmh%]|\b)/.test(cell)
+
 /** A table whose column headers sort it (click again to reverse); `attrs` per row, e.g. a filter key. */
 export const sortableTable = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>, o: { id: string; rowAttrs?: (i: number) => string; cellClass?: (col: number, value: string) => string } = { id: "" }): string =>
   `<table class="sortable" id="${esc(o.id)}"><thead><tr>${header.map((h) => `<th tabindex="0">${esc(h)}</th>`).join("")}</tr></thead><tbody>` +
-  rows.map((r, i) => `<tr ${o.rowAttrs?.(i) ?? ""}>${r.map((c, j) => `<td class="${o.cellClass?.(j, c) ?? ""}">${esc(c)}</td>`).join("")}</tr>`).join("") +
+  rows.map((r, i) => `<tr ${o.rowAttrs?.(i) ?? ""}>${r.map((c, j) => `<td class="${[numeric(c) ? "num" : "", o.cellClass?.(j, c) ?? ""].join(" ").trim()}">${esc(c)}</td>`).join("")}</tr>`).join("") +
   `</tbody></table>`
 
 const style = `
-body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1220px; padding: 0 16px; color: #222; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1320px; padding: 0 16px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; } h3 { font-size: 15px; }
-table { border-collapse: collapse; margin: 8px 0; } th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; margin: 8px 0; } th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+td.num { text-align: right; white-space: nowrap; } td.wrap { font-size: 12px; word-break: break-all; }
 th { background: #f4f4f4; cursor: pointer; user-select: none; } th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
-td:first-child, th:first-child { text-align: left; } td.mark { color: #b00; text-align: left; }
+td.mark { color: #b00; }
 pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 12px; }
-.charts { display: flex; flex-wrap: wrap; gap: 16px; } figure { margin: 0; } figcaption { font-size: 12px; color: #555; max-width: 640px; }
+.charts { display: flex; flex-wrap: wrap; gap: 16px; } figure { margin: 0; } figure.chart { width: min-content; } figcaption { font-size: 12px; color: #555; }
 .controls { margin: 8px 0; display: flex; gap: 24px; align-items: center; }
 .variant { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 16px; }
 .pattern img { width: 192px; height: 192px; image-rendering: pixelated; border: 1px solid #ccc; }
@@ -46,7 +50,15 @@ const script = `
   }
   apply();
   // Tables: click a header to sort by that column, again to reverse.
-  const num = (s) => { const m = /^-?[0-9.]+(e-?[0-9]+)?/i.exec(s.trim()); return m ? Number(m[0]) * (/[0-9.]M\\b/.test(s) ? 1e6 : /[0-9.]k\\b/.test(s) ? 1e3 : 1) : NaN; };
+  // A cell's figure: "4.31 ± 0.02", "1.37M / 793k", "7.11 MiB", "3m05s", "1.5 min"; NaN for words and dates.
+  const units = { k: 1e3, M: 1e6, G: 1e9, B: 1, KiB: 1024, MiB: 1048576, GiB: 1073741824, s: 1, min: 60, h: 3600 };
+  const num = (text) => {
+    const s = text.trim();
+    const d = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(s);
+    if (d && s !== "") return (Number(d[1] || 0) * 60 + Number(d[2] || 0)) * 60 + Number(d[3] || 0);
+    const m = /^(-?[0-9.]+(?:e-?[0-9]+)?) ?([A-Za-z]+)?(?: ?[±/].*)?$/.exec(s);
+    return m && (m[2] === undefined || m[2] in units) ? Number(m[1]) * (m[2] ? units[m[2]] : 1) : NaN;
+  };
   for (const table of document.querySelectorAll("table.sortable")) {
     const heads = [...table.tHead.rows[0].cells];
     heads.forEach((th, col) => {
