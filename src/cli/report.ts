@@ -84,8 +84,11 @@ const command = Command.make(
         const current = yield* runsFingerprint(roots)
         if (current === seen) continue
         seen = current
-        yield* generate
-        yield* Console.error(`${new Date().toISOString().slice(11, 19)} updated ${out}`)
+        // A run folder caught mid-change (a directory being removed, say) is tried again at the next check.
+        yield* generate.pipe(
+          Effect.andThen(Console.error(`${new Date().toISOString().slice(11, 19)} updated ${out}`)),
+          Effect.catch((e: ReportError) => Console.error(`${new Date().toISOString().slice(11, 19)} not updated: ${e.message}`)),
+        )
       }
     }).pipe(failWith),
 ).pipe(Command.withDescription("Write an HTML report of an experiment's runs, or of every finished run"))

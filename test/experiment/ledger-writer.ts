@@ -16,7 +16,7 @@ const summary = (seed: number): Summary => ({
   params: { total: 3, nonEmbedding: 2, embedding: 1 }, flopsPerToken: { forward: 1, training: 3 }, tokenizer: "t", tokenizerHash: "th",
   tokenBudget: 1, tokensTrained: 1, steps: 1, wallSeconds: 1, trainSeconds: 1, tokensPerSecond: 1, backend: "cpu",
   // A long field, so a write spends time in flight.
-  backendDetail: "x".repeat(200_000), machine: "test", sample: "",
+  backendDetail: "x".repeat(64_000), machine: "test", sample: "",
 })
 const program = Effect.gen(function* () {
   for (let seed = 1; seed <= Number(count); seed++) {
