@@ -1,8 +1,8 @@
-import * as tf from "@tensorflow/tfjs"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, FileSystem, Option, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import type { AttentionSpec } from "../attention/index.js"
+import { chooseBackend } from "../backend/select.js"
 import { ledgerDir, readLedger } from "../experiment/ledger.js"
 import { variantOrder } from "../experiment/load.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
@@ -64,7 +64,8 @@ const command = Command.make(
         return yield* Console.log(path.resolve(out))
       }
       if (a.interval < 1) return yield* new ReportError({ message: `--interval ${a.interval}: expected at least 1 second` })
-      yield* Effect.promise(() => tf.setBackend("cpu"))
+      // Attention patterns are measured by running the kinds (a few seconds each on the native backend).
+      yield* chooseBackend()
       const roots = yield* resolveTargets(a.targets)
       const order = (yield* Effect.forEach(a.targets, variantOrder)).flat()
       const name = a.targets.length === 1 ? path.basename(roots[0]!) : "report"
