@@ -38,7 +38,7 @@ export const renderChart = async (spec: TopLevelSpec): Promise<RenderedChart> =>
 }
 
 /** Four significant digits, the precision a reader compares curves at. */
-export const fmt = (x: number): string => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(3) : x.toPrecision(4))
+const fmt = (x: number): string => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(3) : x.toPrecision(4))
 
 export interface CurveOptions {
   readonly title: string
