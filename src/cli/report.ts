@@ -1,7 +1,6 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, FileSystem, Option, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import type { AttentionSpec } from "../attention/index.js"
 import { chooseBackend } from "../backend/select.js"
 import { ledgerDir, readLedger } from "../experiment/ledger.js"
 import { variantOrder } from "../experiment/load.js"
@@ -20,11 +19,11 @@ import { failWith } from "./fail.js"
  * runs progress, and the page reloads itself.
  */
 const patternCache = new Map<string, Buffer | string>()
-const pattern = (spec: unknown, context: number): Buffer | string => {
+const pattern = (spec: Parameters<typeof patternPng>[0], context: number): Buffer | string => {
   const key = `${context}:${JSON.stringify(spec)}`
   if (!patternCache.has(key)) {
     try {
-      patternCache.set(key, patternPng(spec as AttentionSpec, context))
+      patternCache.set(key, patternPng(spec, context))
     } catch (e) {
       patternCache.set(key, (e as Error).message)
     }

@@ -19,7 +19,7 @@ export interface ExperimentPageOptions {
   /** Variants in the experiment's order; others follow alphabetically. */
   readonly variantOrder: ReadonlyArray<string>
   /** The attention pattern picture (a PNG) of a spec at a context, or why there is none. */
-  readonly pattern: (spec: unknown, context: number) => Buffer | string
+  readonly pattern: (spec: ReturnType<typeof attentionSpecs>[number], context: number) => Buffer | string
   /** Set when the page is regenerated as runs progress: it reloads itself this often. */
   readonly reloadSeconds?: number
   readonly generatedAt: Date

@@ -1,6 +1,8 @@
-import type { AttentionSpec } from "../attention/index.js"
 import { attends, measurePattern } from "../attention/pattern.js"
 import { encodePng } from "./png.js"
+
+/** An attention node of a model spec, as the pattern measurement takes it. */
+type AttentionSpec = Parameters<typeof measurePattern>[0]
 
 /**
  * The picture of an attention pattern (query rows top to bottom, key columns left to
