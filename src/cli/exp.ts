@@ -1,12 +1,14 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, Option } from "effect"
+import { Console, Data, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { printSpec } from "../../dsl/print.js"
 import { chooseBackend } from "../backend/select.js"
 import { loadRunData } from "../experiment/data.js"
 import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
-import { repoRoot } from "../io/paths.js"
+import { codeVersion } from "../io/code-version.js"
+import { runsFolder } from "../io/paths.js"
+import { parseShard, shardRuns } from "../experiment/shard.js"
 import { resultOf, resultsTable } from "../report/results.js"
 import { ProgressSink } from "../report/progress.js"
 import { type Summary, trainRun } from "../train/run.js"
@@ -14,6 +16,8 @@ import { join, resolve } from "node:path"
 import { failWith } from "./fail.js"
 
 /** `npm run exp <name | spec.json> -- [flags]`: trains every run an experiment asks for. */
+class ShardError extends Data.TaggedError("ShardError")<{ readonly message: string }> {}
+
 const listAll = Effect.gen(function* () {
   for (const name of listExperiments()) {
     const loaded = yield* loadExperiment(name).pipe(Effect.option)
@@ -35,6 +39,7 @@ const command = Command.make(
     fresh: Flag.Boolean("fresh").pipe(Flag.withDescription("ignore an existing checkpoint and start over"), Flag.withDefault(false)),
     checkpointEvery: Flag.Int("checkpoint-every").pipe(Flag.withDescription("checkpoint every N steps"), Flag.optional),
     backend: Flag.String("backend").pipe(Flag.withDescription("force a backend: native, cpu, or tensorflow (when @tensorflow/tfjs-node is installed)"), Flag.optional),
+    shard: Flag.String("shard").pipe(Flag.withDescription("run only the i-th of n disjoint slices of the runs (i/n, 1 ≤ i ≤ n), e.g. from a SLURM array job"), Flag.optional),
     print: Flag.Boolean("print").pipe(Flag.withDescription("print the model trees and exit"), Flag.withDefault(false)),
   },
   (a) =>
@@ -48,15 +53,23 @@ const command = Command.make(
         variant: Option.getOrUndefined(a.variant),
         checkpointEvery: Option.getOrUndefined(a.checkpointEvery),
       }
+      const shard = Option.isSome(a.shard) ? parseShard(a.shard.value) : undefined
+      if (typeof shard === "string") return yield* new ShardError({ message: shard })
       const loaded = yield* loadExperiment(target)
-      const runs = yield* expandRuns(loaded, overrides)
+      const all = yield* expandRuns(loaded, overrides)
+      const runs = shard === undefined ? all : shardRuns(all, shard)
+      if (shard !== undefined) yield* Console.error(`shard ${shard.index}/${shard.count}: ${runs.length} of ${all.length} runs`)
+      if (runs.length === 0) return
       if (a.print) {
         for (const r of runs) yield* Console.log(`${r.variant} (seed ${r.seed})\n${printSpec(r.model)}\n`)
         return
       }
       const manyVariants = loaded.experiment ? isVariantRecord(loaded.experiment.models) : false
-      const manySeeds = new Set(runs.map((r) => r.seed)).size > 1 || (loaded.experiment?.seeds.length ?? 1) > 1
-      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(repoRoot(), "runs", loaded.name)
+      // Directory names follow the whole experiment, not the slice, so shards write where one process would.
+      const manySeeds = new Set(all.map((r) => r.seed)).size > 1 || (loaded.experiment?.seeds.length ?? 1) > 1
+      const folder = runsFolder()
+      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(folder, loaded.name)
+      const ledger = { runsFolder: folder, code: yield* codeVersion }
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       const data = yield* loadRunData(runs[0]!.training.data)
@@ -67,7 +80,7 @@ const command = Command.make(
         const out = join(base, ...(manyVariants ? [run.variant] : []), ...(manySeeds ? [`seed${run.seed}`] : []))
         const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
-        const summary = yield* Effect.scoped(trainRun(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume }))
+        const summary = yield* Effect.scoped(trainRun(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, ledger }))
         summaries.push(summary)
         yield* Console.error(`val loss ${summary.valLoss.toFixed(4)}, val bpb ${summary.valBpb.toFixed(4)}\nsample: ${summary.sample}`)
       }

@@ -7,6 +7,7 @@ import { block, decodeSpec, decoder, depth, ffn } from "../../dsl/index.js"
 import { attention, attentionKinds, attentionModule, type AttentionKindTag, type AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import { attends, measurePattern } from "../attention/pattern.js"
 import { encodePng } from "../report/png.js"
+import { patternImage } from "../report/pattern-picture.js"
 import { failWith } from "./fail.js"
 
 /**
@@ -45,22 +46,6 @@ const specOf = (kind: string, json: string | undefined, context: number, layer: 
   return Result.isFailure(decoded) ? Result.fail(new PatternError({ message: decoded.failure.message })) : Result.succeed(spec)
 }
 
-/** One cell per query/key pair, scaled up to about 768 pixels. */
-const render = (seen: boolean[][]): { size: number; rgb: Uint8Array } => {
-  const t = seen.length
-  const cell = Math.max(1, Math.floor(768 / t))
-  const size = t * cell
-  const rgb = new Uint8Array(size * size * 3).fill(255)
-  for (let i = 0; i < t; i++) {
-    for (let j = 0; j < t; j++) {
-      if (!seen[i]![j]) continue
-      const colour = j > i ? [220, 30, 30] : [0, 0, 0]
-      for (let y = i * cell; y < (i + 1) * cell; y++) for (let x = j * cell; x < (j + 1) * cell; x++) rgb.set(colour, (y * size + x) * 3)
-    }
-  }
-  return { size, rgb }
-}
-
 const command = Command.make(
   "pattern",
   {
@@ -77,7 +62,8 @@ const command = Command.make(
       const spec = yield* Effect.fromResult(specOf(a.kind, Option.getOrUndefined(a.options), a.context, a.layer))
       if (a.head < 0 || a.head >= spec.heads) return yield* new PatternError({ message: `--head ${a.head} is not one of the ${spec.heads} heads` })
       const seen = attends(measurePattern(spec, { context: a.context, layer: a.layer, head: a.head }), a.context)
-      const { size, rgb } = render(seen)
+      // One cell per query/key pair, scaled up to about 768 pixels.
+      const { size, rgb } = patternImage(seen, Math.max(1, Math.floor(768 / a.context)))
       const out = Option.getOrElse(a.out, () => `pattern-${a.kind}.png`)
       writeFileSync(out, encodePng(size, size, rgb))
       const keys = seen.flat().filter(Boolean).length

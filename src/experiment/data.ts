@@ -25,8 +25,10 @@ export const tokenRunData = (
   train: TokenArray,
   valid: TokenArray,
   bytesPerToken: RunData["bytesPerToken"],
+  dataHash: string,
 ): RunData => ({
   tokenizer,
+  dataHash,
   bytesPerToken,
   tokens: { train: train.length, valid: valid.length },
   trainStream: (batch, context, seed, cursor) => {
@@ -47,5 +49,5 @@ export const tokenRunData = (
 /** TinyStories, tokenized with the experiment's BPE (both cached after the first run). */
 export const loadRunData = (config: DataConfig): Effect.Effect<RunData, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
   Effect.map(prepareData({ vocabSize: config.tokenizer.bpe, extra: config.extra }), (p) =>
-    tokenRunData(runTokenizer(p.tokenizer, config.tokenizer.bpe), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }),
+    tokenRunData(runTokenizer(p.tokenizer, config.tokenizer.bpe), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }, p.dataHash),
   )

@@ -129,3 +129,11 @@ export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<Readonly
       seeds.map((seed): RunSpec => ({ format: 1, experiment: loaded.name, variant, seed, model: models[names.indexOf(variant)]!.value!, training: training.value! })),
     )
   })
+
+/** The experiment's variants in the order it declares them; none when the target is not an experiment. */
+export const variantOrder = (target: string): Effect.Effect<string[]> =>
+  loadExperiment(target).pipe(
+    Effect.flatMap((loaded) => expandRuns(loaded, {})),
+    Effect.map((runs) => [...new Set(runs.map((r) => r.variant))]),
+    Effect.orElseSucceed((): string[] => []),
+  )

@@ -34,11 +34,11 @@ const mib = (xs: ReadonlyArray<number | undefined>): string => {
 }
 
 /**
- * A Markdown table with one row per variant: parameters, then validation loss and bits per
- * byte as mean ± standard deviation over seeds, training throughput, and a training step's
- * peak memory where it was measured.
+ * One row per variant: parameters, then validation loss and bits per byte as mean ± standard
+ * deviation over seeds, training throughput, and a training step's peak memory where it was
+ * measured.
  */
-export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
+export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string[]; rows: string[][] } => {
   const variants = [...new Set(results.map((r) => r.variant))]
   const extraKeys = [...new Set(results.flatMap((r) => Object.keys(r.extra ?? {})))]
   const memory = results.some((r) => r.stepPeakBytes !== undefined)
@@ -58,12 +58,36 @@ export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]
   })
+  return { header, rows }
+}
+
+export const markdownTable = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const line = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n")
 }
 
-/** A run's summary as a table row: longer-sequence evaluations become bpb@L columns. */
+/** The rows as a Markdown table. */
+export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
+  const { header, rows } = resultsRows(results)
+  return markdownTable(header, rows)
+}
+
+/** The numeric fields every summary.json has; any other top-level number is a figure of its experiment. */
+const standardNumbers: ReadonlyArray<keyof Summary> = [
+  "seed", "valLoss", "valBpb", "valTokens", "trainLoss", "tokenBudget", "tokensTrained", "steps", "wallSeconds", "trainSeconds", "tokensPerSecond", "stepPeakBytes",
+]
+
+/**
+ * Figures an experiment adds to its summaries beyond the standard ones (a pruned model's
+ * `sparsity`, a dynamic-depth model's `blocksPerToken`), by name.
+ */
+export const extraFigures = (s: Summary): Record<string, number> =>
+  Object.fromEntries(
+    Object.entries(s).filter(([k, v]) => typeof v === "number" && Number.isFinite(v) && !(standardNumbers as ReadonlyArray<string>).includes(k)) as Array<[string, number]>,
+  )
+
+/** A run's summary as a table row: longer-sequence evaluations become bpb@L columns, then the experiment's own figures. */
 export const resultOf = (s: Summary): RunResult => ({
   ...s,
-  extra: Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
+  extra: { ...Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])), ...extraFigures(s) },
 })

@@ -26,6 +26,8 @@ export interface TrainStream {
 
 export interface RunData {
   readonly tokenizer: RunTokenizer
+  /** Identity of the text the tokens came from (a content hash), recorded in the ledger. */
+  readonly dataHash: string
   /** Average UTF-8 bytes per token of each split, to report bits per byte. */
   readonly bytesPerToken: { readonly train: number; readonly valid: number }
   readonly tokens: { readonly train: number; readonly valid: number }

@@ -15,6 +15,7 @@ import { progressBar, type ProgressSink } from "../report/progress.js"
 import { AdamW, clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
 import { type CheckpointError, loadCheckpoint, saveCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
+import { type LedgerOptions, machineName, recordFinishedRun } from "../experiment/ledger.js"
 import { lrAt } from "./schedule.js"
 
 /**
@@ -37,6 +38,8 @@ export interface RunOptions {
   readonly backend: BackendChoice
   /** How to resume, for the message printed on interruption. */
   readonly resumeCommand: string
+  /** Where to record the finished run (absent: not recorded, as in tests of the loop itself). */
+  readonly ledger?: LedgerOptions
 }
 
 export interface Summary {
@@ -72,6 +75,8 @@ export interface Summary {
   readonly backend: string
   /** What the backend said of itself: for the native one, its ISA, threads and matmul precision (fp32 or bf16). */
   readonly backendDetail: string
+  /** Host name and CPU model (absent in summaries written before it was recorded). */
+  readonly machine?: string
   readonly sample: string
 }
 
@@ -371,8 +376,11 @@ export const trainRun = (
       ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }),
       backend: options.backend.name,
       backendDetail: options.backend.detail,
+      machine: machineName(),
       sample,
     }
     yield* writeJson("summary.json", summary)
+    // A run restored at its last step trained nothing new: it is already in the ledger.
+    if (options.ledger !== undefined && tokensThisSession > 0) yield* recordFinishedRun(run, summary, { dir, dataHash: data.dataHash, ledger: options.ledger }).pipe(Effect.mapError((e) => fail(e.message)))
     return summary
   })

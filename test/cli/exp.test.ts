@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { Rng } from "../../src/random/rng.js"
-import { command, root } from "./process.js"
+import { command, root, testRunsFolder } from "./process.js"
 
 /**
  * The exp command as a user runs it, in its own process: real TinyStories development data,
@@ -53,6 +53,19 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     const summary = JSON.parse(readFileSync(join(killed, "summary.json"), "utf8"))
     expect(summary.steps).toBe(12)
     expect(summary.tokenizer).toMatch(/byte-level BPE 512/)
+
+    // Each finished run is in the ledger once, with the code and data it ran on; running a
+    // finished run again trains nothing and records nothing.
+    const again = await exp([...args, "--out", straight])
+    expect(again.code, again.stderr).toBe(0)
+    const records = readdirSync(join(testRunsFolder, "ledger")).map((f) => JSON.parse(readFileSync(join(testRunsFolder, "ledger", f), "utf8")))
+    for (const dir of [straight, killed]) {
+      const mine = records.filter((r) => r.dir === dir)
+      expect(mine.length).toBe(1)
+      expect(mine[0]).toMatchObject({ experiment: "smoke", variant: "base", seed: 1, specHash: summary.specHash, tokenizerHash: summary.tokenizerHash, results: { valBpb: summary.valBpb, steps: 12 } })
+      expect(mine[0].code.commit).toMatch(/^[0-9a-f]{40}$/)
+      expect(mine[0].data.hash).toMatch(/^[0-9a-f]{64}$/)
+    }
   })
 
   it("saves a loadable checkpoint on SIGINT, says how to resume, and exits cleanly", async () => {

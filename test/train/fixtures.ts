@@ -30,7 +30,7 @@ const corpus = (seed: number, words: number): Uint16Array => {
   return Uint16Array.from(ids)
 }
 
-export const syntheticData = (): RunData => tokenRunData(charTokenizer, corpus(1, 3000), corpus(2, 400), { train: 1, valid: 1 })
+export const syntheticData = (): RunData => tokenRunData(charTokenizer, corpus(1, 3000), corpus(2, 400), { train: 1, valid: 1 }, "synthetic-1-2")
 
 export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEvery?: number; dropout?: number; seed?: number; posenc?: PosencSpec; layers?: Layers }): RunSpec => ({
   format: 1,
