@@ -1,5 +1,5 @@
 import type { ActivationKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import { moduleFor, registered, type SpecOf, unionSchema } from "../model/registry.js"
 import { gelu } from "./gelu.js"
 import { geluTanh } from "./gelu-tanh.js"
 import { geglu, reglu, swiglu } from "./glu.js"
@@ -25,7 +25,7 @@ export type ActivationTag = keyof typeof activationKinds
 export type ActivationOptions<K extends ActivationTag> = Parameters<(typeof activationKinds)[K]["make"]>
 
 export const activation = <K extends ActivationTag>(kind: K, ...options: ActivationOptions<K>): ActivationSpec =>
-  (activationKinds[kind].make as (...o: ActivationOptions<K>) => ActivationSpec)(...options)
+  (registered(activationKinds, "activation", kind).make as (...o: ActivationOptions<K>) => ActivationSpec)(...options)
 
 export const ActivationSchema = unionSchema(activationKinds)
 export const activationModule = (spec: ActivationSpec) => moduleFor<ActivationKind<ActivationSpec>>(activationKinds, spec)

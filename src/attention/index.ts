@@ -1,5 +1,5 @@
 import type { AttentionKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import { moduleFor, registered, type SpecOf, unionSchema } from "../model/registry.js"
 import { full } from "./full.js"
 import { linformer, linformerCausal } from "./linformer.js"
 import { longformer, slidingWindow } from "./sliding.js"
@@ -24,7 +24,7 @@ export type AttentionKindTag = keyof typeof attentionKinds
 export type AttentionOptions<K extends AttentionKindTag> = Parameters<(typeof attentionKinds)[K]["make"]>[0]
 
 export const attention = <K extends AttentionKindTag>(kind: K, options: AttentionOptions<K>): AttentionSpec =>
-  (attentionKinds[kind].make as (o: AttentionOptions<K>) => AttentionSpec)(options)
+  (registered(attentionKinds, "attention", kind).make as (o: AttentionOptions<K>) => AttentionSpec)(options)
 
 export const AttentionSchema = unionSchema(attentionKinds)
 export const attentionModule = (spec: AttentionSpec) => moduleFor<AttentionKind<AttentionSpec>>(attentionKinds, spec)

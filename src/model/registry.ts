@@ -17,3 +17,9 @@ export const unionSchema = <R extends Record<string, { schema: Schema.Top }>>(re
  */
 export const moduleFor = <M>(registry: Readonly<Record<string, unknown>>, spec: { readonly kind: string }): M =>
   registry[spec.kind] as M
+
+/** The module registered for `kind`; an unknown one (a typo cast through `as any`) throws naming the valid kinds. */
+export const registered = <R extends Readonly<Record<string, unknown>>>(registry: R, what: string, kind: string): R[keyof R] => {
+  if (!Object.hasOwn(registry, kind)) throw new Error(`unknown ${what} kind ${JSON.stringify(kind)}; expected one of ${Object.keys(registry).join(", ")}`)
+  return registry[kind] as R[keyof R]
+}

@@ -1,5 +1,5 @@
 import type { NormKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import { moduleFor, registered, type SpecOf, unionSchema } from "../model/registry.js"
 import { layer } from "./layer.js"
 import { rms } from "./rms.js"
 
@@ -14,7 +14,7 @@ export type NormTag = keyof typeof normKinds
 export type NormOptions<K extends NormTag> = Parameters<(typeof normKinds)[K]["make"]>
 
 export const norm = <K extends NormTag>(kind: K, ...options: NormOptions<K>): NormSpec =>
-  (normKinds[kind].make as (...o: NormOptions<K>) => NormSpec)(...options)
+  (registered(normKinds, "norm", kind).make as (...o: NormOptions<K>) => NormSpec)(...options)
 
 export const NormSchema = unionSchema(normKinds)
 export const normModule = (spec: NormSpec) => moduleFor<NormKind<NormSpec>>(normKinds, spec)

@@ -1,5 +1,5 @@
 import type { PosencKind } from "../model/kind.js"
-import { moduleFor, type SpecOf, unionSchema } from "../model/registry.js"
+import { moduleFor, registered, type SpecOf, unionSchema } from "../model/registry.js"
 import { alibi } from "./alibi.js"
 import { learned } from "./learned.js"
 import { none } from "./none.js"
@@ -24,7 +24,7 @@ export type PosencTag = keyof typeof posencKinds
 export type PosencOptions<K extends PosencTag> = Parameters<(typeof posencKinds)[K]["make"]>
 
 export const posenc = <K extends PosencTag>(kind: K, ...options: PosencOptions<K>): PosencSpec =>
-  (posencKinds[kind].make as (...o: PosencOptions<K>) => PosencSpec)(...options)
+  (registered(posencKinds, "posenc", kind).make as (...o: PosencOptions<K>) => PosencSpec)(...options)
 
 export const PosencSchema = unionSchema(posencKinds)
 export const posencModule = (spec: PosencSpec) => moduleFor<PosencKind<PosencSpec>>(posencKinds, spec)
