@@ -51,6 +51,12 @@ const unexpected = (defect: unknown): string[] => {
   return [`error: unexpected failure: ${what}`, ...(where !== "" ? [`  in ${where}`] : []), hint]
 }
 
+/** What --debug adds for one reason: the stack of the error, or of the defect an Unexpected wraps. */
+const stackOf = (reason: Cause.Reason<unknown>): string => {
+  const value = Cause.isFailReason(reason) ? reason.error : Cause.isDieReason(reason) ? (reason.defect instanceof Unexpected ? reason.defect.defect : reason.defect) : "interrupted"
+  return value instanceof Error && value.stack !== undefined ? value.stack : String(value)
+}
+
 /** The exit code and stderr text of a finished command; `signal` is the one that stopped it. */
 export const outcome = (exit: Exit.Exit<unknown, unknown>, o: { readonly debug: boolean; readonly signal?: StopSignal; readonly parentGone?: boolean }): Outcome => {
   if (Exit.isSuccess(exit)) return { code: 0, stderr: "" }
@@ -77,7 +83,7 @@ export const outcome = (exit: Exit.Exit<unknown, unknown>, o: { readonly debug: 
   const interruptedOnly = !usageError && !failed && Cause.hasInterrupts(exit.cause)
   if (o.signal !== undefined) lines.push(o.parentGone ? "stopped: the parent process ended" : `stopped by ${o.signal}`)
   else if (interruptedOnly) lines.push("error: the command was interrupted")
-  if (o.debug) lines.push(Cause.pretty(exit.cause))
+  if (o.debug) lines.push(...exit.cause.reasons.map(stackOf))
   const code = o.signal !== undefined ? signalCodes[o.signal] : usageError ? 2 : failed || interruptedOnly ? 1 : 0
   return { code, stderr: lines.join("\n") }
 }
