@@ -1,4 +1,3 @@
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, FileSystem, Option, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { chooseBackend } from "../backend/select.js"
@@ -10,7 +9,8 @@ import { experimentPage } from "../report/experiment-page.js"
 import { ledgerPage, now } from "../report/ledger-view.js"
 import { patternPng } from "../report/pattern-picture.js"
 import { loadRuns, ReportError, runsFingerprint } from "../report/runs.js"
-import { failWith } from "./fail.js"
+import { runCommand } from "./boundary.js"
+import { intFlag } from "./flags.js"
 
 /**
  * `npm run report -- <experiment | dir>... [--out FILE] [--watch]`: one self-contained HTML
@@ -42,14 +42,14 @@ const resolveTargets = (targets: ReadonlyArray<string>) =>
 
 const write = (out: string, html: string) => writeFileAtomic(out, html, { makeDirectory: true }).pipe(Effect.mapError((e) => new ReportError({ message: e.message })))
 
-const command = Command.make(
+export const command = Command.make(
   "report",
   {
     targets: Argument.String("experiment-or-dir").pipe(Argument.withDescription("an experiment name (its folder in the runs folder) or directories of runs; none: the ledger's index"), Argument.variadic()),
     all: Flag.Boolean("all").pipe(Flag.withDescription("the index of every finished run (the ledger)"), Flag.withDefault(false)),
     out: Flag.String("out").pipe(Flag.withDescription("the HTML file to write (default <runs folder>/report/<name>.html)"), Flag.optional),
     watch: Flag.Boolean("watch").pipe(Flag.withDescription("regenerate as metrics arrive; the page reloads itself"), Flag.withDefault(false)),
-    interval: Flag.Int("interval").pipe(Flag.withDescription("seconds between checks with --watch"), Flag.withDefault(10)),
+    interval: intFlag("interval", { min: 1, max: 86_400 }).pipe(Flag.withDescription("seconds between checks with --watch"), Flag.withDefault(10)),
   },
   (a) =>
     Effect.gen(function* () {
@@ -62,7 +62,6 @@ const command = Command.make(
         yield* write(out, ledgerPage(ledger.records, yield* now(ledger.records), { folder, unreadable: ledger.unreadable, generatedAt: new Date() }))
         return yield* Console.log(path.resolve(out))
       }
-      if (a.interval < 1) return yield* new ReportError({ message: `--interval ${a.interval}: expected at least 1 second` })
       // Attention patterns are measured by running the kinds (a few seconds each on the native backend).
       yield* chooseBackend()
       const roots = yield* resolveTargets(a.targets)
@@ -90,7 +89,7 @@ const command = Command.make(
           Effect.catch((e: ReportError) => Console.error(`${new Date().toISOString().slice(11, 19)} not updated: ${e.message}`)),
         )
       }
-    }).pipe(failWith),
+    }),
 ).pipe(Command.withDescription("Write an HTML report of an experiment's runs, or of every finished run"))
 
-Command.run(command, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain({ disableErrorReporting: true }))
+runCommand(import.meta.url, command)

@@ -1,5 +1,4 @@
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Data, Effect, FileSystem, Path } from "effect"
+import { Console, Data, Effect, FileSystem, Option, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { variantOrder } from "../experiment/load.js"
 import { ledgerDir, readLedger } from "../experiment/ledger.js"
@@ -7,7 +6,8 @@ import { runsFolder } from "../io/paths.js"
 import { ledgerHeader, ledgerRows, now } from "../report/ledger-view.js"
 import { markdownTable, resultOf, resultsTable } from "../report/results.js"
 import type { Summary } from "../train/run.js"
-import { failWith } from "./fail.js"
+import { errnoCode, ioReason } from "../errors/io-error.js"
+import { runCommand, UsageError } from "./boundary.js"
 
 /**
  * `npm run results -- <experiment | dir>...`: the results table of finished runs, read from
@@ -19,20 +19,48 @@ import { failWith } from "./fail.js"
  */
 class ResultsError extends Data.TaggedError("ResultsError")<{ readonly message: string }> {}
 
-const summariesUnder = (dir: string) =>
+/**
+ * The summary.json files under `dir`, found by walking its directories. A run that is training
+ * renames and removes checkpoint directories as it goes: those are not entered, and an entry
+ * that vanishes while the walk reaches it is skipped. summary.json itself is written atomically.
+ */
+const summaryFiles = (dir: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
+    const found: string[] = []
+    const walk = (d: string): Effect.Effect<void, ResultsError> =>
+      Effect.gen(function* () {
+        const names = yield* fs.readDirectory(d).pipe(
+          Effect.map((n) => Option.some(n)),
+          // The top directory must be readable; a subdirectory removed meanwhile is not an error.
+          Effect.catch((e) => (d !== dir && errnoCode(e) === "ENOENT" ? Effect.succeed(Option.none<string[]>()) : Effect.fail(new ResultsError({ message: `cannot list ${d}: ${ioReason(e)}` })))),
+        )
+        if (Option.isNone(names)) return
+        for (const name of [...names.value].sort()) {
+          const full = path.join(d, name)
+          if (name === "summary.json") found.push(full)
+          else if (!name.startsWith("checkpoint")) {
+            const info = yield* fs.stat(full).pipe(Effect.option)
+            if (Option.isSome(info) && info.value.type === "Directory") yield* walk(full)
+          }
+        }
+      })
+    yield* walk(dir)
+    return found
+  })
+
+const summariesUnder = (dir: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
     if (!(yield* fs.exists(dir).pipe(Effect.orElseSucceed(() => false))))
       return yield* new ResultsError({ message: `${dir} does not exist; give an experiment name with runs in runs/, or a run directory` })
-    const files = (yield* fs.readDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => new ResultsError({ message: `cannot list ${dir}: ${e.message}` }))))
-      .filter((f) => path.basename(f) === "summary.json")
-      .sort()
+    const files = yield* summaryFiles(dir)
     if (files.length === 0) return yield* new ResultsError({ message: `no finished runs (summary.json) under ${dir}` })
     return yield* Effect.forEach(files, (f) =>
-      fs.readFileString(path.join(dir, f)).pipe(
-        Effect.flatMap((text) => Effect.try(() => JSON.parse(text) as Summary)),
-        Effect.mapError(() => new ResultsError({ message: `${path.join(dir, f)} is not a readable summary` })),
+      fs.readFileString(f).pipe(
+        Effect.mapError((e) => new ResultsError({ message: `cannot read ${f}: ${ioReason(e)}` })),
+        Effect.flatMap((text) => Effect.try({ try: () => JSON.parse(text) as Summary, catch: () => new ResultsError({ message: `${f} is not a readable summary (not JSON)` }) })),
       ),
     )
   })
@@ -50,7 +78,7 @@ const ledgerTable = (experiments: ReadonlyArray<string>) =>
     yield* Console.log(`${ledgerDir(folder)}\n\n${markdownTable(ledgerHeader, rows)}\n`)
   })
 
-const command = Command.make(
+export const command = Command.make(
   "results",
   {
     targets: Argument.String("experiment-or-dir").pipe(Argument.withDescription("an experiment name (runs/<name>) or a directory of runs; with --all, experiments to keep"), Argument.variadic()),
@@ -61,7 +89,7 @@ const command = Command.make(
       const path = yield* Path.Path
       const fs = yield* FileSystem.FileSystem
       if (a.all) return yield* ledgerTable(a.targets)
-      if (a.targets.length === 0) return yield* new ResultsError({ message: "give an experiment name or a directory of runs, or --all for every run in the ledger" })
+      if (a.targets.length === 0) return yield* new UsageError({ message: "give an experiment name or a directory of runs, or --all for every run in the ledger" })
       for (const target of a.targets) {
         const named = path.join(runsFolder(), target)
         const dir = (yield* fs.exists(named).pipe(Effect.orElseSucceed(() => false))) ? named : path.resolve(target)
@@ -70,10 +98,7 @@ const command = Command.make(
         const summaries = [...(yield* summariesUnder(dir))].sort((a, b) => rank(a.variant) - rank(b.variant))
         yield* Console.log(`${dir}\n\n${resultsTable(summaries.map(resultOf))}\n`)
       }
-    }).pipe(failWith),
+    }),
 ).pipe(Command.withDescription("Tabulate finished runs from their summary.json files"))
 
-Command.run(command, { version: "0.1.0" }).pipe(
-  Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain({ disableErrorReporting: true }),
-)
+runCommand(import.meta.url, command)

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import type { Model, ParamValues } from "../model/compile.js"
 import { bitsPerByte } from "../model/loss.js"
+import { drain } from "./stepwise.js"
 
 /** A batch as the data layer produces it: rows of context+1 tokens and a target mask. */
 export interface HostBatch {
@@ -22,15 +23,10 @@ export interface Evaluation {
 
 /**
  * Validation loss over the given batches, weighting every counted target token equally
- * (batches with padding weigh by their real token count, not per batch).
+ * (batches with padding weigh by their real token count, not per batch). One batch per step;
+ * each step yields the target tokens counted so far.
  */
-export const evaluate = (
-  model: Model,
-  params: ParamValues,
-  batches: Iterable<HostBatch>,
-  bytesPerToken: number,
-  onBatch?: (tokensSoFar: number) => void,
-): Evaluation => {
+export function* evaluation(model: Model, params: ParamValues, batches: Iterable<HostBatch>, bytesPerToken: number): Generator<number, Evaluation> {
   let sum = 0
   let count = 0
   for (const b of batches) {
@@ -44,9 +40,17 @@ export const evaluate = (
     )
     sum += loss * n
     count += n
-    onBatch?.(count)
+    yield count
   }
   if (count === 0) throw new Error("evaluate: no validation tokens to evaluate on")
   const loss = sum / count
   return { loss, tokens: count, bpb: bitsPerByte(loss, bytesPerToken) }
 }
+
+export const evaluate = (
+  model: Model,
+  params: ParamValues,
+  batches: Iterable<HostBatch>,
+  bytesPerToken: number,
+  onBatch?: (tokensSoFar: number) => void,
+): Evaluation => drain(evaluation(model, params, batches, bytesPerToken), onBatch)

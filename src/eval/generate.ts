@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { DecodeCache, type Model, type ParamValues } from "../model/compile.js"
 import type { Rng } from "../random/rng.js"
 import { sampleToken, type SamplingOptions } from "./sampling.js"
+import { drain } from "./stepwise.js"
 
 /**
  * Autoregressive sampling with a key/value cache: the prompt is run once, then each new
@@ -21,11 +22,12 @@ const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number
     return tf.slice(logits, [0, ids.length - 1, 0], [1, 1, model.spec.vocab]).dataSync() as Float32Array
   })
 
-export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] => {
+/** The sampling one token per step: each step yields the token drawn; the end returns them all. */
+export function* sampling(model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): Generator<number, number[]> {
   if (prompt.length === 0) throw new Error("generate: the prompt must have at least one token")
   const limit = model.maxLength ?? model.spec.context
   // With a non-causal kind, earlier positions change as tokens are added, so every step reruns the window.
-  if (model.spec.allowNonCausal) return generateWithoutCache(model, params, prompt, options, rng, limit)
+  if (model.spec.allowNonCausal) return yield* samplingWithoutCache(model, params, prompt, options, rng, limit)
   const keep = Math.max(1, Math.floor(limit / 2))
   const cache = new DecodeCache()
   try {
@@ -36,6 +38,7 @@ export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArra
       const next = sampleToken(logits, options, rng)
       out.push(next)
       ids.push(next)
+      yield next
       if (next === options.stop || out.length === options.tokens) break
       if (cache.length + 1 > limit) {
         cache.dispose()
@@ -50,21 +53,25 @@ export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArra
   }
 }
 
-const generateWithoutCache = (
+function* samplingWithoutCache(
   model: Model,
   params: ParamValues,
   prompt: ReadonlyArray<number>,
   options: GenerateOptions,
   rng: Rng,
   limit: number,
-): number[] => {
+): Generator<number, number[]> {
   const ids = [...prompt]
   const out: number[] = []
   while (out.length < options.tokens) {
     const next = sampleToken(lastLogits(model, params, ids.slice(-limit)), options, rng)
     out.push(next)
     ids.push(next)
+    yield next
     if (next === options.stop) break
   }
   return out
 }
+
+export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] =>
+  drain(sampling(model, params, prompt, options, rng))

@@ -65,8 +65,11 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
       const replay: RunSpec = { ...top.value, model: model.value }
       return { name: replay.experiment, source, replay }
     }
-    const source = join(experimentsDir, `${target}.ts`)
-    if (!/^[\w-]+$/.test(target) || !existsSync(source)) {
+    // A path to an experiment file (e.g. ./mine.ts) or a name in experiments/.
+    const byPath = extname(target) === ".ts"
+    const source = byPath ? resolve(target) : join(experimentsDir, `${target}.ts`)
+    if (byPath && !existsSync(source)) return yield* new ExperimentError({ source, problem: "no such experiment file" })
+    if (!byPath && (!/^[\w-]+$/.test(target) || !existsSync(source))) {
       const known = listExperiments()
       return yield* new ExperimentError({
         source: target,
@@ -75,13 +78,13 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
     }
     const module = yield* Effect.tryPromise({
       try: () => import(pathToFileURL(source).href) as Promise<{ default?: Experiment }>,
-      catch: (e) => new ExperimentError({ source, problem: `failed to load: ${(e as Error).message}` }),
+      catch: (e) => new ExperimentError({ source, problem: `failed to load: ${e instanceof Error ? e.message : String(e)}` }),
     })
     const exp = module.default
     if (exp === undefined || typeof exp !== "object" || !("models" in exp) || !("training" in exp)) {
       return yield* new ExperimentError({ source, problem: "expected `export default experiment({...})`" })
     }
-    return { name: target, source, experiment: exp }
+    return { name: byPath ? basename(target, ".ts") : target, source, experiment: exp }
   })
 
 export interface Overrides {
@@ -108,8 +111,16 @@ export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<Readonly
       return [{ ...r, seed: o.seed ?? r.seed, training: withOverrides(r.training, o) }]
     }
     const exp = loaded.experiment!
+    // An experiment file is code: its shape is checked before anything reads into it.
+    const shape = [
+      ...(typeof exp.models !== "object" || exp.models === null || Array.isArray(exp.models) ? [`at ["models"]: expected a decoder spec or a record of named variants, got ${JSON.stringify(exp.models)}`] : []),
+      ...(typeof exp.training !== "object" || exp.training === null ? [`at ["training"]: expected the training settings, got ${JSON.stringify(exp.training)}`] : []),
+      ...(!Array.isArray(exp.seeds) ? [`at ["seeds"]: expected a non-empty list of integers, got ${JSON.stringify(exp.seeds)}`] : []),
+    ]
+    if (shape.length > 0) return yield* fail(shape)
     const variants: Record<string, unknown> = isVariantRecord(exp.models) ? { ...exp.models } : { base: exp.models }
     const names = Object.keys(variants)
+    if (names.length === 0) return yield* fail([`at ["models"]: no models; expected a decoder spec or a record of named variants`])
     if (o.variant !== undefined && !names.includes(o.variant)) return yield* fail([`--variant ${o.variant}: no such variant; expected one of ${names.join(", ")}`])
     const training = schemaProblems(TrainingSchema, withOverrides(exp.training, o), ["training"])
     const models = names.map((n) => modelProblems(variants[n], isVariantRecord(exp.models) ? ["models", n] : ["models"]))

@@ -16,6 +16,7 @@
  */
 import { createHash } from "node:crypto"
 import { Data, Effect, FileSystem, Option, Path, Schema } from "effect"
+import { ioReason } from "../errors/io-error.js"
 import { fsyncDirectory, writeFileAtomic } from "../io/atomic-write.js"
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.js"
 
@@ -76,7 +77,7 @@ const checkpointDirs = (path: Path.Path, runDir: string) => ({
 const at =
   (where: string) =>
   <A, R>(effect: Effect.Effect<A, { readonly message: string }, R>): Effect.Effect<A, CheckpointError, R> =>
-    Effect.mapError(effect, (e) => new CheckpointError({ path: where, reason: e.message }))
+    Effect.mapError(effect, (e) => new CheckpointError({ path: where, reason: ioReason(e) }))
 
 /** Writes a new checkpoint of the run atomically; the previous one survives any failure. */
 export const saveCheckpoint = (

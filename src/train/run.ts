@@ -2,12 +2,19 @@ import * as tf from "@tensorflow/tfjs"
 import { Console, Data, Effect, FileSystem, Option, Path, Scope } from "effect"
 import { diffSpecs, formatDiff } from "../../dsl/diff.js"
 import { hashSpec } from "../../dsl/hash.js"
+import { posencModule } from "../../dsl/kinds/posenc/index.js"
+import { dimsOf } from "../../dsl/nodes.js"
 import { peakMeter } from "../backend/peak-memory.js"
 import type { BackendChoice } from "../backend/select.js"
 import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
 import type { RunSpec } from "../experiment/define.js"
+import { availableMemory } from "../backend/available-memory.js"
+import { ioReason } from "../errors/io-error.js"
+import { located } from "../errors/unexpected.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
+import { droppedLines, openJsonl, parseJsonl } from "../io/jsonl.js"
+import { type LockError, lockRunDir } from "../io/run-lock.js"
 import { compile, type Model } from "../model/compile.js"
 import type { Params } from "../model/init.js"
 import { Rng } from "../random/rng.js"
@@ -16,6 +23,7 @@ import { AdamW, clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
 import { type CheckpointError, loadCheckpoint, saveCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
 import { type LedgerOptions, machineName, recordFinishedRun } from "../experiment/ledger.js"
+import { estimateTraining, type MemoryLimit, memoryProblem } from "./estimate.js"
 import { lrAt } from "./schedule.js"
 
 /**
@@ -40,6 +48,8 @@ export interface RunOptions {
   readonly resumeCommand: string
   /** Where to record the finished run (absent: not recorded, as in tests of the loop itself). */
   readonly ledger?: LedgerOptions
+  /** Refuse a run whose memory estimate exceeds this (default: the memory available now). */
+  readonly memoryLimit?: MemoryLimit
 }
 
 export interface Summary {
@@ -91,6 +101,16 @@ export const trainingIdentity = (run: RunSpec) => ({
   optimizer: run.training.optimizer,
 })
 
+/** Why this machine cannot train the run, from its spec's memory estimate; undefined when it fits. */
+export const runMemoryProblem = (run: RunSpec, limit: MemoryLimit = availableMemory()): string | undefined =>
+  memoryProblem(estimateTraining(run.model, { ...run.training, evalLengths: longerLengths(run) }), { ...run.training, context: run.model.context }, limit)
+
+/** The longer sequence lengths a run evaluates after training: those its position scheme can represent. */
+export const longerLengths = (run: RunSpec): ReadonlyArray<number> => {
+  const maxLength = posencModule(run.model.posenc).maxLength?.(run.model.posenc, dimsOf(run.model))
+  return (run.training.eval.lengths ?? []).filter((l) => maxLength === undefined || l <= maxLength)
+}
+
 export const totalSteps = (run: RunSpec): number => {
   const b = run.training.budget
   if ("steps" in b) return b.steps
@@ -130,7 +150,7 @@ export const trainRun = (
   run: RunSpec,
   data: RunData,
   options: RunOptions,
-): Effect.Effect<Summary, RunError | CheckpointError, FileSystem.FileSystem | Path.Path | ProgressSink | Scope.Scope> =>
+): Effect.Effect<Summary, RunError | CheckpointError | LockError, FileSystem.FileSystem | Path.Path | ProgressSink | Scope.Scope> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -142,13 +162,12 @@ export const trainRun = (
     if (data.tokenizer.vocabSize !== run.model.vocab) {
       return yield* fail(`the model's vocab ${run.model.vocab} differs from the tokenizer's ${data.tokenizer.vocabSize}`)
     }
-    // Every check that can fail happens before the first step: the directory must be writable.
-    const probe = path.join(dir, `.write-probe-${process.pid}`)
-    yield* fs.makeDirectory(dir, { recursive: true }).pipe(
-      Effect.andThen(fs.writeFileString(probe, "")),
-      Effect.andThen(fs.remove(probe)),
-      Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${e.message}`)),
-    )
+    // Every check that can fail happens before anything is written: the sizes fit this machine,
+    // the directory is writable and no other process trains into it.
+    const memory = runMemoryProblem(run, options.memoryLimit)
+    if (memory !== undefined) return yield* fail(`${dir}: ${memory}`)
+    yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
+    yield* lockRunDir(dir, (message) => Console.error(message))
 
     const existing = options.fresh ? Option.none() : yield* loadCheckpoint(dir)
     if (Option.isSome(existing) && existing.value.state.specHash !== specHash) {
@@ -218,16 +237,15 @@ export const trainRun = (
       catch: (e) => fail(`cannot restore the data cursor: ${(e as Error).message}`),
     })
 
-    // metrics.jsonl keeps the rows up to the checkpoint's step, so a resumed run continues it seamlessly.
+    // metrics.jsonl keeps the rows up to the checkpoint's step, so a resumed run continues it
+    // seamlessly; rows torn by a failed write are dropped with a warning.
     const metricsPath = path.join(dir, "metrics.jsonl")
-    const oldRows = step === 0 ? [] : yield* fs.readFileString(metricsPath).pipe(
-      Effect.map((s) => s.split("\n").filter((l) => l.trim() !== "" && (JSON.parse(l) as { step: number }).step <= step)),
-      Effect.orElseSucceed(() => [] as string[]),
-    )
+    const previous = step === 0 ? undefined : yield* fs.readFileString(metricsPath).pipe(Effect.map(parseJsonl), Effect.orElseSucceed(() => undefined))
+    if (previous !== undefined && previous.dropped.length > 0) yield* Console.error(droppedLines(metricsPath, previous))
+    const oldRows = (previous?.lines ?? []).filter((l) => ((l.value as { step?: unknown } | null)?.step as number) <= step).map((l) => l.text)
     yield* writeFileAtomic(metricsPath, oldRows.map((r) => r + "\n").join("")).pipe(Effect.mapError((e) => fail(e.message)))
-    const metrics = yield* fs.open(metricsPath, { flag: "a" }).pipe(Effect.mapError((e) => fail(`cannot open ${metricsPath}: ${e.message}`)))
-    const appendMetric = (row: Record<string, unknown>) =>
-      metrics.writeAll(new TextEncoder().encode(JSON.stringify(row) + "\n")).pipe(Effect.mapError((e) => fail(`cannot write ${metricsPath}: ${e.message}`)))
+    const metrics = yield* openJsonl(metricsPath).pipe(Effect.mapError((e) => fail(e.message)))
+    const appendMetric = (row: Record<string, unknown>) => metrics.append(row).pipe(Effect.mapError((e) => fail(e.message)))
 
     // The cursor as of the last whole step: a failure mid-step may have drawn batches past it.
     let cursorAfterStep = stream.cursor()
@@ -301,7 +319,7 @@ export const trainRun = (
     while (step < steps) {
       const stepStart = performance.now()
       meter?.start()
-      const r = trainStep()
+      const r = yield* Effect.sync(trainStep).pipe(located({ step: step + 1 }))
       if (meter && tokensThisSession > 0) stepPeakBytes = Math.max(stepPeakBytes ?? 0, meter.peakAbove())
       if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm)) {
         healthy = false
@@ -341,9 +359,8 @@ export const trainRun = (
 
     const finalEval = lastEval ?? runEval()
     // Longer sequences than trained on, where the position scheme can represent them.
-    const maxLength = model.maxLength
     const lengths: Record<string, { loss: number; bpb: number }> = {}
-    for (const length of (t.eval.lengths ?? []).filter((l) => maxLength === undefined || l <= maxLength)) {
+    for (const length of longerLengths(run)) {
       const e = evaluate(model, params, data.validBatches(Math.max(1, Math.floor((t.batch * run.model.context) / length)), length, t.eval.tokens), data.bytesPerToken.valid)
       lengths[String(length)] = { loss: e.loss, bpb: e.bpb }
       yield* bar.log(`length ${length}: val loss ${e.loss.toFixed(4)}, val bpb ${e.bpb.toFixed(4)}`)
@@ -383,4 +400,4 @@ export const trainRun = (
     // A run restored at its last step trained nothing new: it is already in the ledger.
     if (options.ledger !== undefined && tokensThisSession > 0) yield* recordFinishedRun(run, summary, { dir, dataHash: data.dataHash, ledger: options.ledger }).pipe(Effect.mapError((e) => fail(e.message)))
     return summary
-  })
+  }).pipe(located({ runDir: options.out }))

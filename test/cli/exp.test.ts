@@ -48,6 +48,8 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(k.signal).toBe("SIGKILL")
     const resumed = await exp([...args, "--out", killed])
     expect(resumed.code, resumed.stderr).toBe(0)
+    // The killed process's lock was left behind; the resume took it over and said so.
+    expect(resumed.stderr).toMatch(new RegExp(`${killed}: took over the stale lock of pid ${run.child.pid} on .*, which no longer runs`))
     expect(file(killed, "model.safetensors").equals(file(straight, "model.safetensors"))).toBe(true)
     expect(file(killed, "optimizer.safetensors").equals(file(straight, "optimizer.safetensors"))).toBe(true)
     const summary = JSON.parse(readFileSync(join(killed, "summary.json"), "utf8"))
@@ -78,7 +80,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(r.stderr).not.toMatch(/at .*\.ts:\d+/)
     const stopped = Number(/Stopped at step (\d+)/.exec(r.stderr)![1])
     expect(stepOf(out)).toBe(stopped)
-    expect(r.code === 130 || r.code === 0 || r.signal === "SIGINT").toBe(true)
+    expect(r.code).toBe(130)
     // The checkpoint loads: the eval command evaluates it.
     const evaluated = await command("src/cli/eval.ts", [out, "--tokens", "512"]).done
     expect(evaluated.code, evaluated.stderr).toBe(0)
@@ -87,6 +89,32 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(figures.tokens).toBe(512)
     expect(figures.valLoss).toBeGreaterThan(0)
     expect(figures.valBpb).toBeCloseTo(figures.valLoss / Math.LN2 / figures.bytesPerToken, 10)
+  })
+
+  it("lets exactly one of two runs started together train into a directory; the other names the holder, and the result equals a single run", async () => {
+    const args = ["smoke", "--steps", "30", "--checkpoint-every", "10"]
+    const single = tmp()
+    const shared = tmp()
+    const [alone, a, b] = await Promise.all([exp([...args, "--out", single]), exp([...args, "--out", shared]), exp([...args, "--out", shared])])
+    expect(alone.code, alone.stderr).toBe(0)
+    expect([a.code, b.code].sort()).toEqual([0, 1])
+    const loser = a.code === 1 ? a : b
+    expect(loser.stderr).toMatch(new RegExp(`error: ${shared}: in use by pid \\d+ on .*\\(exp smoke --steps 30 --checkpoint-every 10 --out ${shared}\\); wait for it to finish`))
+    expect(loser.stderr).not.toMatch(/\n\s+at .*:\d+:\d+/)
+    expect(file(shared, "model.safetensors").equals(file(single, "model.safetensors"))).toBe(true)
+    expect(file(shared, "optimizer.safetensors").equals(file(single, "optimizer.safetensors"))).toBe(true)
+    const rows = (dir: string) =>
+      readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => {
+        const { tokensPerSecond: _, ...row } = JSON.parse(l) as Record<string, unknown>
+        return row
+      })
+    expect(rows(shared)).toEqual(rows(single))
+    expect(rows(shared)).toHaveLength(30)
+    const summary = (dir: string) => {
+      const { wallSeconds: _w, trainSeconds: _t, tokensPerSecond: _r, stepPeakBytes: _p, ...rest } = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")) as Record<string, unknown>
+      return rest
+    }
+    expect(summary(shared)).toEqual(summary(single))
   })
 
   const failures: Array<[string, () => { args: string[]; env?: Record<string, string> }, RegExp]> = [
