@@ -4,6 +4,7 @@ import {
   attention, block, decoder, depth, depthCosts, earlyExit, ffn, keepBlocks, keptParamSource, layerDrop, mixtureOfDepths, stack, withPolicy,
   type BlockSpec, type DecoderSpec, type DepthPolicy,
 } from "../../dsl/index.js"
+import { layerDropPolicy } from "../../dsl/kinds/depth/layer-drop.js"
 import { routingFlops } from "../../dsl/kinds/depth/mixture-of-depths.js"
 import { dimsOf } from "../../dsl/nodes.js"
 import { dropped } from "../../src/depth/layer-drop.js"
@@ -86,14 +87,14 @@ describe("a disabled policy is the plain decoder, bit for bit", () => {
 
 describe("LayerDrop", () => {
   it("in training runs only the blocks its seeded draw keeps: the plain decoder of those blocks, dropout masks and all", () => {
-    const policy = layerDrop({ rate: 0.5 })
+    const policy = layerDropPolicy.make({ rate: 0.5 })
     const m = compile(model(policy))
     const params = paramsOf(m, 2)
     const costs = depthCosts(m.spec)
     const batch = batchOf(seqs)
     const patterns = new Set<string>()
     for (const seed of [11, 12, 13, 14, 15, 16]) {
-      const kept = [0, 1, 2, 3].filter((i) => !dropped(policy as never, seed, i))
+      const kept = [0, 1, 2, 3].filter((i) => !dropped(policy, seed, i))
       patterns.add(kept.join(","))
       const trace = new DepthTrace()
       const loss = tf.tidy(() => bits(m.loss(params, batch, { training: true, dropoutSeed: seed, trace })))

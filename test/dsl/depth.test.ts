@@ -4,7 +4,7 @@ import {
   attention, block, blocksOf, decodeSpec, decoder, depth, depthCosts, diffSpecs, earlyExit, ffn, flopsPerToken, hashSpec, interleave, keepBlocks,
   keptParamSource, layerDrop, mapBlocks, mixtureOfDepths, paramCounts, paramTable, printSpec, stack, withPolicy, type BlockSpec, type DecoderSpec, type DepthPolicy,
 } from "../../dsl/index.js"
-import { routingFlops } from "../../dsl/kinds/depth/mixture-of-depths.js"
+import { mixtureOfDepthsPolicy, routingFlops } from "../../dsl/kinds/depth/mixture-of-depths.js"
 
 /** Depth policies in the language: plain data on a depth or stack node, checked, printed, hashed, diffed. */
 const pre = (heads: number, hidden: number): BlockSpec => block({ attention: attention("full", { heads }), ffn: ffn("gelu", { hidden }) })
@@ -98,9 +98,9 @@ describe("depth policies in the language", () => {
     expect(flopsPerToken(model(depth(4, dense, layerDrop({ rate: 0.5 })))).forward).toBe(plain)
     expect(flopsPerToken(model(depth(4, dense, earlyExit({ heads: "per-block" })))).forward).toBe(plain + 3 * head)
     expect(flopsPerToken(model(depth(4, dense, earlyExit({ measure: "saturation" })))).forward).toBe(plain)
-    const mod = mixtureOfDepths({ capacity: 0.25, predictor: 8 })
+    const mod = mixtureOfDepthsPolicy.make({ capacity: 0.25, predictor: 8 })
     expect(flopsPerToken(model(depth(4, dense, mod))).forward).toBe(plain + 2 * (2 * 32 + 2 * (32 * 8 + 8)))
-    expect(routingFlops(mod as never, { vocab: 64, width: 32, context: 16, layers: 4 })).toBe(2 * 32 + 2 * (32 * 8 + 8))
+    expect(routingFlops(mod, { vocab: 64, width: 32, context: 16, layers: 4 })).toBe(2 * 32 + 2 * (32 * 8 + 8))
   })
 
   it("splits the nominal count into blocks, each with the part through its attention", () => {

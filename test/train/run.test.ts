@@ -9,7 +9,8 @@ import { ProgressSink } from "../../src/report/progress.js"
 import { dropoutSeed, type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
-import { attention, block, depth, depthCosts, earlyExit, ffn, layerDrop, posenc, stack } from "../../dsl/index.js"
+import { attention, block, depth, depthCosts, earlyExit, ffn, posenc, stack } from "../../dsl/index.js"
+import { layerDropPolicy } from "../../dsl/kinds/depth/layer-drop.js"
 import { dropped } from "../../src/depth/layer-drop.js"
 import { describeNative } from "../backend/native-suite.js"
 import { syntheticData, tinyRun } from "./fixtures.js"
@@ -86,7 +87,7 @@ describe("training run", () => {
   })
 
   it("LayerDrop: a crash and a resume end byte-identical, and the summary counts the blocks its seeded draws ran", async () => {
-    const policy = layerDrop({ rate: 0.5 })
+    const policy = layerDropPolicy.make({ rate: 0.5 })
     const layers = depth(3, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu", { dropout: 0.1 }) }), policy)
     const run = tinyRun({ steps: 6, every: 3, layers })
     const straight = tmp()
@@ -103,7 +104,7 @@ describe("training run", () => {
     let blocksRun = 0
     for (let step = 1; step <= 6; step++) {
       for (let micro = 0; micro < 2; micro++) {
-        const kept = [0, 1, 2].filter((i) => !dropped(policy as never, dropoutSeed(run.seed, step, micro), i))
+        const kept = [0, 1, 2].filter((i) => !dropped(policy, dropoutSeed(run.seed, step, micro), i))
         blocksRun += kept.length
         flops += costs.base + costs.head + kept.reduce((s, i) => s + costs.blocks[i]!.full, 0)
       }
