@@ -11,7 +11,8 @@ import { intFlag } from "./flags.js"
 
 /**
  * `npm run eval -- <run-dir> [--data FILE]`: validation loss and bits per byte of a run's
- * checkpoint, printed as JSON. The text is encoded with the run's own tokenizer.json.
+ * checkpoint, and the FLOPs and blocks per token it spent, printed as JSON. The text is
+ * encoded with the run's own tokenizer.json.
  */
 export const command = Command.make(
   "eval",
@@ -37,7 +38,21 @@ export const command = Command.make(
           }),
         )
         yield* Console.log(
-          JSON.stringify({ valLoss: result.loss, valBpb: result.bpb, tokens: result.tokens, bytesPerToken: result.bytesPerToken, file: result.file, step: open.step, backend: backend.name }, null, 2),
+          JSON.stringify(
+            {
+              valLoss: result.loss,
+              valBpb: result.bpb,
+              tokens: result.tokens,
+              bytesPerToken: result.bytesPerToken,
+              flopsPerToken: { nominal: open.model.flops.forward, spent: result.flopsPerToken },
+              blocksPerToken: result.blocksPerToken,
+              file: result.file,
+              step: open.step,
+              backend: backend.name,
+            },
+            null,
+            2,
+          ),
         )
       }),
     ).pipe(located({ runDir: a.dir })),

@@ -1,6 +1,8 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { dimsOf } from "../../dsl/nodes.js"
 import { chooseBackend } from "../backend/select.js"
+import { DepthTrace } from "../depth/trace.js"
 import { located } from "../errors/unexpected.js"
 import { sampling } from "../eval/generate.js"
 import { stepwise } from "../eval/stepwise.js"
@@ -9,7 +11,10 @@ import { Rng } from "../random/rng.js"
 import { runCommand, UsageError } from "./boundary.js"
 import { intFlag, numberFlag, seedRange } from "./flags.js"
 
-/** `npm run generate -- <run-dir> --prompt "..."`: samples a continuation from a run's checkpoint. */
+/**
+ * `npm run generate -- <run-dir> --prompt "..."`: samples a continuation from a run's checkpoint,
+ * then says on stderr how fast, and how many blocks and FLOPs each position took.
+ */
 export const command = Command.make(
   "generate",
   {
@@ -29,10 +34,17 @@ export const command = Command.make(
         const { model, params, tokenizer } = yield* openRun(a.dir)
         const prompt = Array.from(tokenizer.encode(a.prompt))
         if (prompt.length === 0) return yield* new UsageError({ message: "--prompt is empty; give the text to continue" })
-        const options = { temperature: a.temperature, topK: a.topK > 0 ? a.topK : undefined, topP: a.topP, tokens: a.tokens, stop: tokenizer.eotId }
+        const trace = new DepthTrace()
+        const options = { temperature: a.temperature, topK: a.topK > 0 ? a.topK : undefined, topP: a.topP, tokens: a.tokens, stop: tokenizer.eotId, trace }
+        const started = performance.now()
         // Token by token, so a signal stops it between two tokens.
         const ids = yield* stepwise(sampling(model, params, prompt, options, Rng.derive(a.seed, "sample")))
+        const seconds = (performance.now() - started) / 1000
         yield* Console.log(a.prompt + tokenizer.decode(ids.filter((id) => id !== tokenizer.eotId)))
+        yield* Console.error(
+          `${ids.length} tokens in ${seconds.toFixed(2)} s (${(ids.length / seconds).toFixed(1)} tokens/s); ` +
+            `${trace.blocksPerToken.toFixed(2)} of ${dimsOf(model.spec).layers} blocks and ${(trace.flopsPerToken / 1e6).toFixed(3)} MFLOPs per position (prompt included)`,
+        )
       }),
     ).pipe(located({ runDir: a.dir })),
 ).pipe(Command.withDescription("Sample a story from a trained run"))

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
+import { DepthTrace } from "../depth/trace.js"
 import type { Model, ParamValues } from "../model/compile.js"
 import { bitsPerByte } from "../model/loss.js"
 import { drain } from "./stepwise.js"
@@ -19,6 +20,10 @@ export interface Evaluation {
   /** Target tokens that counted. */
   readonly tokens: number
   readonly bpb: number
+  /** Forward FLOPs actually spent per position (below the nominal count when a depth policy skips work). */
+  readonly flopsPerToken: number
+  /** Blocks run in full per position, on average. */
+  readonly blocksPerToken: number
 }
 
 /**
@@ -29,6 +34,7 @@ export interface Evaluation {
 export function* evaluation(model: Model, params: ParamValues, batches: Iterable<HostBatch>, bytesPerToken: number): Generator<number, Evaluation> {
   let sum = 0
   let count = 0
+  const trace = new DepthTrace()
   for (const b of batches) {
     const n = b.mask.reduce((s, w) => s + w, 0)
     if (n === 0) continue
@@ -36,7 +42,7 @@ export function* evaluation(model: Model, params: ParamValues, batches: Iterable
       model.loss(params, {
         tokens: tf.tensor2d(b.tokens, [b.batch, b.context + 1], "int32"),
         mask: tf.tensor2d(b.mask, [b.batch, b.context], "float32"),
-      }).dataSync()[0]!,
+      }, { trace }).dataSync()[0]!,
     )
     sum += loss * n
     count += n
@@ -44,7 +50,7 @@ export function* evaluation(model: Model, params: ParamValues, batches: Iterable
   }
   if (count === 0) throw new Error("evaluate: no validation tokens to evaluate on")
   const loss = sum / count
-  return { loss, tokens: count, bpb: bitsPerByte(loss, bytesPerToken) }
+  return { loss, tokens: count, bpb: bitsPerByte(loss, bytesPerToken), flopsPerToken: trace.flopsPerToken, blocksPerToken: trace.blocksPerToken }
 }
 
 export const evaluate = (

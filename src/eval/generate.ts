@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
+import type { DepthTrace } from "../depth/trace.js"
 import { DecodeCache, type Model, type ParamValues } from "../model/compile.js"
 import type { Rng } from "../random/rng.js"
 import { sampleToken, type SamplingOptions } from "./sampling.js"
@@ -14,11 +15,13 @@ export interface GenerateOptions extends SamplingOptions {
   readonly tokens: number
   /** Stop after producing this token (e.g. <|endoftext|>). */
   readonly stop?: number
+  /** Counts the compute spent on every position run (prompt included), and a depth policy's decisions. */
+  readonly trace?: DepthTrace
 }
 
-const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache): Float32Array =>
+const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache, trace?: DepthTrace): Float32Array =>
   tf.tidy(() => {
-    const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), cache ? { cache } : {})
+    const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), { ...(cache ? { cache } : {}), ...(trace ? { trace } : {}) })
     return tf.slice(logits, [0, ids.length - 1, 0], [1, 1, model.spec.vocab]).dataSync() as Float32Array
   })
 
@@ -33,7 +36,7 @@ export function* sampling(model: Model, params: ParamValues, prompt: ReadonlyArr
   try {
     const ids = prompt.slice(-limit)
     const out: number[] = []
-    let logits = lastLogits(model, params, ids, cache)
+    let logits = lastLogits(model, params, ids, cache, options.trace)
     while (out.length < options.tokens) {
       const next = sampleToken(logits, options, rng)
       out.push(next)
@@ -42,9 +45,9 @@ export function* sampling(model: Model, params: ParamValues, prompt: ReadonlyArr
       if (next === options.stop || out.length === options.tokens) break
       if (cache.length + 1 > limit) {
         cache.dispose()
-        logits = lastLogits(model, params, ids.slice(-keep), cache)
+        logits = lastLogits(model, params, ids.slice(-keep), cache, options.trace)
       } else {
-        logits = lastLogits(model, params, [next], cache)
+        logits = lastLogits(model, params, [next], cache, options.trace)
       }
     }
     return out
@@ -64,7 +67,7 @@ function* samplingWithoutCache(
   const ids = [...prompt]
   const out: number[] = []
   while (out.length < options.tokens) {
-    const next = sampleToken(lastLogits(model, params, ids.slice(-limit)), options, rng)
+    const next = sampleToken(lastLogits(model, params, ids.slice(-limit), undefined, options.trace), options, rng)
     out.push(next)
     ids.push(next)
     yield next

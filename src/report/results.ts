@@ -1,5 +1,5 @@
 import { formatCount } from "../../dsl/print.js"
-import type { Summary } from "../train/run.js"
+import type { Spent, Summary } from "../train/run.js"
 
 /** The figures of one finished run that a results table needs (a subset of summary.json). */
 export interface RunResult {
@@ -12,6 +12,9 @@ export interface RunResult {
   readonly params: { readonly total: number; readonly nonEmbedding: number }
   /** Peak tensor memory of one optimiser step beyond the weights and optimiser state, where measured. */
   readonly stepPeakBytes?: number
+  /** Nominal FLOPs per token, and what was spent (summaries written before it was recorded lack it). */
+  readonly flopsPerToken?: { readonly forward: number; readonly training: number }
+  readonly spent?: { readonly training: Spent; readonly eval: Spent }
   readonly extra?: Readonly<Record<string, number>>
 }
 
@@ -33,14 +36,28 @@ const mib = (xs: ReadonlyArray<number | undefined>): string => {
   return known.length === 0 ? "n/a" : Math.round(meanStd(known).mean / 2 ** 20).toString()
 }
 
+/** Whether a run spent other than its nominal compute (a depth policy skipped blocks or tokens, or added exit heads). */
+const dynamic = (r: RunResult): boolean =>
+  r.spent !== undefined && r.flopsPerToken !== undefined && (r.spent.eval.flopsPerToken !== r.flopsPerToken.forward || r.spent.training.flopsPerToken !== r.flopsPerToken.training)
+
+/** The compute columns: blocks per token and MFLOPs per token spent in evaluation and in training. */
+const spentColumns = (r: RunResult): Record<string, number> => ({
+  "blocks/token": r.spent?.eval.blocksPerToken ?? Number.NaN,
+  "eval MFLOP/token": (r.spent?.eval.flopsPerToken ?? Number.NaN) / 1e6,
+  "train MFLOP/token": (r.spent?.training.flopsPerToken ?? Number.NaN) / 1e6,
+})
+
 /**
  * One row per variant: parameters, then validation loss and bits per byte as mean ± standard
  * deviation over seeds, training throughput, and a training step's peak memory where it was
- * measured.
+ * measured. When some run spent other than its nominal compute (a depth policy), every row
+ * also shows the blocks and FLOPs per token it spent.
  */
 export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string[]; rows: string[][] } => {
   const variants = [...new Set(results.map((r) => r.variant))]
-  const extraKeys = [...new Set(results.flatMap((r) => Object.keys(r.extra ?? {})))]
+  const compute = results.some(dynamic)
+  const extraOf = (r: RunResult) => ({ ...r.extra, ...(compute ? spentColumns(r) : {}) })
+  const extraKeys = [...new Set(results.flatMap((r) => Object.keys(extraOf(r))))]
   const memory = results.some((r) => r.stepPeakBytes !== undefined)
   const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...extraKeys, "tokens/s", ...(memory ? ["step memory (MiB)"] : [])]
   const rows = variants.map((v) => {
@@ -53,7 +70,7 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
       formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
       pm(rs.map((r) => r.valLoss), 4),
       pm(rs.map((r) => r.valBpb), 4),
-      ...extraKeys.map((k) => pm(rs.map((r) => r.extra?.[k] ?? Number.NaN), 4)),
+      ...extraKeys.map((k) => pm(rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN), k === "blocks/token" ? 2 : 4)),
       Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]

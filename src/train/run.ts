@@ -5,6 +5,7 @@ import { hashSpec } from "../../dsl/hash.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { dimsOf } from "../../dsl/nodes.js"
 import { peakMeter } from "../backend/peak-memory.js"
+import { DepthTrace, type TraceTotals } from "../depth/trace.js"
 import type { BackendChoice } from "../backend/select.js"
 import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
@@ -65,6 +66,12 @@ export interface Summary {
   readonly trainLoss: number
   readonly params: { readonly total: number; readonly nonEmbedding: number; readonly embedding: number }
   readonly flopsPerToken: { readonly forward: number; readonly training: number }
+  /**
+   * FLOPs (training: forward and backward, 3× the forward count) and blocks per position
+   * actually spent in training and in the final evaluation: below the nominal figures when a
+   * depth policy skips blocks or tokens. Absent from summaries written before it was recorded.
+   */
+  readonly spent?: { readonly training: Spent; readonly eval: Spent }
   readonly tokenizer: string
   readonly tokenizerHash: string
   readonly tokenBudget: number
@@ -88,6 +95,11 @@ export interface Summary {
   /** Host name and CPU model (absent in summaries written before it was recorded). */
   readonly machine?: string
   readonly sample: string
+}
+
+export interface Spent {
+  readonly flopsPerToken: number
+  readonly blocksPerToken: number
 }
 
 /** Fields whose change alters the trained weights; eval, checkpoint and sampling settings do not. */
@@ -133,7 +145,7 @@ const restoreParams = (model: Model, params: Params, saved: TensorArrays, where:
 }
 
 /** Per-step dropout seed: a pure function of run seed and step, so resumes draw identical masks. */
-const dropoutSeed = (seed: number, step: number, micro: number): number => (Rng.derive(seed, `dropout/${step}/${micro}`).nextUint32() >>> 1)
+export const dropoutSeed = (seed: number, step: number, micro: number): number => (Rng.derive(seed, `dropout/${step}/${micro}`).nextUint32() >>> 1)
 
 interface StepResult {
   readonly loss: number
@@ -214,6 +226,7 @@ export const trainRun = (
     let trainSeconds = 0
     let stepPeakBytes: number | undefined = undefined
     let cursor: unknown = undefined
+    let traced: TraceTotals | undefined = undefined
     if (Option.isSome(existing)) {
       const ck = existing.value
       const where = path.join(dir, "checkpoint", "model.safetensors")
@@ -226,8 +239,9 @@ export const trainRun = (
       step = ck.state.step
       tokensSeen = ck.state.tokensSeen
       cursor = ck.state.dataCursor
-      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number; stepPeakBytes?: number } | undefined
+      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number; stepPeakBytes?: number; trained?: TraceTotals } | undefined
       elapsedBefore = extra?.elapsedSeconds ?? 0
+      traced = extra?.trained
       trainSeconds = extra?.trainSeconds ?? 0
       stepPeakBytes = extra?.stepPeakBytes
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
@@ -247,8 +261,10 @@ export const trainRun = (
     const metrics = yield* openJsonl(metricsPath).pipe(Effect.mapError((e) => fail(e.message)))
     const appendMetric = (row: Record<string, unknown>) => metrics.append(row).pipe(Effect.mapError((e) => fail(e.message)))
 
-    // The cursor as of the last whole step: a failure mid-step may have drawn batches past it.
+    // The cursor and compute counts as of the last whole step: a failure mid-step may have gone past them.
     let cursorAfterStep = stream.cursor()
+    const trained = DepthTrace.resume(traced)
+    let tracedAfterStep = trained.totals()
     const startedAt = performance.now()
     const elapsed = () => elapsedBefore + (performance.now() - startedAt) / 1000
     let savedStep = Option.isSome(existing) ? step : -1
@@ -265,7 +281,7 @@ export const trainRun = (
           // Dropout masks derive from (seed, step); the data order lives in the cursor.
           rng: { seed: run.seed, dropout: "derived from seed and step" },
           optimizer: { step: optimizer.step, ...t.optimizer },
-          extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }) },
+          extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }), trained: tracedAfterStep },
         },
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
@@ -281,12 +297,15 @@ export const trainRun = (
         tokens += hb.mask.reduce((s, w) => s + w, 0)
         const { value, grads } = tf.tidy(() => {
           const batch = toTensors(hb)
-          return tf.variableGrads(() => model.loss(params, batch, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro) }))
+          return tf.variableGrads(() => model.loss(params, batch, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro), trace: trained }))
         })
         lossSum += value.dataSync()[0]!
         // tfjs keys gradients by its global variable names; the optimiser wants parameter names.
-        accumulator.add(Object.fromEntries(Object.entries(grads).map(([varName, g]) => [paramOfVariable.get(varName)!, g])))
-        tf.dispose([value, ...Object.values(grads)])
+        const named: Record<string, tf.Tensor> = Object.fromEntries(Object.entries(grads).map(([varName, g]) => [paramOfVariable.get(varName)!, g]))
+        // A block LayerDrop skipped has no gradient in this micro-batch: zero.
+        const zeros = model.table.filter((p) => named[p.name] === undefined).map((p) => (named[p.name] = tf.zerosLike(params[p.name]!)))
+        accumulator.add(named)
+        tf.dispose([value, ...Object.values(grads), ...zeros])
       }
       const mean = accumulator.mean()
       accumulator.reset()
@@ -332,6 +351,7 @@ export const trainRun = (
       trainSeconds += (performance.now() - stepStart) / 1000
       step += 1
       cursorAfterStep = stream.cursor()
+      tracedAfterStep = trained.totals()
       tokensSeen += r.tokens
       tokensThisSession += r.tokens
       lastLoss = r.loss
@@ -382,6 +402,10 @@ export const trainRun = (
       trainLoss: lastLoss,
       params: model.counts,
       flopsPerToken: model.flops,
+      spent: {
+        training: { flopsPerToken: 3 * trained.flopsPerToken, blocksPerToken: trained.blocksPerToken },
+        eval: { flopsPerToken: finalEval.flopsPerToken, blocksPerToken: finalEval.blocksPerToken },
+      },
       tokenizer: data.tokenizer.name,
       tokenizerHash: data.tokenizer.hash,
       tokenBudget: steps * t.batch * t.accumulate * run.model.context,

@@ -70,6 +70,32 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     }
   })
 
+  it("resumes a LayerDrop run after SIGKILL to byte-identical weights: the skipped blocks are drawn the same again", async () => {
+    const spec = JSON.parse(readFileSync(join(root, "test/cli/fixtures/smoke-spec.json"), "utf8"))
+    spec.model.layers.n = 4
+    spec.model.layers.policy = { op: "policy", kind: "layer-drop", rate: 0.5 }
+    const specPath = join(tmp(), "spec.json")
+    writeFileSync(specPath, JSON.stringify(spec))
+    const args = [specPath, "--steps", "12", "--checkpoint-every", "4"]
+    const straight = tmp()
+    const a = await exp([...args, "--out", straight])
+    expect(a.code, a.stderr).toBe(0)
+    const killed = tmp()
+    const run = start([...args, "--out", killed])
+    await waitFor(() => (stepOf(killed) ?? 0) >= 4)
+    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(400)))
+    run.child.kill("SIGKILL")
+    expect((await run.done).signal).toBe("SIGKILL")
+    const resumed = await exp([...args, "--out", killed])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(file(killed, "model.safetensors").equals(file(straight, "model.safetensors"))).toBe(true)
+    expect(file(killed, "optimizer.safetensors").equals(file(straight, "optimizer.safetensors"))).toBe(true)
+    const summary = (dir: string) => JSON.parse(readFileSync(join(dir, "summary.json"), "utf8"))
+    // Blocks were skipped (all 48 draws at p = 0.5 keeping every block is a 2⁻⁴⁸ chance), and the resumed run counts them alike.
+    expect(summary(killed).spent.training.blocksPerToken).toBeLessThan(4)
+    expect(summary(killed).spent.training).toEqual(summary(straight).spent.training)
+  })
+
   it("saves a loadable checkpoint on SIGINT, says how to resume, and exits cleanly", async () => {
     const out = tmp()
     const run = start(["smoke", "--steps", "400", "--checkpoint-every", "1000", "--out", out])
@@ -89,6 +115,9 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(figures.tokens).toBe(512)
     expect(figures.valLoss).toBeGreaterThan(0)
     expect(figures.valBpb).toBeCloseTo(figures.valLoss / Math.LN2 / figures.bytesPerToken, 10)
+    // A plain decoder spends its nominal FLOPs, every block for every token.
+    expect(figures.flopsPerToken.spent).toBe(figures.flopsPerToken.nominal)
+    expect(figures.blocksPerToken).toBe(2)
   })
 
   it("lets exactly one of two runs started together train into a directory; the other names the holder, and the result equals a single run", async () => {
