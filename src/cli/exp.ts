@@ -4,12 +4,15 @@ import { Argument, Command, Flag } from "effect/cli"
 import { printSpec } from "../../dsl/print.js"
 import { chooseBackend } from "../backend/select.js"
 import { loadRunData } from "../experiment/data.js"
-import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
+import { withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
-import { repoRoot } from "../io/paths.js"
+import { runPath, runsRoot } from "../experiment/run-path.js"
+import { methodModule } from "../prune/methods/index.js"
+import { trainOrPrune } from "../prune/run.js"
+import { checkSources } from "../prune/source.js"
 import { resultOf, resultsTable } from "../report/results.js"
 import { ProgressSink } from "../report/progress.js"
-import { type Summary, trainRun } from "../train/run.js"
+import type { Summary } from "../train/run.js"
 import { join, resolve } from "node:path"
 import { failWith } from "./fail.js"
 
@@ -51,12 +54,14 @@ const command = Command.make(
       const loaded = yield* loadExperiment(target)
       const runs = yield* expandRuns(loaded, overrides)
       if (a.print) {
-        for (const r of runs) yield* Console.log(`${r.variant} (seed ${r.seed})\n${printSpec(r.model)}\n`)
+        for (const r of runs) {
+          const pruning = r.prune === undefined ? "" : `: ${methodModule(r.prune.method).label(r.prune.method)} of ${r.prune.source.dir}, whose model is`
+          yield* Console.log(`${r.variant} (seed ${r.seed})${pruning}\n${printSpec(r.model)}\n`)
+        }
         return
       }
-      const manyVariants = loaded.experiment ? isVariantRecord(loaded.experiment.models) : false
-      const manySeeds = new Set(runs.map((r) => r.seed)).size > 1 || (loaded.experiment?.seeds.length ?? 1) > 1
-      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(repoRoot(), "runs", loaded.name)
+      yield* checkSources(runs)
+      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(runsRoot(), loaded.name)
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       const data = yield* loadRunData(runs[0]!.training.data)
@@ -64,10 +69,10 @@ const command = Command.make(
       yield* Console.error(`tokenizer: ${data.tokenizer.name}`)
       for (const requested of runs) {
         const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
-        const out = join(base, ...(manyVariants ? [run.variant] : []), ...(manySeeds ? [`seed${run.seed}`] : []))
+        const out = runPath(base, loaded.experiment, run.variant, run.seed)
         const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
-        const summary = yield* Effect.scoped(trainRun(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume }))
+        const summary = yield* Effect.scoped(trainOrPrune(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, runs: runsRoot() }))
         summaries.push(summary)
         yield* Console.error(`val loss ${summary.valLoss.toFixed(4)}, val bpb ${summary.valBpb.toFixed(4)}\nsample: ${summary.sample}`)
       }

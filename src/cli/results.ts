@@ -2,7 +2,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Data, Effect, FileSystem, Option, Path } from "effect"
 import { Argument, Command } from "effect/cli"
 import { expandRuns, loadExperiment } from "../experiment/load.js"
-import { repoRoot } from "../io/paths.js"
+import { runsRoot } from "../experiment/run-path.js"
 import { resultOf, resultsTable } from "../report/results.js"
 import type { Summary } from "../train/run.js"
 import { failWith } from "./fail.js"
@@ -50,7 +50,7 @@ const command = Command.make(
       const path = yield* Path.Path
       const fs = yield* FileSystem.FileSystem
       for (const target of a.targets) {
-        const named = path.join(repoRoot(), "runs", target)
+        const named = path.join(runsRoot(), target)
         const dir = (yield* fs.exists(named).pipe(Effect.orElseSucceed(() => false))) ? named : path.resolve(target)
         const order = yield* variantOrder(target)
         const rank = (v: string) => (order.includes(v) ? order.indexOf(v) : order.length)

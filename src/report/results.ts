@@ -9,6 +9,8 @@ export interface RunResult {
   readonly valBpb: number
   readonly tokensPerSecond: number
   readonly tokensTrained: number
+  /** A pruned run's source trained on these tokens before it was pruned (its own are the fine-tune's). */
+  readonly sourceTokens?: number
   readonly params: { readonly total: number; readonly nonEmbedding: number }
   /** Peak tensor memory of one optimiser step beyond the weights and optimiser state, where measured. */
   readonly stepPeakBytes?: number
@@ -50,11 +52,12 @@ export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
       v,
       String(rs.length),
       `${formatCount(first.params.total)} / ${formatCount(first.params.nonEmbedding)}`,
-      formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
+      (first.sourceTokens === undefined ? "" : `${formatCount(first.sourceTokens)} + `) + formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
       pm(rs.map((r) => r.valLoss), 4),
       pm(rs.map((r) => r.valBpb), 4),
       ...extraKeys.map((k) => pm(rs.map((r) => r.extra?.[k] ?? Number.NaN), 4)),
-      Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
+      // A one-shot pruned run trains on nothing, so it has no throughput.
+      rs.every((r) => r.tokensTrained === 0) ? "n/a" : Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]
   })
@@ -62,8 +65,21 @@ export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n")
 }
 
-/** A run's summary as a table row: longer-sequence evaluations become bpb@L columns. */
-export const resultOf = (s: Summary): RunResult => ({
+/** What a results table reads of a pruned run's summary (src/prune/run.ts writes it). */
+interface PruningFigures {
+  readonly pruning?: { readonly sparsity: number; readonly sourceTokens: number }
+}
+
+/**
+ * A run's summary as a table row: longer-sequence evaluations become bpb@L columns; a pruned
+ * run adds its sparsity (the share of the source's non-embedding parameters removed) and
+ * counts its source's training tokens before its own.
+ */
+export const resultOf = (s: Summary & PruningFigures): RunResult => ({
   ...s,
-  extra: Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
+  ...(s.pruning === undefined ? {} : { sourceTokens: s.pruning.sourceTokens }),
+  extra: {
+    ...Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
+    ...(s.pruning === undefined ? {} : { sparsity: s.pruning.sparsity }),
+  },
 })

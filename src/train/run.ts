@@ -16,6 +16,7 @@ import { AdamW, clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
 import { type CheckpointError, loadCheckpoint, saveCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
 import { lrAt } from "./schedule.js"
+import type { RunStart } from "./start.js"
 
 /**
  * One run (one variant, one seed) as an Effect program: check the run directory and any
@@ -37,6 +38,8 @@ export interface RunOptions {
   readonly backend: BackendChoice
   /** How to resume, for the message printed on interruption. */
   readonly resumeCommand: string
+  /** Start from given weights (with masks) instead of the seeded initialisation: a pruned run. */
+  readonly start?: RunStart
 }
 
 export interface Summary {
@@ -84,6 +87,7 @@ export const trainingIdentity = (run: RunSpec) => ({
   batch: run.training.batch,
   accumulate: run.training.accumulate,
   optimizer: run.training.optimizer,
+  ...(run.prune === undefined ? {} : { prune: run.prune }),
 })
 
 export const totalSteps = (run: RunSpec): number => {
@@ -169,6 +173,11 @@ export const trainRun = (
       Effect.sync(() => model.init(run.seed)),
       (p) => Effect.sync(() => tf.dispose(Object.values(p))),
     )
+    const start = options.start
+    if (start !== undefined && Option.isNone(existing)) {
+      const problem = restoreParams(model, params, start.params, "the starting weights")
+      if (problem !== undefined) return yield* fail(problem)
+    }
     const optimizer = yield* Effect.acquireRelease(
       Effect.sync(
         () =>
@@ -206,6 +215,10 @@ export const trainRun = (
       elapsedBefore = extra?.elapsedSeconds ?? 0
       trainSeconds = extra?.trainSeconds ?? 0
       stepPeakBytes = extra?.stepPeakBytes
+      if (start?.masks !== undefined) {
+        const problem = ck.masks === undefined ? "has no masks.safetensors, which a pruned run needs" : start.masks.restore(ck.masks)
+        if (problem !== undefined) return yield* fail(`${path.join(dir, "checkpoint")}: ${problem}`)
+      }
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
     }
     const stream = yield* Effect.try({
@@ -244,6 +257,7 @@ export const trainRun = (
           optimizer: { step: optimizer.step, ...t.optimizer },
           extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }) },
         },
+        ...(start?.masks === undefined ? {} : { masks: start.masks.save() }),
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
 
@@ -271,7 +285,10 @@ export const trainRun = (
       const clipped = t.optimizer.clip > 0 ? clipByGlobalNorm(mean, t.optimizer.clip) : { grads: mean, norm: Number.NaN }
       const gradNorm = t.optimizer.clip > 0 ? clipped.norm : tf.tidy(() => tf.sqrt(tf.addN(Object.values(mean).map((g) => tf.sum(tf.square(g))))).dataSync()[0]!)
       // A non-finite loss or gradient leaves the parameters untouched: the run stops at the last good state.
-      if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.update(clipped.grads, lrAt(t.optimizer.lr, step + 1, steps))
+      if (Number.isFinite(loss) && Number.isFinite(gradNorm)) {
+        optimizer.update(clipped.grads, lrAt(t.optimizer.lr, step + 1, steps))
+        start?.masks?.apply(params, step + 1)
+      }
       tf.dispose(Object.values(mean))
       if (clipped.grads !== mean) tf.dispose(Object.values(clipped.grads))
       return { loss, gradNorm, tokens }
@@ -334,6 +351,8 @@ export const trainRun = (
       yield* Effect.yieldNow
     }
 
+    // A run of no steps (a one-shot pruned model) still leaves a checkpoint to evaluate and sample.
+    if (savedStep !== step) yield* save
     const finalEval = lastEval ?? runEval()
     // Longer sequences than trained on, where the position scheme can represent them.
     const maxLength = model.maxLength
@@ -372,6 +391,7 @@ export const trainRun = (
       backend: options.backend.name,
       backendDetail: options.backend.detail,
       sample,
+      ...start?.summary?.(params),
     }
     yield* writeJson("summary.json", summary)
     return summary
