@@ -4,6 +4,7 @@
  */
 const benches: Record<string, () => Promise<{ main: (argv: string[]) => Promise<void> }>> = {
   attention: () => import("./attention.js"),
+  prune: () => import("./prune.js"),
   tokenizer: () => import("./tokenizer.js"),
   train: () => import("./train.js"),
 }

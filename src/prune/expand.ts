@@ -55,7 +55,8 @@ export const expandPrune = (args: {
     }
     const loaded = yield* Effect.result(loadExperiment(ref.experiment))
     if (Result.isFailure(loaded)) return { runs: [], problems: [at(["source", "experiment"], loaded.failure.problem)] }
-    const source = loaded.success.experiment!
+    const source = loaded.success.experiment
+    if (source === undefined) return { runs: [], problems: [at(["source", "experiment"], `${JSON.stringify(ref.experiment)} is not an experiment in experiments/`)] }
     const variants = isVariantRecord(source.models) ? Object.keys(source.models) : ["base"]
     const variant = ref.variant ?? (variants.length === 1 ? variants[0]! : undefined)
     if (variant === undefined || !variants.includes(variant)) {

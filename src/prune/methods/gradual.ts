@@ -12,14 +12,13 @@ import { fractionIssues, Scope } from "./fields.js"
  * as fractions of the fine-tune (`start`, `end`), so a shorter fine-tune keeps the shape;
  * Δt is `every` steps.
  */
-const Fraction = Schema.Finite
 const schema = Schema.Struct({
   kind: Schema.Literal("gradual"),
   scope: Scope,
   sparsity: Schema.Finite,
   initial: Schema.Finite,
-  start: Fraction,
-  end: Fraction,
+  start: Schema.Finite,
+  end: Schema.Finite,
   every: PositiveInt,
 })
 export type Gradual = typeof schema.Type
