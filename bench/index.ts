@@ -8,6 +8,7 @@ import { runMain, UsageError } from "../src/cli/boundary.js"
 const benches: Record<string, () => Promise<{ main: (argv: string[]) => Promise<void> }>> = {
   attention: () => import("./attention.js"),
   generate: () => import("./generate.js"),
+  prune: () => import("./prune.js"),
   tokenizer: () => import("./tokenizer.js"),
   train: () => import("./train.js"),
 }

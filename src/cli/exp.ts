@@ -5,15 +5,19 @@ import { availableMemory } from "../backend/available-memory.js"
 import { chooseBackend } from "../backend/select.js"
 import { located } from "../errors/unexpected.js"
 import { loadRunData } from "../experiment/data.js"
-import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
+import { withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
+import { runPath } from "../experiment/run-path.js"
 import { parseShard, shardRuns } from "../experiment/shard.js"
 import { codeVersion } from "../io/code-version.js"
 import { runsFolder } from "../io/paths.js"
+import { methodModule } from "../prune/methods/index.js"
+import { trainOrPrune } from "../prune/run.js"
+import { checkSources } from "../prune/source.js"
 import { formatBytes } from "../report/progress.js"
 import { resultOf, resultsTable } from "../report/results.js"
 import { estimateTraining, type MemoryLimit } from "../train/estimate.js"
-import { RunError, runMemoryProblem, type Summary, trainRun } from "../train/run.js"
+import { RunError, runMemoryProblem, type Summary } from "../train/run.js"
 import { join, resolve } from "node:path"
 import { runCommand } from "./boundary.js"
 import { intFlag, parseBytes, seedRange } from "./flags.js"
@@ -75,16 +79,16 @@ export const command = Command.make(
       if (a.print) {
         for (const r of runs) {
           const e = estimateTraining(r.model, r.training)
+          const pruning = r.prune === undefined ? "" : `: ${methodModule(r.prune.method).label(r.prune.method)} of ${r.prune.source.dir}, whose model is`
           yield* Console.log(
-            `${r.variant} (seed ${r.seed})\n${printSpec(r.model)}\nmemory: about ${formatBytes(e.totalBytes)} to train at batch ${r.training.batch} × context ${r.model.context} ` +
+            `${r.variant} (seed ${r.seed})${pruning}\n${printSpec(r.model)}\nmemory: about ${formatBytes(e.totalBytes)} to train at batch ${r.training.batch} × context ${r.model.context} ` +
               `(weights ${formatBytes(e.weightBytes)}, AdamW ${formatBytes(e.optimizerBytes)}, gradients ${formatBytes(e.gradientBytes)}, activations ${formatBytes(e.activationBytes)})\n`,
           )
         }
         return
       }
-      const manyVariants = loaded.experiment ? isVariantRecord(loaded.experiment.models) : false
+      yield* checkSources(runs)
       // Directory names follow the whole experiment, not the slice, so shards write where one process would.
-      const manySeeds = new Set(all.map((r) => r.seed)).size > 1 || (loaded.experiment?.seeds.length ?? 1) > 1
       const folder = runsFolder()
       const base = Option.isSome(a.out) ? resolve(a.out.value) : join(folder, loaded.name)
       const ledger = { runsFolder: folder, code: yield* codeVersion }
@@ -95,10 +99,10 @@ export const command = Command.make(
       yield* Console.error(`tokenizer: ${data.tokenizer.name}`)
       for (const requested of runs) {
         const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
-        const out = join(base, ...(manyVariants ? [run.variant] : []), ...(manySeeds ? [`seed${run.seed}`] : []))
+        const out = runPath(base, loaded.experiment, run.variant, run.seed)
         const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
-        const summary = yield* Effect.scoped(trainRun(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, memoryLimit: limit, ledger })).pipe(
+        const summary = yield* Effect.scoped(trainOrPrune(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, memoryLimit: limit, ledger, runs: folder })).pipe(
           located({ experiment: loaded.source, runDir: out }),
         )
         summaries.push(summary)

@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js"
+import type { PruneRecord, PruneVariant } from "../prune/declare.js"
 import { LrSchedule } from "../train/schedule.js"
 
 /**
@@ -18,7 +19,8 @@ export const DataSchema = Schema.Struct({
 })
 export type DataConfig = typeof DataSchema.Type
 
-export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt }), Schema.Struct({ steps: PositiveInt })])
+/** `steps: 0` trains nothing: a one-shot pruned run is evaluated as pruned. */
+export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt }), Schema.Struct({ steps: NonNegativeInt })])
 export type Budget = typeof BudgetSchema.Type
 
 export const OptimizerSchema = Schema.Struct({
@@ -60,10 +62,13 @@ export const TrainingSchema = Schema.Struct({
 })
 export type TrainingConfig = typeof TrainingSchema.Type
 
+/** A variant: a model trained from scratch, or a trained run pruned (src/prune/declare.ts). */
+export type VariantModel = DecoderSpec | PruneVariant
+
 export interface Experiment {
   readonly description: string
   /** One model, or named variants (e.g. from `sweep`). */
-  readonly models: DecoderSpec | Readonly<Record<string, DecoderSpec>>
+  readonly models: VariantModel | Readonly<Record<string, VariantModel>>
   readonly training: TrainingConfig
   readonly seeds: ReadonlyArray<number>
 }
@@ -137,6 +142,8 @@ export const RunSpecSchema = Schema.Struct({
   /** Decoded separately with `decodeSpec`, whose errors name the path inside the model. */
   model: Schema.Unknown,
   training: TrainingSchema,
+  /** A pruned run's source and method, decoded with `decodePruneRecord`. */
+  prune: Schema.optionalKey(Schema.Unknown),
 })
 export interface RunSpec {
   readonly format: 1
@@ -145,10 +152,12 @@ export interface RunSpec {
   readonly seed: number
   readonly model: DecoderSpec
   readonly training: TrainingConfig
+  /** Present for a pruned run; its model is then the pruned one (the source's until pruned). */
+  readonly prune?: PruneRecord
 }
 
-export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, DecoderSpec>> =>
-  !("op" in models && (models as { op?: unknown }).op === "decoder")
+export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, VariantModel>> =>
+  !("op" in models && ["decoder", "prune"].includes((models as { op?: unknown }).op as string))
 
 /**
  * An experiment's model names its vocabulary by the BPE size it asks for (`vocab: 4096` with

@@ -5,7 +5,10 @@ import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { repoRoot } from "../io/paths.js"
+import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneVariant } from "../prune/declare.js"
+import { expandPrune } from "../prune/expand.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
+import { runsFolder } from "../io/paths.js"
 
 /**
  * Finding an experiment (by name in experiments/, or a saved spec.json) and turning it into
@@ -60,9 +63,12 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
       })
       const top = schemaProblems(RunSpecSchema, raw, [])
       const model = modelProblems((raw as { model?: unknown })?.model, ["model"])
-      const problems = [...top.problems, ...(top.value ? model.problems : [])]
+      const prune = top.value?.prune === undefined ? undefined : decodePruneRecord(top.value.prune, ["prune"])
+      const pruneProblems = (prune?.issues ?? []).map((i) => `at ${formatPath(i.path)}: ${i.message}`)
+      const problems = [...top.problems, ...(top.value ? [...model.problems, ...pruneProblems] : [])]
       if (problems.length > 0 || !top.value || !model.value) return yield* new ExperimentError({ source, problem: `invalid run spec\n${problems.join("\n")}` })
-      const replay: RunSpec = { ...top.value, model: model.value }
+      const { prune: _prune, ...fields } = top.value
+      const replay: RunSpec = { ...fields, model: model.value, ...(prune?.value === undefined ? {} : { prune: prune.value }) }
       return { name: replay.experiment, source, replay }
     }
     // A path to an experiment file (e.g. ./mine.ts) or a name in experiments/.
@@ -93,6 +99,8 @@ export interface Overrides {
   readonly seed?: number
   readonly variant?: string
   readonly checkpointEvery?: number
+  /** Where run directories live (default runsFolder()): pruning looks for its sources there. */
+  readonly runs?: string
 }
 
 const withOverrides = (t: TrainingConfig, o: Overrides): TrainingConfig => ({
@@ -101,8 +109,11 @@ const withOverrides = (t: TrainingConfig, o: Overrides): TrainingConfig => ({
   checkpoint: o.checkpointEvery !== undefined ? { every: o.checkpointEvery } : t.checkpoint,
 })
 
-/** The runs an experiment asks for (variants × seeds), each checked in full. */
-export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<ReadonlyArray<RunSpec>, ExperimentError> =>
+/**
+ * The runs an experiment asks for (variants × seeds), each checked in full. `chain` lists the
+ * experiments whose pruning sources led here, so a cycle of sources is refused.
+ */
+export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<string> = []): Effect.Effect<ReadonlyArray<RunSpec>, ExperimentError> =>
   Effect.gen(function* () {
     const fail = (problems: ReadonlyArray<string>) => new ExperimentError({ source: loaded.source, problem: `invalid experiment\n${problems.join("\n")}` })
     if (loaded.replay) {
@@ -123,21 +134,45 @@ export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<Readonly
     if (names.length === 0) return yield* fail([`at ["models"]: no models; expected a decoder spec or a record of named variants`])
     if (o.variant !== undefined && !names.includes(o.variant)) return yield* fail([`--variant ${o.variant}: no such variant; expected one of ${names.join(", ")}`])
     const training = schemaProblems(TrainingSchema, withOverrides(exp.training, o), ["training"])
-    const models = names.map((n) => modelProblems(variants[n], isVariantRecord(exp.models) ? ["models", n] : ["models"]))
+    const pathOf = (n: string) => (isVariantRecord(exp.models) ? ["models", n] : ["models"])
+    const pruned = names.filter((n) => isPruneVariant(variants[n]))
+    const models = names.map((n) => (pruned.includes(n) ? { problems: [] } : modelProblems(variants[n], pathOf(n))))
     const seeds = o.seed !== undefined ? [o.seed] : exp.seeds
+    const chosen = o.variant !== undefined ? [o.variant] : names
+    const prunes = new Map<string, ReadonlyArray<RunSpec>>()
+    const pruneProblems: string[] = []
+    for (const n of pruned.filter((n) => chosen.includes(n))) {
+      const decoded = decodePruneVariant(variants[n], pathOf(n))
+      pruneProblems.push(...decoded.issues.map((i) => `at ${formatPath(i.path)}: ${i.message}`))
+      if (decoded.value === undefined || !training.value) continue
+      const e = yield* expandPrune({
+        experiment: loaded.name,
+        variant: n,
+        declared: decoded.value as PruneVariant,
+        training: training.value,
+        seeds,
+        overrides: o,
+        runs: o.runs ?? runsFolder(),
+        path: pathOf(n),
+        chain,
+      })
+      pruneProblems.push(...e.problems)
+      prunes.set(n, e.runs)
+    }
     const problems = [
       ...training.problems,
       ...models.flatMap((m) => m.problems),
+      ...pruneProblems,
       ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
     ]
     const vocab = exp.training.data?.tokenizer?.bpe
     models.forEach((m, i) => {
-      if (m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
+      if ("value" in m && m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
     })
     if (problems.length > 0 || !training.value) return yield* fail(problems)
-    const chosen = o.variant !== undefined ? [o.variant] : names
     return chosen.flatMap((variant) =>
-      seeds.map((seed): RunSpec => ({ format: 1, experiment: loaded.name, variant, seed, model: models[names.indexOf(variant)]!.value!, training: training.value! })),
+      prunes.get(variant) ??
+      seeds.map((seed): RunSpec => ({ format: 1, experiment: loaded.name, variant, seed, model: (models[names.indexOf(variant)] as { value: DecoderSpec }).value, training: training.value! })),
     )
   })
 

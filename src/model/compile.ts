@@ -32,6 +32,8 @@ export interface ForwardOptions {
   readonly cache?: DecodeCache
   /** Counts the compute spent (and records a depth policy's decisions, or replays them). */
   readonly trace?: DepthTrace
+  /** Sees the input of every matrix product, by the weight's full name (activation statistics for pruning). */
+  readonly probe?: (weight: string, input: tf.Tensor2D) => void
 }
 
 /** Keys and values of every attention layer so far, for generation one token at a time. */
@@ -80,14 +82,15 @@ export interface Model {
   readonly loss: (params: ParamValues, batch: Batch, options?: ForwardOptions) => tf.Scalar
 }
 
-const viewOf =
-  (params: ParamValues, prefix: string): ParamView =>
-  (name) => {
+const viewOf = (params: ParamValues, prefix: string, probe?: ForwardOptions["probe"]): ParamView => {
+  const view = (name: string) => {
     const full = paramName(prefix, name)
     const t = params[full]
     if (t === undefined) throw new Error(`parameter "${full}" is missing`)
     return t
   }
+  return probe === undefined ? view : Object.assign(view, { probe: (weight: string, input: tf.Tensor2D) => probe(paramName(prefix, weight), input) })
+}
 
 export const compile = (input: DecoderSpec): Model => {
   const spec = validateSpec(input)
@@ -125,8 +128,8 @@ export const compile = (input: DecoderSpec): Model => {
         ...(cache ? { kv: cache.slot(prefix) } : {}),
       }
       return match(layer)
-        .with({ op: "attention" }, (l) => attentionApply(l).apply(viewOf(params, prefix), x, l, ctx))
-        .with({ op: "ffn" }, (l) => applyFfn(viewOf(params, prefix), x, l, ctx))
+        .with({ op: "attention" }, (l) => attentionApply(l).apply(viewOf(params, prefix, options.probe), x, l, ctx))
+        .with({ op: "ffn" }, (l) => applyFfn(viewOf(params, prefix, options.probe), x, l, ctx))
         .with({ op: "norm" }, (l) => normApply(l).apply(viewOf(params, prefix), x, l) as tf.Tensor3D)
         .with({ op: "residual" }, (l) => {
           const names = childNames(l.body)

@@ -6,7 +6,7 @@ import { band, type MetricRow, seedSeries, thin } from "./curves.js"
 import { esc, page, sortableTable } from "./html.js"
 import { attentionSpecs } from "./pattern-picture.js"
 import { formatBytes, formatDuration, formatRate } from "./progress.js"
-import { extraFigures, resultOf, resultsRows } from "./results.js"
+import { resultOf, resultsRows, runFigures } from "./results.js"
 import type { RunView } from "./runs.js"
 
 /**
@@ -130,12 +130,13 @@ export const experimentPage = async (runs: ReadonlyArray<RunView>, o: Experiment
   const grad = await curveViews(runs, variants, { title: "gradient norm (before clipping)", y: "grad norm", pick: (r) => (Number.isFinite(r.gradNorm) ? r.gradNorm : undefined), smoothing: smoothings, visiblePoints: false, band: true, logY: true })
   const seedsNote = "Lines: mean over seeds; band: the seeds' minimum to maximum."
 
-  const figureNames = [...new Set(finished.flatMap((r) => Object.keys(extraFigures(r.summary!))))]
+  const figuresByRun = runFigures(finished.map((r) => resultOf(r.summary!)))
+  const figureNames = [...new Set(figuresByRun.flatMap((f) => Object.keys(f)))]
   const figures: string[] = []
   for (const figure of figureNames) {
-    const points = finished.flatMap((r) => {
-      const x = extraFigures(r.summary!)[figure]
-      return x === undefined ? [] : [{ variant: r.spec.variant, seed: r.spec.seed, x, bpb: r.summary!.valBpb }]
+    const points = finished.flatMap((r, i) => {
+      const x = figuresByRun[i]![figure]
+      return x === undefined || !Number.isFinite(x) ? [] : [{ variant: r.spec.variant, seed: r.spec.seed, x, bpb: r.summary!.valBpb }]
     })
     const chart = await renderChart(figureChart({ figure, variants, runs: points }))
     figures.push(chartFigure(`figure-${figure}`, `One point per run (its summary's ${figure}).`, [{ chart, x: "linear" }]))

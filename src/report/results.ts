@@ -9,6 +9,8 @@ export interface RunResult {
   readonly valBpb: number
   readonly tokensPerSecond: number
   readonly tokensTrained: number
+  /** A pruned run's source trained on these tokens before it was pruned (its own are the fine-tune's). */
+  readonly sourceTokens?: number
   readonly params: { readonly total: number; readonly nonEmbedding: number }
   /** Peak tensor memory of one optimiser step beyond the weights and optimiser state, where measured. */
   readonly stepPeakBytes?: number
@@ -67,11 +69,12 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
       v,
       String(rs.length),
       `${formatCount(first.params.total)} / ${formatCount(first.params.nonEmbedding)}`,
-      formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
+      (first.sourceTokens === undefined ? "" : `${formatCount(first.sourceTokens)} + `) + formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
       pm(rs.map((r) => r.valLoss), 4),
       pm(rs.map((r) => r.valBpb), 4),
       ...extraKeys.map((k) => pm(rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN), k === "blocks/token" ? 2 : 4)),
-      Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
+      // A one-shot pruned run trains on nothing, so it has no throughput.
+      rs.every((r) => r.tokensTrained === 0) ? "n/a" : Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]
   })
@@ -81,6 +84,19 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
 export const markdownTable = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const line = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n")
+}
+
+/**
+ * The figures of each run that a chart of bpb against them shows: an experiment's own (a pruned
+ * run's sparsity, say) and, when some run spent other than its nominal compute, the blocks and
+ * FLOPs per token each spent. Longer-sequence bpb columns are left out.
+ */
+export const runFigures = (results: ReadonlyArray<RunResult>): Array<Record<string, number>> => {
+  const compute = results.some(dynamic)
+  return results.map((r) => ({
+    ...Object.fromEntries(Object.entries(r.extra ?? {}).filter(([k]) => !k.startsWith("bpb@"))),
+    ...(compute ? spentColumns(r) : {}),
+  }))
 }
 
 /** The rows as a Markdown table. */
@@ -95,16 +111,30 @@ const standardNumbers: ReadonlyArray<keyof Summary> = [
 ]
 
 /**
- * Figures an experiment adds to its summaries beyond the standard ones (a pruned model's
- * `sparsity`, a dynamic-depth model's `blocksPerToken`), by name.
+ * Figures an experiment adds to its summaries beyond the standard ones (a dynamic-depth
+ * model's `blocksPerToken`, say), by name.
  */
-export const extraFigures = (s: Summary): Record<string, number> =>
+const extraFigures = (s: Summary): Record<string, number> =>
   Object.fromEntries(
     Object.entries(s).filter(([k, v]) => typeof v === "number" && Number.isFinite(v) && !(standardNumbers as ReadonlyArray<string>).includes(k)) as Array<[string, number]>,
   )
 
-/** A run's summary as a table row: longer-sequence evaluations become bpb@L columns, then the experiment's own figures. */
-export const resultOf = (s: Summary): RunResult => ({
+/** What a results table reads of a pruned run's summary (src/prune/run.ts writes it). */
+interface PruningFigures {
+  readonly pruning?: { readonly sparsity: number; readonly sourceTokens: number }
+}
+
+/**
+ * A run's summary as a table row: longer-sequence evaluations become bpb@L columns, then the
+ * experiment's own figures; a pruned run adds its sparsity (the share of the source's
+ * non-embedding parameters removed) and counts its source's training tokens before its own.
+ */
+export const resultOf = (s: Summary & PruningFigures): RunResult => ({
   ...s,
-  extra: { ...Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])), ...extraFigures(s) },
+  ...(s.pruning === undefined ? {} : { sourceTokens: s.pruning.sourceTokens }),
+  extra: {
+    ...Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
+    ...extraFigures(s),
+    ...(s.pruning === undefined ? {} : { sparsity: s.pruning.sparsity }),
+  },
 })

@@ -26,6 +26,7 @@ import type { RunData } from "./run-data.js"
 import { type LedgerOptions, machineName, recordFinishedRun } from "../experiment/ledger.js"
 import { estimateTraining, type MemoryLimit, memoryProblem } from "./estimate.js"
 import { lrAt } from "./schedule.js"
+import type { RunStart } from "./start.js"
 
 /**
  * One run (one variant, one seed) as an Effect program: check the run directory and any
@@ -51,6 +52,8 @@ export interface RunOptions {
   readonly ledger?: LedgerOptions
   /** Refuse a run whose memory estimate exceeds this (default: the memory available now). */
   readonly memoryLimit?: MemoryLimit
+  /** Start from given weights (with masks) instead of the seeded initialisation: a pruned run. */
+  readonly start?: RunStart
 }
 
 export interface Summary {
@@ -111,6 +114,7 @@ export const trainingIdentity = (run: RunSpec) => ({
   batch: run.training.batch,
   accumulate: run.training.accumulate,
   optimizer: run.training.optimizer,
+  ...(run.prune === undefined ? {} : { prune: run.prune }),
 })
 
 /** Why this machine cannot train the run, from its spec's memory estimate; undefined when it fits. */
@@ -205,6 +209,11 @@ export const trainRun = (
       Effect.sync(() => model.init(run.seed)),
       (p) => Effect.sync(() => tf.dispose(Object.values(p))),
     )
+    const start = options.start
+    if (start !== undefined && Option.isNone(existing)) {
+      const problem = restoreParams(model, params, start.params, "the starting weights")
+      if (problem !== undefined) return yield* fail(problem)
+    }
     const optimizer = yield* Effect.acquireRelease(
       Effect.sync(
         () =>
@@ -244,6 +253,10 @@ export const trainRun = (
       traced = extra?.trained
       trainSeconds = extra?.trainSeconds ?? 0
       stepPeakBytes = extra?.stepPeakBytes
+      if (start?.masks !== undefined) {
+        const problem = ck.masks === undefined ? "has no masks.safetensors, which a pruned run needs" : start.masks.restore(ck.masks)
+        if (problem !== undefined) return yield* fail(`${path.join(dir, "checkpoint")}: ${problem}`)
+      }
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
     }
     const stream = yield* Effect.try({
@@ -283,6 +296,7 @@ export const trainRun = (
           optimizer: { step: optimizer.step, ...t.optimizer },
           extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }), trained: tracedAfterStep },
         },
+        ...(start?.masks === undefined ? {} : { masks: start.masks.save() }),
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
 
@@ -313,7 +327,10 @@ export const trainRun = (
       const clipped = t.optimizer.clip > 0 ? clipByGlobalNorm(mean, t.optimizer.clip) : { grads: mean, norm: Number.NaN }
       const gradNorm = t.optimizer.clip > 0 ? clipped.norm : tf.tidy(() => tf.sqrt(tf.addN(Object.values(mean).map((g) => tf.sum(tf.square(g))))).dataSync()[0]!)
       // A non-finite loss or gradient leaves the parameters untouched: the run stops at the last good state.
-      if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.update(clipped.grads, lrAt(t.optimizer.lr, step + 1, steps))
+      if (Number.isFinite(loss) && Number.isFinite(gradNorm)) {
+        optimizer.update(clipped.grads, lrAt(t.optimizer.lr, step + 1, steps))
+        start?.masks?.apply(params, step + 1)
+      }
       tf.dispose(Object.values(mean))
       if (clipped.grads !== mean) tf.dispose(Object.values(clipped.grads))
       return { loss, gradNorm, tokens }
@@ -377,6 +394,8 @@ export const trainRun = (
       yield* Effect.yieldNow
     }
 
+    // A run of no steps (a one-shot pruned model) still leaves a checkpoint to evaluate and sample.
+    if (savedStep !== step) yield* save
     const finalEval = lastEval ?? runEval()
     // Longer sequences than trained on, where the position scheme can represent them.
     const lengths: Record<string, { loss: number; bpb: number }> = {}
@@ -419,6 +438,7 @@ export const trainRun = (
       backendDetail: options.backend.detail,
       machine: machineName(),
       sample,
+      ...start?.summary?.(params),
     }
     yield* writeJson("summary.json", summary)
     // A run restored at its last step trained nothing new: it is already in the ledger.
