@@ -1,7 +1,10 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js"
+import { type Objective, ObjectiveSchema } from "../objective/spec.js"
 import { LrSchedule } from "../train/schedule.js"
+import type { Variant } from "./variant.js"
+import { type WarmStart, WarmStartSchema } from "./warm-start.js"
 
 /**
  * What an experiment file exports: the model(s), data, budget, optimiser and intervals. Every
@@ -62,9 +65,11 @@ export type TrainingConfig = typeof TrainingSchema.Type
 
 export interface Experiment {
   readonly description: string
-  /** One model, or named variants (e.g. from `sweep`). */
-  readonly models: DecoderSpec | Readonly<Record<string, DecoderSpec>>
+  /** One model, or named variants (e.g. from `sweep`; `variant(model, { objective, init })` for more than a model). */
+  readonly models: DecoderSpec | Readonly<Record<string, DecoderSpec | Variant>>
   readonly training: TrainingConfig
+  /** What every variant minimises unless it says otherwise; absent: cross-entropy. */
+  readonly objective?: Objective
   readonly seeds: ReadonlyArray<number>
 }
 
@@ -98,6 +103,7 @@ export interface ExperimentOptions {
   readonly data: DataConfig
   readonly budget: Budget
   readonly optimizer: OptimizerConfig
+  readonly objective?: Objective
   readonly batch?: number
   readonly accumulate?: number
   readonly eval?: { readonly every?: number; readonly tokens?: number; readonly lengths?: ReadonlyArray<number> }
@@ -109,6 +115,7 @@ export interface ExperimentOptions {
 export const experiment = (o: ExperimentOptions): Experiment => ({
   description: o.description,
   models: o.models,
+  ...(o.objective ? { objective: o.objective } : {}),
   seeds: o.seeds ?? [1],
   training: {
     data: o.data,
@@ -137,6 +144,9 @@ export const RunSpecSchema = Schema.Struct({
   /** Decoded separately with `decodeSpec`, whose errors name the path inside the model. */
   model: Schema.Unknown,
   training: TrainingSchema,
+  /** Absent: cross-entropy, so the spec.json files written before objectives replay unchanged. */
+  objective: Schema.optionalKey(ObjectiveSchema),
+  init: Schema.optionalKey(WarmStartSchema),
 })
 export interface RunSpec {
   readonly format: 1
@@ -145,9 +155,11 @@ export interface RunSpec {
   readonly seed: number
   readonly model: DecoderSpec
   readonly training: TrainingConfig
+  readonly objective?: Objective
+  readonly init?: WarmStart
 }
 
-export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, DecoderSpec>> =>
+export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, DecoderSpec | Variant>> =>
   !("op" in models && (models as { op?: unknown }).op === "decoder")
 
 /**

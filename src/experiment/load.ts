@@ -3,9 +3,12 @@ import { basename, extname, join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
-import type { DecoderSpec } from "../../dsl/nodes.js"
+import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { repoRoot } from "../io/paths.js"
+import { type Objective, objectiveProblems, ObjectiveSchema } from "../objective/spec.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
+import { variantParts } from "./variant.js"
+import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start.js"
 
 /**
  * Finding an experiment (by name in experiments/, or a saved spec.json) and turning it into
@@ -45,6 +48,31 @@ const modelProblems = (model: unknown, prefix: ReadonlyArray<string | number>): 
   return { problems: r.failure.issues.map((i) => `at ${formatPath([...prefix, ...i.path])}: ${i.message}`) }
 }
 
+/**
+ * A run's objective and warm start, decoded and checked against its model. Cross-entropy is
+ * left out: it is the default, and absent it keeps the spec hashes of runs made before objectives.
+ */
+const extrasProblems = (
+  parts: { objective?: unknown; init?: unknown },
+  model: DecoderSpec | undefined,
+  at: { objective: ReadonlyArray<string | number>; init: ReadonlyArray<string | number> },
+): { value: { objective?: Objective; init?: WarmStart }; problems: string[] } => {
+  const objective = parts.objective === undefined ? undefined : schemaProblems(ObjectiveSchema, parts.objective, at.objective)
+  const init = parts.init === undefined ? undefined : schemaProblems(WarmStartSchema, parts.init, at.init)
+  const blocks = model ? blocksOf(model.layers).length : undefined
+  const problems = [
+    ...(objective?.problems ?? []),
+    ...(init?.problems ?? []),
+    ...(objective?.value && blocks !== undefined ? objectiveProblems(objective.value, blocks, formatPath([...at.objective])) : []),
+    ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, formatPath([...at.init])) : []),
+  ]
+  const value = {
+    ...(objective?.value && objective.value.kind !== "cross-entropy" ? { objective: objective.value } : {}),
+    ...(init?.value ? { init: init.value } : {}),
+  }
+  return { value, problems }
+}
+
 export const listExperiments = (): string[] =>
   existsSync(experimentsDir)
     ? readdirSync(experimentsDir).filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort()
@@ -60,9 +88,11 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
       })
       const top = schemaProblems(RunSpecSchema, raw, [])
       const model = modelProblems((raw as { model?: unknown })?.model, ["model"])
-      const problems = [...top.problems, ...(top.value ? model.problems : [])]
+      const extras = extrasProblems(top.value ?? {}, model.value, { objective: ["objective"], init: ["init"] })
+      const problems = [...top.problems, ...(top.value ? [...model.problems, ...extras.problems] : [])]
       if (problems.length > 0 || !top.value || !model.value) return yield* new ExperimentError({ source, problem: `invalid run spec\n${problems.join("\n")}` })
-      const replay: RunSpec = { ...top.value, model: model.value }
+      const { objective: _objective, init: _init, ...plain } = top.value
+      const replay: RunSpec = { ...plain, model: model.value, ...extras.value }
       return { name: replay.experiment, source, replay }
     }
     const source = join(experimentsDir, `${target}.ts`)
@@ -112,11 +142,17 @@ export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<Readonly
     const names = Object.keys(variants)
     if (o.variant !== undefined && !names.includes(o.variant)) return yield* fail([`--variant ${o.variant}: no such variant; expected one of ${names.join(", ")}`])
     const training = schemaProblems(TrainingSchema, withOverrides(exp.training, o), ["training"])
-    const models = names.map((n) => modelProblems(variants[n], isVariantRecord(exp.models) ? ["models", n] : ["models"]))
+    const parts = names.map((n) => variantParts(variants[n], exp.objective))
+    const at = (n: string): Array<string | number> => (isVariantRecord(exp.models) ? ["models", n] : ["models"])
+    const models = names.map((n, i) => modelProblems(parts[i]!.model, parts[i]!.model === variants[n] ? at(n) : [...at(n), "model"]))
+    const extras = names.map((n, i) =>
+      extrasProblems(parts[i]!, models[i]!.value, { objective: parts[i]!.objectiveAt === "variant" ? [...at(n), "objective"] : ["objective"], init: [...at(n), "init"] }),
+    )
     const seeds = o.seed !== undefined ? [o.seed] : exp.seeds
     const problems = [
       ...training.problems,
       ...models.flatMap((m) => m.problems),
+      ...extras.flatMap((e) => e.problems),
       ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
     ]
     const vocab = exp.training.data?.tokenizer?.bpe
@@ -126,6 +162,14 @@ export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<Readonly
     if (problems.length > 0 || !training.value) return yield* fail(problems)
     const chosen = o.variant !== undefined ? [o.variant] : names
     return chosen.flatMap((variant) =>
-      seeds.map((seed): RunSpec => ({ format: 1, experiment: loaded.name, variant, seed, model: models[names.indexOf(variant)]!.value!, training: training.value! })),
+      seeds.map((seed): RunSpec => ({
+        format: 1,
+        experiment: loaded.name,
+        variant,
+        seed,
+        model: models[names.indexOf(variant)]!.value!,
+        training: training.value!,
+        ...extras[names.indexOf(variant)]!.value,
+      })),
     )
   })

@@ -26,6 +26,14 @@ export interface ForwardOptions {
   readonly dropoutSeed?: number
   /** Incremental decoding: tokens continue the sequence the cache holds. */
   readonly cache?: DecodeCache
+  /** Sees each block's output [B, T, width] (hidden-state distillation reads chosen ones). */
+  readonly blockOutputs?: (index: number, x: tf.Tensor3D) => void
+  /**
+   * Frees each block's intermediate tensors as soon as the block is done, keeping its output:
+   * for a forward pass no gradient follows (a distillation teacher's), whose activations
+   * would otherwise all live until the caller's tidy ends.
+   */
+  readonly blockwise?: boolean
 }
 
 /** Keys and values of every attention layer so far, for generation one token at a time. */
@@ -131,7 +139,10 @@ export const compile = (input: DecoderSpec): Model => {
     x = dropout(x, spec.dropout) as tf.Tensor3D
     blocks.forEach((block, i) => {
       const names = blockChildNames(block.layers)
-      x = block.layers.reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[j]}`, i), x)
+      const input = x
+      const body = () => block.layers.reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[j]}`, i), input)
+      x = options.blockwise ? tf.tidy(body) : body()
+      options.blockOutputs?.(i, x)
     })
     const h = normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([b * t, spec.width]) as tf.Tensor2D
     const logits = spec.tied ? tf.matMul(h, embedding, false, true) : tf.matMul(h, params["head.weight"] as tf.Tensor2D)

@@ -8,14 +8,17 @@ import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
 import type { RunSpec } from "../experiment/define.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
-import { compile, type Model } from "../model/compile.js"
+import { compile } from "../model/compile.js"
 import type { Params } from "../model/init.js"
+import type { NamedParam } from "../../dsl/params.js"
+import { trainingObjective } from "../objective/objective.js"
 import { Rng } from "../random/rng.js"
 import { progressBar, type ProgressSink } from "../report/progress.js"
 import { AdamW, clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
 import { type CheckpointError, loadCheckpoint, saveCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
 import { lrAt } from "./schedule.js"
+import { prepareSources, warmStartArrays } from "./sources.js"
 
 /**
  * One run (one variant, one seed) as an Effect program: check the run directory and any
@@ -84,6 +87,9 @@ export const trainingIdentity = (run: RunSpec) => ({
   batch: run.training.batch,
   accumulate: run.training.accumulate,
   optimizer: run.training.optimizer,
+  // Absent for plain cross-entropy from scratch, so earlier runs keep their hashes.
+  ...(run.objective && run.objective.kind !== "cross-entropy" ? { objective: run.objective } : {}),
+  ...(run.init ? { init: run.init } : {}),
 })
 
 export const totalSteps = (run: RunSpec): number => {
@@ -95,15 +101,15 @@ export const totalSteps = (run: RunSpec): number => {
 const toArrays = (tensors: Readonly<Record<string, tf.Tensor>>): TensorArrays =>
   Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }]))
 
-const restoreParams = (model: Model, params: Params, saved: TensorArrays, where: string): string | undefined => {
-  for (const p of model.table) {
+const restoreParams = (table: ReadonlyArray<NamedParam>, params: Params, saved: TensorArrays, where: string): string | undefined => {
+  for (const p of table) {
     const s = saved[p.name]
     if (s === undefined) return `${where}: parameter "${p.name}" is missing`
     if (s.shape.join(",") !== p.decl.shape.join(",")) return `${where}: "${p.name}" has shape [${s.shape}], the spec expects [${p.decl.shape}]`
   }
   const extra = Object.keys(saved).filter((k) => params[k] === undefined)
   if (extra.length > 0) return `${where}: has parameters the spec lacks: ${extra.slice(0, 5).join(", ")}`
-  for (const p of model.table) tf.tidy(() => params[p.name]!.assign(tf.tensor(saved[p.name]!.data, [...p.decl.shape], "float32")))
+  for (const p of table) tf.tidy(() => params[p.name]!.assign(tf.tensor(saved[p.name]!.data, [...p.decl.shape], "float32")))
   return undefined
 }
 
@@ -122,7 +128,7 @@ const toTensors = (b: HostBatch) => ({
 })
 
 export const trainRun = (
-  run: RunSpec,
+  requested: RunSpec,
   data: RunData,
   options: RunOptions,
 ): Effect.Effect<Summary, RunError | CheckpointError, FileSystem.FileSystem | Path.Path | ProgressSink | Scope.Scope> =>
@@ -131,6 +137,9 @@ export const trainRun = (
     const path = yield* Path.Path
     const dir = options.out
     const fail = (problem: string) => new RunError({ problem })
+    // A teacher or warm-start run is opened and checked first; its fingerprint joins the spec.
+    const sources = yield* prepareSources(requested, data).pipe(Effect.mapError((e) => fail(e.message)))
+    const run = sources.run
     const t = run.training
     const specHash = hashSpec(trainingIdentity(run))
 
@@ -169,15 +178,22 @@ export const trainRun = (
       Effect.sync(() => model.init(run.seed)),
       (p) => Effect.sync(() => tf.dispose(Object.values(p))),
     )
+    const objective = yield* Effect.acquireRelease(
+      Effect.sync(() => trainingObjective(run, model, sources.teacher)),
+      (o) => Effect.sync(() => o.dispose()),
+    )
+    // The objective's own tensors (hidden-state projections) train and checkpoint with the model's.
+    const trainable: Params = { ...params, ...objective.params }
+    const table = [...model.table, ...objective.table]
     const optimizer = yield* Effect.acquireRelease(
       Effect.sync(
         () =>
-          new AdamW(params as Record<string, tf.Variable>, {
+          new AdamW(trainable as Record<string, tf.Variable>, {
             beta1: t.optimizer.beta1,
             beta2: t.optimizer.beta2,
             eps: t.optimizer.eps,
             weightDecay: t.optimizer.weightDecay,
-            decay: (name) => t.optimizer.decayAll || model.table.find((p) => p.name === name)!.decl.decay,
+            decay: (name) => t.optimizer.decayAll || table.find((p) => p.name === name)!.decl.decay,
           }),
       ),
       (o) => Effect.sync(() => o.dispose()),
@@ -193,7 +209,7 @@ export const trainRun = (
     if (Option.isSome(existing)) {
       const ck = existing.value
       const where = path.join(dir, "checkpoint", "model.safetensors")
-      const problem = restoreParams(model, params, ck.params, where)
+      const problem = restoreParams(table, trainable, ck.params, where)
       if (problem !== undefined) return yield* fail(problem)
       yield* Effect.try({
         try: () => optimizer.importState({ step: ck.state.step, moments: ck.optimizer }),
@@ -207,6 +223,9 @@ export const trainRun = (
       trainSeconds = extra?.trainSeconds ?? 0
       stepPeakBytes = extra?.stepPeakBytes
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
+    } else if (sources.warmStart) {
+      const problem = restoreParams(model.table, params, warmStartArrays(model.table, sources.warmStart.params, run.init?.blocks), sources.warmStart.dir)
+      if (problem !== undefined) return yield* fail(problem)
     }
     const stream = yield* Effect.try({
       try: () => data.trainStream(t.batch, run.model.context, run.seed, cursor),
@@ -232,7 +251,7 @@ export const trainRun = (
     let healthy = true
     const save = Effect.suspend(() =>
       saveCheckpoint(dir, {
-        params: toArrays(params),
+        params: toArrays(trainable),
         optimizer: optimizer.exportState().moments,
         state: {
           step,
@@ -247,7 +266,7 @@ export const trainRun = (
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
 
-    const paramOfVariable = new Map(Object.entries(params).map(([name, v]) => [v.name, name]))
+    const paramOfVariable = new Map(Object.entries(trainable).map(([name, v]) => [v.name, name]))
     const accumulator = new GradientAccumulator()
     yield* Effect.addFinalizer(() => Effect.sync(() => accumulator.reset()))
     const trainStep = (): StepResult => {
@@ -258,7 +277,8 @@ export const trainRun = (
         tokens += hb.mask.reduce((s, w) => s + w, 0)
         const { value, grads } = tf.tidy(() => {
           const batch = toTensors(hb)
-          return tf.variableGrads(() => model.loss(params, batch, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro) }))
+          const guide = objective.guide(batch)
+          return tf.variableGrads(() => objective.loss(params, batch, guide, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro) }))
         })
         lossSum += value.dataSync()[0]!
         // tfjs keys gradients by its global variable names; the optimiser wants parameter names.

@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from "vitest"
 import { crossEntropy } from "../../src/model/loss.js"
 import { type Divergence, distillationLoss } from "../../src/objective/distill-loss.js"
 import { Rng } from "../../src/random/rng.js"
-import { nativeStatus } from "../backend/native-suite.js"
+import { peakMeter } from "../../src/backend/peak-memory.js"
+import { describeNative, nativeStatus } from "../backend/native-suite.js"
 
 /**
  * The distillation loss against a float64 computation written out loop by loop, its gradient
@@ -146,5 +147,30 @@ describe.each(backends)("distillation loss on %s", (backend) => {
       const { value, grad } = valueAndGrad(c, 2, 1, divergence)
       expect([value, ...grad]).toEqual(plain)
     }
+  })
+})
+
+describeNative("fused distillation loss memory", () => {
+  it("holds no [N, V] tensor beyond the plain loss's gradient, only a few numbers per position", async () => {
+    await tf.setBackend("native")
+    const [n, v] = [128, 4096]
+    const rng = Rng.fromSeed(4)
+    const logits = tf.tensor2d(Float32Array.from({ length: n * v }, () => rng.nextNormal()), [n, v])
+    const teacher = tf.tensor2d(Float32Array.from({ length: n * v }, () => rng.nextNormal()), [n, v])
+    const targets = tf.tensor1d(Array.from({ length: n }, (_, i) => (i * 31) % v), "int32")
+    const weights = tf.ones([n]) as tf.Tensor1D
+    const meter = peakMeter()!
+    const peakOf = (loss: (x: tf.Tensor) => tf.Scalar): number => {
+      meter.start()
+      tf.tidy(() => tf.grad(loss)(logits).dataSync())
+      return meter.peakAbove()
+    }
+    const plain = peakOf((x) => crossEntropy(x as tf.Tensor2D, targets, weights))
+    for (const divergence of ["forward-kl", "reverse-kl"] as const) {
+      const distilled = peakOf((x) => distillationLoss(x as tf.Tensor2D, targets, weights, { teacher, temperature: 2, alpha: 0.5, divergence }))
+      expect(plain).toBeGreaterThanOrEqual(n * v * 4)
+      expect(distilled - plain).toBeLessThanOrEqual(8 * n * 4)
+    }
+    tf.dispose([logits, teacher, targets, weights])
   })
 })
