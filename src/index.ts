@@ -1,3 +1,7 @@
 /** What experiment files import besides the model DSL. */
 export { adamw, experiment, tinystories, type Experiment } from "./experiment/define.js"
+export { runAt, runOf } from "./experiment/run-ref.js"
+export { variant } from "./experiment/variant.js"
+export { fromRun } from "./experiment/warm-start.js"
+export { crossEntropy, distill } from "./objective/spec.js"
 export { constant, cosine } from "./train/schedule.js"

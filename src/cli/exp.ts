@@ -6,6 +6,9 @@ import { chooseBackend } from "../backend/select.js"
 import { loadRunData } from "../experiment/data.js"
 import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
+import { trainSources } from "../experiment/prerequisites.js"
+import { describeWarmStart } from "../experiment/warm-start.js"
+import { describeObjective } from "../objective/spec.js"
 import { repoRoot } from "../io/paths.js"
 import { resultOf, resultsTable } from "../report/results.js"
 import { ProgressSink } from "../report/progress.js"
@@ -51,7 +54,10 @@ const command = Command.make(
       const loaded = yield* loadExperiment(target)
       const runs = yield* expandRuns(loaded, overrides)
       if (a.print) {
-        for (const r of runs) yield* Console.log(`${r.variant} (seed ${r.seed})\n${printSpec(r.model)}\n`)
+        for (const r of runs) {
+          const extras = [...(r.objective ? [`objective: ${describeObjective(r.objective)}`] : []), ...(r.init ? [`init: ${describeWarmStart(r.init)}`] : [])]
+          yield* Console.log(`${r.variant} (seed ${r.seed})\n${[...extras, printSpec(r.model)].join("\n")}\n`)
+        }
         return
       }
       const manyVariants = loaded.experiment ? isVariantRecord(loaded.experiment.models) : false
@@ -59,13 +65,15 @@ const command = Command.make(
       const base = Option.isSome(a.out) ? resolve(a.out.value) : join(repoRoot(), "runs", loaded.name)
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
+      const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
+      // Teachers and warm-start sources: checked against these runs, trained first when missing.
+      yield* trainSources(runs, { backend, resumeCommand: resume })
       const data = yield* loadRunData(runs[0]!.training.data)
       const summaries: Summary[] = []
       yield* Console.error(`tokenizer: ${data.tokenizer.name}`)
       for (const requested of runs) {
         const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
         const out = join(base, ...(manyVariants ? [run.variant] : []), ...(manySeeds ? [`seed${run.seed}`] : []))
-        const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
         const summary = yield* Effect.scoped(trainRun(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume }))
         summaries.push(summary)

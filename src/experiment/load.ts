@@ -63,8 +63,8 @@ const extrasProblems = (
   const problems = [
     ...(objective?.problems ?? []),
     ...(init?.problems ?? []),
-    ...(objective?.value && blocks !== undefined ? objectiveProblems(objective.value, blocks, formatPath([...at.objective])) : []),
-    ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, formatPath([...at.init])) : []),
+    ...(objective?.value && blocks !== undefined ? objectiveProblems(objective.value, blocks, at.objective) : []),
+    ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, at.init) : []),
   ]
   const value = {
     ...(objective?.value && objective.value.kind !== "cross-entropy" ? { objective: objective.value } : {}),

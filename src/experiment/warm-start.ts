@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { formatPath } from "../../dsl/decode.js"
 import { NonNegativeInt } from "../../dsl/fields.js"
 import { type RunRef, RunRefSchema } from "./run-ref.js"
 
@@ -26,8 +27,11 @@ export const sourceNameOf = (name: string, blocks: ReadonlyArray<number> | undef
   return blocks === undefined || m === null ? name : `blocks.${blocks[Number(m[1])]}.${m[2]}`
 }
 
-/** Problems of a warm start against the student's block count, with paths under `prefix`. */
-export const warmStartProblems = (init: WarmStart, studentBlocks: number, prefix: string): string[] =>
+/** Problems of a warm start against the student's block count, at paths under `prefix`. */
+export const warmStartProblems = (init: WarmStart, studentBlocks: number, prefix: ReadonlyArray<string | number>): string[] =>
   init.blocks !== undefined && init.blocks.length !== studentBlocks
-    ? [`at ${prefix}.blocks: ${init.blocks.length} source blocks for a student of ${studentBlocks} blocks; give one source block per student block`]
+    ? [`at ${formatPath([...prefix, "blocks"])}: ${init.blocks.length} source blocks for a student of ${studentBlocks} blocks; give one source block per student block`]
     : []
+
+/** One line for listings: "from runs/base, blocks 0, 2". */
+export const describeWarmStart = (w: WarmStart): string => `from ${w.from.run}${w.blocks ? `, blocks ${w.blocks.join(", ")}` : ""}`

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { formatPath } from "../../dsl/decode.js"
 import { NonNegativeInt, PositiveNumber } from "../../dsl/fields.js"
 import { type RunRef, RunRefSchema } from "../experiment/run-ref.js"
 
@@ -56,10 +57,19 @@ export const distill = (o: {
   ...(o.hidden ? { hidden: { pairs: o.hidden.pairs.map(([s, t]) => [s, t] as const), loss: o.hidden.loss ?? "cosine", weight: o.hidden.weight ?? 1 } } : {}),
 })
 
-/** Problems of an objective against the student's block count, with paths under `prefix`. */
-export const objectiveProblems = (objective: Objective, studentBlocks: number, prefix: string): string[] =>
+/** Problems of an objective against the student's block count, at paths under `prefix`. */
+export const objectiveProblems = (objective: Objective, studentBlocks: number, prefix: ReadonlyArray<string | number>): string[] =>
   objective.kind === "distill" && objective.hidden
     ? objective.hidden.pairs.flatMap(([s], i) =>
-        s < studentBlocks ? [] : [`at ${prefix}.hidden.pairs[${i}][0]: student block ${s} does not exist; the student has ${studentBlocks} blocks (0–${studentBlocks - 1})`],
+        s < studentBlocks
+          ? []
+          : [`at ${formatPath([...prefix, "hidden", "pairs", i, 0])}: student block ${s} does not exist; the student has ${studentBlocks} blocks (0–${studentBlocks - 1})`],
       )
     : []
+
+/** One line for listings: "distill forward-kl T=2 α=0.5 from runs/base, hidden 1→1 3→3 cosine ×1". */
+export const describeObjective = (o: Objective): string =>
+  o.kind === "cross-entropy"
+    ? "cross-entropy"
+    : `distill ${o.divergence} T=${o.temperature} α=${o.alpha} from ${o.teacher.run}` +
+      (o.hidden ? `, hidden ${o.hidden.pairs.map(([s, t]) => `${s}→${t}`).join(" ")} ${o.hidden.loss} ×${o.hidden.weight}` : "")

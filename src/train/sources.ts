@@ -1,4 +1,5 @@
 import { Data, Effect, FileSystem, Option, Path } from "effect"
+import { formatPath } from "../../dsl/decode.js"
 import { canonicalJson, hashSpec } from "../../dsl/hash.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blocksOf, dimsOf } from "../../dsl/nodes.js"
@@ -45,11 +46,11 @@ export interface Sources {
 export const sourceSpecProblems = (run: RunSpec, role: SourceRole, source: RunSpec, dir: string): string[] => {
   const problems: string[] = []
   const name = `${role} ${dir}`
+  // The same data config makes the same tokenizer; its file is compared when the run starts.
   if (canonicalJson(source.training.data) !== canonicalJson(run.training.data))
     problems.push(
       `${name}: its tokenizer (${dir}/tokenizer.json, from training.data ${canonicalJson(source.training.data)}) is not this run's (training.data ${canonicalJson(run.training.data)}); both must use one tokenizer`,
     )
-  else if (source.model.vocab !== run.model.vocab) problems.push(`${name}: its vocabulary has ${source.model.vocab} ids, this run's ${run.model.vocab}`)
   const sourceBlocks = blocksOf(source.model.layers).length
   if (role === "teacher" && run.objective?.kind === "distill") {
     const spec = source.model
@@ -57,16 +58,18 @@ export const sourceSpecProblems = (run: RunSpec, role: SourceRole, source: RunSp
     if (covers !== undefined && covers < run.model.context)
       problems.push(`${name}: its position scheme (${spec.posenc.kind}) covers ${covers} positions, the student trains on sequences of ${run.model.context}`)
     run.objective.hidden?.pairs.forEach(([, t], i) => {
-      if (t >= sourceBlocks) problems.push(`at objective.hidden.pairs[${i}][1]: teacher block ${t} does not exist; the teacher (${dir}) has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
+      if (t >= sourceBlocks) problems.push(`at ${formatPath(["objective", "hidden", "pairs", i, 1])}: teacher block ${t} does not exist; the teacher (${dir}) has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
     })
   }
   if (role === "warm-start source" && run.init) {
     const blocks = run.init.blocks
     const missing = (blocks ?? []).filter((b) => b >= sourceBlocks)
-    if (missing.length > 0) problems.push(`at init.blocks: source blocks ${missing.join(", ")} do not exist; ${dir} has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
+    if (missing.length > 0) problems.push(`at ${formatPath(["init", "blocks"])}: source blocks ${missing.join(", ")} do not exist; ${dir} has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
     else {
       const have = new Map(paramTable(source.model).map((p) => [p.name, p.decl.shape.join("×")]))
-      const bad = paramTable(run.model).flatMap((p) => {
+      // An experiment's specs name the vocabulary by its BPE size, a run's spec.json by the
+      // tokenizer's real size; the tokenizer check covers the vocabulary.
+      const bad = paramTable({ ...run.model, vocab: source.model.vocab }).flatMap((p) => {
         const from = sourceNameOf(p.name, blocks)
         const shape = have.get(from)
         return shape === p.decl.shape.join("×") ? [] : [`${p.name} ← ${from}: ${shape === undefined ? "the source has no such parameter" : `shape ${shape}, the student's ${p.decl.shape.join("×")}`}`]
@@ -128,7 +131,7 @@ export const prepareSources = (run: RunSpec, data: RunData) =>
     const warmStart = run.init ? yield* openSource(run.init.from, "warm-start source", data) : undefined
     const blocks = blocksOf(run.model.layers).length
     const problems = [
-      ...(run.objective ? objectiveProblems(run.objective, blocks, "objective") : []),
+      ...(run.objective ? objectiveProblems(run.objective, blocks, ["objective"]) : []),
       ...(teacher ? sourceSpecProblems(run, "teacher", teacher.run, teacher.dir) : []),
       ...(warmStart ? sourceSpecProblems(run, "warm-start source", warmStart.run, warmStart.dir) : []),
     ]

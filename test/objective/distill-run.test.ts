@@ -209,13 +209,13 @@ describe("bad distillation input: one message, nothing written", () => {
   })
 
   it("hidden-state blocks that do not exist, on either side", async () => {
-    await refused(student({ steps: 2, objective: kd({ hidden: { pairs: [[2, 0]] } }) }), /at objective\.hidden\.pairs\[0\]\[0\]: student block 2 does not exist; the student has 2 blocks \(0–1\)/)
-    await refused(student({ steps: 2, objective: kd({ hidden: { pairs: [[0, 3]] } }) }), /at objective\.hidden\.pairs\[0\]\[1\]: teacher block 3 does not exist; the teacher \(.*\) has 3 blocks \(0–2\)/)
+    await refused(student({ steps: 2, objective: kd({ hidden: { pairs: [[2, 0]] } }) }), /at \["objective","hidden","pairs",0,0\]: student block 2 does not exist; the student has 2 blocks \(0–1\)/)
+    await refused(student({ steps: 2, objective: kd({ hidden: { pairs: [[0, 3]] } }) }), /at \["objective","hidden","pairs",0,1\]: teacher block 3 does not exist; the teacher \(.*\) has 3 blocks \(0–2\)/)
   })
 
   it("a warm start whose blocks or shapes do not fit", async () => {
     const base = tinyRun({ steps: 1 })
-    await refused({ ...base, init: fromRun(runAt(teacherDir), { blocks: [0, 5] }) }, /at init\.blocks: source blocks 5 do not exist/)
+    await refused({ ...base, init: fromRun(runAt(teacherDir), { blocks: [0, 5] }) }, /at \["init","blocks"\]: source blocks 5 do not exist/)
     await refused({ ...base, model: { ...base.model, layers: stack([block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu", { hidden: 8 }) })]) }, init: fromRun(runAt(teacherDir), { blocks: [1] }) }, /parameters cannot start from it:\n {2}blocks\.0\.1\.ffn\.w_in ← blocks\.1\.1\.ffn\.w_in: shape 16×64, the student's 16×8\n/)
   })
 
