@@ -4,6 +4,7 @@
  */
 const benches: Record<string, () => Promise<{ main: (argv: string[]) => Promise<void> }>> = {
   attention: () => import("./attention.js"),
+  distill: () => import("./distill.js"),
   tokenizer: () => import("./tokenizer.js"),
   train: () => import("./train.js"),
 }
