@@ -89,7 +89,7 @@ export const trainSources = (
   Effect.gen(function* () {
     for (const p of yield* plan(runs)) {
       yield* trainSources([p.run], options)
-      yield* Console.error(`\n${p.role} ${p.ref.run} has no finished run; training it first (${recipeOf(p.ref)}) → ${p.dir}`)
+      yield* Console.error(`\n${p.role} ${p.dir} has no finished run; training it first (${recipeOf(p.ref)})`)
       const data = yield* loadRunData(p.run.training.data)
       yield* Effect.scoped(trainRun(withTokenizerVocab(p.run, data.tokenizer.vocabSize), data, { out: p.dir, fresh: false, backend: options.backend, resumeCommand: options.resumeCommand }))
     }

@@ -9,7 +9,7 @@ import { repoRoot } from "../io/paths.js"
  * (its spec and weights), so a changed source is noticed on resume and on replay.
  */
 export const RunRefSchema = Schema.Struct({
-  /** The run directory, relative to the repository root unless absolute. */
+  /** The run directory: inside the runs folder (runs/) unless absolute, so a spec names the same run on every machine. */
   run: Schema.NonEmptyString,
   /** `npm run exp <experiment>` trains it (only the named variant and seed) when it is missing or unfinished. */
   experiment: Schema.optionalKey(Schema.String),
@@ -25,17 +25,20 @@ export type RunRef = typeof RunRefSchema.Type
  * when it does not exist.
  */
 export const runOf = (experiment: string, o: { readonly variant?: string; readonly seed?: number; readonly dir?: string } = {}): RunRef => ({
-  run: o.dir ?? ["runs", experiment, ...(o.variant !== undefined ? [o.variant] : []), ...(o.seed !== undefined ? [`seed${o.seed}`] : [])].join("/"),
+  run: o.dir ?? [experiment, ...(o.variant !== undefined ? [o.variant] : []), ...(o.seed !== undefined ? [`seed${o.seed}`] : [])].join("/"),
   experiment,
   ...(o.variant !== undefined ? { variant: o.variant } : {}),
   ...(o.seed !== undefined ? { seed: o.seed } : {}),
 })
 
-/** A run directory as it is: it must hold a finished run, nothing trains it. */
+/** A run directory as it is (absolute, or inside runs/): it must hold a finished run, nothing trains it. */
 export const runAt = (dir: string): RunRef => ({ run: dir })
 
+/** Where `npm run exp` puts runs, and relative run references point. */
+export const runsDir = (): string => join(repoRoot(), "runs")
+
 /** The absolute directory of a run reference. */
-export const runDirOf = (ref: RunRef): string => (isAbsolute(ref.run) ? ref.run : join(repoRoot(), ref.run))
+export const runDirOf = (ref: RunRef): string => (isAbsolute(ref.run) ? ref.run : join(runsDir(), ref.run))
 
 /** How a referenced run is made, for messages: "experiment base, variant x, seed 2". */
 export const recipeOf = (ref: RunRef): string | undefined =>

@@ -33,5 +33,5 @@ export const warmStartProblems = (init: WarmStart, studentBlocks: number, prefix
     ? [`at ${formatPath([...prefix, "blocks"])}: ${init.blocks.length} source blocks for a student of ${studentBlocks} blocks; give one source block per student block`]
     : []
 
-/** One line for listings: "from runs/base, blocks 0, 2". */
+/** One line for listings: "from base, blocks 0, 2". */
 export const describeWarmStart = (w: WarmStart): string => `from ${w.from.run}${w.blocks ? `, blocks ${w.blocks.join(", ")}` : ""}`

@@ -67,7 +67,7 @@ export const objectiveProblems = (objective: Objective, studentBlocks: number, p
       )
     : []
 
-/** One line for listings: "distill forward-kl T=2 α=0.5 from runs/base, hidden 1→1 3→3 cosine ×1". */
+/** One line for listings: "distill forward-kl T=2 α=0.5 from base, hidden 1→1 3→3 cosine ×1". */
 export const describeObjective = (o: Objective): string =>
   o.kind === "cross-entropy"
     ? "cross-entropy"
