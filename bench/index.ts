@@ -9,6 +9,7 @@ const benches: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   attention: () => import("./attention.js"),
   generate: () => import("./generate.js"),
   prune: () => import("./prune.js"),
+  distill: () => import("./distill.js"),
   tokenizer: () => import("./tokenizer.js"),
   train: () => import("./train.js"),
 }

@@ -8,4 +8,8 @@ export {
   neuronsMethod as neurons,
   wandaMethod as wanda,
 } from "./prune/methods/index.js"
+export { runAt, runOf } from "./experiment/run-ref.js"
+export { variant } from "./experiment/variant.js"
+export { fromRun } from "./experiment/warm-start.js"
+export { crossEntropy, distill } from "./objective/spec.js"
 export { constant, cosine } from "./train/schedule.js"

@@ -7,10 +7,13 @@ import { located } from "../errors/unexpected.js"
 import { loadRunData } from "../experiment/data.js"
 import { withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
+import { trainSources } from "../experiment/prerequisites.js"
 import { runPath } from "../experiment/run-path.js"
 import { parseShard, shardRuns } from "../experiment/shard.js"
+import { describeWarmStart } from "../experiment/warm-start.js"
 import { codeVersion } from "../io/code-version.js"
 import { runsFolder } from "../io/paths.js"
+import { describeObjective } from "../objective/spec.js"
 import { methodModule } from "../prune/methods/index.js"
 import { trainOrPrune } from "../prune/run.js"
 import { checkSources } from "../prune/source.js"
@@ -80,8 +83,9 @@ export const command = Command.make(
         for (const r of runs) {
           const e = estimateTraining(r.model, r.training)
           const pruning = r.prune === undefined ? "" : `: ${methodModule(r.prune.method).label(r.prune.method)} of ${r.prune.source.dir}, whose model is`
+          const extras = [...(r.objective ? [`objective: ${describeObjective(r.objective)}`] : []), ...(r.init ? [`init: ${describeWarmStart(r.init)}`] : [])]
           yield* Console.log(
-            `${r.variant} (seed ${r.seed})${pruning}\n${printSpec(r.model)}\nmemory: about ${formatBytes(e.totalBytes)} to train at batch ${r.training.batch} × context ${r.model.context} ` +
+            `${r.variant} (seed ${r.seed})${pruning}\n${[...extras, printSpec(r.model)].join("\n")}\nmemory: about ${formatBytes(e.totalBytes)} to train at batch ${r.training.batch} × context ${r.model.context} ` +
               `(weights ${formatBytes(e.weightBytes)}, AdamW ${formatBytes(e.optimizerBytes)}, gradients ${formatBytes(e.gradientBytes)}, activations ${formatBytes(e.activationBytes)})\n`,
           )
         }
@@ -94,13 +98,15 @@ export const command = Command.make(
       const ledger = { runsFolder: folder, code: yield* codeVersion }
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
+      const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
+      // Teachers and warm-start sources: checked against these runs, trained first when missing.
+      yield* trainSources(runs, { backend, resumeCommand: resume, ledger, memoryLimit: limit })
       const data = yield* loadRunData(runs[0]!.training.data)
       const summaries: Summary[] = []
       yield* Console.error(`tokenizer: ${data.tokenizer.name}`)
       for (const requested of runs) {
         const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
         const out = runPath(base, loaded.experiment, run.variant, run.seed)
-        const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
         const summary = yield* Effect.scoped(trainOrPrune(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, memoryLimit: limit, ledger, runs: folder })).pipe(
           located({ experiment: loaded.source, runDir: out }),

@@ -3,12 +3,15 @@ import { basename, extname, join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
-import type { DecoderSpec } from "../../dsl/nodes.js"
+import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { repoRoot } from "../io/paths.js"
+import { runsFolder } from "../io/paths.js"
+import { type Objective, objectiveProblems, ObjectiveSchema } from "../objective/spec.js"
 import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneVariant } from "../prune/declare.js"
 import { expandPrune } from "../prune/expand.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
-import { runsFolder } from "../io/paths.js"
+import { variantParts } from "./variant.js"
+import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start.js"
 
 /**
  * Finding an experiment (by name in experiments/, or a saved spec.json) and turning it into
@@ -48,6 +51,31 @@ const modelProblems = (model: unknown, prefix: ReadonlyArray<string | number>): 
   return { problems: r.failure.issues.map((i) => `at ${formatPath([...prefix, ...i.path])}: ${i.message}`) }
 }
 
+/**
+ * A run's objective and warm start, decoded and checked against its model. Cross-entropy is
+ * left out: it is the default, and absent it keeps the spec hashes of runs made before objectives.
+ */
+const extrasProblems = (
+  parts: { objective?: unknown; init?: unknown },
+  model: DecoderSpec | undefined,
+  at: { objective: ReadonlyArray<string | number>; init: ReadonlyArray<string | number> },
+): { value: { objective?: Objective; init?: WarmStart }; problems: string[] } => {
+  const objective = parts.objective === undefined ? undefined : schemaProblems(ObjectiveSchema, parts.objective, at.objective)
+  const init = parts.init === undefined ? undefined : schemaProblems(WarmStartSchema, parts.init, at.init)
+  const blocks = model ? blocksOf(model.layers).length : undefined
+  const problems = [
+    ...(objective?.problems ?? []),
+    ...(init?.problems ?? []),
+    ...(objective?.value && blocks !== undefined ? objectiveProblems(objective.value, blocks, at.objective) : []),
+    ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, at.init) : []),
+  ]
+  const value = {
+    ...(objective?.value && objective.value.kind !== "cross-entropy" ? { objective: objective.value } : {}),
+    ...(init?.value ? { init: init.value } : {}),
+  }
+  return { value, problems }
+}
+
 export const listExperiments = (): string[] =>
   existsSync(experimentsDir)
     ? readdirSync(experimentsDir).filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort()
@@ -65,10 +93,11 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
       const model = modelProblems((raw as { model?: unknown })?.model, ["model"])
       const prune = top.value?.prune === undefined ? undefined : decodePruneRecord(top.value.prune, ["prune"])
       const pruneProblems = (prune?.issues ?? []).map((i) => `at ${formatPath(i.path)}: ${i.message}`)
-      const problems = [...top.problems, ...(top.value ? [...model.problems, ...pruneProblems] : [])]
+      const extras = extrasProblems(top.value ?? {}, model.value, { objective: ["objective"], init: ["init"] })
+      const problems = [...top.problems, ...(top.value ? [...model.problems, ...pruneProblems, ...extras.problems] : [])]
       if (problems.length > 0 || !top.value || !model.value) return yield* new ExperimentError({ source, problem: `invalid run spec\n${problems.join("\n")}` })
-      const { prune: _prune, ...fields } = top.value
-      const replay: RunSpec = { ...fields, model: model.value, ...(prune?.value === undefined ? {} : { prune: prune.value }) }
+      const { prune: _prune, objective: _objective, init: _init, ...plain } = top.value
+      const replay: RunSpec = { ...plain, model: model.value, ...(prune?.value === undefined ? {} : { prune: prune.value }), ...extras.value }
       return { name: replay.experiment, source, replay }
     }
     // A path to an experiment file (e.g. ./mine.ts) or a name in experiments/.
@@ -134,15 +163,22 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
     if (names.length === 0) return yield* fail([`at ["models"]: no models; expected a decoder spec or a record of named variants`])
     if (o.variant !== undefined && !names.includes(o.variant)) return yield* fail([`--variant ${o.variant}: no such variant; expected one of ${names.join(", ")}`])
     const training = schemaProblems(TrainingSchema, withOverrides(exp.training, o), ["training"])
-    const pathOf = (n: string) => (isVariantRecord(exp.models) ? ["models", n] : ["models"])
+    const at = (n: string): Array<string | number> => (isVariantRecord(exp.models) ? ["models", n] : ["models"])
     const pruned = names.filter((n) => isPruneVariant(variants[n]))
-    const models = names.map((n) => (pruned.includes(n) ? { problems: [] } : modelProblems(variants[n], pathOf(n))))
+    // A pruned variant's model and training come from its source; the others may carry an objective or a warm start.
+    const parts = names.map((n) => variantParts(variants[n], exp.objective))
+    const models = names.map((n, i) => (pruned.includes(n) ? { problems: [] } : modelProblems(parts[i]!.model, parts[i]!.model === variants[n] ? at(n) : [...at(n), "model"])))
+    const extras = names.map((n, i) =>
+      pruned.includes(n)
+        ? { value: {}, problems: [] }
+        : extrasProblems(parts[i]!, models[i]!.value, { objective: parts[i]!.objectiveAt === "variant" ? [...at(n), "objective"] : ["objective"], init: [...at(n), "init"] }),
+    )
     const seeds = o.seed !== undefined ? [o.seed] : exp.seeds
     const chosen = o.variant !== undefined ? [o.variant] : names
     const prunes = new Map<string, ReadonlyArray<RunSpec>>()
     const pruneProblems: string[] = []
     for (const n of pruned.filter((n) => chosen.includes(n))) {
-      const decoded = decodePruneVariant(variants[n], pathOf(n))
+      const decoded = decodePruneVariant(variants[n], at(n))
       pruneProblems.push(...decoded.issues.map((i) => `at ${formatPath(i.path)}: ${i.message}`))
       if (decoded.value === undefined || !training.value) continue
       const e = yield* expandPrune({
@@ -153,7 +189,7 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
         seeds,
         overrides: o,
         runs: o.runs ?? runsFolder(),
-        path: pathOf(n),
+        path: at(n),
         chain,
       })
       pruneProblems.push(...e.problems)
@@ -163,6 +199,7 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
       ...training.problems,
       ...models.flatMap((m) => m.problems),
       ...pruneProblems,
+      ...extras.flatMap((e) => e.problems),
       ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
     ]
     const vocab = exp.training.data?.tokenizer?.bpe
@@ -172,7 +209,15 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
     if (problems.length > 0 || !training.value) return yield* fail(problems)
     return chosen.flatMap((variant) =>
       prunes.get(variant) ??
-      seeds.map((seed): RunSpec => ({ format: 1, experiment: loaded.name, variant, seed, model: (models[names.indexOf(variant)] as { value: DecoderSpec }).value, training: training.value! })),
+      seeds.map((seed): RunSpec => ({
+        format: 1,
+        experiment: loaded.name,
+        variant,
+        seed,
+        model: (models[names.indexOf(variant)] as { value: DecoderSpec }).value,
+        training: training.value!,
+        ...extras[names.indexOf(variant)]!.value,
+      })),
     )
   })
 

@@ -34,6 +34,14 @@ export interface ForwardOptions {
   readonly trace?: DepthTrace
   /** Sees the input of every matrix product, by the weight's full name (activation statistics for pruning). */
   readonly probe?: (weight: string, input: tf.Tensor2D) => void
+  /** Sees each block's output [B, T, width] (hidden-state distillation reads chosen ones). */
+  readonly blockOutputs?: (index: number, x: tf.Tensor3D) => void
+  /**
+   * Frees each block's intermediate tensors as soon as the block is done, keeping its output:
+   * for a forward pass no gradient follows (a distillation teacher's), whose activations
+   * would otherwise all live until the caller's tidy ends.
+   */
+  readonly blockwise?: boolean
 }
 
 /** Keys and values of every attention layer so far, for generation one token at a time. */
@@ -158,7 +166,9 @@ export const compile = (input: DecoderSpec): Model => {
       return out
     }
     blocks.forEach((_, i) => {
-      x = run(i, x)
+      const input = x
+      x = options.blockwise ? tf.tidy(() => run(i, input)) : run(i, input)
+      options.blockOutputs?.(i, x)
     })
     options.trace?.dense(costs, b * t)
     const logits = lmHead(finalNorm(x))

@@ -16,6 +16,8 @@ export interface RunTokenizer {
   readonly name: string
   /** Hugging Face tokenizer.json, saved with the run so eval and generate need no data. */
   readonly json: () => string
+  /** The file it was read from, when there is one (for messages). */
+  readonly path?: string
 }
 
 /** A resumable stream of training batches; its cursor is plain JSON. */

@@ -18,6 +18,8 @@ import { droppedLines, openJsonl, parseJsonl } from "../io/jsonl.js"
 import { type LockError, lockRunDir } from "../io/run-lock.js"
 import { compile, type Model } from "../model/compile.js"
 import type { Params } from "../model/init.js"
+import type { NamedParam } from "../../dsl/params.js"
+import { trainingObjective } from "../objective/objective.js"
 import { Rng } from "../random/rng.js"
 import { progressBar, type ProgressSink } from "../report/progress.js"
 import { AdamW, clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
@@ -26,6 +28,7 @@ import type { RunData } from "./run-data.js"
 import { type LedgerOptions, machineName, recordFinishedRun } from "../experiment/ledger.js"
 import { estimateTraining, type MemoryLimit, memoryProblem } from "./estimate.js"
 import { lrAt } from "./schedule.js"
+import { prepareSources, warmStartArrays } from "./sources.js"
 import type { RunStart } from "./start.js"
 
 /**
@@ -115,6 +118,9 @@ export const trainingIdentity = (run: RunSpec) => ({
   accumulate: run.training.accumulate,
   optimizer: run.training.optimizer,
   ...(run.prune === undefined ? {} : { prune: run.prune }),
+  // Absent for plain cross-entropy from scratch, so earlier runs keep their hashes.
+  ...(run.objective && run.objective.kind !== "cross-entropy" ? { objective: run.objective } : {}),
+  ...(run.init ? { init: run.init } : {}),
 })
 
 /** Why this machine cannot train the run, from its spec's memory estimate; undefined when it fits. */
@@ -136,15 +142,15 @@ export const totalSteps = (run: RunSpec): number => {
 const toArrays = (tensors: Readonly<Record<string, tf.Tensor>>): TensorArrays =>
   Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }]))
 
-const restoreParams = (model: Model, params: Params, saved: TensorArrays, where: string): string | undefined => {
-  for (const p of model.table) {
+const restoreParams = (table: ReadonlyArray<NamedParam>, params: Params, saved: TensorArrays, where: string): string | undefined => {
+  for (const p of table) {
     const s = saved[p.name]
     if (s === undefined) return `${where}: parameter "${p.name}" is missing`
     if (s.shape.join(",") !== p.decl.shape.join(",")) return `${where}: "${p.name}" has shape [${s.shape}], the spec expects [${p.decl.shape}]`
   }
   const extra = Object.keys(saved).filter((k) => params[k] === undefined)
   if (extra.length > 0) return `${where}: has parameters the spec lacks: ${extra.slice(0, 5).join(", ")}`
-  for (const p of model.table) tf.tidy(() => params[p.name]!.assign(tf.tensor(saved[p.name]!.data, [...p.decl.shape], "float32")))
+  for (const p of table) tf.tidy(() => params[p.name]!.assign(tf.tensor(saved[p.name]!.data, [...p.decl.shape], "float32")))
   return undefined
 }
 
@@ -163,7 +169,7 @@ const toTensors = (b: HostBatch) => ({
 })
 
 export const trainRun = (
-  run: RunSpec,
+  requested: RunSpec,
   data: RunData,
   options: RunOptions,
 ): Effect.Effect<Summary, RunError | CheckpointError | LockError, FileSystem.FileSystem | Path.Path | ProgressSink | Scope.Scope> =>
@@ -172,6 +178,9 @@ export const trainRun = (
     const path = yield* Path.Path
     const dir = options.out
     const fail = (problem: string) => new RunError({ problem })
+    // A teacher or warm-start run is opened and checked first; its fingerprint joins the spec.
+    const sources = yield* prepareSources(requested, data).pipe(Effect.mapError((e) => fail(e.message)))
+    const run = sources.run
     const t = run.training
     const specHash = hashSpec(trainingIdentity(run))
 
@@ -210,19 +219,22 @@ export const trainRun = (
       (p) => Effect.sync(() => tf.dispose(Object.values(p))),
     )
     const start = options.start
-    if (start !== undefined && Option.isNone(existing)) {
-      const problem = restoreParams(model, params, start.params, "the starting weights")
-      if (problem !== undefined) return yield* fail(problem)
-    }
+    const objective = yield* Effect.acquireRelease(
+      Effect.sync(() => trainingObjective(run, model, sources.teacher)),
+      (o) => Effect.sync(() => o.dispose()),
+    )
+    // The objective's own tensors (hidden-state projections) train and checkpoint with the model's.
+    const trainable: Params = { ...params, ...objective.params }
+    const table = [...model.table, ...objective.table]
     const optimizer = yield* Effect.acquireRelease(
       Effect.sync(
         () =>
-          new AdamW(params as Record<string, tf.Variable>, {
+          new AdamW(trainable as Record<string, tf.Variable>, {
             beta1: t.optimizer.beta1,
             beta2: t.optimizer.beta2,
             eps: t.optimizer.eps,
             weightDecay: t.optimizer.weightDecay,
-            decay: (name) => t.optimizer.decayAll || model.table.find((p) => p.name === name)!.decl.decay,
+            decay: (name) => t.optimizer.decayAll || table.find((p) => p.name === name)!.decl.decay,
           }),
       ),
       (o) => Effect.sync(() => o.dispose()),
@@ -239,7 +251,7 @@ export const trainRun = (
     if (Option.isSome(existing)) {
       const ck = existing.value
       const where = path.join(dir, "checkpoint", "model.safetensors")
-      const problem = restoreParams(model, params, ck.params, where)
+      const problem = restoreParams(table, trainable, ck.params, where)
       if (problem !== undefined) return yield* fail(problem)
       yield* Effect.try({
         try: () => optimizer.importState({ step: ck.state.step, moments: ck.optimizer }),
@@ -258,6 +270,12 @@ export const trainRun = (
         if (problem !== undefined) return yield* fail(`${path.join(dir, "checkpoint")}: ${problem}`)
       }
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
+    } else if (start !== undefined) {
+      const problem = restoreParams(model.table, params, start.params, "the starting weights")
+      if (problem !== undefined) return yield* fail(problem)
+    } else if (sources.warmStart) {
+      const problem = restoreParams(model.table, params, warmStartArrays(model.table, sources.warmStart.params, run.init?.blocks), sources.warmStart.dir)
+      if (problem !== undefined) return yield* fail(problem)
     }
     const stream = yield* Effect.try({
       try: () => data.trainStream(t.batch, run.model.context, run.seed, cursor),
@@ -284,7 +302,7 @@ export const trainRun = (
     let healthy = true
     const save = Effect.suspend(() =>
       saveCheckpoint(dir, {
-        params: toArrays(params),
+        params: toArrays(trainable),
         optimizer: optimizer.exportState().moments,
         state: {
           step,
@@ -300,7 +318,7 @@ export const trainRun = (
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
 
-    const paramOfVariable = new Map(Object.entries(params).map(([name, v]) => [v.name, name]))
+    const paramOfVariable = new Map(Object.entries(trainable).map(([name, v]) => [v.name, name]))
     const accumulator = new GradientAccumulator()
     yield* Effect.addFinalizer(() => Effect.sync(() => accumulator.reset()))
     const trainStep = (): StepResult => {
@@ -311,7 +329,8 @@ export const trainRun = (
         tokens += hb.mask.reduce((s, w) => s + w, 0)
         const { value, grads } = tf.tidy(() => {
           const batch = toTensors(hb)
-          return tf.variableGrads(() => model.loss(params, batch, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro), trace: trained }))
+          const guide = objective.guide(batch)
+          return tf.variableGrads(() => objective.loss(params, batch, guide, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro), trace: trained }))
         })
         lossSum += value.dataSync()[0]!
         // tfjs keys gradients by its global variable names; the optimiser wants parameter names.
