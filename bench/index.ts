@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   distill: () => import("./distill.js"),
   tokenizer: () => import("./tokenizer.js"),
   train: () => import("./train.js"),
+  variants: () => import("./variants.js"),
 }
 
 runMain((argv) =>
