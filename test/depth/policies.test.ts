@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import {
-  attention, block, decoder, depth, depthCosts, earlyExit, ffn, keepBlocks, keptParamSource, layerDrop, mixtureOfDepths, stack, withPolicy,
+  attention, block, decoder, depthCosts, earlyExit, ffn, keepBlocks, keptParamSource, layerDrop, mixtureOfDepths, stack, withPolicy,
   type BlockSpec, type DecoderSpec, type DepthPolicy,
 } from "../../dsl/index.js"
 import { layerDropPolicy } from "../../dsl/kinds/depth/layer-drop.js"

@@ -17,7 +17,7 @@ import { decodeSafetensors } from "../../src/train/safetensors.js"
 import { type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import { describeNative } from "../backend/native-suite.js"
-import { syntheticData, tinyRun } from "../train/fixtures.js"
+import { syntheticData, tinyRun, crashingAfter } from "../train/fixtures.js"
 
 /**
  * Distillation runs end to end on the synthetic corpus: a tiny teacher is trained once, then
@@ -52,21 +52,6 @@ const digest = (dir: string): Record<string, string> =>
       .map((f) => [f, createHash("sha256").update(readFileSync(join(dir, f))).digest("hex")]),
   )
 
-/** Data whose stream throws after `n` batches: a crash in the middle of a run. */
-const crashingAfter = (data: RunData, n: number): RunData => ({
-  ...data,
-  trainStream: (b, c, s, cursor) => {
-    const inner = data.trainStream(b, c, s, cursor)
-    let served = 0
-    return {
-      next: () => {
-        if (served++ === n) throw new Error("simulated crash")
-        return inner.next()
-      },
-      cursor: inner.cursor,
-    }
-  },
-})
 
 const gelu = block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })
 /** The teacher: width 16, three blocks. */

@@ -14,8 +14,7 @@ import { trainOrPrune } from "../../src/prune/run.js"
 import { checkSources } from "../../src/prune/source.js"
 import { ProgressSink } from "../../src/report/progress.js"
 import { decodeSafetensors } from "../../src/train/safetensors.js"
-import type { RunData } from "../../src/train/run-data.js"
-import { syntheticData, tinyRun } from "../train/fixtures.js"
+import { syntheticData, tinyRun, crashingAfter } from "../train/fixtures.js"
 
 /**
  * Pruned runs end to end on a tiny model and synthetic data: the source is only read, masked
@@ -69,21 +68,6 @@ const pruneRun = (method: PruneMethod, steps: number, dir = source): RunSpec => 
   prune: { source: { experiment: "test", variant: "base", seed: 1, dir }, method },
 })
 
-/** Data whose training streams throw after `n` batches each: a crash in the middle of a run. */
-const crashingAfter = (data: RunData, n: number): RunData => ({
-  ...data,
-  trainStream: (b, c, s, cursor) => {
-    const inner = data.trainStream(b, c, s, cursor)
-    let served = 0
-    return {
-      next: () => {
-        if (served++ === n) throw new Error("simulated crash")
-        return inner.next()
-      },
-      cursor: inner.cursor,
-    }
-  },
-})
 
 /** Every weight a mask removes is exactly +0 in the checkpoint; returns how many each mask removes, by weight. */
 const maskedAreZero = (dir: string): Record<string, number> => {

@@ -11,7 +11,7 @@ import { type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { fullDiskAfter } from "./full-disk.js"
-import { syntheticData, tinyRun } from "./fixtures.js"
+import { syntheticData, tinyRun, crashingAfter } from "./fixtures.js"
 
 /**
  * Faults in the middle of a run: a metrics line torn by a kill or a full disk, and writes that
@@ -49,21 +49,6 @@ const failureOf = (exit: Exit.Exit<unknown, unknown>): string => {
   return reason?._tag === "Fail" ? (reason.error as Error).message : reason?._tag === "Die" ? String(reason.defect) : String(exit.cause)
 }
 
-/** Data whose stream throws after `n` batches: a crash in the middle of a run. */
-const crashingAfter = (data: RunData, n: number): RunData => ({
-  ...data,
-  trainStream: (b, c, s, cursor) => {
-    const inner = data.trainStream(b, c, s, cursor)
-    let served = 0
-    return {
-      next: () => {
-        if (served++ === n) throw new Error("simulated crash")
-        return inner.next()
-      },
-      cursor: inner.cursor,
-    }
-  },
-})
 
 const run = tinyRun({ steps: 8, every: 2, evalEvery: 4 })
 const straight = tmp()

@@ -65,3 +65,19 @@ export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEve
     sample: { prompt: "abc", tokens: 8, temperature: 0.8, topK: 5, topP: 0.95 },
   },
 })
+
+/** Data whose training streams throw after `n` batches each: a crash in the middle of a run. */
+export const crashingAfter = (data: RunData, n: number): RunData => ({
+  ...data,
+  trainStream: (b, c, s, cursor) => {
+    const inner = data.trainStream(b, c, s, cursor)
+    let served = 0
+    return {
+      next: () => {
+        if (served++ === n) throw new Error("simulated crash")
+        return inner.next()
+      },
+      cursor: inner.cursor,
+    }
+  },
+})

@@ -13,7 +13,7 @@ import { attention, block, depth, depthCosts, earlyExit, ffn, posenc, stack } fr
 import { layerDropPolicy } from "../../dsl/kinds/depth/layer-drop.js"
 import { dropped } from "../../src/depth/layer-drop.js"
 import { describeNative } from "../backend/native-suite.js"
-import { syntheticData, tinyRun } from "./fixtures.js"
+import { syntheticData, tinyRun, crashingAfter } from "./fixtures.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -31,21 +31,6 @@ const errorOf = (exit: Exit.Exit<unknown, { message: string }>): string => {
   return failure && "error" in failure ? (failure.error as { message: string }).message : String(exit.cause)
 }
 
-/** Data whose stream throws after `n` batches: a crash in the middle of a run. */
-const crashingAfter = (data: RunData, n: number): RunData => ({
-  ...data,
-  trainStream: (b, c, s, cursor) => {
-    const inner = data.trainStream(b, c, s, cursor)
-    let served = 0
-    return {
-      next: () => {
-        if (served++ === n) throw new Error("simulated crash")
-        return inner.next()
-      },
-      cursor: inner.cursor,
-    }
-  },
-})
 
 describe("training run", () => {
   it("resumes exactly: a crash after a checkpoint, then a resume, ends byte-identical to an uninterrupted run", async () => {
