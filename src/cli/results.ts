@@ -1,4 +1,4 @@
-import { Console, Data, Effect, FileSystem, Option, Path } from "effect"
+import { Console, Data, Effect, FileSystem, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { variantOrder } from "../experiment/load.js"
 import { ledgerDir, readLedger } from "../experiment/ledger.js"
@@ -6,7 +6,8 @@ import { runsFolder } from "../io/paths.js"
 import { ledgerHeader, ledgerRows, now } from "../report/ledger-view.js"
 import { markdownTable, resultOf, resultsTable } from "../report/results.js"
 import type { Summary } from "../train/run.js"
-import { errnoCode, ioReason } from "../errors/io-error.js"
+import { ioReason } from "../errors/io-error.js"
+import { findRunFiles } from "../io/walk-runs.js"
 import { runCommand, UsageError } from "./boundary.js"
 
 /**
@@ -19,43 +20,12 @@ import { runCommand, UsageError } from "./boundary.js"
  */
 class ResultsError extends Data.TaggedError("ResultsError")<{ readonly message: string }> {}
 
-/**
- * The summary.json files under `dir`, found by walking its directories. A run that is training
- * renames and removes checkpoint directories as it goes: those are not entered, and an entry
- * that vanishes while the walk reaches it is skipped. summary.json itself is written atomically.
- */
-const summaryFiles = (dir: string) =>
-  Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const found: string[] = []
-    const walk = (d: string): Effect.Effect<void, ResultsError> =>
-      Effect.gen(function* () {
-        const names = yield* fs.readDirectory(d).pipe(
-          Effect.map((n) => Option.some(n)),
-          // The top directory must be readable; a subdirectory removed meanwhile is not an error.
-          Effect.catch((e) => (d !== dir && errnoCode(e) === "ENOENT" ? Effect.succeed(Option.none<string[]>()) : Effect.fail(new ResultsError({ message: `cannot list ${d}: ${ioReason(e)}` })))),
-        )
-        if (Option.isNone(names)) return
-        for (const name of [...names.value].sort()) {
-          const full = path.join(d, name)
-          if (name === "summary.json") found.push(full)
-          else if (!name.startsWith("checkpoint")) {
-            const info = yield* fs.stat(full).pipe(Effect.option)
-            if (Option.isSome(info) && info.value.type === "Directory") yield* walk(full)
-          }
-        }
-      })
-    yield* walk(dir)
-    return found
-  })
-
 const summariesUnder = (dir: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     if (!(yield* fs.exists(dir).pipe(Effect.orElseSucceed(() => false))))
       return yield* new ResultsError({ message: `${dir} does not exist; give an experiment name with runs in runs/, or a run directory` })
-    const files = yield* summaryFiles(dir)
+    const files = yield* findRunFiles(dir, ["summary.json"]).pipe(Effect.mapError((message) => new ResultsError({ message })))
     if (files.length === 0) return yield* new ResultsError({ message: `no finished runs (summary.json) under ${dir}` })
     return yield* Effect.forEach(files, (f) =>
       fs.readFileString(f).pipe(

@@ -1,4 +1,5 @@
 import { Data, Effect, FileSystem, Option, Path } from "effect"
+import { findRunFiles } from "../io/walk-runs.js"
 import type { RunSpec } from "../experiment/define.js"
 import type { Summary } from "../train/run.js"
 import { type ParsedMetrics, parseMetrics } from "./curves.js"
@@ -29,15 +30,10 @@ const readJson = <T>(file: string) =>
 export const runFiles = (roots: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
     const out: string[] = []
     for (const root of roots) {
       if (!(yield* fs.exists(root).pipe(Effect.orElseSucceed(() => false)))) return yield* new ReportError({ message: `${root} does not exist; give an experiment name with runs in the runs folder, or a run directory` })
-      const entries = yield* fs.readDirectory(root, { recursive: true }).pipe(Effect.mapError((e) => new ReportError({ message: `cannot list ${root}: ${e.message}` })))
-      for (const e of ["", ...entries]) {
-        const base = path.basename(e)
-        if ((base === "spec.json" || base === "metrics.jsonl" || base === "summary.json") && !e.split(path.sep).some((p) => p === "checkpoint" || p === "ledger")) out.push(path.join(root, e))
-      }
+      out.push(...(yield* findRunFiles(root, ["spec.json", "metrics.jsonl", "summary.json"]).pipe(Effect.mapError((message) => new ReportError({ message })))))
     }
     return out.sort()
   })
