@@ -26,8 +26,22 @@ const waitFor = async (cond: () => boolean, ms = 120_000): Promise<void> => {
   const until = Date.now() + ms
   while (!cond()) {
     if (Date.now() > until) throw new Error("timed out waiting")
-    await new Promise((r) => setTimeout(r, 50))
+    await new Promise((r) => setTimeout(r, 10))
   }
+}
+/**
+ * SIGKILLs a run at a random moment after its first checkpoint (step 4 of 12), within a third
+ * of the time its straight twin took, so that the kill lands while it trains (a fixed bound
+ * outran fast machines), and checks that it did.
+ */
+const killMidRun = async (run: ReturnType<typeof start>, dir: string, straight: string) => {
+  const wallMs = (JSON.parse(readFileSync(join(straight, "summary.json"), "utf8")) as { wallSeconds: number }).wallSeconds * 1000
+  await waitFor(() => (stepOf(dir) ?? 0) >= 4)
+  await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(Math.max(1, Math.floor(wallMs / 3)))))
+  run.child.kill("SIGKILL")
+  const done = await run.done
+  expect(existsSync(join(dir, "summary.json")), "the kill came after the run had finished").toBe(false)
+  return done
 }
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
 
@@ -40,11 +54,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
 
     const killed = tmp()
     const run = start([...args, "--out", killed])
-    await waitFor(() => (stepOf(killed) ?? 0) >= 4)
-    // A random moment after the first checkpoint.
-    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(400)))
-    run.child.kill("SIGKILL")
-    const k = await run.done
+    const k = await killMidRun(run, killed, straight)
     expect(k.signal).toBe("SIGKILL")
     const resumed = await exp([...args, "--out", killed])
     expect(resumed.code, resumed.stderr).toBe(0)
@@ -82,10 +92,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(a.code, a.stderr).toBe(0)
     const killed = tmp()
     const run = start([...args, "--out", killed])
-    await waitFor(() => (stepOf(killed) ?? 0) >= 4)
-    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(400)))
-    run.child.kill("SIGKILL")
-    expect((await run.done).signal).toBe("SIGKILL")
+    expect((await killMidRun(run, killed, straight)).signal).toBe("SIGKILL")
     const resumed = await exp([...args, "--out", killed])
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(file(killed, "model.safetensors").equals(file(straight, "model.safetensors"))).toBe(true)
