@@ -10,6 +10,7 @@
         "native/reduce.cc",
         "native/layout.cc",
         "native/xent.cc",
+        "native/soft_xent.cc",
         "native/norm.cc",
         "native/adamw.cc",
         "native/decode.cc",

@@ -1,3 +1,6 @@
+import { Effect } from "effect"
+import { runMain, UsageError } from "../src/cli/boundary.js"
+
 /**
  * `npm run bench -- <name> [flags]`: each benchmark prints its figures as JSON lines.
  * A benchmark is one module under bench/ registered here by name.
@@ -5,14 +8,18 @@
 const benches: Record<string, () => Promise<{ main: (argv: string[]) => Promise<void> }>> = {
   attention: () => import("./attention.js"),
   generate: () => import("./generate.js"),
+  prune: () => import("./prune.js"),
+  distill: () => import("./distill.js"),
   tokenizer: () => import("./tokenizer.js"),
   train: () => import("./train.js"),
+  variants: () => import("./variants.js"),
 }
 
-const [name, ...rest] = process.argv.slice(2)
-const load = name === undefined ? undefined : benches[name]
-if (load === undefined) {
-  console.error(`usage: npm run bench -- <${Object.keys(benches).join(" | ")}> [flags]`)
-  process.exit(2)
-}
-await (await load()).main(rest)
+runMain((argv) =>
+  Effect.gen(function* () {
+    const [name, ...rest] = argv
+    const load = name === undefined ? undefined : benches[name]
+    if (load === undefined) return yield* new UsageError({ message: `usage: npm run bench -- <${Object.keys(benches).join(" | ")}> [flags]` })
+    yield* Effect.promise(async () => (await load()).main(rest))
+  }),
+)

@@ -9,8 +9,7 @@ import * as tf from "@tensorflow/tfjs"
 import { gpt2 } from "../dsl/index.js"
 import { selectBackend } from "../src/backend/select.js"
 import { compile } from "../src/model/index.js"
-import { Rng } from "../src/random/rng.js"
-import { AdamW } from "../src/train/adamw.js"
+import { trainingSteps } from "./train-step.js"
 
 const CONFIG = { vocab: 4096, width: 256, layers: 4, heads: 4, context: 256, batch: 16 } as const
 
@@ -31,30 +30,7 @@ export const main = async (argv: string[]): Promise<void> => {
 
   const { vocab, width, layers, heads, context, batch } = CONFIG
   const model = compile(gpt2({ vocab, width, context, layers, heads }))
-  const params = model.init(1) as Record<string, tf.Variable>
-  const optimizer = new AdamW(params, {
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    weightDecay: 0.1,
-    decay: (name) => model.table.find((p) => p.name === name)?.decl.decay ?? false,
-  })
-  const paramOf = new Map(Object.entries(params).map(([name, v]) => [v.name, name]))
-  const rng = Rng.derive(1, "bench-train")
-  const tokens = new Int32Array(batch * (context + 1))
-  const step = (): number => {
-    for (let i = 0; i < tokens.length; i++) tokens[i] = rng.nextInt(vocab)
-    const data = {
-      tokens: tf.tensor2d(tokens, [batch, context + 1], "int32"),
-      mask: tf.ones([batch, context]) as tf.Tensor2D,
-    }
-    const { value, grads } = tf.variableGrads(() => model.loss(params, data, { training: true }))
-    const loss = value.dataSync()[0]
-    // variableGrads keys by tf variable name; the optimiser by parameter name.
-    optimizer.update(Object.fromEntries(Object.entries(grads).map(([v, g]) => [paramOf.get(v) ?? v, g])), 1e-3)
-    tf.dispose([value, data.tokens, data.mask, ...Object.values(grads)])
-    return loss
-  }
+  const { step } = trainingSteps(model, batch)
 
   for (let i = 0; i < warmup; i++) step()
   const losses: number[] = []

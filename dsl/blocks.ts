@@ -1,4 +1,5 @@
 import { canonicalJson } from "./hash.js"
+import type { DepthPolicy } from "./kinds/depth/index.js"
 import { type BlockSpec, blocksOf, type DecoderSpec, type Layers } from "./nodes.js"
 
 /**
@@ -16,22 +17,48 @@ const selector = (which: Which, n: number): ((i: number, b: BlockSpec) => boolea
 }
 
 /** Equal blocks as `depth(n, block)`, differing ones as a stack: one spelling per model. */
-export const layersOf = (blocks: ReadonlyArray<BlockSpec>): Layers => {
+export const layersOf = (blocks: ReadonlyArray<BlockSpec>, policy?: DepthPolicy): Layers => {
   if (blocks.length === 0) throw new Error("a model needs at least one block")
   const first = canonicalJson(blocks[0])
-  return blocks.every((b) => canonicalJson(b) === first) ? { op: "depth", n: blocks.length, block: blocks[0]! } : { op: "stack", blocks: [...blocks] }
+  const p = policy ? { policy } : {}
+  return blocks.every((b) => canonicalJson(b) === first) ? { op: "depth", n: blocks.length, block: blocks[0]!, ...p } : { op: "stack", blocks: [...blocks], ...p }
 }
 
-/** The chosen blocks replaced by `f(block, index)`; the others unchanged. */
+/** The chosen blocks replaced by `f(block, index)`; the others unchanged, and so is the depth policy. */
 export const mapBlocks = (spec: DecoderSpec, which: Which, f: (block: BlockSpec, index: number) => BlockSpec): DecoderSpec => {
   const blocks = blocksOf(spec.layers)
   const chosen = selector(which, blocks.length)
-  return { ...spec, layers: layersOf(blocks.map((b, i) => (chosen(i, b) ? f(b, i) : b))) }
+  return { ...spec, layers: layersOf(blocks.map((b, i) => (chosen(i, b) ? f(b, i) : b)), spec.layers.policy) }
 }
 
-/** Only the chosen blocks, in order (e.g. every other block for a shallower model). */
-export const keepBlocks = (spec: DecoderSpec, which: Which): DecoderSpec => {
+/** The indices of the chosen blocks, in order. */
+export const chosenBlocks = (spec: DecoderSpec, which: Which): number[] => {
   const blocks = blocksOf(spec.layers)
   const chosen = selector(which, blocks.length)
-  return { ...spec, layers: layersOf(blocks.filter((b, i) => chosen(i, b))) }
+  return blocks.flatMap((b, i) => (chosen(i, b) ? [i] : []))
+}
+
+/**
+ * Only the chosen blocks, in order (e.g. every other block for a shallower model). A depth
+ * policy governs the whole stack it was trained on, so the result has none; `withPolicy`
+ * gives it one.
+ */
+export const keepBlocks = (spec: DecoderSpec, which: Which): DecoderSpec => {
+  const blocks = blocksOf(spec.layers)
+  return { ...spec, layers: layersOf(chosenBlocks(spec, which).map((i) => blocks[i]!)) }
+}
+
+/**
+ * Where a parameter of `keepBlocks(spec, which)` comes from in `spec`: block j of the result
+ * is block kept[j] of the original (`blocks.1.…` ← `blocks.2.…`); other names are unchanged.
+ */
+export const keptParamSource = (spec: DecoderSpec, which: Which): ((name: string) => string) => {
+  const kept = chosenBlocks(spec, which)
+  return (name) => name.replace(/^blocks\.(\d+)\./, (_, j: string) => `blocks.${kept[Number(j)]!}.`)
+}
+
+/** The same model with another depth policy, or with none (`undefined`). */
+export const withPolicy = (spec: DecoderSpec, policy: DepthPolicy | undefined): DecoderSpec => {
+  const { policy: _old, ...layers } = spec.layers
+  return { ...spec, layers: policy ? { ...layers, policy } : layers }
 }

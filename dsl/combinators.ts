@@ -3,6 +3,10 @@ import { activation, type ActivationSpec, type ActivationTag } from "./kinds/act
 import { norm as makeNorm, type NormSpec } from "./kinds/norm/index.js"
 import { posenc as makePosenc, type PosencSpec } from "./kinds/posenc/index.js"
 import type { BlockSpec, DecoderSpec, DepthSpec, Layer, Layers, ResidualSpec, StackSpec } from "./nodes.js"
+import type { DepthPolicy } from "./kinds/depth/index.js"
+import { earlyExitPolicy, type EarlyExitOptions } from "./kinds/depth/early-exit.js"
+import { layerDropPolicy } from "./kinds/depth/layer-drop.js"
+import { mixtureOfDepthsPolicy, type MixtureOfDepthsOptions } from "./kinds/depth/mixture-of-depths.js"
 
 export { attention } from "./kinds/attention/index.js"
 export { activation } from "./kinds/activation/index.js"
@@ -49,19 +53,29 @@ export const block = (parts: PreNormBlock | ReadonlyArray<Layer>): BlockSpec => 
   })
 }
 
-/** The same block repeated n times, each with its own parameters. */
-export const depth = (n: number, b: BlockSpec): DepthSpec => freeze({ op: "depth", n, block: b })
+/** The same block repeated n times, each with its own parameters; a depth policy, if given, decides which blocks each token runs. */
+export const depth = (n: number, b: BlockSpec, policy?: DepthPolicy): DepthSpec => freeze({ op: "depth", n, block: b, ...(policy ? { policy } : {}) })
 
 /** Blocks that may differ (heads, sizes, kinds), in order; parameters are named by position as in `depth`. */
-export const stack = (blocks: ReadonlyArray<BlockSpec>): StackSpec => freeze({ op: "stack", blocks: [...blocks] })
+export const stack = (blocks: ReadonlyArray<BlockSpec>, policy?: DepthPolicy): StackSpec =>
+  freeze({ op: "stack", blocks: [...blocks], ...(policy ? { policy } : {}) })
+
+/** `depth(6, b, layerDrop({ rate: 0.2 }))`: each block skipped with probability `rate` in training (Fan et al. 2019). */
+export const layerDrop = (o: { rate: number }): DepthPolicy => freeze(layerDropPolicy.make(o))
+
+/** `depth(6, b, earlyExit({ threshold: 0.9 }))`: a token leaves after the first block confident enough (CALM). */
+export const earlyExit = (o: EarlyExitOptions = {}): DepthPolicy => freeze(earlyExitPolicy.make(o))
+
+/** `depth(6, b, mixtureOfDepths({ capacity: 0.125, every: 2 }))`: routed blocks process a fraction of the tokens (Raposo et al. 2024). */
+export const mixtureOfDepths = (o: MixtureOfDepthsOptions): DepthPolicy => freeze(mixtureOfDepthsPolicy.make(o))
 
 /**
  * n blocks repeating a pattern: `interleave(8, [local, local, local, global])` is two rounds of
  * three local blocks and a global one. The pattern's length need not divide n.
  */
-export const interleave = (n: number, pattern: ReadonlyArray<BlockSpec>): StackSpec => {
+export const interleave = (n: number, pattern: ReadonlyArray<BlockSpec>, policy?: DepthPolicy): StackSpec => {
   if (pattern.length === 0) throw new Error("interleave: the pattern has no blocks")
-  return stack(Array.from({ length: n }, (_, i) => pattern[i % pattern.length]!))
+  return stack(Array.from({ length: n }, (_, i) => pattern[i % pattern.length]!), policy)
 }
 
 export interface DecoderOptions {

@@ -5,9 +5,10 @@ import type { Issue } from "./kind.js"
 import { activationKinds } from "./kinds/activation/index.js"
 import { headDimOf } from "./kinds/attention/fields.js"
 import { attentionKinds, attentionModule, type AttentionSpec } from "./kinds/attention/index.js"
+import { depthPolicies, policyModule } from "./kinds/depth/index.js"
 import { normKinds, normModule } from "./kinds/norm/index.js"
 import { posencKinds, posencModule } from "./kinds/posenc/index.js"
-import { type BlockSpec, type DecoderSpec, type DepthSpec, dimsOf, type Layer, type Layers, type StackSpec } from "./nodes.js"
+import { type BlockSpec, blocksOf, type DecoderSpec, type DepthSpec, dimsOf, type Layer, type Layers, type StackSpec } from "./nodes.js"
 import { sharedParamIssues } from "./params.js"
 
 /**
@@ -60,14 +61,17 @@ const byKind = <T>(
   return withSchema(module.schema as unknown as Schema.Codec<T, any>, input, path)
 }
 
-/** Decodes `input` with a schema for its scalar fields, handing the named nested fields to their own decoders. */
+/**
+ * Decodes `input` with a schema for its scalar fields, handing the named nested fields to their own
+ * decoders. A nested field is required unless `fields` also declares it (as an optional key).
+ */
 const shallow = <T>(
   fields: Schema.Struct.Fields,
   nested: Readonly<Record<string, (u: unknown, path: Path) => Decoded<unknown>>>,
   input: unknown,
   path: Path,
 ): Decoded<T> => {
-  const all = { ...fields, ...Object.fromEntries(Object.keys(nested).map((k) => [k, Schema.Unknown])) }
+  const all = { ...Object.fromEntries(Object.keys(nested).map((k) => [k, Schema.Unknown])), ...fields }
   const top = withSchema(Schema.Struct(all) as unknown as Schema.Codec<Record<string, unknown>, any>, input, path)
   if (!isRecord(input)) return { issues: top.issues }
   // Nested fields are decoded even when a scalar field failed, so every problem is reported at once.
@@ -115,13 +119,17 @@ const decodeBlock = (input: unknown, path: Path): Decoded<BlockSpec> =>
 
 const layersOps = ["depth", "stack"] as const
 
+/** A depth policy, optional on either layers node. */
+const policyField = { policy: Schema.optionalKey(Schema.Unknown) }
+const decodePolicy = (u: unknown, p: Path) => byKind(depthPolicies, "depth policy", u, p)
+
 const decodeLayers = (input: unknown, path: Path): Decoded<Layers> => {
   if (!isRecord(input)) return { issues: [{ path, message: `expected a depth or stack object, got ${JSON.stringify(input)}` }] }
   switch (input["op"]) {
     case "depth":
-      return shallow<DepthSpec>({ op: Schema.Literal("depth"), n: PositiveInt }, { block: decodeBlock }, input, path)
+      return shallow<DepthSpec>({ op: Schema.Literal("depth"), n: PositiveInt, ...policyField }, { block: decodeBlock, policy: decodePolicy }, input, path)
     case "stack":
-      return shallow<StackSpec>({ op: Schema.Literal("stack") }, { blocks: list(decodeBlock, "block") }, input, path)
+      return shallow<StackSpec>({ op: Schema.Literal("stack"), ...policyField }, { blocks: list(decodeBlock, "block"), policy: decodePolicy }, input, path)
     default:
       return { issues: [{ path: [...path, "op"], message: `unknown layers op ${JSON.stringify(input["op"])}; expected one of ${layersOps.join(", ")}` }] }
   }
@@ -183,6 +191,7 @@ const structuralIssues = (spec: DecoderSpec): Issue[] => {
   return [
     ...at(["posenc"], posenc.check?.(spec.posenc, dims)),
     ...blocksToCheck(spec.layers).flatMap(([b, path]) => b.layers.flatMap((l, i) => layerIssues(l, [...path, "layers", i]))),
+    ...(spec.layers.policy ? at(["layers", "policy"], policyModule(spec.layers.policy).check(spec.layers.policy, blocksOf(spec.layers), dims)) : []),
     ...at(["norm"], normModule(spec.norm).check?.(spec.norm, dims)),
   ]
 }

@@ -1,6 +1,7 @@
 import type { FfnSpec } from "./ffn.js"
 import type { Dims } from "./kind.js"
 import type { AttentionSpec } from "./kinds/attention/index.js"
+import type { DepthPolicy } from "./kinds/depth/index.js"
 import type { NormSpec } from "./kinds/norm/index.js"
 import type { PosencSpec } from "./kinds/posenc/index.js"
 
@@ -8,8 +9,8 @@ import type { PosencSpec } from "./kinds/posenc/index.js"
  * The structural nodes of a model expression. Leaves (attention, ffn, norm, posenc) come
  * from the kind registries; these nodes arrange them: a residual adds its body's output to
  * its input, a block applies its layers in order, a stack applies its blocks in order (each
- * with its own kinds, sizes and parameters), depth is the short form of n equal blocks, and
- * the decoder wraps embeddings, position scheme, the blocks, a final norm and the LM head.
+ * with its own kinds, sizes and parameters), depth is the short form of n equal blocks (either
+ * may carry a depth policy: which blocks each token goes through), and the decoder wraps embeddings, position scheme, the blocks, a final norm and the LM head.
  * Decoding and checking them is dsl/decode.ts, the one place a spec is validated.
  */
 export type Layer = AttentionSpec | FfnSpec | NormSpec | ResidualSpec
@@ -31,12 +32,15 @@ export interface DepthSpec {
   readonly op: "depth"
   readonly n: number
   readonly block: BlockSpec
+  /** Absent: every token goes through every block. */
+  readonly policy?: DepthPolicy
 }
 
 /** Blocks that may differ, in order. */
 export interface StackSpec {
   readonly op: "stack"
   readonly blocks: ReadonlyArray<BlockSpec>
+  readonly policy?: DepthPolicy
 }
 
 export type Layers = DepthSpec | StackSpec

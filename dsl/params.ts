@@ -2,6 +2,7 @@ import { canonicalJson } from "./hash.js"
 import { ffnParams } from "./ffn.js"
 import type { Dims, Issue, ParamDecl, ParamDecls } from "./kind.js"
 import { attentionModule } from "./kinds/attention/index.js"
+import { policyModule } from "./kinds/depth/index.js"
 import { normModule } from "./kinds/norm/index.js"
 import { posencModule } from "./kinds/posenc/index.js"
 import { type BlockSpec, blocksOf, type DecoderSpec, dimsOf, type Layer, type Layers } from "./nodes.js"
@@ -54,7 +55,7 @@ interface Declared {
   readonly shared: boolean
 }
 
-const layerDeclared = (layer: Layer, dims: Dims, prefix: string): Declared[] =>
+export const layerDeclared = (layer: Layer, dims: Dims, prefix: string): Declared[] =>
   layer.op === "residual"
     ? childNames(layer.body).flatMap((name, i) => layerDeclared(layer.body[i]!, dims, `${prefix}.${name}`))
     : Object.entries(layerOwnParams(layer, dims)).map(([name, decl]) => ({ param: { name: paramName(prefix, name), decl }, shared: isShared(name) }))
@@ -100,6 +101,18 @@ const embedding = (spec: DecoderSpec): NamedParam => ({
 const head = (spec: DecoderSpec): NamedParam[] =>
   spec.tied ? [] : [{ name: "head.weight", decl: { shape: [spec.width, spec.vocab], init: { kind: "normal", std: 0.02 }, decay: true } }]
 
+/**
+ * The depth policy's own parameters (exit heads, routers), named under their block
+ * (`blocks.3.router.weight`) and listed after every other parameter, so a model with a policy
+ * initialises the decoder's parameters exactly as the same model without one.
+ */
+export const policyParams = (spec: DecoderSpec): NamedParam[] => {
+  const policy = spec.layers.policy
+  if (policy === undefined) return []
+  const dims = dimsOf(spec)
+  return Array.from({ length: dims.layers }, (_, i) => prefixed(`blocks.${i}`, policyModule(policy).params(policy, i, dims.layers, dims))).flat()
+}
+
 /** Model-wide parameters are declared by each layer that uses it but exist once: the first declaration stands. */
 const distinct = (params: ReadonlyArray<Weighed>): Weighed[] => {
   const seen = new Set<string>()
@@ -113,7 +126,7 @@ const weighed = (spec: DecoderSpec): Weighed[] => {
   return distinct([
     ...once([embedding(spec), ...prefixed("posenc", posencModule(spec.posenc).params(spec.posenc, dims))]),
     ...blockRuns(spec.layers).flatMap((run) => blockDeclared(run.block, dims, run.from).map((d) => ({ param: d.param, copies: d.shared ? 1 : run.count }))),
-    ...once([...prefixed("norm", normModule(spec.norm).params(spec.norm, dims)), ...head(spec)]),
+    ...once([...prefixed("norm", normModule(spec.norm).params(spec.norm, dims)), ...head(spec), ...policyParams(spec)]),
   ])
 }
 
@@ -159,6 +172,7 @@ export const paramTable = (spec: DecoderSpec): NamedParam[] => {
     ...blocksOf(spec.layers).flatMap((b, i) => blockParams(b, dims, i)),
     ...prefixed("norm", normModule(spec.norm).params(spec.norm, dims)),
     ...head(spec),
+    ...policyParams(spec),
   ]
   return distinct(all.map((param) => ({ param, copies: 1 }))).map((w) => w.param)
 }
@@ -182,7 +196,7 @@ export const countParams = (params: ReadonlyArray<NamedParam>): ParamCounts => c
 
 export const paramCounts = (spec: DecoderSpec): ParamCounts => countWeighed(weighed(spec))
 
-const layerExtraFlops = (layer: Layer, dims: Dims): number => {
+export const layerExtraFlops = (layer: Layer, dims: Dims): number => {
   switch (layer.op) {
     case "attention":
       return attentionModule(layer).flops(layer, dims)
@@ -198,7 +212,7 @@ const layerExtraFlops = (layer: Layer, dims: Dims): number => {
 /** What a block's kinds compute beyond their weights, per token. */
 export const blockExtraFlops = (block: BlockSpec, dims: Dims): number => block.layers.reduce((s, l) => s + layerExtraFlops(l, dims), 0)
 
-const isMatmul = (decl: ParamDecl): boolean => !decl.embedding && !decl.alongSequence && decl.shape.length >= 2
+export const isMatmul = (decl: ParamDecl): boolean => !decl.embedding && !decl.alongSequence && decl.shape.length >= 2
 
 export interface Flops {
   /** Forward FLOPs per token at full context. */
@@ -210,16 +224,22 @@ export interface Flops {
 /**
  * FLOPs per token: 2 per weight of every matmul (all non-embedding parameters, plus the LM
  * head, which reuses the embedding when tied) plus what kinds compute beyond their weights
- * (attention scores). Gathers, norms and elementwise work are left out, as is customary.
+ * (attention scores). Gathers, norms and elementwise work are left out, as is customary. A
+ * depth policy adds what it computes at most (exit heads, routers): its nominal maximum, which
+ * a token may not spend (src/depth/trace.ts counts what is spent).
  */
 export const flopsPerToken = (spec: DecoderSpec): Flops => {
   const dims = dimsOf(spec)
+  const policy = spec.layers.policy
+  const own = new Set(policyParams(spec).map((p) => p.name))
   const matmulWeights = weighed(spec)
-    .filter((p) => isMatmul(p.param.decl))
+    .filter((p) => isMatmul(p.param.decl) && !own.has(p.param.name))
     .reduce((s, p) => s + p.copies * size(p.param.decl), 0)
   const tiedHead = spec.tied ? spec.vocab * spec.width : 0
   const extra =
-    blockRuns(spec.layers).reduce((s, run) => s + run.count * blockExtraFlops(run.block, dims), 0) + posencModule(spec.posenc).flops(spec.posenc, dims)
+    blockRuns(spec.layers).reduce((s, run) => s + run.count * blockExtraFlops(run.block, dims), 0) +
+    posencModule(spec.posenc).flops(spec.posenc, dims) +
+    (policy ? policyModule(policy).flops(policy, dims.layers, dims) : 0)
   const forward = 2 * (matmulWeights + tiedHead) + extra
   return { forward, training: 3 * forward }
 }

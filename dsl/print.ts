@@ -2,10 +2,11 @@ import { ffnHidden } from "./ffn.js"
 import type { Dims } from "./kind.js"
 import { activationModule } from "./kinds/activation/index.js"
 import { attentionModule } from "./kinds/attention/index.js"
+import { policyModule } from "./kinds/depth/index.js"
 import { normModule } from "./kinds/norm/index.js"
 import { posencModule } from "./kinds/posenc/index.js"
 import { type BlockSpec, type DecoderSpec, dimsOf, type Layer } from "./nodes.js"
-import { blockRuns, layerOwnParams, paramCounts, posencParamsCount } from "./params.js"
+import { blockRuns, layerOwnParams, paramCounts, policyParams, posencParamsCount, size } from "./params.js"
 
 /** Compact counts: 4194304 → "4.19M". */
 export const formatCount = (n: number): string =>
@@ -62,17 +63,20 @@ const layersRow = (spec: DecoderSpec, dims: Dims): Row => {
   })
   const shared = sharedSize(runs.map((r) => r.run.block), dims)
   const sharedRow = shared > 0 ? [{ label: "shared by all blocks", params: shared, children: [] }] : []
-  const total = runs.reduce((s, r) => s + r.each * r.run.count, 0) + shared
+  const policy = spec.layers.policy
+  const own = policyParams(spec).reduce((s, p) => s + size(p.decl), 0)
+  const policyRow = policy ? [{ label: `policy ${policyModule(policy).label(policy)}`, params: own, children: [] }] : []
+  const total = runs.reduce((s, r) => s + r.each * r.run.count, 0) + shared + own
   if (spec.layers.op === "depth") {
     const [{ each, children }] = runs as [(typeof runs)[number]]
-    return { label: `depth ×${spec.layers.n}`, params: total, children: [{ label: `block (${formatCount(each)} each)`, params: each, children }, ...sharedRow] }
+    return { label: `depth ×${spec.layers.n}`, params: total, children: [{ label: `block (${formatCount(each)} each)`, params: each, children }, ...sharedRow, ...policyRow] }
   }
   const blockRows = runs.map(({ run, children, each }) =>
     run.count === 1
       ? { label: `block ${run.from}`, params: each, children }
       : { label: `blocks ${run.from}–${run.from + run.count - 1} ×${run.count} (${formatCount(each)} each)`, params: each * run.count, children },
   )
-  return { label: `stack of ${spec.layers.blocks.length} blocks`, params: total, children: [...blockRows, ...sharedRow] }
+  return { label: `stack of ${spec.layers.blocks.length} blocks`, params: total, children: [...blockRows, ...sharedRow, ...policyRow] }
 }
 
 const rows = (spec: DecoderSpec): Row => {

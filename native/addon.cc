@@ -173,6 +173,24 @@ Napi::Value XentGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// softXent(s, t, n, v, invT, reverse, lseS, lseT, div)
+Napi::Value SoftXent(const Napi::CallbackInfo& info) {
+  const int64_t n = num(info[2]), v = num(info[3]);
+  nk::soft_xent(f32(info[0], "s", n * v), f32(info[1], "t", n * v), n, v, info[4].As<Napi::Number>().FloatValue(),
+                info[5].As<Napi::Boolean>().Value(), f32(info[6], "lseS", n), f32(info[7], "lseT", n), f32(info[8], "div", n));
+  return info.Env().Undefined();
+}
+
+// softXentGrad(s, t, lse, targets, lseS, lseT, div, ceScale, kdScale, n, v, invT, reverse, out)
+Napi::Value SoftXentGrad(const Napi::CallbackInfo& info) {
+  const int64_t n = num(info[9]), v = num(info[10]);
+  nk::soft_xent_grad(f32(info[0], "s", n * v), f32(info[1], "t", n * v), f32(info[2], "lse", n), i32(info[3], "targets", n),
+                     f32(info[4], "lseS", n), f32(info[5], "lseT", n), f32(info[6], "div", n), f32(info[7], "ceScale", n),
+                     f32(info[8], "kdScale", n), n, v, info[11].As<Napi::Number>().FloatValue(), info[12].As<Napi::Boolean>().Value(),
+                     f32(info[13], "out", n * v));
+  return info.Env().Undefined();
+}
+
 // norm(x, gain, rows, d, eps, center, y, mean, rstd)
 Napi::Value Norm(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info[2]), d = num(info[3]);
@@ -450,6 +468,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("norm", Napi::Function::New(env, Norm));
   exports.Set("normGrad", Napi::Function::New(env, NormGrad));
   exports.Set("xentGrad", Napi::Function::New(env, XentGrad));
+  exports.Set("softXent", Napi::Function::New(env, SoftXent));
+  exports.Set("softXentGrad", Napi::Function::New(env, SoftXentGrad));
   exports.Set("actGrad", Napi::Function::New(env, ActGrad));
   exports.Set("adamw", Napi::Function::New(env, AdamW));
   exports.Set("reduce", Napi::Function::New(env, Reduce));

@@ -68,6 +68,16 @@ void unary(UnOp op, const float* x, float* out, int64_t n, float alpha);
 void xent(const float* x, const int32_t* targets, int64_t n, int64_t v, float* nll, float* lse);
 void xent_grad(const float* x, const float* lse, const int32_t* targets, const float* scale, int64_t n, int64_t v,
                float* out);
+// Distillation's soft targets at temperature T (inv_t = 1/T) for student logits s and teacher
+// logits t [n, v]: lse_s[i] = log Σ exp(s/T), lse_t[i] = log Σ exp(t/T), div[i] = KL(p_t ∥ p_s),
+// or KL(p_s ∥ p_t) when reverse. The gradient out = (softmax(s) − onehot)·ce_scale[i] +
+// g_soft·kd_scale[i], with g_soft = p_s − p_t (forward) or p_s·(log p_s − log p_t − div) (reverse);
+// lse is the hard-target kernel's.
+void soft_xent(const float* s, const float* t, int64_t n, int64_t v, float inv_t, bool reverse, float* lse_s,
+               float* lse_t, float* div);
+void soft_xent_grad(const float* s, const float* t, const float* lse, const int32_t* targets, const float* lse_s,
+                    const float* lse_t, const float* div, const float* ce_scale, const float* kd_scale, int64_t n,
+                    int64_t v, float inv_t, bool reverse, float* out);
 // Normalisation of x [rows, d] over its last axis: y = (x − μ)·r·gain with r = 1/√(var + eps),
 // μ the row mean when center (LayerNorm) and 0 otherwise (RMSNorm); mean and rstd per row.
 void norm(const float* x, const float* gain, int64_t rows, int64_t d, float eps, bool center, float* y, float* mean,

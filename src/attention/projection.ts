@@ -15,6 +15,7 @@ export const mergeHeads = (x: tf.Tensor4D): tf.Tensor2D => {
 }
 
 export const linear = (p: ParamView, x: tf.Tensor2D, w: string, b: string, bias: boolean): tf.Tensor2D => {
+  p.probe?.(w, x)
   const y = tf.matMul(x, p(w) as tf.Tensor2D) as tf.Tensor2D
   return bias ? (tf.add(y, p(b)) as tf.Tensor2D) : y
 }

@@ -48,6 +48,45 @@ export const fusedCrossEntropyGrad = (logits: tf.Tensor2D, lse: tf.Tensor1D, tar
   tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY_GRAD, { logits, lse, targets, scale }) as tf.Tensor2D
 
 /**
+ * Distillation's soft targets (src/objective/distill-loss.ts): student and teacher logits
+ * [N, V] give [lseS, lseT, div] ([N] each: log Σ exp of each side at temperature T, and the
+ * divergence KL(p_teacher ∥ p_student), or KL(p_student ∥ p_teacher) when `reverse`); the
+ * gradient kernel writes the whole loss gradient [N, V], the hard-target part included:
+ * (softmax − onehot)·ceScale + soft·kdScale. Like the hard-target kernels, both run inside
+ * the loss's custom gradient.
+ */
+export const SOFT_TARGET_DIVERGENCE = "SoftTargetDivergence"
+export const SOFT_TARGET_GRAD = "SoftTargetGrad"
+
+/** [lseS, lseT, div] by the fused kernel, or undefined where the backend has none. */
+export const fusedSoftTargets = (
+  student: tf.Tensor2D,
+  teacher: tf.Tensor2D,
+  temperature: number,
+  reverse: boolean,
+): [lseS: tf.Tensor1D, lseT: tf.Tensor1D, div: tf.Tensor1D] | undefined =>
+  available(SOFT_TARGET_DIVERGENCE)
+    ? (tf.engine().runKernel(SOFT_TARGET_DIVERGENCE, { student, teacher }, { temperature, reverse }) as unknown as [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D])
+    : undefined
+
+/** The gradient kernel; only where fusedSoftTargets and fusedCrossEntropy ran. */
+export const fusedSoftTargetGrad = (
+  inputs: {
+    readonly student: tf.Tensor2D
+    readonly teacher: tf.Tensor2D
+    readonly lse: tf.Tensor1D
+    readonly targets: tf.Tensor1D
+    readonly lseS: tf.Tensor1D
+    readonly lseT: tf.Tensor1D
+    readonly div: tf.Tensor1D
+    readonly ceScale: tf.Tensor1D
+    readonly kdScale: tf.Tensor1D
+  },
+  temperature: number,
+  reverse: boolean,
+): tf.Tensor2D => tf.engine().runKernel(SOFT_TARGET_GRAD, { ...inputs }, { temperature, reverse }) as tf.Tensor2D
+
+/**
  * Layer normalisation (center) or RMS normalisation over the last axis times a gain [D]:
  * [y, mean, rstd] forward (mean and 1/σ per row), [dx, dgain] backward, x̂ recomputed
  * rather than kept.

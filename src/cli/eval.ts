@@ -1,24 +1,26 @@
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { resolve } from "node:path"
 import { chooseBackend } from "../backend/select.js"
+import { located } from "../errors/unexpected.js"
 import { evaluateRun } from "../eval/evaluate-run.js"
 import { openRun } from "../experiment/run-dir.js"
-import { progressBar, ProgressSink } from "../report/progress.js"
-import { failWith } from "./fail.js"
+import { progressBar } from "../report/progress.js"
+import { runCommand } from "./boundary.js"
+import { intFlag } from "./flags.js"
 
 /**
  * `npm run eval -- <run-dir> [--data FILE]`: validation loss and bits per byte of a run's
- * checkpoint, printed as JSON. The text is encoded with the run's own tokenizer.json.
+ * checkpoint, and the FLOPs and blocks per token it spent, printed as JSON. The text is
+ * encoded with the run's own tokenizer.json.
  */
-const command = Command.make(
+export const command = Command.make(
   "eval",
   {
     dir: Argument.String("run-dir").pipe(Argument.withDescription("a run directory (with spec.json and checkpoint/)")),
     data: Flag.String("data").pipe(Flag.withDescription("a TinyStories .txt or .json file (default: the validation split)"), Flag.optional),
-    tokens: Flag.Int("tokens").pipe(Flag.withDescription("evaluate on the first N target tokens (default: the run's eval.tokens)"), Flag.optional),
-    backend: Flag.String("backend").pipe(Flag.optional),
+    tokens: intFlag("tokens", { min: 1 }).pipe(Flag.withDescription("evaluate on the first N target tokens (default: the run's eval.tokens)"), Flag.optional),
+    backend: Flag.String("backend").pipe(Flag.withDescription("force a tfjs backend (native, cpu, ...)"), Flag.optional),
   },
   (a) =>
     Effect.scoped(
@@ -36,14 +38,24 @@ const command = Command.make(
           }),
         )
         yield* Console.log(
-          JSON.stringify({ valLoss: result.loss, valBpb: result.bpb, tokens: result.tokens, bytesPerToken: result.bytesPerToken, file: result.file, step: open.step, backend: backend.name }, null, 2),
+          JSON.stringify(
+            {
+              valLoss: result.loss,
+              valBpb: result.bpb,
+              tokens: result.tokens,
+              bytesPerToken: result.bytesPerToken,
+              flopsPerToken: { nominal: open.model.flops.forward, spent: result.flopsPerToken },
+              blocksPerToken: result.blocksPerToken,
+              file: result.file,
+              step: open.step,
+              backend: backend.name,
+            },
+            null,
+            2,
+          ),
         )
       }),
-    ).pipe(failWith),
+    ).pipe(located({ runDir: a.dir })),
 ).pipe(Command.withDescription("Evaluate a run's checkpoint: validation loss and bits per byte"))
 
-Command.run(command, { version: "0.1.0" }).pipe(
-  Effect.provide(NodeServices.layer),
-  Effect.provide(ProgressSink.stderr),
-  NodeRuntime.runMain({ disableErrorReporting: true }),
-)
+runCommand(import.meta.url, command)

@@ -1,19 +1,33 @@
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, Option } from "effect"
+import { Console, Data, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { printSpec } from "../../dsl/print.js"
+import { availableMemory } from "../backend/available-memory.js"
 import { chooseBackend } from "../backend/select.js"
+import { located } from "../errors/unexpected.js"
 import { loadRunData } from "../experiment/data.js"
-import { isVariantRecord, withTokenizerVocab } from "../experiment/define.js"
+import { withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
-import { repoRoot } from "../io/paths.js"
+import { trainSources } from "../experiment/prerequisites.js"
+import { runPath } from "../experiment/run-path.js"
+import { parseShard, shardRuns } from "../experiment/shard.js"
+import { describeWarmStart } from "../experiment/warm-start.js"
+import { codeVersion } from "../io/code-version.js"
+import { runsFolder } from "../io/paths.js"
+import { describeObjective } from "../objective/spec.js"
+import { methodModule } from "../prune/methods/index.js"
+import { trainOrPrune } from "../prune/run.js"
+import { checkSources } from "../prune/source.js"
+import { formatBytes } from "../report/progress.js"
 import { resultOf, resultsTable } from "../report/results.js"
-import { ProgressSink } from "../report/progress.js"
-import { type Summary, trainRun } from "../train/run.js"
+import { estimateTraining, type MemoryLimit } from "../train/estimate.js"
+import { RunError, runMemoryProblem, type Summary } from "../train/run.js"
 import { join, resolve } from "node:path"
-import { failWith } from "./fail.js"
+import { runCommand } from "./boundary.js"
+import { intFlag, parseBytes, seedRange } from "./flags.js"
 
-/** `npm run exp <name | spec.json> -- [flags]`: trains every run an experiment asks for. */
+/** `npm run exp <name | file.ts | spec.json> -- [flags]`: trains every run an experiment asks for. */
+class ShardError extends Data.TaggedError("ShardError")<{ readonly message: string }> {}
+
 const listAll = Effect.gen(function* () {
   for (const name of listExperiments()) {
     const loaded = yield* loadExperiment(name).pipe(Effect.option)
@@ -22,20 +36,22 @@ const listAll = Effect.gen(function* () {
   }
 })
 
-const command = Command.make(
+export const command = Command.make(
   "exp",
   {
-    target: Argument.String("experiment").pipe(Argument.withDescription("an experiment name in experiments/, or a run's spec.json"), Argument.optional),
+    target: Argument.String("experiment").pipe(Argument.withDescription("an experiment name in experiments/, an experiment file (.ts), or a run's spec.json"), Argument.optional),
     list: Flag.Boolean("list").pipe(Flag.withDescription("list the experiments"), Flag.withDefault(false)),
-    steps: Flag.Int("steps").pipe(Flag.withDescription("train for N optimiser steps (overrides the budget)"), Flag.optional),
-    tokens: Flag.Int("tokens").pipe(Flag.withDescription("train on N tokens (overrides the budget)"), Flag.optional),
-    seed: Flag.Int("seed").pipe(Flag.withDescription("run only this seed"), Flag.optional),
+    steps: intFlag("steps", { min: 1 }).pipe(Flag.withDescription("train for N optimiser steps (overrides the budget)"), Flag.optional),
+    tokens: intFlag("tokens", { min: 1 }).pipe(Flag.withDescription("train on N tokens (overrides the budget)"), Flag.optional),
+    seed: intFlag("seed", seedRange).pipe(Flag.withDescription("run only this seed"), Flag.optional),
     variant: Flag.String("variant").pipe(Flag.withDescription("run only this variant"), Flag.optional),
     out: Flag.String("out").pipe(Flag.withDescription("run directory (default runs/<experiment>)"), Flag.optional),
     fresh: Flag.Boolean("fresh").pipe(Flag.withDescription("ignore an existing checkpoint and start over"), Flag.withDefault(false)),
-    checkpointEvery: Flag.Int("checkpoint-every").pipe(Flag.withDescription("checkpoint every N steps"), Flag.optional),
+    checkpointEvery: intFlag("checkpoint-every", { min: 1 }).pipe(Flag.withDescription("checkpoint every N steps"), Flag.optional),
+    maxMemory: Flag.String("max-memory").pipe(Flag.withDescription("refuse runs whose memory estimate exceeds this (e.g. 8G; default: the memory available)"), Flag.optional),
     backend: Flag.String("backend").pipe(Flag.withDescription("force a backend: native, cpu, or tensorflow (when @tensorflow/tfjs-node is installed)"), Flag.optional),
-    print: Flag.Boolean("print").pipe(Flag.withDescription("print the model trees and exit"), Flag.withDefault(false)),
+    shard: Flag.String("shard").pipe(Flag.withDescription("run only the i-th of n disjoint slices of the runs (i/n, 1 ≤ i ≤ n), e.g. from a SLURM array job"), Flag.optional),
+    print: Flag.Boolean("print").pipe(Flag.withDescription("print the model trees and memory estimates, and exit"), Flag.withDefault(false)),
   },
   (a) =>
     Effect.gen(function* () {
@@ -48,35 +64,58 @@ const command = Command.make(
         variant: Option.getOrUndefined(a.variant),
         checkpointEvery: Option.getOrUndefined(a.checkpointEvery),
       }
+      const limit: MemoryLimit = Option.isSome(a.maxMemory)
+        ? { bytes: yield* parseBytes("max-memory", a.maxMemory.value), source: `--max-memory ${a.maxMemory.value}` }
+        : availableMemory()
+      const shard = Option.isSome(a.shard) ? parseShard(a.shard.value) : undefined
+      if (typeof shard === "string") return yield* new ShardError({ message: shard })
       const loaded = yield* loadExperiment(target)
-      const runs = yield* expandRuns(loaded, overrides)
+      const all = yield* expandRuns(loaded, overrides)
+      const runs = shard === undefined ? all : shardRuns(all, shard)
+      if (shard !== undefined) yield* Console.error(`shard ${shard.index}/${shard.count}: ${runs.length} of ${all.length} runs`)
+      if (runs.length === 0) return
+      // Sizes are checked for every run before the data is prepared or anything is written.
+      for (const r of runs) {
+        const problem = runMemoryProblem(r, limit)
+        if (problem !== undefined) return yield* new RunError({ problem: `${loaded.source}: ${r.variant} (seed ${r.seed}): ${problem}` })
+      }
       if (a.print) {
-        for (const r of runs) yield* Console.log(`${r.variant} (seed ${r.seed})\n${printSpec(r.model)}\n`)
+        for (const r of runs) {
+          const e = estimateTraining(r.model, r.training)
+          const pruning = r.prune === undefined ? "" : `: ${methodModule(r.prune.method).label(r.prune.method)} of ${r.prune.source.dir}, whose model is`
+          const extras = [...(r.objective ? [`objective: ${describeObjective(r.objective)}`] : []), ...(r.init ? [`init: ${describeWarmStart(r.init)}`] : [])]
+          yield* Console.log(
+            `${r.variant} (seed ${r.seed})${pruning}\n${[...extras, printSpec(r.model)].join("\n")}\nmemory: about ${formatBytes(e.totalBytes)} to train at batch ${r.training.batch} × context ${r.model.context} ` +
+              `(weights ${formatBytes(e.weightBytes)}, AdamW ${formatBytes(e.optimizerBytes)}, gradients ${formatBytes(e.gradientBytes)}, activations ${formatBytes(e.activationBytes)})\n`,
+          )
+        }
         return
       }
-      const manyVariants = loaded.experiment ? isVariantRecord(loaded.experiment.models) : false
-      const manySeeds = new Set(runs.map((r) => r.seed)).size > 1 || (loaded.experiment?.seeds.length ?? 1) > 1
-      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(repoRoot(), "runs", loaded.name)
+      yield* checkSources(runs)
+      // Directory names follow the whole experiment, not the slice, so shards write where one process would.
+      const folder = runsFolder()
+      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(folder, loaded.name)
+      const ledger = { runsFolder: folder, code: yield* codeVersion }
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
+      const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
+      // Teachers and warm-start sources: checked against these runs, trained first when missing.
+      yield* trainSources(runs, { backend, resumeCommand: resume, ledger, memoryLimit: limit })
       const data = yield* loadRunData(runs[0]!.training.data)
       const summaries: Summary[] = []
       yield* Console.error(`tokenizer: ${data.tokenizer.name}`)
       for (const requested of runs) {
         const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
-        const out = join(base, ...(manyVariants ? [run.variant] : []), ...(manySeeds ? [`seed${run.seed}`] : []))
-        const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
+        const out = runPath(base, loaded.experiment, run.variant, run.seed)
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
-        const summary = yield* Effect.scoped(trainRun(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume }))
+        const summary = yield* Effect.scoped(trainOrPrune(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, memoryLimit: limit, ledger, runs: folder })).pipe(
+          located({ experiment: loaded.source, runDir: out }),
+        )
         summaries.push(summary)
         yield* Console.error(`val loss ${summary.valLoss.toFixed(4)}, val bpb ${summary.valBpb.toFixed(4)}\nsample: ${summary.sample}`)
       }
       yield* Console.log(resultsTable(summaries.map(resultOf)))
-    }).pipe(failWith),
+    }).pipe(located({ experiment: Option.getOrElse(a.target, () => "(none)") })),
 ).pipe(Command.withDescription("Train the runs of an experiment (variants × seeds), resuming from checkpoints"))
 
-Command.run(command, { version: "0.1.0" }).pipe(
-  Effect.provide(NodeServices.layer),
-  Effect.provide(ProgressSink.stderr),
-  NodeRuntime.runMain({ disableErrorReporting: true }),
-)
+runCommand(import.meta.url, command)

@@ -1,10 +1,8 @@
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { chooseBackend } from "../backend/select.js"
 import { exportFormats, exportRun, isExportFormat } from "../export/export-run.js"
-import { RunDirError } from "../experiment/run-dir.js"
-import { failWith } from "./fail.js"
+import { runCommand, UsageError } from "./boundary.js"
 
 /**
  * `npm run export -- <run-dir> --format llama2c|hf [--out DIR]`: writes a run's checkpoint in
@@ -13,7 +11,7 @@ import { failWith } from "./fail.js"
  */
 const formats = Object.keys(exportFormats).join(" | ")
 
-const command = Command.make(
+export const command = Command.make(
   "export",
   {
     dir: Argument.String("run-dir").pipe(Argument.withDescription("a run directory (with spec.json and checkpoint/)")),
@@ -23,12 +21,12 @@ const command = Command.make(
   (a) =>
     Effect.scoped(
       Effect.gen(function* () {
-        if (!isExportFormat(a.format)) return yield* new RunDirError({ dir: a.dir, problem: `unknown format "${a.format}"; expected ${formats}` })
+        if (!isExportFormat(a.format)) return yield* new UsageError({ message: `--format ${a.format}: unknown format; expected ${formats}` })
         yield* chooseBackend()
         const result = yield* exportRun(a.dir, a.format, Option.getOrUndefined(a.out))
         yield* Console.log(JSON.stringify({ format: a.format, ...result }, null, 2))
       }),
-    ).pipe(failWith),
+    ),
 ).pipe(Command.withDescription("Export a run's model for llama2.c or Hugging Face transformers"))
 
-Command.run(command, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain({ disableErrorReporting: true }))
+runCommand(import.meta.url, command)

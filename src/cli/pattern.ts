@@ -1,13 +1,15 @@
 import { writeFileSync } from "node:fs"
 import * as tf from "@tensorflow/tfjs"
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Data, Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { block, decodeSpec, decoder, depth, ffn } from "../../dsl/index.js"
 import { attention, attentionKinds, attentionModule, type AttentionKindTag, type AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import { attends, measurePattern } from "../attention/pattern.js"
 import { encodePng } from "../report/png.js"
-import { failWith } from "./fail.js"
+import { patternImage } from "../report/pattern-picture.js"
+import { ioReason } from "../errors/io-error.js"
+import { runCommand, UsageError } from "./boundary.js"
+import { intFlag } from "./flags.js"
 
 /**
  * `npm run pattern -- <kind> [--context N] [--layer L] [--head H] [--out file.png] ['{"stride":8}']`:
@@ -45,48 +47,34 @@ const specOf = (kind: string, json: string | undefined, context: number, layer: 
   return Result.isFailure(decoded) ? Result.fail(new PatternError({ message: decoded.failure.message })) : Result.succeed(spec)
 }
 
-/** One cell per query/key pair, scaled up to about 768 pixels. */
-const render = (seen: boolean[][]): { size: number; rgb: Uint8Array } => {
-  const t = seen.length
-  const cell = Math.max(1, Math.floor(768 / t))
-  const size = t * cell
-  const rgb = new Uint8Array(size * size * 3).fill(255)
-  for (let i = 0; i < t; i++) {
-    for (let j = 0; j < t; j++) {
-      if (!seen[i]![j]) continue
-      const colour = j > i ? [220, 30, 30] : [0, 0, 0]
-      for (let y = i * cell; y < (i + 1) * cell; y++) for (let x = j * cell; x < (j + 1) * cell; x++) rgb.set(colour, (y * size + x) * 3)
-    }
-  }
-  return { size, rgb }
-}
-
-const command = Command.make(
+export const command = Command.make(
   "pattern",
   {
     kind: Argument.String("kind").pipe(Argument.withDescription(`an attention kind: ${Object.keys(attentionKinds).join(", ")}`)),
     options: Argument.String("options").pipe(Argument.withDescription("the kind's options as JSON, over the defaults"), Argument.optional),
-    context: Flag.Int("context").pipe(Flag.withDefault(64)),
-    layer: Flag.Int("layer").pipe(Flag.withDefault(0)),
-    head: Flag.Int("head").pipe(Flag.withDefault(0)),
+    // The measurement and the drawing grow with context² (query × key pairs).
+    context: intFlag("context", { min: 1, max: 4096 }).pipe(Flag.withDefault(64)),
+    layer: intFlag("layer", { min: 0 }).pipe(Flag.withDefault(0)),
+    head: intFlag("head", { min: 0 }).pipe(Flag.withDefault(0)),
     out: Flag.String("out").pipe(Flag.optional),
   },
   (a) =>
     Effect.gen(function* () {
       yield* Effect.promise(() => tf.setBackend("cpu"))
       const spec = yield* Effect.fromResult(specOf(a.kind, Option.getOrUndefined(a.options), a.context, a.layer))
-      if (a.head < 0 || a.head >= spec.heads) return yield* new PatternError({ message: `--head ${a.head} is not one of the ${spec.heads} heads` })
+      if (a.head >= spec.heads) return yield* new UsageError({ message: `--head ${a.head} is not one of the ${spec.heads} heads (0 to ${spec.heads - 1})` })
       const seen = attends(measurePattern(spec, { context: a.context, layer: a.layer, head: a.head }), a.context)
-      const { size, rgb } = render(seen)
+      // One cell per query/key pair, scaled up to about 768 pixels.
+      const { size, rgb } = patternImage(seen, Math.max(1, Math.floor(768 / a.context)))
       const out = Option.getOrElse(a.out, () => `pattern-${a.kind}.png`)
-      writeFileSync(out, encodePng(size, size, rgb))
+      yield* Effect.try({ try: () => writeFileSync(out, encodePng(size, size, rgb)), catch: (e) => new PatternError({ message: `cannot write ${out}: ${ioReason(e)}` }) })
       const keys = seen.flat().filter(Boolean).length
       const future = seen.flatMap((row, i) => row.filter((s, j) => s && j > i)).length
       yield* Console.log(
         `${out}: ${attentionModule(spec).label(spec)}, layer ${a.layer}, head ${a.head}, context ${a.context}: ` +
           `${(keys / a.context).toFixed(1)} keys per query on average, ${future} query/key pairs look ahead`,
       )
-    }).pipe(failWith),
+    }),
 ).pipe(Command.withDescription("Draw an attention kind's pattern (query × key) to a PNG"))
 
-Command.run(command, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain({ disableErrorReporting: true }))
+runCommand(import.meta.url, command)

@@ -1,66 +1,74 @@
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Data, Effect, FileSystem, Option, Path } from "effect"
-import { Argument, Command } from "effect/cli"
-import { expandRuns, loadExperiment } from "../experiment/load.js"
-import { repoRoot } from "../io/paths.js"
-import { resultOf, resultsTable } from "../report/results.js"
+import { Console, Data, Effect, FileSystem, Path } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { variantOrder } from "../experiment/load.js"
+import { ledgerDir, readLedger } from "../experiment/ledger.js"
+import { runsFolder } from "../io/paths.js"
+import { ledgerHeader, ledgerRows, now } from "../report/ledger-view.js"
+import { markdownTable, resultOf, resultsTable } from "../report/results.js"
 import type { Summary } from "../train/run.js"
-import { failWith } from "./fail.js"
+import { ioReason } from "../errors/io-error.js"
+import { findRunFiles } from "../io/walk-runs.js"
+import { runCommand, UsageError } from "./boundary.js"
 
 /**
  * `npm run results -- <experiment | dir>...`: the results table of finished runs, read from
  * the summary.json files under runs/<experiment> (or the given directories), without
  * loading a model or evaluating anything. Rows follow the experiment file's variant order
- * when the target names one, and the alphabet otherwise.
+ * when the target names one, and the alphabet otherwise. `--all [experiment...]` lists the
+ * ledger instead: every run that ever finished in the runs folder, marked where its code or
+ * data has changed since.
  */
 class ResultsError extends Data.TaggedError("ResultsError")<{ readonly message: string }> {}
 
 const summariesUnder = (dir: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
     if (!(yield* fs.exists(dir).pipe(Effect.orElseSucceed(() => false))))
       return yield* new ResultsError({ message: `${dir} does not exist; give an experiment name with runs in runs/, or a run directory` })
-    const files = (yield* fs.readDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => new ResultsError({ message: `cannot list ${dir}: ${e.message}` }))))
-      .filter((f) => path.basename(f) === "summary.json")
-      .sort()
+    const files = yield* findRunFiles(dir, ["summary.json"]).pipe(Effect.mapError((message) => new ResultsError({ message })))
     if (files.length === 0) return yield* new ResultsError({ message: `no finished runs (summary.json) under ${dir}` })
     return yield* Effect.forEach(files, (f) =>
-      fs.readFileString(path.join(dir, f)).pipe(
-        Effect.flatMap((text) => Effect.try(() => JSON.parse(text) as Summary)),
-        Effect.mapError(() => new ResultsError({ message: `${path.join(dir, f)} is not a readable summary` })),
+      fs.readFileString(f).pipe(
+        Effect.mapError((e) => new ResultsError({ message: `cannot read ${f}: ${ioReason(e)}` })),
+        Effect.flatMap((text) => Effect.try({ try: () => JSON.parse(text) as Summary, catch: () => new ResultsError({ message: `${f} is not a readable summary (not JSON)` }) })),
       ),
     )
   })
 
-/** The experiment's variants in the order it declares them; none when the target is not an experiment. */
-const variantOrder = (target: string) =>
-  loadExperiment(target).pipe(
-    Effect.flatMap((loaded) => expandRuns(loaded, {})),
-    Effect.map((runs) => [...new Set(runs.map((r) => r.variant))]),
-    Effect.option,
-    Effect.map(Option.getOrElse((): string[] => [])),
-  )
+/** `--all`: the ledger, every run ever finished in the runs folder (only the named experiments', when given). */
+const ledgerTable = (experiments: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const folder = runsFolder()
+    const ledger = yield* readLedger(folder)
+    for (const problem of ledger.unreadable) yield* Console.error(`warning: ${problem}`)
+    if (ledger.records.length === 0) return yield* new ResultsError({ message: `no ledger records in ${ledgerDir(folder)}: no run has finished there yet` })
+    const state = yield* now(ledger.records)
+    const rows = ledgerRows(ledger.records, state, experiments)
+    if (rows.length === 0) return yield* new ResultsError({ message: `no ledger records for ${experiments.join(", ")} in ${ledgerDir(folder)}` })
+    yield* Console.log(`${ledgerDir(folder)}\n\n${markdownTable(ledgerHeader, rows)}\n`)
+  })
 
-const command = Command.make(
+export const command = Command.make(
   "results",
-  { targets: Argument.String("experiment-or-dir").pipe(Argument.withDescription("an experiment name (runs/<name>) or a directory of runs"), Argument.atLeast(1)) },
+  {
+    targets: Argument.String("experiment-or-dir").pipe(Argument.withDescription("an experiment name (runs/<name>) or a directory of runs; with --all, experiments to keep"), Argument.variadic()),
+    all: Flag.Boolean("all").pipe(Flag.withDescription("every run ever finished, from the ledger, with what changed since"), Flag.withDefault(false)),
+  },
   (a) =>
     Effect.gen(function* () {
       const path = yield* Path.Path
       const fs = yield* FileSystem.FileSystem
+      if (a.all) return yield* ledgerTable(a.targets)
+      if (a.targets.length === 0) return yield* new UsageError({ message: "give an experiment name or a directory of runs, or --all for every run in the ledger" })
       for (const target of a.targets) {
-        const named = path.join(repoRoot(), "runs", target)
+        const named = path.join(runsFolder(), target)
         const dir = (yield* fs.exists(named).pipe(Effect.orElseSucceed(() => false))) ? named : path.resolve(target)
         const order = yield* variantOrder(target)
         const rank = (v: string) => (order.includes(v) ? order.indexOf(v) : order.length)
         const summaries = [...(yield* summariesUnder(dir))].sort((a, b) => rank(a.variant) - rank(b.variant))
         yield* Console.log(`${dir}\n\n${resultsTable(summaries.map(resultOf))}\n`)
       }
-    }).pipe(failWith),
+    }),
 ).pipe(Command.withDescription("Tabulate finished runs from their summary.json files"))
 
-Command.run(command, { version: "0.1.0" }).pipe(
-  Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain({ disableErrorReporting: true }),
-)
+runCommand(import.meta.url, command)

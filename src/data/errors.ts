@@ -1,4 +1,5 @@
 import { Data } from "effect"
+import { errnoCode, ioReason } from "../errors/io-error.js"
 import type { AtomicWriteError } from "../io/atomic-write.js"
 
 /** A data file is missing, unreadable or unwritable. */
@@ -31,9 +32,7 @@ export type DataError = DataFileError | DataFormatError | DownloadError | Tokeni
 
 /** Maps a Node file-system error to a DataFileError that names the file. */
 export const fileError = (path: string, cause: unknown): DataFileError => {
-  const code = (cause as NodeJS.ErrnoException | undefined)?.code
-  const reason =
-    code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String((cause as Error)?.message ?? cause)
+  const reason = errnoCode(cause) === "ENOENT" ? "no such file" : ioReason(cause)
   return new DataFileError({ path, message: `${path}: ${reason}` })
 }
 

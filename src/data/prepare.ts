@@ -35,6 +35,8 @@ export interface PreparedSplit extends TokenFile {
 
 export interface PreparedData {
   readonly dataset: DatasetFiles
+  /** Content hash of the files read (train, then valid): a run's data identity, recorded in the ledger. */
+  readonly dataHash: string
   readonly tokenizer: Tokenizer
   readonly tokenizerPath: string
   readonly train: PreparedSplit
@@ -57,6 +59,15 @@ const exists = (path: string): Promise<boolean> =>
  */
 const filesKey = (paths: readonly string[]): Effect.Effect<string, DataError> =>
   Effect.map(Effect.forEach(paths, sha256File), (hashes) => sha256Text(hashes.join("\n")))
+
+const dataHashOf = (trainKey: string, validKey: string): string => sha256Text(`${trainKey}\n${validKey}`)
+
+/** The data hash a run with these options would record, without tokenising anything. */
+export const currentDataHash = (options: { readonly extra?: boolean; readonly dir?: string }): Effect.Effect<string, DataError> =>
+  Effect.gen(function* () {
+    const dataset = yield* resolveDataset(options)
+    return dataHashOf(yield* filesKey(dataset.train), yield* filesKey([dataset.valid]))
+  })
 
 /**
  * Runs `pass`, one read of `file` that calls `advance` for each story, under a progress bar over
@@ -187,5 +198,5 @@ export const prepareData = (
       })
     const train = yield* load("train", dataset.train, trainKey)
     const valid = yield* load("valid", [dataset.valid], validKey)
-    return { dataset, tokenizer, tokenizerPath, train, valid }
+    return { dataset, dataHash: dataHashOf(trainKey, validKey), tokenizer, tokenizerPath, train, valid }
   })

@@ -1,6 +1,8 @@
 import * as tf from "@tensorflow/tfjs"
+import { DepthTrace } from "../depth/trace.js"
 import type { Model, ParamValues } from "../model/compile.js"
 import { bitsPerByte } from "../model/loss.js"
+import { drain } from "./stepwise.js"
 
 /** A batch as the data layer produces it: rows of context+1 tokens and a target mask. */
 export interface HostBatch {
@@ -18,21 +20,21 @@ export interface Evaluation {
   /** Target tokens that counted. */
   readonly tokens: number
   readonly bpb: number
+  /** Forward FLOPs actually spent per position (below the nominal count when a depth policy skips work). */
+  readonly flopsPerToken: number
+  /** Blocks run in full per position, on average. */
+  readonly blocksPerToken: number
 }
 
 /**
  * Validation loss over the given batches, weighting every counted target token equally
- * (batches with padding weigh by their real token count, not per batch).
+ * (batches with padding weigh by their real token count, not per batch). One batch per step;
+ * each step yields the target tokens counted so far.
  */
-export const evaluate = (
-  model: Model,
-  params: ParamValues,
-  batches: Iterable<HostBatch>,
-  bytesPerToken: number,
-  onBatch?: (tokensSoFar: number) => void,
-): Evaluation => {
+export function* evaluation(model: Model, params: ParamValues, batches: Iterable<HostBatch>, bytesPerToken: number): Generator<number, Evaluation> {
   let sum = 0
   let count = 0
+  const trace = new DepthTrace()
   for (const b of batches) {
     const n = b.mask.reduce((s, w) => s + w, 0)
     if (n === 0) continue
@@ -40,13 +42,21 @@ export const evaluate = (
       model.loss(params, {
         tokens: tf.tensor2d(b.tokens, [b.batch, b.context + 1], "int32"),
         mask: tf.tensor2d(b.mask, [b.batch, b.context], "float32"),
-      }).dataSync()[0]!,
+      }, { trace }).dataSync()[0]!,
     )
     sum += loss * n
     count += n
-    onBatch?.(count)
+    yield count
   }
   if (count === 0) throw new Error("evaluate: no validation tokens to evaluate on")
   const loss = sum / count
-  return { loss, tokens: count, bpb: bitsPerByte(loss, bytesPerToken) }
+  return { loss, tokens: count, bpb: bitsPerByte(loss, bytesPerToken), flopsPerToken: trace.flopsPerToken, blocksPerToken: trace.blocksPerToken }
 }
+
+export const evaluate = (
+  model: Model,
+  params: ParamValues,
+  batches: Iterable<HostBatch>,
+  bytesPerToken: number,
+  onBatch?: (tokensSoFar: number) => void,
+): Evaluation => drain(evaluation(model, params, batches, bytesPerToken), onBatch)

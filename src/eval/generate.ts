@@ -1,7 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
+import type { DepthTrace } from "../depth/trace.js"
 import { DecodeCache, type Model, type ParamValues } from "../model/compile.js"
 import type { Rng } from "../random/rng.js"
 import { sampleToken, type SamplingOptions } from "./sampling.js"
+import { drain } from "./stepwise.js"
 
 /**
  * Autoregressive sampling with a key/value cache: the prompt is run once, then each new
@@ -13,17 +15,19 @@ export interface GenerateOptions extends SamplingOptions {
   readonly tokens: number
   /** Stop after producing this token (e.g. <|endoftext|>). */
   readonly stop?: number
+  /** Counts the compute spent on every position run (prompt included), and a depth policy's decisions. */
+  readonly trace?: DepthTrace
 }
 
 /**
  * The last position's logits: from the native decoder when it runs, else from tfjs, read once
  * (outside tidy, which would walk a returned array element by element).
  */
-const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache): Float32Array => {
-  const native = cache && model.decodeNative(params, ids, cache)
+const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache, trace?: DepthTrace): Float32Array => {
+  const native = cache && model.decodeNative(params, ids, cache, trace)
   if (native) return native
   const last = tf.tidy(() => {
-    const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), cache ? { cache } : {})
+    const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), { ...(cache ? { cache } : {}), ...(trace ? { trace } : {}) })
     return tf.slice(logits, [0, ids.length - 1, 0], [1, 1, model.spec.vocab])
   })
   try {
@@ -33,27 +37,29 @@ const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number
   }
 }
 
-export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] => {
+/** The sampling one token per step: each step yields the token drawn; the end returns them all. */
+export function* sampling(model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): Generator<number, number[]> {
   if (prompt.length === 0) throw new Error("generate: the prompt must have at least one token")
   const limit = model.maxLength ?? model.spec.context
   // With a non-causal kind, earlier positions change as tokens are added, so every step reruns the window.
-  if (model.spec.allowNonCausal) return generateWithoutCache(model, params, prompt, options, rng, limit)
+  if (model.spec.allowNonCausal) return yield* samplingWithoutCache(model, params, prompt, options, rng, limit)
   const keep = Math.max(1, Math.floor(limit / 2))
   const cache = new DecodeCache()
   try {
     const ids = prompt.slice(-limit)
     const out: number[] = []
-    let logits = lastLogits(model, params, ids, cache)
+    let logits = lastLogits(model, params, ids, cache, options.trace)
     while (out.length < options.tokens) {
       const next = sampleToken(logits, options, rng)
       out.push(next)
       ids.push(next)
+      yield next
       if (next === options.stop || out.length === options.tokens) break
       if (cache.length + 1 > limit) {
         cache.dispose()
-        logits = lastLogits(model, params, ids.slice(-keep), cache)
+        logits = lastLogits(model, params, ids.slice(-keep), cache, options.trace)
       } else {
-        logits = lastLogits(model, params, [next], cache)
+        logits = lastLogits(model, params, [next], cache, options.trace)
       }
     }
     return out
@@ -62,21 +68,25 @@ export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArra
   }
 }
 
-const generateWithoutCache = (
+function* samplingWithoutCache(
   model: Model,
   params: ParamValues,
   prompt: ReadonlyArray<number>,
   options: GenerateOptions,
   rng: Rng,
   limit: number,
-): number[] => {
+): Generator<number, number[]> {
   const ids = [...prompt]
   const out: number[] = []
   while (out.length < options.tokens) {
-    const next = sampleToken(lastLogits(model, params, ids.slice(-limit)), options, rng)
+    const next = sampleToken(lastLogits(model, params, ids.slice(-limit), undefined, options.trace), options, rng)
     out.push(next)
     ids.push(next)
+    yield next
     if (next === options.stop) break
   }
   return out
 }
+
+export const generate = (model: Model, params: ParamValues, prompt: ReadonlyArray<number>, options: GenerateOptions, rng: Rng): number[] =>
+  drain(sampling(model, params, prompt, options, rng))

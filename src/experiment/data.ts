@@ -9,7 +9,7 @@ import type { RunData, RunTokenizer } from "../train/run-data.js"
 import type { DataConfig } from "./define.js"
 
 /** The run-facing view of a tokenizer trained for `requested` (Hugging Face counting: merges + seen bytes + specials). */
-export const runTokenizer = (t: Tokenizer, requested: number): RunTokenizer => ({
+export const runTokenizer = (t: Tokenizer, requested: number, path?: string): RunTokenizer => ({
   encode: (s) => t.encode(s),
   decode: (ids) => t.decode(ids),
   vocabSize: t.vocabSize,
@@ -17,6 +17,7 @@ export const runTokenizer = (t: Tokenizer, requested: number): RunTokenizer => (
   hash: t.hash,
   name: `byte-level BPE ${requested} (${t.vocabSize} ids with all 256 bytes)`,
   json: () => t.toJSON(),
+  ...(path !== undefined ? { path } : {}),
 })
 
 /** Training and validation streams over token arrays, with the batcher's resumable cursor. */
@@ -25,8 +26,10 @@ export const tokenRunData = (
   train: TokenArray,
   valid: TokenArray,
   bytesPerToken: RunData["bytesPerToken"],
+  dataHash: string,
 ): RunData => ({
   tokenizer,
+  dataHash,
   bytesPerToken,
   tokens: { train: train.length, valid: valid.length },
   trainStream: (batch, context, seed, cursor) => {
@@ -47,5 +50,5 @@ export const tokenRunData = (
 /** TinyStories, tokenized with the experiment's BPE (both cached after the first run). */
 export const loadRunData = (config: DataConfig): Effect.Effect<RunData, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
   Effect.map(prepareData({ vocabSize: config.tokenizer.bpe, extra: config.extra }), (p) =>
-    tokenRunData(runTokenizer(p.tokenizer, config.tokenizer.bpe), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }),
+    tokenRunData(runTokenizer(p.tokenizer, config.tokenizer.bpe, p.tokenizerPath), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }, p.dataHash),
   )

@@ -1,7 +1,11 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js"
+import type { PruneRecord, PruneVariant } from "../prune/declare.js"
+import { type Objective, ObjectiveSchema } from "../objective/spec.js"
 import { LrSchedule } from "../train/schedule.js"
+import type { Variant } from "./variant.js"
+import { type WarmStart, WarmStartSchema } from "./warm-start.js"
 
 /**
  * What an experiment file exports: the model(s), data, budget, optimiser and intervals. Every
@@ -18,7 +22,8 @@ export const DataSchema = Schema.Struct({
 })
 export type DataConfig = typeof DataSchema.Type
 
-export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt }), Schema.Struct({ steps: PositiveInt })])
+/** `steps: 0` trains nothing: a one-shot pruned run is evaluated as pruned. */
+export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt }), Schema.Struct({ steps: NonNegativeInt })])
 export type Budget = typeof BudgetSchema.Type
 
 export const OptimizerSchema = Schema.Struct({
@@ -60,11 +65,16 @@ export const TrainingSchema = Schema.Struct({
 })
 export type TrainingConfig = typeof TrainingSchema.Type
 
+/** A variant: a model trained from scratch, or a trained run pruned (src/prune/declare.ts). */
+export type VariantModel = DecoderSpec | PruneVariant | Variant
+
 export interface Experiment {
   readonly description: string
-  /** One model, or named variants (e.g. from `sweep`). */
-  readonly models: DecoderSpec | Readonly<Record<string, DecoderSpec>>
+  /** One model, or named variants (e.g. from `sweep`; `variant(model, { objective, init })` for more than a model, `prune(...)` for a pruned run). */
+  readonly models: VariantModel | Readonly<Record<string, VariantModel>>
   readonly training: TrainingConfig
+  /** What every variant minimises unless it says otherwise; absent: cross-entropy. */
+  readonly objective?: Objective
   readonly seeds: ReadonlyArray<number>
 }
 
@@ -98,6 +108,7 @@ export interface ExperimentOptions {
   readonly data: DataConfig
   readonly budget: Budget
   readonly optimizer: OptimizerConfig
+  readonly objective?: Objective
   readonly batch?: number
   readonly accumulate?: number
   readonly eval?: { readonly every?: number; readonly tokens?: number; readonly lengths?: ReadonlyArray<number> }
@@ -109,6 +120,7 @@ export interface ExperimentOptions {
 export const experiment = (o: ExperimentOptions): Experiment => ({
   description: o.description,
   models: o.models,
+  ...(o.objective ? { objective: o.objective } : {}),
   seeds: o.seeds ?? [1],
   training: {
     data: o.data,
@@ -137,6 +149,11 @@ export const RunSpecSchema = Schema.Struct({
   /** Decoded separately with `decodeSpec`, whose errors name the path inside the model. */
   model: Schema.Unknown,
   training: TrainingSchema,
+  /** A pruned run's source and method, decoded with `decodePruneRecord`. */
+  prune: Schema.optionalKey(Schema.Unknown),
+  /** Absent: cross-entropy, so the spec.json files written before objectives replay unchanged. */
+  objective: Schema.optionalKey(ObjectiveSchema),
+  init: Schema.optionalKey(WarmStartSchema),
 })
 export interface RunSpec {
   readonly format: 1
@@ -145,10 +162,14 @@ export interface RunSpec {
   readonly seed: number
   readonly model: DecoderSpec
   readonly training: TrainingConfig
+  /** Present for a pruned run; its model is then the pruned one (the source's until pruned). */
+  readonly prune?: PruneRecord
+  readonly objective?: Objective
+  readonly init?: WarmStart
 }
 
-export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, DecoderSpec>> =>
-  !("op" in models && (models as { op?: unknown }).op === "decoder")
+export const isVariantRecord = (models: Experiment["models"]): models is Readonly<Record<string, VariantModel>> =>
+  !("op" in models && ["decoder", "prune", "variant"].includes((models as { op?: unknown }).op as string))
 
 /**
  * An experiment's model names its vocabulary by the BPE size it asks for (`vocab: 4096` with

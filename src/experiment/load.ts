@@ -3,9 +3,15 @@ import { basename, extname, join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
-import type { DecoderSpec } from "../../dsl/nodes.js"
+import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { repoRoot } from "../io/paths.js"
+import { runsFolder } from "../io/paths.js"
+import { type Objective, objectiveProblems, ObjectiveSchema } from "../objective/spec.js"
+import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneVariant } from "../prune/declare.js"
+import { expandPrune } from "../prune/expand.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
+import { variantParts } from "./variant.js"
+import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start.js"
 
 /**
  * Finding an experiment (by name in experiments/, or a saved spec.json) and turning it into
@@ -45,6 +51,31 @@ const modelProblems = (model: unknown, prefix: ReadonlyArray<string | number>): 
   return { problems: r.failure.issues.map((i) => `at ${formatPath([...prefix, ...i.path])}: ${i.message}`) }
 }
 
+/**
+ * A run's objective and warm start, decoded and checked against its model. Cross-entropy is
+ * left out: it is the default, and absent it keeps the spec hashes of runs made before objectives.
+ */
+const extrasProblems = (
+  parts: { objective?: unknown; init?: unknown },
+  model: DecoderSpec | undefined,
+  at: { objective: ReadonlyArray<string | number>; init: ReadonlyArray<string | number> },
+): { value: { objective?: Objective; init?: WarmStart }; problems: string[] } => {
+  const objective = parts.objective === undefined ? undefined : schemaProblems(ObjectiveSchema, parts.objective, at.objective)
+  const init = parts.init === undefined ? undefined : schemaProblems(WarmStartSchema, parts.init, at.init)
+  const blocks = model ? blocksOf(model.layers).length : undefined
+  const problems = [
+    ...(objective?.problems ?? []),
+    ...(init?.problems ?? []),
+    ...(objective?.value && blocks !== undefined ? objectiveProblems(objective.value, blocks, at.objective) : []),
+    ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, at.init) : []),
+  ]
+  const value = {
+    ...(objective?.value && objective.value.kind !== "cross-entropy" ? { objective: objective.value } : {}),
+    ...(init?.value ? { init: init.value } : {}),
+  }
+  return { value, problems }
+}
+
 export const listExperiments = (): string[] =>
   existsSync(experimentsDir)
     ? readdirSync(experimentsDir).filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort()
@@ -60,13 +91,20 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
       })
       const top = schemaProblems(RunSpecSchema, raw, [])
       const model = modelProblems((raw as { model?: unknown })?.model, ["model"])
-      const problems = [...top.problems, ...(top.value ? model.problems : [])]
+      const prune = top.value?.prune === undefined ? undefined : decodePruneRecord(top.value.prune, ["prune"])
+      const pruneProblems = (prune?.issues ?? []).map((i) => `at ${formatPath(i.path)}: ${i.message}`)
+      const extras = extrasProblems(top.value ?? {}, model.value, { objective: ["objective"], init: ["init"] })
+      const problems = [...top.problems, ...(top.value ? [...model.problems, ...pruneProblems, ...extras.problems] : [])]
       if (problems.length > 0 || !top.value || !model.value) return yield* new ExperimentError({ source, problem: `invalid run spec\n${problems.join("\n")}` })
-      const replay: RunSpec = { ...top.value, model: model.value }
+      const { prune: _prune, objective: _objective, init: _init, ...plain } = top.value
+      const replay: RunSpec = { ...plain, model: model.value, ...(prune?.value === undefined ? {} : { prune: prune.value }), ...extras.value }
       return { name: replay.experiment, source, replay }
     }
-    const source = join(experimentsDir, `${target}.ts`)
-    if (!/^[\w-]+$/.test(target) || !existsSync(source)) {
+    // A path to an experiment file (e.g. ./mine.ts) or a name in experiments/.
+    const byPath = extname(target) === ".ts"
+    const source = byPath ? resolve(target) : join(experimentsDir, `${target}.ts`)
+    if (byPath && !existsSync(source)) return yield* new ExperimentError({ source, problem: "no such experiment file" })
+    if (!byPath && (!/^[\w-]+$/.test(target) || !existsSync(source))) {
       const known = listExperiments()
       return yield* new ExperimentError({
         source: target,
@@ -75,13 +113,13 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
     }
     const module = yield* Effect.tryPromise({
       try: () => import(pathToFileURL(source).href) as Promise<{ default?: Experiment }>,
-      catch: (e) => new ExperimentError({ source, problem: `failed to load: ${(e as Error).message}` }),
+      catch: (e) => new ExperimentError({ source, problem: `failed to load: ${e instanceof Error ? e.message : String(e)}` }),
     })
     const exp = module.default
     if (exp === undefined || typeof exp !== "object" || !("models" in exp) || !("training" in exp)) {
       return yield* new ExperimentError({ source, problem: "expected `export default experiment({...})`" })
     }
-    return { name: target, source, experiment: exp }
+    return { name: byPath ? basename(target, ".ts") : target, source, experiment: exp }
   })
 
 export interface Overrides {
@@ -90,6 +128,8 @@ export interface Overrides {
   readonly seed?: number
   readonly variant?: string
   readonly checkpointEvery?: number
+  /** Where run directories live (default runsFolder()): pruning looks for its sources there. */
+  readonly runs?: string
 }
 
 const withOverrides = (t: TrainingConfig, o: Overrides): TrainingConfig => ({
@@ -98,8 +138,11 @@ const withOverrides = (t: TrainingConfig, o: Overrides): TrainingConfig => ({
   checkpoint: o.checkpointEvery !== undefined ? { every: o.checkpointEvery } : t.checkpoint,
 })
 
-/** The runs an experiment asks for (variants × seeds), each checked in full. */
-export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<ReadonlyArray<RunSpec>, ExperimentError> =>
+/**
+ * The runs an experiment asks for (variants × seeds), each checked in full. `chain` lists the
+ * experiments whose pruning sources led here, so a cycle of sources is refused.
+ */
+export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<string> = []): Effect.Effect<ReadonlyArray<RunSpec>, ExperimentError> =>
   Effect.gen(function* () {
     const fail = (problems: ReadonlyArray<string>) => new ExperimentError({ source: loaded.source, problem: `invalid experiment\n${problems.join("\n")}` })
     if (loaded.replay) {
@@ -108,24 +151,80 @@ export const expandRuns = (loaded: Loaded, o: Overrides): Effect.Effect<Readonly
       return [{ ...r, seed: o.seed ?? r.seed, training: withOverrides(r.training, o) }]
     }
     const exp = loaded.experiment!
+    // An experiment file is code: its shape is checked before anything reads into it.
+    const shape = [
+      ...(typeof exp.models !== "object" || exp.models === null || Array.isArray(exp.models) ? [`at ["models"]: expected a decoder spec or a record of named variants, got ${JSON.stringify(exp.models)}`] : []),
+      ...(typeof exp.training !== "object" || exp.training === null ? [`at ["training"]: expected the training settings, got ${JSON.stringify(exp.training)}`] : []),
+      ...(!Array.isArray(exp.seeds) ? [`at ["seeds"]: expected a non-empty list of integers, got ${JSON.stringify(exp.seeds)}`] : []),
+    ]
+    if (shape.length > 0) return yield* fail(shape)
     const variants: Record<string, unknown> = isVariantRecord(exp.models) ? { ...exp.models } : { base: exp.models }
     const names = Object.keys(variants)
+    if (names.length === 0) return yield* fail([`at ["models"]: no models; expected a decoder spec or a record of named variants`])
     if (o.variant !== undefined && !names.includes(o.variant)) return yield* fail([`--variant ${o.variant}: no such variant; expected one of ${names.join(", ")}`])
     const training = schemaProblems(TrainingSchema, withOverrides(exp.training, o), ["training"])
-    const models = names.map((n) => modelProblems(variants[n], isVariantRecord(exp.models) ? ["models", n] : ["models"]))
+    const at = (n: string): Array<string | number> => (isVariantRecord(exp.models) ? ["models", n] : ["models"])
+    const pruned = names.filter((n) => isPruneVariant(variants[n]))
+    // A pruned variant's model and training come from its source; the others may carry an objective or a warm start.
+    const parts = names.map((n) => variantParts(variants[n], exp.objective))
+    const models = names.map((n, i) => (pruned.includes(n) ? { problems: [] } : modelProblems(parts[i]!.model, parts[i]!.model === variants[n] ? at(n) : [...at(n), "model"])))
+    const extras = names.map((n, i) =>
+      pruned.includes(n)
+        ? { value: {}, problems: [] }
+        : extrasProblems(parts[i]!, models[i]!.value, { objective: parts[i]!.objectiveAt === "variant" ? [...at(n), "objective"] : ["objective"], init: [...at(n), "init"] }),
+    )
     const seeds = o.seed !== undefined ? [o.seed] : exp.seeds
+    const chosen = o.variant !== undefined ? [o.variant] : names
+    const prunes = new Map<string, ReadonlyArray<RunSpec>>()
+    const pruneProblems: string[] = []
+    for (const n of pruned.filter((n) => chosen.includes(n))) {
+      const decoded = decodePruneVariant(variants[n], at(n))
+      pruneProblems.push(...decoded.issues.map((i) => `at ${formatPath(i.path)}: ${i.message}`))
+      if (decoded.value === undefined || !training.value) continue
+      const e = yield* expandPrune({
+        experiment: loaded.name,
+        variant: n,
+        declared: decoded.value as PruneVariant,
+        training: training.value,
+        seeds,
+        overrides: o,
+        runs: o.runs ?? runsFolder(),
+        path: at(n),
+        chain,
+      })
+      pruneProblems.push(...e.problems)
+      prunes.set(n, e.runs)
+    }
     const problems = [
       ...training.problems,
       ...models.flatMap((m) => m.problems),
+      ...pruneProblems,
+      ...extras.flatMap((e) => e.problems),
       ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
     ]
     const vocab = exp.training.data?.tokenizer?.bpe
     models.forEach((m, i) => {
-      if (m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
+      if ("value" in m && m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
     })
     if (problems.length > 0 || !training.value) return yield* fail(problems)
-    const chosen = o.variant !== undefined ? [o.variant] : names
     return chosen.flatMap((variant) =>
-      seeds.map((seed): RunSpec => ({ format: 1, experiment: loaded.name, variant, seed, model: models[names.indexOf(variant)]!.value!, training: training.value! })),
+      prunes.get(variant) ??
+      seeds.map((seed): RunSpec => ({
+        format: 1,
+        experiment: loaded.name,
+        variant,
+        seed,
+        model: (models[names.indexOf(variant)] as { value: DecoderSpec }).value,
+        training: training.value!,
+        ...extras[names.indexOf(variant)]!.value,
+      })),
     )
   })
+
+/** The experiment's variants in the order it declares them; none when the target is not an experiment. */
+export const variantOrder = (target: string): Effect.Effect<string[]> =>
+  loadExperiment(target).pipe(
+    Effect.flatMap((loaded) => expandRuns(loaded, {})),
+    Effect.map((runs) => [...new Set(runs.map((r) => r.variant))]),
+    Effect.orElseSucceed((): string[] => []),
+  )

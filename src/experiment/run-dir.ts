@@ -1,9 +1,11 @@
 import * as tf from "@tensorflow/tfjs"
-import { Data, Effect, FileSystem, Option, Path } from "effect"
+import { Data, Effect, FileSystem, Option, Path, Schedule } from "effect"
+import { hashSpec } from "../../dsl/index.js"
 import { compile, type Model } from "../model/compile.js"
 import type { Params } from "../model/init.js"
 import { Tokenizer } from "../tokenizer/tokenizer.js"
 import { loadCheckpoint } from "../train/checkpoint.js"
+import { trainingIdentity } from "../train/run.js"
 import type { RunSpec } from "./define.js"
 import { expandRuns, loadExperiment } from "./load.js"
 
@@ -34,8 +36,18 @@ export const openRun = (dir: string) =>
     const [run] = yield* expandRuns(loaded, {}).pipe(Effect.mapError((e) => fail(e.message)))
     const tokenizerText = yield* fs.readFileString(path.join(dir, "tokenizer.json")).pipe(Effect.mapError((e) => fail(`cannot read tokenizer.json: ${e.message}`)))
     const tokenizer = yield* Effect.try({ try: () => Tokenizer.fromJSON(tokenizerText), catch: (e) => fail(`tokenizer.json: ${(e as Error).message}`) })
-    const checkpoint = yield* loadCheckpoint(dir).pipe(Effect.mapError((e) => fail(e.message)))
+    // A training run may swap in a new checkpoint while this one is read: a failed read is retried.
+    const checkpoint = yield* loadCheckpoint(dir).pipe(
+      Effect.retry({ times: 3, schedule: Schedule.spaced("300 millis") }),
+      Effect.mapError((e) => fail(e.message)),
+    )
     if (Option.isNone(checkpoint)) return yield* fail("has no checkpoint yet")
+    const specHash = hashSpec(trainingIdentity(run!))
+    if (checkpoint.value.state.specHash !== specHash)
+      return yield* fail(
+        `the checkpoint was trained from a different spec (hash ${checkpoint.value.state.specHash}) than spec.json describes (hash ${specHash}); ` +
+          "spec.json was edited or replaced after training, so the checkpoint cannot be evaluated against it",
+      )
     const model = compile(run!.model)
     const saved = checkpoint.value.params
     for (const p of model.table) {

@@ -6,6 +6,7 @@
  */
 import { Data, Effect, FileSystem, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
+import { ioReason } from "../errors/io-error.js"
 
 export class AtomicWriteError extends Data.TaggedError("AtomicWriteError")<{
   readonly path: string
@@ -62,6 +63,6 @@ export const writeFileAtomic = (
     })
     yield* write.pipe(
       Effect.onError(() => fs.remove(temp, { force: true }).pipe(Effect.ignore)),
-      Effect.mapError((e) => new AtomicWriteError({ path: filePath, reason: e.message })),
+      Effect.mapError((e) => new AtomicWriteError({ path: filePath, reason: ioReason(e) })),
     )
   })

@@ -1,11 +1,15 @@
 import * as tf from "@tensorflow/tfjs"
 import { match } from "ts-pattern"
+import { depthCosts } from "../../dsl/costs.js"
 import { validateSpec } from "../../dsl/decode.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blocksOf, type DecoderSpec, dimsOf, type Layer } from "../../dsl/nodes.js"
 import { blockChildNames, childNames, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramCounts, paramName, paramTable } from "../../dsl/params.js"
 import { attentionApply } from "../attention/index.js"
 import { nativeDecoder } from "../decode/native-decoder.js"
+import { depthForward, depthObjective } from "../depth/index.js"
+import type { DepthOutput } from "../depth/compute.js"
+import type { DepthTrace } from "../depth/trace.js"
 import { applyFfn } from "../ffn/ffn.js"
 import { normApply } from "../norm/index.js"
 import { posencApply } from "../posenc/index.js"
@@ -27,12 +31,26 @@ export interface ForwardOptions {
   readonly dropoutSeed?: number
   /** Incremental decoding: tokens continue the sequence the cache holds. */
   readonly cache?: DecodeCache
+  /** Counts the compute spent (and records a depth policy's decisions, or replays them). */
+  readonly trace?: DepthTrace
+  /** Sees the input of every matrix product, by the weight's full name (activation statistics for pruning). */
+  readonly probe?: (weight: string, input: tf.Tensor2D) => void
+  /** Sees each block's output [B, T, width] (hidden-state distillation reads chosen ones). */
+  readonly blockOutputs?: (index: number, x: tf.Tensor3D) => void
+  /**
+   * Frees each block's intermediate tensors as soon as the block is done, keeping its output:
+   * for a forward pass no gradient follows (a distillation teacher's), whose activations
+   * would otherwise all live until the caller's tidy ends.
+   */
+  readonly blockwise?: boolean
 }
 
 /** Keys and values of every attention layer so far, for generation one token at a time. */
 export class DecodeCache {
   private readonly slots = new Map<string, KvSlot>()
   length = 0
+  /** Positions held by each block that sees only some tokens (mixture-of-depths), by block prefix. */
+  readonly held = new Map<string, number>()
 
   slot(name: string): KvSlot {
     let s = this.slots.get(name)
@@ -42,6 +60,7 @@ export class DecodeCache {
 
   dispose(): void {
     this.slots.clear()
+    this.held.clear()
     this.length = 0
   }
 }
@@ -71,17 +90,18 @@ export interface Model {
    * computed without tensors by the native decoder (src/decode/) when it runs, in an array of
    * the cache's that the next call overwrites; undefined otherwise (then use apply).
    */
-  readonly decodeNative: (params: ParamValues, ids: readonly number[], cache: DecodeCache) => Float32Array | undefined
+  readonly decodeNative: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace) => Float32Array | undefined
 }
 
-const viewOf =
-  (params: ParamValues, prefix: string): ParamView =>
-  (name) => {
+const viewOf = (params: ParamValues, prefix: string, probe?: ForwardOptions["probe"]): ParamView => {
+  const view = (name: string) => {
     const full = paramName(prefix, name)
     const t = params[full]
     if (t === undefined) throw new Error(`parameter "${full}" is missing`)
     return t
   }
+  return probe === undefined ? view : Object.assign(view, { probe: (weight: string, input: tf.Tensor2D) => probe(paramName(prefix, weight), input) })
+}
 
 export const compile = (input: DecoderSpec): Model => {
   const spec = validateSpec(input)
@@ -90,7 +110,9 @@ export const compile = (input: DecoderSpec): Model => {
   const posenc = posencApply(spec.posenc)
   const maxLength = posencModule(spec.posenc).maxLength?.(spec.posenc, dims)
   const blocks = blocksOf(spec.layers)
-  const fast = nativeDecoder(spec)
+  const costs = depthCosts(spec)
+  // A depth policy decides per token which blocks run; the native program runs them all.
+  const fast = spec.layers.policy ? undefined : nativeDecoder(spec)
 
   const checkLength = (length: number): void => {
     if (maxLength !== undefined && length > maxLength) {
@@ -98,13 +120,18 @@ export const compile = (input: DecoderSpec): Model => {
     }
   }
 
-  const apply = (params: ParamValues, tokens: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D => {
+  /** The logits, and under a depth policy in training, the terms of its objective. */
+  const forward = (params: ParamValues, tokens: tf.Tensor2D, options: ForwardOptions = {}): DepthOutput => {
     const [b, t] = tokens.shape
     const cache = options.cache
     const offset = cache?.length ?? 0
     checkLength(offset + t)
     const training = options.training ?? false
-    if (cache && !training && fast?.usable()) return fast.apply(params, tokens, cache)
+    // Probes and block outputs watch tfjs's ops, which the native program does not run.
+    if (cache && !training && !options.probe && !options.blockOutputs && fast?.usable()) {
+      options.trace?.dense(costs, b * t)
+      return { logits: fast.apply(params, tokens, cache) }
+    }
     let dropoutCalls = 0
     const seed = options.dropoutSeed ?? 0
     const dropout = (x: tf.Tensor, rate: number): tf.Tensor =>
@@ -112,40 +139,55 @@ export const compile = (input: DecoderSpec): Model => {
     const posView = viewOf(params, "posenc")
     const position: PositionHooks = posenc.hooks?.(posView, spec.posenc, dims) ?? {}
 
-    const applyLayer = (layer: Layer, x: tf.Tensor3D, prefix: string, layerIndex: number): tf.Tensor3D => {
+    const applyLayer = (layer: Layer, x: tf.Tensor3D, prefix: string, layerIndex: number, at: number): tf.Tensor3D => {
       const ctx: LayerCtx = {
         dims,
         layer: layerIndex,
         training,
         position,
-        offset,
+        offset: at,
         dropout,
         ...(cache ? { kv: cache.slot(prefix) } : {}),
       }
       return match(layer)
-        .with({ op: "attention" }, (l) => attentionApply(l).apply(viewOf(params, prefix), x, l, ctx))
-        .with({ op: "ffn" }, (l) => applyFfn(viewOf(params, prefix), x, l, ctx))
+        .with({ op: "attention" }, (l) => attentionApply(l).apply(viewOf(params, prefix, options.probe), x, l, ctx))
+        .with({ op: "ffn" }, (l) => applyFfn(viewOf(params, prefix, options.probe), x, l, ctx))
         .with({ op: "norm" }, (l) => normApply(l).apply(viewOf(params, prefix), x, l) as tf.Tensor3D)
         .with({ op: "residual" }, (l) => {
           const names = childNames(l.body)
-          const branch = l.body.reduce((h, child, i) => applyLayer(child, h, `${prefix}.${names[i]}`, layerIndex), x)
+          const branch = l.body.reduce((h, child, i) => applyLayer(child, h, `${prefix}.${names[i]}`, layerIndex, at), x)
           return tf.add(x, dropout(branch, l.dropout)) as tf.Tensor3D
         })
         .exhaustive()
     }
 
+    /** Layers [from, to) of block i, positions counted from `at`. */
+    const run = (i: number, x: tf.Tensor3D, from = 0, to = blocks[i]!.layers.length, at = offset): tf.Tensor3D => {
+      const names = blockChildNames(blocks[i]!.layers)
+      return blocks[i]!.layers.slice(from, to).reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[from + j]}`, i, at), x)
+    }
     const embedding = params["embed.tokens"] as tf.Tensor2D
+    const finalNorm = (x: tf.Tensor3D): tf.Tensor2D => normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([x.shape[0] * x.shape[1], spec.width]) as tf.Tensor2D
+    const lmHead = (h: tf.Tensor2D): tf.Tensor2D => (spec.tied ? tf.matMul(h, embedding, false, true) : tf.matMul(h, params["head.weight"] as tf.Tensor2D))
+
     let x = tf.gather(embedding, tokens.reshape([b * t])).reshape([b, t, spec.width]) as tf.Tensor3D
     if (posenc.embed) x = posenc.embed(posView, x, spec.posenc, offset)
     x = dropout(x, spec.dropout) as tf.Tensor3D
-    blocks.forEach((block, i) => {
-      const names = blockChildNames(block.layers)
-      x = block.layers.reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[j]}`, i), x)
+    if (spec.layers.policy) {
+      const context = { spec, costs, training, seed, offset, run, finalNorm, lmHead, param: (i: number, name: string) => viewOf(params, `blocks.${i}`)(name) }
+      const out = depthForward(spec.layers.policy, x, { ...context, ...(cache ? { cache } : {}), ...(options.trace ? { trace: options.trace } : {}) })
+      if (cache) cache.length += t
+      return out
+    }
+    blocks.forEach((_, i) => {
+      const input = x
+      x = options.blockwise ? tf.tidy(() => run(i, input)) : run(i, input)
+      options.blockOutputs?.(i, x)
     })
-    const h = normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([b * t, spec.width]) as tf.Tensor2D
-    const logits = spec.tied ? tf.matMul(h, embedding, false, true) : tf.matMul(h, params["head.weight"] as tf.Tensor2D)
+    options.trace?.dense(costs, b * t)
+    const logits = lmHead(finalNorm(x))
     if (cache) cache.length += t
-    return logits.reshape([b, t, spec.vocab]) as tf.Tensor3D
+    return { logits: logits.reshape([b, t, spec.vocab]) as tf.Tensor3D }
   }
 
   const loss = (params: ParamValues, batch: Batch, options: ForwardOptions = {}): tf.Scalar => {
@@ -153,13 +195,16 @@ export const compile = (input: DecoderSpec): Model => {
     const t = t1 - 1
     const inputs = tf.slice(batch.tokens, [0, 0], [b, t])
     const targets = tf.slice(batch.tokens, [0, 1], [b, t]).reshape([b * t]) as tf.Tensor1D
-    const logits = apply(params, inputs, options).reshape([b * t, spec.vocab]) as tf.Tensor2D
-    return crossEntropy(logits, targets, batch.mask.reshape([b * t]) as tf.Tensor1D)
+    const out = forward(params, inputs, options)
+    const mask = batch.mask.reshape([b * t]) as tf.Tensor1D
+    const nll = (logits: tf.Tensor3D) => crossEntropy(logits.reshape([b * t, spec.vocab]) as tf.Tensor2D, targets, mask)
+    return out.objective ? depthObjective(out.objective, nll) : nll(out.logits)
   }
 
-  const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array | undefined => {
+  const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace): Float32Array | undefined => {
     if (!fast?.usable()) return undefined
     checkLength(cache.length + ids.length)
+    trace?.dense(costs, ids.length)
     return fast.last(params, ids, cache)
   }
 
@@ -170,7 +215,7 @@ export const compile = (input: DecoderSpec): Model => {
     flops: flopsPerToken(spec),
     maxLength,
     init: (seed) => initParams(table, seed),
-    apply,
+    apply: (params, tokens, options) => forward(params, tokens, options).logits,
     loss,
     decodeNative,
   }

@@ -9,8 +9,15 @@ import type { KvBuffer } from "./kv-buffer.js"
  * src/norm/index.ts), typed so that a described kind without a computation does not compile.
  */
 
-/** A node's own parameters, looked up by the relative names its `params` declared. */
-export type ParamView = (name: string) => tf.Tensor
+/**
+ * A node's own parameters, looked up by the relative names its `params` declared. `probe`,
+ * when a caller asked for it (ForwardOptions.probe), sees the input of each of the node's
+ * matrix products, by the weight's relative name (pruning reads activations through it).
+ */
+export interface ParamView {
+  (name: string): tf.Tensor
+  readonly probe?: (weight: string, input: tf.Tensor2D) => void
+}
 
 /** Key/value cache of one attention layer during incremental decoding. */
 export interface KvSlot {

@@ -99,6 +99,8 @@ export const formatRate = (x: number): string => {
 /** Binary units, three significant digits: "512 B", "12.3 KiB", "1.20 GiB". */
 export const formatBytes = (n: number): string => {
   for (const [scale, suffix] of [
+    [2 ** 50, "PiB"],
+    [2 ** 40, "TiB"],
     [2 ** 30, "GiB"],
     [2 ** 20, "MiB"],
     [2 ** 10, "KiB"],

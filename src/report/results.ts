@@ -1,5 +1,5 @@
 import { formatCount } from "../../dsl/print.js"
-import type { Summary } from "../train/run.js"
+import type { Spent, Summary } from "../train/run.js"
 
 /** The figures of one finished run that a results table needs (a subset of summary.json). */
 export interface RunResult {
@@ -9,9 +9,14 @@ export interface RunResult {
   readonly valBpb: number
   readonly tokensPerSecond: number
   readonly tokensTrained: number
+  /** A pruned run's source trained on these tokens before it was pruned (its own are the fine-tune's). */
+  readonly sourceTokens?: number
   readonly params: { readonly total: number; readonly nonEmbedding: number }
   /** Peak tensor memory of one optimiser step beyond the weights and optimiser state, where measured. */
   readonly stepPeakBytes?: number
+  /** Nominal FLOPs per token, and what was spent (summaries written before it was recorded lack it). */
+  readonly flopsPerToken?: { readonly forward: number; readonly training: number }
+  readonly spent?: { readonly training: Spent; readonly eval: Spent }
   readonly extra?: Readonly<Record<string, number>>
 }
 
@@ -33,14 +38,28 @@ const mib = (xs: ReadonlyArray<number | undefined>): string => {
   return known.length === 0 ? "n/a" : Math.round(meanStd(known).mean / 2 ** 20).toString()
 }
 
+/** Whether a run spent other than its nominal compute (a depth policy skipped blocks or tokens, or added exit heads). */
+const dynamic = (r: RunResult): boolean =>
+  r.spent !== undefined && r.flopsPerToken !== undefined && (r.spent.eval.flopsPerToken !== r.flopsPerToken.forward || r.spent.training.flopsPerToken !== r.flopsPerToken.training)
+
+/** The compute columns: blocks per token and MFLOPs per token spent in evaluation and in training. */
+const spentColumns = (r: RunResult): Record<string, number> => ({
+  "blocks/token": r.spent?.eval.blocksPerToken ?? Number.NaN,
+  "eval MFLOP/token": (r.spent?.eval.flopsPerToken ?? Number.NaN) / 1e6,
+  "train MFLOP/token": (r.spent?.training.flopsPerToken ?? Number.NaN) / 1e6,
+})
+
 /**
- * A Markdown table with one row per variant: parameters, then validation loss and bits per
- * byte as mean ± standard deviation over seeds, training throughput, and a training step's
- * peak memory where it was measured.
+ * One row per variant: parameters, then validation loss and bits per byte as mean ± standard
+ * deviation over seeds, training throughput, and a training step's peak memory where it was
+ * measured. When some run spent other than its nominal compute (a depth policy), every row
+ * also shows the blocks and FLOPs per token it spent.
  */
-export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
+export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string[]; rows: string[][] } => {
   const variants = [...new Set(results.map((r) => r.variant))]
-  const extraKeys = [...new Set(results.flatMap((r) => Object.keys(r.extra ?? {})))]
+  const compute = results.some(dynamic)
+  const extraOf = (r: RunResult) => ({ ...r.extra, ...(compute ? spentColumns(r) : {}) })
+  const extraKeys = [...new Set(results.flatMap((r) => Object.keys(extraOf(r))))]
   const memory = results.some((r) => r.stepPeakBytes !== undefined)
   const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...extraKeys, "tokens/s", ...(memory ? ["step memory (MiB)"] : [])]
   const rows = variants.map((v) => {
@@ -50,20 +69,72 @@ export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
       v,
       String(rs.length),
       `${formatCount(first.params.total)} / ${formatCount(first.params.nonEmbedding)}`,
-      formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
+      (first.sourceTokens === undefined ? "" : `${formatCount(first.sourceTokens)} + `) + formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
       pm(rs.map((r) => r.valLoss), 4),
       pm(rs.map((r) => r.valBpb), 4),
-      ...extraKeys.map((k) => pm(rs.map((r) => r.extra?.[k] ?? Number.NaN), 4)),
-      Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
+      ...extraKeys.map((k) => pm(rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN), k === "blocks/token" ? 2 : 4)),
+      // A one-shot pruned run trains on nothing, so it has no throughput.
+      rs.every((r) => r.tokensTrained === 0) ? "n/a" : Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]
   })
+  return { header, rows }
+}
+
+export const markdownTable = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const line = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n")
 }
 
-/** A run's summary as a table row: longer-sequence evaluations become bpb@L columns. */
-export const resultOf = (s: Summary): RunResult => ({
+/**
+ * The figures of each run that a chart of bpb against them shows: an experiment's own (a pruned
+ * run's sparsity, say) and, when some run spent other than its nominal compute, the blocks and
+ * FLOPs per token each spent. Longer-sequence bpb columns are left out.
+ */
+export const runFigures = (results: ReadonlyArray<RunResult>): Array<Record<string, number>> => {
+  const compute = results.some(dynamic)
+  return results.map((r) => ({
+    ...Object.fromEntries(Object.entries(r.extra ?? {}).filter(([k]) => !k.startsWith("bpb@"))),
+    ...(compute ? spentColumns(r) : {}),
+  }))
+}
+
+/** The rows as a Markdown table. */
+export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
+  const { header, rows } = resultsRows(results)
+  return markdownTable(header, rows)
+}
+
+/** The numeric fields every summary.json has; any other top-level number is a figure of its experiment. */
+const standardNumbers: ReadonlyArray<keyof Summary> = [
+  "seed", "valLoss", "valBpb", "valTokens", "trainLoss", "tokenBudget", "tokensTrained", "steps", "wallSeconds", "trainSeconds", "tokensPerSecond", "stepPeakBytes",
+]
+
+/**
+ * Figures an experiment adds to its summaries beyond the standard ones (a dynamic-depth
+ * model's `blocksPerToken`, say), by name.
+ */
+const extraFigures = (s: Summary): Record<string, number> =>
+  Object.fromEntries(
+    Object.entries(s).filter(([k, v]) => typeof v === "number" && Number.isFinite(v) && !(standardNumbers as ReadonlyArray<string>).includes(k)) as Array<[string, number]>,
+  )
+
+/** What a results table reads of a pruned run's summary (src/prune/run.ts writes it). */
+interface PruningFigures {
+  readonly pruning?: { readonly sparsity: number; readonly sourceTokens: number }
+}
+
+/**
+ * A run's summary as a table row: longer-sequence evaluations become bpb@L columns, then the
+ * experiment's own figures; a pruned run adds its sparsity (the share of the source's
+ * non-embedding parameters removed) and counts its source's training tokens before its own.
+ */
+export const resultOf = (s: Summary & PruningFigures): RunResult => ({
   ...s,
-  extra: Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
+  ...(s.pruning === undefined ? {} : { sourceTokens: s.pruning.sourceTokens }),
+  extra: {
+    ...Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
+    ...extraFigures(s),
+    ...(s.pruning === undefined ? {} : { sparsity: s.pruning.sparsity }),
+  },
 })

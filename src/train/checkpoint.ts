@@ -3,8 +3,9 @@
  *
  *   <run>/checkpoint/model.safetensors      parameters by name (e.g. `blocks.0.attn.wq`)
  *   <run>/checkpoint/optimizer.safetensors  optimiser tensors by name (e.g. `m.<param>`, `v.<param>`)
+ *   <run>/checkpoint/masks.safetensors      a pruned run's weight masks by parameter name (1 keeps, 0 holds at zero)
  *   <run>/checkpoint/state.json             step, tokens, cursors, RNG, spec hash, and the size
- *                                           and sha256 of both tensor files
+ *                                           and sha256 of each tensor file
  *
  * A save writes a complete `checkpoint.next/`, then renames `checkpoint/` → `checkpoint.prev/`
  * and `checkpoint.next/` → `checkpoint/`, then removes `checkpoint.prev/`. Whatever moment a
@@ -16,6 +17,7 @@
  */
 import { createHash } from "node:crypto"
 import { Data, Effect, FileSystem, Option, Path, Schema } from "effect"
+import { ioReason } from "../errors/io-error.js"
 import { fsyncDirectory, writeFileAtomic } from "../io/atomic-write.js"
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.js"
 
@@ -49,6 +51,8 @@ export interface Checkpoint {
   readonly params: TensorArrays
   readonly optimizer: TensorArrays
   readonly state: CheckpointState
+  /** Only a pruned run has masks. */
+  readonly masks?: TensorArrays
 }
 
 export const checkpointFormatVersion = 1
@@ -58,11 +62,12 @@ const FileDigest = Schema.Struct({ bytes: Count, sha256: Schema.String })
 const StateFile = Schema.Struct({
   format: Schema.Literal(checkpointFormatVersion),
   ...CheckpointState.fields,
-  files: Schema.Struct({ model: FileDigest, optimizer: FileDigest }),
+  files: Schema.Struct({ model: FileDigest, optimizer: FileDigest, masks: Schema.optionalKey(FileDigest) }),
 })
 
 const MODEL_FILE = "model.safetensors"
 const OPTIMIZER_FILE = "optimizer.safetensors"
+const MASKS_FILE = "masks.safetensors"
 const STATE_FILE = "state.json"
 
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
@@ -76,7 +81,7 @@ const checkpointDirs = (path: Path.Path, runDir: string) => ({
 const at =
   (where: string) =>
   <A, R>(effect: Effect.Effect<A, { readonly message: string }, R>): Effect.Effect<A, CheckpointError, R> =>
-    Effect.mapError(effect, (e) => new CheckpointError({ path: where, reason: e.message }))
+    Effect.mapError(effect, (e) => new CheckpointError({ path: where, reason: ioReason(e) }))
 
 /** Writes a new checkpoint of the run atomically; the previous one survives any failure. */
 export const saveCheckpoint = (
@@ -91,6 +96,7 @@ export const saveCheckpoint = (
     const state = yield* at(statePath)(Schema.decodeUnknownEffect(CheckpointState)(checkpoint.state))
     const model = yield* at(path.join(dirs.next, MODEL_FILE))(encodeSafetensors(checkpoint.params))
     const optimizer = yield* at(path.join(dirs.next, OPTIMIZER_FILE))(encodeSafetensors(checkpoint.optimizer))
+    const masks = checkpoint.masks === undefined ? undefined : yield* at(path.join(dirs.next, MASKS_FILE))(encodeSafetensors(checkpoint.masks))
 
     yield* at(dirs.next)(fs.remove(dirs.next, { recursive: true, force: true }))
     const hasCurrent = yield* at(dirs.current)(fs.exists(dirs.current))
@@ -100,12 +106,14 @@ export const saveCheckpoint = (
     yield* at(dirs.next)(fs.makeDirectory(dirs.next, { recursive: true }))
     yield* writeFileAtomic(path.join(dirs.next, MODEL_FILE), model)
     yield* writeFileAtomic(path.join(dirs.next, OPTIMIZER_FILE), optimizer)
+    if (masks !== undefined) yield* writeFileAtomic(path.join(dirs.next, MASKS_FILE), masks)
     const stateFile: typeof StateFile.Type = {
       format: checkpointFormatVersion,
       ...state,
       files: {
         model: { bytes: model.length, sha256: sha256(model) },
         optimizer: { bytes: optimizer.length, sha256: sha256(optimizer) },
+        ...(masks === undefined ? {} : { masks: { bytes: masks.length, sha256: sha256(masks) } }),
       },
     }
     yield* writeFileAtomic(statePath, JSON.stringify(stateFile, null, 2) + "\n")
@@ -140,13 +148,10 @@ const readTensorFile = (
     return out
   })
 
-/**
- * Loads the run's checkpoint, `Option.none()` when it has none. Falls back to
- * `checkpoint.prev/` when a crash hit between the two renames of a save.
- */
-export const loadCheckpoint = (
+/** The checkpoint directory and its state.json (with the tensor files' digests), `Option.none()` when there is none. */
+const readState = (
   runDir: string,
-): Effect.Effect<Option.Option<Checkpoint>, CheckpointError, FileSystem.FileSystem | Path.Path> =>
+): Effect.Effect<Option.Option<{ readonly dir: string; readonly stateFile: typeof StateFile.Type }>, CheckpointError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -163,9 +168,30 @@ export const loadCheckpoint = (
       try: () => JSON.parse(text) as unknown,
       catch: (e) => new CheckpointError({ path: statePath, reason: `not valid JSON (${e instanceof Error ? e.message : String(e)})` }),
     })
-    const stateFile = yield* at(statePath)(Schema.decodeUnknownEffect(StateFile)(json))
+    return Option.some({ dir, stateFile: yield* at(statePath)(Schema.decodeUnknownEffect(StateFile)(json)) })
+  })
+
+/** Which weights a checkpoint holds, without reading them: spec hash, step and model.safetensors' sha256. */
+export const checkpointIdentity = (
+  runDir: string,
+): Effect.Effect<Option.Option<{ readonly specHash: string; readonly step: number; readonly model: string }>, CheckpointError, FileSystem.FileSystem | Path.Path> =>
+  Effect.map(readState(runDir), Option.map(({ stateFile: s }) => ({ specHash: s.specHash, step: s.step, model: s.files.model.sha256 })))
+
+/**
+ * Loads the run's checkpoint, `Option.none()` when it has none. Falls back to
+ * `checkpoint.prev/` when a crash hit between the two renames of a save.
+ */
+export const loadCheckpoint = (
+  runDir: string,
+): Effect.Effect<Option.Option<Checkpoint>, CheckpointError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function* () {
+    const path = yield* Path.Path
+    const found = yield* readState(runDir)
+    if (Option.isNone(found)) return Option.none()
+    const { dir, stateFile } = found.value
     const params = yield* readTensorFile(path.join(dir, MODEL_FILE), stateFile.files.model)
     const optimizer = yield* readTensorFile(path.join(dir, OPTIMIZER_FILE), stateFile.files.optimizer)
+    const masks = stateFile.files.masks === undefined ? undefined : yield* readTensorFile(path.join(dir, MASKS_FILE), stateFile.files.masks)
     const { format: _format, files: _files, ...state } = stateFile
-    return Option.some({ params, optimizer, state })
+    return Option.some({ params, optimizer, state, ...(masks === undefined ? {} : { masks }) })
   })

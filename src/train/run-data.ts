@@ -16,6 +16,8 @@ export interface RunTokenizer {
   readonly name: string
   /** Hugging Face tokenizer.json, saved with the run so eval and generate need no data. */
   readonly json: () => string
+  /** The file it was read from, when there is one (for messages). */
+  readonly path?: string
 }
 
 /** A resumable stream of training batches; its cursor is plain JSON. */
@@ -26,6 +28,8 @@ export interface TrainStream {
 
 export interface RunData {
   readonly tokenizer: RunTokenizer
+  /** Identity of the text the tokens came from (a content hash), recorded in the ledger. */
+  readonly dataHash: string
   /** Average UTF-8 bytes per token of each split, to report bits per byte. */
   readonly bytesPerToken: { readonly train: number; readonly valid: number }
   readonly tokens: { readonly train: number; readonly valid: number }

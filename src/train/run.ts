@@ -2,20 +2,34 @@ import * as tf from "@tensorflow/tfjs"
 import { Console, Data, Effect, FileSystem, Option, Path, Scope } from "effect"
 import { diffSpecs, formatDiff } from "../../dsl/diff.js"
 import { hashSpec } from "../../dsl/hash.js"
+import { posencModule } from "../../dsl/kinds/posenc/index.js"
+import { dimsOf } from "../../dsl/nodes.js"
 import { peakMeter } from "../backend/peak-memory.js"
+import { DepthTrace, type TraceTotals } from "../depth/trace.js"
 import type { BackendChoice } from "../backend/select.js"
 import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
 import type { RunSpec } from "../experiment/define.js"
+import { availableMemory } from "../backend/available-memory.js"
+import { ioReason } from "../errors/io-error.js"
+import { located } from "../errors/unexpected.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
-import { compile, type Model } from "../model/compile.js"
+import { droppedLines, openJsonl, parseJsonl } from "../io/jsonl.js"
+import { type LockError, lockRunDir } from "../io/run-lock.js"
+import { compile } from "../model/compile.js"
 import type { Params } from "../model/init.js"
+import type { NamedParam } from "../../dsl/params.js"
+import { trainingObjective } from "../objective/objective.js"
 import { Rng } from "../random/rng.js"
 import { progressBar, type ProgressSink } from "../report/progress.js"
 import { AdamW, clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
 import { type CheckpointError, loadCheckpoint, saveCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
+import { type LedgerOptions, machineName, recordFinishedRun } from "../experiment/ledger.js"
+import { estimateTraining, type MemoryLimit, memoryProblem } from "./estimate.js"
 import { lrAt } from "./schedule.js"
+import { prepareSources, warmStartArrays } from "./sources.js"
+import type { RunStart } from "./start.js"
 
 /**
  * One run (one variant, one seed) as an Effect program: check the run directory and any
@@ -37,6 +51,12 @@ export interface RunOptions {
   readonly backend: BackendChoice
   /** How to resume, for the message printed on interruption. */
   readonly resumeCommand: string
+  /** Where to record the finished run (absent: not recorded, as in tests of the loop itself). */
+  readonly ledger?: LedgerOptions
+  /** Refuse a run whose memory estimate exceeds this (default: the memory available now). */
+  readonly memoryLimit?: MemoryLimit
+  /** Start from given weights (with masks) instead of the seeded initialisation: a pruned run. */
+  readonly start?: RunStart
 }
 
 export interface Summary {
@@ -52,6 +72,12 @@ export interface Summary {
   readonly trainLoss: number
   readonly params: { readonly total: number; readonly nonEmbedding: number; readonly embedding: number }
   readonly flopsPerToken: { readonly forward: number; readonly training: number }
+  /**
+   * FLOPs (training: forward and backward, 3× the forward count) and blocks per position
+   * actually spent in training and in the final evaluation: below the nominal figures when a
+   * depth policy skips blocks or tokens. Absent from summaries written before it was recorded.
+   */
+  readonly spent?: { readonly training: Spent; readonly eval: Spent }
   readonly tokenizer: string
   readonly tokenizerHash: string
   readonly tokenBudget: number
@@ -72,7 +98,14 @@ export interface Summary {
   readonly backend: string
   /** What the backend said of itself: for the native one, its ISA, threads and matmul precision (fp32 or bf16). */
   readonly backendDetail: string
+  /** Host name and CPU model (absent in summaries written before it was recorded). */
+  readonly machine?: string
   readonly sample: string
+}
+
+export interface Spent {
+  readonly flopsPerToken: number
+  readonly blocksPerToken: number
 }
 
 /** Fields whose change alters the trained weights; eval, checkpoint and sampling settings do not. */
@@ -84,7 +117,21 @@ export const trainingIdentity = (run: RunSpec) => ({
   batch: run.training.batch,
   accumulate: run.training.accumulate,
   optimizer: run.training.optimizer,
+  ...(run.prune === undefined ? {} : { prune: run.prune }),
+  // Absent for plain cross-entropy from scratch, so earlier runs keep their hashes.
+  ...(run.objective && run.objective.kind !== "cross-entropy" ? { objective: run.objective } : {}),
+  ...(run.init ? { init: run.init } : {}),
 })
+
+/** Why this machine cannot train the run, from its spec's memory estimate; undefined when it fits. */
+export const runMemoryProblem = (run: RunSpec, limit: MemoryLimit = availableMemory()): string | undefined =>
+  memoryProblem(estimateTraining(run.model, { ...run.training, evalLengths: longerLengths(run) }), { ...run.training, context: run.model.context }, limit)
+
+/** The longer sequence lengths a run evaluates after training: those its position scheme can represent. */
+export const longerLengths = (run: RunSpec): ReadonlyArray<number> => {
+  const maxLength = posencModule(run.model.posenc).maxLength?.(run.model.posenc, dimsOf(run.model))
+  return (run.training.eval.lengths ?? []).filter((l) => maxLength === undefined || l <= maxLength)
+}
 
 export const totalSteps = (run: RunSpec): number => {
   const b = run.training.budget
@@ -95,20 +142,20 @@ export const totalSteps = (run: RunSpec): number => {
 const toArrays = (tensors: Readonly<Record<string, tf.Tensor>>): TensorArrays =>
   Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }]))
 
-const restoreParams = (model: Model, params: Params, saved: TensorArrays, where: string): string | undefined => {
-  for (const p of model.table) {
+const restoreParams = (table: ReadonlyArray<NamedParam>, params: Params, saved: TensorArrays, where: string): string | undefined => {
+  for (const p of table) {
     const s = saved[p.name]
     if (s === undefined) return `${where}: parameter "${p.name}" is missing`
     if (s.shape.join(",") !== p.decl.shape.join(",")) return `${where}: "${p.name}" has shape [${s.shape}], the spec expects [${p.decl.shape}]`
   }
   const extra = Object.keys(saved).filter((k) => params[k] === undefined)
   if (extra.length > 0) return `${where}: has parameters the spec lacks: ${extra.slice(0, 5).join(", ")}`
-  for (const p of model.table) tf.tidy(() => params[p.name]!.assign(tf.tensor(saved[p.name]!.data, [...p.decl.shape], "float32")))
+  for (const p of table) tf.tidy(() => params[p.name]!.assign(tf.tensor(saved[p.name]!.data, [...p.decl.shape], "float32")))
   return undefined
 }
 
 /** Per-step dropout seed: a pure function of run seed and step, so resumes draw identical masks. */
-const dropoutSeed = (seed: number, step: number, micro: number): number => (Rng.derive(seed, `dropout/${step}/${micro}`).nextUint32() >>> 1)
+export const dropoutSeed = (seed: number, step: number, micro: number): number => (Rng.derive(seed, `dropout/${step}/${micro}`).nextUint32() >>> 1)
 
 interface StepResult {
   readonly loss: number
@@ -122,28 +169,30 @@ const toTensors = (b: HostBatch) => ({
 })
 
 export const trainRun = (
-  run: RunSpec,
+  requested: RunSpec,
   data: RunData,
   options: RunOptions,
-): Effect.Effect<Summary, RunError | CheckpointError, FileSystem.FileSystem | Path.Path | ProgressSink | Scope.Scope> =>
+): Effect.Effect<Summary, RunError | CheckpointError | LockError, FileSystem.FileSystem | Path.Path | ProgressSink | Scope.Scope> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const dir = options.out
     const fail = (problem: string) => new RunError({ problem })
+    // A teacher or warm-start run is opened and checked first; its fingerprint joins the spec.
+    const sources = yield* prepareSources(requested, data).pipe(Effect.mapError((e) => fail(e.message)))
+    const run = sources.run
     const t = run.training
     const specHash = hashSpec(trainingIdentity(run))
 
     if (data.tokenizer.vocabSize !== run.model.vocab) {
       return yield* fail(`the model's vocab ${run.model.vocab} differs from the tokenizer's ${data.tokenizer.vocabSize}`)
     }
-    // Every check that can fail happens before the first step: the directory must be writable.
-    const probe = path.join(dir, `.write-probe-${process.pid}`)
-    yield* fs.makeDirectory(dir, { recursive: true }).pipe(
-      Effect.andThen(fs.writeFileString(probe, "")),
-      Effect.andThen(fs.remove(probe)),
-      Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${e.message}`)),
-    )
+    // Every check that can fail happens before anything is written: the sizes fit this machine,
+    // the directory is writable and no other process trains into it.
+    const memory = runMemoryProblem(run, options.memoryLimit)
+    if (memory !== undefined) return yield* fail(`${dir}: ${memory}`)
+    yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
+    yield* lockRunDir(dir, (message) => Console.error(message))
 
     const existing = options.fresh ? Option.none() : yield* loadCheckpoint(dir)
     if (Option.isSome(existing) && existing.value.state.specHash !== specHash) {
@@ -169,15 +218,23 @@ export const trainRun = (
       Effect.sync(() => model.init(run.seed)),
       (p) => Effect.sync(() => tf.dispose(Object.values(p))),
     )
+    const start = options.start
+    const objective = yield* Effect.acquireRelease(
+      Effect.sync(() => trainingObjective(run, model, sources.teacher)),
+      (o) => Effect.sync(() => o.dispose()),
+    )
+    // The objective's own tensors (hidden-state projections) train and checkpoint with the model's.
+    const trainable: Params = { ...params, ...objective.params }
+    const table = [...model.table, ...objective.table]
     const optimizer = yield* Effect.acquireRelease(
       Effect.sync(
         () =>
-          new AdamW(params as Record<string, tf.Variable>, {
+          new AdamW(trainable as Record<string, tf.Variable>, {
             beta1: t.optimizer.beta1,
             beta2: t.optimizer.beta2,
             eps: t.optimizer.eps,
             weightDecay: t.optimizer.weightDecay,
-            decay: (name) => t.optimizer.decayAll || model.table.find((p) => p.name === name)!.decl.decay,
+            decay: (name) => t.optimizer.decayAll || table.find((p) => p.name === name)!.decl.decay,
           }),
       ),
       (o) => Effect.sync(() => o.dispose()),
@@ -190,10 +247,11 @@ export const trainRun = (
     let trainSeconds = 0
     let stepPeakBytes: number | undefined = undefined
     let cursor: unknown = undefined
+    let traced: TraceTotals | undefined = undefined
     if (Option.isSome(existing)) {
       const ck = existing.value
       const where = path.join(dir, "checkpoint", "model.safetensors")
-      const problem = restoreParams(model, params, ck.params, where)
+      const problem = restoreParams(table, trainable, ck.params, where)
       if (problem !== undefined) return yield* fail(problem)
       yield* Effect.try({
         try: () => optimizer.importState({ step: ck.state.step, moments: ck.optimizer }),
@@ -202,37 +260,49 @@ export const trainRun = (
       step = ck.state.step
       tokensSeen = ck.state.tokensSeen
       cursor = ck.state.dataCursor
-      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number; stepPeakBytes?: number } | undefined
+      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number; stepPeakBytes?: number; trained?: TraceTotals } | undefined
       elapsedBefore = extra?.elapsedSeconds ?? 0
+      traced = extra?.trained
       trainSeconds = extra?.trainSeconds ?? 0
       stepPeakBytes = extra?.stepPeakBytes
+      if (start?.masks !== undefined) {
+        const problem = ck.masks === undefined ? "has no masks.safetensors, which a pruned run needs" : start.masks.restore(ck.masks)
+        if (problem !== undefined) return yield* fail(`${path.join(dir, "checkpoint")}: ${problem}`)
+      }
       if (step > steps) return yield* fail(`${dir}: the checkpoint is at step ${step}, past this run's ${steps} steps`)
+    } else if (start !== undefined) {
+      const problem = restoreParams(model.table, params, start.params, "the starting weights")
+      if (problem !== undefined) return yield* fail(problem)
+    } else if (sources.warmStart) {
+      const problem = restoreParams(model.table, params, warmStartArrays(model.table, sources.warmStart.params, run.init?.blocks), sources.warmStart.dir)
+      if (problem !== undefined) return yield* fail(problem)
     }
     const stream = yield* Effect.try({
       try: () => data.trainStream(t.batch, run.model.context, run.seed, cursor),
       catch: (e) => fail(`cannot restore the data cursor: ${(e as Error).message}`),
     })
 
-    // metrics.jsonl keeps the rows up to the checkpoint's step, so a resumed run continues it seamlessly.
+    // metrics.jsonl keeps the rows up to the checkpoint's step, so a resumed run continues it
+    // seamlessly; rows torn by a failed write are dropped with a warning.
     const metricsPath = path.join(dir, "metrics.jsonl")
-    const oldRows = step === 0 ? [] : yield* fs.readFileString(metricsPath).pipe(
-      Effect.map((s) => s.split("\n").filter((l) => l.trim() !== "" && (JSON.parse(l) as { step: number }).step <= step)),
-      Effect.orElseSucceed(() => [] as string[]),
-    )
+    const previous = step === 0 ? undefined : yield* fs.readFileString(metricsPath).pipe(Effect.map(parseJsonl), Effect.orElseSucceed(() => undefined))
+    if (previous !== undefined && previous.dropped.length > 0) yield* Console.error(droppedLines(metricsPath, previous))
+    const oldRows = (previous?.lines ?? []).filter((l) => ((l.value as { step?: unknown } | null)?.step as number) <= step).map((l) => l.text)
     yield* writeFileAtomic(metricsPath, oldRows.map((r) => r + "\n").join("")).pipe(Effect.mapError((e) => fail(e.message)))
-    const metrics = yield* fs.open(metricsPath, { flag: "a" }).pipe(Effect.mapError((e) => fail(`cannot open ${metricsPath}: ${e.message}`)))
-    const appendMetric = (row: Record<string, unknown>) =>
-      metrics.writeAll(new TextEncoder().encode(JSON.stringify(row) + "\n")).pipe(Effect.mapError((e) => fail(`cannot write ${metricsPath}: ${e.message}`)))
+    const metrics = yield* openJsonl(metricsPath).pipe(Effect.mapError((e) => fail(e.message)))
+    const appendMetric = (row: Record<string, unknown>) => metrics.append(row).pipe(Effect.mapError((e) => fail(e.message)))
 
-    // The cursor as of the last whole step: a failure mid-step may have drawn batches past it.
+    // The cursor and compute counts as of the last whole step: a failure mid-step may have gone past them.
     let cursorAfterStep = stream.cursor()
+    const trained = DepthTrace.resume(traced)
+    let tracedAfterStep = trained.totals()
     const startedAt = performance.now()
     const elapsed = () => elapsedBefore + (performance.now() - startedAt) / 1000
     let savedStep = Option.isSome(existing) ? step : -1
     let healthy = true
     const save = Effect.suspend(() =>
       saveCheckpoint(dir, {
-        params: toArrays(params),
+        params: toArrays(trainable),
         optimizer: optimizer.exportState().moments,
         state: {
           step,
@@ -242,12 +312,13 @@ export const trainRun = (
           // Dropout masks derive from (seed, step); the data order lives in the cursor.
           rng: { seed: run.seed, dropout: "derived from seed and step" },
           optimizer: { step: optimizer.step, ...t.optimizer },
-          extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }) },
+          extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }), trained: tracedAfterStep },
         },
+        ...(start?.masks === undefined ? {} : { masks: start.masks.save() }),
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
     )
 
-    const paramOfVariable = new Map(Object.entries(params).map(([name, v]) => [v.name, name]))
+    const paramOfVariable = new Map(Object.entries(trainable).map(([name, v]) => [v.name, name]))
     const accumulator = new GradientAccumulator()
     yield* Effect.addFinalizer(() => Effect.sync(() => accumulator.reset()))
     const trainStep = (): StepResult => {
@@ -258,12 +329,16 @@ export const trainRun = (
         tokens += hb.mask.reduce((s, w) => s + w, 0)
         const { value, grads } = tf.tidy(() => {
           const batch = toTensors(hb)
-          return tf.variableGrads(() => model.loss(params, batch, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro) }))
+          const guide = objective.guide(batch)
+          return tf.variableGrads(() => objective.loss(params, batch, guide, { training: true, dropoutSeed: dropoutSeed(run.seed, step + 1, micro), trace: trained }))
         })
         lossSum += value.dataSync()[0]!
         // tfjs keys gradients by its global variable names; the optimiser wants parameter names.
-        accumulator.add(Object.fromEntries(Object.entries(grads).map(([varName, g]) => [paramOfVariable.get(varName)!, g])))
-        tf.dispose([value, ...Object.values(grads)])
+        const named: Record<string, tf.Tensor> = Object.fromEntries(Object.entries(grads).map(([varName, g]) => [paramOfVariable.get(varName)!, g]))
+        // A block LayerDrop skipped has no gradient in this micro-batch: zero.
+        const zeros = model.table.filter((p) => named[p.name] === undefined).map((p) => (named[p.name] = tf.zerosLike(params[p.name]!)))
+        accumulator.add(named)
+        tf.dispose([value, ...Object.values(grads), ...zeros])
       }
       const mean = accumulator.mean()
       accumulator.reset()
@@ -271,7 +346,10 @@ export const trainRun = (
       const clipped = t.optimizer.clip > 0 ? clipByGlobalNorm(mean, t.optimizer.clip) : { grads: mean, norm: Number.NaN }
       const gradNorm = t.optimizer.clip > 0 ? clipped.norm : tf.tidy(() => tf.sqrt(tf.addN(Object.values(mean).map((g) => tf.sum(tf.square(g))))).dataSync()[0]!)
       // A non-finite loss or gradient leaves the parameters untouched: the run stops at the last good state.
-      if (Number.isFinite(loss) && Number.isFinite(gradNorm)) optimizer.update(clipped.grads, lrAt(t.optimizer.lr, step + 1, steps))
+      if (Number.isFinite(loss) && Number.isFinite(gradNorm)) {
+        optimizer.update(clipped.grads, lrAt(t.optimizer.lr, step + 1, steps))
+        start?.masks?.apply(params, step + 1)
+      }
       tf.dispose(Object.values(mean))
       if (clipped.grads !== mean) tf.dispose(Object.values(clipped.grads))
       return { loss, gradNorm, tokens }
@@ -296,7 +374,7 @@ export const trainRun = (
     while (step < steps) {
       const stepStart = performance.now()
       meter?.start()
-      const r = trainStep()
+      const r = yield* Effect.sync(trainStep).pipe(located({ step: step + 1 }))
       if (meter && tokensThisSession > 0) stepPeakBytes = Math.max(stepPeakBytes ?? 0, meter.peakAbove())
       if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm)) {
         healthy = false
@@ -309,6 +387,7 @@ export const trainRun = (
       trainSeconds += (performance.now() - stepStart) / 1000
       step += 1
       cursorAfterStep = stream.cursor()
+      tracedAfterStep = trained.totals()
       tokensSeen += r.tokens
       tokensThisSession += r.tokens
       lastLoss = r.loss
@@ -334,11 +413,12 @@ export const trainRun = (
       yield* Effect.yieldNow
     }
 
+    // A run of no steps (a one-shot pruned model) still leaves a checkpoint to evaluate and sample.
+    if (savedStep !== step) yield* save
     const finalEval = lastEval ?? runEval()
     // Longer sequences than trained on, where the position scheme can represent them.
-    const maxLength = model.maxLength
     const lengths: Record<string, { loss: number; bpb: number }> = {}
-    for (const length of (t.eval.lengths ?? []).filter((l) => maxLength === undefined || l <= maxLength)) {
+    for (const length of longerLengths(run)) {
       const e = evaluate(model, params, data.validBatches(Math.max(1, Math.floor((t.batch * run.model.context) / length)), length, t.eval.tokens), data.bytesPerToken.valid)
       lengths[String(length)] = { loss: e.loss, bpb: e.bpb }
       yield* bar.log(`length ${length}: val loss ${e.loss.toFixed(4)}, val bpb ${e.bpb.toFixed(4)}`)
@@ -360,6 +440,10 @@ export const trainRun = (
       trainLoss: lastLoss,
       params: model.counts,
       flopsPerToken: model.flops,
+      spent: {
+        training: { flopsPerToken: 3 * trained.flopsPerToken, blocksPerToken: trained.blocksPerToken },
+        eval: { flopsPerToken: finalEval.flopsPerToken, blocksPerToken: finalEval.blocksPerToken },
+      },
       tokenizer: data.tokenizer.name,
       tokenizerHash: data.tokenizer.hash,
       tokenBudget: steps * t.batch * t.accumulate * run.model.context,
@@ -371,8 +455,12 @@ export const trainRun = (
       ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }),
       backend: options.backend.name,
       backendDetail: options.backend.detail,
+      machine: machineName(),
       sample,
+      ...start?.summary?.(params),
     }
     yield* writeJson("summary.json", summary)
+    // A run restored at its last step trained nothing new: it is already in the ledger.
+    if (options.ledger !== undefined && tokensThisSession > 0) yield* recordFinishedRun(run, summary, { dir, dataHash: data.dataHash, ledger: options.ledger }).pipe(Effect.mapError((e) => fail(e.message)))
     return summary
-  })
+  }).pipe(located({ runDir: options.out }))

@@ -4,6 +4,7 @@ import { activation } from "../../dsl/kinds/activation/index.js"
 import { activationApply } from "../../src/activation/index.js"
 import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
+import { distillationLoss } from "../../src/objective/distill-loss.js"
 import { AdamW } from "../../src/train/adamw.js"
 import { norm } from "../../dsl/index.js"
 import { normApply } from "../../src/norm/index.js"
@@ -303,6 +304,48 @@ native("native kernels equal stock cpu kernels", () => {
       await compareBackends(() => loss(logits()), 1e-6, 1e-6, `loss ×${scale}`)
       await compareBackends(() => tf.grad(loss)(logits()), 1e-5, 1e-7, `gradient ×${scale}`)
     }
+  })
+
+  it("fused soft-target distillation loss equals the composed loss and its gradient: NaN/±Inf rows, padding, large logits", async () => {
+    const [n, v] = [37, 301]
+    const student = Array.from(normal(rng, n * v))
+    const teacher = Array.from(normal(rng, n * v))
+    // Row 0 holds a NaN, row 1 +Inf, row 3 −Inf (the student's); row 2 a −Inf teacher logit, row 4 +Inf.
+    student[0 * v + 5] = NaN
+    student[1 * v + 7] = Infinity
+    teacher[2 * v + 9] = -Infinity
+    student[3 * v + 11] = -Infinity
+    teacher[4 * v + 13] = Infinity
+    const ids = Array.from({ length: n }, (_, i) => (i * 97) % v)
+    const padded = Array.from({ length: n }, (_, i) => (i % 5 === 4 || i < 5 ? 0 : 1))
+    for (const divergence of ["forward-kl", "reverse-kl"] as const)
+      for (const [temperature, alpha, scale] of [[1, 0.5, 1], [2, 0, 1], [4, 0.3, 30], [0.5, 1, 1]] as const) {
+        const label = `${divergence} T=${temperature} α=${alpha} ×${scale}`
+        const loss = (weights: number[]) => (x: tf.Tensor) =>
+          distillationLoss(tf.mul(x, scale) as tf.Tensor2D, tf.tensor1d(ids, "int32"), tf.tensor1d(weights), {
+            teacher: tf.mul(tf.tensor2d(teacher, [n, v]), scale) as tf.Tensor2D,
+            temperature,
+            alpha,
+            divergence,
+          })
+        // Logits ×30 at T = 4 make the reverse KL's gradient a difference of terms near 25, where
+        // float32 rounding (the composed ops' more than the kernel's) shows in the fourth digit.
+        // Each row's value on its own (one non-finite row would make the mean NaN), then the
+        // gradient of all rows at once: rows are independent, padded ones weigh 0.
+        for (let i = 0; i < 6; i++) {
+          const one = Array.from({ length: n }, (_, j) => (j === i ? 1 : 0))
+          await compareBackends(() => loss(one)(tf.tensor2d(student, [n, v])), 1e-5, 1e-6, `${label} row ${i}`)
+        }
+        await compareBackends(() => loss(padded)(tf.tensor2d(student, [n, v])), 1e-5, 1e-6, `${label} loss`)
+        await compareBackends(() => tf.grad(loss(padded.map((w, i) => (i < 5 ? 1 : w))))(tf.tensor2d(student, [n, v])), scale > 1 ? 1e-3 : 1e-4, 1e-7, `${label} gradient`)
+      }
+    await tf.setBackend("native")
+    // The native run must have taken the fused kernels, or the comparison says nothing.
+    const { kernelNames } = await tf.profile(() =>
+      tf.dispose(tf.tidy(() => tf.grad((x: tf.Tensor) => distillationLoss(x as tf.Tensor2D, tf.tensor1d(ids, "int32"), tf.tensor1d(padded), { teacher: tf.tensor2d(teacher, [n, v]), temperature: 2, alpha: 0.5, divergence: "forward-kl" }))(tf.tensor2d(student, [n, v])))),
+    )
+    expect(kernelNames).toEqual(expect.arrayContaining(["SoftTargetDivergence", "SoftTargetGrad", "SoftmaxCrossEntropy"]))
+    expect(kernelNames).not.toContain("Exp")
   })
 
   it("fused layer and RMS norm equal the composed ops, forward and gradients of x and gain", async () => {

@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { Rng } from "../../src/random/rng.js"
-import { command, root } from "./process.js"
+import { command, root, testRunsFolder } from "./process.js"
 
 /**
  * The exp command as a user runs it, in its own process: real TinyStories development data,
@@ -26,8 +26,22 @@ const waitFor = async (cond: () => boolean, ms = 120_000): Promise<void> => {
   const until = Date.now() + ms
   while (!cond()) {
     if (Date.now() > until) throw new Error("timed out waiting")
-    await new Promise((r) => setTimeout(r, 50))
+    await new Promise((r) => setTimeout(r, 10))
   }
+}
+/**
+ * SIGKILLs a run at a random moment after its first checkpoint (step 4 of 12), within a third
+ * of the time its straight twin took, so that the kill lands while it trains (a fixed bound
+ * outran fast machines), and checks that it did.
+ */
+const killMidRun = async (run: ReturnType<typeof start>, dir: string, straight: string) => {
+  const wallMs = (JSON.parse(readFileSync(join(straight, "summary.json"), "utf8")) as { wallSeconds: number }).wallSeconds * 1000
+  await waitFor(() => (stepOf(dir) ?? 0) >= 4)
+  await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(Math.max(1, Math.floor(wallMs / 3)))))
+  run.child.kill("SIGKILL")
+  const done = await run.done
+  expect(existsSync(join(dir, "summary.json")), "the kill came after the run had finished").toBe(false)
+  return done
 }
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
 
@@ -40,19 +54,53 @@ describe("npm run exp", { timeout: 300_000 }, () => {
 
     const killed = tmp()
     const run = start([...args, "--out", killed])
-    await waitFor(() => (stepOf(killed) ?? 0) >= 4)
-    // A random moment after the first checkpoint.
-    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(400)))
-    run.child.kill("SIGKILL")
-    const k = await run.done
+    const k = await killMidRun(run, killed, straight)
     expect(k.signal).toBe("SIGKILL")
     const resumed = await exp([...args, "--out", killed])
     expect(resumed.code, resumed.stderr).toBe(0)
+    // The killed process's lock was left behind; the resume took it over and said so.
+    expect(resumed.stderr).toMatch(new RegExp(`${killed}: took over the stale lock of pid ${run.child.pid} on .*, which no longer runs`))
     expect(file(killed, "model.safetensors").equals(file(straight, "model.safetensors"))).toBe(true)
     expect(file(killed, "optimizer.safetensors").equals(file(straight, "optimizer.safetensors"))).toBe(true)
     const summary = JSON.parse(readFileSync(join(killed, "summary.json"), "utf8"))
     expect(summary.steps).toBe(12)
     expect(summary.tokenizer).toMatch(/byte-level BPE 512/)
+
+    // Each finished run is in the ledger once, with the code and data it ran on; running a
+    // finished run again trains nothing and records nothing.
+    const again = await exp([...args, "--out", straight])
+    expect(again.code, again.stderr).toBe(0)
+    const records = readdirSync(join(testRunsFolder, "ledger")).map((f) => JSON.parse(readFileSync(join(testRunsFolder, "ledger", f), "utf8")))
+    for (const dir of [straight, killed]) {
+      const mine = records.filter((r) => r.dir === dir)
+      expect(mine.length).toBe(1)
+      expect(mine[0]).toMatchObject({ experiment: "smoke", variant: "base", seed: 1, specHash: summary.specHash, tokenizerHash: summary.tokenizerHash, results: { valBpb: summary.valBpb, steps: 12 } })
+      expect(mine[0].code.commit).toMatch(/^[0-9a-f]{40}$/)
+      expect(mine[0].data.hash).toMatch(/^[0-9a-f]{64}$/)
+    }
+  })
+
+  it("resumes a LayerDrop run after SIGKILL to byte-identical weights: the skipped blocks are drawn the same again", async () => {
+    const spec = JSON.parse(readFileSync(join(root, "test/cli/fixtures/smoke-spec.json"), "utf8"))
+    spec.model.layers.n = 4
+    spec.model.layers.policy = { op: "policy", kind: "layer-drop", rate: 0.5 }
+    const specPath = join(tmp(), "spec.json")
+    writeFileSync(specPath, JSON.stringify(spec))
+    const args = [specPath, "--steps", "12", "--checkpoint-every", "4"]
+    const straight = tmp()
+    const a = await exp([...args, "--out", straight])
+    expect(a.code, a.stderr).toBe(0)
+    const killed = tmp()
+    const run = start([...args, "--out", killed])
+    expect((await killMidRun(run, killed, straight)).signal).toBe("SIGKILL")
+    const resumed = await exp([...args, "--out", killed])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(file(killed, "model.safetensors").equals(file(straight, "model.safetensors"))).toBe(true)
+    expect(file(killed, "optimizer.safetensors").equals(file(straight, "optimizer.safetensors"))).toBe(true)
+    const summary = (dir: string) => JSON.parse(readFileSync(join(dir, "summary.json"), "utf8"))
+    // Blocks were skipped (all 48 draws at p = 0.5 keeping every block is a 2⁻⁴⁸ chance), and the resumed run counts them alike.
+    expect(summary(killed).spent.training.blocksPerToken).toBeLessThan(4)
+    expect(summary(killed).spent.training).toEqual(summary(straight).spent.training)
   })
 
   it("saves a loadable checkpoint on SIGINT, says how to resume, and exits cleanly", async () => {
@@ -65,7 +113,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(r.stderr).not.toMatch(/at .*\.ts:\d+/)
     const stopped = Number(/Stopped at step (\d+)/.exec(r.stderr)![1])
     expect(stepOf(out)).toBe(stopped)
-    expect(r.code === 130 || r.code === 0 || r.signal === "SIGINT").toBe(true)
+    expect(r.code).toBe(130)
     // The checkpoint loads: the eval command evaluates it.
     const evaluated = await command("src/cli/eval.ts", [out, "--tokens", "512"]).done
     expect(evaluated.code, evaluated.stderr).toBe(0)
@@ -74,6 +122,35 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(figures.tokens).toBe(512)
     expect(figures.valLoss).toBeGreaterThan(0)
     expect(figures.valBpb).toBeCloseTo(figures.valLoss / Math.LN2 / figures.bytesPerToken, 10)
+    // A plain decoder spends its nominal FLOPs, every block for every token.
+    expect(figures.flopsPerToken.spent).toBe(figures.flopsPerToken.nominal)
+    expect(figures.blocksPerToken).toBe(2)
+  })
+
+  it("lets exactly one of two runs started together train into a directory; the other names the holder, and the result equals a single run", async () => {
+    const args = ["smoke", "--steps", "30", "--checkpoint-every", "10"]
+    const single = tmp()
+    const shared = tmp()
+    const [alone, a, b] = await Promise.all([exp([...args, "--out", single]), exp([...args, "--out", shared]), exp([...args, "--out", shared])])
+    expect(alone.code, alone.stderr).toBe(0)
+    expect([a.code, b.code].sort()).toEqual([0, 1])
+    const loser = a.code === 1 ? a : b
+    expect(loser.stderr).toMatch(new RegExp(`error: ${shared}: in use by pid \\d+ on .*\\(exp smoke --steps 30 --checkpoint-every 10 --out ${shared}\\); wait for it to finish`))
+    expect(loser.stderr).not.toMatch(/\n\s+at .*:\d+:\d+/)
+    expect(file(shared, "model.safetensors").equals(file(single, "model.safetensors"))).toBe(true)
+    expect(file(shared, "optimizer.safetensors").equals(file(single, "optimizer.safetensors"))).toBe(true)
+    const rows = (dir: string) =>
+      readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => {
+        const { tokensPerSecond: _, ...row } = JSON.parse(l) as Record<string, unknown>
+        return row
+      })
+    expect(rows(shared)).toEqual(rows(single))
+    expect(rows(shared)).toHaveLength(30)
+    const summary = (dir: string) => {
+      const { wallSeconds: _w, trainSeconds: _t, tokensPerSecond: _r, stepPeakBytes: _p, ...rest } = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")) as Record<string, unknown>
+      return rest
+    }
+    expect(summary(shared)).toEqual(summary(single))
   })
 
   const failures: Array<[string, () => { args: string[]; env?: Record<string, string> }, RegExp]> = [

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 /** A command of the project run as a user runs it: its own process, from the repository root. */
@@ -11,8 +13,11 @@ export interface Done {
   readonly stdout: string
 }
 
+/** The runs folder of commands started by tests (unless a test names one), so they never write into the user's runs/ ledger. */
+export const testRunsFolder = mkdtempSync(join(tmpdir(), "test-runs-"))
+
 export const command = (script: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Done> } => {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { cwd: root, env: { ...process.env, ...env } })
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { cwd: root, env: { ...process.env, TINYSTORIES_RUNS: testRunsFolder, ...env } })
   let stderr = ""
   let stdout = ""
   child.stderr!.on("data", (d) => (stderr += d))

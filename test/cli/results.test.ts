@@ -2,6 +2,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
+import { spawn } from "node:child_process"
+import { command as resultsCommand } from "../../src/cli/results.js"
+import { runInProcess } from "./in-process.js"
 import { command } from "./process.js"
 
 const results = (args: string[]) => command("src/cli/results.ts", args).done
@@ -43,5 +46,33 @@ describe("npm run results", () => {
     const absent = await results([join(empty, "nope")])
     expect(absent.code).toBe(1)
     expect(absent.stderr).toContain("does not exist")
+  })
+})
+
+describe("npm run results while a run writes", () => {
+  it("reads the finished runs while another run swaps its checkpoint directories", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "results-cli-"))
+    for (const variant of ["a", "b"]) {
+      mkdirSync(join(dir, variant, "seed1"), { recursive: true })
+      writeFileSync(join(dir, variant, "seed1", "summary.json"), JSON.stringify(summary(variant, 1, 1.5)))
+    }
+    // A run in b/seed2 saving checkpoints as fast as it can: checkpoint.next/ and checkpoint.prev/ come and go.
+    const running = join(dir, "b", "seed2")
+    mkdirSync(running, { recursive: true })
+    const churn = spawn(process.execPath, [
+      "-e",
+      `const fs = require("node:fs"); const d = ${JSON.stringify(running)};
+       for (;;) for (const c of ["checkpoint.next", "checkpoint.prev"]) { fs.mkdirSync(d + "/" + c + "/x", { recursive: true }); fs.writeFileSync(d + "/" + c + "/x/f", "x"); fs.rmSync(d + "/" + c, { recursive: true, force: true }) }`,
+    ])
+    try {
+      await new Promise((r) => setTimeout(r, 300))
+      for (let i = 0; i < 50; i++) {
+        const r = await runInProcess(resultsCommand, [dir])
+        expect(r.code, r.stderr).toBe(0)
+        expect(r.stdout.split("\n").filter((l) => /^\| [ab] \|/.test(l))).toHaveLength(2)
+      }
+    } finally {
+      churn.kill("SIGKILL")
+    }
   })
 })

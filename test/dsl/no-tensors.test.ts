@@ -40,4 +40,17 @@ describe("the DSL without a tensor library", { timeout: 60_000 }, () => {
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(/\| base \| 2 \| 1000 \/ 600 \| 4096 \| 3\.5000 ± 0\.7071 \| 1\.1500 ± 0\.0707 \| 100 \|/)
   })
+
+  it("npm run results loads a pruning experiment for its variant order", async () => {
+    const runs = mkdtempSync(join(tmpdir(), "results-no-tf-"))
+    const summary = (variant: string) => ({ experiment: "pruning-smoke", variant, seed: 1, valLoss: 2, valBpb: 1, lengths: {}, tokensPerSecond: 0, tokensTrained: 0, params: { total: 1000, nonEmbedding: 600, embedding: 400 }, pruning: { sparsity: 0.25, sourceTokens: 4096 } })
+    for (const variant of ["gradual-75", "magnitude-global-50"]) {
+      mkdirSync(join(runs, "pruning-smoke", variant), { recursive: true })
+      writeFileSync(join(runs, "pruning-smoke", variant, "summary.json"), JSON.stringify(summary(variant)))
+    }
+    const r = await command("src/cli/results.ts", ["pruning-smoke"], { NODE_OPTIONS: `--import ${join(import.meta.dirname, "fixtures/block-tensors.mjs")}`, TINYSTORIES_RUNS: runs }).done
+    expect(r.code, r.stderr).toBe(0)
+    // The experiment file's order (magnitude-global-50 before gradual-75), not the alphabet's.
+    expect(r.stdout).toMatch(/\| magnitude-global-50 \| 1 \| 1000 \/ 600 \| 4096 \+ 0 \| 2\.0000 \| 1\.0000 \| 0\.2500 \| n\/a \|\n\| gradual-75 \|/)
+  })
 })

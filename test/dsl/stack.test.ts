@@ -2,7 +2,7 @@ import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import {
   attention, block, blocksOf, decodeSpec, decoder, depth, diffSpecs, ffn, flopsPerToken, hashSpec, interleave, keepBlocks, layersOf, mapBlocks,
-  norm, override, paramCounts, paramTable, posenc, printSpec, replace, replaceIn, stack, sweep, type BlockSpec, type DecoderSpec, type StackSpec,
+  override, paramCounts, paramTable, posenc, printSpec, replace, replaceIn, stack, sweep, type BlockSpec, type DecoderSpec, type StackSpec,
 } from "../../dsl/index.js"
 import { shapeConflicts } from "../../dsl/params.js"
 import { mixedStack } from "./fixtures/mixed-stack.js"

@@ -1,7 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention, block, decoder, depth, ffn } from "../../dsl/index.js"
-import { generate } from "../../src/eval/generate.js"
+import { Effect, Exit, Fiber } from "effect"
+import { generate, sampling } from "../../src/eval/generate.js"
+import { stepwise } from "../../src/eval/stepwise.js"
 import { compile, DecodeCache } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 
@@ -74,6 +76,25 @@ describe("generation with a non-causal attention kind", () => {
       )
     }
     expect(out).toEqual(ids.slice(2))
+    tf.dispose(Object.values(params))
+  })
+})
+
+describe("generation as a stepwise Effect", () => {
+  it("stops between tokens when interrupted, releasing the cache, and otherwise equals generate", async () => {
+    const params = model.init(5)
+    const before = tf.memory().numTensors
+    const options = { tokens: 40, temperature: 1 }
+    const whole = generate(model, params, [1, 2], options, Rng.fromSeed(3))
+    expect(await Effect.runPromise(stepwise(sampling(model, params, [1, 2], options, Rng.fromSeed(3))))).toEqual(whole)
+    let drawn = 0
+    const fiber = Effect.runFork(stepwise(sampling(model, params, [1, 2], { tokens: 1_000_000, temperature: 1 }, Rng.fromSeed(3)), () => void drawn++))
+    await new Promise((r) => setTimeout(r, 200))
+    const exit = await Effect.runPromise(Fiber.interrupt(fiber).pipe(Effect.andThen(Fiber.await(fiber))))
+    expect(Exit.hasInterrupts(exit)).toBe(true)
+    expect(drawn).toBeGreaterThan(0)
+    expect(drawn).toBeLessThan(1_000_000)
+    expect(tf.memory().numTensors).toBe(before)
     tf.dispose(Object.values(params))
   })
 })

@@ -39,8 +39,11 @@ const layerNorm = (x: number[][], g: Float64Array, b: Float64Array): number[][] 
 
 const add = (a: number[][], b: number[][]): number[][] => a.map((r, i) => r.map((v, j) => v + b[i]![j]!))
 
-/** Logits [T][V] of one sequence. */
-export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<number>): number[][] => {
+/** What flows into a weight's matrix product: the rows [T][in] that multiply it. */
+export type Record = (weight: string, input: number[][]) => void
+
+/** Logits [T][V] of one sequence; `record` sees the input of every matrix product in a block. */
+export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<number>, record?: Record): number[][] => {
   const W = (name: string): Float64Array => {
     const v = w.get(name)
     if (!v) throw new Error(`reference: missing ${name}`)
@@ -55,6 +58,7 @@ export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<
     const dh = b.headDim
     const inner = b.heads * dh
     const h = layerNorm(x, W(`${p}.0.norm.gain`), W(`${p}.0.norm.bias`))
+    for (const m of ["wq", "wk", "wv"]) record?.(`${p}.0.attention.${m}`, h)
     const q = linear(h, W(`${p}.0.attention.wq`), inner, W(`${p}.0.attention.bq`))
     const k = linear(h, W(`${p}.0.attention.wk`), inner, W(`${p}.0.attention.bk`))
     const v = linear(h, W(`${p}.0.attention.wv`), inner, W(`${p}.0.attention.bv`))
@@ -73,9 +77,12 @@ export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<
         for (let s = 0; s <= t; s++) for (let i = 0; i < dh; i++) attn[t]![hd * dh + i]! += (e[s]! / z) * v[s]![hd * dh + i]!
       }
     }
+    record?.(`${p}.0.attention.wo`, attn)
     x = add(x, linear(attn, W(`${p}.0.attention.wo`), d, W(`${p}.0.attention.bo`)))
     const h2 = layerNorm(x, W(`${p}.1.norm.gain`), W(`${p}.1.norm.bias`))
+    record?.(`${p}.1.ffn.w_in`, h2)
     const hidden = linear(h2, W(`${p}.1.ffn.w_in`), b.hidden, W(`${p}.1.ffn.b_in`)).map((r) => r.map((u) => act(b.activation, u)))
+    record?.(`${p}.1.ffn.w_out`, hidden)
     x = add(x, linear(hidden, W(`${p}.1.ffn.w_out`), d, W(`${p}.1.ffn.b_out`)))
   })
   const f = layerNorm(x, W("norm.gain"), W("norm.bias"))

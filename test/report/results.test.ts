@@ -35,4 +35,18 @@ describe("results table", () => {
     expect(full!.slice(-3)).toEqual(["1.5000 ± 0.3536", "1500", "101"])
     expect(window!.slice(-3)).toEqual(["n/a", "1000", "n/a"])
   })
+
+  it("adds blocks and MFLOPs per token spent, for every row, only when some run spent other than its nominal compute", () => {
+    const nominal = { forward: 4e6, training: 12e6 }
+    const spent = (evalFlops: number, blocks: number, trainFlops = 12e6) => ({
+      flopsPerToken: nominal,
+      spent: { eval: { flopsPerToken: evalFlops, blocksPerToken: blocks }, training: { flopsPerToken: trainFlops, blocksPerToken: 6 } },
+    })
+    expect(rows(resultsTable([run("plain", 1, 1, spent(4e6, 6)), run("old", 1, 1)]))[0]).not.toContain("blocks/token")
+    const [header, , plain, exits, old] = rows(resultsTable([run("plain", 1, 1, spent(4e6, 6)), run("exit", 1, 1, spent(2.5e6, 3.25)), run("exit", 2, 1, spent(3.5e6, 4.75)), run("old", 1, 1)]))
+    expect(header!.slice(-4)).toEqual(["blocks/token", "eval MFLOP/token", "train MFLOP/token", "tokens/s"])
+    expect(plain!.slice(-4)).toEqual(["6.00", "4.0000", "12.0000", "1000"])
+    expect(exits!.slice(-4, -1)).toEqual(["4.00 ± 1.06", "3.0000 ± 0.7071", "12.0000 ± 0.0000"])
+    expect(old!.slice(-4, -1)).toEqual(["n/a", "n/a", "n/a"])
+  })
 })

@@ -6,7 +6,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Effect, FileSystem, Option } from "effect"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { writeFileAtomic } from "../../src/io/atomic-write.js"
-import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../../src/train/checkpoint.js"
+import { type Checkpoint, checkpointIdentity, loadCheckpoint, saveCheckpoint } from "../../src/train/checkpoint.js"
 
 const run = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem | import("effect").Path.Path>) =>
   Effect.runPromise(Effect.provide(effect, NodeServices.layer))
@@ -76,6 +76,28 @@ describe("checkpoint", () => {
     await run(saveCheckpoint(runDir, sample(4)))
     expect(ls()).toEqual(["checkpoint"])
     expect((await loaded()).state.step).toBe(4)
+  })
+
+  it("saves a pruned run's masks beside the weights, checked by size and sha256 like them; a reader of the identity needs no tensors", async () => {
+    const masks = { "blocks.0.attn.wq": { shape: [2, 3], data: new Float32Array([1, 0, 1, 0, 0, 1]) } }
+    await run(saveCheckpoint(runDir, { ...sample(3), masks }))
+    const dir = nodePath.join(runDir, "checkpoint")
+    expect(nodeFs.readdirSync(dir).sort()).toEqual(["masks.safetensors", "model.safetensors", "optimizer.safetensors", "state.json"])
+    const file = nodeFs.readFileSync(nodePath.join(dir, "masks.safetensors"))
+    const state = JSON.parse(nodeFs.readFileSync(nodePath.join(dir, "state.json"), "utf8"))
+    expect(state.files.masks).toEqual({ bytes: file.length, sha256: createHash("sha256").update(file).digest("hex") })
+    expect((await loaded()).masks).toEqual(masks)
+    const model = nodeFs.readFileSync(nodePath.join(dir, "model.safetensors"))
+    expect(Option.getOrThrow(await run(checkpointIdentity(runDir)))).toEqual({ specHash: "abc123", step: 3, model: createHash("sha256").update(model).digest("hex") })
+    // Without masks the file and its digest are absent.
+    await run(saveCheckpoint(runDir, sample(4)))
+    expect((await loaded()).masks).toBeUndefined()
+    expect(nodeFs.existsSync(nodePath.join(dir, "masks.safetensors"))).toBe(false)
+    await run(saveCheckpoint(runDir, { ...sample(5), masks }))
+    const corrupt = Buffer.from(nodeFs.readFileSync(nodePath.join(dir, "masks.safetensors")))
+    corrupt[corrupt.length - 1] ^= 0xff
+    nodeFs.writeFileSync(nodePath.join(dir, "masks.safetensors"), corrupt)
+    expect((await runError(loadCheckpoint(runDir))).message).toMatch(/masks\.safetensors: sha256 [0-9a-f]+ differs/)
   })
 
   it("falls back to checkpoint.prev when a crash hit between the renames, and the next save recovers", async () => {

@@ -30,7 +30,7 @@ const corpus = (seed: number, words: number): Uint16Array => {
   return Uint16Array.from(ids)
 }
 
-export const syntheticData = (): RunData => tokenRunData(charTokenizer, corpus(1, 3000), corpus(2, 400), { train: 1, valid: 1 })
+export const syntheticData = (): RunData => tokenRunData(charTokenizer, corpus(1, 3000), corpus(2, 400), { train: 1, valid: 1 }, "synthetic-1-2")
 
 export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEvery?: number; dropout?: number; seed?: number; posenc?: PosencSpec; layers?: Layers }): RunSpec => ({
   format: 1,
@@ -63,5 +63,21 @@ export const tinyRun = (o: { steps: number; lr?: number; every?: number; evalEve
     eval: { every: o.evalEvery ?? 1000, tokens: 256, lengths: [16] },
     checkpoint: { every: o.every ?? 1000 },
     sample: { prompt: "abc", tokens: 8, temperature: 0.8, topK: 5, topP: 0.95 },
+  },
+})
+
+/** Data whose training streams throw after `n` batches each: a crash in the middle of a run. */
+export const crashingAfter = (data: RunData, n: number): RunData => ({
+  ...data,
+  trainStream: (b, c, s, cursor) => {
+    const inner = data.trainStream(b, c, s, cursor)
+    let served = 0
+    return {
+      next: () => {
+        if (served++ === n) throw new Error("simulated crash")
+        return inner.next()
+      },
+      cursor: inner.cursor,
+    }
   },
 })

@@ -6,12 +6,14 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { ProgressSink } from "../../src/report/progress.js"
-import { type RunOptions, trainRun } from "../../src/train/run.js"
+import { dropoutSeed, type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
-import { attention, block, ffn, posenc, stack } from "../../dsl/index.js"
+import { attention, block, depth, depthCosts, earlyExit, ffn, posenc, stack } from "../../dsl/index.js"
+import { layerDropPolicy } from "../../dsl/kinds/depth/layer-drop.js"
+import { dropped } from "../../src/depth/layer-drop.js"
 import { describeNative } from "../backend/native-suite.js"
-import { syntheticData, tinyRun } from "./fixtures.js"
+import { syntheticData, tinyRun, crashingAfter } from "./fixtures.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -29,21 +31,6 @@ const errorOf = (exit: Exit.Exit<unknown, { message: string }>): string => {
   return failure && "error" in failure ? (failure.error as { message: string }).message : String(exit.cause)
 }
 
-/** Data whose stream throws after `n` batches: a crash in the middle of a run. */
-const crashingAfter = (data: RunData, n: number): RunData => ({
-  ...data,
-  trainStream: (b, c, s, cursor) => {
-    const inner = data.trainStream(b, c, s, cursor)
-    let served = 0
-    return {
-      next: () => {
-        if (served++ === n) throw new Error("simulated crash")
-        return inner.next()
-      },
-      cursor: inner.cursor,
-    }
-  },
-})
 
 describe("training run", () => {
   it("resumes exactly: a crash after a checkpoint, then a resume, ends byte-identical to an uninterrupted run", async () => {
@@ -82,6 +69,50 @@ describe("training run", () => {
     expect(Number.isFinite(summary.valLoss)).toBe(true)
     expect(summary.sample.startsWith("abc")).toBe(true)
     expect(Object.keys(summary.lengths)).toEqual(["16"])
+  })
+
+  it("LayerDrop: a crash and a resume end byte-identical, and the summary counts the blocks its seeded draws ran", async () => {
+    const policy = layerDropPolicy.make({ rate: 0.5 })
+    const layers = depth(3, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu", { dropout: 0.1 }) }), policy)
+    const run = tinyRun({ steps: 6, every: 3, layers })
+    const straight = tmp()
+    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(straight)))).toBe(true)
+    const resumed = tmp()
+    expect(errorOf((await runIn(run, crashingAfter(syntheticData(), 9), options(resumed))) as never)).toMatch(/simulated crash/)
+    expect(JSON.parse(readFileSync(join(resumed, "checkpoint", "state.json"), "utf8")).step).toBe(4)
+    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(resumed)))).toBe(true)
+    expect(bytes(resumed, "model.safetensors").equals(bytes(straight, "model.safetensors"))).toBe(true)
+    expect(bytes(resumed, "optimizer.safetensors").equals(bytes(straight, "optimizer.safetensors"))).toBe(true)
+    // Blocks run per micro-batch, from the draws of (seed, step, micro-batch, block); 4 × 8 positions each.
+    const costs = depthCosts(run.model)
+    let flops = 0
+    let blocksRun = 0
+    for (let step = 1; step <= 6; step++) {
+      for (let micro = 0; micro < 2; micro++) {
+        const kept = [0, 1, 2].filter((i) => !dropped(policy, dropoutSeed(run.seed, step, micro), i))
+        blocksRun += kept.length
+        flops += costs.base + costs.head + kept.reduce((s, i) => s + costs.blocks[i]!.full, 0)
+      }
+    }
+    expect(blocksRun).toBeLessThan(36)
+    for (const dir of [straight, resumed]) {
+      const summary = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8"))
+      expect(summary.spent.training.blocksPerToken).toBeCloseTo(blocksRun / 12, 12)
+      expect(summary.spent.training.flopsPerToken).toBeCloseTo((3 * flops) / 12, 6)
+      expect(summary.spent.eval).toEqual({ flopsPerToken: summary.flopsPerToken.forward, blocksPerToken: 3 })
+    }
+  })
+
+  it("early exit: the summary's evaluation spends at most the nominal FLOPs, training the exit heads of every block", async () => {
+    const layers = depth(2, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") }), earlyExit({ threshold: 0.05 }))
+    const out = tmp()
+    expect(Exit.isSuccess(await runIn(tinyRun({ steps: 4, layers }), syntheticData(), options(out)))).toBe(true)
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"))
+    // Training computes both blocks and both heads: the nominal count (which includes one check head).
+    expect(summary.spent.training.flopsPerToken).toBeCloseTo(summary.flopsPerToken.training, 6)
+    expect(summary.spent.eval.flopsPerToken).toBeLessThanOrEqual(summary.flopsPerToken.forward)
+    expect(summary.spent.eval.blocksPerToken).toBeGreaterThanOrEqual(1)
+    expect(summary.spent.eval.blocksPerToken).toBeLessThanOrEqual(2)
   })
 
   it("keeps the tensor count flat over hundreds of steps with evaluations", async () => {

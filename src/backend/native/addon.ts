@@ -46,6 +46,23 @@ export interface NativeAddon {
   ): void
   xent(x: Float32Array, targets: Int32Array, n: number, v: number, nll: Float32Array, lse: Float32Array): void
   xentGrad(x: Float32Array, lse: Float32Array, targets: Int32Array, scale: Float32Array, n: number, v: number, out: Float32Array): void
+  softXent(s: Float32Array, t: Float32Array, n: number, v: number, invT: number, reverse: boolean, lseS: Float32Array, lseT: Float32Array, div: Float32Array): void
+  softXentGrad(
+    s: Float32Array,
+    t: Float32Array,
+    lse: Float32Array,
+    targets: Int32Array,
+    lseS: Float32Array,
+    lseT: Float32Array,
+    div: Float32Array,
+    ceScale: Float32Array,
+    kdScale: Float32Array,
+    n: number,
+    v: number,
+    invT: number,
+    reverse: boolean,
+    out: Float32Array,
+  ): void
   /** One AdamW step; scalars as src/backend/fused.ts ADAMW_UPDATE lists them. */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, scalars: Float32Array, decay: boolean, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void

@@ -1,5 +1,15 @@
 import type * as tf from "@tensorflow/tfjs"
-import { ADAMW_UPDATE, FUSED_ACTIVATION, FUSED_ACTIVATION_GRAD, NORMALIZE, NORMALIZE_GRAD, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from "../../fused.js"
+import {
+  ADAMW_UPDATE,
+  FUSED_ACTIVATION,
+  FUSED_ACTIVATION_GRAD,
+  NORMALIZE,
+  NORMALIZE_GRAD,
+  SOFT_TARGET_DIVERGENCE,
+  SOFT_TARGET_GRAD,
+  SOFTMAX_CROSS_ENTROPY,
+  SOFTMAX_CROSS_ENTROPY_GRAD,
+} from "../../fused.js"
 import type { NativeBackend } from "../backend.js"
 import { f32, i32, sizeOf } from "../kernel.js"
 
@@ -63,6 +73,44 @@ const crossEntropyGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
   return backend.out([n, v], out)
 }
 
+const logitPair = (inputs: tf.NamedTensorInfoMap, what: string): [n: number, v: number] => {
+  const s = (inputs.student as tf.TensorInfo).shape
+  const t = (inputs.teacher as tf.TensorInfo).shape
+  if (s.length !== 2 || s.join(",") !== t.join(",")) throw new Error(`${what}: student logits [${s}] and teacher logits [${t}] must be equal [N, V]`)
+  return [s[0]!, s[1]!]
+}
+
+const softTargets = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+  const [n, v] = logitPair(inputs, SOFT_TARGET_DIVERGENCE)
+  const [lseS, lseT, div] = [backend.output(n), backend.output(n), backend.output(n)]
+  const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
+  backend.addon.softXent(f("student"), f("teacher"), n, v, 1 / Number(attrs.temperature), Boolean(attrs.reverse), lseS, lseT, div)
+  return [backend.out([n], lseS), backend.out([n], lseT), backend.out([n], div)]
+}
+
+const softTargetGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+  const [n, v] = logitPair(inputs, SOFT_TARGET_GRAD)
+  const out = backend.output(n * v)
+  const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
+  backend.addon.softXentGrad(
+    f("student"),
+    f("teacher"),
+    f("lse"),
+    int32(backend, inputs.targets as tf.TensorInfo, "targets"),
+    f("lseS"),
+    f("lseT"),
+    f("div"),
+    f("ceScale"),
+    f("kdScale"),
+    n,
+    v,
+    1 / Number(attrs.temperature),
+    Boolean(attrs.reverse),
+    out,
+  )
+  return backend.out([n, v], out)
+}
+
 const normalize = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const x = inputs.x as tf.TensorInfo
   const d = x.shape[x.shape.length - 1]!
@@ -101,6 +149,8 @@ export const fusedKernels = [
   { kernelName: FUSED_ACTIVATION_GRAD, kernelFunc: activationGrad },
   { kernelName: SOFTMAX_CROSS_ENTROPY, kernelFunc: crossEntropy },
   { kernelName: SOFTMAX_CROSS_ENTROPY_GRAD, kernelFunc: crossEntropyGrad },
+  { kernelName: SOFT_TARGET_DIVERGENCE, kernelFunc: softTargets },
+  { kernelName: SOFT_TARGET_GRAD, kernelFunc: softTargetGrad },
   { kernelName: NORMALIZE, kernelFunc: normalize },
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },

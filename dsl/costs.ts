@@ -1,0 +1,50 @@
+import { withPolicy } from "./blocks.js"
+import type { Dims } from "./kind.js"
+import { type BlockSpec, blocksOf, type DecoderSpec, dimsOf, type Layer } from "./nodes.js"
+import { flopsPerToken, isMatmul, layerDeclared, layerExtraFlops, size } from "./params.js"
+
+/**
+ * The forward FLOPs per token of each part of a decoder, counted as `flopsPerToken` counts
+ * them, so that a depth policy's spent compute can be summed from the parts a token ran:
+ * base + head + Σ blocks' full cost is the nominal forward count of the decoder without its
+ * policy.
+ */
+export interface BlockCost {
+  /** The whole block. */
+  readonly full: number
+  /**
+   * Its layers up to and including the last one that holds attention (`prefixLayers` of them):
+   * what a token that has left the stack early still computes in this block, so that later
+   * tokens find its keys and values.
+   */
+  readonly prefix: number
+  readonly prefixLayers: number
+}
+
+export interface DepthCosts {
+  /** Outside the blocks and the LM head (the position scheme's own work). */
+  readonly base: number
+  /** The LM head, 2·width·vocab (an exit head costs the same). */
+  readonly head: number
+  readonly blocks: ReadonlyArray<BlockCost>
+}
+
+const hasAttention = (layer: Layer): boolean => layer.op === "attention" || (layer.op === "residual" && layer.body.some(hasAttention))
+
+/** 2 per weight of the layer's own matmuls (model-wide ones are counted once, in base) plus its extra work. */
+const layerFlops = (layer: Layer, dims: Dims): number =>
+  2 * layerDeclared(layer, dims, "").filter((d) => !d.shared && isMatmul(d.param.decl)).reduce((s, d) => s + size(d.param.decl), 0) + layerExtraFlops(layer, dims)
+
+const blockCost = (block: BlockSpec, dims: Dims): BlockCost => {
+  const flops = block.layers.map((l) => layerFlops(l, dims))
+  const prefixLayers = block.layers.reduce((last, l, i) => (hasAttention(l) ? i + 1 : last), 0)
+  return { full: flops.reduce((a, b) => a + b, 0), prefix: flops.slice(0, prefixLayers).reduce((a, b) => a + b, 0), prefixLayers }
+}
+
+export const depthCosts = (spec: DecoderSpec): DepthCosts => {
+  const dims = dimsOf(spec)
+  const blocks = blocksOf(spec.layers).map((b) => blockCost(b, dims))
+  const head = 2 * dims.width * dims.vocab
+  const base = flopsPerToken(withPolicy(spec, undefined)).forward - head - blocks.reduce((s, b) => s + b.full, 0)
+  return { base, head, blocks }
+}

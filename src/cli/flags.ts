@@ -1,0 +1,61 @@
+import { Effect, Option } from "effect"
+import { Flag } from "effect/cli"
+import { UsageError } from "./boundary.js"
+
+/**
+ * Numeric flags checked for range (and integrality) as they are parsed, so a bad value is a
+ * usage error (exit 2) naming the flag and the allowed range, before any work starts.
+ */
+export interface Range {
+  readonly min?: number
+  readonly max?: number
+  /** The bound itself is not allowed. */
+  readonly minExclusive?: boolean
+}
+
+const rangeText = (r: Range): string =>
+  r.min !== undefined && r.max !== undefined
+    ? `in ${r.minExclusive ? "(" : "["}${r.min}, ${r.max}]`
+    : r.min !== undefined
+      ? `${r.minExclusive ? ">" : "≥"} ${r.min}`
+      : r.max !== undefined
+        ? `≤ ${r.max}`
+        : "any"
+
+const within = (n: number, r: Range): boolean =>
+  (r.min === undefined || (r.minExclusive ? n > r.min : n >= r.min)) && (r.max === undefined || n <= r.max)
+
+/** A number as written on the command line; Number("") would be 0. */
+const parse = (text: string, integer: boolean): number | undefined => {
+  const n = Number(text)
+  return text.trim() !== "" && Number.isFinite(n) && (!integer || Number.isSafeInteger(n)) ? n : undefined
+}
+
+const checked = (name: string, integer: boolean, range: Range) =>
+  Flag.String(name).pipe(
+    Flag.filterMap(
+      (text) => {
+        const n = parse(text, integer)
+        return n !== undefined && within(n, range) ? Option.some(n) : Option.none()
+      },
+      () => `${integer ? "an integer" : "a number"} ${rangeText(range)}`,
+    ),
+    Flag.withMetavar(integer ? "integer" : "number"),
+  )
+
+export const intFlag = (name: string, range: Range) => checked(name, true, range)
+export const numberFlag = (name: string, range: Range) => checked(name, false, range)
+
+/** Seeds are mixed as 32-bit words (src/random/rng.ts). */
+export const seedRange: Range = { min: 0, max: 2 ** 32 - 1 }
+
+const units: Readonly<Record<string, number>> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }
+
+/** "512M", "8G", "1.5GiB", "1000000" (bytes): binary units; a usage error otherwise. */
+export const parseBytes = (flag: string, text: string): Effect.Effect<number, UsageError> => {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim())
+  const bytes = m ? Number(m[1]) * units[m[2]!.toLowerCase()]! : Number.NaN
+  return Number.isFinite(bytes) && bytes > 0
+    ? Effect.succeed(bytes)
+    : Effect.fail(new UsageError({ message: `--${flag} must be a size such as 512M, 8G or 1.5GiB (binary units), got ${JSON.stringify(text)}` }))
+}

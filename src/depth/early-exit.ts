@@ -1,0 +1,118 @@
+import * as tf from "@tensorflow/tfjs"
+import type { EarlyExit } from "../../dsl/kinds/depth/early-exit.js"
+import type { DepthCompute, DepthContext, DepthOutput } from "./compute.js"
+import { assemble, rowsOf, withRows } from "./rows.js"
+
+/**
+ * Early exit. Training runs every block on every position and weighs each block's exit
+ * (ω_i ∝ i). Inference runs block by block: the positions still running go through the whole
+ * block; positions that have left keep the hidden state they left with, and each later block
+ * still runs its layers through the last attention on that state (CALM's state propagation),
+ * so later positions find their keys and values, in the same pass or in the decoding cache.
+ * Confidence is computed for the running positions only, after every block but the last.
+ */
+const exitHead = (policy: EarlyExit, ctx: DepthContext, i: number, normed: tf.Tensor2D): tf.Tensor2D =>
+  policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D) : ctx.lmHead(normed)
+
+const train = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutput => {
+  const [b, t] = x0.shape
+  const { costs, trace } = ctx
+  trace?.enter(b * t, costs.base)
+  let x = x0
+  const outputs = costs.blocks.map((cost, i) => {
+    x = ctx.run(i, x)
+    trace?.block(i, b * t, cost.full)
+    trace?.spend(b * t * costs.head)
+    return { logits: exitHead(policy, ctx, i, ctx.finalNorm(x)).reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D, weight: i + 1 }
+  })
+  return { logits: outputs[outputs.length - 1]!.logits, objective: { outputs } }
+}
+
+/**
+ * Top-1 minus top-2 probability of each row's softmax. The runner-up is the maximum once the
+ * top entry is pushed below zero: two reductions over the vocabulary instead of a sort.
+ */
+const softmaxMargin = (logits: tf.Tensor2D): Float32Array =>
+  tf.tidy(() => {
+    const probs = tf.softmax(logits)
+    const first = tf.max(probs, 1)
+    const second = tf.max(tf.sub(probs, tf.mul(tf.oneHot(tf.argMax(probs, 1), logits.shape[1]), 2)), 1)
+    return tf.sub(first, second).dataSync() as Float32Array
+  })
+
+/** Cosine between each row of a and of b, clamped to [-1, 1] (rounding may leave it a hair outside). */
+const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array =>
+  tf.tidy(() => {
+    const dot = tf.sum(tf.mul(a, b), 1)
+    const norms = tf.sqrt(tf.mul(tf.sum(tf.square(a), 1), tf.sum(tf.square(b), 1)))
+    return tf.clipByValue(tf.div(dot, norms), -1, 1).dataSync() as Float32Array
+  })
+
+const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutput => {
+  const [b, t, d] = x0.shape
+  const n = b * t
+  const last = ctx.costs.blocks.length - 1
+  const { costs, trace } = ctx
+  trace?.enter(n, costs.base)
+  const forced = (r: number): number | undefined => trace?.replay.exits?.[Math.floor(r / t)]?.[ctx.offset + (r % t)]
+  const exitAt = new Array<number>(n).fill(last)
+  const chunks: Array<{ rows: number[]; values: tf.Tensor2D }> = []
+  let running = Array.from({ length: n }, (_, r) => r)
+  let h = x0
+  for (let i = 0; i <= last; i++) {
+    const cost = costs.blocks[i]!
+    if (running.length === 0) {
+      // Nothing left to predict here; a cache still needs this block's keys and values of every position.
+      if (ctx.cache === undefined) break
+      ctx.run(i, h, 0, cost.prefixLayers)
+      trace?.spend(n * cost.prefix)
+      continue
+    }
+    const all = running.length === n
+    const before = h
+    if (all) {
+      h = ctx.run(i, h)
+      trace?.block(i, n, cost.full)
+    } else {
+      const mid = ctx.run(i, h, 0, cost.prefixLayers)
+      const rest = ctx.run(i, rowsOf(mid.reshape([n, d]), running).reshape([1, running.length, d]) as tf.Tensor3D, cost.prefixLayers)
+      h = withRows(h.reshape([n, d]), running, rest.reshape([running.length, d]) as tf.Tensor2D).reshape([b, t, d]) as tf.Tensor3D
+      trace?.spend((n - running.length) * cost.prefix)
+      trace?.block(i, running.length, cost.full)
+    }
+    const current = all ? h : (rowsOf(h.reshape([n, d]), running).reshape([1, running.length, d]) as tf.Tensor3D)
+    const normed = ctx.finalNorm(current)
+    if (i === last) {
+      chunks.push({ rows: running, values: ctx.lmHead(normed) })
+      trace?.spend(running.length * costs.head)
+      break
+    }
+    let logits: tf.Tensor2D | undefined
+    let confidence: Float32Array
+    if (policy.measure === "softmax") {
+      logits = exitHead(policy, ctx, i, normed)
+      trace?.spend(running.length * costs.head)
+      confidence = softmaxMargin(logits)
+    } else {
+      const rows = (x: tf.Tensor3D) => (all ? x.reshape([n, d]) : rowsOf(x.reshape([n, d]), running)) as tf.Tensor2D
+      confidence = cosine(rows(h), rows(before))
+    }
+    const leaving = running.flatMap((r, k) => ((forced(r) ?? (confidence[k]! > policy.threshold ? i : -1)) === i ? [k] : []))
+    if (leaving.length === 0) continue
+    const rows = leaving.map((k) => running[k]!)
+    const values = logits ? rowsOf(logits, leaving) : exitHead(policy, ctx, i, rowsOf(normed, leaving))
+    if (!logits) trace?.spend(rows.length * costs.head)
+    chunks.push({ rows, values })
+    for (const r of rows) exitAt[r] = i
+    const left = new Set(rows)
+    running = running.filter((r) => !left.has(r))
+  }
+  if (trace) for (let row = 0; row < b; row++) (trace.exits[row] ??= []).push(...exitAt.slice(row * t, row * t + t))
+  const only = chunks.length === 1 && chunks[0]!.rows.length === n
+  const logits = only ? chunks[0]!.values : assemble(chunks, n)
+  return { logits: logits.reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D }
+}
+
+export const earlyExit: DepthCompute<EarlyExit> = {
+  forward: (policy, x, ctx) => (ctx.training ? train(policy, x, ctx) : infer(policy, x, ctx)),
+}

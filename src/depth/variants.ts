@@ -1,0 +1,34 @@
+import { keepBlocks, keptParamSource, type Which, withPolicy } from "../../dsl/blocks.js"
+import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
+import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
+import type { Derivation } from "../experiment/derive-run.js"
+
+/**
+ * The models a trained one gives without training: some of its blocks (LayerDrop's pruning at
+ * inference), or its early exits at another threshold. Each is a new spec and, for every
+ * parameter, the trained one it is.
+ */
+
+/** "every-other" (blocks 0, 2, 4, …) or a list of block indices "0,2,5". */
+export const parseBlocks = (text: string): Which => {
+  if (text === "every-other") return (i) => i % 2 === 0
+  const list = text.split(",").map((s) => s.trim())
+  if (list.length === 0 || !list.every((s) => /^\d+$/.test(s))) throw new Error(`blocks: expected "every-other" or indices like 0,2,4, got "${text}"`)
+  return list.map(Number)
+}
+
+export const keptBlocks = (model: DecoderSpec, which: Which, label: string): Derivation => ({
+  model: keepBlocks(model, which),
+  source: keptParamSource(model, which),
+  note: `blocks ${label}`,
+})
+
+export const exitsAt = (model: DecoderSpec, change: { readonly threshold?: number; readonly measure?: Measure }): Derivation => {
+  const policy = model.layers.policy
+  if (policy?.kind !== "early-exit") throw new Error(`the model has ${policy ? `a ${policy.kind} policy` : "no depth policy"}, not early exit`)
+  const next = { ...policy, ...change }
+  return { model: withPolicy(model, next), source: (name) => name, note: `exit ${next.measure}>${next.threshold}` }
+}
+
+/** Blocks in the model. */
+export const blockCount = (model: DecoderSpec): number => blocksOf(model.layers).length

@@ -1,0 +1,151 @@
+import { randomBytes } from "node:crypto"
+import { hostname, cpus } from "node:os"
+import { join } from "node:path"
+import { Effect, FileSystem, Path } from "effect"
+import type { CodeVersion } from "../io/code-version.js"
+import { writeFileAtomic } from "../io/atomic-write.js"
+import type { Summary } from "../train/run.js"
+import type { DataConfig, RunSpec } from "./define.js"
+
+/**
+ * The ledger: one record for every run that ever finished, in `<runs folder>/ledger/`, one
+ * JSON file per record. Each file is written whole to a temporary name and renamed into
+ * place (src/io/atomic-write.ts), so a writer that dies mid-write leaves at most a stray
+ * temporary file, never a torn record, and writers never share a file, so any number of
+ * runs finishing at once (shards of a sweep on several machines sharing the folder over
+ * NFS, where appends to one file are not atomic) lose nothing. Readers take the `.json`
+ * files and ignore the rest.
+ */
+export interface LedgerRecord {
+  readonly format: 1
+  /** ISO 8601, when the run wrote its summary. */
+  readonly finishedAt: string
+  readonly experiment: string
+  readonly variant: string
+  readonly seed: number
+  readonly specHash: string
+  /** The run directory, relative to the runs folder when inside it. */
+  readonly dir: string
+  /** Absent outside a git checkout. */
+  readonly code?: CodeVersion
+  readonly data: DataConfig & { readonly hash: string }
+  readonly tokenizer: string
+  readonly tokenizerHash: string
+  readonly results: {
+    readonly valLoss: number
+    readonly valBpb: number
+    readonly trainLoss: number
+    readonly lengths: Summary["lengths"]
+    readonly tokensTrained: number
+    readonly steps: number
+    readonly params: Summary["params"]
+    readonly tokensPerSecond: number
+    readonly stepPeakBytes?: number
+  }
+  readonly backend: string
+  readonly backendDetail: string
+  readonly machine: string
+  readonly wallSeconds: number
+}
+
+/** Where a run's record goes and what it records beyond the run itself. */
+export interface LedgerOptions {
+  readonly runsFolder: string
+  readonly code: CodeVersion | undefined
+}
+
+export const ledgerDir = (runsFolder: string): string => join(runsFolder, "ledger")
+
+/** This machine in a few words: host name and CPU model. */
+export const machineName = (): string => `${hostname()} (${cpus()[0]?.model.trim() ?? "unknown CPU"})`
+
+export const ledgerRecord = (
+  run: RunSpec,
+  summary: Summary,
+  o: { readonly dir: string; readonly dataHash: string; readonly code: CodeVersion | undefined; readonly finishedAt: Date },
+): LedgerRecord => ({
+  format: 1,
+  finishedAt: o.finishedAt.toISOString(),
+  experiment: summary.experiment,
+  variant: summary.variant,
+  seed: summary.seed,
+  specHash: summary.specHash,
+  dir: o.dir,
+  ...(o.code === undefined ? {} : { code: o.code }),
+  data: { ...run.training.data, hash: o.dataHash },
+  tokenizer: summary.tokenizer,
+  tokenizerHash: summary.tokenizerHash,
+  results: {
+    valLoss: summary.valLoss,
+    valBpb: summary.valBpb,
+    trainLoss: summary.trainLoss,
+    lengths: summary.lengths,
+    tokensTrained: summary.tokensTrained,
+    steps: summary.steps,
+    params: summary.params,
+    tokensPerSecond: summary.tokensPerSecond,
+    ...(summary.stepPeakBytes === undefined ? {} : { stepPeakBytes: summary.stepPeakBytes }),
+  },
+  backend: summary.backend,
+  backendDetail: summary.backendDetail,
+  machine: summary.machine ?? machineName(),
+  wallSeconds: summary.wallSeconds,
+})
+
+const safe = (s: string) => s.replace(/[^\w.=+-]/g, "_")
+
+/** Adds a record; the file name sorts by time and cannot collide with another writer's. */
+export const appendLedger = (runsFolder: string, record: LedgerRecord) =>
+  Effect.gen(function* () {
+    const path = yield* Path.Path
+    const stamp = record.finishedAt.replace(/[:.]/g, "-")
+    const name = `${stamp}-${safe(record.experiment)}-${safe(record.variant)}-seed${record.seed}-${randomBytes(6).toString("hex")}.json`
+    yield* writeFileAtomic(path.join(ledgerDir(runsFolder), name), JSON.stringify(record, null, 2) + "\n", { makeDirectory: true })
+  })
+
+export interface Ledger {
+  /** Oldest first. */
+  readonly records: ReadonlyArray<LedgerRecord>
+  /** Files that are not records (edited by hand, or from another tool), with the reason. */
+  readonly unreadable: ReadonlyArray<string>
+}
+
+const isRecord = (x: unknown): x is LedgerRecord => {
+  const r = x as Partial<LedgerRecord> | null
+  return typeof r === "object" && r !== null && r.format === 1 && typeof r.experiment === "string" && typeof r.variant === "string" &&
+    typeof r.seed === "number" && typeof r.finishedAt === "string" && typeof r.results === "object" && typeof r.results?.valBpb === "number"
+}
+
+/** Every record in the runs folder's ledger (none when it has no ledger yet). */
+export const readLedger = (runsFolder: string): Effect.Effect<Ledger, never, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = ledgerDir(runsFolder)
+    const names = yield* fs.readDirectory(dir).pipe(Effect.orElseSucceed((): string[] => []))
+    const records: LedgerRecord[] = []
+    const unreadable: string[] = []
+    for (const name of names.filter((n) => n.endsWith(".json")).sort()) {
+      const file = path.join(dir, name)
+      const text = yield* fs.readFileString(file).pipe(Effect.orElseSucceed(() => undefined))
+      let parsed: unknown
+      try {
+        parsed = text === undefined ? undefined : JSON.parse(text)
+      } catch {
+        parsed = undefined
+      }
+      if (isRecord(parsed)) records.push(parsed)
+      else unreadable.push(`${file}: not a ledger record`)
+    }
+    records.sort((a, b) => (a.finishedAt < b.finishedAt ? -1 : a.finishedAt > b.finishedAt ? 1 : 0))
+    return { records, unreadable }
+  })
+
+/** The training pipeline's one call: records a run that has just written its summary. */
+export const recordFinishedRun = (run: RunSpec, summary: Summary, o: { readonly dir: string; readonly dataHash: string; readonly ledger: LedgerOptions }) =>
+  Effect.gen(function* () {
+    const path = yield* Path.Path
+    const inside = path.relative(o.ledger.runsFolder, o.dir)
+    const dir = inside.startsWith("..") || path.isAbsolute(inside) ? path.resolve(o.dir) : inside
+    yield* appendLedger(o.ledger.runsFolder, ledgerRecord(run, summary, { dir, dataHash: o.dataHash, code: o.ledger.code, finishedAt: new Date() }))
+  })

@@ -1,0 +1,188 @@
+import { blockRuns, dimsOf, formatCount, paramCounts, type DecoderSpec, type Layer } from "../../dsl/index.js"
+import { ffnHidden } from "../../dsl/ffn.js"
+import type { Dims } from "../../dsl/kind.js"
+import { activationModule } from "../../dsl/kinds/activation/index.js"
+import { attentionModule } from "../../dsl/kinds/attention/index.js"
+import { posencModule } from "../../dsl/kinds/posenc/index.js"
+import { blockParams } from "../../dsl/params.js"
+import { posencCompute } from "../posenc/index.js"
+import { formatBytes } from "../report/progress.js"
+
+/**
+ * The memory a training run needs, from its spec alone, before any tensor exists: float32
+ * weights, AdamW's two moments, the gradients, and the activations one optimiser step keeps
+ * for its backward pass at the configured batch and context. A rough model, not a measurement:
+ * per layer it counts the tensors the forward pass keeps (attention's projections and its
+ * B·H·T·K scores, with K the keys a query actually computes for the kind; the FFN's hidden
+ * activations; norms and residual sums), the largest transient tensors of the backward pass,
+ * and the B·T·V logits with their gradient. The counts follow what the native backend holds
+ * (fused norms, activations and cross-entropy); test/train/estimate.test.ts compares the
+ * estimate with measured peaks. Stock tfjs keeps more intermediates (composed norms and GELU).
+ */
+export interface StepShape {
+  /** Sequences per micro-batch. */
+  readonly batch: number
+  /** Micro-batches per optimiser step (an extra gradient buffer when above 1). */
+  readonly accumulate: number
+  /** Sequence lengths evaluated after training besides the context (forward passes only). */
+  readonly evalLengths?: ReadonlyArray<number>
+}
+
+export interface MemoryEstimate {
+  readonly parameters: number
+  readonly weightBytes: number
+  /** AdamW's first and second moments, float32 each. */
+  readonly optimizerBytes: number
+  readonly gradientBytes: number
+  /** What one optimiser step holds beyond weights and optimiser state besides the gradients. */
+  readonly activationBytes: number
+  readonly totalBytes: number
+  /** The largest single tensor, in elements: the CPU backends hold each in one typed array. */
+  readonly largestTensor: { readonly what: string; readonly elements: number }
+}
+
+const FLOAT = 4
+
+interface Cost {
+  /** Float32 values held until the step's gradients are complete. */
+  readonly values: number
+  readonly largest: { readonly what: string; readonly elements: number }
+}
+
+const larger = (a: Cost["largest"], b: Cost["largest"]) => (b.elements > a.elements ? b : a)
+const sum = (costs: ReadonlyArray<Cost>): Cost => ({
+  values: costs.reduce((s, c) => s + c.values, 0),
+  largest: costs.map((c) => c.largest).reduce(larger, { what: "none", elements: 0 }),
+})
+
+/** Keys one query's scores span: the kinds count their FLOPs as 4·keys·width (QKᵀ and AV). */
+const keysPerQuery = (flops: number, width: number, context: number): number => Math.min(Math.max(1, flops / (4 * width)), 4 * context)
+
+/**
+ * TensorFlow.js keeps every intermediate of the forward pass and of the backward pass until
+ * the step's gradients are complete, so each forward tensor counts about twice (itself and
+ * its gradient). Counts per layer, in tensors of the size named, measured on the native backend.
+ */
+const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean): Cost => {
+  // dims.context is the sequence length of the pass.
+  const t = dims.context
+  const n = b * t
+  const d = dims.width
+  switch (layer.op) {
+    case "attention": {
+      const module = attentionModule(layer)
+      const a = module.params(layer, dims)["wq"]?.shape[1] ?? d
+      const keys = keysPerQuery(module.flops(layer, dims), a, t)
+      const scores = b * layer.heads * t * keys
+      // Forward: q, k, v, their per-head layouts, the scaled q, the merged heads and the output
+      // projection (and bias sums); kinds that see fewer keys than the context also gather keys
+      // and values into windows, columns or compressed rows.
+      const projections = 2 * (9 + (layer.bias ? 4 : 0) + (scoreHooks ? 2 : 0)) + (keys < t ? 20 : 0)
+      // Raw, masked and normalised scores and their gradients, plus a position bias and a dropout mask.
+      const scoreCopies = 5.5 + (scoreHooks ? 1 : 0) + (layer.dropout > 0 ? 2 : 0)
+      return { values: projections * n * a + scoreCopies * scores, largest: { what: `attention scores (${b}×${layer.heads}×${t}×${Math.round(keys)})`, elements: scores } }
+    }
+    case "ffn": {
+      const h = ffnHidden(layer, d)
+      const gated = activationModule(layer.activation).gated
+      // The input projections (and bias sums), the activation and the gated product, with their
+      // gradients; the output projection (and bias sum) with its gradient.
+      const hidden = ((gated ? 2 : 1) * (layer.bias ? 2 : 1) + 1 + (gated ? 1 : 0)) * 5 / 3 + (layer.dropout > 0 ? 2 : 0)
+      return { values: hidden * n * h + 2 * (layer.bias ? 2 : 1) * n * d, largest: { what: `FFN hidden activations (${n}×${h})`, elements: n * h } }
+    }
+    case "norm":
+      return { values: 2 * n * d, largest: { what: `norm (${n}×${d})`, elements: n * d } }
+    case "residual": {
+      const body = sum(layer.body.map((l) => layerCost(l, dims, b, scoreHooks)))
+      return { ...body, values: body.values + 2 * (layer.dropout > 0 ? 2 : 1) * n * d }
+    }
+  }
+}
+
+/**
+ * The decoder's runs of equal blocks, its parameter count and its largest parameter, without
+ * building a table of every block (a spec may ask for millions).
+ */
+const blockGroups = (spec: DecoderSpec) => {
+  const dims = dimsOf(spec)
+  const runs = blockRuns(spec.layers)
+  const shapes: Array<[string, ReadonlyArray<number>]> = [
+    ["embed.tokens", [spec.vocab, spec.width]],
+    ...(spec.tied ? [] : [["head.weight", [spec.width, spec.vocab]] as [string, number[]]]),
+    ...Object.entries(posencModule(spec.posenc).params(spec.posenc, dims)).map(([name, d]): [string, ReadonlyArray<number>] => [`posenc.${name}`, d.shape]),
+    ...runs.flatMap((run) => blockParams(run.block, dims, run.from).map((p): [string, ReadonlyArray<number>] => [p.name, p.decl.shape])),
+  ]
+  const largest = shapes
+    .map(([name, shape]) => ({ what: `parameter ${name} (${shape.join("×")})`, elements: shape.reduce((a, b) => a * b, 1) }))
+    .reduce(larger, { what: "none", elements: 0 })
+  return { groups: runs.map((run) => ({ block: run.block, repeats: run.count })), parameters: paramCounts(spec).total, largest }
+}
+
+/** What a training step (forward and backward) at batch b and length t holds. */
+const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["groups"], b: number, t: number): Cost => {
+  const dims = { ...dimsOf(spec), context: t }
+  const n = b * t
+  const posenc = posencCompute[spec.posenc.kind]
+  const scoreHooks = posenc.hooks !== undefined
+  const blocks = groups.map(({ block, repeats }) => {
+    const c = sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks)))
+    return { ...c, values: c.values * repeats }
+  })
+  const logits = n * spec.vocab
+  const edges: Cost = {
+    // Token embeddings (and positions added to them) and the final norm with their gradients; the
+    // logits, their gradient and part of another vocabulary-sized buffer measured alongside.
+    values: 2 * (posenc.embed !== undefined ? 3 : 2) * n * spec.width + 2.5 * logits,
+    largest: { what: `logits (${n}×${spec.vocab})`, elements: logits },
+  }
+  return sum([...blocks, edges])
+}
+
+export const estimateTraining = (spec: DecoderSpec, shape: StepShape): MemoryEstimate => {
+  const { groups, parameters, largest } = blockGroups(spec)
+  const b = shape.batch
+  // Evaluating at a longer length keeps the batch's tokens (b·T) and only the forward pass: about half.
+  const passes = [
+    stepCost(spec, groups, b, spec.context),
+    ...(shape.evalLengths ?? []).map((length) => {
+      const c = stepCost(spec, groups, Math.max(1, Math.floor((b * spec.context) / length)), length)
+      return { ...c, values: c.values / 2 }
+    }),
+  ]
+  const step = { values: Math.max(...passes.map((p) => p.values)), largest: passes.map((p) => p.largest).reduce(larger) }
+  const weights = FLOAT * parameters
+  return {
+    parameters,
+    weightBytes: weights,
+    optimizerBytes: 2 * weights,
+    gradientBytes: (shape.accumulate > 1 ? 2 : 1) * weights,
+    activationBytes: FLOAT * step.values,
+    totalBytes: (shape.accumulate > 1 ? 5 : 4) * weights + FLOAT * step.values,
+    largestTensor: larger(step.largest, largest),
+  }
+}
+
+/** "12.7M", "24.0 billion", "8.00e+18": counts from small to absurd. */
+const count = (n: number): string => (n < 1e9 ? formatCount(Math.round(n)) : n < 1e12 ? `${(n / 1e9).toPrecision(3)} billion` : n.toExponential(2))
+
+/** TensorFlow.js's CPU backends keep each tensor in one typed array, at most 2³² elements long. */
+const MAX_TENSOR_ELEMENTS = 2 ** 32
+
+export interface MemoryLimit {
+  readonly bytes: number
+  /** Where the limit comes from, e.g. "--max-memory 8G" or "available memory (cgroup limit)". */
+  readonly source: string
+}
+
+/** Why a run cannot start with this estimate, with the figures; undefined when it fits. */
+export const memoryProblem = (e: MemoryEstimate, shape: StepShape & { readonly context: number }, limit: MemoryLimit): string | undefined => {
+  const figures =
+    `  ${count(e.parameters)} parameters: ${formatBytes(e.weightBytes)} of weights, ${formatBytes(e.optimizerBytes)} of AdamW moments, ${formatBytes(e.gradientBytes)} of gradients\n` +
+    `  activations of one step at batch ${shape.batch} × context ${shape.context}: about ${formatBytes(e.activationBytes)}`
+  const advice = "Make the model, batch or context smaller"
+  if (e.largestTensor.elements > MAX_TENSOR_ELEMENTS)
+    return `the ${e.largestTensor.what} would hold ${count(e.largestTensor.elements)} values in one tensor; TensorFlow.js allows at most ${count(MAX_TENSOR_ELEMENTS)}.\n${figures}\n${advice}.`
+  if (e.totalBytes > limit.bytes)
+    return `training needs about ${formatBytes(e.totalBytes)}, more than the ${formatBytes(limit.bytes)} of ${limit.source}:\n${figures}\n${advice}, or raise the limit with --max-memory if the estimate is too cautious.`
+  return undefined
+}

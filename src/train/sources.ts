@@ -1,0 +1,152 @@
+import { Data, Effect, FileSystem, Option, Path } from "effect"
+import { formatPath } from "../../dsl/decode.js"
+import { canonicalJson, hashSpec } from "../../dsl/hash.js"
+import { posencModule } from "../../dsl/kinds/posenc/index.js"
+import { blocksOf, dimsOf } from "../../dsl/nodes.js"
+import { type NamedParam, paramTable } from "../../dsl/params.js"
+import type { RunSpec } from "../experiment/define.js"
+import { expandRuns, loadExperiment } from "../experiment/load.js"
+import { recipeOf, type RunRef, runDirOf } from "../experiment/run-ref.js"
+import { sourceNameOf } from "../experiment/warm-start.js"
+import { objectiveProblems } from "../objective/spec.js"
+import { loadCheckpoint, type TensorArrays } from "./checkpoint.js"
+import type { RunData } from "./run-data.js"
+
+/**
+ * The finished runs a run reads (its distillation teacher, the run it starts from), opened
+ * read-only and checked against it before anything is written: present and finished, the
+ * same tokenizer, blocks and parameters that exist, and unchanged since the run first started
+ * from them. A source's fingerprint (its spec hash and the sha256 of its weights) goes into
+ * the run's spec.json and spec hash, so a changed source refuses a resume like a changed model.
+ */
+export class SourceError extends Data.TaggedError("SourceError")<{ readonly problem: string }> {
+  override get message(): string {
+    return this.problem
+  }
+}
+
+export type SourceRole = "teacher" | "warm-start source"
+
+export interface SourceRun {
+  readonly dir: string
+  readonly run: RunSpec
+  /** Its weights as host arrays. */
+  readonly params: TensorArrays
+  readonly fingerprint: string
+}
+
+export interface Sources {
+  /** The run with its sources' fingerprints filled in. */
+  readonly run: RunSpec
+  readonly teacher?: SourceRun
+  readonly warmStart?: SourceRun
+}
+
+/** What `run` needs of a source's spec, found from the two specs alone (so before either trains). */
+export const sourceSpecProblems = (run: RunSpec, role: SourceRole, source: RunSpec, dir: string): string[] => {
+  const problems: string[] = []
+  const name = `${role} ${dir}`
+  // The same data config makes the same tokenizer; its file is compared when the run starts.
+  if (canonicalJson(source.training.data) !== canonicalJson(run.training.data))
+    problems.push(
+      `${name}: its tokenizer (${dir}/tokenizer.json, from training.data ${canonicalJson(source.training.data)}) is not this run's (training.data ${canonicalJson(run.training.data)}); both must use one tokenizer`,
+    )
+  const sourceBlocks = blocksOf(source.model.layers).length
+  if (role === "teacher" && run.objective?.kind === "distill") {
+    const spec = source.model
+    const covers = posencModule(spec.posenc).maxLength?.(spec.posenc, dimsOf(spec))
+    if (covers !== undefined && covers < run.model.context)
+      problems.push(`${name}: its position scheme (${spec.posenc.kind}) covers ${covers} positions, the student trains on sequences of ${run.model.context}`)
+    run.objective.hidden?.pairs.forEach(([, t], i) => {
+      if (t >= sourceBlocks) problems.push(`at ${formatPath(["objective", "hidden", "pairs", i, 1])}: teacher block ${t} does not exist; the teacher (${dir}) has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
+    })
+  }
+  if (role === "warm-start source" && run.init) {
+    const blocks = run.init.blocks
+    const missing = (blocks ?? []).filter((b) => b >= sourceBlocks)
+    if (missing.length > 0) problems.push(`at ${formatPath(["init", "blocks"])}: source blocks ${missing.join(", ")} do not exist; ${dir} has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
+    else {
+      const have = new Map(paramTable(source.model).map((p) => [p.name, p.decl.shape.join("×")]))
+      // An experiment's specs name the vocabulary by its BPE size, a run's spec.json by the
+      // tokenizer's real size; the tokenizer check covers the vocabulary.
+      const bad = paramTable({ ...run.model, vocab: source.model.vocab }).flatMap((p) => {
+        const from = sourceNameOf(p.name, blocks)
+        const shape = have.get(from)
+        return shape === p.decl.shape.join("×") ? [] : [`${p.name} ← ${from}: ${shape === undefined ? "the source has no such parameter" : `shape ${shape}, the student's ${p.decl.shape.join("×")}`}`]
+      })
+      if (bad.length > 0) problems.push(`${name}: ${bad.length} parameters cannot start from it:\n  ${bad.slice(0, 8).join("\n  ")}${bad.length > 8 ? "\n  ..." : ""}`)
+    }
+  }
+  return problems
+}
+
+const openSource = (ref: RunRef, role: SourceRole, data: RunData) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = runDirOf(ref)
+    const fail = (problem: string) => new SourceError({ problem: `${role} ${dir}: ${problem}` })
+    const exists = (p: string) => fs.exists(p).pipe(Effect.orElseSucceed(() => false))
+    const recipe = recipeOf(ref)
+    const howToMake = recipe ? `; npm run exp trains it first (${recipe})` : "; train it first, or name the experiment that makes it (runOf)"
+    if (!(yield* exists(path.join(dir, "spec.json")))) return yield* fail(`no run there (no spec.json)${howToMake}`)
+    const summaryPath = path.join(dir, "summary.json")
+    if (!(yield* exists(summaryPath))) return yield* fail(`the run is unfinished (no summary.json)${howToMake}`)
+    const loaded = yield* loadExperiment(path.join(dir, "spec.json")).pipe(Effect.mapError((e) => fail(e.message)))
+    const [run] = yield* expandRuns(loaded, {}).pipe(Effect.mapError((e) => fail(e.message)))
+    const summary = yield* fs.readFileString(summaryPath).pipe(
+      Effect.flatMap((s) => Effect.try(() => JSON.parse(s) as { steps: number; tokenizer?: string })),
+      Effect.mapError(() => fail(`${summaryPath} is not a readable summary`)),
+    )
+    const tokenizerPath = path.join(dir, "tokenizer.json")
+    const tokenizer = yield* fs.readFileString(tokenizerPath).pipe(Effect.mapError((e) => fail(`cannot read ${tokenizerPath}: ${e.message}`)))
+    if (tokenizer !== data.tokenizer.json())
+      return yield* fail(
+        `its tokenizer ${tokenizerPath} (${summary.tokenizer ?? "unnamed"}) is not this run's ${data.tokenizer.path ?? "tokenizer"} (${data.tokenizer.name}); both must use one tokenizer`,
+      )
+    const checkpoint = yield* loadCheckpoint(dir).pipe(Effect.mapError((e) => fail(e.message)))
+    if (Option.isNone(checkpoint)) return yield* fail(`the run has no checkpoint${howToMake}`)
+    const state = checkpoint.value.state
+    if (state.step !== summary.steps) return yield* fail(`its checkpoint is at step ${state.step}, but summary.json says it finished at step ${summary.steps}; it was trained further or changed`)
+    const statePath = path.join(dir, "checkpoint", "state.json")
+    const weights = yield* fs.readFileString(statePath).pipe(
+      Effect.flatMap((s) => Effect.try(() => (JSON.parse(s) as { files: { model: { sha256: string } } }).files.model.sha256)),
+      Effect.mapError(() => fail(`cannot read the weights' digest from ${statePath}`)),
+    )
+    const fingerprint = hashSpec({ spec: state.specHash, weights })
+    if (ref.fingerprint !== undefined && ref.fingerprint !== fingerprint)
+      return yield* fail(
+        `changed since this run started from it (fingerprint ${ref.fingerprint}, now ${fingerprint}); restore that run, or start this one from its experiment instead of its spec.json`,
+      )
+    return { dir, run: run!, params: checkpoint.value.params, fingerprint } satisfies SourceRun
+  })
+
+const withFingerprint = (ref: RunRef, fingerprint: string): RunRef => ({ ...ref, fingerprint })
+
+/** Opens and checks the run's sources; fails with every problem before anything is written. */
+export const prepareSources = (run: RunSpec, data: RunData) =>
+  Effect.gen(function* () {
+    const distill = run.objective?.kind === "distill" ? run.objective : undefined
+    const teacher = distill ? yield* openSource(distill.teacher, "teacher", data) : undefined
+    const warmStart = run.init ? yield* openSource(run.init.from, "warm-start source", data) : undefined
+    const blocks = blocksOf(run.model.layers).length
+    const problems = [
+      ...(run.objective ? objectiveProblems(run.objective, blocks, ["objective"]) : []),
+      ...(teacher ? sourceSpecProblems(run, "teacher", teacher.run, teacher.dir) : []),
+      ...(warmStart ? sourceSpecProblems(run, "warm-start source", warmStart.run, warmStart.dir) : []),
+    ]
+    if (problems.length > 0) return yield* new SourceError({ problem: problems.join("\n") })
+    const resolved: RunSpec = {
+      ...run,
+      ...(distill && teacher ? { objective: { ...distill, teacher: withFingerprint(distill.teacher, teacher.fingerprint) } } : {}),
+      ...(run.init && warmStart ? { init: { ...run.init, from: withFingerprint(run.init.from, warmStart.fingerprint) } } : {}),
+    }
+    return { run: resolved, ...(teacher ? { teacher } : {}), ...(warmStart ? { warmStart } : {}) } satisfies Sources
+  })
+
+/** A warm start's source arrays under the student's parameter names. */
+export const warmStartArrays = (table: ReadonlyArray<NamedParam>, source: TensorArrays, blocks: ReadonlyArray<number> | undefined): TensorArrays =>
+  Object.fromEntries(table.flatMap((p) => {
+    const a = source[sourceNameOf(p.name, blocks)]
+    return a === undefined ? [] : [[p.name, a]]
+  }))

@@ -1,0 +1,98 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { Rng } from "../../src/random/rng.js"
+import { command } from "./process.js"
+
+/**
+ * Pruning as a user runs it, in its own process, on the development data: experiments/
+ * pruning-smoke.ts prunes the smoke run, which does not exist yet in a fresh runs directory
+ * ($TINYSTORIES_RUNS), so the first command trains it; a pruned fine-tune is killed and
+ * resumed; the pruned directories work with eval and results; the source is never written.
+ */
+const tmp = () => mkdtempSync(join(tmpdir(), "prune-cli-"))
+const runs = tmp()
+const env = { TINYSTORIES_RUNS: runs }
+const start = (args: string[]) => command("src/cli/exp.ts", args, env)
+const exp = (args: string[]) => start(args).done
+
+const snapshot = (dir: string): Map<string, Buffer> => {
+  const out = new Map<string, Buffer>()
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name)
+      if (statSync(p).isDirectory()) walk(p)
+      else out.set(p.slice(dir.length), readFileSync(p))
+    }
+  }
+  walk(dir)
+  return out
+}
+const stepOf = (dir: string): number | undefined => {
+  try {
+    return JSON.parse(readFileSync(join(dir, "checkpoint", "state.json"), "utf8")).step
+  } catch {
+    return undefined
+  }
+}
+const waitFor = async (cond: () => boolean, ms = 180_000): Promise<void> => {
+  const until = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > until) throw new Error("timed out waiting")
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
+
+describe("npm run exp on a pruning experiment", { timeout: 300_000 }, () => {
+  const source = join(runs, "smoke")
+  let before: Map<string, Buffer>
+
+  it("trains the missing source first, saying so, then prunes it into an ordinary run directory", async () => {
+    const r = await exp(["pruning-smoke", "--variant", "heads-importance-50", "--steps", "4"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(new RegExp(`the source run ${source} does not exist: training it first \\(npm run exp smoke, variant base, seed 1\\)`))
+    expect(existsSync(join(source, "summary.json"))).toBe(true)
+    before = snapshot(source)
+    const pruned = join(runs, "pruning-smoke", "heads-importance-50")
+    const spec = JSON.parse(readFileSync(join(pruned, "spec.json"), "utf8"))
+    expect(spec.model.layers.block.layers[0].body[1]).toMatchObject({ heads: 1, headDim: 16 })
+    expect(spec.prune.source).toMatchObject({ experiment: "smoke", dir: source, step: 60 })
+    const evaluated = await command("src/cli/eval.ts", [pruned, "--tokens", "512"]).done
+    expect(evaluated.code, evaluated.stderr).toBe(0)
+    expect(JSON.parse(evaluated.stdout).step).toBe(4)
+  })
+
+  it("a pruned fine-tune resumes after SIGKILL to byte-identical weights, optimiser state and masks", async () => {
+    const args = ["pruning-smoke", "--variant", "gradual-75", "--steps", "48", "--checkpoint-every", "4"]
+    const straight = tmp()
+    const a = await exp([...args, "--out", straight])
+    expect(a.code, a.stderr).toBe(0)
+    expect(a.stderr).not.toMatch(/training it first/)
+
+    const killed = tmp()
+    const run = start([...args, "--out", killed])
+    const dir = join(killed, "gradual-75")
+    await waitFor(() => (stepOf(dir) ?? 0) >= 4)
+    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(300)))
+    run.child.kill("SIGKILL")
+    expect((await run.done).signal).toBe("SIGKILL")
+    const resumed = await exp([...args, "--out", killed])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    for (const name of ["model.safetensors", "optimizer.safetensors", "masks.safetensors"]) {
+      expect(file(dir, name).equals(file(join(straight, "gradual-75"), name)), name).toBe(true)
+    }
+    const summary = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8"))
+    expect(summary.steps).toBe(48)
+    expect(summary.pruning.prunableSparsity).toBeCloseTo(0.75, 2)
+    expect(snapshot(source)).toEqual(before)
+  })
+
+  it("npm run results tabulates the pruned runs with their sparsity and their source's tokens", async () => {
+    const r = await command("src/cli/results.ts", ["pruning-smoke"], env).done
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/\| variant \| seeds \| params \(total \/ non-emb\) \| tokens \| val loss \| val bpb \| sparsity \|/)
+    expect(r.stdout).toMatch(/\| heads-importance-50 \| 1 \| .* \| 15\.4k \+ 1024 \| .* \| 0\.1646 \|/)
+  })
+})

@@ -1,0 +1,96 @@
+import { NodeServices } from "@effect/platform-node"
+import { Effect, Exit } from "effect"
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { adamw, constant, experiment, gradual, heads, magnitude, neurons, prune, tinystories } from "../../src/index.js"
+import type { VariantModel } from "../../src/experiment/define.js"
+import { expandRuns, type Loaded } from "../../src/experiment/load.js"
+import type { PruneMethod } from "../../src/prune/methods/index.js"
+import { checkSources } from "../../src/prune/source.js"
+import { saveCheckpoint } from "../../src/train/checkpoint.js"
+
+/**
+ * Bad pruning input is refused before any work (nothing is trained, no data is read), with
+ * one message that says what and where. The sources are experiments/smoke.ts's run: 2
+ * blocks of 2 heads and 128 FFN neurons, BPE 512.
+ */
+const run = <A, E>(effect: Effect.Effect<A, E, any>) => Effect.runPromiseExit(effect.pipe(Effect.provide(NodeServices.layer)) as Effect.Effect<A, E>)
+const messageOf = (exit: Exit.Exit<unknown, unknown>): string => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+  return (failure as { error: { message: string } }).error.message
+}
+
+const loaded = (models: Record<string, VariantModel>, bpe = 512): Loaded => ({
+  name: "bad",
+  source: "experiments/bad.ts",
+  experiment: experiment({ description: "", models, data: tinystories({ tokenizer: { bpe } }), budget: { steps: 2 }, optimizer: adamw({ lr: constant(1e-3) }) }),
+})
+
+const expand = (models: Record<string, VariantModel>, runs = mkdtempSync(join(tmpdir(), "prune-validate-")), bpe?: number) =>
+  run(expandRuns(loaded(models, bpe), { runs }))
+
+const one = (method: PruneMethod, finetune = false) => ({ m: prune({ source: "smoke", method, ...(finetune ? { finetune: { steps: 4 } } : {}) }) })
+
+describe("pruning input checks", () => {
+  const cases: Array<[string, Record<string, VariantModel>, RegExp]> = [
+    ["a sparsity of 1 or more", one(magnitude({ sparsity: 1 })), /at \["models","m","method","sparsity"\]: 1 is outside \[0, 1\)/],
+    ["a negative sparsity", one(magnitude({ sparsity: -0.1 })), /at \["models","m","method","sparsity"\]: -0\.1 is outside \[0, 1\)/],
+    [
+      "more heads removed than the layers can give",
+      one(heads({ remove: 0.9 })),
+      /at \["models","m","method","remove"\]: removing 0\.9 of the 4 heads is 4, but each of the 2 layers keeps at least one, so at most 2 can go/,
+    ],
+    ["every head of a layer", one(heads({ remove: [2, 0] })), /at \["models","m","method","remove",0\]: layer 0 has 2 heads; removing 2 would leave none: every layer keeps at least one/],
+    ["every neuron of a layer", one(neurons({ remove: [5, 128] })), /at \["models","m","method","remove",1\]: layer 1 has 128 neurons; removing 128 would leave none/],
+    [
+      "a method unknown to the registry",
+      { m: { op: "prune", source: { experiment: "smoke" }, method: { kind: "lottery", sparsity: 0.5 } } as unknown as VariantModel },
+      /at \["models","m","method","kind"\]: unknown pruning method "lottery"; expected one of magnitude, gradual, wanda, heads, neurons/,
+    ],
+    ["gradual pruning without a fine-tune", one(gradual({ sparsity: 0.5 })), /at \["models","m","method"\]: gradual pruning happens during a fine-tune; give the variant finetune/],
+    ["a source experiment that does not exist", { m: prune({ source: "no-such-source", method: magnitude({ sparsity: 0.5 }) }) }, /at \["models","m","source","experiment"\]: no such experiment/],
+    ["a source variant that does not exist", { m: prune({ source: { experiment: "smoke", variant: "big" }, method: magnitude({ sparsity: 0.5 }) }) }, /experiment "smoke" has no variant "big"; name one of base/],
+  ]
+
+  it.each(cases)("refuses %s, naming the field", async (_name, models, expected) => {
+    const message = messageOf(await expand(models))
+    expect(message).toMatch(expected)
+    expect(message.split("\n").filter((l) => l.startsWith("at "))).toHaveLength(1)
+  })
+
+  it("refuses a source trained on other data: a pruned model keeps its source's tokenizer", async () => {
+    expect(messageOf(await expand(one(magnitude({ sparsity: 0.5 })), undefined, 4096))).toMatch(/smoke\/base is trained on .*"bpe":512.* but this experiment's data is .*"bpe":4096/)
+  })
+
+  it("accepts good input: one run per seed, one-shot as zero steps, the source's directory recorded", async () => {
+    const runs = mkdtempSync(join(tmpdir(), "prune-validate-"))
+    const exit = await expand({ ...one(heads({ remove: 0.5 }), true), d: prune({ source: "smoke", method: magnitude({ sparsity: 0 }) }) }, runs)
+    expect(Exit.isSuccess(exit)).toBe(true)
+    const [ft, shot] = Exit.isSuccess(exit) ? exit.value : []
+    expect(ft!.training.budget).toEqual({ steps: 4 })
+    expect(shot!.training.budget).toEqual({ steps: 0 })
+    expect(shot!.prune!.source).toEqual({ experiment: "smoke", variant: "base", seed: 1, dir: join(runs, "smoke") })
+    // A missing source is no error for an experiment: it is trained first.
+    expect(Exit.isSuccess(await run(checkSources([ft!, shot!])))).toBe(true)
+  })
+
+  it("refuses an unfinished source before any work, and a missing one that a spec.json was pruned from", async () => {
+    const runs = mkdtempSync(join(tmpdir(), "prune-validate-"))
+    const exit = await expand(one(magnitude({ sparsity: 0.5 })), runs)
+    const [r] = Exit.isSuccess(exit) ? exit.value : []
+    // runs/smoke with a checkpoint at step 20 and no summary.json: interrupted, or training elsewhere now.
+    const dir = join(runs, "smoke")
+    mkdirSync(dir)
+    writeFileSync(join(dir, "spec.json"), "{}")
+    const state = { step: 20, tokensSeen: 5120, specHash: "abc", dataCursor: null, rng: null, optimizer: null }
+    expect(Exit.isSuccess(await run(saveCheckpoint(dir, { params: { w: { shape: [1], data: new Float32Array(1) } }, optimizer: {}, state })))).toBe(true)
+    expect(messageOf(await run(checkSources([r!])))).toMatch(
+      new RegExp(`bad/m seed 1: the source run ${dir} is unfinished \\(checkpoint at step 20, no summary.json\\); finish it first with npm run exp smoke`),
+    )
+    const recorded = { ...r!, prune: { ...r!.prune!, source: { ...r!.prune!.source, dir: join(runs, "gone"), checkpoint: "0".repeat(64) } } }
+    expect(messageOf(await run(checkSources([recorded])))).toMatch(/the source run .*gone does not exist; this spec.json was pruned from it/)
+  })
+})
