@@ -5,7 +5,7 @@ import { join, resolve } from "node:path"
 import { measures } from "../../dsl/kinds/depth/early-exit.js"
 import { chooseBackend } from "../backend/select.js"
 import { depthReport } from "../depth/report.js"
-import { repoRoot } from "../io/paths.js"
+import { runsFolder } from "../io/paths.js"
 import { runCommand } from "./boundary.js"
 import { intFlag } from "./flags.js"
 
@@ -31,7 +31,7 @@ export const command = Command.make(
     Effect.gen(function* () {
       const thresholds = a.thresholds.split(",").map(Number)
       if (thresholds.some((t) => !Number.isFinite(t))) return yield* new UsageError({ message: `--thresholds: expected numbers like 1,0.9,0.5, got "${a.thresholds}"` })
-      const named = join(repoRoot(), "runs", a.target)
+      const named = join(runsFolder(), a.target)
       const dir = existsSync(named) ? named : resolve(a.target)
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
