@@ -1,10 +1,8 @@
-import { createHash } from "node:crypto"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { Rng } from "../../src/random/rng.js"
-import { command, root } from "./process.js"
+import { command, killMidRun, root, snapshot } from "./process.js"
 
 /**
  * A distillation run through `npm run exp`, as a user runs it: real TinyStories development
@@ -15,28 +13,6 @@ const tmp = () => mkdtempSync(join(tmpdir(), "distill-cli-"))
 const start = (args: string[]) => command("src/cli/exp.ts", args)
 const exp = (args: string[]) => start(args).done
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
-const stepOf = (dir: string): number | undefined => {
-  try {
-    return (JSON.parse(readFileSync(join(dir, "checkpoint", "state.json"), "utf8")) as { step: number }).step
-  } catch {
-    return undefined
-  }
-}
-const waitFor = async (cond: () => boolean, ms = 120_000): Promise<void> => {
-  const until = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > until) throw new Error("timed out waiting")
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-const digest = (dir: string): Record<string, string> =>
-  Object.fromEntries(
-    readdirSync(dir, { recursive: true, encoding: "utf8" })
-      .filter((f) => statSync(join(dir, f)).isFile())
-      .sort()
-      .map((f) => [f, createHash("sha256").update(readFileSync(join(dir, f))).digest("hex")]),
-  )
-
 /** The smoke run's spec.json as a student distilled from `teacher`. */
 const studentSpec = (teacher: Record<string, unknown>, objective: Record<string, unknown> = {}): string => {
   const spec = JSON.parse(readFileSync(join(root, "test/cli/fixtures/smoke-spec.json"), "utf8"))
@@ -55,20 +31,17 @@ describe("npm run exp with a distillation objective", { timeout: 600_000 }, () =
     expect(a.code, a.stderr).toBe(0)
     expect(a.stderr).toContain(`teacher ${teacher} has no finished run; training it first (experiment smoke)`)
     expect(JSON.parse(readFileSync(join(teacher, "summary.json"), "utf8")).steps).toBe(60)
-    const teacherFiles = digest(teacher)
+    const teacherFiles = snapshot(teacher)
 
     const killed = tmp()
     const run = start([...args, "--out", killed])
-    await waitFor(() => (stepOf(killed) ?? 0) >= 4)
-    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(400)))
-    run.child.kill("SIGKILL")
-    expect((await run.done).signal).toBe("SIGKILL")
+    expect((await killMidRun(run, killed, straight)).signal).toBe("SIGKILL")
     const resumed = await exp([...args, "--out", killed])
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stderr).not.toContain("training it first")
     expect(file(killed, "model.safetensors").equals(file(straight, "model.safetensors"))).toBe(true)
     expect(file(killed, "optimizer.safetensors").equals(file(straight, "optimizer.safetensors"))).toBe(true)
-    expect(digest(teacher)).toEqual(teacherFiles)
+    expect(snapshot(teacher)).toEqual(teacherFiles)
     const written = JSON.parse(readFileSync(join(killed, "spec.json"), "utf8"))
     expect(written.objective.teacher).toEqual({ run: teacher, experiment: "smoke", fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/) })
     // The run's own spec.json replays it (the fingerprint is checked against the teacher).

@@ -2,8 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { Rng } from "../../src/random/rng.js"
-import { command, root, testRunsFolder } from "./process.js"
+import { command, killMidRun, root, stepOf, testRunsFolder, waitFor } from "./process.js"
 
 /**
  * The exp command as a user runs it, in its own process: real TinyStories development data,
@@ -14,35 +13,6 @@ const tmp = () => mkdtempSync(join(tmpdir(), "exp-cli-"))
 const start = (args: string[], env?: Record<string, string>) => command("src/cli/exp.ts", args, env)
 const exp = (args: string[], env?: Record<string, string>) => start(args, env).done
 
-const stepOf = (dir: string): number | undefined => {
-  const file = join(dir, "checkpoint", "state.json")
-  try {
-    return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { step: number }).step : undefined
-  } catch {
-    return undefined
-  }
-}
-const waitFor = async (cond: () => boolean, ms = 120_000): Promise<void> => {
-  const until = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > until) throw new Error("timed out waiting")
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
-/**
- * SIGKILLs a run at a random moment after its first checkpoint (step 4 of 12), within a third
- * of the time its straight twin took, so that the kill lands while it trains (a fixed bound
- * outran fast machines), and checks that it did.
- */
-const killMidRun = async (run: ReturnType<typeof start>, dir: string, straight: string) => {
-  const wallMs = (JSON.parse(readFileSync(join(straight, "summary.json"), "utf8")) as { wallSeconds: number }).wallSeconds * 1000
-  await waitFor(() => (stepOf(dir) ?? 0) >= 4)
-  await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(Math.max(1, Math.floor(wallMs / 3)))))
-  run.child.kill("SIGKILL")
-  const done = await run.done
-  expect(existsSync(join(dir, "summary.json")), "the kill came after the run had finished").toBe(false)
-  return done
-}
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
 
 describe("npm run exp", { timeout: 300_000 }, () => {

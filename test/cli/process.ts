@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { Rng } from "../../src/random/rng.js"
 
 /** A command of the project run as a user runs it: its own process, from the repository root. */
 export const root = join(import.meta.dirname, "../..")
@@ -24,4 +25,52 @@ export const command = (script: string, args: string[], env: Record<string, stri
   child.stdout!.on("data", (d) => (stdout += d))
   const done = new Promise<Done>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stderr, stdout })))
   return { child, done }
+}
+
+/** Every file under a directory, by relative path: equal snapshots mean untouched files. */
+export const snapshot = (dir: string): Map<string, Buffer> => {
+  const out = new Map<string, Buffer>()
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name)
+      if (statSync(p).isDirectory()) walk(p)
+      else out.set(p.slice(dir.length), readFileSync(p))
+    }
+  }
+  walk(dir)
+  return out
+}
+
+/** The step of a run directory's checkpoint, if it has a readable one. */
+export const stepOf = (dir: string): number | undefined => {
+  const file = join(dir, "checkpoint", "state.json")
+  try {
+    return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { step: number }).step : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export const waitFor = async (cond: () => boolean, ms = 180_000): Promise<void> => {
+  const until = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > until) throw new Error("timed out waiting")
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+/**
+ * SIGKILLs a run training into `dir` at a random moment after its checkpoint of step `after`,
+ * within a third of the time its straight twin (finished in `straight`) took, so that the kill
+ * lands while it trains (a fixed bound outran fast machines), and checks that it did.
+ */
+export const killMidRun = async (run: { child: ChildProcess; done: Promise<Done> }, dir: string, straight: string, after = 4): Promise<Done> => {
+  const wallMs = (JSON.parse(readFileSync(join(straight, "summary.json"), "utf8")) as { wallSeconds: number }).wallSeconds * 1000
+  await waitFor(() => (stepOf(dir) ?? 0) >= after)
+  await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(Math.max(1, Math.floor(wallMs / 3)))))
+  run.child.kill("SIGKILL")
+  const done = await run.done
+  if (existsSync(join(dir, "summary.json"))) throw new Error(`${dir}: the kill came after the run had finished`)
+  if (done.signal !== "SIGKILL") throw new Error(`${dir}: the run ended before the kill (${done.code}): ${done.stderr}`)
+  return done
 }

@@ -1,9 +1,8 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { Rng } from "../../src/random/rng.js"
-import { command } from "./process.js"
+import { command, killMidRun, snapshot } from "./process.js"
 
 /**
  * Pruning as a user runs it, in its own process, on the development data: experiments/
@@ -17,32 +16,6 @@ const env = { TINYSTORIES_RUNS: runs }
 const start = (args: string[]) => command("src/cli/exp.ts", args, env)
 const exp = (args: string[]) => start(args).done
 
-const snapshot = (dir: string): Map<string, Buffer> => {
-  const out = new Map<string, Buffer>()
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name)
-      if (statSync(p).isDirectory()) walk(p)
-      else out.set(p.slice(dir.length), readFileSync(p))
-    }
-  }
-  walk(dir)
-  return out
-}
-const stepOf = (dir: string): number | undefined => {
-  try {
-    return JSON.parse(readFileSync(join(dir, "checkpoint", "state.json"), "utf8")).step
-  } catch {
-    return undefined
-  }
-}
-const waitFor = async (cond: () => boolean, ms = 180_000): Promise<void> => {
-  const until = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > until) throw new Error("timed out waiting")
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
 
 describe("npm run exp on a pruning experiment", { timeout: 300_000 }, () => {
@@ -74,10 +47,7 @@ describe("npm run exp on a pruning experiment", { timeout: 300_000 }, () => {
     const killed = tmp()
     const run = start([...args, "--out", killed])
     const dir = join(killed, "gradual-75")
-    await waitFor(() => (stepOf(dir) ?? 0) >= 4)
-    await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(300)))
-    run.child.kill("SIGKILL")
-    expect((await run.done).signal).toBe("SIGKILL")
+    expect((await killMidRun(run, dir, join(straight, "gradual-75"))).signal).toBe("SIGKILL")
     const resumed = await exp([...args, "--out", killed])
     expect(resumed.code, resumed.stderr).toBe(0)
     for (const name of ["model.safetensors", "optimizer.safetensors", "masks.safetensors"]) {

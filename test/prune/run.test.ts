@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -14,6 +14,7 @@ import { trainOrPrune } from "../../src/prune/run.js"
 import { checkSources } from "../../src/prune/source.js"
 import { ProgressSink } from "../../src/report/progress.js"
 import { decodeSafetensors } from "../../src/train/safetensors.js"
+import { snapshot } from "../cli/process.js"
 import { syntheticData, tinyRun, crashingAfter } from "../train/fixtures.js"
 
 /**
@@ -37,19 +38,6 @@ const errorOf = (exit: Exit.Exit<unknown, unknown>): string => {
 }
 const ok = (exit: Exit.Exit<unknown, unknown>) => expect(Exit.isSuccess(exit), Exit.isFailure(exit) ? errorOf(exit) : "").toBe(true)
 
-/** Every file under a directory, by relative path. */
-const snapshot = (dir: string): Map<string, Buffer> => {
-  const out = new Map<string, Buffer>()
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name)
-      if (statSync(p).isDirectory()) walk(p)
-      else out.set(p.slice(dir.length), readFileSync(p))
-    }
-  }
-  walk(dir)
-  return out
-}
 
 const tensors = (dir: string, file: string) => {
   const r = Effect.runSync(decodeSafetensors(readFileSync(join(dir, "checkpoint", file)), file))
