@@ -1,4 +1,4 @@
-import { Data, Effect, FileSystem, Path } from "effect"
+import { Console, Data, Effect, FileSystem, Path } from "effect"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import { evaluateRun } from "../eval/evaluate-run.js"
 import { generate } from "../eval/generate.js"
@@ -101,7 +101,10 @@ export const depthReport = (dir: string, o: ReportOptions) =>
   Effect.gen(function* () {
     const pruned: Row[] = []
     const exits: Row[] = []
-    for (const runDir of yield* runDirs(dir)) {
+    const dirs = yield* runDirs(dir)
+    for (const [i, runDir] of dirs.entries()) {
+      // Each run takes one to a few evaluations: say where the report is.
+      yield* Console.error(`[${i + 1}/${dirs.length}] ${runDir}`)
       yield* Effect.scoped(
         Effect.gen(function* () {
           const open = yield* openRun(runDir)
