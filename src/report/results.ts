@@ -38,15 +38,20 @@ const mib = (xs: ReadonlyArray<number | undefined>): string => {
   return known.length === 0 ? "n/a" : Math.round(meanStd(known).mean / 2 ** 20).toString()
 }
 
+/** A run that trained on something (a one-shot pruned run trains on nothing, so it spent no training compute). */
+const trained = (r: RunResult): boolean => r.tokensTrained > 0
+
 /** Whether a run spent other than its nominal compute (a depth policy skipped blocks or tokens, or added exit heads). */
 const dynamic = (r: RunResult): boolean =>
-  r.spent !== undefined && r.flopsPerToken !== undefined && (r.spent.eval.flopsPerToken !== r.flopsPerToken.forward || r.spent.training.flopsPerToken !== r.flopsPerToken.training)
+  r.spent !== undefined &&
+  r.flopsPerToken !== undefined &&
+  (r.spent.eval.flopsPerToken !== r.flopsPerToken.forward || (trained(r) && r.spent.training.flopsPerToken !== r.flopsPerToken.training))
 
 /** The compute columns: blocks per token and MFLOPs per token spent in evaluation and in training. */
 const spentColumns = (r: RunResult): Record<string, number> => ({
   "blocks/token": r.spent?.eval.blocksPerToken ?? Number.NaN,
   "eval MFLOP/token": (r.spent?.eval.flopsPerToken ?? Number.NaN) / 1e6,
-  "train MFLOP/token": (r.spent?.training.flopsPerToken ?? Number.NaN) / 1e6,
+  "train MFLOP/token": trained(r) ? (r.spent?.training.flopsPerToken ?? Number.NaN) / 1e6 : Number.NaN,
 })
 
 /**

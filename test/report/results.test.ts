@@ -49,4 +49,16 @@ describe("results table", () => {
     expect(exits!.slice(-4, -1)).toEqual(["4.00 ± 1.06", "3.0000 ± 0.7071", "12.0000 ± 0.0000"])
     expect(old!.slice(-4, -1)).toEqual(["n/a", "n/a", "n/a"])
   })
+
+  it("does not count a run that trained on nothing (one-shot pruning) as spending other than its nominal compute", () => {
+    const nominal = { forward: 4e6, training: 12e6 }
+    const oneShot = run("pruned", 1, 1, { tokensTrained: 0, flopsPerToken: nominal, spent: { eval: { flopsPerToken: 4e6, blocksPerToken: 6 }, training: { flopsPerToken: 0, blocksPerToken: 0 } } })
+    const [header, , row] = rows(resultsTable([oneShot]))
+    expect(header).not.toContain("train MFLOP/token")
+    expect(row!.at(-1)).toBe("n/a")
+    // Beside a run that did spend other than nominal, its training column says it trained on nothing.
+    const exit = run("exit", 1, 1, { flopsPerToken: nominal, spent: { eval: { flopsPerToken: 3e6, blocksPerToken: 4 }, training: { flopsPerToken: 12e6, blocksPerToken: 6 } } })
+    const [, , pruned] = rows(resultsTable([oneShot, exit]))
+    expect(pruned!.slice(-4)).toEqual(["6.00", "4.0000", "n/a", "n/a"])
+  })
 })
