@@ -32,6 +32,23 @@ const errorOf = (exit: Exit.Exit<unknown, { message: string }>): string => {
 }
 
 
+/**
+ * Trains `run` straight through, and again with a crash after the ninth batch (past the
+ * checkpoint of step 4) and a resume; the two end with byte-identical weights and optimiser
+ * state. Returns both directories.
+ */
+const crashResumeMatchesStraight = async (run: Parameters<typeof runIn>[0]): Promise<{ straight: string; resumed: string }> => {
+  const straight = tmp()
+  expect(Exit.isSuccess(await runIn(run, syntheticData(), options(straight)))).toBe(true)
+  const resumed = tmp()
+  expect(errorOf((await runIn(run, crashingAfter(syntheticData(), 9), options(resumed))) as never)).toMatch(/simulated crash/)
+  expect(JSON.parse(readFileSync(join(resumed, "checkpoint", "state.json"), "utf8")).step).toBe(4)
+  expect(Exit.isSuccess(await runIn(run, syntheticData(), options(resumed)))).toBe(true)
+  expect(bytes(resumed, "model.safetensors").equals(bytes(straight, "model.safetensors"))).toBe(true)
+  expect(bytes(resumed, "optimizer.safetensors").equals(bytes(straight, "optimizer.safetensors"))).toBe(true)
+  return { straight, resumed }
+}
+
 describe("training run", () => {
   it("resumes exactly: a crash after a checkpoint, then a resume, ends byte-identical to an uninterrupted run", async () => {
     const run = tinyRun({ steps: 8, every: 4, dropout: 0.1 })
@@ -57,14 +74,7 @@ describe("training run", () => {
       block({ attention: attention("full", { heads: 1, headDim: 12 }), ffn: ffn("swiglu", { hidden: 20, dropout: 0.1 }) }),
     ])
     const run = tinyRun({ steps: 6, every: 3, dropout: 0.1, posenc: posenc("alibi"), layers })
-    const straight = tmp()
-    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(straight)))).toBe(true)
-    const resumed = tmp()
-    expect(errorOf((await runIn(run, crashingAfter(syntheticData(), 9), options(resumed))) as never)).toMatch(/simulated crash/)
-    expect(JSON.parse(readFileSync(join(resumed, "checkpoint", "state.json"), "utf8")).step).toBe(4)
-    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(resumed)))).toBe(true)
-    expect(bytes(resumed, "model.safetensors").equals(bytes(straight, "model.safetensors"))).toBe(true)
-    expect(bytes(resumed, "optimizer.safetensors").equals(bytes(straight, "optimizer.safetensors"))).toBe(true)
+    const { resumed } = await crashResumeMatchesStraight(run)
     const summary = JSON.parse(readFileSync(join(resumed, "summary.json"), "utf8"))
     expect(Number.isFinite(summary.valLoss)).toBe(true)
     expect(summary.sample.startsWith("abc")).toBe(true)
@@ -75,14 +85,7 @@ describe("training run", () => {
     const policy = layerDropPolicy.make({ rate: 0.5 })
     const layers = depth(3, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu", { dropout: 0.1 }) }), policy)
     const run = tinyRun({ steps: 6, every: 3, layers })
-    const straight = tmp()
-    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(straight)))).toBe(true)
-    const resumed = tmp()
-    expect(errorOf((await runIn(run, crashingAfter(syntheticData(), 9), options(resumed))) as never)).toMatch(/simulated crash/)
-    expect(JSON.parse(readFileSync(join(resumed, "checkpoint", "state.json"), "utf8")).step).toBe(4)
-    expect(Exit.isSuccess(await runIn(run, syntheticData(), options(resumed)))).toBe(true)
-    expect(bytes(resumed, "model.safetensors").equals(bytes(straight, "model.safetensors"))).toBe(true)
-    expect(bytes(resumed, "optimizer.safetensors").equals(bytes(straight, "optimizer.safetensors"))).toBe(true)
+    const { straight, resumed } = await crashResumeMatchesStraight(run)
     // Blocks run per micro-batch, from the draws of (seed, step, micro-batch, block); 4 × 8 positions each.
     const costs = depthCosts(run.model)
     let flops = 0
