@@ -3,8 +3,9 @@ import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import { evaluateRun } from "../eval/evaluate-run.js"
 import { generate } from "../eval/generate.js"
 import type { Derivation } from "../experiment/derive-run.js"
-import { type OpenRun, openRun } from "../experiment/run-dir.js"
-import { compile } from "../model/compile.js"
+import type { RunSpec } from "../experiment/define.js"
+import { type OpenRun, openRun, readRunSpec } from "../experiment/run-dir.js"
+import { compile, type Model } from "../model/compile.js"
 import { Rng } from "../random/rng.js"
 import { meanStd } from "../report/results.js"
 import { DepthTrace } from "./trace.js"
@@ -35,17 +36,46 @@ interface Measured {
 
 export class ReportError extends Data.TaggedError("ReportError")<{ readonly message: string }> {}
 
-/** The run's model replaced by a derived one over the same trained tensors. */
-const derivedRun = (open: OpenRun, dir: string, derive: () => Derivation) =>
+/** A model derived from a run's, compiled: checked before anything is measured. */
+interface Derived {
+  readonly derivation: Derivation
+  readonly model: Model
+}
+
+/** What the report measures on one run: the run itself, every other block of it, its exits at each threshold. */
+interface Plan {
+  readonly dir: string
+  readonly run: RunSpec
+  readonly half?: Derived
+  readonly exits: ReadonlyArray<{ readonly label: string; readonly derived: Derived }>
+}
+
+const planOf = (dir: string, run: RunSpec, o: ReportOptions) =>
   Effect.try({
-    try: (): OpenRun => {
-      const d = derive()
-      const model = compile(d.model)
-      const params = Object.fromEntries(model.table.map((p) => [p.name, open.params[d.source(p.name)]!]))
-      return { ...open, run: { ...open.run, model: d.model }, model, params }
+    try: (): Plan => {
+      const derived = (derivation: Derivation): Derived => ({ derivation, model: compile(derivation.model) })
+      const model = run.model
+      const policy = model.layers.policy
+      const halves = (policy === undefined || policy.kind === "layer-drop") && blockCount(model) >= 2
+      const exits =
+        policy?.kind === "early-exit"
+          ? o.thresholds.map((threshold) => ({
+              label: `${o.measure ?? policy.measure}>${threshold}`,
+              derived: derived(exitsAt(model, { threshold, ...(o.measure ? { measure: o.measure } : {}) })),
+            }))
+          : []
+      return { dir, run, exits, ...(halves ? { half: derived(keptBlocks(model, (i) => i % 2 === 0, "every-other")) } : {}) }
     },
     catch: (e) => new ReportError({ message: `${dir}: ${(e as Error).message}` }),
   })
+
+/** The run's model replaced by a derived one over the same trained tensors. */
+const derivedRun = (open: OpenRun, { derivation, model }: Derived): OpenRun => ({
+  ...open,
+  run: { ...open.run, model: derivation.model },
+  model,
+  params: Object.fromEntries(model.table.map((p) => [p.name, open.params[derivation.source(p.name)]!])),
+})
 
 const measure = (open: OpenRun, o: ReportOptions) =>
   Effect.gen(function* () {
@@ -89,40 +119,44 @@ const runDirs = (dir: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
-    const files = yield* fs.readDirectory(dir, { recursive: true })
-    return files
+    const files = yield* fs.readDirectory(dir, { recursive: true }).pipe(
+      Effect.mapError(() => new ReportError({ message: `${dir}: no such directory (expected an experiment's name under the runs folder, or a directory of runs)` })),
+    )
+    const dirs = files
       .filter((f) => path.basename(f) === "spec.json")
       .map((f) => path.join(dir, path.dirname(f)))
       .filter((d) => !d.split(path.sep).includes("checkpoint"))
       .sort()
+    if (dirs.length === 0) return yield* new ReportError({ message: `${dir}: no run directories (with a spec.json) under it` })
+    return dirs
   })
 
 export const depthReport = (dir: string, o: ReportOptions) =>
   Effect.gen(function* () {
+    // Every run's derived models are built first: a threshold its measure cannot reach is refused before any evaluation.
+    const plans: Plan[] = []
+    for (const runDir of yield* runDirs(dir)) plans.push(yield* planOf(runDir, yield* readRunSpec(runDir), o))
     const pruned: Row[] = []
     const exits: Row[] = []
-    const dirs = yield* runDirs(dir)
-    for (const [i, runDir] of dirs.entries()) {
+    for (const [i, plan] of plans.entries()) {
       // Each run takes one to a few evaluations: say where the report is.
-      yield* Console.error(`[${i + 1}/${dirs.length}] ${runDir}`)
+      yield* Console.error(`[${i + 1}/${plans.length}] ${plan.dir}`)
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const open = yield* openRun(runDir)
+          const open = yield* openRun(plan.dir)
           const { variant, seed, model } = open.run
-          const policy = model.layers.policy
           const full = yield* measure(open, o)
-          if ((policy === undefined || policy.kind === "layer-drop") && blockCount(model) >= 2) {
-            const half = yield* measure(yield* derivedRun(open, runDir, () => keptBlocks(model, (i) => i % 2 === 0, "every-other")), o)
+          if (plan.half !== undefined) {
+            const half = yield* measure(derivedRun(open, plan.half), o)
             pruned.push({ variant, label: `${blockCount(model)} → ${Math.ceil(blockCount(model) / 2)}`, seed, values: [full.bpb, half.bpb, full.flops / 1e6, half.flops / 1e6] })
           }
-          if (policy?.kind !== "early-exit") {
-            exits.push({ variant, label: policy ? policy.kind : "none", seed, values: [full.bpb, full.blocks, full.flops / 1e6, full.tokensPerSecond, full.genBlocks] })
+          if (model.layers.policy?.kind !== "early-exit") {
+            exits.push({ variant, label: model.layers.policy?.kind ?? "none", seed, values: [full.bpb, full.blocks, full.flops / 1e6, full.tokensPerSecond, full.genBlocks] })
             return
           }
-          for (const threshold of o.thresholds) {
-            const change = { threshold, ...(o.measure ? { measure: o.measure } : {}) }
-            const m = yield* measure(yield* derivedRun(open, runDir, () => exitsAt(model, change)), o)
-            exits.push({ variant, label: `${o.measure ?? policy.measure}>${threshold}`, seed, values: [m.bpb, m.blocks, m.flops / 1e6, m.tokensPerSecond, m.genBlocks] })
+          for (const { label, derived } of plan.exits) {
+            const m = yield* measure(derivedRun(open, derived), o)
+            exits.push({ variant, label, seed, values: [m.bpb, m.blocks, m.flops / 1e6, m.tokensPerSecond, m.genBlocks] })
           }
         }),
       )

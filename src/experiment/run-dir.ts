@@ -24,8 +24,8 @@ export interface OpenRun {
   readonly step: number
 }
 
-/** Loads spec.json, tokenizer.json and the checkpoint; the parameters are released with the scope. */
-export const openRun = (dir: string) =>
+/** The run a directory's spec.json describes, validated; nothing else is read. */
+export const readRunSpec = (dir: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -34,6 +34,16 @@ export const openRun = (dir: string) =>
     if (!(yield* fs.exists(specPath).pipe(Effect.orElseSucceed(() => false)))) return yield* fail("not a run directory (no spec.json)")
     const loaded = yield* loadExperiment(specPath).pipe(Effect.mapError((e) => fail(e.message)))
     const [run] = yield* expandRuns(loaded, {}).pipe(Effect.mapError((e) => fail(e.message)))
+    return run!
+  })
+
+/** Loads spec.json, tokenizer.json and the checkpoint; the parameters are released with the scope. */
+export const openRun = (dir: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const fail = (problem: string) => new RunDirError({ dir, problem })
+    const run = yield* readRunSpec(dir)
     const tokenizerText = yield* fs.readFileString(path.join(dir, "tokenizer.json")).pipe(Effect.mapError((e) => fail(`cannot read tokenizer.json: ${e.message}`)))
     const tokenizer = yield* Effect.try({ try: () => Tokenizer.fromJSON(tokenizerText), catch: (e) => fail(`tokenizer.json: ${(e as Error).message}`) })
     // A training run may swap in a new checkpoint while this one is read: a failed read is retried.
@@ -42,13 +52,13 @@ export const openRun = (dir: string) =>
       Effect.mapError((e) => fail(e.message)),
     )
     if (Option.isNone(checkpoint)) return yield* fail("has no checkpoint yet")
-    const specHash = hashSpec(trainingIdentity(run!))
+    const specHash = hashSpec(trainingIdentity(run))
     if (checkpoint.value.state.specHash !== specHash)
       return yield* fail(
         `the checkpoint was trained from a different spec (hash ${checkpoint.value.state.specHash}) than spec.json describes (hash ${specHash}); ` +
           "spec.json was edited or replaced after training, so the checkpoint cannot be evaluated against it",
       )
-    const model = compile(run!.model)
+    const model = compile(run.model)
     const saved = checkpoint.value.params
     for (const p of model.table) {
       const s = saved[p.name]
@@ -58,5 +68,5 @@ export const openRun = (dir: string) =>
       Effect.sync(() => Object.fromEntries(model.table.map((p) => [p.name, tf.tidy(() => tf.variable(tf.tensor(saved[p.name]!.data, [...p.decl.shape], "float32"), false))]))),
       (ps) => Effect.sync(() => tf.dispose(Object.values(ps))),
     )
-    return { run: run!, model, params, tokenizer, step: checkpoint.value.state.step } satisfies OpenRun
+    return { run, model, params, tokenizer, step: checkpoint.value.state.step } satisfies OpenRun
   })
