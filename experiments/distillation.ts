@@ -1,5 +1,6 @@
 import { keepBlocks, override } from "../dsl/index.js"
-import { adamw, cosine, distill, experiment, fromRun, runOf, tinystories, variant } from "../src/index.js"
+import type { Objective } from "../src/objective/spec.js"
+import { adamw, cosine, distill, experiment, fromRun, neurons, prune, runOf, tinystories, variant } from "../src/index.js"
 import { baseModel } from "./base.js"
 
 /**
@@ -12,12 +13,18 @@ import { baseModel } from "./base.js"
  * scratch and distilled at T ∈ {1, 2, 4}, α ∈ {0, 0.5}, forward and reverse KL, and once with
  * hidden-state matching of blocks 1 and 3 (through a learned 128 → 256 projection); and the
  * teacher's blocks 0 and 2 (width 256, 2 layers, 1.58 M), from scratch, initialised from
- * the teacher's blocks (DistilBERT), and initialised and distilled. Equal token budgets.
+ * the teacher's blocks (DistilBERT), and initialised and distilled; and the same size made
+ * narrower instead of shallower (Minitron's prune-then-distill): the teacher with three
+ * quarters of its FFN neurons removed by Taylor score (1.58 M), then trained on the same
+ * tokens with cross-entropy or distilled. Equal token budgets.
  */
 const teacher = runOf("base")
 const student = override(baseModel, { width: 128 })
 const halfTeacher = keepBlocks(baseModel, (i) => i % 2 === 0)
 const teacherBlocks = fromRun(teacher, { blocks: [0, 2] })
+const tokens = 524_288
+/** The teacher without 3/4 of its FFN neurons, then `tokens` of training with `objective`. */
+const narrowed = (objective?: Objective) => prune({ source: "base", method: neurons({ remove: 0.75, by: "taylor" }), finetune: { tokens, ...(objective ? { objective } : {}) } })
 
 const kd = Object.fromEntries(
   (["forward-kl", "reverse-kl"] as const).flatMap((divergence) =>
@@ -38,9 +45,11 @@ export default experiment({
     "2l-scratch": halfTeacher,
     "2l-teacher-init": variant(halfTeacher, { init: teacherBlocks }),
     "2l-teacher-init-kd-fkl-T2-a0.5": variant(halfTeacher, { init: teacherBlocks, objective: distill({ teacher, temperature: 2, alpha: 0.5 }) }),
+    "pruned-ffn-75": narrowed(),
+    "pruned-ffn-75-kd-fkl-T2-a0.5": narrowed(distill({ teacher, temperature: 2, alpha: 0.5 })),
   },
   data: tinystories({ tokenizer: { bpe: 4096 } }),
-  budget: { tokens: 524_288 },
+  budget: { tokens },
   batch: 16,
   optimizer: adamw({ lr: cosine({ peak: 3e-3, warmup: 32, floor: 3e-4 }), weightDecay: 0.1 }),
   eval: { every: 250, tokens: 131_072 },

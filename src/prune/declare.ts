@@ -1,6 +1,7 @@
 import { Result, Schema, SchemaIssue } from "effect"
 import type { Issue } from "../../dsl/kind.js"
 import { type Budget, BudgetSchema, type OptimizerConfig, OptimizerSchema } from "../experiment/define.js"
+import { type Objective, ObjectiveSchema } from "../objective/spec.js"
 import { type PruneMethod, pruneMethods } from "./methods/index.js"
 
 /**
@@ -22,6 +23,8 @@ export interface Finetune {
   readonly budget: Budget
   /** Default: the experiment's optimiser. */
   readonly optimizer?: OptimizerConfig
+  /** Default: cross-entropy; `distill({ teacher, ... })` recovers from a teacher (prune-then-distill, as Minitron does). */
+  readonly objective?: Objective
 }
 
 export interface PruneVariant {
@@ -35,7 +38,7 @@ export interface PruneVariant {
 export const prune = (o: {
   readonly source: string | SourceRef
   readonly method: PruneMethod
-  readonly finetune?: ({ readonly tokens: number } | { readonly steps: number }) & { readonly optimizer?: OptimizerConfig }
+  readonly finetune?: ({ readonly tokens: number } | { readonly steps: number }) & { readonly optimizer?: OptimizerConfig; readonly objective?: Objective }
 }): PruneVariant => ({
   op: "prune",
   source: typeof o.source === "string" ? { experiment: o.source } : o.source,
@@ -46,6 +49,7 @@ export const prune = (o: {
         finetune: {
           budget: "tokens" in o.finetune ? { tokens: o.finetune.tokens } : { steps: o.finetune.steps },
           ...(o.finetune.optimizer === undefined ? {} : { optimizer: o.finetune.optimizer }),
+          ...(o.finetune.objective === undefined ? {} : { objective: o.finetune.objective }),
         },
       }),
 })
@@ -69,7 +73,7 @@ export interface PruneRecord {
 }
 
 const SourceRefSchema = Schema.Struct({ experiment: Schema.String, variant: Schema.optionalKey(Schema.String), seed: Schema.optionalKey(Schema.Int) })
-const FinetuneSchema = Schema.Struct({ budget: BudgetSchema, optimizer: Schema.optionalKey(OptimizerSchema) })
+const FinetuneSchema = Schema.Struct({ budget: BudgetSchema, optimizer: Schema.optionalKey(OptimizerSchema), objective: Schema.optionalKey(ObjectiveSchema) })
 const SourceRecordSchema = Schema.Struct({
   experiment: Schema.String,
   variant: Schema.String,

@@ -3,10 +3,11 @@ import { join } from "node:path"
 import { Effect, Result } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
 import { canonicalJson } from "../../dsl/hash.js"
-import type { DecoderSpec } from "../../dsl/nodes.js"
+import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { isVariantRecord, type RunSpec, type TrainingConfig } from "../experiment/define.js"
 import { expandRuns, loadExperiment, type Overrides } from "../experiment/load.js"
 import { recordedDir, runPath } from "../experiment/run-path.js"
+import { objectiveProblems } from "../objective/spec.js"
 import type { PruneVariant } from "./declare.js"
 import { methodModule } from "./methods/index.js"
 
@@ -64,6 +65,8 @@ export const expandPrune = (args: {
       return { runs: [], problems: [at(["source", "variant"], `experiment "${ref.experiment}" ${which}; name one of ${variants.join(", ")} with source: { experiment, variant }`)] }
     }
     const finetune = p.finetune
+    // Cross-entropy is left out, as for any run: absent, it keeps spec hashes unchanged.
+    const objective = finetune?.objective?.kind === "distill" ? finetune.objective : undefined
     const o = args.overrides
     const training: TrainingConfig = {
       ...args.training,
@@ -96,6 +99,8 @@ export const expandPrune = (args: {
       if (model !== undefined) {
         problems.push(...methodModule(p.method).check(p.method, model, finetune !== undefined).map((i) => at(["method", ...i.path], i.message)))
       }
+      // Pruning keeps the blocks, so the source's block count is the pruned model's.
+      if (objective !== undefined) problems.push(...objectiveProblems(objective, blocksOf((model ?? declaredSource.model).layers).length, [...path, "finetune", "objective"]))
       runs.push({
         format: 1,
         experiment: args.experiment,
@@ -104,6 +109,7 @@ export const expandPrune = (args: {
         model: model ?? declaredSource.model,
         training,
         prune: { source: { experiment: ref.experiment, variant, seed: sourceSeed, dir: recordedDir(dir) }, method: p.method },
+        ...(objective === undefined ? {} : { objective }),
       })
     }
     return { runs, problems: [...new Set(problems)] }

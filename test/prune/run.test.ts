@@ -8,7 +8,9 @@ import { beforeAll, describe, expect, it } from "vitest"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { expandRuns, loadExperiment } from "../../src/experiment/load.js"
 import { compile } from "../../src/model/index.js"
-import { gradual, heads, magnitude } from "../../src/index.js"
+import { runAt } from "../../src/experiment/run-ref.js"
+import { fromRun } from "../../src/experiment/warm-start.js"
+import { distill, gradual, heads, magnitude, neurons } from "../../src/index.js"
 import type { PruneMethod } from "../../src/prune/methods/index.js"
 import { trainOrPrune } from "../../src/prune/run.js"
 import { checkSources } from "../../src/prune/source.js"
@@ -148,6 +150,30 @@ describe("pruned runs", () => {
     )
     ok(replay)
     expect(bytes(replayed, "model.safetensors").equals(bytes(out, "model.safetensors"))).toBe(true)
+  })
+
+  it("prune-then-distill: a fine-tune with the source as teacher trains exactly what distilling the one-shot pruned model as a warm-started student does", async () => {
+    const method = neurons({ remove: 0.5, by: "taylor", calibration: { batches: 2 } })
+    const objective = distill({ teacher: runAt(source), temperature: 2, alpha: 0 })
+    const oneShot = tmp()
+    ok(await provide(trainOrPrune(pruneRun(method, 0), syntheticData(), options(oneShot))))
+    const distilled = tmp()
+    const tensorsBefore = tf.memory().numTensors
+    ok(await provide(trainOrPrune({ ...pruneRun(method, 6), objective }, syntheticData(), options(distilled))))
+    expect(tf.memory().numTensors).toBe(tensorsBefore)
+    // The reference: the one-shot pruned model started from its run and distilled like any student.
+    const pruned = JSON.parse(readFileSync(join(oneShot, "spec.json"), "utf8")) as RunSpec
+    const student: RunSpec = { ...pruneRun(method, 6), experiment: "student", model: pruned.model, prune: undefined, init: fromRun(runAt(oneShot)), objective } as RunSpec
+    const reference = tmp()
+    ok(await provide(trainOrPrune(JSON.parse(JSON.stringify(student)) as RunSpec, syntheticData(), options(reference))))
+    expect(bytes(distilled, "model.safetensors").equals(bytes(reference, "model.safetensors"))).toBe(true)
+    // Not what the plain fine-tune trains.
+    const plain = tmp()
+    ok(await provide(trainOrPrune(pruneRun(method, 6), syntheticData(), options(plain))))
+    expect(bytes(distilled, "model.safetensors").equals(bytes(plain, "model.safetensors"))).toBe(false)
+    const spec = JSON.parse(readFileSync(join(distilled, "spec.json"), "utf8"))
+    expect(spec.objective).toMatchObject({ kind: "distill", alpha: 0, teacher: { run: source, fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/) } })
+    expect(spec.model).toEqual(pruned.model)
   })
 
   it("refuses to replay a pruned run whose source has changed since", async () => {

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { adamw, constant, experiment, gradual, heads, magnitude, neurons, prune, tinystories } from "../../src/index.js"
+import { adamw, constant, distill, experiment, gradual, heads, magnitude, neurons, prune, runOf, tinystories } from "../../src/index.js"
 import type { VariantModel } from "../../src/experiment/define.js"
 import { expandRuns, type Loaded } from "../../src/experiment/load.js"
 import type { PruneMethod } from "../../src/prune/methods/index.js"
@@ -52,6 +52,16 @@ describe("pruning input checks", () => {
     ],
     ["gradual pruning without a fine-tune", one(gradual({ sparsity: 0.5 })), /at \["models","m","method"\]: gradual pruning happens during a fine-tune; give the variant finetune/],
     ["a source experiment that does not exist", { m: prune({ source: "no-such-source", method: magnitude({ sparsity: 0.5 }) }) }, /at \["models","m","source","experiment"\]: no such experiment/],
+    [
+      "a distillation fine-tune matching a student block the pruned model lacks",
+      { m: prune({ source: "smoke", method: neurons({ remove: 0.5 }), finetune: { steps: 4, objective: distill({ teacher: runOf("smoke"), temperature: 1, alpha: 0, hidden: { pairs: [[2, 1]] } }) } }) },
+      /at \["models","m","finetune","objective","hidden","pairs",0,0\]: .*block 2/,
+    ],
+    [
+      "a distillation fine-tune at temperature 0",
+      { m: prune({ source: "smoke", method: neurons({ remove: 0.5 }), finetune: { steps: 4, objective: distill({ teacher: runOf("smoke"), temperature: 0, alpha: 0 }) } }) },
+      /at \["models","m","finetune","objective","temperature"\]: Expected a value greater than 0/,
+    ],
     ["a source variant that does not exist", { m: prune({ source: { experiment: "smoke", variant: "big" }, method: magnitude({ sparsity: 0.5 }) }) }, /experiment "smoke" has no variant "big"; name one of base/],
   ]
 
@@ -75,6 +85,17 @@ describe("pruning input checks", () => {
     expect(shot!.prune!.source).toEqual({ experiment: "smoke", variant: "base", seed: 1, dir: join(runs, "smoke") })
     // A missing source is no error for an experiment: it is trained first.
     expect(Exit.isSuccess(await run(checkSources([ft!, shot!])))).toBe(true)
+  })
+
+  it("gives a fine-tune's distillation objective to its runs (prune-then-distill); cross-entropy, the default, is left out as for any run", async () => {
+    const objective = distill({ teacher: runOf("smoke"), temperature: 1, alpha: 0 })
+    const finetune = (o: object) => prune({ source: "smoke", method: neurons({ remove: 0.5 }), finetune: { steps: 4, ...o } })
+    const exit = await expand({ kd: finetune({ objective }), ce: finetune({ objective: { kind: "cross-entropy" } }), plain: finetune({}) })
+    expect(Exit.isSuccess(exit)).toBe(true)
+    const [kd, ce, plain] = Exit.isSuccess(exit) ? exit.value : []
+    expect(kd!.objective).toEqual(objective)
+    expect(kd!.prune!.method).toEqual(plain!.prune!.method)
+    expect("objective" in ce! || "objective" in plain!).toBe(false)
   })
 
   it("refuses an unfinished source before any work, and a missing one that a spec.json was pruned from", async () => {
