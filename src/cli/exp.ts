@@ -99,7 +99,7 @@ export const command = Command.make(
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
-      // Teachers and warm-start sources: checked against these runs, trained first when missing.
+      // Teachers, warm-start and pruning sources: checked against these runs, trained first when missing.
       yield* trainSources(runs, { backend, resumeCommand: resume, ledger, memoryLimit: limit })
       const data = yield* loadRunData(runs[0]!.training.data)
       const summaries: Summary[] = []
@@ -108,7 +108,7 @@ export const command = Command.make(
         const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
         const out = runPath(base, loaded.experiment, run.variant, run.seed)
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
-        const summary = yield* Effect.scoped(trainOrPrune(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, memoryLimit: limit, ledger, runs: folder })).pipe(
+        const summary = yield* Effect.scoped(trainOrPrune(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, memoryLimit: limit, ledger })).pipe(
           located({ experiment: loaded.source, runDir: out }),
         )
         summaries.push(summary)

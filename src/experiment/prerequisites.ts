@@ -3,19 +3,24 @@ import type { DataError } from "../data/errors.js"
 import type { LockError } from "../io/run-lock.js"
 import type { ProgressSink } from "../report/progress.js"
 import type { CheckpointError } from "../train/checkpoint.js"
-import { type RunError, type RunOptions, trainRun } from "../train/run.js"
+import type { SourceRecord } from "../prune/declare.js"
+import { trainOrPrune } from "../prune/run.js"
+import type { PruneError } from "../prune/source.js"
+import type { RunError, RunOptions } from "../train/run.js"
 import { type SourceRole, sourceSpecProblems } from "../train/sources.js"
 import { loadRunData } from "./data.js"
 import { type RunSpec, withTokenizerVocab } from "./define.js"
 import { type ExperimentError, expandRuns, loadExperiment } from "./load.js"
-import { recipeOf, type RunRef, runDirOf } from "./run-ref.js"
+import { commandOf, recipeOf, type RunRef, runDirOf } from "./run-ref.js"
+import { resolveRecordedDir } from "./run-path.js"
 
 /**
- * The runs an experiment's runs read (distillation teachers, warm-start sources), made ready
- * before any of them trains. Each must hold a finished run or name the experiment that
- * makes it; then it is trained first, saying so (and resumed, if it was interrupted). Every
- * source is checked against its readers from the specs alone first, so a mismatch stops the
- * command before anything trains or is written.
+ * The runs an experiment's runs read (distillation teachers, warm-start sources, the runs
+ * pruned variants prune), made ready before any of them trains. Each must hold a finished run
+ * or, when it does not exist yet, name the experiment that makes it; then it is trained
+ * first, saying so. An unfinished one is refused (it may be training elsewhere): the message
+ * says how to finish it. Every source is checked against its readers from the specs alone
+ * first, so a mismatch stops the command before anything trains or is written.
  */
 export class SourceRunError extends Data.TaggedError("SourceRunError")<{ readonly problem: string }> {
   override get message(): string {
@@ -23,9 +28,13 @@ export class SourceRunError extends Data.TaggedError("SourceRunError")<{ readonl
   }
 }
 
+/** A pruned run's source as a reference; a replayed spec.json's (which recorded the weights it pruned) is checked by checkSources alone. */
+const pruneSourceOf = (record: SourceRecord): RunRef => ({ run: resolveRecordedDir(record.dir), experiment: record.experiment, variant: record.variant, seed: record.seed })
+
 const sourcesOf = (run: RunSpec): Array<{ readonly ref: RunRef; readonly role: SourceRole }> => [
   ...(run.objective?.kind === "distill" ? [{ ref: run.objective.teacher, role: "teacher" as const }] : []),
   ...(run.init ? [{ ref: run.init.from, role: "warm-start source" as const }] : []),
+  ...(run.prune && run.prune.source.checkpoint === undefined ? [{ ref: pruneSourceOf(run.prune.source), role: "pruning source" as const }] : []),
 ]
 
 interface Pending {
@@ -50,9 +59,15 @@ const plan = (runs: ReadonlyArray<RunSpec>) =>
         const where = `${run.variant} (seed ${run.seed}): ${role} ${dir}`
         const finished = yield* exists(path.join(dir, "summary.json"))
         const specPath = path.join(dir, "spec.json")
+        const started = !finished && ((yield* exists(specPath)) || (yield* exists(path.join(dir, "checkpoint"))))
+        if (started) {
+          const finish = ref.experiment === undefined ? "" : ` with ${commandOf(ref)}`
+          problems.push(`${where}: the run is unfinished (no summary.json; it may be training elsewhere); finish it first${finish}`)
+          continue
+        }
         const recipe = finished || ref.experiment === undefined ? undefined : yield* recipeRun(ref).pipe(Effect.mapError((e) => new SourceRunError({ problem: `${where}: ${e.message}` })))
         if (!finished && recipe === undefined) {
-          problems.push(`${where}: ${(yield* exists(specPath)) ? "the run is unfinished (no summary.json)" : "no run there (no spec.json)"}; train it first, or name the experiment that makes it (runOf)`)
+          problems.push(`${where}: no run there (no spec.json); train it first, or name the experiment that makes it (runOf)`)
           continue
         }
         const spec = finished
@@ -81,16 +96,17 @@ const recipeRun = (ref: RunRef) =>
     return runs[0]!
   })
 
-/** Checks every source of `runs`, then trains the unfinished ones (their own sources first). */
+/** Checks every source of `runs`, then trains the missing ones (their own sources first). */
 export const trainSources = (
   runs: ReadonlyArray<RunSpec>,
   options: Pick<RunOptions, "backend" | "resumeCommand" | "ledger" | "memoryLimit">,
-): Effect.Effect<void, SourceRunError | ExperimentError | DataError | RunError | CheckpointError | LockError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
+): Effect.Effect<void, SourceRunError | ExperimentError | DataError | RunError | CheckpointError | LockError | PruneError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
   Effect.gen(function* () {
     for (const p of yield* plan(runs)) {
       yield* trainSources([p.run], options)
-      yield* Console.error(`\n${p.role} ${p.dir} has no finished run; training it first (${recipeOf(p.ref)})`)
+      yield* Console.error(`\n${p.role} ${p.dir} does not exist; training it first (${recipeOf(p.ref)})`)
       const data = yield* loadRunData(p.run.training.data)
-      yield* Effect.scoped(trainRun(withTokenizerVocab(p.run, data.tokenizer.vocabSize), data, { ...options, out: p.dir, fresh: false }))
+      // A source may itself be a pruned run.
+      yield* Effect.scoped(trainOrPrune(withTokenizerVocab(p.run, data.tokenizer.vocabSize), data, { ...options, out: p.dir, fresh: false, resumeCommand: commandOf(p.ref)! }))
     }
   })

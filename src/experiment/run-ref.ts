@@ -43,3 +43,10 @@ export const recipeOf = (ref: RunRef): string | undefined =>
   ref.experiment === undefined
     ? undefined
     : [`experiment ${ref.experiment}`, ...(ref.variant !== undefined ? [`variant ${ref.variant}`] : []), ...(ref.seed !== undefined ? [`seed ${ref.seed}`] : [])].join(", ")
+
+/** The command that trains a referenced run: "npm run exp base -- --variant x --seed 2". */
+export const commandOf = (ref: RunRef): string | undefined => {
+  if (ref.experiment === undefined) return undefined
+  const flags = [...(ref.variant !== undefined ? ["--variant", ref.variant] : []), ...(ref.seed !== undefined ? ["--seed", String(ref.seed)] : [])]
+  return ["npm run exp", ref.experiment, ...(flags.length > 0 ? ["--", ...flags] : [])].join(" ")
+}

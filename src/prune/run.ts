@@ -1,9 +1,8 @@
 import * as tf from "@tensorflow/tfjs"
-import { Console, Effect, type FileSystem, Option, type Path, type Scope } from "effect"
+import { Effect, type FileSystem, Option, type Path, type Scope } from "effect"
 import { canonicalJson } from "../../dsl/hash.js"
 import { paramCounts } from "../../dsl/params.js"
-import { withTokenizerVocab, type RunSpec } from "../experiment/define.js"
-import { expandRuns, loadExperiment } from "../experiment/load.js"
+import type { RunSpec } from "../experiment/define.js"
 import { resolveRecordedDir } from "../experiment/run-path.js"
 import { compile } from "../model/compile.js"
 import type { Params } from "../model/init.js"
@@ -21,39 +20,27 @@ import { methodModule } from "./methods/index.js"
 import { hasFinetune, identityProblem, inspectSource, PruneError, type FinishedSource, unfinishedProblem } from "./source.js"
 
 /**
- * A pruned run: find the source (training it first when it does not exist yet), prune its
- * weights with the method, then train the result like any run (zero steps when one-shot),
- * starting from the pruned weights and, for unstructured methods, holding the masked ones
- * at zero. The source is only read.
+ * A pruned run: open the finished source, prune its weights with the method, then train the
+ * result like any run (zero steps when one-shot), starting from the pruned weights and, for
+ * unstructured methods, holding the masked ones at zero. The source is only read.
  */
-export interface PruneRunOptions extends RunOptions {
-  /** Where runs live (runsFolder()), for the sources of sources. */
-  readonly runs: string
-}
 
 type Requirements = FileSystem.FileSystem | Path.Path | ProgressSink | Scope.Scope
 type Failure = RunError | CheckpointError | LockError | PruneError
 
 /** Trains a run, or prunes one when its spec says so. */
-export const trainOrPrune = (run: RunSpec, data: RunData, options: PruneRunOptions): Effect.Effect<Summary, Failure, Requirements> =>
+export const trainOrPrune = (run: RunSpec, data: RunData, options: RunOptions): Effect.Effect<Summary, Failure, Requirements> =>
   run.prune === undefined ? trainRun(run, data, options) : prunedRun(run, run.prune, data, options)
 
-/** The source, finished: as it is, or trained now when it does not exist. */
-const finishedSource = (record: PruneRecord, data: RunData, options: PruneRunOptions): Effect.Effect<FinishedSource, Failure, Requirements> =>
+/** The source, finished (`npm run exp` trains a missing one first: experiment/prerequisites.ts). */
+const finishedSource = (record: PruneRecord): Effect.Effect<FinishedSource, PruneError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
-    const dir = resolveRecordedDir(record.source.dir)
-    const state = yield* inspectSource(dir)
+    const state = yield* inspectSource(resolveRecordedDir(record.source.dir))
     if (state.kind === "finished") return state.source
     if (state.kind === "unfinished") return yield* new PruneError({ problem: unfinishedProblem(record.source, state.step) })
-    if (record.source.checkpoint !== undefined) return yield* new PruneError({ problem: `the source run ${record.source.dir} does not exist; this spec.json was pruned from it` })
-    const { experiment, variant, seed } = record.source
-    yield* Console.error(`\nthe source run ${dir} does not exist: training it first (npm run exp ${experiment}, variant ${variant}, seed ${seed})`)
-    const loaded = yield* loadExperiment(experiment).pipe(Effect.mapError((e) => new PruneError({ problem: e.message })))
-    const [declared] = yield* expandRuns(loaded, { variant, seed, runs: options.runs }).pipe(Effect.mapError((e) => new PruneError({ problem: e.message })))
-    yield* Effect.scoped(trainOrPrune(withTokenizerVocab(declared!, data.tokenizer.vocabSize), data, { ...options, out: dir, fresh: false, resumeCommand: `npm run exp ${experiment}` }))
-    const after = yield* inspectSource(dir)
-    if (after.kind !== "finished") return yield* new PruneError({ problem: `the source run ${dir} did not finish` })
-    return after.source
+    return yield* new PruneError({
+      problem: `the source run ${record.source.dir} does not exist; ${record.source.checkpoint !== undefined ? "this spec.json was pruned from it" : `train it first with npm run exp ${record.source.experiment}`}`,
+    })
   })
 
 const calibrationSeed = (seed: number): number => Rng.derive(seed, "prune/calibration").nextUint32()
@@ -74,10 +61,10 @@ const zeros = (params: Params, names: ReadonlyArray<string>) => {
   return { perTensor, total, zero }
 }
 
-const prunedRun = (run: RunSpec, record: PruneRecord, data: RunData, options: PruneRunOptions): Effect.Effect<Summary, Failure, Requirements> =>
+const prunedRun = (run: RunSpec, record: PruneRecord, data: RunData, options: RunOptions): Effect.Effect<Summary, Failure, Requirements> =>
   Effect.gen(function* () {
     const fail = (problem: string) => new PruneError({ problem: `${run.experiment}/${run.variant} seed ${run.seed}: ${problem}` })
-    const source = yield* finishedSource(record, data, options)
+    const source = yield* finishedSource(record)
     const changed = identityProblem(record.source, source.identity)
     if (changed !== undefined) return yield* fail(changed)
     if (source.summary.tokenizerHash !== data.tokenizer.hash) return yield* fail(`the source run ${record.source.dir} used another tokenizer (${source.summary.tokenizer}) than this run's data`)

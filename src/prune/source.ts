@@ -71,10 +71,10 @@ export const unfinishedProblem = (record: SourceRecord, step: number | undefined
   `the source run ${record.dir} is unfinished (${step === undefined ? "no checkpoint" : `checkpoint at step ${step}`}, no summary.json); finish it first with npm run exp ${record.experiment}`
 
 /**
- * The checks on pruned runs' sources that need the file system, made before any run starts:
- * an unfinished source is refused (it may be training elsewhere); a missing one is fine for
- * an experiment (it is trained first) but not for a spec.json that recorded its identity;
- * a finished one must still be what was recorded and suit the method.
+ * The checks on pruned runs' sources that are particular to pruning, made before any run
+ * starts: a finished source must still be what a spec.json recorded and suit the method; a
+ * spec.json's source must exist and be finished. (An experiment's missing or unfinished
+ * sources are handled with every other source run: experiment/prerequisites.ts.)
  */
 export const checkSources = (runs: ReadonlyArray<RunSpec>): Effect.Effect<void, PruneError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
@@ -84,8 +84,9 @@ export const checkSources = (runs: ReadonlyArray<RunSpec>): Effect.Effect<void, 
       if (record === undefined) continue
       const state = yield* inspectSource(resolveRecordedDir(record.source.dir))
       const where = `${run.experiment}/${run.variant} seed ${run.seed}`
-      if (state.kind === "unfinished") problems.push(`${where}: ${unfinishedProblem(record.source, state.step)}`)
-      else if (state.kind === "missing" && record.source.checkpoint !== undefined) problems.push(`${where}: the source run ${record.source.dir} does not exist; this spec.json was pruned from it`)
+      const replay = record.source.checkpoint !== undefined
+      if (replay && state.kind === "unfinished") problems.push(`${where}: ${unfinishedProblem(record.source, state.step)}`)
+      else if (replay && state.kind === "missing") problems.push(`${where}: the source run ${record.source.dir} does not exist; this spec.json was pruned from it`)
       else if (state.kind === "finished") {
         const changed = identityProblem(record.source, state.source.identity)
         if (changed !== undefined) problems.push(`${where}: ${changed}`)

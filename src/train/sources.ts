@@ -6,7 +6,7 @@ import { blocksOf, dimsOf } from "../../dsl/nodes.js"
 import { type NamedParam, paramTable } from "../../dsl/params.js"
 import type { RunSpec } from "../experiment/define.js"
 import { expandRuns, loadExperiment } from "../experiment/load.js"
-import { recipeOf, type RunRef, runDirOf } from "../experiment/run-ref.js"
+import { commandOf, recipeOf, type RunRef, runDirOf } from "../experiment/run-ref.js"
 import { sourceNameOf } from "../experiment/warm-start.js"
 import { objectiveProblems } from "../objective/spec.js"
 import { loadCheckpoint, type TensorArrays } from "./checkpoint.js"
@@ -25,7 +25,7 @@ export class SourceError extends Data.TaggedError("SourceError")<{ readonly prob
   }
 }
 
-export type SourceRole = "teacher" | "warm-start source"
+export type SourceRole = "teacher" | "warm-start source" | "pruning source"
 
 export interface SourceRun {
   readonly dir: string
@@ -91,7 +91,7 @@ const openSource = (ref: RunRef, role: SourceRole, data: RunData) =>
     const howToMake = recipe ? `; npm run exp trains it first (${recipe})` : "; train it first, or name the experiment that makes it (runOf)"
     if (!(yield* exists(path.join(dir, "spec.json")))) return yield* fail(`no run there (no spec.json)${howToMake}`)
     const summaryPath = path.join(dir, "summary.json")
-    if (!(yield* exists(summaryPath))) return yield* fail(`the run is unfinished (no summary.json)${howToMake}`)
+    if (!(yield* exists(summaryPath))) return yield* fail(`the run is unfinished (no summary.json); finish it first${recipe ? ` with ${commandOf(ref)}` : ""}`)
     const loaded = yield* loadExperiment(path.join(dir, "spec.json")).pipe(Effect.mapError((e) => fail(e.message)))
     const [run] = yield* expandRuns(loaded, {}).pipe(Effect.mapError((e) => fail(e.message)))
     const summary = yield* fs.readFileString(summaryPath).pipe(

@@ -29,7 +29,7 @@ describe("npm run exp with a distillation objective", { timeout: 600_000 }, () =
     const straight = tmp()
     const a = await exp([...args, "--out", straight])
     expect(a.code, a.stderr).toBe(0)
-    expect(a.stderr).toContain(`teacher ${teacher} has no finished run; training it first (experiment smoke)`)
+    expect(a.stderr).toContain(`teacher ${teacher} does not exist; training it first (experiment smoke)`)
     expect(JSON.parse(readFileSync(join(teacher, "summary.json"), "utf8")).steps).toBe(60)
     const teacherFiles = snapshot(teacher)
 

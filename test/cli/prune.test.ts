@@ -25,7 +25,7 @@ describe("npm run exp on a pruning experiment", { timeout: 300_000 }, () => {
   it("trains the missing source first, saying so, then prunes it into an ordinary run directory", async () => {
     const r = await exp(["pruning-smoke", "--variant", "heads-importance-50", "--steps", "4"])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stderr).toMatch(new RegExp(`the source run ${source} does not exist: training it first \\(npm run exp smoke, variant base, seed 1\\)`))
+    expect(r.stderr).toMatch(new RegExp(`pruning source ${source} does not exist; training it first \\(experiment smoke, variant base, seed 1\\)`))
     expect(existsSync(join(source, "summary.json"))).toBe(true)
     before = snapshot(source)
     const pruned = join(runs, "pruning-smoke", "heads-importance-50")

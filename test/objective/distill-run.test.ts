@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest"
 import { attention, block, decoder, depth, ffn, keepBlocks, stack } from "../../dsl/index.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { expandRuns, loadExperiment } from "../../src/experiment/load.js"
+import { trainSources } from "../../src/experiment/prerequisites.js"
 import { runAt } from "../../src/experiment/run-ref.js"
 import { fromRun } from "../../src/experiment/warm-start.js"
 import { distill, type Objective } from "../../src/objective/spec.js"
@@ -184,7 +185,12 @@ describe("bad distillation input: one message, nothing written", () => {
     const unfinished = tmp()
     cpSync(teacherDir, unfinished, { recursive: true })
     rmSync(join(unfinished, "summary.json"))
-    await refused(student({ steps: 2, objective: distill({ teacher: runAt(unfinished), temperature: 2, alpha: 0.5 }) }), /teacher .*: the run is unfinished \(no summary\.json\)/)
+    await refused(student({ steps: 2, objective: distill({ teacher: runAt(unfinished), temperature: 2, alpha: 0.5 }) }), /teacher .*: the run is unfinished \(no summary\.json\); finish it first$/)
+    // One its experiment makes is not resumed behind the user's back (it may be training elsewhere): npm run exp refuses it before anything trains.
+    const made = student({ steps: 2, objective: distill({ teacher: { run: unfinished, experiment: "base" }, temperature: 2, alpha: 0.5 }) })
+    await refused(made, /teacher .*: the run is unfinished \(no summary\.json\); finish it first with npm run exp base$/)
+    const sources = await Effect.runPromiseExit(trainSources([made], options(tmp())).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))))
+    expect(errorOf(sources)).toBe(`base (seed 1): teacher ${unfinished}: the run is unfinished (no summary.json; it may be training elsewhere); finish it first with npm run exp base`)
   })
 
   it("a teacher with another tokenizer, naming both files", async () => {

@@ -32,7 +32,7 @@ beforeAll(async () => {
 const quiet = Layer.succeed(ProgressSink, { isTTY: false, columns: () => 80, write: () => {}, now: () => performance.now() })
 const provide = <A, E>(effect: Effect.Effect<A, E, any>) => Effect.runPromiseExit(Effect.scoped(effect).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))) as Effect.Effect<A, E>)
 const tmp = () => mkdtempSync(join(tmpdir(), "prune-test-"))
-const options = (out: string) => ({ out, fresh: false, backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)", runs: tmp() })
+const options = (out: string) => ({ out, fresh: false, backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" })
 const errorOf = (exit: Exit.Exit<unknown, unknown>): string => {
   if (Exit.isSuccess(exit)) throw new Error("expected a failure")
   const failure = exit.cause.reasons.find((r) => r._tag === "Fail")

@@ -8,6 +8,7 @@ import { adamw, constant, distill, experiment, gradual, heads, magnitude, neuron
 import type { VariantModel } from "../../src/experiment/define.js"
 import { expandRuns, type Loaded } from "../../src/experiment/load.js"
 import type { PruneMethod } from "../../src/prune/methods/index.js"
+import { trainSources } from "../../src/experiment/prerequisites.js"
 import { checkSources } from "../../src/prune/source.js"
 import { saveCheckpoint } from "../../src/train/checkpoint.js"
 
@@ -98,7 +99,7 @@ describe("pruning input checks", () => {
     expect("objective" in ce! || "objective" in plain!).toBe(false)
   })
 
-  it("refuses an unfinished source before any work, and a missing one that a spec.json was pruned from", async () => {
+  it("refuses an unfinished source before any work, and a spec.json's source that is unfinished or missing", async () => {
     const runs = mkdtempSync(join(tmpdir(), "prune-validate-"))
     const exit = await expand(one(magnitude({ sparsity: 0.5 })), runs)
     const [r] = Exit.isSuccess(exit) ? exit.value : []
@@ -108,10 +109,13 @@ describe("pruning input checks", () => {
     writeFileSync(join(dir, "spec.json"), "{}")
     const state = { step: 20, tokensSeen: 5120, specHash: "abc", dataCursor: null, rng: null, optimizer: null }
     expect(Exit.isSuccess(await run(saveCheckpoint(dir, { params: { w: { shape: [1], data: new Float32Array(1) } }, optimizer: {}, state })))).toBe(true)
-    expect(messageOf(await run(checkSources([r!])))).toMatch(
+    // As every source run is: refused before anything trains (nothing is trained, so no backend is needed).
+    const sources = await run(trainSources([r!], { backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" }))
+    expect(messageOf(sources)).toBe(`m (seed 1): pruning source ${dir}: the run is unfinished (no summary.json; it may be training elsewhere); finish it first with npm run exp smoke -- --variant base --seed 1`)
+    const recorded = (at: string) => ({ ...r!, prune: { ...r!.prune!, source: { ...r!.prune!.source, dir: at, checkpoint: "0".repeat(64) } } })
+    expect(messageOf(await run(checkSources([recorded(dir)])))).toMatch(
       new RegExp(`bad/m seed 1: the source run ${dir} is unfinished \\(checkpoint at step 20, no summary.json\\); finish it first with npm run exp smoke`),
     )
-    const recorded = { ...r!, prune: { ...r!.prune!, source: { ...r!.prune!.source, dir: join(runs, "gone"), checkpoint: "0".repeat(64) } } }
-    expect(messageOf(await run(checkSources([recorded])))).toMatch(/the source run .*gone does not exist; this spec.json was pruned from it/)
+    expect(messageOf(await run(checkSources([recorded(join(runs, "gone"))])))).toMatch(/the source run .*gone does not exist; this spec.json was pruned from it/)
   })
 })
