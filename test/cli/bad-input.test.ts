@@ -8,7 +8,8 @@ import { command as generateCommand } from "../../src/cli/generate.js"
 import { command as patternCommand } from "../../src/cli/pattern.js"
 import { command as resultsCommand } from "../../src/cli/results.js"
 import { root } from "./process.js"
-import { type InProcess, runInProcess, snapshot, stackLine } from "./in-process.js"
+import { snapshot } from "../files.js"
+import { type InProcess, runInProcess, stackLine } from "./in-process.js"
 
 /**
  * Bad input of every kind a user can give: malformed experiment files, spec.json files with

@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { command, killMidRun, root, snapshot } from "./process.js"
+import { snapshot } from "../files.js"
+import { command, killMidRun, root } from "./process.js"
 
 /**
  * A distillation run through `npm run exp`, as a user runs it: real TinyStories development

@@ -1,6 +1,3 @@
-import { createHash } from "node:crypto"
-import { readdirSync, readFileSync, statSync } from "node:fs"
-import { join } from "node:path"
 import { NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer } from "effect"
 import type { Command } from "effect/cli"
@@ -35,19 +32,6 @@ export const runInProcess = async (command: Command.Command<any, any, any, any, 
   return { code: result.code, stderr: [...stderr, ...(result.stderr === "" ? [] : [result.stderr])].join("\n"), stdout: stdout.join("\n") }
 }
 
-/** Every file under `dir` (relative path → size and sha256), to show a refused command changed nothing. */
-export const snapshot = (dir: string): Record<string, string> => {
-  const out: Record<string, string> = {}
-  const walk = (d: string, rel: string) => {
-    for (const name of readdirSync(d).sort()) {
-      const full = join(d, name)
-      if (statSync(full).isDirectory()) walk(full, `${rel}${name}/`)
-      else out[`${rel}${name}`] = createHash("sha256").update(readFileSync(full)).digest("hex")
-    }
-  }
-  walk(dir, "")
-  return out
-}
 
 /** A stack trace line, as Node prints them. */
 export const stackLine = /\n\s+at .*(:\d+:\d+|\(native\))/

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Rng } from "../../src/random/rng.js"
@@ -27,19 +27,6 @@ export const command = (script: string, args: string[], env: Record<string, stri
   return { child, done }
 }
 
-/** Every file under a directory, by relative path: equal snapshots mean untouched files. */
-export const snapshot = (dir: string): Map<string, Buffer> => {
-  const out = new Map<string, Buffer>()
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name)
-      if (statSync(p).isDirectory()) walk(p)
-      else out.set(p.slice(dir.length), readFileSync(p))
-    }
-  }
-  walk(dir)
-  return out
-}
 
 /** The step of a run directory's checkpoint, if it has a readable one. */
 export const stepOf = (dir: string): number | undefined => {

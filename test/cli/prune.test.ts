@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { command, killMidRun, snapshot } from "./process.js"
+import { snapshot } from "../files.js"
+import { command, killMidRun } from "./process.js"
 
 /**
  * Pruning as a user runs it, in its own process, on the development data: experiments/
@@ -20,7 +21,7 @@ const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint",
 
 describe("npm run exp on a pruning experiment", { timeout: 300_000 }, () => {
   const source = join(runs, "smoke")
-  let before: Map<string, Buffer>
+  let before: Record<string, string>
 
   it("trains the missing source first, saying so, then prunes it into an ordinary run directory", async () => {
     const r = await exp(["pruning-smoke", "--variant", "heads-importance-50", "--steps", "4"])

@@ -1,8 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
-import { createHash } from "node:crypto"
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -18,6 +17,7 @@ import { decodeSafetensors } from "../../src/train/safetensors.js"
 import { type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import { describeNative } from "../backend/native-suite.js"
+import { snapshot } from "../files.js"
 import { syntheticData, tinyRun, crashingAfter } from "../train/fixtures.js"
 
 /**
@@ -43,16 +43,6 @@ const ok = async (run: RunSpec, out: string, data = syntheticData(), backend = "
   const exit = await runIn(run, data, options(out, backend))
   if (Exit.isFailure(exit)) throw new Error(errorOf(exit))
 }
-
-/** sha256 of every file under a directory, by relative path. */
-const digest = (dir: string): Record<string, string> =>
-  Object.fromEntries(
-    readdirSync(dir, { recursive: true, encoding: "utf8" })
-      .filter((f) => statSync(join(dir, f)).isFile())
-      .sort()
-      .map((f) => [f, createHash("sha256").update(readFileSync(join(dir, f))).digest("hex")]),
-  )
-
 
 const gelu = block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })
 /** The teacher: width 16, three blocks. */
@@ -93,12 +83,12 @@ describe("distillation runs", () => {
   })
 
   it("with α < 1 learn something else, leave the teacher's files byte-identical and record the teacher's fingerprint", async () => {
-    const before = digest(teacherDir)
+    const before = snapshot(teacherDir)
     const plain = tmp()
     await ok(student({ steps: 6 }), plain)
     const out = tmp()
     await ok(student({ steps: 6, objective: kd({ alpha: 0.5, hidden: { pairs: [[1, 2]], loss: "mse", weight: 0.5 } }) }), out)
-    expect(digest(teacherDir)).toEqual(before)
+    expect(snapshot(teacherDir)).toEqual(before)
     expect(file(out, "model.safetensors").equals(file(plain, "model.safetensors"))).toBe(false)
     const spec = JSON.parse(readFileSync(join(out, "spec.json"), "utf8")) as RunSpec
     expect(spec.objective).toMatchObject({ kind: "distill", alpha: 0.5, teacher: { run: teacherDir, fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/) } })

@@ -16,7 +16,7 @@ import { trainOrPrune } from "../../src/prune/run.js"
 import { checkSources } from "../../src/prune/source.js"
 import { ProgressSink } from "../../src/report/progress.js"
 import { decodeSafetensors } from "../../src/train/safetensors.js"
-import { snapshot } from "../cli/process.js"
+import { snapshot } from "../files.js"
 import { syntheticData, tinyRun, crashingAfter } from "../train/fixtures.js"
 
 /**
