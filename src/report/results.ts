@@ -56,9 +56,10 @@ const spentColumns = (r: RunResult): Record<string, number> => ({
 
 /**
  * One row per variant: parameters, then validation loss and bits per byte as mean ± standard
- * deviation over seeds, training throughput, and a training step's peak memory where it was
- * measured. When some run spent other than its nominal compute (a depth policy), every row
- * also shows the blocks and FLOPs per token it spent.
+ * deviation over seeds (and each seed's bits per byte, in seed order, when some variant has
+ * several), training throughput, and a training step's peak memory where it was measured.
+ * When some run spent other than its nominal compute (a depth policy), every row also shows
+ * the blocks and FLOPs per token it spent.
  */
 export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string[]; rows: string[][] } => {
   const variants = [...new Set(results.map((r) => r.variant))]
@@ -66,7 +67,8 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
   const extraOf = (r: RunResult) => ({ ...r.extra, ...(compute ? spentColumns(r) : {}) })
   const extraKeys = [...new Set(results.flatMap((r) => Object.keys(extraOf(r))))]
   const memory = results.some((r) => r.stepPeakBytes !== undefined)
-  const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...extraKeys, "tokens/s", ...(memory ? ["step memory (MiB)"] : [])]
+  const perSeed = variants.some((v) => results.filter((r) => r.variant === v).length > 1)
+  const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...(perSeed ? ["val bpb per seed"] : []), ...extraKeys, "tokens/s", ...(memory ? ["step memory (MiB)"] : [])]
   const rows = variants.map((v) => {
     const rs = results.filter((r) => r.variant === v)
     const first = rs[0]!
@@ -77,6 +79,7 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
       (first.sourceTokens === undefined ? "" : `${formatCount(first.sourceTokens)} + `) + formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
       pm(rs.map((r) => r.valLoss), 4),
       pm(rs.map((r) => r.valBpb), 4),
+      ...(perSeed ? [[...rs].sort((a, b) => a.seed - b.seed).map((r) => r.valBpb.toFixed(4)).join(", ")] : []),
       ...extraKeys.map((k) => pm(rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN), k === "blocks/token" ? 2 : 4)),
       // A one-shot pruned run trains on nothing, so it has no throughput.
       rs.every((r) => r.tokensTrained === 0) ? "n/a" : Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),

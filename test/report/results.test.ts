@@ -16,12 +16,14 @@ const rows = (table: string): string[][] =>
   table.split("\n").map((l) => l.split("|").slice(1, -1).map((c) => c.trim()))
 
 describe("results table", () => {
-  it("gives mean ± sample standard deviation over seeds, one row per variant in first-seen order", () => {
-    const [header, , a, b] = rows(resultsTable([run("rope", 1, 1.5), run("alibi", 1, 2), run("rope", 2, 1.7), run("rope", 3, 1.9)]))
-    expect(header).toEqual(["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", "tokens/s"])
+  it("gives mean ± sample standard deviation over seeds and each seed's bpb in seed order, one row per variant in first-seen order", () => {
+    const [header, , a, b] = rows(resultsTable([run("rope", 3, 1.9), run("alibi", 1, 2), run("rope", 1, 1.5), run("rope", 2, 1.7)]))
+    expect(header).toEqual(["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", "val bpb per seed", "tokens/s"])
     // 1.5, 1.7, 1.9: mean 1.7, sample variance ((0.2² + 0 + 0.2²) / 2) = 0.04.
-    expect(a).toEqual(["rope", "3", "1.34M / 793k", "262k", "3.4000 ± 0.4000", "1.7000 ± 0.2000", "2000"])
-    expect(b).toEqual(["alibi", "1", "1.34M / 793k", "262k", "4.0000", "2.0000", "1000"])
+    expect(a).toEqual(["rope", "3", "1.34M / 793k", "262k", "3.4000 ± 0.4000", "1.7000 ± 0.2000", "1.5000, 1.7000, 1.9000", "2000"])
+    expect(b).toEqual(["alibi", "1", "1.34M / 793k", "262k", "4.0000", "2.0000", "2.0000", "1000"])
+    // With one seed everywhere the column would repeat val bpb: it is left out.
+    expect(rows(resultsTable([run("rope", 1, 1.5), run("alibi", 1, 2)]))[0]).not.toContain("val bpb per seed")
   })
 
   it("adds extra columns and a step memory column in MiB only when some run measured it", () => {
