@@ -38,7 +38,7 @@ describe("the DSL without a tensor library", { timeout: 60_000 }, () => {
     }
     const r = await blocked("src/cli/results.ts", [dir])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout).toMatch(/\| base \| 2 \| 1000 \/ 600 \| 4096 \| 3\.5000 ± 0\.7071 \| 1\.1500 ± 0\.0707 \| 100 \|/)
+    expect(r.stdout).toMatch(/\| base \| 2 \| 1000 \/ 600 \| 4096 \| 3\.5000 ± 0\.7071 \| 1\.1500 ± 0\.0707 \| 1\.1000, 1\.2000 \| 100 \|/)
   })
 
   it("npm run results loads a pruning experiment for its variant order", async () => {
