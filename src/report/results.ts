@@ -82,7 +82,7 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
       ...(perSeed ? [[...rs].sort((a, b) => a.seed - b.seed).map((r) => r.valBpb.toFixed(4)).join(", ")] : []),
       ...extraKeys.map((k) => pm(rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN), k === "blocks/token" ? 2 : 4)),
       // A one-shot pruned run trains on nothing, so it has no throughput.
-      rs.every((r) => r.tokensTrained === 0) ? "n/a" : Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
+      !rs.some(trained) ? "n/a" : Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]
   })
