@@ -5,7 +5,7 @@ import { availableMemory } from "../backend/available-memory.js"
 import { chooseBackend } from "../backend/select.js"
 import { located } from "../errors/unexpected.js"
 import { loadRunData } from "../experiment/data.js"
-import { withTokenizerVocab } from "../experiment/define.js"
+import { type RunSpec, withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
 import { trainSources } from "../experiment/prerequisites.js"
 import { runPath } from "../experiment/run-path.js"
@@ -20,8 +20,9 @@ import { checkSources } from "../prune/source.js"
 import { formatBytes } from "../report/progress.js"
 import { resultOf, resultsTable } from "../report/results.js"
 import { estimateTraining, type MemoryLimit } from "../train/estimate.js"
+import { placeProblem } from "../train/target.js"
 import { RunError, runMemoryProblem, type Summary } from "../train/run.js"
-import { join, resolve } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { runCommand } from "./boundary.js"
 import { intFlag, parseBytes, seedRange } from "./flags.js"
 
@@ -94,7 +95,13 @@ export const command = Command.make(
       yield* checkSources(runs)
       // Directory names follow the whole experiment, not the slice, so shards write where one process would.
       const folder = runsFolder()
-      const base = Option.isSome(a.out) ? resolve(a.out.value) : join(folder, loaded.name)
+      // A replayed spec.json is the run in its own directory: resumed there, or found finished.
+      const base = Option.isSome(a.out) ? resolve(a.out.value) : loaded.replay ? dirname(loaded.source) : join(folder, loaded.name)
+      const outOf = (run: RunSpec) => runPath(base, loaded.experiment, run.variant, run.seed)
+      for (const r of runs) {
+        const problem = yield* placeProblem(outOf(r), r, a.fresh)
+        if (problem !== undefined) return yield* new RunError({ problem })
+      }
       const ledger = { runsFolder: folder, code: yield* codeVersion }
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
       yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
@@ -106,7 +113,7 @@ export const command = Command.make(
       yield* Console.error(`tokenizer: ${data.tokenizer.name}`)
       for (const requested of runs) {
         const run = loaded.replay ? requested : withTokenizerVocab(requested, data.tokenizer.vocabSize)
-        const out = runPath(base, loaded.experiment, run.variant, run.seed)
+        const out = outOf(run)
         yield* Console.error(`\n${run.experiment}/${run.variant} seed ${run.seed} → ${out}`)
         const summary = yield* Effect.scoped(trainOrPrune(run, data, { out, fresh: a.fresh, backend, resumeCommand: resume, memoryLimit: limit, ledger })).pipe(
           located({ experiment: loaded.source, runDir: out }),

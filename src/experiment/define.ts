@@ -4,6 +4,7 @@ import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js
 import type { PruneRecord, PruneVariant } from "../prune/declare.js"
 import { type Objective, ObjectiveSchema } from "../objective/spec.js"
 import { LrSchedule } from "../train/schedule.js"
+import { RunName, Seed } from "./names.js"
 import type { Variant } from "./variant.js"
 import { type WarmStart, WarmStartSchema } from "./warm-start.js"
 
@@ -143,9 +144,9 @@ export const experiment = (o: ExperimentOptions): Experiment => ({
 /** One variant at one seed: the content of a run's spec.json. */
 export const RunSpecSchema = Schema.Struct({
   format: Schema.Literal(1),
-  experiment: Schema.String,
-  variant: Schema.String,
-  seed: Schema.Int,
+  experiment: RunName,
+  variant: RunName,
+  seed: Seed,
   /** Decoded separately with `decodeSpec`, whose errors name the path inside the model. */
   model: Schema.Unknown,
   training: TrainingSchema,

@@ -5,7 +5,7 @@ import type { DecoderSpec } from "../../dsl/nodes.js"
 import { paramTable } from "../../dsl/params.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { loadCheckpoint, saveCheckpoint, type TensorArrays } from "../train/checkpoint.js"
-import { trainingIdentity } from "../train/run.js"
+import { trainingIdentity } from "../train/identity.js"
 import type { RunSpec } from "./define.js"
 import { expandRuns, loadExperiment } from "./load.js"
 

@@ -9,6 +9,7 @@ import { runsFolder } from "../io/paths.js"
 import { type Objective, objectiveProblems, ObjectiveSchema } from "../objective/spec.js"
 import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneVariant } from "../prune/declare.js"
 import { expandPrune } from "../prune/expand.js"
+import { nameProblem, seedProblem } from "./names.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
 import { variantParts } from "./variant.js"
 import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start.js"
@@ -104,7 +105,11 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
     const byPath = extname(target) === ".ts"
     const source = byPath ? resolve(target) : join(experimentsDir, `${target}.ts`)
     if (byPath && !existsSync(source)) return yield* new ExperimentError({ source, problem: "no such experiment file" })
-    if (!byPath && (!/^[\w-]+$/.test(target) || !existsSync(source))) {
+    const name = byPath ? basename(target, ".ts") : target
+    // The name is the runs' directory: a file whose name cannot be one is refused before it is loaded.
+    const badName = nameProblem(name)
+    if (badName !== undefined && (byPath || existsSync(source))) return yield* new ExperimentError({ source, problem: `the experiment's name ${badName}${byPath ? " (rename the file)" : ""}` })
+    if (!byPath && (badName !== undefined || !existsSync(source))) {
       const known = listExperiments()
       return yield* new ExperimentError({
         source: target,
@@ -119,7 +124,7 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
     if (exp === undefined || typeof exp !== "object" || !("models" in exp) || !("training" in exp)) {
       return yield* new ExperimentError({ source, problem: "expected `export default experiment({...})`" })
     }
-    return { name: byPath ? basename(target, ".ts") : target, source, experiment: exp }
+    return { name, source, experiment: exp }
   })
 
 export interface Overrides {
@@ -161,6 +166,12 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
     const variants: Record<string, unknown> = isVariantRecord(exp.models) ? { ...exp.models } : { base: exp.models }
     const names = Object.keys(variants)
     if (names.length === 0) return yield* fail([`at ["models"]: no models; expected a decoder spec or a record of named variants`])
+    // Variant names and seeds become directories: checked before anything else reads them.
+    const badNames = [
+      ...names.flatMap((n) => (isVariantRecord(exp.models) ? [nameProblem(n)].filter((p) => p !== undefined).map((p) => `at ${formatPath(["models", n])}: the variant's name ${p}`) : [])),
+      ...(Array.isArray(exp.seeds) ? exp.seeds : []).flatMap((s, i) => [seedProblem(s)].filter((p) => p !== undefined).map((p) => `at ${formatPath(["seeds", i])}: ${p}`)),
+    ]
+    if (badNames.length > 0) return yield* fail(badNames)
     if (o.variant !== undefined && !names.includes(o.variant)) return yield* fail([`--variant ${o.variant}: no such variant; expected one of ${names.join(", ")}`])
     const training = schemaProblems(TrainingSchema, withOverrides(exp.training, o), ["training"])
     const at = (n: string): Array<string | number> => (isVariantRecord(exp.models) ? ["models", n] : ["models"])

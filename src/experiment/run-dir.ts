@@ -5,7 +5,7 @@ import { compile, type Model } from "../model/compile.js"
 import type { Params } from "../model/init.js"
 import { Tokenizer } from "../tokenizer/tokenizer.js"
 import { loadCheckpoint } from "../train/checkpoint.js"
-import { trainingIdentity } from "../train/run.js"
+import { trainingIdentity } from "../train/identity.js"
 import type { RunSpec } from "./define.js"
 import { expandRuns, loadExperiment } from "./load.js"
 

@@ -1,6 +1,7 @@
 import { isAbsolute, join } from "node:path"
 import { Schema } from "effect"
 import { runsFolder } from "../io/paths.js"
+import { RunName, Seed } from "./names.js"
 
 /**
  * A finished run that another run reads (a distillation teacher, the run a student starts
@@ -13,8 +14,8 @@ export const RunRefSchema = Schema.Struct({
   run: Schema.NonEmptyString,
   /** `npm run exp <experiment>` trains it (only the named variant and seed) when it is missing or unfinished. */
   experiment: Schema.optionalKey(Schema.String),
-  variant: Schema.optionalKey(Schema.String),
-  seed: Schema.optionalKey(Schema.Int),
+  variant: Schema.optionalKey(RunName),
+  seed: Schema.optionalKey(Seed),
   fingerprint: Schema.optionalKey(Schema.String),
 })
 export type RunRef = typeof RunRefSchema.Type

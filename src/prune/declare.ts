@@ -2,6 +2,7 @@ import { Result, Schema, SchemaIssue } from "effect"
 import type { Issue } from "../../dsl/kind.js"
 import { type Budget, BudgetSchema, type OptimizerConfig, OptimizerSchema } from "../experiment/define.js"
 import { type Objective, ObjectiveSchema } from "../objective/spec.js"
+import { RunName, Seed } from "../experiment/names.js"
 import { type PruneMethod, pruneMethods } from "./methods/index.js"
 
 /**
@@ -72,12 +73,12 @@ export interface PruneRecord {
   readonly method: PruneMethod
 }
 
-const SourceRefSchema = Schema.Struct({ experiment: Schema.String, variant: Schema.optionalKey(Schema.String), seed: Schema.optionalKey(Schema.Int) })
+const SourceRefSchema = Schema.Struct({ experiment: Schema.String, variant: Schema.optionalKey(RunName), seed: Schema.optionalKey(Seed) })
 const FinetuneSchema = Schema.Struct({ budget: BudgetSchema, optimizer: Schema.optionalKey(OptimizerSchema), objective: Schema.optionalKey(ObjectiveSchema) })
 const SourceRecordSchema = Schema.Struct({
-  experiment: Schema.String,
-  variant: Schema.String,
-  seed: Schema.Int,
+  experiment: RunName,
+  variant: RunName,
+  seed: Seed,
   dir: Schema.String,
   specHash: Schema.optionalKey(Schema.String),
   checkpoint: Schema.optionalKey(Schema.String),

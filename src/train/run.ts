@@ -1,6 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
 import { Console, Data, Effect, FileSystem, Option, Path, Scope } from "effect"
-import { diffSpecs, formatDiff } from "../../dsl/diff.js"
 import { hashSpec } from "../../dsl/hash.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { dimsOf } from "../../dsl/nodes.js"
@@ -28,6 +27,8 @@ import type { RunData } from "./run-data.js"
 import { type LedgerOptions, machineName, recordFinishedRun } from "../experiment/ledger.js"
 import { estimateTraining, type MemoryLimit, memoryProblem } from "./estimate.js"
 import { lrAt } from "./schedule.js"
+import { trainingIdentity } from "./identity.js"
+import { inspectTarget } from "./target.js"
 import { prepareSources, warmStartArrays } from "./sources.js"
 import type { RunStart } from "./start.js"
 
@@ -108,21 +109,6 @@ export interface Spent {
   readonly blocksPerToken: number
 }
 
-/** Fields whose change alters the trained weights; eval, checkpoint and sampling settings do not. */
-export const trainingIdentity = (run: RunSpec) => ({
-  model: run.model,
-  seed: run.seed,
-  data: run.training.data,
-  budget: run.training.budget,
-  batch: run.training.batch,
-  accumulate: run.training.accumulate,
-  optimizer: run.training.optimizer,
-  ...(run.prune === undefined ? {} : { prune: run.prune }),
-  // Absent for plain cross-entropy from scratch, so earlier runs keep their hashes.
-  ...(run.objective && run.objective.kind !== "cross-entropy" ? { objective: run.objective } : {}),
-  ...(run.init ? { init: run.init } : {}),
-})
-
 /** Why this machine cannot train the run, from its spec's memory estimate; undefined when it fits. */
 export const runMemoryProblem = (run: RunSpec, limit: MemoryLimit = availableMemory()): string | undefined =>
   memoryProblem(estimateTraining(run.model, { ...run.training, evalLengths: longerLengths(run) }), { ...run.training, context: run.model.context }, limit)
@@ -168,6 +154,19 @@ const toTensors = (b: HostBatch) => ({
   mask: tf.tensor2d(b.mask, [b.batch, b.context], "float32"),
 })
 
+/** A finished run's summary as it stands: running it again trains and writes nothing. */
+const finishedSummary = (dir: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const file = path.join(dir, "summary.json")
+    const text = yield* fs.readFileString(file).pipe(Effect.mapError((e) => new RunError({ problem: `cannot read ${file}: ${ioReason(e)}` })))
+    const summary = yield* Effect.try({ try: () => JSON.parse(text) as Summary, catch: (e) => new RunError({ problem: `${file}: not valid JSON (${(e as Error).message})` }) })
+    if (typeof summary?.valLoss !== "number" || typeof summary.valBpb !== "number") return yield* new RunError({ problem: `${file}: expected a finished run's summary (valLoss and valBpb numbers)` })
+    yield* Console.error(`${dir}: already finished; nothing to train (its summary.json is kept)`)
+    return summary
+  })
+
 export const trainRun = (
   requested: RunSpec,
   data: RunData,
@@ -191,21 +190,16 @@ export const trainRun = (
     // the directory is writable and no other process trains into it.
     const memory = runMemoryProblem(run, options.memoryLimit)
     if (memory !== undefined) return yield* fail(`${dir}: ${memory}`)
+    const before = yield* inspectTarget(dir, run, options.fresh)
+    if (before.kind === "refused") return yield* fail(before.problem)
+    if (before.kind === "finished") return yield* finishedSummary(dir)
     yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
     yield* lockRunDir(dir, (message) => Console.error(message))
-
-    const existing = options.fresh ? Option.none() : yield* loadCheckpoint(dir)
-    if (Option.isSome(existing) && existing.value.state.specHash !== specHash) {
-      const oldSpec = yield* fs.readFileString(path.join(dir, "spec.json")).pipe(
-        Effect.map((s) => JSON.parse(s) as RunSpec),
-        Effect.option,
-      )
-      const changes = Option.isSome(oldSpec) ? `\nchanges from the checkpoint's spec.json:\n${formatDiff(diffSpecs(trainingIdentity(oldSpec.value), trainingIdentity(run)))}` : ""
-      return yield* fail(
-        `${dir} holds a checkpoint of a different run (spec hash ${existing.value.state.specHash}, this one is ${specHash}).${changes}\n` +
-          `Use --fresh to discard it or --out DIR to train elsewhere.`,
-      )
-    }
+    // Again under the lock: another process may have started or finished this run meanwhile.
+    const target = yield* inspectTarget(dir, run, options.fresh)
+    if (target.kind === "refused") return yield* fail(target.problem)
+    if (target.kind === "finished") return yield* finishedSummary(dir)
+    const existing = target.kind === "resume" ? yield* loadCheckpoint(dir) : Option.none()
 
     const model = compile(run.model)
     const steps = totalSteps(run)

@@ -116,7 +116,7 @@ describe("distillation runs", () => {
     await ok(student({ steps: 3, every: 1, objective: kd({ alpha: 0.5 }) }), out)
     const model = file(out, "model.safetensors")
     expect(errorOf(await runIn(student({ steps: 4, every: 1, objective: kd({ alpha: 0.25 }) }), syntheticData(), options(out)))).toMatch(
-      /holds a checkpoint of a different run[\s\S]*objective\.alpha: 0\.5 → 0\.25[\s\S]*--fresh/,
+      /holds a finished run of another spec[\s\S]*never overwritten[\s\S]*objective\.alpha: 0\.5 → 0\.25/,
     )
     expect(errorOf(await runIn(student({ steps: 4, every: 1 }), syntheticData(), options(out)))).toMatch(/objective: \{"kind":"distill".* → \(absent\)/)
     // The same teacher directory, retrained with another seed.

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, statSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -163,8 +163,12 @@ describe("training run", () => {
     expect(Exit.isSuccess(await runIn(tinyRun({ steps: 3, every: 1 }), syntheticData(), options(out)))).toBe(true)
     const model = bytes(out, "model.safetensors")
     const spec = readFileSync(join(out, "spec.json"))
+    const finished = await runIn(tinyRun({ steps: 3, every: 1, lr: 0.5 }), syntheticData(), options(out))
+    expect(errorOf(finished as never)).toMatch(/holds a finished run of another spec[\s\S]*never overwritten[\s\S]*optimizer\.lr/)
+    // Unfinished, it may be discarded with --fresh.
+    rmSync(join(out, "summary.json"))
     const exit = await runIn(tinyRun({ steps: 3, every: 1, lr: 0.5 }), syntheticData(), options(out))
-    expect(errorOf(exit as never)).toMatch(/holds a checkpoint of a different run[\s\S]*training\.optimizer\.lr|optimizer\.lr[\s\S]*--fresh/)
+    expect(errorOf(exit as never)).toMatch(/holds a checkpoint of a different run[\s\S]*optimizer\.lr[\s\S]*--fresh/)
     expect(bytes(out, "model.safetensors").equals(model)).toBe(true)
     expect(readFileSync(join(out, "spec.json")).equals(spec)).toBe(true)
   })
@@ -176,7 +180,9 @@ describe("training run", () => {
     const corrupt = Buffer.from(readFileSync(file))
     corrupt[corrupt.length - 1] ^= 0xff
     writeFileSync(file, corrupt)
-    const exit = await runIn(tinyRun({ steps: 4, every: 1 }), syntheticData(), options(out))
+    // Unfinished, so a run again resumes from the checkpoint (a finished run is not read again).
+    rmSync(join(out, "summary.json"))
+    const exit = await runIn(tinyRun({ steps: 2, every: 1 }), syntheticData(), options(out))
     expect(errorOf(exit as never)).toMatch(/model\.safetensors.*sha256/)
     expect(readFileSync(file).equals(corrupt)).toBe(true)
   })
