@@ -69,9 +69,10 @@ export const command = Command.make(
       const name = a.targets.length === 1 ? path.basename(roots[0]!) : "report"
       const out = path.resolve(Option.getOrElse(a.out, () => path.join(folder, "report", `${name}.html`)))
       const generate = Effect.gen(function* () {
-        const runs = yield* loadRuns(roots)
+        const { runs, warnings } = yield* loadRuns(roots)
+        for (const w of warnings) yield* Console.error(`warning: ${w}`)
         const html = yield* Effect.promise(() =>
-          experimentPage(runs, { title: a.targets.join(", "), variantOrder: order, pattern, generatedAt: new Date(), ...(a.watch ? { reloadSeconds: a.interval } : {}) }),
+          experimentPage(runs, { title: a.targets.join(", "), variantOrder: order, pattern, generatedAt: new Date(), warnings, ...(a.watch ? { reloadSeconds: a.interval } : {}) }),
         )
         yield* write(out, html)
       })

@@ -23,6 +23,8 @@ export interface ExperimentPageOptions {
   /** Set when the page is regenerated as runs progress: it reloads itself this often. */
   readonly reloadSeconds?: number
   readonly generatedAt: Date
+  /** What could not be read of the runs (a field, a file, a whole run), each naming its file. */
+  readonly warnings: ReadonlyArray<string>
 }
 
 /** Smoothing weights offered for the training curves (TensorBoard's default is 0.6). */
@@ -38,9 +40,9 @@ const variantsOf = (runs: ReadonlyArray<RunView>, order: ReadonlyArray<string>):
 }
 
 const chartFigure = (name: string, caption: string, views: ReadonlyArray<{ chart: RenderedChart; smoothing?: number; x: string }>): string =>
-  `<figure class="chart" data-chart="${name}">` +
+  `<figure class="chart" data-chart="${esc(name)}">` +
   views
-    .map((v) => `<div class="view" data-x="${v.x}"${v.smoothing === undefined ? "" : ` data-smoothing="${v.smoothing}"`} data-scales="${esc(JSON.stringify({ x: v.chart.x, y: v.chart.y }))}">${v.chart.svg}</div>`)
+    .map((v) => `<div class="view" data-x="${esc(v.x)}"${v.smoothing === undefined ? "" : ` data-smoothing="${v.smoothing}"`} data-scales="${esc(JSON.stringify({ x: v.chart.x, y: v.chart.y }))}">${v.chart.svg}</div>`)
     .join("") +
   `<figcaption>${esc(caption)}</figcaption></figure>`
 
@@ -65,20 +67,33 @@ const curveViews = async (
   return views
 }
 
+/** A figure a summary lacked (NaN) reads "n/a". */
+const fixed = (x: number, digits: number): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
+
+/** The steps a run's spec plans, when its training section says. */
+const plannedSteps = (spec: RunView["spec"]): string => {
+  try {
+    const steps = totalSteps(spec)
+    return Number.isFinite(steps) ? String(steps) : "?"
+  } catch {
+    return "?"
+  }
+}
+
 const seedTable = (runs: ReadonlyArray<RunView>): string => {
   const header = ["seed", "status", "val loss", "val bpb", "train loss", "wall time", "tokens/s", "step memory", "backend", "machine", "directory"]
   const rows = runs.map((r) => {
     const s: Summary | undefined = r.summary
     const last = r.metrics.rows.at(-1)
-    const status = s ? "finished" : `training: step ${last?.step ?? 0} of ${totalSteps(r.spec)}`
+    const status = s ? "finished" : `training: step ${last?.step ?? 0} of ${plannedSteps(r.spec)}`
     return [
       String(r.spec.seed),
       status + (r.metrics.skipped > 0 ? ` (${r.metrics.skipped} unreadable metrics line${r.metrics.skipped > 1 ? "s" : ""} skipped)` : ""),
-      s ? s.valLoss.toFixed(4) : "",
-      s ? s.valBpb.toFixed(4) : "",
-      s ? s.trainLoss.toFixed(4) : last ? last.loss.toFixed(4) : "",
+      s ? fixed(s.valLoss, 4) : "",
+      s ? fixed(s.valBpb, 4) : "",
+      s ? fixed(s.trainLoss, 4) : last ? last.loss.toFixed(4) : "",
       s ? formatDuration(s.wallSeconds) : "",
-      s ? formatRate(s.tokensPerSecond) : last?.tokensPerSecond !== undefined ? formatRate(last.tokensPerSecond) : "",
+      s ? (Number.isNaN(s.tokensPerSecond) ? "n/a" : formatRate(s.tokensPerSecond)) : last?.tokensPerSecond !== undefined ? formatRate(last.tokensPerSecond) : "",
       s?.stepPeakBytes !== undefined ? formatBytes(s.stepPeakBytes) : "n/a",
       s ? `${s.backend} (${s.backendDetail})` : "",
       s?.machine ?? "",
@@ -106,7 +121,7 @@ const variantSection = (variant: string, runs: ReadonlyArray<RunView>, o: Experi
           : `<figure class="pattern"><img alt="attention pattern of ${esc(label)}" src="data:image/png;base64,${png.toString("base64")}"><figcaption>${esc(label)}<br>layer 0, head 0, context ${context}: black where a query (row) sees a key (column), red if it sees ahead</figcaption></figure>`
       })
     : []
-  const samples = runs.filter((r) => r.summary).map((r) => `<p><b>seed ${r.spec.seed}</b></p><blockquote>${esc(r.summary!.sample)}</blockquote>`)
+  const samples = runs.filter((r) => r.summary && r.summary.sample !== "").map((r) => `<p><b>seed ${esc(String(r.spec.seed))}</b></p><blockquote>${esc(r.summary!.sample)}</blockquote>`)
   return `<section class="variant-section" id="variant-${esc(variant)}"><h2>${esc(variant)}</h2>
 <div class="variant"><div>
 <p>${counts ? `parameters ${formatCount(counts.total)} total, ${formatCount(counts.nonEmbedding)} non-embedding` : ""}${flops ? `; FLOPs per token ${formatCount(flops.forward)} forward, ${formatCount(flops.training)} training` : ""}</p>
@@ -136,7 +151,7 @@ export const experimentPage = async (runs: ReadonlyArray<RunView>, o: Experiment
   for (const figure of figureNames) {
     const points = finished.flatMap((r, i) => {
       const x = figuresByRun[i]![figure]
-      return x === undefined || !Number.isFinite(x) ? [] : [{ variant: r.spec.variant, seed: r.spec.seed, x, bpb: r.summary!.valBpb }]
+      return x === undefined || !Number.isFinite(x) || !Number.isFinite(r.summary!.valBpb) ? [] : [{ variant: r.spec.variant, seed: r.spec.seed, x, bpb: r.summary!.valBpb }]
     })
     const chart = await renderChart(figureChart({ figure, variants, runs: points }))
     figures.push(chartFigure(`figure-${figure}`, `One point per run (its summary's ${figure}).`, [{ chart, x: "linear" }]))
@@ -148,6 +163,7 @@ export const experimentPage = async (runs: ReadonlyArray<RunView>, o: Experiment
 </div>`
   const body = `<h1>${esc(o.title)}</h1>
 <p class="note">${runs.length} run${runs.length === 1 ? "" : "s"} (${finished.length} finished), ${variants.length} variant${variants.length === 1 ? "" : "s"}; generated ${esc(o.generatedAt.toISOString().replace("T", " ").slice(0, 19))} UTC${o.reloadSeconds === undefined ? "" : `, reloads every ${o.reloadSeconds} s while the report is watched`}.</p>
+${o.warnings.map((w) => `<p class="note warning">not shown: ${esc(w)}</p>`).join("\n")}
 <h2>results</h2>${table}
 <h2>curves</h2>${controls}
 <div class="charts">

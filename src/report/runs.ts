@@ -1,7 +1,8 @@
 import { Data, Effect, FileSystem, Option, Path } from "effect"
 import { findRunFiles } from "../io/walk-runs.js"
 import type { RunSpec } from "../experiment/define.js"
-import type { Summary } from "../train/run.js"
+import { ioReason } from "../errors/io-error.js"
+import { checkSummary, type CheckedSummary } from "./summary.js"
 import { type ParsedMetrics, parseMetrics } from "./curves.js"
 
 /**
@@ -15,16 +16,32 @@ export interface RunView {
   readonly dir: string
   readonly spec: RunSpec
   /** Absent while the run is still training. */
-  readonly summary?: Summary
+  readonly summary?: CheckedSummary
   readonly metrics: ParsedMetrics
 }
 
-const readJson = <T>(file: string) =>
+/** The runs a report shows, and what it could not read of them, each naming its file. */
+export interface LoadedRuns {
+  readonly runs: ReadonlyArray<RunView>
+  readonly warnings: ReadonlyArray<string>
+}
+
+/** A file's JSON, or why there is none. */
+const readJson = (file: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
-    const text = yield* fs.readFileString(file).pipe(Effect.mapError((e) => new ReportError({ message: `cannot read ${file}: ${e.message}` })))
-    return yield* Effect.try({ try: () => JSON.parse(text) as T, catch: () => new ReportError({ message: `${file} is not JSON` }) })
+    const text = yield* fs.readFileString(file).pipe(Effect.mapError((e) => `cannot read ${file}: ${ioReason(e)}`))
+    return yield* Effect.try({ try: (): unknown => JSON.parse(text), catch: () => `${file} is not JSON` })
   })
+
+/** What a report needs of spec.json to place a run: its experiment, variant and seed. */
+const checkSpec = (raw: unknown, file: string): RunSpec | string => {
+  const r = raw as Partial<Record<keyof RunSpec, unknown>> | null
+  if (typeof r !== "object" || r === null || Array.isArray(r)) return `${file} is not a JSON object`
+  for (const key of ["experiment", "variant"] as const) if (typeof r[key] !== "string") return `${file}: ${key} is not a string`
+  if (typeof r.seed !== "number") return `${file}: seed is not a number`
+  return raw as RunSpec
+}
 
 /** Files whose change means the report is out of date, with their sizes and modification times. */
 export const runFiles = (roots: ReadonlyArray<string>) =>
@@ -47,19 +64,36 @@ export const runsFingerprint = (roots: ReadonlyArray<string>) =>
     return stats.join("\n")
   })
 
+/**
+ * Every run under the roots. A run whose spec.json or summary.json cannot be read is left out,
+ * a summary field that is not what the tables expect is not shown, and each is a warning that
+ * names its file: the page is made from what can be read.
+ */
 export const loadRuns = (roots: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const dirs = [...new Set((yield* runFiles(roots)).filter((f) => path.basename(f) === "spec.json").map((f) => path.dirname(f)))]
     if (dirs.length === 0) return yield* new ReportError({ message: `no runs (spec.json) under ${roots.join(", ")}` })
-    return yield* Effect.forEach(dirs, (dir) =>
+    const warnings: string[] = []
+    const runs = yield* Effect.forEach(dirs, (dir) =>
       Effect.gen(function* () {
-        const spec = yield* readJson<RunSpec>(path.join(dir, "spec.json"))
+        const specFile = path.join(dir, "spec.json")
+        const spec = yield* readJson(specFile).pipe(Effect.map((raw) => checkSpec(raw, specFile)), Effect.orElseSucceed((why) => why))
+        if (typeof spec === "string") return void warnings.push(`${spec}; its run is left out`)
         const summaryFile = path.join(dir, "summary.json")
-        const summary = (yield* fs.exists(summaryFile).pipe(Effect.orElseSucceed(() => false))) ? yield* readJson<Summary>(summaryFile) : undefined
+        const summary = (yield* fs.exists(summaryFile).pipe(Effect.orElseSucceed(() => false)))
+          ? yield* readJson(summaryFile).pipe(
+              // The page places a run by its spec; its summary's own variant and seed are not shown.
+              Effect.map((raw) => checkSummary(typeof raw === "object" && raw !== null && !Array.isArray(raw) ? { ...raw, variant: spec.variant, seed: spec.seed } : raw, summaryFile, { page: true })),
+              Effect.orElseSucceed((warning) => ({ _tag: "Skipped" as const, warning: `${warning}; its run is left out` })),
+            )
+          : undefined
+        if (summary?._tag === "Skipped") return void warnings.push(summary.warning)
+        if (summary !== undefined) warnings.push(...summary.warnings)
         const text = yield* fs.readFileString(path.join(dir, "metrics.jsonl")).pipe(Effect.orElseSucceed(() => ""))
-        return { dir, spec, ...(summary === undefined ? {} : { summary }), metrics: parseMetrics(text) } satisfies RunView
+        return { dir, spec, ...(summary === undefined ? {} : { summary: summary.summary }), metrics: parseMetrics(text) } satisfies RunView
       }),
     )
+    return { runs: runs.filter((r) => r !== undefined), warnings } satisfies LoadedRuns
   })
