@@ -2,7 +2,7 @@ import { Result } from "effect"
 import { decodeSpec, flopsPerToken, formatCount, paramCounts, printSpec } from "../../dsl/index.js"
 import { totalSteps, type Summary } from "../train/run.js"
 import { curveChart, figureChart, renderChart, type RenderedChart } from "./charts.js"
-import { band, type MetricRow, seedSeries, thin } from "./curves.js"
+import { band, type MetricRow, type MetricsLimits, seedSeries, thin } from "./curves.js"
 import { esc, page, sortableTable } from "./html.js"
 import { attentionSpecs } from "./pattern-picture.js"
 import { formatBytes, formatDuration, formatRate } from "./progress.js"
@@ -31,6 +31,11 @@ export interface ExperimentPageOptions {
 export const smoothings = [0, 0.6, 0.9] as const
 /** Points per variant drawn on a curve; longer runs are thinned evenly. */
 const MAX_POINTS = 400
+/**
+ * What the page needs of each metrics.jsonl: its smoothings over every row, and rows enough to
+ * thin to MAX_POINTS (a run's file can outgrow memory; a longer line is no metrics row).
+ */
+export const metricsLimits: MetricsLimits = { smoothings, maxRows: 4096, maxLineBytes: 1 << 20 }
 /** Attention pictures are measured at the model's context up to this many positions. */
 const PATTERN_CONTEXT = 128
 
@@ -46,7 +51,8 @@ const chartFigure = (name: string, caption: string, views: ReadonlyArray<{ chart
     .join("") +
   `<figcaption>${esc(caption)}</figcaption></figure>`
 
-type Pick = (r: MetricRow) => number | undefined
+/** A row's figure at a smoothing weight (0: as logged). */
+type Pick = (r: MetricRow, smoothing: number) => number | undefined
 
 const curveViews = async (
   runs: ReadonlyArray<RunView>,
@@ -57,7 +63,7 @@ const curveViews = async (
   for (const s of o.smoothing) {
     const series = variants.map((variant) => ({
       variant,
-      points: thin(band(seedSeries(runs.filter((r) => r.spec.variant === variant).map((r) => ({ seed: r.spec.seed, rows: r.metrics.rows })), o.pick, s ?? 0)), MAX_POINTS),
+      points: thin(band(seedSeries(runs.filter((r) => r.spec.variant === variant).map((r) => ({ seed: r.spec.seed, rows: r.metrics.rows })), (row) => o.pick(row, s ?? 0))), MAX_POINTS),
     }))
     for (const x of ["linear", "log"]) {
       const spec = curveChart({ title: o.title, y: o.y, variants, series, logX: x === "log", logY: o.logY, visiblePoints: o.visiblePoints, tooltipPoints: 50, band: o.band })
@@ -88,7 +94,9 @@ const seedTable = (runs: ReadonlyArray<RunView>): string => {
     const status = s ? "finished" : `training: step ${last?.step ?? 0} of ${plannedSteps(r.spec)}`
     return [
       String(r.spec.seed),
-      status + (r.metrics.skipped > 0 ? ` (${r.metrics.skipped} unreadable metrics line${r.metrics.skipped > 1 ? "s" : ""} skipped)` : ""),
+      status +
+        (r.metrics.skipped > 0 ? ` (${r.metrics.skipped} unreadable metrics line${r.metrics.skipped > 1 ? "s" : ""} skipped)` : "") +
+        (r.metrics.unreadable === undefined ? "" : ` (metrics.jsonl could not be read${r.metrics.rows.length > 0 ? " to the end" : ""})`),
       s ? fixed(s.valLoss, 4) : "",
       s ? fixed(s.valBpb, 4) : "",
       s ? fixed(s.trainLoss, 4) : last ? last.loss.toFixed(4) : "",
@@ -139,10 +147,10 @@ export const experimentPage = async (runs: ReadonlyArray<RunView>, o: Experiment
     return sortableTable(header, rows, { id: "results" })
   })() : `<p class="note">No run has finished yet.</p>`
 
-  const loss = await curveViews(runs, variants, { title: "training loss", y: "loss", pick: (r) => r.loss, smoothing: smoothings, visiblePoints: false, band: true })
+  const loss = await curveViews(runs, variants, { title: "training loss", y: "loss", pick: (r, s) => (s === 0 ? r.loss : r.smoothed.get(s)?.loss), smoothing: smoothings, visiblePoints: false, band: true })
   const bpb = await curveViews(runs, variants, { title: "validation bits per byte", y: "val bpb", pick: (r) => r.valBpb, smoothing: [undefined], visiblePoints: true, band: true })
   const lr = await curveViews(runs, variants, { title: "learning rate", y: "lr", pick: (r) => r.lr, smoothing: [undefined], visiblePoints: false, band: false })
-  const grad = await curveViews(runs, variants, { title: "gradient norm (before clipping)", y: "grad norm", pick: (r) => (Number.isFinite(r.gradNorm) ? r.gradNorm : undefined), smoothing: smoothings, visiblePoints: false, band: true, logY: true })
+  const grad = await curveViews(runs, variants, { title: "gradient norm (before clipping)", y: "grad norm", pick: (r, s) => (s !== 0 ? r.smoothed.get(s)?.gradNorm : r.gradNorm !== undefined && Number.isFinite(r.gradNorm) ? r.gradNorm : undefined), smoothing: smoothings, visiblePoints: false, band: true, logY: true })
   const seedsNote = "Lines: mean over seeds; band: the seeds' minimum to maximum."
 
   const figuresByRun = runFigures(finished.map((r) => resultOf(r.summary!)))

@@ -1,9 +1,9 @@
-import { Data, Effect, FileSystem, Option, Path } from "effect"
+import { Data, Effect, FileSystem, Option, Path, Stream } from "effect"
 import { findRunFiles } from "../io/walk-runs.js"
 import type { RunSpec } from "../experiment/define.js"
 import { ioReason } from "../errors/io-error.js"
 import { checkSummary, type CheckedSummary } from "./summary.js"
-import { type ParsedMetrics, parseMetrics } from "./curves.js"
+import { type MetricsLimits, metricsReader, type ParsedMetrics } from "./curves.js"
 
 /**
  * The run directories a report shows: every directory holding a spec.json under the given
@@ -43,6 +43,22 @@ const checkSpec = (raw: unknown, file: string): RunSpec | string => {
   return raw as RunSpec
 }
 
+/**
+ * A run's metrics.jsonl, streamed through the bounded reader (none yet: no rows). A file that
+ * cannot be read, or not to its end, keeps the rows read so far and says why.
+ */
+export const readMetrics = (file: string, limits: MetricsLimits, o: { readonly chunkSize?: number } = {}) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const reader = metricsReader(limits)
+    if (!(yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false)))) return reader.done()
+    const failure = yield* fs.stream(file, o.chunkSize === undefined ? {} : { chunkSize: o.chunkSize }).pipe(
+      Stream.runForEach((chunk) => Effect.sync(() => reader.push(chunk))),
+      Effect.match({ onFailure: (e) => `cannot read ${file}: ${ioReason(e)}`, onSuccess: () => undefined }),
+    )
+    return { ...reader.done(), ...(failure === undefined ? {} : { unreadable: failure }) } satisfies ParsedMetrics
+  })
+
 /** Files whose change means the report is out of date, with their sizes and modification times. */
 export const runFiles = (roots: ReadonlyArray<string>) =>
   Effect.gen(function* () {
@@ -69,7 +85,7 @@ export const runsFingerprint = (roots: ReadonlyArray<string>) =>
  * a summary field that is not what the tables expect is not shown, and each is a warning that
  * names its file: the page is made from what can be read.
  */
-export const loadRuns = (roots: ReadonlyArray<string>) =>
+export const loadRuns = (roots: ReadonlyArray<string>, limits: MetricsLimits) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -91,8 +107,9 @@ export const loadRuns = (roots: ReadonlyArray<string>) =>
           : undefined
         if (summary?._tag === "Skipped") return void warnings.push(summary.warning)
         if (summary !== undefined) warnings.push(...summary.warnings)
-        const text = yield* fs.readFileString(path.join(dir, "metrics.jsonl")).pipe(Effect.orElseSucceed(() => ""))
-        return { dir, spec, ...(summary === undefined ? {} : { summary: summary.summary }), metrics: parseMetrics(text) } satisfies RunView
+        const metrics = yield* readMetrics(path.join(dir, "metrics.jsonl"), limits)
+        if (metrics.unreadable !== undefined) warnings.push(`${metrics.unreadable}; its curves ${metrics.rows.length > 0 ? "stop where reading stopped" : "are left out"}`)
+        return { dir, spec, ...(summary === undefined ? {} : { summary: summary.summary }), metrics } satisfies RunView
       }),
     )
     return { runs: runs.filter((r) => r !== undefined), warnings } satisfies LoadedRuns

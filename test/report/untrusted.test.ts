@@ -1,9 +1,13 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs"
+import { NodeServices } from "@effect/platform-node"
+import { Effect } from "effect"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Browser } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { command as reportCommand } from "../../src/cli/report.js"
+import { metricsLimits } from "../../src/report/experiment-page.js"
+import { readMetrics } from "../../src/report/runs.js"
 import { runInProcess } from "../cli/in-process.js"
 import { launchChromium } from "./browser.js"
 import { metricRows, specOf, summaryOf, writeRun } from "./hostile-runs.js"
@@ -179,6 +183,35 @@ describe("the report of run directories that carry anything", { timeout: 120_000
     })
     expect(trainLoss).toBe("n/a")
     expect(await page.locator("#variant-broken").count()).toBe(0)
+    await page.close()
+  })
+
+  it("streams metrics.jsonl, and says on the page when one cannot be read", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "report-metrics-"))
+    const good = join(folder, "e", "good", "seed1")
+    const bad = join(folder, "e", "bad", "seed1")
+    writeRun(good, { spec: specOf("e", "good", 1), summary: summaryOf({ experiment: "e", variant: "good", seed: 1 }, 1.5), metrics: [...metricRows(6), '{"step": 7, "tok'] })
+    writeRun(bad, { spec: specOf("e", "bad", 1), summary: summaryOf({ experiment: "e", variant: "bad", seed: 1 }, 1.5) })
+    mkdirSync(join(bad, "metrics.jsonl"))
+
+    // Read a few bytes at a time, the file gives what it gives read at once.
+    const read = (chunkSize?: number) => Effect.runPromise(readMetrics(join(good, "metrics.jsonl"), metricsLimits, chunkSize === undefined ? {} : { chunkSize }).pipe(Effect.provide(NodeServices.layer)))
+    const whole = await read()
+    expect(whole.rows.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6])
+    expect(whole.skipped).toBe(1)
+    expect(await read(7)).toEqual(whole)
+
+    const out = join(folder, "report.html")
+    const { stderr } = await report(join(folder, "e"), out)
+    const why = `cannot read ${join(bad, "metrics.jsonl")}: is a directory (EISDIR); its curves are left out`
+    expect(stderr).toContain(`warning: ${why}`)
+    const page = await browser.newPage()
+    await page.goto(`file://${out}`)
+    expect(await page.locator("p.warning").allTextContents()).toContain(`not shown: ${why}`)
+    expect(await page.locator("#variant-bad td", { hasText: "finished" }).textContent()).toBe("finished (metrics.jsonl could not be read)")
+    expect(await page.locator("#variant-good td", { hasText: "finished" }).textContent()).toBe("finished (1 unreadable metrics line skipped)")
+    // The readable run's curves are drawn.
+    expect(await page.locator('figure[data-chart="loss"] .view [aria-roledescription="line mark"]').count()).toBeGreaterThan(0)
     await page.close()
   })
 })
