@@ -8,6 +8,8 @@ import type { Summary } from "../train/run.js"
  * variant and seed it is leaves its run out. A one-shot pruned run trains on nothing, so its
  * training loss is null (NaN in JSON): that is no fault.
  */
+
+/** What a results table reads of a pruned run's summary (src/prune/run.ts writes it). */
 export interface PruningFigures {
   readonly pruning?: { readonly sparsity: number; readonly sourceTokens: number }
 }
@@ -35,6 +37,7 @@ const pageStrings = ["backend", "backendDetail", "sample"] as const
 /** An object whose `keys` are all numbers. */
 const numbers = (x: unknown, keys: ReadonlyArray<string>): boolean => isObject(x) && keys.every((k) => isNumber(x[k]))
 
+/** `page`: the report's run tables also read the training loss, wall time, backend, machine and sample. */
 export const checkSummary = (raw: unknown, file: string, o: { readonly page: boolean }): SummaryCheck => {
   if (!isObject(raw)) return { _tag: "Skipped", warning: `${file} is not a JSON object; its run is left out` }
   for (const [key, ok] of [["variant", typeof raw.variant === "string"], ["seed", isNumber(raw.seed)]] as const)
