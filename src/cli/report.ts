@@ -5,7 +5,7 @@ import { ledgerDir, readLedger } from "../experiment/ledger.js"
 import { variantOrder } from "../experiment/load.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { runsFolder } from "../io/paths.js"
-import { experimentPage } from "../report/experiment-page.js"
+import { experimentPage, metricsLimits } from "../report/experiment-page.js"
 import { ledgerPage, now } from "../report/ledger-view.js"
 import { patternPng } from "../report/pattern-picture.js"
 import { loadRuns, ReportError, runsFingerprint } from "../report/runs.js"
@@ -69,9 +69,10 @@ export const command = Command.make(
       const name = a.targets.length === 1 ? path.basename(roots[0]!) : "report"
       const out = path.resolve(Option.getOrElse(a.out, () => path.join(folder, "report", `${name}.html`)))
       const generate = Effect.gen(function* () {
-        const runs = yield* loadRuns(roots)
+        const { runs, warnings } = yield* loadRuns(roots, metricsLimits)
+        for (const w of warnings) yield* Console.error(`warning: ${w}`)
         const html = yield* Effect.promise(() =>
-          experimentPage(runs, { title: a.targets.join(", "), variantOrder: order, pattern, generatedAt: new Date(), ...(a.watch ? { reloadSeconds: a.interval } : {}) }),
+          experimentPage(runs, { title: a.targets.join(", "), variantOrder: order, pattern, generatedAt: new Date(), warnings, ...(a.watch ? { reloadSeconds: a.interval } : {}) }),
         )
         yield* write(out, html)
       })

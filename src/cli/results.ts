@@ -5,7 +5,7 @@ import { ledgerDir, readLedger } from "../experiment/ledger.js"
 import { runsFolder } from "../io/paths.js"
 import { ledgerHeader, ledgerRows, now } from "../report/ledger-view.js"
 import { markdownTable, resultOf, resultsTable } from "../report/results.js"
-import type { Summary } from "../train/run.js"
+import { checkSummary, type SummaryCheck } from "../report/summary.js"
 import { ioReason } from "../errors/io-error.js"
 import { findRunFiles } from "../io/walk-runs.js"
 import { runCommand, UsageError } from "./boundary.js"
@@ -27,12 +27,19 @@ const summariesUnder = (dir: string) =>
       return yield* new ResultsError({ message: `${dir} does not exist; give an experiment name with runs in runs/, or a run directory` })
     const files = yield* findRunFiles(dir, ["summary.json"]).pipe(Effect.mapError((message) => new ResultsError({ message })))
     if (files.length === 0) return yield* new ResultsError({ message: `no finished runs (summary.json) under ${dir}` })
-    return yield* Effect.forEach(files, (f) =>
+    // A summary that cannot be read leaves its run out, and a field that is not what the table expects reads n/a: each is a warning naming the file.
+    const checked = yield* Effect.forEach(files, (f) =>
       fs.readFileString(f).pipe(
-        Effect.mapError((e) => new ResultsError({ message: `cannot read ${f}: ${ioReason(e)}` })),
-        Effect.flatMap((text) => Effect.try({ try: () => JSON.parse(text) as Summary, catch: () => new ResultsError({ message: `${f} is not a readable summary (not JSON)` }) })),
+        Effect.mapError((e) => `cannot read ${f}: ${ioReason(e)}; its run is left out`),
+        Effect.flatMap((text) => Effect.try({ try: (): unknown => JSON.parse(text), catch: () => `${f} is not JSON; its run is left out` })),
+        Effect.map((raw) => checkSummary(raw, f, { page: false })),
+        Effect.orElseSucceed((warning): SummaryCheck => ({ _tag: "Skipped", warning })),
       ),
     )
+    for (const c of checked) for (const w of c._tag === "Read" ? c.warnings : [c.warning]) yield* Console.error(`warning: ${w}`)
+    const summaries = checked.flatMap((c) => (c._tag === "Read" ? [c.summary] : []))
+    if (summaries.length === 0) return yield* new ResultsError({ message: `no readable summary.json under ${dir}` })
+    return summaries
   })
 
 /** `--all`: the ledger, every run ever finished in the runs folder (only the named experiments', when given). */

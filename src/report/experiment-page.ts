@@ -2,7 +2,7 @@ import { Result } from "effect"
 import { decodeSpec, flopsPerToken, formatCount, paramCounts, printSpec } from "../../dsl/index.js"
 import { totalSteps, type Summary } from "../train/run.js"
 import { curveChart, figureChart, renderChart, type RenderedChart } from "./charts.js"
-import { band, type MetricRow, seedSeries, thin } from "./curves.js"
+import { band, type MetricRow, type MetricsLimits, seedSeries, thin } from "./curves.js"
 import { esc, page, sortableTable } from "./html.js"
 import { attentionSpecs } from "./pattern-picture.js"
 import { formatBytes, formatDuration, formatRate } from "./progress.js"
@@ -23,12 +23,19 @@ export interface ExperimentPageOptions {
   /** Set when the page is regenerated as runs progress: it reloads itself this often. */
   readonly reloadSeconds?: number
   readonly generatedAt: Date
+  /** What could not be read of the runs (a field, a file, a whole run), each naming its file. */
+  readonly warnings: ReadonlyArray<string>
 }
 
 /** Smoothing weights offered for the training curves (TensorBoard's default is 0.6). */
 export const smoothings = [0, 0.6, 0.9] as const
 /** Points per variant drawn on a curve; longer runs are thinned evenly. */
 const MAX_POINTS = 400
+/**
+ * What the page needs of each metrics.jsonl: its smoothings over every row, and rows enough to
+ * thin to MAX_POINTS (a run's file can outgrow memory; a longer line is no metrics row).
+ */
+export const metricsLimits: MetricsLimits = { smoothings, maxRows: 4096, maxLineBytes: 1 << 20 }
 /** Attention pictures are measured at the model's context up to this many positions. */
 const PATTERN_CONTEXT = 128
 
@@ -38,13 +45,14 @@ const variantsOf = (runs: ReadonlyArray<RunView>, order: ReadonlyArray<string>):
 }
 
 const chartFigure = (name: string, caption: string, views: ReadonlyArray<{ chart: RenderedChart; smoothing?: number; x: string }>): string =>
-  `<figure class="chart" data-chart="${name}">` +
+  `<figure class="chart" data-chart="${esc(name)}">` +
   views
-    .map((v) => `<div class="view" data-x="${v.x}"${v.smoothing === undefined ? "" : ` data-smoothing="${v.smoothing}"`} data-scales="${esc(JSON.stringify({ x: v.chart.x, y: v.chart.y }))}">${v.chart.svg}</div>`)
+    .map((v) => `<div class="view" data-x="${esc(v.x)}"${v.smoothing === undefined ? "" : ` data-smoothing="${v.smoothing}"`} data-scales="${esc(JSON.stringify({ x: v.chart.x, y: v.chart.y }))}">${v.chart.svg}</div>`)
     .join("") +
   `<figcaption>${esc(caption)}</figcaption></figure>`
 
-type Pick = (r: MetricRow) => number | undefined
+/** A row's figure at a smoothing weight (0: as logged). */
+type Pick = (r: MetricRow, smoothing: number) => number | undefined
 
 const curveViews = async (
   runs: ReadonlyArray<RunView>,
@@ -55,7 +63,7 @@ const curveViews = async (
   for (const s of o.smoothing) {
     const series = variants.map((variant) => ({
       variant,
-      points: thin(band(seedSeries(runs.filter((r) => r.spec.variant === variant).map((r) => ({ seed: r.spec.seed, rows: r.metrics.rows })), o.pick, s ?? 0)), MAX_POINTS),
+      points: thin(band(seedSeries(runs.filter((r) => r.spec.variant === variant).map((r) => ({ seed: r.spec.seed, rows: r.metrics.rows })), (row) => o.pick(row, s ?? 0))), MAX_POINTS),
     }))
     for (const x of ["linear", "log"]) {
       const spec = curveChart({ title: o.title, y: o.y, variants, series, logX: x === "log", logY: o.logY, visiblePoints: o.visiblePoints, tooltipPoints: 50, band: o.band })
@@ -65,20 +73,35 @@ const curveViews = async (
   return views
 }
 
+/** A figure a summary lacked (NaN) reads "n/a". */
+const fixed = (x: number, digits: number): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
+
+/** The steps a run's spec plans, when its training section says. */
+const plannedSteps = (spec: RunView["spec"]): string => {
+  try {
+    const steps = totalSteps(spec)
+    return Number.isFinite(steps) ? String(steps) : "?"
+  } catch {
+    return "?"
+  }
+}
+
 const seedTable = (runs: ReadonlyArray<RunView>): string => {
   const header = ["seed", "status", "val loss", "val bpb", "train loss", "wall time", "tokens/s", "step memory", "backend", "machine", "directory"]
   const rows = runs.map((r) => {
     const s: Summary | undefined = r.summary
     const last = r.metrics.rows.at(-1)
-    const status = s ? "finished" : `training: step ${last?.step ?? 0} of ${totalSteps(r.spec)}`
+    const status = s ? "finished" : `training: step ${last?.step ?? 0} of ${plannedSteps(r.spec)}`
     return [
       String(r.spec.seed),
-      status + (r.metrics.skipped > 0 ? ` (${r.metrics.skipped} unreadable metrics line${r.metrics.skipped > 1 ? "s" : ""} skipped)` : ""),
-      s ? s.valLoss.toFixed(4) : "",
-      s ? s.valBpb.toFixed(4) : "",
-      s ? s.trainLoss.toFixed(4) : last ? last.loss.toFixed(4) : "",
+      status +
+        (r.metrics.skipped > 0 ? ` (${r.metrics.skipped} unreadable metrics line${r.metrics.skipped > 1 ? "s" : ""} skipped)` : "") +
+        (r.metrics.unreadable === undefined ? "" : ` (metrics.jsonl could not be read${r.metrics.rows.length > 0 ? " to the end" : ""})`),
+      s ? fixed(s.valLoss, 4) : "",
+      s ? fixed(s.valBpb, 4) : "",
+      s ? fixed(s.trainLoss, 4) : last ? last.loss.toFixed(4) : "",
       s ? formatDuration(s.wallSeconds) : "",
-      s ? formatRate(s.tokensPerSecond) : last?.tokensPerSecond !== undefined ? formatRate(last.tokensPerSecond) : "",
+      s ? (Number.isNaN(s.tokensPerSecond) ? "n/a" : formatRate(s.tokensPerSecond)) : last?.tokensPerSecond !== undefined ? formatRate(last.tokensPerSecond) : "",
       s?.stepPeakBytes !== undefined ? formatBytes(s.stepPeakBytes) : "n/a",
       s ? `${s.backend} (${s.backendDetail})` : "",
       s?.machine ?? "",
@@ -106,7 +129,7 @@ const variantSection = (variant: string, runs: ReadonlyArray<RunView>, o: Experi
           : `<figure class="pattern"><img alt="attention pattern of ${esc(label)}" src="data:image/png;base64,${png.toString("base64")}"><figcaption>${esc(label)}<br>layer 0, head 0, context ${context}: black where a query (row) sees a key (column), red if it sees ahead</figcaption></figure>`
       })
     : []
-  const samples = runs.filter((r) => r.summary).map((r) => `<p><b>seed ${r.spec.seed}</b></p><blockquote>${esc(r.summary!.sample)}</blockquote>`)
+  const samples = runs.filter((r) => r.summary && r.summary.sample !== "").map((r) => `<p><b>seed ${esc(String(r.spec.seed))}</b></p><blockquote>${esc(r.summary!.sample)}</blockquote>`)
   return `<section class="variant-section" id="variant-${esc(variant)}"><h2>${esc(variant)}</h2>
 <div class="variant"><div>
 <p>${counts ? `parameters ${formatCount(counts.total)} total, ${formatCount(counts.nonEmbedding)} non-embedding` : ""}${flops ? `; FLOPs per token ${formatCount(flops.forward)} forward, ${formatCount(flops.training)} training` : ""}</p>
@@ -124,10 +147,10 @@ export const experimentPage = async (runs: ReadonlyArray<RunView>, o: Experiment
     return sortableTable(header, rows, { id: "results" })
   })() : `<p class="note">No run has finished yet.</p>`
 
-  const loss = await curveViews(runs, variants, { title: "training loss", y: "loss", pick: (r) => r.loss, smoothing: smoothings, visiblePoints: false, band: true })
+  const loss = await curveViews(runs, variants, { title: "training loss", y: "loss", pick: (r, s) => (s === 0 ? r.loss : r.smoothed.get(s)?.loss), smoothing: smoothings, visiblePoints: false, band: true })
   const bpb = await curveViews(runs, variants, { title: "validation bits per byte", y: "val bpb", pick: (r) => r.valBpb, smoothing: [undefined], visiblePoints: true, band: true })
   const lr = await curveViews(runs, variants, { title: "learning rate", y: "lr", pick: (r) => r.lr, smoothing: [undefined], visiblePoints: false, band: false })
-  const grad = await curveViews(runs, variants, { title: "gradient norm (before clipping)", y: "grad norm", pick: (r) => (Number.isFinite(r.gradNorm) ? r.gradNorm : undefined), smoothing: smoothings, visiblePoints: false, band: true, logY: true })
+  const grad = await curveViews(runs, variants, { title: "gradient norm (before clipping)", y: "grad norm", pick: (r, s) => (s !== 0 ? r.smoothed.get(s)?.gradNorm : r.gradNorm !== undefined && Number.isFinite(r.gradNorm) ? r.gradNorm : undefined), smoothing: smoothings, visiblePoints: false, band: true, logY: true })
   const seedsNote = "Lines: mean over seeds; band: the seeds' minimum to maximum."
 
   const figuresByRun = runFigures(finished.map((r) => resultOf(r.summary!)))
@@ -136,7 +159,7 @@ export const experimentPage = async (runs: ReadonlyArray<RunView>, o: Experiment
   for (const figure of figureNames) {
     const points = finished.flatMap((r, i) => {
       const x = figuresByRun[i]![figure]
-      return x === undefined || !Number.isFinite(x) ? [] : [{ variant: r.spec.variant, seed: r.spec.seed, x, bpb: r.summary!.valBpb }]
+      return x === undefined || !Number.isFinite(x) || !Number.isFinite(r.summary!.valBpb) ? [] : [{ variant: r.spec.variant, seed: r.spec.seed, x, bpb: r.summary!.valBpb }]
     })
     const chart = await renderChart(figureChart({ figure, variants, runs: points }))
     figures.push(chartFigure(`figure-${figure}`, `One point per run (its summary's ${figure}).`, [{ chart, x: "linear" }]))
@@ -148,6 +171,7 @@ export const experimentPage = async (runs: ReadonlyArray<RunView>, o: Experiment
 </div>`
   const body = `<h1>${esc(o.title)}</h1>
 <p class="note">${runs.length} run${runs.length === 1 ? "" : "s"} (${finished.length} finished), ${variants.length} variant${variants.length === 1 ? "" : "s"}; generated ${esc(o.generatedAt.toISOString().replace("T", " ").slice(0, 19))} UTC${o.reloadSeconds === undefined ? "" : `, reloads every ${o.reloadSeconds} s while the report is watched`}.</p>
+${o.warnings.map((w) => `<p class="note warning">not shown: ${esc(w)}</p>`).join("\n")}
 <h2>results</h2>${table}
 <h2>curves</h2>${controls}
 <div class="charts">

@@ -1,5 +1,6 @@
 import { formatCount } from "../../dsl/print.js"
 import type { Spent, Summary } from "../train/run.js"
+import type { PruningFigures } from "./summary.js"
 
 /** The figures of one finished run that a results table needs (a subset of summary.json). */
 export interface RunResult {
@@ -26,6 +27,10 @@ export const meanStd = (xs: ReadonlyArray<number>): { mean: number; std: number 
   const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0
   return { mean, std }
 }
+
+/** A figure a summary lacked (NaN) reads "n/a". */
+const fixed = (x: number, digits: number): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
+const count = (x: number): string => (Number.isNaN(x) ? "n/a" : formatCount(x))
 
 const pm = (xs: ReadonlyArray<number>, digits: number): string => {
   if (xs.some(Number.isNaN)) return "n/a"
@@ -75,14 +80,14 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
     return [
       v,
       String(rs.length),
-      `${formatCount(first.params.total)} / ${formatCount(first.params.nonEmbedding)}`,
-      (first.sourceTokens === undefined ? "" : `${formatCount(first.sourceTokens)} + `) + formatCount(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
+      `${count(first.params.total)} / ${count(first.params.nonEmbedding)}`,
+      (first.sourceTokens === undefined ? "" : `${count(first.sourceTokens)} + `) + count(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
       pm(rs.map((r) => r.valLoss), 4),
       pm(rs.map((r) => r.valBpb), 4),
-      ...(perSeed ? [[...rs].sort((a, b) => a.seed - b.seed).map((r) => r.valBpb.toFixed(4)).join(", ")] : []),
+      ...(perSeed ? [[...rs].sort((a, b) => a.seed - b.seed).map((r) => fixed(r.valBpb, 4)).join(", ")] : []),
       ...extraKeys.map((k) => pm(rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN), k === "blocks/token" ? 2 : 4)),
       // A one-shot pruned run trains on nothing, so it has no throughput.
-      !rs.some(trained) ? "n/a" : Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean).toString(),
+      !rs.some(trained) ? "n/a" : fixed(Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean), 0),
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),
     ]
   })
@@ -126,11 +131,6 @@ const extraFigures = (s: Summary): Record<string, number> =>
   Object.fromEntries(
     Object.entries(s).filter(([k, v]) => typeof v === "number" && Number.isFinite(v) && !(standardNumbers as ReadonlyArray<string>).includes(k)) as Array<[string, number]>,
   )
-
-/** What a results table reads of a pruned run's summary (src/prune/run.ts writes it). */
-interface PruningFigures {
-  readonly pruning?: { readonly sparsity: number; readonly sourceTokens: number }
-}
 
 /**
  * A run's summary as a table row: longer-sequence evaluations become bpb@L columns, then the

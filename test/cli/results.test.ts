@@ -47,6 +47,35 @@ describe("npm run results", () => {
     expect(absent.code).toBe(1)
     expect(absent.stderr).toContain("does not exist")
   })
+
+  it("leaves out a figure that is malformed (n/a) or a run whose summary is unreadable, with a warning naming its file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "results-cli-"))
+    const write = (variant: string, content: object | string) => {
+      mkdirSync(join(dir, variant, "seed1"), { recursive: true })
+      writeFileSync(join(dir, variant, "seed1", "summary.json"), typeof content === "string" ? content : JSON.stringify(content))
+    }
+    write("pruned", { ...summary("pruned", 1, 1.5), trainLoss: null, tokensTrained: 0, pruning: { sparsity: 0.5, sourceTokens: 1000 } })
+    write("strings", { ...summary("strings", 1, 1.5), valLoss: "3" })
+    write("nulls", { ...summary("nulls", 1, 1.5), valBpb: null })
+    write("torn", '{"variant": "torn", "valB')
+    write("nameless", { ...summary("nameless", 1, 1.5), variant: 7 })
+    const done = await runInProcess(resultsCommand, [dir])
+    expect(done.code, done.stderr).toBe(0)
+    const file = (v: string) => join(dir, v, "seed1", "summary.json")
+    expect(done.stderr.split("\n").sort()).toEqual([
+      `warning: ${file("nameless")}: variant is 7, expected a string; its run is left out`,
+      `warning: ${file("nulls")}: valBpb is null, expected a number; shown as n/a`,
+      `warning: ${file("strings")}: valLoss is "3", expected a number; shown as n/a`,
+      `warning: ${file("torn")} is not JSON; its run is left out`,
+    ])
+    const rows = done.stdout.split("\n").filter((l) => /^\| [a-z]+ \| \d/.test(l))
+    // Columns: variant, seeds, params, tokens, val loss, val bpb, bpb@512, sparsity, tokens/s.
+    expect(rows).toEqual([
+      "| nulls | 1 | 2000 / 1000 | 1000 | 3.0000 | n/a | 2.0000 | n/a | 100 |",
+      "| pruned | 1 | 2000 / 1000 | 1000 + 0 | 3.0000 | 1.5000 | 2.0000 | 0.5000 | n/a |",
+      "| strings | 1 | 2000 / 1000 | 1000 | n/a | 1.5000 | 2.0000 | n/a | 100 |",
+    ])
+  })
 })
 
 describe("npm run results while a run writes", () => {
