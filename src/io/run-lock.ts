@@ -75,6 +75,17 @@ export const lockHolder = (dir: string): Effect.Effect<LockHolder | undefined, n
     return holder !== undefined && (holder.host !== hostname() || running(holder)) ? holder : undefined
   })
 
+/**
+ * Refuses a run directory another process is training into: its checkpoint is replaced as it
+ * trains, and it is not done. `what` says what waits ("export it").
+ */
+export const refuseWhileTraining = (dir: string, what: string): Effect.Effect<void, LockError, FileSystem.FileSystem | Path.Path> =>
+  Effect.flatMap(lockHolder(dir), (holder) =>
+    holder === undefined
+      ? Effect.void
+      : Effect.fail(new LockError({ dir, problem: `the run is still training (${describeHolder(holder)}); ${what} once it has finished, or stop it first (it saves a checkpoint as it stops)` })),
+  )
+
 const same = (a: LockHolder, b: LockHolder): boolean => a.pid === b.pid && a.host === b.host && a.started === b.started
 
 /**
