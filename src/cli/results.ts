@@ -1,7 +1,7 @@
 import { Console, Data, Effect, FileSystem, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { variantOrder } from "../experiment/load.js"
-import { ledgerDir, readLedger } from "../experiment/ledger.js"
+import { ledgerDir, readLedger, unrecordedRuns } from "../experiment/ledger.js"
 import { runsFolder } from "../io/paths.js"
 import { ledgerHeader, ledgerRows, now } from "../report/ledger-view.js"
 import { markdownTable, resultOf, resultsTable } from "../report/results.js"
@@ -16,7 +16,7 @@ import { runCommand, UsageError } from "./boundary.js"
  * loading a model or evaluating anything. Rows follow the experiment file's variant order
  * when the target names one, and the alphabet otherwise. `--all [experiment...]` lists the
  * ledger instead: every run that ever finished in the runs folder, marked where its code or
- * data has changed since.
+ * data has changed since, and the finished runs there that lack a record.
  */
 class ResultsError extends Data.TaggedError("ResultsError")<{ readonly message: string }> {}
 
@@ -48,11 +48,14 @@ const ledgerTable = (experiments: ReadonlyArray<string>) =>
     const folder = runsFolder()
     const ledger = yield* readLedger(folder)
     for (const problem of ledger.unreadable) yield* Console.error(`warning: ${problem}`)
-    if (ledger.records.length === 0) return yield* new ResultsError({ message: `no ledger records in ${ledgerDir(folder)}: no run has finished there yet` })
+    const unrecorded = (yield* unrecordedRuns(folder, ledger.records)).filter((r) => experiments.length === 0 || experiments.includes(r.experiment))
+    // Finished runs whose record a failed write left missing: running their command again records them.
+    const missing = unrecorded.length === 0 ? "" : `finished runs without a ledger record (run their experiment again to record them):\n${unrecorded.map((r) => `  ${r.dir}`).join("\n")}\n`
+    if (ledger.records.length === 0 && missing === "") return yield* new ResultsError({ message: `no ledger records in ${ledgerDir(folder)}: no run has finished there yet` })
     const state = yield* now(ledger.records)
     const rows = ledgerRows(ledger.records, state, experiments)
-    if (rows.length === 0) return yield* new ResultsError({ message: `no ledger records for ${experiments.join(", ")} in ${ledgerDir(folder)}` })
-    yield* Console.log(`${ledgerDir(folder)}\n\n${markdownTable(ledgerHeader, rows)}\n`)
+    if (rows.length === 0 && missing === "") return yield* new ResultsError({ message: `no ledger records for ${experiments.join(", ")} in ${ledgerDir(folder)}` })
+    yield* Console.log(`${ledgerDir(folder)}\n\n${rows.length === 0 ? "no records\n" : `${markdownTable(ledgerHeader, rows)}\n`}${missing === "" ? "" : `\n${missing}`}`)
   })
 
 export const command = Command.make(

@@ -4,6 +4,7 @@ import { hashSpec } from "../../dsl/hash.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { paramTable } from "../../dsl/params.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
+import { refuseWhileTraining } from "../io/run-lock.js"
 import { loadCheckpoint, saveCheckpoint, type TensorArrays } from "../train/checkpoint.js"
 import { trainingIdentity } from "../train/identity.js"
 import type { RunSpec } from "./define.js"
@@ -14,7 +15,8 @@ import { expandRuns, loadExperiment } from "./load.js"
  * the source checkpoint, renamed (fewer blocks, another exit threshold). The optimiser moments
  * come along under the same names and the step stays the source's, so `npm run exp
  * <out>/spec.json -- --out <out>` finds a finished run and writes its evaluation and summary,
- * and `npm run eval` and `npm run generate` treat it like any other run.
+ * and `npm run eval` and `npm run generate` treat it like any other run. A source that is still
+ * training is refused: its checkpoint is not final.
  */
 export class DeriveError extends Data.TaggedError("DeriveError")<{ readonly problem: string }> {
   override get message(): string {
@@ -38,6 +40,7 @@ export const deriveRun = (dir: string, out: string, derive: (run: RunSpec) => De
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const fail = (problem: string) => new DeriveError({ problem })
+    yield* refuseWhileTraining(dir, "derive from it").pipe(Effect.mapError((e) => fail(e.message)))
     const loaded = yield* loadExperiment(path.join(dir, "spec.json")).pipe(Effect.mapError((e) => fail(e.message)))
     const [run] = yield* expandRuns(loaded, {}).pipe(Effect.mapError((e) => fail(e.message)))
     const checkpoint = yield* loadCheckpoint(dir).pipe(Effect.mapError((e) => fail(e.message)))

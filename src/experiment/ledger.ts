@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto"
 import { hostname, cpus } from "node:os"
-import { join } from "node:path"
+import { dirname, isAbsolute, join, relative, resolve } from "node:path"
 import { Effect, FileSystem, Path } from "effect"
 import type { CodeVersion } from "../io/code-version.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
+import { findRunFiles } from "../io/walk-runs.js"
 import type { Summary } from "../train/run.js"
 import type { DataConfig, RunSpec } from "./define.js"
 
@@ -141,11 +142,51 @@ export const readLedger = (runsFolder: string): Effect.Effect<Ledger, never, Fil
     return { records, unreadable }
   })
 
-/** The training pipeline's one call: records a run that has just written its summary. */
+/** A run directory as records name it: relative to the runs folder when inside it, absolute otherwise. */
+export const recordedDir = (runsFolder: string, dir: string): string => {
+  const inside = relative(runsFolder, dir)
+  return inside.startsWith("..") || isAbsolute(inside) ? resolve(dir) : inside
+}
+
+/**
+ * Whether the ledger holds the record of a finished run: the same directory, spec and finish
+ * (summaries written before they said when they finished match on directory and spec alone).
+ */
+export const isRecorded = (records: ReadonlyArray<LedgerRecord>, dir: string, summary: Pick<Summary, "specHash" | "finishedAt">): boolean =>
+  records.some((r) => r.dir === dir && r.specHash === summary.specHash && (summary.finishedAt === undefined || r.finishedAt === summary.finishedAt))
+
+/**
+ * The training pipeline's one call once a run has written its summary: adds the run's record
+ * unless the ledger has it already (a finished run run again, or one whose record a failed
+ * write left missing, which gets it now). True when it added one.
+ */
 export const recordFinishedRun = (run: RunSpec, summary: Summary, o: { readonly dir: string; readonly dataHash: string; readonly ledger: LedgerOptions }) =>
   Effect.gen(function* () {
-    const path = yield* Path.Path
-    const inside = path.relative(o.ledger.runsFolder, o.dir)
-    const dir = inside.startsWith("..") || path.isAbsolute(inside) ? path.resolve(o.dir) : inside
-    yield* appendLedger(o.ledger.runsFolder, ledgerRecord(run, summary, { dir, dataHash: o.dataHash, code: o.ledger.code, finishedAt: new Date() }))
+    const dir = recordedDir(o.ledger.runsFolder, o.dir)
+    const { records } = yield* readLedger(o.ledger.runsFolder)
+    if (isRecorded(records, dir, summary)) return false
+    const finishedAt = summary.finishedAt === undefined ? new Date() : new Date(summary.finishedAt)
+    yield* appendLedger(o.ledger.runsFolder, ledgerRecord(run, summary, { dir, dataHash: o.dataHash, code: o.ledger.code, finishedAt }))
+    return true
+  })
+
+/** Finished runs (a summary.json) under the runs folder that the ledger has no record of. */
+export const unrecordedRuns = (runsFolder: string, records: ReadonlyArray<LedgerRecord>) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const files = yield* findRunFiles(runsFolder, ["summary.json"]).pipe(Effect.orElseSucceed((): string[] => []))
+    const missing: Array<{ readonly dir: string; readonly experiment: string }> = []
+    for (const file of files) {
+      const text = yield* fs.readFileString(file).pipe(Effect.orElseSucceed(() => ""))
+      let summary: Partial<Summary> | undefined
+      try {
+        summary = JSON.parse(text) as Partial<Summary>
+      } catch {
+        summary = undefined
+      }
+      if (typeof summary?.specHash !== "string") continue
+      const dir = recordedDir(runsFolder, dirname(file))
+      if (!isRecorded(records, dir, { specHash: summary.specHash, finishedAt: summary.finishedAt })) missing.push({ dir, experiment: String(summary.experiment) })
+    }
+    return missing
   })

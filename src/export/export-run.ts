@@ -1,6 +1,7 @@
 import { Data, Effect, Path } from "effect"
 import { openRun } from "../experiment/run-dir.js"
 import { replaceDirectory } from "../io/atomic-directory.js"
+import { refuseWhileTraining } from "../io/run-lock.js"
 import type { Exported } from "./exported.js"
 import { toHuggingFace } from "./hf.js"
 import { toLlama2c } from "./llama2c.js"
@@ -31,11 +32,13 @@ export interface ExportResult {
 /**
  * Exports a run's checkpoint into `out` (default `<run>/export/<format>/`), written as a whole
  * directory atomically; the run's own files are only read. Nothing is written when the model
- * cannot be expressed in the format.
+ * cannot be expressed in the format, or while the run is still training.
  */
 export const exportRun = (dir: string, format: ExportFormat, out?: string) =>
   Effect.gen(function* () {
     const path = yield* Path.Path
+    // Its checkpoint changes under a run that trains, and the export would land in its directory.
+    yield* refuseWhileTraining(dir, "export it")
     const open = yield* openRun(dir)
     const weights: Weights = Object.fromEntries(open.model.table.map((p) => [p.name, open.params[p.name]!.dataSync() as Float32Array]))
     const result = exportFormats[format](open.run.model, weights, open.tokenizer)

@@ -51,7 +51,7 @@ const running = (holder: LockHolder): boolean => {
   return holder.processStart === undefined || now === undefined || now === holder.processStart
 }
 
-const describe = (h: LockHolder): string => `pid ${h.pid} on ${h.host}, started ${h.started} (${h.command})`
+export const describeHolder = (h: LockHolder): string => `pid ${h.pid} on ${h.host}, started ${h.started} (${h.command})`
 
 const parse = (text: string): LockHolder | undefined => {
   try {
@@ -61,6 +61,30 @@ const parse = (text: string): LockHolder | undefined => {
     return undefined
   }
 }
+
+/**
+ * The process that holds the run directory's lock now, if one does. A lock from another host
+ * cannot be checked, so it counts as held; a stale or unreadable one does not.
+ */
+export const lockHolder = (dir: string): Effect.Effect<LockHolder | undefined, never, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const text = yield* fs.readFileString(path.join(dir, LOCK_FILE)).pipe(Effect.orElseSucceed(() => ""))
+    const holder = parse(text)
+    return holder !== undefined && (holder.host !== hostname() || running(holder)) ? holder : undefined
+  })
+
+/**
+ * Refuses a run directory another process is training into: its checkpoint is replaced as it
+ * trains, and it is not done. `what` says what waits ("export it").
+ */
+export const refuseWhileTraining = (dir: string, what: string): Effect.Effect<void, LockError, FileSystem.FileSystem | Path.Path> =>
+  Effect.flatMap(lockHolder(dir), (holder) =>
+    holder === undefined
+      ? Effect.void
+      : Effect.fail(new LockError({ dir, problem: `the run is still training (${describeHolder(holder)}); ${what} once it has finished, or stop it first (it saves a checkpoint as it stops)` })),
+  )
 
 const same = (a: LockHolder, b: LockHolder): boolean => a.pid === b.pid && a.host === b.host && a.started === b.started
 
@@ -98,8 +122,8 @@ export const lockRunDir = (
         const holder = parse(text.value)
         if (holder === undefined) return yield* fail(`${LOCK_FILE} is unreadable (${JSON.stringify(text.value.slice(0, 80))}); if no run is using this directory, delete ${lock}`)
         if (holder.host !== me.host)
-          return yield* fail(`in use by ${describe(holder)}; if that process has ended, delete ${lock}`)
-        if (running(holder)) return yield* fail(`in use by ${describe(holder)}; wait for it to finish, stop it, or train elsewhere with --out`)
+          return yield* fail(`in use by ${describeHolder(holder)}; if that process has ended, delete ${lock}`)
+        if (running(holder)) return yield* fail(`in use by ${describeHolder(holder)}; wait for it to finish, stop it, or train elsewhere with --out`)
         // Stale: move it aside (only one process can move it), and drop it only if it is still the stale one.
         const aside = `${lock}.stale-${process.pid}`
         const moved = yield* fs.rename(lock, aside).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
@@ -107,7 +131,7 @@ export const lockRunDir = (
         const taken = parse(yield* fs.readFileString(aside).pipe(Effect.orElseSucceed(() => "")))
         if (taken !== undefined && same(taken, holder)) {
           yield* fs.remove(aside).pipe(Effect.ignore)
-          yield* say(`${dir}: took over the stale lock of ${describe(holder)}, which no longer runs`)
+          yield* say(`${dir}: took over the stale lock of ${describeHolder(holder)}, which no longer runs`)
         } else {
           // A live lock made in the meantime: put it back.
           yield* fs.link(aside, lock).pipe(Effect.ignore)

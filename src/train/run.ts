@@ -101,6 +101,8 @@ export interface Summary {
   readonly backendDetail: string
   /** Host name and CPU model (absent in summaries written before it was recorded). */
   readonly machine?: string
+  /** ISO 8601, when the run finished; its ledger record carries the same time (absent in summaries written before it was recorded). */
+  readonly finishedAt?: string
   readonly sample: string
 }
 
@@ -422,6 +424,12 @@ export const trainRun = (
     const sampleIds = generate(model, params, prompt, { tokens: s.tokens, temperature: s.temperature, topK: s.topK > 0 ? s.topK : undefined, topP: s.topP, stop: data.tokenizer.eotId }, Rng.derive(run.seed, "sample"))
     const sample = s.prompt + data.tokenizer.decode(sampleIds.filter((id) => id !== data.tokenizer.eotId))
     const wallSeconds = elapsed()
+    // A run restored at its last step finished before: it keeps that finish, which its ledger record names.
+    const before: Option.Option<Summary> = options.fresh || tokensThisSession > 0 ? Option.none() : yield* fs.readFileString(path.join(dir, "summary.json")).pipe(
+      Effect.map((text) => JSON.parse(text) as Summary),
+      Effect.option,
+    )
+    const finishedAt = Option.isSome(before) ? before.value.finishedAt : new Date().toISOString()
     const summary: Summary = {
       experiment: run.experiment,
       variant: run.variant,
@@ -450,11 +458,16 @@ export const trainRun = (
       backend: options.backend.name,
       backendDetail: options.backend.detail,
       machine: machineName(),
+      ...(finishedAt === undefined ? {} : { finishedAt }),
       sample,
       ...start?.summary?.(params),
     }
     yield* writeJson("summary.json", summary)
-    // A run restored at its last step trained nothing new: it is already in the ledger.
-    if (options.ledger !== undefined && tokensThisSession > 0) yield* recordFinishedRun(run, summary, { dir, dataHash: data.dataHash, ledger: options.ledger }).pipe(Effect.mapError((e) => fail(e.message)))
+    if (options.ledger !== undefined) {
+      const added = yield* recordFinishedRun(run, summary, { dir, dataHash: data.dataHash, ledger: options.ledger }).pipe(
+        Effect.mapError((e) => fail(`${dir} finished (summary.json is written), but its ledger record could not be written: ${e.message}\nRun the same command again to record it: ${options.resumeCommand}`)),
+      )
+      if (added && Option.isSome(before)) yield* Console.error(`${dir}: the ledger had no record of this finished run; added it`)
+    }
     return summary
   }).pipe(located({ runDir: options.out }))

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -36,6 +36,15 @@ describe("npm run exp on a pruning experiment", { timeout: 300_000 }, () => {
     const evaluated = await command("src/cli/eval.ts", [pruned, "--tokens", "512"]).done
     expect(evaluated.code, evaluated.stderr).toBe(0)
     expect(JSON.parse(evaluated.stdout).step).toBe(4)
+  })
+
+  it("a one-shot pruned run (no training steps) adds its record to the ledger, once", async () => {
+    const dir = join(runs, "pruning-smoke", "wanda-50")
+    for (let i = 0; i < 2; i++) expect((await exp(["pruning-smoke", "--variant", "wanda-50"])).code).toBe(0)
+    const records = readdirSync(join(runs, "ledger")).map((f) => JSON.parse(readFileSync(join(runs, "ledger", f), "utf8")))
+    expect(records.filter((r) => r.experiment === "pruning-smoke" && r.variant === "wanda-50").map((r) => [r.dir, r.results.steps, r.finishedAt])).toEqual([
+      [join("pruning-smoke", "wanda-50"), 0, JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")).finishedAt],
+    ])
   })
 
   it("a pruned fine-tune resumes after SIGKILL to byte-identical weights, optimiser state and masks", async () => {

@@ -3,7 +3,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { spawn } from "node:child_process"
+import { NodeServices } from "@effect/platform-node"
+import { Effect } from "effect"
 import { command as resultsCommand } from "../../src/cli/results.js"
+import { appendLedger, ledgerRecord } from "../../src/experiment/ledger.js"
+import type { Summary } from "../../src/train/run.js"
+import { tinyRun } from "../train/fixtures.js"
 import { runInProcess } from "./in-process.js"
 import { command } from "./process.js"
 
@@ -75,6 +80,39 @@ describe("npm run results", () => {
       "| pruned | 1 | 2000 / 1000 | 1000 + 0 | 3.0000 | 1.5000 | 2.0000 | 0.5000 | n/a |",
       "| strings | 1 | 2000 / 1000 | 1000 | n/a | 1.5000 | 2.0000 | n/a | 100 |",
     ])
+  })
+})
+
+describe("npm run results -- --all", () => {
+  it("lists the finished runs in the runs folder that the ledger has no record of", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "results-all-"))
+    const all = async (args: string[]) => {
+      const saved = process.env["TINYSTORIES_RUNS"]
+      process.env["TINYSTORIES_RUNS"] = folder
+      try {
+        return await runInProcess(resultsCommand, ["--all", ...args])
+      } finally {
+        if (saved === undefined) delete process.env["TINYSTORIES_RUNS"]
+        else process.env["TINYSTORIES_RUNS"] = saved
+      }
+    }
+    const finished = (dir: string, specHash: string) => {
+      mkdirSync(join(folder, dir), { recursive: true })
+      writeFileSync(join(folder, dir, "summary.json"), JSON.stringify({ ...summary("a", 1, 1.5), experiment: "t", specHash }))
+    }
+    finished("lost/seed1", "h2")
+    const alone = await all([])
+    expect(alone.code, alone.stderr).toBe(0)
+    expect(alone.stdout).toContain("no records\n\nfinished runs without a ledger record (run their experiment again to record them):\n  lost/seed1\n")
+
+    finished("a/seed1", "h")
+    const record = ledgerRecord(tinyRun({ steps: 1 }), { ...summary("a", 1, 1.5), specHash: "h", wallSeconds: 1, backend: "cpu", backendDetail: "", steps: 1 } as unknown as Summary, { dir: "a/seed1", dataHash: "d", code: undefined, finishedAt: new Date() })
+    await Effect.runPromise(appendLedger(folder, record).pipe(Effect.provide(NodeServices.layer)))
+    const both = await all([])
+    expect(both.code, both.stderr).toBe(0)
+    expect(both.stdout).toMatch(/\| t \| a \| 1 \|/)
+    expect(both.stdout).toMatch(/without a ledger record .*:\n {2}lost\/seed1\n*$/)
+    expect((await all(["other"])).code).toBe(1)
   })
 })
 

@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention, block, depth, earlyExit, ffn, keepBlocks, keptParamSource, layerDrop, stack } from "../../dsl/index.js"
@@ -102,6 +102,11 @@ describe("derived runs", () => {
     writeFileSync(join(full, "summary.json"), "{}")
     expect(failure(await effect(deriveRun(exits, full, (run) => exitsAt(run.model, { threshold: 0.5 }))))).toMatch(/is not empty; choose a new directory/)
     expect(readFileSync(join(full, "summary.json"), "utf8")).toBe("{}")
+    // Nor from a run that is still training (this process as its trainer, holding its lock).
+    writeFileSync(join(exits, "run.lock"), JSON.stringify({ pid: process.pid, host: hostname(), started: "2026-01-01T00:00:00.000Z", command: "exp smoke" }))
+    const busy = join(tmp(), "busy")
+    expect(failure(await effect(deriveRun(exits, busy, (run) => exitsAt(run.model, { threshold: 0.5 }))))).toMatch(/the run is still training \(pid \d+ on .*\); derive from it once it has finished/)
+    expect(existsSync(busy)).toBe(false)
     expect(() => parseBlocks("0,x")).toThrow(/expected "every-other" or indices like 0,2,4, got "0,x"/)
   })
 })

@@ -1,12 +1,20 @@
+import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
-import { Effect } from "effect"
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { Console, Effect, Exit, Layer } from "effect"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { describe, expect, it } from "vitest"
-import { ledgerDir, readLedger } from "../../src/experiment/ledger.js"
+import { beforeAll, describe, expect, it } from "vitest"
+import { attention, block, depth, ffn } from "../../dsl/index.js"
+import { keptBlocks } from "../../src/depth/variants.js"
+import { deriveRun } from "../../src/experiment/derive-run.js"
+import type { RunSpec } from "../../src/experiment/define.js"
+import { ledgerDir, readLedger, unrecordedRuns } from "../../src/experiment/ledger.js"
 import { Rng } from "../../src/random/rng.js"
+import { ProgressSink } from "../../src/report/progress.js"
+import { trainRun } from "../../src/train/run.js"
 import { command } from "../cli/process.js"
+import { syntheticData, tinyRun } from "../train/fixtures.js"
 
 const tmp = () => mkdtempSync(join(tmpdir(), "ledger-test-"))
 const read = (folder: string) => Effect.runPromise(readLedger(folder).pipe(Effect.provide(NodeServices.layer)))
@@ -58,5 +66,70 @@ describe("the ledger", { timeout: 120_000 }, () => {
     expect(ledger.records.map((r) => r.variant)).toEqual(["a"])
     expect(ledger.unreadable).toEqual([`${join(ledgerDir(folder), "zz-broken.json")}: not a ledger record`])
     expect(JSON.parse(readFileSync(join(ledgerDir(folder), readdirSync(ledgerDir(folder)).find((f) => f !== "zz-broken.json")!), "utf8")).code).toEqual({ commit: "c", dirty: false })
+  })
+})
+
+/** Runs trained in this process into a runs folder's ledger, with what they said on stderr. */
+const said: string[] = []
+const quiet = Layer.succeed(ProgressSink, { isTTY: false, columns: () => 80, write: () => {}, now: () => performance.now() })
+const console = Object.assign(Object.create(globalThis.console) as Console.Console, { error: (...args: ReadonlyArray<unknown>) => void said.push(args.join(" ")) })
+const effect = <A, E>(e: Effect.Effect<A, E, any>) =>
+  Effect.runPromiseExit(Effect.scoped(e).pipe(Effect.provideService(Console.Console, console), Effect.provide(Layer.merge(NodeServices.layer, quiet))) as Effect.Effect<A, E>)
+const train = (run: RunSpec, out: string, runsFolder?: string) =>
+  effect(trainRun(run, syntheticData(), { out, fresh: false, backend: { name: "cpu", detail: "test" }, resumeCommand: "(the test's command)", ...(runsFolder === undefined ? {} : { ledger: { runsFolder, code: undefined } }) }))
+const unrecorded = (folder: string, records: Awaited<ReturnType<typeof read>>["records"]) =>
+  Effect.runPromise(unrecordedRuns(folder, records).pipe(Effect.provide(NodeServices.layer)))
+
+describe("finished runs and their records", () => {
+  beforeAll(async () => {
+    await tf.setBackend("cpu")
+  })
+
+  it("records a run that trains no steps (a summarised derived run) once, however often it is run again", async () => {
+    const folder = tmp()
+    const source = join(tmp(), "source")
+    const model = depth(2, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") }))
+    expect(Exit.isSuccess(await train(tinyRun({ steps: 2, layers: model }), source))).toBe(true)
+    const out = join(folder, "derived")
+    const derived = await effect(deriveRun(source, out, (run) => keptBlocks(run.model, [0], "0")))
+    if (Exit.isFailure(derived)) throw new Error(String(derived.cause))
+    for (let i = 0; i < 3; i++) expect(Exit.isSuccess(await train(derived.value, out, folder))).toBe(true)
+    const { records } = await read(folder)
+    expect(records.map((r) => [r.dir, r.variant, r.results.steps])).toEqual([["derived", "base, blocks 0", 2]])
+    expect(records[0]!.finishedAt).toBe(JSON.parse(readFileSync(join(out, "summary.json"), "utf8")).finishedAt)
+  })
+
+  it("gives a run whose record could not be written its record on the next invocation, once, and lists it until then", async () => {
+    const folder = tmp()
+    const out = join(folder, "test", "base")
+    // A plain file where the ledger's folder goes: the record cannot be written.
+    writeFileSync(ledgerDir(folder), "")
+    const failed = await train(tinyRun({ steps: 2 }), out, folder)
+    expect(Exit.isFailure(failed) && String(failed.cause)).toMatch(/test\/base finished \(summary\.json is written\), but its ledger record could not be written: .*\nRun the same command again to record it: \(the test's command\)/)
+    expect(await unrecorded(folder, [])).toEqual([{ dir: join("test", "base"), experiment: "test" }])
+
+    rmSync(ledgerDir(folder))
+    said.length = 0
+    expect(Exit.isSuccess(await train(tinyRun({ steps: 2 }), out, folder))).toBe(true)
+    expect(said).toContain(`${out}: the ledger had no record of this finished run; added it`)
+    expect(Exit.isSuccess(await train(tinyRun({ steps: 2 }), out, folder))).toBe(true)
+    const { records } = await read(folder)
+    expect(records.map((r) => r.dir)).toEqual([join("test", "base")])
+    expect(await unrecorded(folder, records)).toEqual([])
+  })
+
+  it("takes a summary written before summaries said when they finished as recorded when its directory and spec have a record", async () => {
+    const folder = tmp()
+    const out = join(folder, "old")
+    expect(Exit.isSuccess(await train(tinyRun({ steps: 1 }), out, folder))).toBe(true)
+    const { finishedAt: _, ...old } = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"))
+    writeFileSync(join(out, "summary.json"), JSON.stringify(old))
+    expect(Exit.isSuccess(await train(tinyRun({ steps: 1 }), out, folder))).toBe(true)
+    const { records } = await read(folder)
+    expect(records).toHaveLength(1)
+    expect(await unrecorded(folder, records)).toEqual([])
+    mkdirSync(join(folder, "other"))
+    writeFileSync(join(folder, "other", "summary.json"), JSON.stringify({ ...old, specHash: "another" }))
+    expect(await unrecorded(folder, records)).toEqual([{ dir: "other", experiment: "test" }])
   })
 })

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto"
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { hostname, tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { command } from "../cli/process.js"
@@ -49,5 +49,17 @@ describe("npm run export", () => {
     expect(r.stderr).toMatch(/cannot export to llama2c:/)
     expect(r.stderr.match(/RMSNorm epsilon 0\.000001; run\.c hard-codes 0\.00001/g)).toHaveLength(3)
     expect(existsSync(join(run, "export"))).toBe(false)
+  })
+
+  it("refuses a run that is still training, naming the process, and writes nothing into its directory", async () => {
+    const run = join(work, "training")
+    cpSync(join(fixtures, "llama"), run, { recursive: true })
+    // This test process as the trainer holding the run's lock.
+    writeFileSync(join(run, "run.lock"), JSON.stringify({ pid: process.pid, host: hostname(), started: "2026-01-01T00:00:00.000Z", command: "exp smoke" }))
+    const before = snapshot(run)
+    const r = await exportCmd([run, "--format", "hf"])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`error: ${run}: the run is still training (pid ${process.pid} on ${hostname()}, started 2026-01-01T00:00:00.000Z (exp smoke)); export it once it has finished, or stop it first`)
+    expect(snapshot(run)).toEqual(before)
   })
 })

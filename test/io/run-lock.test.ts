@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
-import { LOCK_FILE, lockRunDir } from "../../src/io/run-lock.js"
+import { LOCK_FILE, lockHolder, lockRunDir } from "../../src/io/run-lock.js"
 
 /**
  * The run directory's lock: one holder at a time, refusals that name the holder and change
@@ -71,5 +71,17 @@ describe("run directory lock", () => {
     expect(files(dir)).toEqual({ [LOCK_FILE]: lock })
     writeFileSync(join(dir, LOCK_FILE), "{\"pid\":")
     expect(failure((await hold(dir, Effect.void)) as never)).toMatch(/run\.lock is unreadable .*; if no run is using this directory, delete/)
+  })
+
+  it("tells who holds a lock now: a live process or one on another host, never a stale or absent lock", async () => {
+    const dir = tmp()
+    const holder = () => Effect.runPromise(lockHolder(dir).pipe(Effect.provide(NodeServices.layer)))
+    expect(await holder()).toBeUndefined()
+    const exit = await hold(dir, Effect.promise(holder))
+    expect(Exit.isSuccess(exit) && exit.value?.pid).toBe(process.pid)
+    writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: deadPid(), host: hostname(), started: "2020-01-01T00:00:00.000Z", command: "exp smoke" }))
+    expect(await holder()).toBeUndefined()
+    writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: deadPid(), host: "elsewhere", started: "2020-01-01T00:00:00.000Z", command: "exp smoke" }))
+    expect((await holder())?.host).toBe("elsewhere")
   })
 })

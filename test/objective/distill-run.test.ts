@@ -180,7 +180,7 @@ describe("bad distillation input: one message, nothing written", () => {
     const made = student({ steps: 2, objective: distill({ teacher: { run: unfinished, experiment: "base" }, temperature: 2, alpha: 0.5 }) })
     await refused(made, /teacher .*: the run is unfinished \(no summary\.json\); finish it first with npm run exp base$/)
     const sources = await Effect.runPromiseExit(trainSources([made], options(tmp())).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))))
-    expect(errorOf(sources)).toBe(`base (seed 1): teacher ${unfinished}: the run is unfinished (no summary.json; it may be training elsewhere); finish it first with npm run exp base`)
+    expect(errorOf(sources)).toBe(`base (seed 1): teacher ${unfinished}: the run is unfinished (no summary.json) and no process is training it (it failed or was interrupted); finish it first with npm run exp base`)
   })
 
   it("a teacher with another tokenizer, naming both files", async () => {

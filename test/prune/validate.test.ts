@@ -111,7 +111,7 @@ describe("pruning input checks", () => {
     expect(Exit.isSuccess(await run(saveCheckpoint(dir, { params: { w: { shape: [1], data: new Float32Array(1) } }, optimizer: {}, state })))).toBe(true)
     // As every source run is: refused before anything trains (nothing is trained, so no backend is needed).
     const sources = await run(trainSources([r!], { backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" }))
-    expect(messageOf(sources)).toBe(`m (seed 1): pruning source ${dir}: the run is unfinished (no summary.json; it may be training elsewhere); finish it first with npm run exp smoke -- --variant base --seed 1`)
+    expect(messageOf(sources)).toBe(`m (seed 1): pruning source ${dir}: the run is unfinished (no summary.json) and no process is training it (it failed or was interrupted); finish it first with npm run exp smoke -- --variant base --seed 1`)
     const recorded = (at: string) => ({ ...r!, prune: { ...r!.prune!, source: { ...r!.prune!.source, dir: at, checkpoint: "0".repeat(64) } } })
     expect(messageOf(await run(checkSources([recorded(dir)])))).toMatch(
       new RegExp(`bad/m seed 1: the source run ${dir} is unfinished \\(checkpoint at step 20, no summary.json\\); finish it first with npm run exp smoke`),
