@@ -180,3 +180,10 @@ export const isVariantRecord = (models: Experiment["models"]): models is Readonl
  */
 export const withTokenizerVocab = (run: RunSpec, vocabSize: number): RunSpec =>
   run.model.vocab === vocabSize ? run : { ...run, model: { ...run.model, vocab: vocabSize } }
+
+/** The optimiser steps a run's budget comes to. */
+export const totalSteps = (run: RunSpec): number => {
+  const b = run.training.budget
+  if ("steps" in b) return b.steps
+  return Math.max(1, Math.ceil(b.tokens / (run.training.batch * run.training.accumulate * run.model.context)))
+}

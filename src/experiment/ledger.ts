@@ -5,7 +5,7 @@ import { Effect, FileSystem, Path } from "effect"
 import type { CodeVersion } from "../io/code-version.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { findRunFiles } from "../io/walk-runs.js"
-import type { Summary } from "../train/run.js"
+import type { Summary } from "./summary.js"
 import type { DataConfig, RunSpec } from "./define.js"
 
 /**

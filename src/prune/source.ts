@@ -3,7 +3,7 @@ import type { RunSpec } from "../experiment/define.js"
 import { expandRuns, loadExperiment } from "../experiment/load.js"
 import { resolveRecordedDir } from "../experiment/run-path.js"
 import { checkpointIdentity } from "../train/checkpoint.js"
-import type { Summary } from "../train/run.js"
+import type { Summary } from "../experiment/summary.js"
 import type { SourceRecord } from "./declare.js"
 import { methodModule } from "./methods/index.js"
 

@@ -1,6 +1,7 @@
 import { Result } from "effect"
 import { decodeSpec, flopsPerToken, formatCount, paramCounts, printSpec } from "../../dsl/index.js"
-import { totalSteps, type Summary } from "../train/run.js"
+import { totalSteps } from "../experiment/define.js"
+import type { Summary } from "../experiment/summary.js"
 import { curveChart, figureChart, renderChart, type RenderedChart } from "./charts.js"
 import { band, type MetricRow, type MetricsLimits, seedSeries, thin } from "./curves.js"
 import { esc, page, sortableTable } from "./html.js"

@@ -1,5 +1,5 @@
 import { formatCount } from "../../dsl/print.js"
-import type { Spent, Summary } from "../train/run.js"
+import type { Spent, Summary } from "../experiment/summary.js"
 import type { PruningFigures } from "./summary.js"
 
 /** The figures of one finished run that a results table needs (a subset of summary.json). */

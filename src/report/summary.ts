@@ -1,4 +1,4 @@
-import type { Summary } from "../train/run.js"
+import type { Summary } from "../experiment/summary.js"
 
 /**
  * summary.json as the report and the results table read it. A summary is data from disk: a

@@ -8,7 +8,8 @@ import { DepthTrace, type TraceTotals } from "../depth/trace.js"
 import type { BackendChoice } from "../backend/select.js"
 import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
 import { generate } from "../eval/generate.js"
-import type { RunSpec } from "../experiment/define.js"
+import { type RunSpec, totalSteps } from "../experiment/define.js"
+import type { Summary } from "../experiment/summary.js"
 import { availableMemory } from "../backend/available-memory.js"
 import { ioReason } from "../errors/io-error.js"
 import { located } from "../errors/unexpected.js"
@@ -60,57 +61,6 @@ export interface RunOptions {
   readonly start?: RunStart
 }
 
-export interface Summary {
-  readonly experiment: string
-  readonly variant: string
-  readonly seed: number
-  readonly specHash: string
-  readonly valLoss: number
-  readonly valBpb: number
-  readonly valTokens: number
-  /** Validation figures at longer sequence lengths, by length (only those the position scheme supports). */
-  readonly lengths: Readonly<Record<string, { readonly loss: number; readonly bpb: number }>>
-  readonly trainLoss: number
-  readonly params: { readonly total: number; readonly nonEmbedding: number; readonly embedding: number }
-  readonly flopsPerToken: { readonly forward: number; readonly training: number }
-  /**
-   * FLOPs (training: forward and backward, 3× the forward count) and blocks per position
-   * actually spent in training and in the final evaluation: below the nominal figures when a
-   * depth policy skips blocks or tokens. Absent from summaries written before it was recorded.
-   */
-  readonly spent?: { readonly training: Spent; readonly eval: Spent }
-  readonly tokenizer: string
-  readonly tokenizerHash: string
-  readonly tokenBudget: number
-  readonly tokensTrained: number
-  readonly steps: number
-  readonly wallSeconds: number
-  /** Seconds spent in optimiser steps (evaluation, sampling and start-up excluded). */
-  readonly trainSeconds: number
-  /** Training throughput: tokens trained / trainSeconds. */
-  readonly tokensPerSecond: number
-  /**
-   * The most tensor memory an optimiser step held beyond the weights and optimiser state kept
-   * between steps (activations, gradients, update temporaries), in bytes. Measured on the
-   * native backend only; a process's first step, which also creates the optimiser moments,
-   * does not count.
-   */
-  readonly stepPeakBytes?: number
-  readonly backend: string
-  /** What the backend said of itself: for the native one, its ISA, threads and matmul precision (fp32 or bf16). */
-  readonly backendDetail: string
-  /** Host name and CPU model (absent in summaries written before it was recorded). */
-  readonly machine?: string
-  /** ISO 8601, when the run finished; its ledger record carries the same time (absent in summaries written before it was recorded). */
-  readonly finishedAt?: string
-  readonly sample: string
-}
-
-export interface Spent {
-  readonly flopsPerToken: number
-  readonly blocksPerToken: number
-}
-
 /** Why this machine cannot train the run, from its spec's memory estimate; undefined when it fits. */
 export const runMemoryProblem = (run: RunSpec, limit: MemoryLimit = availableMemory()): string | undefined =>
   memoryProblem(estimateTraining(run.model, { ...run.training, evalLengths: longerLengths(run) }), { ...run.training, context: run.model.context }, limit)
@@ -121,11 +71,6 @@ export const longerLengths = (run: RunSpec): ReadonlyArray<number> => {
   return (run.training.eval.lengths ?? []).filter((l) => maxLength === undefined || l <= maxLength)
 }
 
-export const totalSteps = (run: RunSpec): number => {
-  const b = run.training.budget
-  if ("steps" in b) return b.steps
-  return Math.max(1, Math.ceil(b.tokens / (run.training.batch * run.training.accumulate * run.model.context)))
-}
 
 const toArrays = (tensors: Readonly<Record<string, tf.Tensor>>): TensorArrays =>
   Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }]))
@@ -156,16 +101,28 @@ const toTensors = (b: HostBatch) => ({
   mask: tf.tensor2d(b.mask, [b.batch, b.context], "float32"),
 })
 
-/** A finished run's summary as it stands: running it again trains and writes nothing. */
-const finishedSummary = (dir: string) =>
+/** A finished run's ledger record, written unless the ledger has it (it may have failed to write before). */
+const record = (run: RunSpec, summary: Summary, data: RunData, options: RunOptions) =>
+  options.ledger === undefined
+    ? Effect.succeed(false)
+    : recordFinishedRun(run, summary, { dir: options.out, dataHash: data.dataHash, ledger: options.ledger }).pipe(
+        Effect.mapError(
+          (e) => new RunError({ problem: `${options.out} finished (summary.json is written), but its ledger record could not be written: ${e.message}\nRun the same command again to record it: ${options.resumeCommand}` }),
+        ),
+      )
+
+/** A finished run's summary as it stands: running it again trains and writes nothing but a missing ledger record. */
+const finishedRun = (run: RunSpec, data: RunData, options: RunOptions) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
+    const dir = options.out
     const file = path.join(dir, "summary.json")
     const text = yield* fs.readFileString(file).pipe(Effect.mapError((e) => new RunError({ problem: `cannot read ${file}: ${ioReason(e)}` })))
     const summary = yield* Effect.try({ try: () => JSON.parse(text) as Summary, catch: (e) => new RunError({ problem: `${file}: not valid JSON (${(e as Error).message})` }) })
     if (typeof summary?.valLoss !== "number" || typeof summary.valBpb !== "number") return yield* new RunError({ problem: `${file}: expected a finished run's summary (valLoss and valBpb numbers)` })
     yield* Console.error(`${dir}: already finished; nothing to train (its summary.json is kept)`)
+    if (yield* record(run, summary, data, options)) yield* Console.error(`${dir}: the ledger had no record of this finished run; added it`)
     return summary
   })
 
@@ -194,13 +151,12 @@ export const trainRun = (
     if (memory !== undefined) return yield* fail(`${dir}: ${memory}`)
     const before = yield* inspectTarget(dir, run, options.fresh)
     if (before.kind === "refused") return yield* fail(before.problem)
-    if (before.kind === "finished") return yield* finishedSummary(dir)
     yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
     yield* lockRunDir(dir, (message) => Console.error(message))
-    // Again under the lock: another process may have started or finished this run meanwhile.
+    // Again under the lock, which also keeps a finished run's missing ledger record from being added twice.
     const target = yield* inspectTarget(dir, run, options.fresh)
     if (target.kind === "refused") return yield* fail(target.problem)
-    if (target.kind === "finished") return yield* finishedSummary(dir)
+    if (target.kind === "finished") return yield* finishedRun(run, data, options)
     const existing = target.kind === "resume" ? yield* loadCheckpoint(dir) : Option.none()
 
     const model = compile(run.model)
@@ -424,12 +380,6 @@ export const trainRun = (
     const sampleIds = generate(model, params, prompt, { tokens: s.tokens, temperature: s.temperature, topK: s.topK > 0 ? s.topK : undefined, topP: s.topP, stop: data.tokenizer.eotId }, Rng.derive(run.seed, "sample"))
     const sample = s.prompt + data.tokenizer.decode(sampleIds.filter((id) => id !== data.tokenizer.eotId))
     const wallSeconds = elapsed()
-    // A run restored at its last step finished before: it keeps that finish, which its ledger record names.
-    const before: Option.Option<Summary> = options.fresh || tokensThisSession > 0 ? Option.none() : yield* fs.readFileString(path.join(dir, "summary.json")).pipe(
-      Effect.map((text) => JSON.parse(text) as Summary),
-      Effect.option,
-    )
-    const finishedAt = Option.isSome(before) ? before.value.finishedAt : new Date().toISOString()
     const summary: Summary = {
       experiment: run.experiment,
       variant: run.variant,
@@ -458,16 +408,11 @@ export const trainRun = (
       backend: options.backend.name,
       backendDetail: options.backend.detail,
       machine: machineName(),
-      ...(finishedAt === undefined ? {} : { finishedAt }),
+      finishedAt: new Date().toISOString(),
       sample,
       ...start?.summary?.(params),
     }
     yield* writeJson("summary.json", summary)
-    if (options.ledger !== undefined) {
-      const added = yield* recordFinishedRun(run, summary, { dir, dataHash: data.dataHash, ledger: options.ledger }).pipe(
-        Effect.mapError((e) => fail(`${dir} finished (summary.json is written), but its ledger record could not be written: ${e.message}\nRun the same command again to record it: ${options.resumeCommand}`)),
-      )
-      if (added && Option.isSome(before)) yield* Console.error(`${dir}: the ledger had no record of this finished run; added it`)
-    }
+    yield* record(run, summary, data, options)
     return summary
   }).pipe(located({ runDir: options.out }))

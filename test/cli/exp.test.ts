@@ -117,7 +117,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(rows(shared)).toEqual(rows(single))
     expect(rows(shared)).toHaveLength(30)
     const summary = (dir: string) => {
-      const { wallSeconds: _w, trainSeconds: _t, tokensPerSecond: _r, stepPeakBytes: _p, ...rest } = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")) as Record<string, unknown>
+      const { wallSeconds: _w, trainSeconds: _t, tokensPerSecond: _r, stepPeakBytes: _p, finishedAt: _f, ...rest } = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")) as Record<string, unknown>
       return rest
     }
     expect(summary(shared)).toEqual(summary(single))

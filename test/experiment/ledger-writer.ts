@@ -1,7 +1,7 @@
 import { NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { appendLedger, ledgerRecord } from "../../src/experiment/ledger.js"
-import type { Summary } from "../../src/train/run.js"
+import type { Summary } from "../../src/experiment/summary.js"
 import { tinyRun } from "../train/fixtures.js"
 
 /**

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest"
 import { appendLedger, type LedgerRecord, ledgerRecord } from "../../src/experiment/ledger.js"
 import type { CodeVersion } from "../../src/io/code-version.js"
 import { changesSince, type Now } from "../../src/report/ledger-view.js"
-import type { Summary } from "../../src/train/run.js"
+import type { Summary } from "../../src/experiment/summary.js"
 import { command } from "../cli/process.js"
 import { tinyRun } from "../train/fixtures.js"
 
