@@ -4,7 +4,7 @@ import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js
 import type { PruneRecord, PruneVariant } from "../prune/declare.js"
 import { type Objective, ObjectiveSchema } from "../objective/spec.js"
 import { LrSchedule } from "../train/schedule.js"
-import { RunName, Seed } from "./names.js"
+import { RunLabel, RunName, Seed } from "./names.js"
 import type { Variant } from "./variant.js"
 import { type WarmStart, WarmStartSchema } from "./warm-start.js"
 
@@ -145,7 +145,7 @@ export const experiment = (o: ExperimentOptions): Experiment => ({
 export const RunSpecSchema = Schema.Struct({
   format: Schema.Literal(1),
   experiment: RunName,
-  variant: RunName,
+  variant: RunLabel,
   seed: Seed,
   /** Decoded separately with `decodeSpec`, whose errors name the path inside the model. */
   model: Schema.Unknown,

@@ -111,10 +111,28 @@ export interface Ledger {
   readonly unreadable: ReadonlyArray<string>
 }
 
-const isRecord = (x: unknown): x is LedgerRecord => {
-  const r = x as Partial<LedgerRecord> | null
-  return typeof r === "object" && r !== null && r.format === 1 && typeof r.experiment === "string" && typeof r.variant === "string" &&
-    typeof r.seed === "number" && typeof r.finishedAt === "string" && typeof r.results === "object" && typeof r.results?.valBpb === "number"
+/** Why `x` is not a record the ledger's readers can show (they read these fields), undefined when it is. */
+const recordProblem = (x: unknown): string | undefined => {
+  const r = x as { [k: string]: any } | null
+  if (typeof r !== "object" || r === null || Array.isArray(r) || r.format !== 1) return "not a ledger record"
+  const fields: ReadonlyArray<[string, boolean]> = [
+    ["experiment", typeof r.experiment === "string"],
+    ["variant", typeof r.variant === "string"],
+    ["seed", typeof r.seed === "number"],
+    ["finishedAt", typeof r.finishedAt === "string"],
+    ["specHash", typeof r.specHash === "string"],
+    ["dir", typeof r.dir === "string"],
+    ["results.valLoss", typeof r.results?.valLoss === "number"],
+    ["results.valBpb", typeof r.results?.valBpb === "number"],
+    ["results.tokensTrained", typeof r.results?.tokensTrained === "number"],
+    ["data.extra", typeof r.data?.extra === "boolean"],
+    ["data.hash", typeof r.data?.hash === "string"],
+    ["code", r.code === undefined || (typeof r.code?.commit === "string" && typeof r.code?.dirty === "boolean")],
+    ["backend", typeof r.backend === "string"],
+    ["wallSeconds", typeof r.wallSeconds === "number"],
+  ]
+  const bad = fields.filter(([, ok]) => !ok).map(([name]) => name)
+  return bad.length === 0 ? undefined : `a ledger record with a missing or malformed ${bad.join(", ")}`
 }
 
 /** Every record in the runs folder's ledger (none when it has no ledger yet). */
@@ -135,8 +153,9 @@ export const readLedger = (runsFolder: string): Effect.Effect<Ledger, never, Fil
       } catch {
         parsed = undefined
       }
-      if (isRecord(parsed)) records.push(parsed)
-      else unreadable.push(`${file}: not a ledger record`)
+      const problem = text === undefined ? "cannot be read" : recordProblem(parsed)
+      if (problem === undefined) records.push(parsed as LedgerRecord)
+      else unreadable.push(`${file}: ${problem}`)
     }
     records.sort((a, b) => (a.finishedAt < b.finishedAt ? -1 : a.finishedAt > b.finishedAt ? 1 : 0))
     return { records, unreadable }

@@ -25,6 +25,18 @@ export const nameProblem = (name: unknown): string | undefined => {
 
 export const RunName = Schema.String.check(Schema.makeFilter((s) => nameProblem(s) ?? true))
 
+/**
+ * A variant as a run's spec.json records it. A replayed spec.json runs in its own directory (or
+ * `--out`), so its variant names no directory and may be a label, as derived runs' are
+ * ("layerdrop, blocks 0,2,4"); it still could never be a path.
+ */
+export const labelProblem = (label: string): string | undefined =>
+  label.length === 0 || label.length > 200 || label === "." || label === ".." || /[/\\\u0000-\u001f]/.test(label)
+    ? `${JSON.stringify(label)} cannot be a run's variant: expected 1–200 characters without "/", "\\" or control characters, and not "." or ".."`
+    : undefined
+
+export const RunLabel = Schema.String.check(Schema.makeFilter((s) => labelProblem(s) ?? true))
+
 /** Seeds are mixed as 32-bit words (src/random/rng.ts) and name `seed<S>` directories. */
 export const maxSeed = 2 ** 32 - 1
 export const Seed = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: maxSeed }))

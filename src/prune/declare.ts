@@ -2,7 +2,7 @@ import { Result, Schema, SchemaIssue } from "effect"
 import type { Issue } from "../../dsl/kind.js"
 import { type Budget, BudgetSchema, type OptimizerConfig, OptimizerSchema } from "../experiment/define.js"
 import { type Objective, ObjectiveSchema } from "../objective/spec.js"
-import { RunName, Seed } from "../experiment/names.js"
+import { RunLabel, RunName, Seed } from "../experiment/names.js"
 import { type PruneMethod, pruneMethods } from "./methods/index.js"
 
 /**
@@ -77,7 +77,7 @@ const SourceRefSchema = Schema.Struct({ experiment: Schema.String, variant: Sche
 const FinetuneSchema = Schema.Struct({ budget: BudgetSchema, optimizer: Schema.optionalKey(OptimizerSchema), objective: Schema.optionalKey(ObjectiveSchema) })
 const SourceRecordSchema = Schema.Struct({
   experiment: RunName,
-  variant: RunName,
+  variant: RunLabel,
   seed: Seed,
   dir: Schema.String,
   specHash: Schema.optionalKey(Schema.String),

@@ -62,10 +62,16 @@ describe("the ledger", { timeout: 120_000 }, () => {
     const folder = tmp()
     await writer(folder, "a", 1).done
     writeFileSync(join(ledgerDir(folder), "zz-broken.json"), '{"format": 1, "experim')
+    // A whole record whose fields the readers show are of the wrong type, or missing.
+    const good = JSON.parse(readFileSync(join(ledgerDir(folder), readdirSync(ledgerDir(folder))[0]!), "utf8"))
+    writeFileSync(join(ledgerDir(folder), "zz-fields.json"), JSON.stringify({ ...good, results: { ...good.results, valLoss: "3.1" }, data: undefined, code: { commit: 7 } }))
     const ledger = await read(folder)
     expect(ledger.records.map((r) => r.variant)).toEqual(["a"])
-    expect(ledger.unreadable).toEqual([`${join(ledgerDir(folder), "zz-broken.json")}: not a ledger record`])
-    expect(JSON.parse(readFileSync(join(ledgerDir(folder), readdirSync(ledgerDir(folder)).find((f) => f !== "zz-broken.json")!), "utf8")).code).toEqual({ commit: "c", dirty: false })
+    expect(ledger.unreadable).toEqual([
+      `${join(ledgerDir(folder), "zz-broken.json")}: not a ledger record`,
+      `${join(ledgerDir(folder), "zz-fields.json")}: a ledger record with a missing or malformed results.valLoss, data.extra, data.hash, code`,
+    ])
+    expect(JSON.parse(readFileSync(join(ledgerDir(folder), readdirSync(ledgerDir(folder)).find((f) => !f.startsWith("zz-"))!), "utf8")).code).toEqual({ commit: "c", dirty: false })
   })
 })
 

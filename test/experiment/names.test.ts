@@ -1,6 +1,6 @@
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { isInside, nameProblem, seedProblem } from "../../src/experiment/names.js"
+import { isInside, labelProblem, nameProblem, seedProblem } from "../../src/experiment/names.js"
 
 describe("run names", () => {
   it.each(["base", "rope_gelu", "magnitude-global-50", "dropout0.1", "width384", "seed1", "a", "_x", "9"])("accepts %j", (name) => {
@@ -26,6 +26,12 @@ describe("run names", () => {
     ["imports", /reserved/],
   ])("refuses %j", (name, message) => {
     expect(nameProblem(name)).toMatch(message)
+  })
+
+  it("takes a derived run's variant label, which names no directory, but never a path", () => {
+    expect(labelProblem("layerdrop, blocks 0,2,4")).toBeUndefined()
+    expect(labelProblem("exits, exit softmax>0.5")).toBeUndefined()
+    for (const bad of ["../smoke", "a\\b", "", ".", "..", "a\nb", "x".repeat(201)]) expect(labelProblem(bad)).toMatch(/cannot be a run's variant/)
   })
 
   it("refuses what is not a string", () => {
