@@ -15,6 +15,7 @@ import { ioReason } from "../errors/io-error.js"
 import { located } from "../errors/unexpected.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { droppedLines, openJsonl, parseJsonl } from "../io/jsonl.js"
+import { makeDirectory } from "../io/make-directory.js"
 import { type LockError, lockRunDir } from "../io/run-lock.js"
 import { compile } from "../model/compile.js"
 import type { Params } from "../model/init.js"
@@ -191,7 +192,7 @@ export const trainRun = (
     // the directory is writable and no other process trains into it.
     const memory = runMemoryProblem(run, options.memoryLimit)
     if (memory !== undefined) return yield* fail(`${dir}: ${memory}`)
-    yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
+    yield* makeDirectory(dir).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
     yield* lockRunDir(dir, (message) => Console.error(message))
 
     const existing = options.fresh ? Option.none() : yield* loadCheckpoint(dir)
