@@ -71,7 +71,7 @@ export const deriveRun = (dir: string, out: string, derive: (run: RunSpec) => De
       state: {
         ...ck.state,
         specHash: hashSpec(trainingIdentity(derived)),
-        extra: { ...(ck.state.extra as object | undefined), derived: { from: path.resolve(dir), change: d.note } },
+        extra: { ...(ck.state.extra as object | undefined), identity: trainingIdentity(derived), derived: { from: path.resolve(dir), change: d.note } },
       },
     }).pipe(Effect.mapError((e) => fail(e.message)))
     return derived

@@ -124,6 +124,19 @@ export const trainingIdentity = (run: RunSpec) => ({
   ...(run.init ? { init: run.init } : {}),
 })
 
+/**
+ * How this run differs from the one a checkpoint was trained from, by the identity its state
+ * records or else the directory's spec.json, whichever hashes to the checkpoint's spec hash:
+ * a spec.json may belong to another run than the checkpoint (one started with --fresh and
+ * stopped before its first checkpoint), and its differences would then be the wrong ones.
+ */
+export const checkpointChanges = (checkpointHash: string, candidates: ReadonlyArray<unknown>, identity: unknown): string => {
+  const trainedFrom = candidates.find((c) => c !== undefined && hashSpec(c) === checkpointHash)
+  return trainedFrom === undefined
+    ? "What the checkpoint was trained from is unknown: neither it nor the directory's spec.json records a spec with its hash."
+    : `Changes from the spec the checkpoint was trained from:\n${formatDiff(diffSpecs(trainedFrom, identity))}`
+}
+
 /** Why this machine cannot train the run, from its spec's memory estimate; undefined when it fits. */
 export const runMemoryProblem = (run: RunSpec, limit: MemoryLimit = availableMemory()): string | undefined =>
   memoryProblem(estimateTraining(run.model, { ...run.training, evalLengths: longerLengths(run) }), { ...run.training, context: run.model.context }, limit)
@@ -197,13 +210,14 @@ export const trainRun = (
 
     const existing = options.fresh ? Option.none() : yield* loadCheckpoint(dir)
     if (Option.isSome(existing) && existing.value.state.specHash !== specHash) {
-      const oldSpec = yield* fs.readFileString(path.join(dir, "spec.json")).pipe(
-        Effect.map((s) => JSON.parse(s) as RunSpec),
+      const dirSpec = yield* fs.readFileString(path.join(dir, "spec.json")).pipe(
+        Effect.flatMap((s) => Effect.try(() => trainingIdentity(JSON.parse(s) as RunSpec))),
         Effect.option,
       )
-      const changes = Option.isSome(oldSpec) ? `\nchanges from the checkpoint's spec.json:\n${formatDiff(diffSpecs(trainingIdentity(oldSpec.value), trainingIdentity(run)))}` : ""
+      const recorded = (existing.value.state.extra as { identity?: unknown } | undefined)?.identity
       return yield* fail(
-        `${dir} holds a checkpoint of a different run (spec hash ${existing.value.state.specHash}, this one is ${specHash}).${changes}\n` +
+        `${dir} holds a checkpoint of a different run (spec hash ${existing.value.state.specHash}, this one is ${specHash}).\n` +
+          `${checkpointChanges(existing.value.state.specHash, [recorded, Option.getOrUndefined(dirSpec)], trainingIdentity(run))}\n` +
           `Use --fresh to discard it or --out DIR to train elsewhere.`,
       )
     }
@@ -313,7 +327,8 @@ export const trainRun = (
           // Dropout masks derive from (seed, step); the data order lives in the cursor.
           rng: { seed: run.seed, dropout: "derived from seed and step" },
           optimizer: { step: optimizer.step, ...t.optimizer },
-          extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }), trained: tracedAfterStep },
+          // What it was trained from, so a refused resume can say what differs (see checkpointChanges).
+          extra: { identity: trainingIdentity(run), elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }), trained: tracedAfterStep },
         },
         ...(start?.masks === undefined ? {} : { masks: start.masks.save() }),
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),
