@@ -22,6 +22,9 @@ const tryImport = async (pkg: string): Promise<boolean> => {
   }
 }
 
+/** The backends `prefer` may name: `tensorflow` needs @tensorflow/tfjs-node (or -gpu) installed. */
+export const backendNames = [NATIVE_BACKEND, "cpu", "tensorflow"] as const
+
 let chosen: BackendChoice | undefined
 let fallbackSaid = false
 

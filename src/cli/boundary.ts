@@ -128,9 +128,26 @@ export const runMain = (program: (argv: ReadonlyArray<string>) => Effect.Effect<
 }
 
 /**
- * An effect/cli command as a program over its arguments. A parse error is one line on stderr,
- * and the usage line (not the whole help) on stdout, where effect/cli prints help; `--help`
- * prints the full help.
+ * The arguments with a value that starts with a dash and a digit ("-1/2", "-1,0") joined to the
+ * flag before it (`--shard=-1/2`): effect/cli reads negative numbers as values but anything else
+ * as short flags (-1 -/ -2), which hides what was wrong with the value. No flag here is a digit.
+ */
+export const dashValuesJoined = (argv: ReadonlyArray<string>): string[] => {
+  const end = argv.indexOf("--")
+  const flags = end === -1 ? argv : argv.slice(0, end)
+  const joined: string[] = []
+  for (const arg of flags) {
+    const before = joined[joined.length - 1]
+    if (/^-[\d.]/.test(arg) && before !== undefined && /^--[^=]+$/.test(before)) joined[joined.length - 1] = `${before}=${arg}`
+    else joined.push(arg)
+  }
+  return end === -1 ? joined : [...joined, ...argv.slice(end)]
+}
+
+/**
+ * An effect/cli command as a program over its arguments. A usage error, effect/cli's parse
+ * errors and a command's own UsageError alike, is one line on stderr, and the usage line (not
+ * the whole help) on stdout, where effect/cli prints help; `--help` prints the full help.
  */
 export const commandProgram =
   <const Name extends string, I, C, E, R extends Services>(command: Command.Command<Name, I, C, E, R>) =>
@@ -141,7 +158,12 @@ export const commandProgram =
       ...formatter,
       formatHelpDoc: (doc) => (helpAsked ? formatter.formatHelpDoc(doc) : `usage: ${doc.usage} (--help lists every flag)`),
     })
-    return Command.runWith(command, { version: "0.1.0", renderErrors: false })(argv).pipe(Effect.provide(brief)) as Effect.Effect<void, unknown, Services>
+    const run = Command.runWith(command, { version: "0.1.0", renderErrors: false })
+    // effect/cli prints the usage for its own parse errors; `--help` prints it (briefly) for ours.
+    return run(dashValuesJoined(argv)).pipe(
+      Effect.tapError((e) => (e instanceof UsageError ? Effect.ignore(run(["--help"])) : Effect.void)),
+      Effect.provide(brief),
+    ) as Effect.Effect<void, unknown, Services>
   }
 
 /** Whether the module at `url` is the script node was started with, rather than imported (by a test). */

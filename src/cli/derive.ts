@@ -1,10 +1,10 @@
-import { Console, Data, Effect, Option } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { resolve } from "node:path"
 import { measures } from "../../dsl/kinds/depth/early-exit.js"
-import { exitsAt, keptBlocks, parseBlocks } from "../depth/variants.js"
+import { blocksExpected, exitsAt, keptBlocks, parseBlocks } from "../depth/variants.js"
 import { deriveRun } from "../experiment/derive-run.js"
-import { runCommand } from "./boundary.js"
+import { runCommand, UsageError } from "./boundary.js"
 import { numberFlag } from "./flags.js"
 
 /**
@@ -14,14 +14,17 @@ import { numberFlag } from "./flags.js"
  * threshold. It evaluates, generates and summarises (`npm run exp DIR/spec.json -- --out DIR`)
  * like any run.
  */
-class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
 
 export const command = Command.make(
   "derive",
   {
     dir: Argument.String("run-dir").pipe(Argument.withDescription("a trained run directory (with spec.json and checkpoint/)")),
     out: Flag.String("out").pipe(Flag.withDescription("the new run directory (must be new or empty)")),
-    keepBlocks: Flag.String("keep-blocks").pipe(Flag.withDescription('"every-other" or block indices such as 0,2,4'), Flag.optional),
+    keepBlocks: Flag.String("keep-blocks").pipe(
+      Flag.filterMap((text) => Option.map(Option.fromUndefinedOr(parseBlocks(text)), (which) => ({ which, label: text })), () => blocksExpected),
+      Flag.withDescription(blocksExpected),
+      Flag.optional,
+    ),
     threshold: numberFlag("threshold", { min: -1, max: 1 }).pipe(Flag.withDescription("early exit: the confidence a token needs to leave"), Flag.optional),
     measure: Flag.Literals("measure", measures).pipe(Flag.withDescription("early exit: softmax (top-1 minus top-2) or saturation (cosine of hidden states)"), Flag.optional),
   },
@@ -31,11 +34,10 @@ export const command = Command.make(
       const threshold = Option.getOrUndefined(a.threshold)
       const measure = Option.getOrUndefined(a.measure)
       const exits = threshold !== undefined || measure !== undefined
-      if ((keep === undefined) === !exits) return yield* new UsageError({ message: "give either --keep-blocks, or --threshold and/or --measure" })
-      const which = keep === undefined ? undefined : yield* Effect.try({ try: () => parseBlocks(keep), catch: (e) => new UsageError({ message: (e as Error).message }) })
+      if ((keep === undefined) === !exits) return yield* new UsageError({ message: "give either --keep-blocks, or --threshold and/or --measure, not both" })
       const derived = yield* deriveRun(resolve(a.dir), resolve(a.out), (run) =>
-        which !== undefined
-          ? keptBlocks(run.model, which, keep!)
+        keep !== undefined
+          ? keptBlocks(run.model, keep.which, keep.label)
           : exitsAt(run.model, { ...(threshold !== undefined ? { threshold } : {}), ...(measure !== undefined ? { measure } : {}) }),
       )
       yield* Console.log(`${resolve(a.out)}: ${derived.variant}\nsummarise it with: npm run exp ${resolve(a.out, "spec.json")} -- --out ${resolve(a.out)}`)

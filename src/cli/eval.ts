@@ -7,7 +7,7 @@ import { evaluateRun } from "../eval/evaluate-run.js"
 import { openRun } from "../experiment/run-dir.js"
 import { progressBar } from "../report/progress.js"
 import { runCommand } from "./boundary.js"
-import { intFlag } from "./flags.js"
+import { backendFlag, intFlag } from "./flags.js"
 
 /**
  * `npm run eval -- <run-dir> [--data FILE]`: validation loss and bits per byte of a run's
@@ -20,7 +20,7 @@ export const command = Command.make(
     dir: Argument.String("run-dir").pipe(Argument.withDescription("a run directory (with spec.json and checkpoint/)")),
     data: Flag.String("data").pipe(Flag.withDescription("a TinyStories .txt or .json file (default: the validation split)"), Flag.optional),
     tokens: intFlag("tokens", { min: 1 }).pipe(Flag.withDescription("evaluate on the first N target tokens (default: the run's eval.tokens)"), Flag.optional),
-    backend: Flag.String("backend").pipe(Flag.withDescription("force a tfjs backend (native, cpu, ...)"), Flag.optional),
+    backend: backendFlag,
   },
   (a) =>
     Effect.scoped(

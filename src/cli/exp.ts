@@ -1,4 +1,4 @@
-import { Console, Data, Effect, Option } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { printSpec } from "../../dsl/print.js"
 import { availableMemory } from "../backend/available-memory.js"
@@ -6,10 +6,10 @@ import { chooseBackend } from "../backend/select.js"
 import { located } from "../errors/unexpected.js"
 import { loadRunData } from "../experiment/data.js"
 import { type RunSpec, withTokenizerVocab } from "../experiment/define.js"
-import { expandRuns, listExperiments, loadExperiment } from "../experiment/load.js"
+import { expandRuns, listExperiments, loadExperiment, variantNames } from "../experiment/load.js"
 import { trainSources } from "../experiment/prerequisites.js"
 import { runPath } from "../experiment/run-path.js"
-import { parseShard, shardRuns } from "../experiment/shard.js"
+import { parseShard, shardExpected, shardRuns } from "../experiment/shard.js"
 import { describeWarmStart } from "../experiment/warm-start.js"
 import { codeVersion } from "../io/code-version.js"
 import { runsFolder } from "../io/paths.js"
@@ -24,11 +24,10 @@ import { placeProblem } from "../train/target.js"
 import type { Summary } from "../experiment/summary.js"
 import { RunError, runMemoryProblem } from "../train/run.js"
 import { dirname, join, resolve } from "node:path"
-import { runCommand } from "./boundary.js"
-import { intFlag, parseBytes, seedRange } from "./flags.js"
+import { runCommand, UsageError } from "./boundary.js"
+import { backendFlag, intFlag, parseBytes, seedRange } from "./flags.js"
 
 /** `npm run exp <name | file.ts | spec.json> -- [flags]`: trains every run an experiment asks for. */
-class ShardError extends Data.TaggedError("ShardError")<{ readonly message: string }> {}
 
 const listAll = Effect.gen(function* () {
   for (const name of listExperiments()) {
@@ -51,8 +50,13 @@ export const command = Command.make(
     fresh: Flag.Boolean("fresh").pipe(Flag.withDescription("ignore an existing checkpoint and start over"), Flag.withDefault(false)),
     checkpointEvery: intFlag("checkpoint-every", { min: 1 }).pipe(Flag.withDescription("checkpoint every N steps"), Flag.optional),
     maxMemory: Flag.String("max-memory").pipe(Flag.withDescription("refuse runs whose memory estimate exceeds this (e.g. 8G; default: the memory available)"), Flag.optional),
-    backend: Flag.String("backend").pipe(Flag.withDescription("force a backend: native, cpu, or tensorflow (when @tensorflow/tfjs-node is installed)"), Flag.optional),
-    shard: Flag.String("shard").pipe(Flag.withDescription("run only the i-th of n disjoint slices of the runs (i/n, 1 ≤ i ≤ n), e.g. from a SLURM array job"), Flag.optional),
+    backend: backendFlag,
+    shard: Flag.String("shard").pipe(
+      Flag.filterMap((text) => Option.fromUndefinedOr(parseShard(text)), () => shardExpected),
+      Flag.withMetavar("i/n"),
+      Flag.withDescription("run only the i-th of n disjoint slices of the runs (i/n, 1 ≤ i ≤ n), e.g. from a SLURM array job"),
+      Flag.optional,
+    ),
     print: Flag.Boolean("print").pipe(Flag.withDescription("print the model trees and memory estimates, and exit"), Flag.withDefault(false)),
   },
   (a) =>
@@ -69,9 +73,12 @@ export const command = Command.make(
       const limit: MemoryLimit = Option.isSome(a.maxMemory)
         ? { bytes: yield* parseBytes("max-memory", a.maxMemory.value), source: `--max-memory ${a.maxMemory.value}` }
         : availableMemory()
-      const shard = Option.isSome(a.shard) ? parseShard(a.shard.value) : undefined
-      if (typeof shard === "string") return yield* new ShardError({ message: shard })
+      const shard = Option.getOrUndefined(a.shard)
       const loaded = yield* loadExperiment(target)
+      const variants = variantNames(loaded)
+      if (overrides.variant !== undefined && variants !== undefined && !variants.includes(overrides.variant)) {
+        return yield* new UsageError({ message: `--variant ${overrides.variant}: ${loaded.source} has no such variant; expected one of ${variants.join(", ")}` })
+      }
       const all = yield* expandRuns(loaded, overrides)
       const runs = shard === undefined ? all : shardRuns(all, shard)
       if (shard !== undefined) yield* Console.error(`shard ${shard.index}/${shard.count}: ${runs.length} of ${all.length} runs`)

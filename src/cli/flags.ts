@@ -1,5 +1,6 @@
 import { Effect, Option } from "effect"
 import { Flag } from "effect/cli"
+import { backendNames } from "../backend/select.js"
 import { UsageError } from "./boundary.js"
 
 /**
@@ -45,6 +46,29 @@ const checked = (name: string, integer: boolean, range: Range) =>
 
 export const intFlag = (name: string, range: Range) => checked(name, true, range)
 export const numberFlag = (name: string, range: Range) => checked(name, false, range)
+
+/**
+ * Distinct numbers in range, comma-separated ("1,0.9,0.5"); each is one row or setting, so an
+ * empty list (Number("") would be 0) or a repeated value means nothing and is refused.
+ */
+export const numberListFlag = (name: string, range: Range) =>
+  Flag.String(name).pipe(
+    Flag.filterMap(
+      (text) => {
+        const numbers = text.split(",").map((t) => parse(t, false))
+        const valid = numbers.every((n) => n !== undefined && within(n, range)) && new Set(numbers).size === numbers.length
+        return valid ? Option.some(numbers as number[]) : Option.none()
+      },
+      () => `distinct numbers ${rangeText(range)}, comma-separated, like 1,0.9,0.5`,
+    ),
+    Flag.withMetavar("numbers"),
+  )
+
+/** `--backend`: a name the backend selection knows, so another is a usage error listing them. */
+export const backendFlag = Flag.Literals("backend", backendNames).pipe(
+  Flag.withDescription("force a backend: native, cpu, or tensorflow (when @tensorflow/tfjs-node is installed)"),
+  Flag.optional,
+)
 
 /** Seeds are mixed as 32-bit words (src/random/rng.ts). */
 export const seedRange: Range = { min: 0, max: 2 ** 32 - 1 }

@@ -9,7 +9,7 @@ import { stepwise } from "../eval/stepwise.js"
 import { openRun } from "../experiment/run-dir.js"
 import { Rng } from "../random/rng.js"
 import { runCommand, UsageError } from "./boundary.js"
-import { intFlag, numberFlag, seedRange } from "./flags.js"
+import { backendFlag, intFlag, numberFlag, seedRange } from "./flags.js"
 
 /**
  * `npm run generate -- <run-dir> --prompt "..."`: samples a continuation from a run's checkpoint,
@@ -25,7 +25,7 @@ export const command = Command.make(
     topK: intFlag("top-k", { min: 0 }).pipe(Flag.withDescription("0 keeps all tokens"), Flag.withDefault(40)),
     topP: numberFlag("top-p", { min: 0, minExclusive: true, max: 1 }).pipe(Flag.withDefault(0.95)),
     seed: intFlag("seed", seedRange).pipe(Flag.withDefault(1)),
-    backend: Flag.String("backend").pipe(Flag.withDescription("force a tfjs backend (native, cpu, ...)"), Flag.optional),
+    backend: backendFlag,
   },
   (a) =>
     Effect.scoped(

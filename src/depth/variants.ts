@@ -9,13 +9,20 @@ import type { Derivation } from "../experiment/derive-run.js"
  * parameter, the trained one it is.
  */
 
-/** "every-other" (blocks 0, 2, 4, …) or a list of block indices "0,2,5". */
-export const parseBlocks = (text: string): Which => {
+/**
+ * "every-other" (blocks 0, 2, 4, …) or block indices in increasing order "0,2,5"; undefined for
+ * anything else, a repeated or out-of-order index included (the blocks keep their order).
+ */
+export const parseBlocks = (text: string): Which | undefined => {
   if (text === "every-other") return (i) => i % 2 === 0
   const list = text.split(",").map((s) => s.trim())
-  if (list.length === 0 || !list.every((s) => /^\d+$/.test(s))) throw new Error(`blocks: expected "every-other" or indices like 0,2,4, got "${text}"`)
-  return list.map(Number)
+  if (!list.every((s) => /^\d+$/.test(s))) return undefined
+  const indices = list.map(Number)
+  return indices.every((n, i) => i === 0 || n > indices[i - 1]!) ? indices : undefined
 }
+
+/** What --keep-blocks accepts, for messages. */
+export const blocksExpected = '"every-other" or increasing block indices like 0,2,4'
 
 export const keptBlocks = (model: DecoderSpec, which: Which, label: string): Derivation => ({
   model: keepBlocks(model, which),

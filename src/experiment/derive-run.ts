@@ -3,7 +3,9 @@ import { decodeSpec } from "../../dsl/decode.js"
 import { hashSpec } from "../../dsl/hash.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { paramTable } from "../../dsl/params.js"
+import { ioReason } from "../errors/io-error.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
+import { makeDirectory } from "../io/make-directory.js"
 import { refuseWhileTraining } from "../io/run-lock.js"
 import { loadCheckpoint, saveCheckpoint, type TensorArrays } from "../train/checkpoint.js"
 import { trainingIdentity } from "../train/identity.js"
@@ -60,7 +62,7 @@ export const deriveRun = (dir: string, out: string, derive: (run: RunSpec) => De
     const existing = yield* fs.readDirectory(out).pipe(Effect.orElseSucceed(() => [] as string[]))
     if (existing.length > 0) return yield* fail(`${out} is not empty; choose a new directory for the derived run`)
     const derived: RunSpec = { ...run!, variant: `${run!.variant}, ${d.note}`, model: d.model }
-    yield* fs.makeDirectory(out, { recursive: true }).pipe(Effect.mapError((e) => fail(`cannot create ${out}: ${e.message}`)))
+    yield* makeDirectory(out).pipe(Effect.mapError((e) => fail(`cannot create ${out}: ${ioReason(e)}`)))
     const tokenizer = yield* fs.readFileString(path.join(dir, "tokenizer.json")).pipe(Effect.mapError((e) => fail(`cannot read tokenizer.json: ${e.message}`)))
     const write = (name: string, text: string) => writeFileAtomic(path.join(out, name), text).pipe(Effect.mapError((e) => fail(e.message)))
     yield* write("spec.json", JSON.stringify(derived, null, 2) + "\n")
@@ -72,7 +74,7 @@ export const deriveRun = (dir: string, out: string, derive: (run: RunSpec) => De
       state: {
         ...ck.state,
         specHash: hashSpec(trainingIdentity(derived)),
-        extra: { ...(ck.state.extra as object | undefined), derived: { from: path.resolve(dir), change: d.note } },
+        extra: { ...(ck.state.extra as object | undefined), identity: trainingIdentity(derived), derived: { from: path.resolve(dir), change: d.note } },
       },
     }).pipe(Effect.mapError((e) => fail(e.message)))
     return derived

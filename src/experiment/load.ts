@@ -143,6 +143,15 @@ const withOverrides = (t: TrainingConfig, o: Overrides): TrainingConfig => ({
   checkpoint: o.checkpointEvery !== undefined ? { every: o.checkpointEvery } : t.checkpoint,
 })
 
+/** The variants `--variant` may name (a spec.json's one); undefined when the experiment has none or malformed models, which expandRuns reports. */
+export const variantNames = (loaded: Loaded): ReadonlyArray<string> | undefined => {
+  if (loaded.replay) return [loaded.replay.variant]
+  const models = loaded.experiment!.models
+  if (typeof models !== "object" || models === null || Array.isArray(models)) return undefined
+  const names = isVariantRecord(models) ? Object.keys(models) : ["base"]
+  return names.length > 0 ? names : undefined
+}
+
 /**
  * The runs an experiment asks for (variants × seeds), each checked in full. `chain` lists the
  * experiments whose pruning sources led here, so a cycle of sources is refused.

@@ -14,14 +14,16 @@ export interface Shard {
   readonly count: number
 }
 
-/** Parses "i/n" (1 ≤ i ≤ n); the message says what was expected. */
-export const parseShard = (text: string): Shard | string => {
+/** What `--shard` accepts, for messages. */
+export const shardExpected = "i/n with 1 ≤ i ≤ n, e.g. 2/4 for the second of four slices"
+
+/** Parses "i/n" (1 ≤ i ≤ n); undefined for anything else. */
+export const parseShard = (text: string): Shard | undefined => {
   const m = /^(\d+)\/(\d+)$/.exec(text.trim())
-  if (m === null) return `--shard ${text}: expected i/n, e.g. --shard 2/4 for the second of four slices`
+  if (m === null) return undefined
   const index = Number(m[1])
   const count = Number(m[2])
-  if (count < 1 || index < 1 || index > count) return `--shard ${text}: expected 1 ≤ i ≤ n`
-  return { index, count }
+  return count < 1 || index < 1 || index > count ? undefined : { index, count }
 }
 
 const rankKey = (variant: string, seed: number): string => createHash("sha256").update(`${variant}\u0000${seed}`).digest("hex")

@@ -1,5 +1,6 @@
 import { Data, Effect, FileSystem, Path } from "effect"
 import { fsyncDirectory, writeFileAtomic } from "./atomic-write.js"
+import { makeDirectory } from "./make-directory.js"
 
 /**
  * Replaces a directory with one holding exactly the given files, so readers see the old
@@ -40,7 +41,7 @@ export const replaceDirectory = (
     const prev = `${dir}.prev-${process.pid}`
     const swap = Effect.gen(function* () {
       yield* fs.remove(next, { recursive: true, force: true })
-      yield* fs.makeDirectory(next, { recursive: true })
+      yield* makeDirectory(next)
       for (const f of files) yield* writeFileAtomic(path.join(next, f.name), f.data)
       if (exists) yield* fs.rename(dir, prev)
       yield* fs.rename(next, dir)

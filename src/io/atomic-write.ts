@@ -7,6 +7,7 @@
 import { Data, Effect, FileSystem, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import { ioReason } from "../errors/io-error.js"
+import { makeDirectory } from "./make-directory.js"
 
 export class AtomicWriteError extends Data.TaggedError("AtomicWriteError")<{
   readonly path: string
@@ -50,7 +51,7 @@ export const writeFileAtomic = (
     const chunks = typeof data === "string" ? [new TextEncoder().encode(data)] : data instanceof Uint8Array ? [data] : data
     const temp = `${filePath}.tmp-${process.pid}-${tempCounter++}`
     const write = Effect.gen(function* () {
-      if (options.makeDirectory === true) yield* fs.makeDirectory(path.dirname(filePath), { recursive: true })
+      if (options.makeDirectory === true) yield* makeDirectory(path.dirname(filePath))
       yield* Effect.scoped(
         Effect.gen(function* () {
           const handle = yield* fs.open(temp, { flag: "wx" })

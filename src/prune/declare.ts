@@ -13,6 +13,7 @@ import { type PruneMethod, pruneMethods } from "./methods/index.js"
  * step) once it has been pruned, so a replay refuses a source that has changed since.
  */
 export interface SourceRef {
+  /** An experiment's name, or a trained run's spec.json (runs/x/spec.json: the run directory runs/x). */
   readonly experiment: string
   /** Needed when the source experiment has several variants. */
   readonly variant?: string

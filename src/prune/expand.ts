@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs"
-import { join } from "node:path"
+import { dirname, extname, join, resolve } from "node:path"
 import { Effect, Result } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
 import { canonicalJson } from "../../dsl/hash.js"
@@ -7,13 +7,15 @@ import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { isVariantRecord, type RunSpec, type TrainingConfig } from "../experiment/define.js"
 import { expandRuns, loadExperiment, type Overrides } from "../experiment/load.js"
 import { recordedDir, runPath } from "../experiment/run-path.js"
+import { repoRoot } from "../io/paths.js"
 import { objectiveProblems } from "../objective/spec.js"
 import type { PruneVariant } from "./declare.js"
 import { methodModule } from "./methods/index.js"
 
 /**
  * A `prune(...)` variant as runs, one per seed of the experiment, each checked before any
- * work: the source experiment, variant and seed exist; its data is this experiment's; the
+ * work: the source experiment, variant and seed exist (or the source is a run directory named
+ * by its spec.json, `runs/x/spec.json` relative to the repository); its data is this experiment's; the
  * method suits the source's model (the one its spec.json records when it has been trained,
  * otherwise the one its experiment declares). A run's model is the source's until pruned.
  */
@@ -54,16 +56,10 @@ export const expandPrune = (args: {
     if ([...args.chain, args.experiment].includes(ref.experiment)) {
       return { runs: [], problems: [at(["source", "experiment"], `pruning sources form a cycle: ${[...args.chain, args.experiment, ref.experiment].join(" → ")}`)] }
     }
-    const loaded = yield* Effect.result(loadExperiment(ref.experiment))
-    if (Result.isFailure(loaded)) return { runs: [], problems: [at(["source", "experiment"], loaded.failure.problem)] }
-    const source = loaded.success.experiment
-    if (source === undefined) return { runs: [], problems: [at(["source", "experiment"], `${JSON.stringify(ref.experiment)} is not an experiment in experiments/`)] }
-    const variants = isVariantRecord(source.models) ? Object.keys(source.models) : ["base"]
-    const variant = ref.variant ?? (variants.length === 1 ? variants[0]! : undefined)
-    if (variant === undefined || !variants.includes(variant)) {
-      const which = ref.variant === undefined ? `has ${variants.length} variants` : `has no variant "${ref.variant}"`
-      return { runs: [], problems: [at(["source", "variant"], `experiment "${ref.experiment}" ${which}; name one of ${variants.join(", ")} with source: { experiment, variant }`)] }
-    }
+    // A source named by its run's spec.json is that run directory (its spec says which run it is).
+    const byRun = extname(ref.experiment) === ".json"
+    const loaded = yield* Effect.result(loadExperiment(byRun ? resolve(repoRoot(), ref.experiment) : ref.experiment))
+    if (Result.isFailure(loaded)) return { runs: [], problems: [at(["source", "experiment"], byRun ? loaded.failure.message : loaded.failure.problem)] }
     const finetune = p.finetune
     // Cross-entropy is left out, as for any run: absent, it keeps spec hashes unchanged.
     const objective = finetune?.objective?.kind === "distill" ? finetune.objective : undefined
@@ -76,24 +72,13 @@ export const expandPrune = (args: {
     }
     const problems: string[] = []
     const runs: RunSpec[] = []
-    for (const seed of args.seeds) {
-      const sourceSeed = ref.seed ?? (source.seeds.length === 1 ? source.seeds[0]! : seed)
-      if (!source.seeds.includes(sourceSeed)) {
-        problems.push(at(["source", "seed"], `seed ${sourceSeed} is not among experiment "${ref.experiment}"'s seeds ${source.seeds.join(", ")}; give source: { experiment, seed }`))
-        continue
-      }
-      const expanded = yield* Effect.result(expandRuns(loaded.success, { variant, seed: sourceSeed, runs: args.runs }, [...args.chain, args.experiment]))
-      if (Result.isFailure(expanded)) {
-        problems.push(at(["source"], expanded.failure.message))
-        continue
-      }
-      const declaredSource = expanded.success[0]!
-      const dir = runPath(join(args.runs, ref.experiment), source, variant, sourceSeed)
+    /** The pruned run of `seed` from the source run `declaredSource` in `dir`, or its problems. */
+    const fromSource = (seed: number, declaredSource: RunSpec, dir: string, record: { readonly experiment: string; readonly variant: string; readonly seed: number }) => {
       if (canonicalJson(declaredSource.training.data) !== canonicalJson(args.training.data)) {
         problems.push(
-          at(["source"], `${ref.experiment}/${variant} is trained on ${canonicalJson(declaredSource.training.data)} but this experiment's data is ${canonicalJson(args.training.data)}; a pruned model keeps its source's tokenizer`),
+          at(["source"], `${record.experiment}/${record.variant} is trained on ${canonicalJson(declaredSource.training.data)} but this experiment's data is ${canonicalJson(args.training.data)}; a pruned model keeps its source's tokenizer`),
         )
-        continue
+        return
       }
       const model = sourceModel(dir, declaredSource)
       if (model !== undefined) {
@@ -108,9 +93,40 @@ export const expandPrune = (args: {
         seed,
         model: model ?? declaredSource.model,
         training,
-        prune: { source: { experiment: ref.experiment, variant, seed: sourceSeed, dir: recordedDir(dir) }, method: p.method },
+        prune: { source: { ...record, dir: recordedDir(dir) }, method: p.method },
         ...(objective === undefined ? {} : { objective }),
       })
+    }
+    const replay = loaded.success.replay
+    if (replay !== undefined) {
+      const file = loaded.success.source
+      const other = [
+        ...(ref.variant !== undefined && ref.variant !== replay.variant ? [at(["source", "variant"], `${file} is variant "${replay.variant}", not "${ref.variant}"`)] : []),
+        ...(ref.seed !== undefined && ref.seed !== replay.seed ? [at(["source", "seed"], `${file} is seed ${replay.seed}, not ${ref.seed}`)] : []),
+      ]
+      if (other.length > 0) return { runs: [], problems: other }
+      for (const seed of args.seeds) fromSource(seed, replay, dirname(file), { experiment: replay.experiment, variant: replay.variant, seed: replay.seed })
+      return { runs, problems: [...new Set(problems)] }
+    }
+    const source = loaded.success.experiment!
+    const variants = isVariantRecord(source.models) ? Object.keys(source.models) : ["base"]
+    const variant = ref.variant ?? (variants.length === 1 ? variants[0]! : undefined)
+    if (variant === undefined || !variants.includes(variant)) {
+      const which = ref.variant === undefined ? `has ${variants.length} variants` : `has no variant "${ref.variant}"`
+      return { runs: [], problems: [at(["source", "variant"], `experiment "${ref.experiment}" ${which}; name one of ${variants.join(", ")} with source: { experiment, variant }`)] }
+    }
+    for (const seed of args.seeds) {
+      const sourceSeed = ref.seed ?? (source.seeds.length === 1 ? source.seeds[0]! : seed)
+      if (!source.seeds.includes(sourceSeed)) {
+        problems.push(at(["source", "seed"], `seed ${sourceSeed} is not among experiment "${ref.experiment}"'s seeds ${source.seeds.join(", ")}; give source: { experiment, seed }`))
+        continue
+      }
+      const expanded = yield* Effect.result(expandRuns(loaded.success, { variant, seed: sourceSeed, runs: args.runs }, [...args.chain, args.experiment]))
+      if (Result.isFailure(expanded)) {
+        problems.push(at(["source"], expanded.failure.message))
+        continue
+      }
+      fromSource(seed, expanded.success[0]!, runPath(join(args.runs, ref.experiment), source, variant, sourceSeed), { experiment: ref.experiment, variant, seed: sourceSeed })
     }
     return { runs, problems: [...new Set(problems)] }
   })

@@ -19,6 +19,7 @@ import { createHash } from "node:crypto"
 import { Data, Effect, FileSystem, Option, Path, Schema } from "effect"
 import { ioReason } from "../errors/io-error.js"
 import { fsyncDirectory, writeFileAtomic } from "../io/atomic-write.js"
+import { makeDirectory } from "../io/make-directory.js"
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.js"
 
 export class CheckpointError extends Data.TaggedError("CheckpointError")<{
@@ -103,7 +104,7 @@ export const saveCheckpoint = (
     // With both present, a crash hit after `checkpoint/` was completed: the old copy is redundant.
     // Without `checkpoint/`, `checkpoint.prev/` is the only good copy and stays until the swap.
     if (hasCurrent) yield* at(dirs.prev)(fs.remove(dirs.prev, { recursive: true, force: true }))
-    yield* at(dirs.next)(fs.makeDirectory(dirs.next, { recursive: true }))
+    yield* at(dirs.next)(makeDirectory(dirs.next))
     yield* writeFileAtomic(path.join(dirs.next, MODEL_FILE), model)
     yield* writeFileAtomic(path.join(dirs.next, OPTIMIZER_FILE), optimizer)
     if (masks !== undefined) yield* writeFileAtomic(path.join(dirs.next, MASKS_FILE), masks)
@@ -174,8 +175,11 @@ const readState = (
 /** Which weights a checkpoint holds, without reading them: spec hash, step and model.safetensors' sha256. */
 export const checkpointIdentity = (
   runDir: string,
-): Effect.Effect<Option.Option<{ readonly specHash: string; readonly step: number; readonly model: string }>, CheckpointError, FileSystem.FileSystem | Path.Path> =>
-  Effect.map(readState(runDir), Option.map(({ stateFile: s }) => ({ specHash: s.specHash, step: s.step, model: s.files.model.sha256 })))
+): Effect.Effect<Option.Option<{ readonly specHash: string; readonly step: number; readonly model: string; readonly trainedFrom?: unknown }>, CheckpointError, FileSystem.FileSystem | Path.Path> =>
+  Effect.map(
+    readState(runDir),
+    Option.map(({ stateFile: s }) => ({ specHash: s.specHash, step: s.step, model: s.files.model.sha256, trainedFrom: (s.extra as { identity?: unknown } | undefined)?.identity })),
+  )
 
 /**
  * Loads the run's checkpoint, `Option.none()` when it has none. Falls back to

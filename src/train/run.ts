@@ -15,6 +15,7 @@ import { ioReason } from "../errors/io-error.js"
 import { located } from "../errors/unexpected.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { droppedLines, openJsonl, parseJsonl } from "../io/jsonl.js"
+import { makeDirectory } from "../io/make-directory.js"
 import { type LockError, lockRunDir } from "../io/run-lock.js"
 import { compile } from "../model/compile.js"
 import type { Params } from "../model/init.js"
@@ -151,7 +152,7 @@ export const trainRun = (
     if (memory !== undefined) return yield* fail(`${dir}: ${memory}`)
     const before = yield* inspectTarget(dir, run, options.fresh)
     if (before.kind === "refused") return yield* fail(before.problem)
-    yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
+    yield* makeDirectory(dir).pipe(Effect.mapError((e) => fail(`cannot write to the output directory ${dir}: ${ioReason(e)}`)))
     yield* lockRunDir(dir, (message) => Console.error(message))
     // Again under the lock, which also keeps a finished run's missing ledger record from being added twice.
     const target = yield* inspectTarget(dir, run, options.fresh)
@@ -264,7 +265,8 @@ export const trainRun = (
           // Dropout masks derive from (seed, step); the data order lives in the cursor.
           rng: { seed: run.seed, dropout: "derived from seed and step" },
           optimizer: { step: optimizer.step, ...t.optimizer },
-          extra: { elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }), trained: tracedAfterStep },
+          // What it was trained from, so a refused resume can say what differs (see checkpointChanges).
+          extra: { identity: trainingIdentity(run), elapsedSeconds: elapsed(), trainSeconds, ...(stepPeakBytes === undefined ? {} : { stepPeakBytes }), trained: tracedAfterStep },
         },
         ...(start?.masks === undefined ? {} : { masks: start.masks.save() }),
       }).pipe(Effect.tap(() => Effect.sync(() => (savedStep = step)))),

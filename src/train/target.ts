@@ -42,9 +42,17 @@ const identityOf = (json: unknown): ReturnType<typeof trainingIdentity> | undefi
   }
 }
 
-const changesFrom = (old: unknown, run: RunSpec): string => {
-  const identity = identityOf(old)
-  return identity === undefined ? "" : `\nchanges from its spec.json:\n${formatDiff(diffSpecs(identity, trainingIdentity(run)))}`
+/**
+ * How this run differs from the one a checkpoint or summary was made from, by the identity the
+ * checkpoint records or else the directory's spec.json, whichever hashes to its spec hash: a
+ * spec.json may belong to another run than the checkpoint (one started with --fresh and
+ * stopped before its first checkpoint), and its differences would then be the wrong ones.
+ */
+export const changesFrom = (hash: string, candidates: ReadonlyArray<unknown>, run: RunSpec): string => {
+  const trainedFrom = candidates.find((c) => c !== undefined && hashSpec(c) === hash)
+  return trainedFrom === undefined
+    ? "What it was trained from is unknown: neither its checkpoint nor the directory's spec.json records a spec with its hash."
+    : `Changes from the spec it was trained from:\n${formatDiff(diffSpecs(trainedFrom, trainingIdentity(run)))}`
 }
 
 const entriesOf = (dir: string) =>
@@ -86,18 +94,18 @@ export const inspectTarget = (dir: string, run: RunSpec, fresh: boolean): Effect
     if (entries.every(lockEntry)) return { kind: "new" }
     const specHash = hashSpec(trainingIdentity(run))
     const spec = yield* readJson(fs, path.join(dir, "spec.json"))
-    const changes = Option.isSome(spec) ? changesFrom(spec.value, run) : ""
+    const specIdentity = Option.isSome(spec) ? identityOf(spec.value) : undefined
     if (entries.includes("summary.json")) {
       const summary = yield* readJson(fs, path.join(dir, "summary.json"))
       const finishedHash = Option.isSome(summary) ? (summary.value as { specHash?: unknown } | null)?.specHash : undefined
-      if (finishedHash !== specHash)
-        return refuse(
-          `holds a finished run of another spec${typeof finishedHash === "string" ? ` (spec hash ${finishedHash}, this one is ${specHash})` : " (its summary.json cannot be read)"}, ` +
-            `which is never overwritten; train elsewhere with --out DIR, or delete the directory by hand.${changes}`,
-        )
-      return { kind: "finished" }
+      if (finishedHash === specHash) return { kind: "finished" }
+      const checkpoint = yield* checkpointIdentity(dir).pipe(Effect.orElseSucceed(() => Option.none()))
+      const changes = typeof finishedHash === "string" ? `\n${changesFrom(finishedHash, [Option.getOrUndefined(checkpoint)?.trainedFrom, specIdentity], run)}` : ""
+      return refuse(
+        `holds a finished run of another spec${typeof finishedHash === "string" ? ` (spec hash ${finishedHash}, this one is ${specHash})` : " (its summary.json cannot be read)"}, ` +
+          `which is never overwritten; train elsewhere with --out DIR, or delete the directory by hand.${changes}`,
+      )
     }
-    const specIdentity = Option.isSome(spec) ? identityOf(spec.value) : undefined
     if (fresh && specIdentity !== undefined) return { kind: "new" }
     const checkpoint = yield* checkpointIdentity(dir)
     if (Option.isNone(checkpoint) && specIdentity === undefined)
@@ -106,7 +114,8 @@ export const inspectTarget = (dir: string, run: RunSpec, fresh: boolean): Effect
     const startedHash = Option.isSome(checkpoint) ? checkpoint.value.specHash : hashSpec(specIdentity!)
     if (startedHash !== specHash)
       return refuse(
-        `holds ${Option.isSome(checkpoint) ? "a checkpoint" : "the start"} of a different run (spec hash ${startedHash}, this one is ${specHash}).${changes}\n` +
+        `holds ${Option.isSome(checkpoint) ? "a checkpoint" : "the start"} of a different run (spec hash ${startedHash}, this one is ${specHash}).\n` +
+          `${changesFrom(startedHash, [Option.getOrUndefined(checkpoint)?.trainedFrom, specIdentity], run)}\n` +
           "Use --fresh to discard it or --out DIR to train elsewhere.",
       )
     return Option.isSome(checkpoint) ? { kind: "resume" } : { kind: "new" }

@@ -2,6 +2,8 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
+import { command as depthCommand } from "../../src/cli/depth.js"
+import { command as deriveCommand } from "../../src/cli/derive.js"
 import { command as evalCommand } from "../../src/cli/eval.js"
 import { command as expCommand } from "../../src/cli/exp.js"
 import { command as generateCommand } from "../../src/cli/generate.js"
@@ -204,13 +206,36 @@ describe("flags out of range", { timeout: 60_000 }, () => {
     ["pattern --head -1", patternCommand, () => ["full", "--head", "-1"], /--head: "-1"\. Expected: an integer ≥ 0/],
     ["pattern --head 4 of 4 heads", patternCommand, () => ["full", "--head", "4"], /--head 4 is not one of the 4 heads \(0 to 3\)/],
     ["results without a target", resultsCommand, () => [], /give an experiment name or a directory of runs, or --all for every run in the ledger/],
+    ...["0/4", "5/4", "1/0", "a/b", "1/4/2", "-1/2"].map((shard): (typeof cases)[number] => [
+      `exp --shard ${shard}`,
+      expCommand,
+      (out) => ["smoke", "--shard", shard, "--out", out],
+      new RegExp(`--shard: "${shard}"\\. Expected: i/n with 1 ≤ i ≤ n`),
+    ]),
+    ["exp --variant nope", expCommand, (out) => ["smoke", "--variant", "nope", "--out", out], /--variant nope: .*smoke\.ts has no such variant; expected one of base/],
+    ["exp --backend foo", expCommand, (out) => ["smoke", "--backend", "foo", "--out", out], /--backend: "foo"\. Expected: "native" \| "cpu" \| "tensorflow"/],
+    ["eval --backend foo", evalCommand, (out) => [out, "--backend", "foo"], /--backend: "foo"\. Expected: "native" \| "cpu" \| "tensorflow"/],
+    ...["-1", "", "0,0", "1,0", "0,x"].map((keep): (typeof cases)[number] => [
+      `derive --keep-blocks ${JSON.stringify(keep)}`,
+      deriveCommand,
+      (out) => [out, "--out", join(tmp(), "derived"), "--keep-blocks", keep],
+      /--keep-blocks(: ".*"\.|\.) Expected: "every-other" or increasing block indices like 0,2,4/,
+    ]),
+    ["derive with --keep-blocks and --threshold", deriveCommand, (out) => [out, "--out", join(tmp(), "derived"), "--keep-blocks", "0", "--threshold", "0.5"], /give either --keep-blocks, or --threshold and\/or --measure, not both/],
+    ["derive with neither", deriveCommand, (out) => [out, "--out", join(tmp(), "derived")], /give either --keep-blocks, or --threshold and\/or --measure, not both/],
+    ...["2", "0.5,NaN", "", "0.5,0.5", "1,,0.5"].map((thresholds): (typeof cases)[number] => [
+      `depth --thresholds ${JSON.stringify(thresholds)}`,
+      depthCommand,
+      (out) => [out, "--thresholds", thresholds],
+      /--thresholds(: ".*"\.|\.) Expected: distinct numbers in \[-1, 1\], comma-separated/,
+    ]),
   ]
   it.each(cases)("%s", async (_name, command, args, message) => {
     const out = runCopy()
     const before = snapshot(out)
     const r = await runInProcess(command, args(out))
     expectRefused(r, 2, message)
-    expect(r.stdout).toMatch(/^usage: |^$/)
+    expect(r.stdout).toMatch(/^usage: \S+ \[flags\]/)
     expect(snapshot(out)).toEqual(before)
   })
 })

@@ -96,7 +96,7 @@ describe("npm run depth", { timeout: 600_000 }, () => {
   })
 
   it("refuses a threshold a run's measure cannot reach before evaluating anything", async () => {
-    const r = await runInProcess(depthCommand, [runs, "--thresholds", "0.5,2", "--tokens", tokens])
+    const r = await runInProcess(depthCommand, [runs, "--thresholds", "0.5,-0.5", "--tokens", tokens])
     expect(r.code).toBe(1)
     expect(r.stderr).toContain(`${exits}: at ["layers","policy","threshold"]: the softmax measure lies in [0, 1]`)
     expect(r.stderr).not.toContain("[1/2]")

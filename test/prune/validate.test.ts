@@ -2,11 +2,12 @@ import { NodeServices } from "@effect/platform-node"
 import { Effect, Exit } from "effect"
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, relative } from "node:path"
 import { describe, expect, it } from "vitest"
 import { adamw, constant, distill, experiment, gradual, heads, magnitude, neurons, prune, runOf, tinystories } from "../../src/index.js"
 import type { VariantModel } from "../../src/experiment/define.js"
-import { expandRuns, type Loaded } from "../../src/experiment/load.js"
+import { expandRuns, type Loaded, loadExperiment } from "../../src/experiment/load.js"
+import { repoRoot } from "../../src/io/paths.js"
 import type { PruneMethod } from "../../src/prune/methods/index.js"
 import { trainSources } from "../../src/experiment/prerequisites.js"
 import { checkSources } from "../../src/prune/source.js"
@@ -24,6 +25,7 @@ const messageOf = (exit: Exit.Exit<unknown, unknown>): string => {
   return (failure as { error: { message: string } }).error.message
 }
 
+const root = repoRoot()
 const loaded = (models: Record<string, VariantModel>, bpe = 512): Loaded => ({
   name: "bad",
   source: "experiments/bad.ts",
@@ -86,6 +88,19 @@ describe("pruning input checks", () => {
     expect(shot!.prune!.source).toEqual({ experiment: "smoke", variant: "base", seed: 1, dir: join(runs, "smoke") })
     // A missing source is no error for an experiment: it is trained first.
     expect(Exit.isSuccess(await run(checkSources([ft!, shot!])))).toBe(true)
+  })
+
+  it("takes a source given as a run's spec.json to be that run directory, as the missing-source hint says", async () => {
+    const [source] = await Effect.runPromise(Effect.flatMap(loadExperiment("smoke"), (l) => expandRuns(l, {})))
+    const dir = join(mkdtempSync(join(tmpdir(), "prune-validate-")), "x")
+    mkdirSync(dir)
+    writeFileSync(join(dir, "spec.json"), JSON.stringify(source))
+    const exit = await expand({ m: prune({ source: relative(root, join(dir, "spec.json")), method: magnitude({ sparsity: 0.5 }) }) })
+    const [r] = Exit.isSuccess(exit) ? exit.value : expect.fail(messageOf(exit))
+    expect(r!.prune!.source).toEqual({ experiment: "smoke", variant: "base", seed: 1, dir })
+    // Another variant or seed than the spec.json's is refused, naming the file.
+    const other = await expand({ m: prune({ source: { experiment: join(dir, "spec.json"), seed: 2 }, method: magnitude({ sparsity: 0.5 }) }) })
+    expect(messageOf(other)).toMatch(/at \["models","m","source","seed"\]: .*x\/spec\.json is seed 1, not 2/)
   })
 
   it("gives a fine-tune's distillation objective to its runs (prune-then-distill); cross-entropy, the default, is left out as for any run", async () => {

@@ -173,6 +173,26 @@ describe("training run", () => {
     expect(readFileSync(join(out, "spec.json")).equals(spec)).toBe(true)
   })
 
+  it("lists what differs from the run the checkpoint was trained from, not from a spec.json of another run", async () => {
+    const out = tmp()
+    expect(Exit.isSuccess(await runIn(tinyRun({ steps: 3, every: 1 }), syntheticData(), options(out)))).toBe(true)
+    rmSync(join(out, "summary.json"))
+    // A run started there with --fresh that stopped before its first checkpoint left its spec.json.
+    const other = tinyRun({ steps: 3, every: 1, lr: 0.5 })
+    writeFileSync(join(out, "spec.json"), JSON.stringify(other, null, 2))
+    const message = errorOf((await runIn(other, syntheticData(), options(out))) as never)
+    expect(message).toMatch(/holds a checkpoint of a different run[\s\S]*Changes from the spec it was trained from:\n.*optimizer\.lr.* → [\s\S]*--fresh/)
+    expect(message).not.toContain("(no changes)")
+    // A checkpoint that does not record its spec (written before it did) is not described by the wrong one.
+    const statePath = join(out, "checkpoint", "state.json")
+    const state = JSON.parse(readFileSync(statePath, "utf8"))
+    delete state.extra.identity
+    writeFileSync(statePath, JSON.stringify(state))
+    const unknown = errorOf((await runIn(other, syntheticData(), options(out))) as never)
+    expect(unknown).toMatch(/What it was trained from is unknown/)
+    expect(unknown).not.toContain("(no changes)")
+  })
+
   it("reports a corrupt checkpoint by file and keeps it", async () => {
     const out = tmp()
     expect(Exit.isSuccess(await runIn(tinyRun({ steps: 2, every: 1 }), syntheticData(), options(out)))).toBe(true)
