@@ -56,5 +56,9 @@ export const mixtureOfDepthsPolicy: DepthPolicyDescription<MixtureOfDepths> & { 
   ],
   params: (p, block, _blocks, dims) => (isRouted(p, block) ? routerParams(p, dims) : {}),
   flops: (p, blocks, dims) => Array.from({ length: blocks }, (_, i) => (isRouted(p, i) ? routingFlops(p, dims) : 0)).reduce((a, b) => a + b, 0),
+  departs: (p, blocks) => {
+    const routed = Array.from({ length: blocks }, (_, i) => i).filter((i) => isRouted(p, i))
+    return routed.length === 0 ? undefined : `block${routed.length > 1 ? "s" : ""} ${routed.join(", ")} run only the positions their predictor chooses`
+  },
   label: (p) => `mixture-of-depths(c=${p.capacity}, every ${p.every})`,
 }
