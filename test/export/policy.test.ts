@@ -63,7 +63,7 @@ describe("exports of models with a depth policy", () => {
     [
       "mixture-of-depths",
       mixtureOfDepths({ capacity: 0.5, every: 2 }),
-      /^at \["layers","policy"\]: mixture-of-depths\(c=0\.5, every 2\): block 1 run only the positions their predictor chooses; these formats run every block on every position/,
+      /^at \["layers","policy"\]: mixture-of-depths\(c=0\.5, every 2\): block 1 runs only the positions its predictor chooses; these formats run every block on every position/,
     ],
     ["early exit that can exit", earlyExit({ threshold: 0.75 }), /^at \["layers","policy"\]: early-exit\(softmax>0\.75, shared head\): a token whose softmax confidence exceeds 0\.75 leaves before the last block;/],
   ]

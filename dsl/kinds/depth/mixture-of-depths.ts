@@ -58,7 +58,8 @@ export const mixtureOfDepthsPolicy: DepthPolicyDescription<MixtureOfDepths> & { 
   flops: (p, blocks, dims) => Array.from({ length: blocks }, (_, i) => (isRouted(p, i) ? routingFlops(p, dims) : 0)).reduce((a, b) => a + b, 0),
   departs: (p, blocks) => {
     const routed = Array.from({ length: blocks }, (_, i) => i).filter((i) => isRouted(p, i))
-    return routed.length === 0 ? undefined : `block${routed.length > 1 ? "s" : ""} ${routed.join(", ")} run only the positions their predictor chooses`
+    if (routed.length === 0) return undefined
+    return routed.length === 1 ? `block ${routed[0]} runs only the positions its predictor chooses` : `blocks ${routed.join(", ")} run only the positions their predictors choose`
   },
   label: (p) => `mixture-of-depths(c=${p.capacity}, every ${p.every})`,
 }
