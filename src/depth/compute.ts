@@ -29,7 +29,7 @@ export interface DepthContext {
   readonly param: (block: number, name: string) => tf.Tensor
 }
 
-/** One output the training objective weighs: mean cross-entropy of `logits`, times `weight`. */
+/** One output the training objective weighs: its loss (cross-entropy, or distillation) of `logits`, times `weight`. */
 export interface WeightedOutput {
   readonly logits: tf.Tensor3D
   readonly weight: number
@@ -38,7 +38,7 @@ export interface WeightedOutput {
 export interface DepthOutput {
   /** What the model predicts with, [B, T, V]. */
   readonly logits: tf.Tensor3D
-  /** In training, when the policy's objective is not the logits' cross-entropy alone: Σ wᵢ·CEᵢ / Σ wᵢ + aux. */
+  /** In training, when the policy's objective is not the logits' loss alone: Σ wᵢ·lossᵢ / Σ wᵢ + aux. */
   readonly objective?: { readonly outputs: ReadonlyArray<WeightedOutput>; readonly aux?: tf.Scalar }
 }
 

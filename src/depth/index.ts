@@ -16,10 +16,10 @@ export const depthCompute: { readonly [K in PolicyTag]: DepthCompute<PolicyOf<K>
 export const depthForward = (policy: DepthPolicy, x: tf.Tensor3D, ctx: DepthContext): DepthOutput =>
   moduleFor<DepthCompute<DepthPolicy>>(depthCompute, "depth policy", policy).forward(policy, x, ctx)
 
-/** Σ wᵢ·CE(outputᵢ) / Σ wᵢ, plus the auxiliary loss. */
-export const depthObjective = (objective: NonNullable<DepthOutput["objective"]>, nll: (logits: tf.Tensor3D) => tf.Scalar): tf.Scalar => {
+/** Σ wᵢ·loss(outputᵢ) / Σ wᵢ, plus the auxiliary loss: the one place a training objective (cross-entropy, distillation) meets a policy's. */
+export const depthObjective = (objective: NonNullable<DepthOutput["objective"]>, loss: (logits: tf.Tensor3D) => tf.Scalar): tf.Scalar => {
   const total = objective.outputs.reduce((s, o) => s + o.weight, 0)
   const main =
-    objective.outputs.length === 1 ? nll(objective.outputs[0]!.logits) : (tf.div(tf.addN(objective.outputs.map((o) => tf.mul(nll(o.logits), o.weight))), total) as tf.Scalar)
+    objective.outputs.length === 1 ? loss(objective.outputs[0]!.logits) : (tf.div(tf.addN(objective.outputs.map((o) => tf.mul(loss(o.logits), o.weight))), total) as tf.Scalar)
   return objective.aux ? (tf.add(main, objective.aux) as tf.Scalar) : main
 }

@@ -67,7 +67,7 @@ const extrasProblems = (
   const problems = [
     ...(objective?.problems ?? []),
     ...(init?.problems ?? []),
-    ...(objective?.value && blocks !== undefined ? objectiveProblems(objective.value, blocks, at.objective) : []),
+    ...(objective?.value && model ? objectiveProblems(objective.value, model, at.objective) : []),
     ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, at.init) : []),
   ]
   const value = {

@@ -8,4 +8,12 @@ export type Exported =
   | { readonly ok: true; readonly files: ReadonlyArray<ExportFile>; readonly summary: Readonly<Record<string, unknown>> }
   | { readonly ok: false; readonly problems: ReadonlyArray<string> }
 
+/**
+ * What the user asked to leave out of the export, recorded in the files where the format has
+ * a place for it: the label of a depth policy dropped with --drop-policy.
+ */
+export interface ExportNote {
+  readonly droppedPolicy?: string
+}
+
 export const jsonFile = (name: string, value: unknown): ExportFile => ({ name, data: new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`) })

@@ -3,7 +3,7 @@ import { type DecoderSpec, formatPath } from "../../dsl/index.js"
 import { innerWidth } from "../../dsl/kinds/attention/fields.js"
 import type { Tokenizer } from "../tokenizer/tokenizer.js"
 import { encodeSafetensors } from "../train/safetensors.js"
-import { type Exported, type ExportFile, jsonFile } from "./exported.js"
+import { type Exported, type ExportFile, type ExportNote, jsonFile } from "./exported.js"
 import { type NormNode, type PreNormBlock, preNormBlocks } from "./structure.js"
 import { concatColumns, type Tensor, transpose, type Weights, weightsOf, zeros } from "./weights.js"
 
@@ -57,7 +57,7 @@ const problemsOf = (spec: DecoderSpec, family: Family, blocks: ReadonlyArray<Pre
   return out
 }
 
-export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: Tokenizer): Exported => {
+export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: Tokenizer, note: ExportNote = {}): Exported => {
   const structure = preNormBlocks(spec)
   if (!structure.ok) return { ok: false, problems: [structure.problem] }
   const blocks = structure.blocks
@@ -182,10 +182,12 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: To
   }
   if (!spec.tied) tensors["lm_head.weight"] = transpose(w("head.weight"))
 
+  // Both files say the model is not the run's: transformers keeps unknown config keys, safetensors any metadata string.
+  const dropped: Record<string, string> = note.droppedPolicy === undefined ? {} : { dropped_depth_policy: note.droppedPolicy }
   // transformers refuses a safetensors file whose metadata lacks a known "format".
-  const safetensors = Effect.runSync(encodeSafetensors(tensors, { format: "pt" }, "model.safetensors"))
+  const safetensors = Effect.runSync(encodeSafetensors(tensors, { format: "pt", ...dropped }, "model.safetensors"))
   const files: ExportFile[] = [
-    jsonFile("config.json", config),
+    jsonFile("config.json", { ...config, ...dropped }),
     { name: "model.safetensors", data: safetensors },
     jsonFile("generation_config.json", { _from_model_config: true, bos_token_id: eot, eos_token_id: eot }),
     { name: "tokenizer.json", data: new TextEncoder().encode(tokenizer.toJSON()) },

@@ -1,4 +1,4 @@
-import { blocksOf, type DecoderSpec, formatPath, type Layer } from "../../dsl/index.js"
+import { blocksOf, type DecoderSpec, formatPath, type Layer, policyModule } from "../../dsl/index.js"
 
 /**
  * The one place exporters read a spec's structure: the decoder as a list of pre-norm blocks,
@@ -30,6 +30,15 @@ export type Blocks = { readonly ok: true; readonly blocks: ReadonlyArray<PreNorm
 
 export const preNormBlocks = (spec: DecoderSpec): Blocks => {
   const blocks: PreNormBlock[] = []
+  // These formats run every block on every position: a policy whose inference does otherwise would be exported as a different model.
+  const policy = spec.layers.policy
+  const departs = policy && policyModule(policy).departs(policy, blocksOf(spec.layers).length)
+  if (policy && departs !== undefined) {
+    return {
+      ok: false,
+      problem: `at ${formatPath(["layers", "policy"])}: ${policyModule(policy).label(policy)}: ${departs}; these formats run every block on every position (--drop-policy exports the model without its policy, a different model)`,
+    }
+  }
   const pair = <B extends Layer["op"]>(layer: Layer | undefined, op: B): [NormNode, Of<B>] | undefined =>
     layer?.op === "residual" && layer.body.length === 2 && layer.body[0]!.op === "norm" && layer.body[1]!.op === op
       ? [layer.body[0] as NormNode, layer.body[1] as Of<B>]

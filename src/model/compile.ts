@@ -72,6 +72,9 @@ export interface Batch {
   readonly mask: tf.Tensor2D
 }
 
+/** A loss of logits [N, V] against targets [N] int32, rows weighted by weights [N] (0 for padding). */
+export type LossTerm = (logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D) => tf.Scalar
+
 export interface Model {
   readonly spec: DecoderSpec
   readonly table: ReadonlyArray<NamedParam>
@@ -83,8 +86,13 @@ export interface Model {
   readonly init: (seed: number) => Params
   /** Logits [B, T, V] for tokens [B, T]. */
   readonly apply: (params: ParamValues, tokens: tf.Tensor2D, options?: ForwardOptions) => tf.Tensor3D
-  /** Mean cross-entropy (nats) of the batch's targets, padding excluded. */
-  readonly loss: (params: ParamValues, batch: Batch, options?: ForwardOptions) => tf.Scalar
+  /**
+   * The training objective of the batch: `term` (default: the mean cross-entropy in nats of
+   * the targets, padding excluded) of the logits, composed with a depth policy's own objective
+   * (its weighted exits, its auxiliary loss) exactly as for cross-entropy, so every objective
+   * built on it trains the policy's parameters too.
+   */
+  readonly loss: (params: ParamValues, batch: Batch, options?: ForwardOptions, term?: LossTerm) => tf.Scalar
   /**
    * The last position's logits for ids that continue the cache's sequence (one sequence),
    * computed without tensors by the native decoder (src/decode/) when it runs, in an array of
@@ -190,15 +198,15 @@ export const compile = (input: DecoderSpec): Model => {
     return { logits: logits.reshape([b, t, spec.vocab]) as tf.Tensor3D }
   }
 
-  const loss = (params: ParamValues, batch: Batch, options: ForwardOptions = {}): tf.Scalar => {
+  const loss = (params: ParamValues, batch: Batch, options: ForwardOptions = {}, term: LossTerm = crossEntropy): tf.Scalar => {
     const [b, t1] = batch.tokens.shape
     const t = t1 - 1
     const inputs = tf.slice(batch.tokens, [0, 0], [b, t])
     const targets = tf.slice(batch.tokens, [0, 1], [b, t]).reshape([b * t]) as tf.Tensor1D
     const out = forward(params, inputs, options)
     const mask = batch.mask.reshape([b * t]) as tf.Tensor1D
-    const nll = (logits: tf.Tensor3D) => crossEntropy(logits.reshape([b * t, spec.vocab]) as tf.Tensor2D, targets, mask)
-    return out.objective ? depthObjective(out.objective, nll) : nll(out.logits)
+    const of = (logits: tf.Tensor3D) => term(logits.reshape([b * t, spec.vocab]) as tf.Tensor2D, targets, mask)
+    return out.objective ? depthObjective(out.objective, of) : of(out.logits)
   }
 
   const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace): Float32Array | undefined => {

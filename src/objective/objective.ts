@@ -68,14 +68,12 @@ export const trainingObjective = (run: RunSpec, model: Model, teacher: SourceRun
         return { logits: logits.reshape([-1, teacherModel.spec.vocab]) as tf.Tensor2D, hidden: pairs.map(([, t]) => outputs.get(t)!) }
       }),
     loss: (params, batch, guide, options) => {
-      const [b, t1] = batch.tokens.shape
-      const t = t1 - 1
-      const targets = tf.slice(batch.tokens, [0, 1], [b, t]).reshape([b * t]) as tf.Tensor1D
-      const weights = batch.mask.reshape([b * t]) as tf.Tensor1D
       const outputs = new Map<number, tf.Tensor3D>()
-      const logits = model.apply(params, inputsOf(batch), { ...options, ...collect(studentWanted, outputs) }).reshape([b * t, run.model.vocab]) as tf.Tensor2D
-      const kd = distillationLoss(logits, targets, weights, { teacher: guide!.logits, temperature: o.temperature, alpha: o.alpha, divergence: o.divergence })
+      const soft = { teacher: guide!.logits, temperature: o.temperature, alpha: o.alpha, divergence: o.divergence }
+      // Through the model's loss, so a depth policy's exits and auxiliary loss are trained as under cross-entropy.
+      const kd = model.loss(params, batch, { ...options, ...collect(studentWanted, outputs) }, (logits, targets, weights) => distillationLoss(logits, targets, weights, soft))
       if (!o.hidden) return kd
+      const weights = batch.mask.reshape([-1]) as tf.Tensor1D
       const h = o.hidden
       const terms = pairs.map(([s], k) => hiddenMatchLoss(outputs.get(s)!, guide!.hidden[k]!, projection(k), weights, h.loss))
       return tf.add(kd, tf.mul(tf.addN(terms), h.weight)) as tf.Scalar

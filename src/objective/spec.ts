@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { formatPath } from "../../dsl/decode.js"
+import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { NonNegativeInt, PositiveNumber } from "../../dsl/fields.js"
 import { type RunRef, RunRefSchema } from "../experiment/run-ref.js"
 
@@ -57,15 +58,22 @@ export const distill = (o: {
   ...(o.hidden ? { hidden: { pairs: o.hidden.pairs.map(([s, t]) => [s, t] as const), loss: o.hidden.loss ?? "cosine", weight: o.hidden.weight ?? 1 } } : {}),
 })
 
-/** Problems of an objective against the student's block count, at paths under `prefix`. */
-export const objectiveProblems = (objective: Objective, studentBlocks: number, prefix: ReadonlyArray<string | number>): string[] =>
-  objective.kind === "distill" && objective.hidden
-    ? objective.hidden.pairs.flatMap(([s], i) =>
-        s < studentBlocks
-          ? []
-          : [`at ${formatPath([...prefix, "hidden", "pairs", i, 0])}: student block ${s} does not exist; the student has ${studentBlocks} blocks (0–${studentBlocks - 1})`],
-      )
-    : []
+/**
+ * Problems of an objective against the student's model, at paths under `prefix`. Hidden-state
+ * matching reads every block's output, which a depth policy's forward (blocks skipped,
+ * positions routed past a block) does not give, so the two are refused together.
+ */
+export const objectiveProblems = (objective: Objective, student: DecoderSpec, prefix: ReadonlyArray<string | number>): string[] => {
+  if (objective.kind !== "distill" || !objective.hidden) return []
+  const blocks = blocksOf(student.layers).length
+  const policy = student.layers.policy
+  return [
+    ...objective.hidden.pairs.flatMap(([s], i) =>
+      s < blocks ? [] : [`at ${formatPath([...prefix, "hidden", "pairs", i, 0])}: student block ${s} does not exist; the student has ${blocks} blocks (0–${blocks - 1})`],
+    ),
+    ...(policy ? [`at ${formatPath([...prefix, "hidden"])}: hidden-state matching reads each block's output, which the student's ${policy.kind} policy does not give; distil the logits only`] : []),
+  ]
+}
 
 /** One line for listings: "distill forward-kl T=2 α=0.5 from base, hidden 1→1 3→3 cosine ×1". */
 export const describeObjective = (o: Objective): string =>

@@ -3,7 +3,7 @@ import { dirname, extname, join, resolve } from "node:path"
 import { Effect, Result } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
 import { canonicalJson } from "../../dsl/hash.js"
-import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
+import type { DecoderSpec } from "../../dsl/nodes.js"
 import { isVariantRecord, type RunSpec, type TrainingConfig } from "../experiment/define.js"
 import { expandRuns, loadExperiment, type Overrides } from "../experiment/load.js"
 import { recordedDir, runPath } from "../experiment/run-path.js"
@@ -84,8 +84,8 @@ export const expandPrune = (args: {
       if (model !== undefined) {
         problems.push(...methodModule(p.method).check(p.method, model, finetune !== undefined).map((i) => at(["method", ...i.path], i.message)))
       }
-      // Pruning keeps the blocks, so the source's block count is the pruned model's.
-      if (objective !== undefined) problems.push(...objectiveProblems(objective, blocksOf((model ?? declaredSource.model).layers).length, [...path, "finetune", "objective"]))
+      // Pruning keeps the blocks and the policy, so the source's are the pruned model's.
+      if (objective !== undefined) problems.push(...objectiveProblems(objective, model ?? declaredSource.model, [...path, "finetune", "objective"]))
       runs.push({
         format: 1,
         experiment: args.experiment,

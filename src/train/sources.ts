@@ -60,6 +60,9 @@ export const sourceSpecProblems = (run: RunSpec, role: SourceRole, source: RunSp
     run.objective.hidden?.pairs.forEach(([, t], i) => {
       if (t >= sourceBlocks) problems.push(`at ${formatPath(["objective", "hidden", "pairs", i, 1])}: teacher block ${t} does not exist; the teacher (${dir}) has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
     })
+    const policy = spec.layers.policy
+    if (run.objective.hidden && policy)
+      problems.push(`at ${formatPath(["objective", "hidden"])}: hidden-state matching reads each block's output, which the teacher's ${policy.kind} policy (${dir}) does not give; distil the logits only`)
   }
   if (role === "warm-start source" && run.init) {
     const blocks = run.init.blocks
@@ -129,9 +132,8 @@ export const prepareSources = (run: RunSpec, data: RunData) =>
     const distill = run.objective?.kind === "distill" ? run.objective : undefined
     const teacher = distill ? yield* openSource(distill.teacher, "teacher", data) : undefined
     const warmStart = run.init ? yield* openSource(run.init.from, "warm-start source", data) : undefined
-    const blocks = blocksOf(run.model.layers).length
     const problems = [
-      ...(run.objective ? objectiveProblems(run.objective, blocks, ["objective"]) : []),
+      ...(run.objective ? objectiveProblems(run.objective, run.model, ["objective"]) : []),
       ...(teacher ? sourceSpecProblems(run, "teacher", teacher.run, teacher.dir) : []),
       ...(warmStart ? sourceSpecProblems(run, "warm-start source", warmStart.run, warmStart.dir) : []),
     ]

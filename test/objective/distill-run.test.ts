@@ -5,12 +5,13 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { attention, block, decoder, depth, ffn, keepBlocks, stack } from "../../dsl/index.js"
+import { attention, block, decoder, depth, type DepthPolicy, earlyExit, ffn, keepBlocks, layerDrop, mixtureOfDepths, stack } from "../../dsl/index.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { expandRuns, loadExperiment } from "../../src/experiment/load.js"
 import { trainSources } from "../../src/experiment/prerequisites.js"
 import { runAt } from "../../src/experiment/run-ref.js"
 import { fromRun } from "../../src/experiment/warm-start.js"
+import { compile, initValues } from "../../src/model/index.js"
 import { distill, type Objective } from "../../src/objective/spec.js"
 import { ProgressSink } from "../../src/report/progress.js"
 import { decodeSafetensors } from "../../src/train/safetensors.js"
@@ -34,6 +35,7 @@ const runIn = (run: RunSpec, data: RunData, opts: RunOptions) =>
   Effect.runPromiseExit(Effect.scoped(trainRun(run, data, opts)).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))))
 const tmp = () => mkdtempSync(join(tmpdir(), "distill-test-"))
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
+const read = (dir: string) => Effect.runSync(decodeSafetensors(file(dir, "model.safetensors"), "model")).tensors
 const errorOf = (exit: Exit.Exit<unknown, unknown>): string => {
   if (Exit.isSuccess(exit)) throw new Error("expected the run to fail")
   const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
@@ -51,12 +53,12 @@ const teacherRun = (): RunSpec => {
   return { ...base, experiment: "teacher", model: { ...base.model, layers: depth(3, gelu) } }
 }
 /** A student of width 8 and two blocks, with dropout, so resumes exercise the derived masks. */
-const student = (o: { steps: number; every?: number; objective?: Objective; seed?: number }): RunSpec => {
+const student = (o: { steps: number; every?: number; objective?: Objective; seed?: number; policy?: DepthPolicy }): RunSpec => {
   const base = tinyRun({ steps: o.steps, every: o.every ?? 1000, dropout: 0.1, seed: o.seed ?? 1 })
   return {
     ...base,
     experiment: "student",
-    model: decoder({ vocab: 17, width: 8, context: 8, dropout: 0.1, layers: depth(2, block({ attention: attention("full", { heads: 2, dropout: 0.1 }), ffn: ffn("gelu") })) }),
+    model: decoder({ vocab: 17, width: 8, context: 8, dropout: 0.1, layers: depth(2, block({ attention: attention("full", { heads: 2, dropout: 0.1 }), ffn: ffn("gelu") }), o.policy) }),
     ...(o.objective ? { objective: o.objective } : {}),
   }
 }
@@ -81,6 +83,38 @@ describe("distillation runs", () => {
       expect(file(distilled, "optimizer.safetensors").equals(file(plain, "optimizer.safetensors")), divergence).toBe(true)
     }
   })
+
+  // The policies' own parameters: early exit's head after block 0, mixture-of-depths' router and predictor in block 1.
+  const policies: Array<[string, DepthPolicy, ReadonlyArray<string>]> = [
+    ["an early-exit student (heads per block)", earlyExit({ threshold: 0.5, heads: "per-block" }), ["blocks.0.exit.weight"]],
+    ["a mixture-of-depths student", mixtureOfDepths({ capacity: 0.5, every: 2, predictor: 4 }), ["blocks.1.predictor.w1", "blocks.1.predictor.b1", "blocks.1.predictor.w2", "blocks.1.predictor.b2", "blocks.1.router.weight"]],
+  ]
+  for (const [name, policy, own] of policies) {
+    it(`${name}: with α = 1 trains the same weights as plain cross-entropy with the policy, bit for bit, its own parameters included`, async () => {
+      const plain = tmp()
+      await ok(student({ steps: 4, policy }), plain)
+      const distilled = tmp()
+      await ok(student({ steps: 4, policy, objective: kd({ alpha: 1, temperature: 3 }) }), distilled)
+      expect(Object.keys(read(plain))).toEqual(expect.arrayContaining([...own]))
+      expect(file(distilled, "model.safetensors").equals(file(plain, "model.safetensors"))).toBe(true)
+      expect(file(distilled, "optimizer.safetensors").equals(file(plain, "optimizer.safetensors"))).toBe(true)
+    })
+
+    it(`${name}: with soft targets trains the policy's own parameters too`, async () => {
+      const run = student({ steps: 4, policy, objective: kd({ alpha: 0 }) })
+      const out = tmp()
+      await ok(run, out)
+      const [initial, after] = [initValues(compile(run.model).table, run.seed), read(out)]
+      for (const p of own) {
+        const [x, y] = [initial.get(p)!, after[p]!.data as Float32Array]
+        expect(x.length, p).toBe(y.length)
+        // Weight decay alone only scales the initial values (y = c·x up to rounding); Adam's steps of about lr do not.
+        const xx = x.reduce((a, v) => a + v * v, 0)
+        const c = xx === 0 ? 0 : x.reduce((a, v, i) => a + v * y[i]!, 0) / xx
+        expect(Math.max(...Array.from(y, (v, i) => Math.abs(v - c * x[i]!))), p).toBeGreaterThan(1e-5)
+      }
+    })
+  }
 
   it("with α < 1 learn something else, leave the teacher's files byte-identical and record the teacher's fingerprint", async () => {
     const before = snapshot(teacherDir)
@@ -140,7 +174,6 @@ describe("distillation runs", () => {
     const shallow: RunSpec = { ...base, model: keepBlocks(teacherSpec, [0, 2]), init: fromRun(runAt(teacherDir), { blocks: [0, 2] }) }
     const out = tmp()
     await ok(shallow, out)
-    const read = (dir: string) => Effect.runSync(decodeSafetensors(file(dir, "model.safetensors"), "model")).tensors
     const [t, s] = [read(teacherDir), read(out)]
     const same = (a: string, b: string) => {
       const [x, y] = [s[a]!.data as Float32Array, t[b]!.data as Float32Array]
@@ -192,6 +225,18 @@ describe("bad distillation input: one message, nothing written", () => {
   it("hidden-state blocks that do not exist, on either side", async () => {
     await refused(student({ steps: 2, objective: kd({ hidden: { pairs: [[2, 0]] } }) }), /at \["objective","hidden","pairs",0,0\]: student block 2 does not exist; the student has 2 blocks \(0–1\)/)
     await refused(student({ steps: 2, objective: kd({ hidden: { pairs: [[0, 3]] } }) }), /at \["objective","hidden","pairs",0,1\]: teacher block 3 does not exist; the teacher \(.*\) has 3 blocks \(0–2\)/)
+  })
+
+  it("hidden-state matching with a depth policy, on either side, naming the objective's field", async () => {
+    await refused(
+      student({ steps: 2, policy: earlyExit({ threshold: 0.5 }), objective: kd({ hidden: { pairs: [[0, 0]] } }) }),
+      /^at \["objective","hidden"\]: hidden-state matching reads each block's output, which the student's early-exit policy does not give; distil the logits only$/,
+    )
+    const teacher = tmp()
+    const t = teacherRun()
+    await ok({ ...t, training: { ...t.training, budget: { steps: 1 } }, model: { ...t.model, layers: depth(3, gelu, layerDrop({ rate: 0.2 })) } }, teacher)
+    const hidden = distill({ teacher: runAt(teacher), temperature: 2, alpha: 0.5, hidden: { pairs: [[0, 0]] } })
+    await refused(student({ steps: 2, objective: hidden }), /^at \["objective","hidden"\]: hidden-state matching reads each block's output, which the teacher's layer-drop policy \(.*\) does not give; distil the logits only$/)
   })
 
   it("a warm start whose blocks or shapes do not fit", async () => {

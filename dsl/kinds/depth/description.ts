@@ -15,6 +15,12 @@ export interface DepthPolicyDescription<P> {
   readonly params: (policy: P, block: number, blocks: number, dims: Dims) => ParamDecls
   /** Forward FLOPs per token the policy adds at most (exit heads, routers), beyond the blocks and the LM head. */
   readonly flops: (policy: P, blocks: number, dims: Dims) => number
+  /**
+   * Why evaluation and generation under the policy compute something other than every block
+   * on every position (the plain stack), or undefined when they compute exactly that: a
+   * consumer that can only run the plain stack (an export) refuses the first.
+   */
+  readonly departs: (policy: P, blocks: number) => string | undefined
   /** One short label, e.g. "layer-drop(p=0.2)". */
   readonly label: (policy: P) => string
 }

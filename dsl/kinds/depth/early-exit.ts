@@ -51,5 +51,7 @@ export const earlyExitPolicy: DepthPolicyDescription<EarlyExit> & { make: (o?: E
     p.heads === "per-block" && block < blocks - 1 ? { "exit.weight": { shape: [dims.width, dims.vocab], init: { kind: "normal", std: 0.02 }, decay: true } } : {},
   // Confidence by softmax applies an exit head after every block but the last; the cosine is elementwise.
   flops: (p, blocks, dims) => (p.measure === "softmax" ? (blocks - 1) * headFlops(dims) : 0),
+  // A confidence never exceeds its measure's maximum, so at that threshold no token leaves and the unused exit heads change nothing.
+  departs: (p) => (p.threshold >= measureRange[p.measure][1] ? undefined : `a token whose ${p.measure} confidence exceeds ${p.threshold} leaves before the last block`),
   label: (p) => `early-exit(${p.measure}>${p.threshold}, ${p.heads === "shared" ? "shared head" : "head per block"})`,
 }

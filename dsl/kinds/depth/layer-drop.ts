@@ -23,5 +23,6 @@ export const layerDropPolicy: DepthPolicyDescription<LayerDrop> & { make: (o: { 
   ],
   params: () => ({}),
   flops: () => 0,
+  departs: () => undefined,
   label: (p) => `layer-drop(p=${p.rate})`,
 }

@@ -56,5 +56,10 @@ export const mixtureOfDepthsPolicy: DepthPolicyDescription<MixtureOfDepths> & { 
   ],
   params: (p, block, _blocks, dims) => (isRouted(p, block) ? routerParams(p, dims) : {}),
   flops: (p, blocks, dims) => Array.from({ length: blocks }, (_, i) => (isRouted(p, i) ? routingFlops(p, dims) : 0)).reduce((a, b) => a + b, 0),
+  departs: (p, blocks) => {
+    const routed = Array.from({ length: blocks }, (_, i) => i).filter((i) => isRouted(p, i))
+    if (routed.length === 0) return undefined
+    return routed.length === 1 ? `block ${routed[0]} runs only the positions its predictor chooses` : `blocks ${routed.join(", ")} run only the positions their predictors choose`
+  },
   label: (p) => `mixture-of-depths(c=${p.capacity}, every ${p.every})`,
 }
