@@ -56,8 +56,8 @@ export const main = async (argv: string[]): Promise<void> => {
   const student = compile(studentSpec)
   const params = student.init(1) as Record<string, tf.Variable>
   const objectives = {
-    plain: trainingObjective(run(studentSpec), student, undefined),
-    distill: trainingObjective(run(studentSpec, { objective: distill({ teacher: runAt(teacher.dir), temperature: 2, alpha: 0.5 }) }), student, teacher),
+    plain: trainingObjective(run(studentSpec), student, []),
+    distill: trainingObjective(run(studentSpec, { objective: distill({ teacher: runAt(teacher.dir), temperature: 2, alpha: 0.5 }) }), student, [teacher]),
   }
   const optimizer = new AdamW(params, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, decay: (name) => student.table.find((p) => p.name === name)!.decl.decay })
   const paramOf = new Map(Object.entries(params).map(([name, v]) => [v.name, name]))

@@ -6,7 +6,7 @@ import { decodeSpec, formatPath } from "../../dsl/decode.js"
 import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { repoRoot } from "../io/paths.js"
 import { runsFolder } from "../io/paths.js"
-import { type Objective, objectiveProblems, ObjectiveSchema } from "../objective/spec.js"
+import { isExplicit, type Objective, objectiveProblems, ObjectiveSchema } from "../objective/spec.js"
 import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneVariant } from "../prune/declare.js"
 import { expandPrune } from "../prune/expand.js"
 import { nameProblem, seedProblem } from "./names.js"
@@ -71,7 +71,7 @@ const extrasProblems = (
     ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, at.init) : []),
   ]
   const value = {
-    ...(objective?.value && objective.value.kind !== "cross-entropy" ? { objective: objective.value } : {}),
+    ...(isExplicit(objective?.value) ? { objective: objective.value } : {}),
     ...(init?.value ? { init: init.value } : {}),
   }
   return { value, problems }

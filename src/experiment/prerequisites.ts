@@ -6,16 +6,15 @@ import { describeHolder, LOCK_FILE, type LockError, lockHolder, type LockHolder 
 import { parseJsonl } from "../io/jsonl.js"
 import type { ProgressSink } from "../report/progress.js"
 import type { CheckpointError } from "../train/checkpoint.js"
-import type { SourceRecord } from "../prune/declare.js"
 import { trainOrPrune } from "../prune/run.js"
 import type { PruneError } from "../prune/source.js"
 import type { RunError, RunOptions } from "../train/run.js"
-import { type SourceRole, sourceSpecProblems } from "../train/sources.js"
+import { sourceSpecProblems } from "../train/sources.js"
 import { loadRunData } from "./data.js"
 import { type RunSpec, withTokenizerVocab } from "./define.js"
 import { type ExperimentError, expandRuns, loadExperiment } from "./load.js"
-import { commandOf, recipeOf, type RunRef, runDirOf } from "./run-ref.js"
-import { resolveRecordedDir } from "./run-path.js"
+import { runSources } from "./readers.js"
+import { commandOf, recipeOf, type RunRef, runDirOf, type SourceRole } from "./run-ref.js"
 
 /**
  * The runs an experiment's runs read (distillation teachers, warm-start sources, the runs
@@ -33,14 +32,8 @@ export class SourceRunError extends Data.TaggedError("SourceRunError")<{ readonl
   }
 }
 
-/** A pruned run's source as a reference; a replayed spec.json's (which recorded the weights it pruned) is checked by checkSources alone. */
-const pruneSourceOf = (record: SourceRecord): RunRef => ({ run: resolveRecordedDir(record.dir), experiment: record.experiment, variant: record.variant, seed: record.seed })
-
-const sourcesOf = (run: RunSpec): Array<{ readonly ref: RunRef; readonly role: SourceRole }> => [
-  ...(run.objective?.kind === "distill" ? [{ ref: run.objective.teacher, role: "teacher" as const }] : []),
-  ...(run.init ? [{ ref: run.init.from, role: "warm-start source" as const }] : []),
-  ...(run.prune && run.prune.source.checkpoint === undefined ? [{ ref: pruneSourceOf(run.prune.source), role: "pruning source" as const }] : []),
-]
+/** A replayed pruned run's source (which its spec.json recorded) is checked by checkSources alone. */
+const sourcesOf = (run: RunSpec) => runSources(run).filter((s) => s.recorded !== true)
 
 /** How often a source another process trains is looked at, and how often its progress is told. */
 export interface Waiting {

@@ -1,14 +1,33 @@
 import { realpathSync } from "node:fs"
 import { resolve } from "node:path"
+import { objectiveSources } from "../objective/spec.js"
 import type { RunSpec } from "./define.js"
-import { runDirOf } from "./run-ref.js"
+import { type RunRef, runDirOf, type SourceRole } from "./run-ref.js"
 import { resolveRecordedDir } from "./run-path.js"
 
-/** The run directories a run reads: its distillation teacher, warm-start source and pruning source. */
-export const readDirsOf = (run: RunSpec): ReadonlyArray<{ readonly dir: string; readonly role: string }> => [
-  ...(run.objective?.kind === "distill" ? [{ dir: runDirOf(run.objective.teacher), role: "teacher" }] : []),
-  ...(run.init ? [{ dir: runDirOf(run.init.from), role: "warm-start source" }] : []),
-  ...(run.prune ? [{ dir: resolveRecordedDir(run.prune.source.dir), role: "pruning source" }] : []),
+/**
+ * The runs a run reads, each part of it saying which (its objective's teacher, its warm
+ * start's source, the run it prunes): made ready before it trains, never written by it.
+ */
+export interface RunSource {
+  readonly ref: RunRef
+  readonly role: SourceRole
+  /** A replayed pruned run's source, whose weights its spec.json recorded: checked, never trained. */
+  readonly recorded?: boolean
+}
+
+export const runSources = (run: RunSpec): ReadonlyArray<RunSource> => [
+  ...objectiveSources(run.objective),
+  ...(run.init ? [{ ref: run.init.from, role: "warm-start source" as const }] : []),
+  ...(run.prune
+    ? [
+        {
+          ref: { run: resolveRecordedDir(run.prune.source.dir), experiment: run.prune.source.experiment, variant: run.prune.source.variant, seed: run.prune.source.seed },
+          role: "pruning source" as const,
+          ...(run.prune.source.checkpoint === undefined ? {} : { recorded: true }),
+        },
+      ]
+    : []),
 ]
 
 /** The directory itself, links resolved where it exists. */
@@ -22,6 +41,6 @@ const real = (dir: string): string => {
 
 /** Why `dir` may not receive `run`: it is a run that `run` reads, which is never written. */
 export const readersProblem = (dir: string, run: RunSpec): string | undefined => {
-  const read = readDirsOf(run).find((r) => real(r.dir) === real(dir))
+  const read = runSources(run).find((s) => real(runDirOf(s.ref)) === real(dir))
   return read === undefined ? undefined : `is this run's ${read.role}, which it only reads; a run that another run reads is never written, whatever the flags: choose another --out`
 }

@@ -20,6 +20,9 @@ export const RunRefSchema = Schema.Struct({
 })
 export type RunRef = typeof RunRefSchema.Type
 
+/** What a run reads another run as: its distillation teacher, the run it starts from, the run it prunes. */
+export type SourceRole = "teacher" | "warm-start source" | "pruning source"
+
 /**
  * The run an experiment trains, where `npm run exp` puts it: runs/<experiment>[/<variant>][/seed<S>]
  * (name the variant and seed exactly when the experiment has several), or `dir`. Trained first

@@ -8,7 +8,7 @@ import { isVariantRecord, type RunSpec, type TrainingConfig } from "../experimen
 import { expandRuns, loadExperiment, type Overrides } from "../experiment/load.js"
 import { recordedDir, runPath } from "../experiment/run-path.js"
 import { repoRoot } from "../io/paths.js"
-import { objectiveProblems } from "../objective/spec.js"
+import { isExplicit, objectiveProblems } from "../objective/spec.js"
 import type { PruneVariant } from "./declare.js"
 import { methodModule } from "./methods/index.js"
 
@@ -62,7 +62,7 @@ export const expandPrune = (args: {
     if (Result.isFailure(loaded)) return { runs: [], problems: [at(["source", "experiment"], byRun ? loaded.failure.message : loaded.failure.problem)] }
     const finetune = p.finetune
     // Cross-entropy is left out, as for any run: absent, it keeps spec hashes unchanged.
-    const objective = finetune?.objective?.kind === "distill" ? finetune.objective : undefined
+    const objective = isExplicit(finetune?.objective) ? finetune?.objective : undefined
     const o = args.overrides
     const training: TrainingConfig = {
       ...args.training,

@@ -1,4 +1,5 @@
 import type { RunSpec } from "../experiment/define.js"
+import { isExplicit } from "../objective/spec.js"
 
 /** Fields whose change alters the trained weights; eval, checkpoint and sampling settings do not. */
 export const trainingIdentity = (run: RunSpec) => ({
@@ -11,6 +12,6 @@ export const trainingIdentity = (run: RunSpec) => ({
   optimizer: run.training.optimizer,
   ...(run.prune === undefined ? {} : { prune: run.prune }),
   // Absent for plain cross-entropy from scratch, so earlier runs keep their hashes.
-  ...(run.objective && run.objective.kind !== "cross-entropy" ? { objective: run.objective } : {}),
+  ...(isExplicit(run.objective) ? { objective: run.objective } : {}),
   ...(run.init ? { init: run.init } : {}),
 })

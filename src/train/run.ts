@@ -173,7 +173,7 @@ export const trainRun = (
     )
     const start = options.start
     const objective = yield* Effect.acquireRelease(
-      Effect.sync(() => trainingObjective(run, model, sources.teacher)),
+      Effect.sync(() => trainingObjective(run, model, sources.objective)),
       (o) => Effect.sync(() => o.dispose()),
     )
     // The objective's own tensors (hidden-state projections) train and checkpoint with the model's.

@@ -1,14 +1,13 @@
 import { Data, Effect, FileSystem, Option, Path } from "effect"
 import { formatPath } from "../../dsl/decode.js"
 import { canonicalJson, hashSpec } from "../../dsl/hash.js"
-import { posencModule } from "../../dsl/kinds/posenc/index.js"
-import { blocksOf, dimsOf } from "../../dsl/nodes.js"
+import { blocksOf } from "../../dsl/nodes.js"
 import { type NamedParam, paramTable } from "../../dsl/params.js"
 import type { RunSpec } from "../experiment/define.js"
 import { expandRuns, loadExperiment } from "../experiment/load.js"
-import { commandOf, recipeOf, type RunRef, runDirOf } from "../experiment/run-ref.js"
+import { commandOf, recipeOf, type RunRef, runDirOf, type SourceRole } from "../experiment/run-ref.js"
 import { sourceNameOf } from "../experiment/warm-start.js"
-import { objectiveProblems } from "../objective/spec.js"
+import { objectiveModule, objectiveProblems, objectiveSources } from "../objective/spec.js"
 import { loadCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
 
@@ -25,7 +24,6 @@ export class SourceError extends Data.TaggedError("SourceError")<{ readonly prob
   }
 }
 
-export type SourceRole = "teacher" | "warm-start source" | "pruning source"
 
 export interface SourceRun {
   readonly dir: string
@@ -38,7 +36,8 @@ export interface SourceRun {
 export interface Sources {
   /** The run with its sources' fingerprints filled in. */
   readonly run: RunSpec
-  readonly teacher?: SourceRun
+  /** The runs the objective reads (a teacher), in the order its description names them. */
+  readonly objective: ReadonlyArray<SourceRun>
   readonly warmStart?: SourceRun
 }
 
@@ -52,18 +51,9 @@ export const sourceSpecProblems = (run: RunSpec, role: SourceRole, source: RunSp
       `${name}: its tokenizer (${dir}/tokenizer.json, from training.data ${canonicalJson(source.training.data)}) is not this run's (training.data ${canonicalJson(run.training.data)}); both must use one tokenizer`,
     )
   const sourceBlocks = blocksOf(source.model.layers).length
-  if (role === "teacher" && run.objective?.kind === "distill") {
-    const spec = source.model
-    const covers = posencModule(spec.posenc).maxLength?.(spec.posenc, dimsOf(spec))
-    if (covers !== undefined && covers < run.model.context)
-      problems.push(`${name}: its position scheme (${spec.posenc.kind}) covers ${covers} positions, the student trains on sequences of ${run.model.context}`)
-    run.objective.hidden?.pairs.forEach(([, t], i) => {
-      if (t >= sourceBlocks) problems.push(`at ${formatPath(["objective", "hidden", "pairs", i, 1])}: teacher block ${t} does not exist; the teacher (${dir}) has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
-    })
-    const policy = spec.layers.policy
-    if (run.objective.hidden && policy)
-      problems.push(`at ${formatPath(["objective", "hidden"])}: hidden-state matching reads each block's output, which the teacher's ${policy.kind} policy (${dir}) does not give; distil the logits only`)
-  }
+  if (run.objective !== undefined && objectiveSources(run.objective).some((s) => s.role === role))
+    for (const i of objectiveModule(run.objective).checkSource(run.objective, run.model, source.model, dir))
+      problems.push(i.path.length === 0 ? `${name}: ${i.message}` : `at ${formatPath(["objective", ...i.path])}: ${i.message}`)
   if (role === "warm-start source" && run.init) {
     const blocks = run.init.blocks
     const missing = (blocks ?? []).filter((b) => b >= sourceBlocks)
@@ -129,21 +119,24 @@ const withFingerprint = (ref: RunRef, fingerprint: string): RunRef => ({ ...ref,
 /** Opens and checks the run's sources; fails with every problem before anything is written. */
 export const prepareSources = (run: RunSpec, data: RunData) =>
   Effect.gen(function* () {
-    const distill = run.objective?.kind === "distill" ? run.objective : undefined
-    const teacher = distill ? yield* openSource(distill.teacher, "teacher", data) : undefined
+    const named = objectiveSources(run.objective)
+    const objectiveRuns: SourceRun[] = []
+    for (const s of named) objectiveRuns.push(yield* openSource(s.ref, s.role, data))
     const warmStart = run.init ? yield* openSource(run.init.from, "warm-start source", data) : undefined
     const problems = [
       ...(run.objective ? objectiveProblems(run.objective, run.model, ["objective"]) : []),
-      ...(teacher ? sourceSpecProblems(run, "teacher", teacher.run, teacher.dir) : []),
+      ...objectiveRuns.flatMap((s, i) => sourceSpecProblems(run, named[i]!.role, s.run, s.dir)),
       ...(warmStart ? sourceSpecProblems(run, "warm-start source", warmStart.run, warmStart.dir) : []),
     ]
     if (problems.length > 0) return yield* new SourceError({ problem: problems.join("\n") })
     const resolved: RunSpec = {
       ...run,
-      ...(distill && teacher ? { objective: { ...distill, teacher: withFingerprint(distill.teacher, teacher.fingerprint) } } : {}),
+      ...(run.objective && objectiveRuns.length > 0
+        ? { objective: objectiveModule(run.objective).withSources(run.objective, named.map((s, i) => withFingerprint(s.ref, objectiveRuns[i]!.fingerprint))) }
+        : {}),
       ...(run.init && warmStart ? { init: { ...run.init, from: withFingerprint(run.init.from, warmStart.fingerprint) } } : {}),
     }
-    return { run: resolved, ...(teacher ? { teacher } : {}), ...(warmStart ? { warmStart } : {}) } satisfies Sources
+    return { run: resolved, objective: objectiveRuns, ...(warmStart ? { warmStart } : {}) } satisfies Sources
   })
 
 /** A warm start's source arrays under the student's parameter names. */
