@@ -11,7 +11,8 @@ import * as tf from "@tensorflow/tfjs"
 import { gpt2 } from "../dsl/index.js"
 import { selectBackend } from "../src/backend/select.js"
 import { peakMeter } from "../src/backend/peak-memory.js"
-import { adamw, experiment, tinystories } from "../src/experiment/define.js"
+import { experiment, tinystories } from "../src/experiment/define.js"
+import { adamw } from "../src/optimizer/spec.js"
 import type { RunSpec } from "../src/experiment/define.js"
 import { runAt } from "../src/experiment/run-ref.js"
 import { compile, initValues } from "../src/model/index.js"
@@ -19,7 +20,7 @@ import { trainingObjective } from "../src/objective/objective.js"
 import { distill } from "../src/objective/spec.js"
 import { Rng } from "../src/random/rng.js"
 import { AdamW } from "../src/train/adamw.js"
-import { constant } from "../src/train/schedule.js"
+import { constant } from "../src/schedule/index.js"
 
 const [VOCAB, CONTEXT, BATCH] = [4096, 256, 16]
 

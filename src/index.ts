@@ -1,5 +1,6 @@
 /** What experiment files import besides the model DSL. */
-export { adamw, experiment, tinystories, type Experiment } from "./experiment/define.js"
+export { experiment, tinystories, type Experiment } from "./experiment/define.js"
+export { adamw } from "./optimizer/spec.js"
 export { prune } from "./prune/declare.js"
 export {
   gradualMethod as gradual,
@@ -12,4 +13,4 @@ export { runAt, runOf } from "./experiment/run-ref.js"
 export { variant } from "./experiment/variant.js"
 export { fromRun } from "./experiment/warm-start.js"
 export { crossEntropy, distill } from "./objective/spec.js"
-export { constant, cosine } from "./train/schedule.js"
+export { constant, cosine } from "./schedule/index.js"

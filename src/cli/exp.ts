@@ -14,6 +14,7 @@ import { describeWarmStart } from "../experiment/warm-start.js"
 import { codeVersion } from "../io/code-version.js"
 import { runsFolder } from "../io/paths.js"
 import { describeObjective } from "../objective/spec.js"
+import { describeOptimizer } from "../optimizer/spec.js"
 import { methodModule } from "../prune/methods/index.js"
 import { trainOrPrune } from "../prune/run.js"
 import { checkSources } from "../prune/source.js"
@@ -92,7 +93,11 @@ export const command = Command.make(
         for (const r of runs) {
           const e = estimateTraining(r.model, r.training)
           const pruning = r.prune === undefined ? "" : `: ${methodModule(r.prune.method).label(r.prune.method)} of ${r.prune.source.dir}, whose model is`
-          const extras = [...(r.objective ? [`objective: ${describeObjective(r.objective)}`] : []), ...(r.init ? [`init: ${describeWarmStart(r.init)}`] : [])]
+          const extras = [
+            `optimizer: ${describeOptimizer(r.training.optimizer)}`,
+            ...(r.objective ? [`objective: ${describeObjective(r.objective)}`] : []),
+            ...(r.init ? [`init: ${describeWarmStart(r.init)}`] : []),
+          ]
           yield* Console.log(
             `${r.variant} (seed ${r.seed})${pruning}\n${[...extras, printSpec(r.model)].join("\n")}\nmemory: about ${formatBytes(e.totalBytes)} to train at batch ${r.training.batch} × context ${r.model.context} ` +
               `(weights ${formatBytes(e.weightBytes)}, AdamW ${formatBytes(e.optimizerBytes)}, gradients ${formatBytes(e.gradientBytes)}, activations ${formatBytes(e.activationBytes)})\n`,

@@ -1,9 +1,9 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
-import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js"
+import { NonNegativeInt, PositiveInt } from "../../dsl/fields.js"
 import type { PruneRecord, PruneVariant } from "../prune/declare.js"
 import { type Objective, ObjectiveSchema } from "../objective/spec.js"
-import { LrSchedule } from "../train/schedule.js"
+import { type OptimizerConfig, OptimizerSchema } from "../optimizer/spec.js"
 import { RunLabel, RunName, Seed } from "./names.js"
 import type { Variant } from "./variant.js"
 import { type WarmStart, WarmStartSchema } from "./warm-start.js"
@@ -27,19 +27,6 @@ export type DataConfig = typeof DataSchema.Type
 export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt }), Schema.Struct({ steps: NonNegativeInt })])
 export type Budget = typeof BudgetSchema.Type
 
-export const OptimizerSchema = Schema.Struct({
-  kind: Schema.Literal("adamw"),
-  lr: LrSchedule,
-  weightDecay: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
-  beta1: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1, exclusiveMaximum: true })),
-  beta2: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1, exclusiveMaximum: true })),
-  eps: PositiveNumber,
-  /** Global gradient-norm clip; 0 disables it. */
-  clip: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
-  /** Decay embeddings, norm gains and biases too (off by default, as in GPT-2/nanoGPT). */
-  decayAll: Schema.Boolean,
-})
-export type OptimizerConfig = typeof OptimizerSchema.Type
 
 export const SampleSchema = Schema.Struct({
   prompt: Schema.String,
@@ -85,23 +72,6 @@ export const tinystories = (o: { tokenizer: { bpe: number }; extra?: boolean }):
   extra: o.extra ?? false,
 })
 
-export const adamw = (o: {
-  lr: LrSchedule
-  weightDecay?: number
-  betas?: readonly [number, number]
-  eps?: number
-  clip?: number
-  decayAll?: boolean
-}): OptimizerConfig => ({
-  kind: "adamw",
-  lr: o.lr,
-  weightDecay: o.weightDecay ?? 0.1,
-  beta1: o.betas?.[0] ?? 0.9,
-  beta2: o.betas?.[1] ?? 0.95,
-  eps: o.eps ?? 1e-8,
-  clip: o.clip ?? 1,
-  decayAll: o.decayAll ?? false,
-})
 
 export interface ExperimentOptions {
   readonly description: string

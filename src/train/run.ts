@@ -23,12 +23,13 @@ import type { NamedParam } from "../../dsl/params.js"
 import { trainingObjective } from "../objective/objective.js"
 import { Rng } from "../random/rng.js"
 import { progressBar, type ProgressSink } from "../report/progress.js"
-import { AdamW, clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
+import { makeOptimizer } from "../optimizer/optimizer.js"
+import { clipByGlobalNorm, GradientAccumulator } from "./adamw.js"
 import { type CheckpointError, loadCheckpoint, saveCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
 import { type LedgerOptions, machineName, recordFinishedRun } from "../experiment/ledger.js"
 import { estimateTraining, type MemoryLimit, memoryProblem } from "./estimate.js"
-import { lrAt } from "./schedule.js"
+import { lrAt } from "../schedule/index.js"
 import { trainingIdentity } from "./identity.js"
 import { inspectTarget } from "./target.js"
 import { prepareSources, warmStartArrays } from "./sources.js"
@@ -180,16 +181,7 @@ export const trainRun = (
     const trainable: Params = { ...params, ...objective.params }
     const table = [...model.table, ...objective.table]
     const optimizer = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new AdamW(trainable as Record<string, tf.Variable>, {
-            beta1: t.optimizer.beta1,
-            beta2: t.optimizer.beta2,
-            eps: t.optimizer.eps,
-            weightDecay: t.optimizer.weightDecay,
-            decay: (name) => t.optimizer.decayAll || table.find((p) => p.name === name)!.decl.decay,
-          }),
-      ),
+      Effect.sync(() => makeOptimizer(t.optimizer, trainable as Record<string, tf.Variable>, (name) => table.find((p) => p.name === name)!.decl.decay)),
       (o) => Effect.sync(() => o.dispose()),
     )
 

@@ -3,7 +3,7 @@ import type { RunSpec } from "../../src/experiment/define.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
 import { tokenRunData } from "../../src/experiment/data.js"
 import { Rng } from "../../src/random/rng.js"
-import { constant, cosine } from "../../src/train/schedule.js"
+import { constant, cosine } from "../../src/schedule/index.js"
 import type { RunData } from "../../src/train/run-data.js"
 
 /** A character-level tokenizer over a 16-letter alphabet plus an end-of-text id. */

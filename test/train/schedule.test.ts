@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { LrSchedule, constant, cosine, lrAt } from "../../src/train/schedule.js"
+import { LrSchedule, constant, cosine, lrAt } from "../../src/schedule/index.js"
 
 describe("lrAt", () => {
   it("constant is the same at every step", () => {

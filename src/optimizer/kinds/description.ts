@@ -1,0 +1,22 @@
+import { Schema } from "effect"
+import { LrSchedule } from "../../schedule/index.js"
+
+/**
+ * What an optimiser says about itself, apart from how it computes (src/optimizer/compute/):
+ * its Schema (plain data in experiments and spec.json; every change of it changes the run's
+ * identity) and a label.
+ */
+export interface OptimizerDescription<O> {
+  readonly schema: Schema.Codec<O, any>
+  readonly label: (optimizer: O) => string
+}
+
+/** Fields every optimiser has: the learning-rate schedule, gradient clipping, and which parameters decay. */
+export const commonFields = {
+  lr: LrSchedule,
+  weightDecay: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  /** Global gradient-norm clip; 0 disables it. */
+  clip: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  /** Decay embeddings, norm gains and biases too (off by default, as in GPT-2/nanoGPT). */
+  decayAll: Schema.Boolean,
+}
