@@ -42,8 +42,8 @@ export const main = async (argv: string[]): Promise<void> => {
   const warmup = Number(flag(argv, "--warmup") ?? 1)
   const choice = await selectBackend(flag(argv, "--backend"))
 
-  const teacherSpec = gpt2({ vocab: VOCAB, width: 256, context: CONTEXT, layers: 4, heads: 4 })
-  const studentSpec = gpt2({ vocab: VOCAB, width: 128, context: CONTEXT, layers: 4, heads: 4 })
+  const teacherSpec = gpt2({ vocab: VOCAB, width: 256, context: CONTEXT, layers: 4, heads: 4, activation: "relu" })
+  const studentSpec = gpt2({ vocab: VOCAB, width: 128, context: CONTEXT, layers: 4, heads: 4, activation: "relu" })
   const training = experiment({ description: "", models: studentSpec, data: tinystories({ tokenizer: { bpe: VOCAB } }), budget: { steps: 1 }, optimizer: adamw({ lr: constant(1e-3) }) }).training
   const run = (model: typeof studentSpec, extra: Partial<RunSpec> = {}): RunSpec => ({ format: 1, experiment: "bench", variant: "bench", seed: 1, model, training, ...extra })
   const teacherModel = compile(teacherSpec)

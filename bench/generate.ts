@@ -33,7 +33,7 @@ import { buildPeer, runDriver, runStock } from "./llama2c.js"
 const SEED = 1
 
 const models: Record<string, (vocab: number) => DecoderSpec> = {
-  base: (vocab) => gpt2({ vocab, width: 256, context: 256, layers: 4, heads: 4 }),
+  base: (vocab) => gpt2({ vocab, width: 256, context: 256, layers: 4, heads: 4, activation: "relu" }),
   stories15m: (vocab) => llama({ vocab, width: 288, context: 256, layers: 6, heads: 6 }),
 }
 

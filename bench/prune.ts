@@ -31,7 +31,7 @@ const flag = (argv: string[], name: string): string | undefined => {
 }
 const flags = (argv: string[], name: string): string[] => argv.flatMap((a, i) => (a === name && argv[i + 1] !== undefined ? [argv[i + 1]!] : []))
 
-const configR = gpt2({ vocab: 4096, width: 256, context: CONTEXT, layers: 4, heads: 4 })
+const configR = gpt2({ vocab: 4096, width: 256, context: CONTEXT, layers: 4, heads: 4, activation: "relu" })
 const sized = (heads: number, headDim: number, hidden: number): DecoderSpec =>
   decoder({
     vocab: 4096,

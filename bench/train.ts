@@ -29,7 +29,7 @@ export const main = async (argv: string[]): Promise<void> => {
   const choice = await selectBackend(flag(argv, "--backend"))
 
   const { vocab, width, layers, heads, context, batch } = CONFIG
-  const model = compile(gpt2({ vocab, width, context, layers, heads }))
+  const model = compile(gpt2({ vocab, width, context, layers, heads, activation: "relu" }))
   const { step } = trainingSteps(model, batch)
 
   for (let i = 0; i < warmup; i++) step()

@@ -43,15 +43,15 @@ export interface Gpt2Options {
   readonly context: number
   readonly layers: number
   readonly heads: number
-  /** GPT-2 uses GELU; the research plan's seed uses ReLU. */
-  readonly activation?: "relu" | "gelu"
+  /** GPT-2's is GELU's tanh approximation (the default); the research plan's base decoder uses ReLU. */
+  readonly activation?: "relu" | "gelu" | "gelu-tanh"
   readonly tied?: boolean
 }
 
 /**
- * The base decoder (Radford et al. 2019): learned absolute positions, pre-LayerNorm blocks
- * of causal multi-head attention and a 4×-wide FFN, biases, a final LayerNorm and an LM
- * head tied to the embedding.
+ * GPT-2's decoder (Radford et al. 2019): learned absolute positions, pre-LayerNorm blocks
+ * of causal multi-head attention and a 4×-wide GELU-tanh FFN, biases, a final LayerNorm and
+ * an LM head tied to the embedding. Without dropout (GPT-2 trained with 0.1).
  */
 export const gpt2 = (o: Gpt2Options): DecoderSpec =>
   decoder({
@@ -63,6 +63,6 @@ export const gpt2 = (o: Gpt2Options): DecoderSpec =>
     tied: o.tied ?? true,
     layers: depth(
       o.layers,
-      block({ attention: attention("full", { heads: o.heads }), ffn: ffn(o.activation ?? "relu", { mult: 4 }), norm: norm("layer") }),
+      block({ attention: attention("full", { heads: o.heads }), ffn: ffn(o.activation ?? "gelu-tanh", { mult: 4 }), norm: norm("layer") }),
     ),
   })

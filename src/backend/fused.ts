@@ -9,7 +9,8 @@ const available = (kernelName: string): boolean => tf.getKernel(kernelName, tf.g
 
 /**
  * FFN activations: one pass forward, one pass backward (dy·f′(x)), and only x kept in
- * between (composed, the erf GELU of the ablation model kept about 96 MiB per layer).
+ * between (composed, the erf GELU of the ablation model kept about 96 MiB per layer). The
+ * backend that has the kernel registers its gradient (src/backend/native/register.ts).
  */
 export const FUSED_ACTIVATION = "FusedActivation"
 export const FUSED_ACTIVATION_GRAD = "FusedActivationGrad"
@@ -17,14 +18,6 @@ export const FUSED_ACTIVATION_GRAD = "FusedActivationGrad"
 /** The kernels' op codes (native/kernels.h ActOp). */
 export const FUSED_OPS = { gelu: 0, "gelu-tanh": 1, swish: 2 } as const
 export type FusedOp = keyof typeof FUSED_OPS
-
-tf.registerGradient({
-  kernelName: FUSED_ACTIVATION,
-  inputsToSave: ["x"],
-  gradFunc: (dy, saved, attrs) => ({
-    x: () => tf.engine().runKernel(FUSED_ACTIVATION_GRAD, { x: saved[0]!, dy: dy as tf.Tensor }, attrs) as tf.Tensor,
-  }),
-})
 
 /** f(x) by the current backend's fused kernel, or undefined where it has none (compose the ops then). */
 export const fusedActivation = (op: FusedOp, x: tf.Tensor, alpha = 0): tf.Tensor | undefined =>

@@ -12,7 +12,7 @@ const native = describeNative
 
 /** A small base decoder: the same kinds as config R (learned positions, LayerNorm, ReLU FFN, tied head). */
 const small = (vocab: number, width: number, layers: number, heads: number, context: number): Model =>
-  compile(gpt2({ vocab, width, context, layers, heads }))
+  compile(gpt2({ vocab, width, context, layers, heads, activation: "relu" }))
 
 const normalArray = (rng: Rng, n: number, std: number): Float32Array => {
   const out = new Float32Array(n)

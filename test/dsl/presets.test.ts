@@ -42,11 +42,22 @@ describe("llama preset", () => {
 })
 
 describe("gpt2 preset", () => {
-  it("builds the base decoder of experiments/base.ts", async () => {
+  const spec = gpt2({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4 })
+
+  it("is GPT-2's model: GELU-tanh, learned positions, pre-LayerNorm (eps 1e-5), a 4×-wide FFN, biases and a tied head", () => {
+    expect(spec.posenc).toEqual({ op: "posenc", kind: "learned" })
+    expect(spec.norm).toEqual({ op: "norm", kind: "layer", eps: 1e-5, bias: true })
+    expect(spec.tied).toBe(true)
+    const [attn, mlp] = (spec.layers as DepthSpec).block.layers.map((l) => (l.op === "residual" ? l.body : []))
+    expect(attn!.map((l) => (l.op === "norm" ? l.kind : l.op === "attention" && `${l.kind} bias=${l.bias}`))).toEqual(["layer", "full bias=true"])
+    expect(mlp!.map((l) => (l.op === "norm" ? l.kind : l.op === "ffn" && `${l.activation.kind} ×${l.mult} bias=${l.bias}`))).toEqual(["layer", "gelu-tanh ×4 bias=true"])
+  })
+
+  it("with ReLU builds the base decoder of experiments/base.ts", async () => {
     const { baseModel } = await import("../../experiments/base.js")
-    const preset = gpt2({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4 })
-    expect(diffSpecs(preset, baseModel)).toEqual([])
-    expect(hashSpec(preset)).toBe(hashSpec(baseModel))
-    expect(diffSpecs(gpt2({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4, activation: "gelu" }), baseModel)).toHaveLength(1)
+    const relu = gpt2({ vocab: 4096, width: 256, context: 256, layers: 4, heads: 4, activation: "relu" })
+    expect(diffSpecs(relu, baseModel)).toEqual([])
+    expect(hashSpec(relu)).toBe(hashSpec(baseModel))
+    expect(diffSpecs(spec, baseModel)).toHaveLength(1)
   })
 })

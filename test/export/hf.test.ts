@@ -48,7 +48,7 @@ const exported = (spec: DecoderSpec, seed: number) => {
 
 describe("hf export: GPT2LMHeadModel", () => {
   const cases: Array<[string, DecoderSpec, string]> = [
-    ["the base decoder (ReLU, tied)", gpt2(base), "relu"],
+    ["the base decoder (ReLU, tied)", gpt2({ ...base, activation: "relu" }), "relu"],
     ["GELU-tanh, untied, no attention or LayerNorm biases", learned({ act: "gelu-tanh", tied: false, attnBias: false, lnBias: false }), "gelu_new"],
     ["exact GELU", learned({ act: "gelu", tied: true, attnBias: true, lnBias: true }), "gelu"],
     ["SiLU (swish β=1)", learned({ act: activation("swish"), tied: false, attnBias: true, lnBias: true }), "silu"],

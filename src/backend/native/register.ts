@@ -3,7 +3,7 @@ import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu"
 import type { NativeAddon } from "./addon.js"
 import { NativeBackend, type NativeOptions } from "./backend.js"
 import type { Fallback, NativeKernelEntry } from "./kernel.js"
-import { fusedKernels } from "./kernels/fused.js"
+import { fusedGradients, fusedKernels } from "./kernels/fused.js"
 import { binaryKernels } from "./kernels/binary.js"
 import { compareKernels } from "./kernels/compare.js"
 import { indexingKernels } from "./kernels/indexing.js"
@@ -51,7 +51,9 @@ export const optionsFromEnv = (env: NodeJS.ProcessEnv = process.env, bf16Native 
 
 /**
  * Registers the `native` backend: every stock cpu kernel, with the hot ones replaced by
- * native code that falls back to the stock kernel for inputs it does not cover.
+ * native code that falls back to the stock kernel for inputs it does not cover, and the
+ * fused kernels with their gradients. Once per process (the guard below), so no gradient is
+ * registered twice (tfjs replaces it, warning only in debug mode).
  */
 export const registerNative = (addon: NativeAddon, options: NativeOptions): void => {
   if (tf.findBackendFactory(NATIVE_BACKEND) !== null) return
@@ -76,4 +78,5 @@ export const registerNative = (addon: NativeAddon, options: NativeOptions): void
   }
   for (const { kernelName, kernelFunc } of fusedKernels)
     tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc })
+  for (const config of fusedGradients) tf.registerGradient(config)
 }

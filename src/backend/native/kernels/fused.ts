@@ -1,4 +1,4 @@
-import type * as tf from "@tensorflow/tfjs"
+import * as tf from "@tensorflow/tfjs"
 import {
   ADAMW_UPDATE,
   FUSED_ACTIVATION,
@@ -155,3 +155,18 @@ export const fusedKernels = [
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
 ] as const
+
+/**
+ * Gradients of the fused kernels that autodiff sees as ops (the others run inside a custom
+ * gradient): registered with the kernels, since tfjs keeps one gradient per kernel name for
+ * every backend.
+ */
+export const fusedGradients: readonly tf.GradConfig[] = [
+  {
+    kernelName: FUSED_ACTIVATION,
+    inputsToSave: ["x"],
+    gradFunc: (dy, saved, attrs) => ({
+      x: () => tf.engine().runKernel(FUSED_ACTIVATION_GRAD, { x: saved[0]!, dy: dy as tf.Tensor }, attrs) as tf.Tensor,
+    }),
+  },
+]
