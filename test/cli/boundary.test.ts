@@ -2,7 +2,7 @@ import { Effect, Exit } from "effect"
 import { CliError } from "effect/cli"
 import { describe, expect, it } from "vitest"
 import { outcome, UsageError } from "../../src/cli/boundary.js"
-import { RunError } from "../../src/train/run.js"
+import { RunError } from "../../src/train/run-options.js"
 import { located } from "../../src/errors/unexpected.js"
 
 /** The boundary's verdict on how a command ended: exit code and the one message on stderr. */

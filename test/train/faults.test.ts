@@ -1,13 +1,14 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Console, Effect, Exit, Layer, type FileSystem } from "effect"
-import { appendFileSync, mkdtempSync, readFileSync, statSync, truncateSync } from "node:fs"
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { outcome } from "../../src/cli/boundary.js"
 import { ProgressSink } from "../../src/report/progress.js"
-import { type RunOptions, trainRun } from "../../src/train/run.js"
+import { trainRun } from "../../src/train/run.js"
+import type { RunOptions } from "../../src/train/run-options.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { fullDiskAfter } from "./full-disk.js"
@@ -78,9 +79,11 @@ describe("faults during a run", { timeout: 120_000 }, () => {
     expect(rows(out)).toEqual(rows(straight))
   })
 
-  it("reports a torn line of a finished run and keeps the rows it can read", async () => {
+  it("reports a torn line on resume and keeps the rows it can read", async () => {
     const out = tmp()
     expect(Exit.isSuccess(await runIn(run, syntheticData(), out))).toBe(true)
+    // Unfinished at its last checkpoint (killed before its summary was written), so it resumes there.
+    rmSync(join(out, "summary.json"))
     const metrics = join(out, "metrics.jsonl")
     truncateSync(metrics, statSync(metrics).size - 40)
     messages.length = 0

@@ -1,0 +1,76 @@
+import * as tf from "@tensorflow/tfjs"
+import { Schema } from "effect"
+import { describe, expect, it } from "vitest"
+import { makeOptimizer } from "../../src/optimizer/optimizer.js"
+import { type OptimizerOf, type OptimizerTag, OptimizerSchema, optimizers } from "../../src/optimizer/spec.js"
+import { constant, cosine, LrSchedule, lrAt, schedules } from "../../src/schedule/index.js"
+
+/**
+ * Every optimiser and schedule in the registries, looped over: an entry added to a registry
+ * must give an example here (the records are typed by the registry's tags) and is then held
+ * to what the run relies on.
+ */
+const optimizerExamples: { readonly [K in OptimizerTag]: OptimizerOf<K> } = {
+  adamw: optimizers.adamw.make({ lr: constant(1e-2), weightDecay: 0.1 }),
+}
+
+const scheduleExamples: { readonly [K in keyof typeof schedules]: LrSchedule } = {
+  constant: constant(3e-3),
+  cosine: cosine({ peak: 3e-3, warmup: 3, floor: 3e-4 }),
+}
+
+const roundTrips = <A>(schema: Schema.Codec<A, any>, value: A) => expect(Schema.decodeUnknownSync(schema)(JSON.parse(JSON.stringify(Schema.encodeSync(schema)(value))))).toEqual(value)
+
+describe.each(Object.keys(optimizers) as OptimizerTag[])("optimiser %s", (tag) => {
+  const config = optimizerExamples[tag]
+
+  it("is plain data that a spec.json carries and decodes back", () => roundTrips(OptimizerSchema, config))
+
+  it("restores from its exported state bit for bit: a resumed run takes the same steps as an uninterrupted one", () => {
+    const before = tf.memory().numTensors
+    const start = [0.5, -1, 2, 0.25]
+    const grads = [[0.1, -0.2, 0.3, 0.05], [-0.4, 0.1, 0.2, 0.3], [0.2, 0.2, -0.1, 0.0]]
+    const variable = (values: ArrayLike<number>) => tf.tidy(() => tf.variable(tf.tensor1d(Array.from(values))))
+    const make = () => ({ w: variable(start), b: variable([0, 1]) })
+    const steps = (params: Record<string, tf.Variable>, opt: ReturnType<typeof makeOptimizer>, from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const g = { w: tf.tensor1d(grads[i]!), b: tf.tensor1d([0.1 * i, -0.1]) }
+        opt.update(g, lrAt(config.lr, i + 1, grads.length))
+        tf.dispose(Object.values(g))
+      }
+    }
+    const decays = (name: string) => name === "w"
+    const straight = make()
+    const a = makeOptimizer(config, straight, decays)
+    steps(straight, a, 0, 3)
+    const first = make()
+    const b = makeOptimizer(config, first, decays)
+    steps(first, b, 0, 1)
+    const state = b.exportState()
+    const resumed = { w: variable(first.w.dataSync()), b: variable(first.b.dataSync()) }
+    const c = makeOptimizer(config, resumed, decays)
+    c.importState({ step: state.step, moments: state.moments })
+    steps(resumed, c, 1, 3)
+    expect(Array.from(resumed.w.dataSync())).toEqual(Array.from(straight.w.dataSync()))
+    expect(Array.from(resumed.b.dataSync())).toEqual(Array.from(straight.b.dataSync()))
+    // It did move the weights.
+    expect(Array.from(straight.w.dataSync())).not.toEqual(start)
+    for (const o of [a, b, c]) o.dispose()
+    tf.dispose([...Object.values(straight), ...Object.values(first), ...Object.values(resumed)])
+    expect(tf.memory().numTensors).toBe(before)
+  })
+})
+
+describe.each(Object.keys(schedules) as Array<keyof typeof schedules>)("schedule %s", (tag) => {
+  const schedule = scheduleExamples[tag]
+
+  it("is plain data that a spec.json carries and decodes back", () => roundTrips(LrSchedule, schedule))
+
+  it("gives a finite, non-negative rate at every update of a run", () => {
+    for (const total of [1, 7, 100])
+      for (let step = 0; step <= total + 1; step++) {
+        const lr = lrAt(schedule, step, total)
+        expect(Number.isFinite(lr) && lr >= 0, `${tag} at ${step}/${total}: ${lr}`).toBe(true)
+      }
+  })
+})
