@@ -19,7 +19,7 @@ import { compile, initValues } from "../src/model/index.js"
 import { trainingObjective } from "../src/objective/objective.js"
 import { distill } from "../src/objective/spec.js"
 import { Rng } from "../src/random/rng.js"
-import { AdamW } from "../src/train/adamw.js"
+import { AdamW } from "../src/optimizer/adamw.js"
 import { constant } from "../src/schedule/index.js"
 
 const [VOCAB, CONTEXT, BATCH] = [4096, 256, 16]

@@ -5,7 +5,7 @@ import { chooseBackend } from "../backend/select.js"
 import { located } from "../errors/unexpected.js"
 import { evaluateRun } from "../eval/evaluate-run.js"
 import { openRun } from "../experiment/run-dir.js"
-import { progressBar } from "../report/progress.js"
+import { progressBar } from "../io/progress.js"
 import { runCommand } from "./boundary.js"
 import { backendFlag, intFlag } from "./flags.js"
 

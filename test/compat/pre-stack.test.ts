@@ -12,7 +12,7 @@ import { loadRunData } from "../../src/experiment/data.js"
 import { expandRuns, loadExperiment } from "../../src/experiment/load.js"
 import { openRun } from "../../src/experiment/run-dir.js"
 import { Rng } from "../../src/random/rng.js"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 import { trainRun } from "../../src/train/run.js"
 
 /**

@@ -9,7 +9,7 @@ import { attention, block, decoder, depth, ffn, llama, paramCounts, posenc, type
 import { tokenRunData } from "../../src/experiment/data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { Rng } from "../../src/random/rng.js"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 import { estimateTraining, memoryProblem } from "../../src/train/estimate.js"
 import { trainRun } from "../../src/train/run.js"
 import { describeNative } from "../backend/native-suite.js"

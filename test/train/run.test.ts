@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 import { dropoutSeed, type RunOptions, trainRun } from "../../src/train/run.js"
 import type { RunData } from "../../src/train/run-data.js"
 import type { RunSpec } from "../../src/experiment/define.js"

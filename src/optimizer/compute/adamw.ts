@@ -1,4 +1,4 @@
-import { AdamW } from "../../train/adamw.js"
+import { AdamW } from "../adamw.js"
 import type { AdamWOptions } from "../kinds/adamw.js"
 import type { OptimizerCompute } from "./compute.js"
 
