@@ -1,6 +1,6 @@
 import { Schema } from "effect"
-import { PositiveNumber } from "../../../dsl/fields.js"
-import { describeSchedule, type LrSchedule } from "../../schedule/index.js"
+import { PositiveNumber } from "../../../../dsl/fields.js"
+import { describeSchedule, type LrSchedule } from "../../../schedule/index.js"
 import { commonFields, type OptimizerDescription } from "./description.js"
 
 const Unit = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1, exclusiveMaximum: true }))

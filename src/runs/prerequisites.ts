@@ -11,10 +11,10 @@ import type { PruneError } from "../prune/source.js"
 import type { RunError, RunOptions } from "../train/run.js"
 import { sourceSpecProblems } from "../train/sources.js"
 import { loadRunData } from "./data.js"
-import { type RunSpec, withTokenizerVocab } from "./define.js"
-import { type ExperimentError, expandRuns, loadExperiment } from "./load.js"
-import { runSources } from "./readers.js"
-import { commandOf, recipeOf, type RunRef, runDirOf, type SourceRole } from "./run-ref.js"
+import { type RunSpec, withTokenizerVocab } from "../experiment/define.js"
+import { type ExperimentError, expandRuns, loadExperiment } from "../experiment/load.js"
+import { runSources } from "../experiment/readers.js"
+import { commandOf, recipeOf, type RunRef, runDirOf, type SourceRole } from "../experiment/run-ref.js"
 
 /**
  * The runs an experiment's runs read (distillation teachers, warm-start sources, the runs
