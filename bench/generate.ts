@@ -27,7 +27,7 @@ import { llama2cIds, toLlama2c } from "../src/export/llama2c.js"
 import { compile, DecodeCache, type Model } from "../src/model/index.js"
 import { initValues } from "../src/model/init.js"
 import { Rng } from "../src/random/rng.js"
-import { ProgressSink } from "../src/report/progress.js"
+import { ProgressSink } from "../src/io/progress.js"
 import { buildPeer, runDriver, runStock } from "./llama2c.js"
 
 const SEED = 1

@@ -20,7 +20,7 @@ import { selectBackend } from "../src/backend/select.js"
 import { generate } from "../src/eval/generate.js"
 import { compile, type Model } from "../src/model/index.js"
 import { Rng } from "../src/random/rng.js"
-import { AdamW } from "../src/train/adamw.js"
+import { AdamW } from "../src/optimizer/adamw.js"
 
 const BATCH = 16
 const CONTEXT = 256

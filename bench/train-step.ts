@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import type { Model } from "../src/model/index.js"
 import { Rng } from "../src/random/rng.js"
-import { AdamW } from "../src/train/adamw.js"
+import { AdamW } from "../src/optimizer/adamw.js"
 
 /**
  * One AdamW training step of a model on seeded random tokens, as the benchmarks time it;

@@ -1,5 +1,5 @@
 import { keepBlocks, override } from "../dsl/index.js"
-import type { Objective } from "../src/objective/spec.js"
+import type { Objective } from "../src/experiment/objective/spec.js"
 import { adamw, cosine, distill, experiment, fromRun, neurons, prune, runOf, tinystories, variant } from "../src/index.js"
 import { baseModel } from "./base.js"
 

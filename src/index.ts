@@ -1,16 +1,16 @@
 /** What experiment files import besides the model DSL. */
 export { experiment, tinystories, type Experiment } from "./experiment/define.js"
-export { adamw } from "./optimizer/spec.js"
-export { prune } from "./prune/declare.js"
+export { adamw } from "./experiment/optimizer/spec.js"
+export { prune } from "./experiment/prune/declare.js"
 export {
   gradualMethod as gradual,
   headsMethod as heads,
   magnitudeMethod as magnitude,
   neuronsMethod as neurons,
   wandaMethod as wanda,
-} from "./prune/methods/index.js"
+} from "./experiment/prune/methods/index.js"
 export { runAt, runOf } from "./experiment/run-ref.js"
 export { variant } from "./experiment/variant.js"
 export { fromRun } from "./experiment/warm-start.js"
-export { crossEntropy, distill } from "./objective/spec.js"
+export { crossEntropy, distill } from "./experiment/objective/spec.js"
 export { constant, cosine } from "./schedule/index.js"

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
-import { KvBuffer } from "../model/kv-buffer.js"
+import { KvBuffer } from "./kv-buffer.js"
 
 /** What every attention kind shares: the Q/K/V and output projections, heads, the decoding cache. */
 

@@ -105,7 +105,7 @@ export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: bo
 }
 
 /**
- * One AdamW step of a parameter (src/train/adamw.ts gives the formula): p, g, m, v in,
+ * One AdamW step of a parameter (src/optimizer/adamw.ts gives the formula): p, g, m, v in,
  * [p′, m′, v′] out, in one pass where the composed update makes about fourteen. The scalars
  * are [β1, 1 − β1, β2, 1 − β2, 1 − lr·wd, √(1 − β2ᵗ), ε, lr/(1 − β1ᵗ)], used as float32 like
  * the composed update's scalar tensors, so both give the same bits.

@@ -4,7 +4,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Cause, Data, Effect, Exit, Layer } from "effect"
 import { CliError, CliOutput, Command } from "effect/cli"
 import { describeWhere, Unexpected } from "../errors/unexpected.js"
-import { ProgressSink } from "../report/progress.js"
+import { ProgressSink } from "../io/progress.js"
 import { watchParent } from "./parent-watch.js"
 
 /**

@@ -1,7 +1,7 @@
 import { Console, Effect, FileSystem, Option, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { chooseBackend } from "../backend/select.js"
-import { ledgerDir, readLedger } from "../experiment/ledger.js"
+import { ledgerDir, readLedger } from "../train/ledger.js"
 import { variantOrder } from "../experiment/load.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { runsFolder } from "../io/paths.js"

@@ -1,7 +1,7 @@
 import { Console, Data, Effect, FileSystem, Path } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { variantOrder } from "../experiment/load.js"
-import { ledgerDir, readLedger, unrecordedRuns } from "../experiment/ledger.js"
+import { ledgerDir, readLedger, unrecordedRuns } from "../train/ledger.js"
 import { runsFolder } from "../io/paths.js"
 import { ledgerHeader, ledgerRows, now } from "../report/ledger-view.js"
 import { markdownTable, resultOf, resultsTable } from "../report/results.js"

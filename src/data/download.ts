@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs"
 import { mkdir, open, rename, rm, stat } from "node:fs/promises"
 import { basename, dirname } from "node:path"
 import { Effect } from "effect"
-import { type ProgressBar, progressBar, type ProgressSink } from "../report/progress.js"
+import { type ProgressBar, progressBar, type ProgressSink } from "../io/progress.js"
 import { DownloadError } from "./errors.js"
 
 export const HF_DATASET_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main"

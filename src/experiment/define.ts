@@ -1,9 +1,9 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { NonNegativeInt, PositiveInt } from "../../dsl/fields.js"
-import type { PruneRecord, PruneVariant } from "../prune/declare.js"
-import { type Objective, ObjectiveSchema } from "../objective/spec.js"
-import { type OptimizerConfig, OptimizerSchema } from "../optimizer/spec.js"
+import type { PruneRecord, PruneVariant } from "./prune/declare.js"
+import { type Objective, ObjectiveSchema } from "./objective/spec.js"
+import { type OptimizerConfig, OptimizerSchema } from "./optimizer/spec.js"
 import { RunLabel, RunName, Seed } from "./names.js"
 import type { Variant } from "./variant.js"
 import { type WarmStart, WarmStartSchema } from "./warm-start.js"
@@ -53,7 +53,7 @@ export const TrainingSchema = Schema.Struct({
 })
 export type TrainingConfig = typeof TrainingSchema.Type
 
-/** A variant: a model trained from scratch, or a trained run pruned (src/prune/declare.ts). */
+/** A variant: a model trained from scratch, or a trained run pruned (src/experiment/prune/declare.ts). */
 export type VariantModel = DecoderSpec | PruneVariant | Variant
 
 export interface Experiment {

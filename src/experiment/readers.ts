@@ -1,6 +1,6 @@
 import { realpathSync } from "node:fs"
 import { resolve } from "node:path"
-import { objectiveSources } from "../objective/spec.js"
+import { objectiveSources } from "./objective/spec.js"
 import type { RunSpec } from "./define.js"
 import { type RunRef, runDirOf, type SourceRole } from "./run-ref.js"
 import { resolveRecordedDir } from "./run-path.js"

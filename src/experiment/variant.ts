@@ -1,5 +1,5 @@
 import type { DecoderSpec } from "../../dsl/nodes.js"
-import type { Objective } from "../objective/spec.js"
+import type { Objective } from "./objective/spec.js"
 import type { WarmStart } from "./warm-start.js"
 
 /**

@@ -1,6 +1,6 @@
 import { Data, Effect, Path } from "effect"
 import { formatPath, policyModule, withPolicy } from "../../dsl/index.js"
-import { openRun } from "../experiment/run-dir.js"
+import { openRun } from "../runs/run-dir.js"
 import { replaceDirectory } from "../io/atomic-directory.js"
 import { refuseWhileTraining } from "../io/run-lock.js"
 import type { Exported, ExportNote } from "./exported.js"

@@ -1,6 +1,6 @@
 import type * as tf from "@tensorflow/tfjs"
 import type { Dims } from "../../dsl/kind.js"
-import type { KvBuffer } from "./kv-buffer.js"
+import type { KvBuffer } from "../attention/kv-buffer.js"
 
 /**
  * How each kind computes, in tfjs. What a kind is (schema, checks, parameter shapes, FLOPs,

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
-import type { HiddenMatch } from "./spec.js"
+import type { HiddenMatch } from "../experiment/objective/spec.js"
 
 /**
  * Hidden-state matching (as in TinyBERT and MiniLM's layer losses): the student's block output

@@ -4,10 +4,10 @@ import type { SourceRun } from "../train/sources.js"
 import type { ObjectiveCompute, TrainingObjective } from "./compute/compute.js"
 import { crossEntropy } from "./compute/cross-entropy.js"
 import { distill } from "./compute/distill.js"
-import { crossEntropyObjective } from "./kinds/cross-entropy.js"
-import { type Objective, type ObjectiveOf, type ObjectiveTag } from "./spec.js"
+import { crossEntropyObjective } from "../experiment/objective/kinds/cross-entropy.js"
+import { type Objective, type ObjectiveOf, type ObjectiveTag } from "../experiment/objective/spec.js"
 
-/** How each objective computes, by the tags of its description (src/objective/spec.ts): a described objective without one does not compile. */
+/** How each objective computes, by the tags of its description (src/experiment/objective/spec.ts): a described objective without one does not compile. */
 const computations: { readonly [K in ObjectiveTag]: ObjectiveCompute<ObjectiveOf<K>> } = {
   "cross-entropy": crossEntropy,
   distill,

@@ -1,9 +1,9 @@
 import type * as tf from "@tensorflow/tfjs"
 import { adamw } from "./compute/adamw.js"
 import type { Optimizer, OptimizerCompute } from "./compute/compute.js"
-import type { OptimizerConfig, OptimizerOf, OptimizerTag } from "./spec.js"
+import type { OptimizerConfig, OptimizerOf, OptimizerTag } from "../experiment/optimizer/spec.js"
 
-/** How each optimiser computes, by the tags of its description (src/optimizer/spec.ts): a described optimiser without one does not compile. */
+/** How each optimiser computes, by the tags of its description (src/experiment/optimizer/spec.ts): a described optimiser without one does not compile. */
 const computations: { readonly [K in OptimizerTag]: OptimizerCompute<OptimizerOf<K>> } = {
   adamw,
 }

@@ -3,7 +3,7 @@ import { ffnHidden } from "../../dsl/ffn.js"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import type { HostBatch } from "../eval/evaluate.js"
 import type { Batch, Model, ParamValues } from "../model/compile.js"
-import { attentionUnits, ffnUnits } from "./units.js"
+import { attentionUnits, ffnUnits } from "../experiment/prune/units.js"
 
 /**
  * Scores measured on calibration batches: the gradient of the loss with respect to a

@@ -3,7 +3,7 @@ import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import type { TensorArrays } from "../train/checkpoint.js"
-import { attentionUnits, ffnUnits, mapLeaves } from "./units.js"
+import { attentionUnits, ffnUnits, mapLeaves } from "../experiment/prune/units.js"
 
 /**
  * Structured pruning made real: the model with only the kept heads and FFN neurons, as a

@@ -8,7 +8,7 @@ import { compile } from "../model/compile.js"
 import type { Params } from "../model/init.js"
 import { Rng } from "../random/rng.js"
 import type { LockError } from "../io/run-lock.js"
-import type { ProgressSink } from "../report/progress.js"
+import type { ProgressSink } from "../io/progress.js"
 import { type CheckpointError, loadCheckpoint } from "../train/checkpoint.js"
 import { trainRun } from "../train/run.js"
 import type { RunError, RunOptions } from "../train/run-options.js"
@@ -17,9 +17,9 @@ import { totalSteps } from "../experiment/define.js"
 import type { RunData } from "../train/run-data.js"
 import type { Pruned } from "./compute/compute.js"
 import { runMethod } from "./compute/index.js"
-import type { PruneRecord } from "./declare.js"
+import type { PruneRecord } from "../experiment/prune/declare.js"
 import { maskKeeper } from "./masks.js"
-import { methodModule } from "./methods/index.js"
+import { methodModule } from "../experiment/prune/methods/index.js"
 import { hasFinetune, identityProblem, inspectSource, PruneError, type FinishedSource, unfinishedProblem } from "./source.js"
 
 /**
@@ -35,7 +35,7 @@ type Failure = RunError | CheckpointError | LockError | PruneError
 export const trainOrPrune = (run: RunSpec, data: RunData, options: RunOptions): Effect.Effect<Summary, Failure, Requirements> =>
   run.prune === undefined ? trainRun(run, data, options) : prunedRun(run, run.prune, data, options)
 
-/** The source, finished (`npm run exp` trains a missing one first: experiment/prerequisites.ts). */
+/** The source, finished (`npm run exp` trains a missing one first: runs/prerequisites.ts). */
 const finishedSource = (record: PruneRecord): Effect.Effect<FinishedSource, PruneError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     const state = yield* inspectSource(resolveRecordedDir(record.source.dir))

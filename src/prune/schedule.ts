@@ -1,4 +1,4 @@
-import type { Gradual } from "./methods/gradual.js"
+import type { Gradual } from "../experiment/prune/methods/gradual.js"
 
 /**
  * Zhu & Gupta's cubic sparsity schedule over a fine-tune of `steps` optimiser steps:

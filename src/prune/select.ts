@@ -1,5 +1,5 @@
-import type { Remove } from "./methods/structured.js"
-import { removedOf } from "./methods/structured.js"
+import type { Remove } from "../experiment/prune/methods/structured.js"
+import { removedOf } from "../experiment/prune/methods/structured.js"
 
 /**
  * Choosing what to remove from scores, exactly: the k lowest of a tensor or row (ties go to

@@ -4,8 +4,8 @@ import { expandRuns, loadExperiment } from "../experiment/load.js"
 import { resolveRecordedDir } from "../experiment/run-path.js"
 import { checkpointIdentity } from "../train/checkpoint.js"
 import type { Summary } from "../experiment/summary.js"
-import type { SourceRecord } from "./declare.js"
-import { methodModule } from "./methods/index.js"
+import type { SourceRecord } from "../experiment/prune/declare.js"
+import { methodModule } from "../experiment/prune/methods/index.js"
 
 /**
  * The run a pruned run starts from: whether it exists and has finished, what it is (its
@@ -74,7 +74,7 @@ export const unfinishedProblem = (record: SourceRecord, step: number | undefined
  * The checks on pruned runs' sources that are particular to pruning, made before any run
  * starts: a finished source must still be what a spec.json recorded and suit the method; a
  * spec.json's source must exist and be finished. (An experiment's missing or unfinished
- * sources are handled with every other source run: experiment/prerequisites.ts.)
+ * sources are handled with every other source run: runs/prerequisites.ts.)
  */
 export const checkSources = (runs: ReadonlyArray<RunSpec>): Effect.Effect<void, PruneError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {

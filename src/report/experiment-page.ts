@@ -6,7 +6,7 @@ import { curveChart, figureChart, renderChart, type RenderedChart } from "./char
 import { band, type MetricRow, type MetricsLimits, seedSeries, thin } from "./curves.js"
 import { esc, page, sortableTable } from "./html.js"
 import { attentionSpecs } from "./pattern-picture.js"
-import { formatBytes, formatDuration, formatRate } from "./progress.js"
+import { formatBytes, formatDuration, formatRate } from "../io/progress.js"
 import { resultOf, resultsRows, runFigures } from "./results.js"
 import type { RunView } from "./runs.js"
 

@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import { formatCount } from "../../dsl/print.js"
 import { currentDataHash } from "../data/prepare.js"
-import type { LedgerRecord } from "../experiment/ledger.js"
+import type { LedgerRecord } from "../train/ledger.js"
 import { codeChangedSince } from "../io/code-version.js"
 import { esc, page, sortableTable } from "./html.js"
 

@@ -6,7 +6,7 @@ import { attentionModule } from "../../dsl/kinds/attention/index.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blockParams } from "../../dsl/params.js"
 import { posencCompute } from "../posenc/index.js"
-import { formatBytes } from "../report/progress.js"
+import { formatBytes } from "../io/progress.js"
 
 /**
  * The memory a training run needs, from its spec alone, before any tensor exists: float32

@@ -1,5 +1,5 @@
 import type { RunSpec } from "../experiment/define.js"
-import { isExplicit } from "../objective/spec.js"
+import { isExplicit } from "../experiment/objective/spec.js"
 
 /** Fields whose change alters the trained weights; eval, checkpoint and sampling settings do not. */
 export const trainingIdentity = (run: RunSpec) => ({

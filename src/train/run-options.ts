@@ -4,7 +4,7 @@ import { dimsOf } from "../../dsl/nodes.js"
 import { availableMemory } from "../backend/available-memory.js"
 import type { BackendChoice } from "../backend/select.js"
 import type { RunSpec } from "../experiment/define.js"
-import type { LedgerOptions } from "../experiment/ledger.js"
+import type { LedgerOptions } from "./ledger.js"
 import { estimateTraining, type MemoryLimit, memoryProblem } from "./estimate.js"
 import type { RunStart } from "./start.js"
 

@@ -7,7 +7,7 @@ import type { RunSpec } from "../experiment/define.js"
 import { expandRuns, loadExperiment } from "../experiment/load.js"
 import { commandOf, recipeOf, type RunRef, runDirOf, type SourceRole } from "../experiment/run-ref.js"
 import { sourceNameOf } from "../experiment/warm-start.js"
-import { objectiveModule, objectiveProblems, objectiveSources } from "../objective/spec.js"
+import { objectiveModule, objectiveProblems, objectiveSources } from "../experiment/objective/spec.js"
 import { loadCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
 

@@ -5,7 +5,7 @@ import { type NativeBackend } from "../../src/backend/native/index.js"
 import { BufferPool } from "../../src/backend/native/pool.js"
 import { compile, type Model } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
-import { AdamW } from "../../src/train/adamw.js"
+import { AdamW } from "../../src/optimizer/adamw.js"
 import { describeNative } from "./native-suite.js"
 
 const native = describeNative

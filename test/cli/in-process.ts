@@ -2,7 +2,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer } from "effect"
 import type { Command } from "effect/cli"
 import { commandProgram, outcome } from "../../src/cli/boundary.js"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 
 /**
  * A command run in this process through the same boundary as `npm run`: the command's

@@ -6,7 +6,7 @@ import { Effect, Layer } from "effect"
 import { describe, expect, it } from "vitest"
 import { prepareData } from "../../src/data/prepare.js"
 import { readStories } from "../../src/data/stories.js"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 
 const TRAIN = ["Once upon a time, a cat sat.", "The dog ran to the park. Café!", "A bird sang a song."]
 const VALID = ["The cat ran.", "A song for the dog. ☀"]

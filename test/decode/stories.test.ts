@@ -5,9 +5,9 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, beforeAll, expect, it } from "vitest"
 import { generate } from "../../src/eval/generate.js"
-import { openRun } from "../../src/experiment/run-dir.js"
+import { openRun } from "../../src/runs/run-dir.js"
 import { Rng } from "../../src/random/rng.js"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 import { describeNative } from "../backend/native-suite.js"
 
 /**

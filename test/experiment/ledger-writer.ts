@@ -1,6 +1,6 @@
 import { NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
-import { appendLedger, ledgerRecord } from "../../src/experiment/ledger.js"
+import { appendLedger, ledgerRecord } from "../../src/train/ledger.js"
 import type { Summary } from "../../src/experiment/summary.js"
 import { tinyRun } from "../train/fixtures.js"
 

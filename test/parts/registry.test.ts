@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeOptimizer } from "../../src/optimizer/optimizer.js"
-import { type OptimizerOf, type OptimizerTag, OptimizerSchema, optimizers } from "../../src/optimizer/spec.js"
+import { type OptimizerOf, type OptimizerTag, OptimizerSchema, optimizers } from "../../src/experiment/optimizer/spec.js"
 import { constant, cosine, LrSchedule, lrAt, schedules } from "../../src/schedule/index.js"
 
 /**

@@ -4,8 +4,8 @@ import { attention, block, decoder, depth, ffn, norm, posenc, stack, type Decode
 import { paramCounts, flopsPerToken } from "../../dsl/params.js"
 import { compile } from "../../src/model/index.js"
 import { materialise } from "../../src/prune/materialise.js"
-import { heads } from "../../src/prune/methods/heads.js"
-import { attentionUnits, ffnUnits } from "../../src/prune/units.js"
+import { heads } from "../../src/experiment/prune/methods/heads.js"
+import { attentionUnits, ffnUnits } from "../../src/experiment/prune/units.js"
 import { Rng } from "../../src/random/rng.js"
 import type { TensorArrays } from "../../src/train/checkpoint.js"
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { gradual } from "../../src/prune/methods/gradual.js"
+import { gradual } from "../../src/experiment/prune/methods/gradual.js"
 import { cubicPlan, isUpdateStep, sparsityAt } from "../../src/prune/schedule.js"
 
 describe("Zhu & Gupta's cubic sparsity schedule", () => {

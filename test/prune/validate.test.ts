@@ -8,8 +8,8 @@ import { adamw, constant, distill, experiment, gradual, heads, magnitude, neuron
 import type { VariantModel } from "../../src/experiment/define.js"
 import { expandRuns, type Loaded, loadExperiment } from "../../src/experiment/load.js"
 import { repoRoot } from "../../src/io/paths.js"
-import type { PruneMethod } from "../../src/prune/methods/index.js"
-import { trainSources } from "../../src/experiment/prerequisites.js"
+import type { PruneMethod } from "../../src/experiment/prune/methods/index.js"
+import { trainSources } from "../../src/runs/prerequisites.js"
 import { checkSources } from "../../src/prune/source.js"
 import { saveCheckpoint } from "../../src/train/checkpoint.js"
 

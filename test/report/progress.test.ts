@@ -9,7 +9,7 @@ import {
   progressBar,
   renderBar,
   renderLine,
-} from "../../src/report/progress.js"
+} from "../../src/io/progress.js"
 
 const snapshot: ProgressSnapshot = {
   label: "train",

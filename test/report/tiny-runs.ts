@@ -4,7 +4,7 @@ import { Effect, Layer } from "effect"
 import { join } from "node:path"
 import { posenc } from "../../dsl/index.js"
 import type { RunSpec } from "../../src/experiment/define.js"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 import { trainRun } from "../../src/train/run.js"
 import { syntheticData, tinyRun } from "../train/fixtures.js"
 

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
-import { AdamW, type AdamWConfig, GradientAccumulator, clipByGlobalNorm } from "../../src/train/adamw.js"
+import { AdamW, type AdamWConfig, GradientAccumulator, clipByGlobalNorm } from "../../src/optimizer/adamw.js"
 import { Rng } from "../../src/random/rng.js"
 
 beforeAll(async () => {

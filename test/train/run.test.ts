@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { ProgressSink } from "../../src/report/progress.js"
+import { ProgressSink } from "../../src/io/progress.js"
 import { trainRun } from "../../src/train/run.js"
 import type { RunOptions } from "../../src/train/run-options.js"
 import { dropoutSeed } from "../../src/train/steps.js"

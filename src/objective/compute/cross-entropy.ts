@@ -1,4 +1,4 @@
-import type { CrossEntropy } from "../kinds/cross-entropy.js"
+import type { CrossEntropy } from "../../experiment/objective/kinds/cross-entropy.js"
 import type { ObjectiveCompute } from "./compute.js"
 
 /** The model's own loss: next-token cross-entropy, with a depth policy's objective folded in. */

@@ -5,7 +5,7 @@ import { initParams } from "../../model/init.js"
 import { Rng } from "../../random/rng.js"
 import { distillationLoss } from "../distill-loss.js"
 import { hiddenMatchLoss } from "../hidden.js"
-import type { Distill } from "../kinds/distill.js"
+import type { Distill } from "../../experiment/objective/kinds/distill.js"
 import { inputsOf, type ObjectiveCompute, OBJECTIVE_PREFIX } from "./compute.js"
 
 /**

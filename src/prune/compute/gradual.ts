@@ -1,4 +1,4 @@
-import type { Gradual } from "../methods/gradual.js"
+import type { Gradual } from "../../experiment/prune/methods/gradual.js"
 import { prunableParams } from "../prunable.js"
 import { cubicPlan, isUpdateStep, sparsityAt } from "../schedule.js"
 import { applyMasks, type PruneCompute } from "./compute.js"

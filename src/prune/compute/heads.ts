@@ -1,6 +1,6 @@
-import type { Heads } from "../methods/heads.js"
+import type { Heads } from "../../experiment/prune/methods/heads.js"
 import { outputGradients } from "../importance.js"
-import { attentionUnits } from "../units.js"
+import { attentionUnits } from "../../experiment/prune/units.js"
 import type { PruneCompute } from "./compute.js"
 import { randomScores, removeByScore } from "./structured.js"
 

@@ -1,4 +1,4 @@
-import type { PruneMethod, PruneMethodTag, pruneMethods } from "../methods/index.js"
+import type { PruneMethod, PruneMethodTag, pruneMethods } from "../../experiment/prune/methods/index.js"
 import type { PruneCompute, PruneInput, Pruned } from "./compute.js"
 import { gradual } from "./gradual.js"
 import { heads } from "./heads.js"

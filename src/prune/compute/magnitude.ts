@@ -1,5 +1,5 @@
-import type { Magnitude } from "../methods/magnitude.js"
-import type { Scope } from "../methods/fields.js"
+import type { Magnitude } from "../../experiment/prune/methods/magnitude.js"
+import type { Scope } from "../../experiment/prune/methods/fields.js"
 import { prunableParams } from "../prunable.js"
 import { keepAllBut } from "../select.js"
 import type { TensorArrays } from "../../train/checkpoint.js"

@@ -1,7 +1,7 @@
 import { ffnHidden } from "../../../dsl/ffn.js"
-import type { Neurons } from "../methods/neurons.js"
+import type { Neurons } from "../../experiment/prune/methods/neurons.js"
 import { activationNorms, outputGradients } from "../importance.js"
-import { ffnUnits } from "../units.js"
+import { ffnUnits } from "../../experiment/prune/units.js"
 import type { PruneCompute } from "./compute.js"
 import { randomScores, removeByScore } from "./structured.js"
 

@@ -2,7 +2,7 @@ import type { TensorArrays } from "../../train/checkpoint.js"
 import type { DecoderSpec } from "../../../dsl/nodes.js"
 import { Rng } from "../../random/rng.js"
 import { type Kept, keptOf, materialise } from "../materialise.js"
-import type { Remove } from "../methods/structured.js"
+import type { Remove } from "../../experiment/prune/methods/structured.js"
 import { chooseRemoved } from "../select.js"
 import type { Pruned } from "./compute.js"
 

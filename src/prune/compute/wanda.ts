@@ -1,4 +1,4 @@
-import type { Wanda } from "../methods/wanda.js"
+import type { Wanda } from "../../experiment/prune/methods/wanda.js"
 import { prunableParams } from "../prunable.js"
 import { keepAllBut } from "../select.js"
 import { inputNorms } from "../importance.js"

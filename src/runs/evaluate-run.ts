@@ -3,9 +3,9 @@ import { evalBatches } from "../data/batcher.js"
 import { resolveDataset } from "../data/dataset.js"
 import { DataFormatError } from "../data/errors.js"
 import { forEachStory } from "../data/stories.js"
-import type { OpenRun } from "../experiment/run-dir.js"
-import { evaluation, type Evaluation } from "./evaluate.js"
-import { stepwise } from "./stepwise.js"
+import type { OpenRun } from "./run-dir.js"
+import { evaluation, type Evaluation } from "../eval/evaluate.js"
+import { stepwise } from "../eval/stepwise.js"
 
 export interface RunEvaluation extends Evaluation {
   readonly bytesPerToken: number

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
-import type { Issue } from "../../../dsl/kind.js"
-import { PositiveInt } from "../../../dsl/fields.js"
+import type { Issue } from "../../../../dsl/kind.js"
+import { PositiveInt } from "../../../../dsl/fields.js"
 
 /** Fields and checks the pruning methods share. */
 

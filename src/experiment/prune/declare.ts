@@ -1,9 +1,9 @@
 import { Result, Schema, SchemaIssue } from "effect"
-import type { Issue } from "../../dsl/kind.js"
-import { type Budget, BudgetSchema } from "../experiment/define.js"
+import type { Issue } from "../../../dsl/kind.js"
+import { type Budget, BudgetSchema } from "../define.js"
 import { type OptimizerConfig, OptimizerSchema } from "../optimizer/spec.js"
 import { type Objective, ObjectiveSchema } from "../objective/spec.js"
-import { RunLabel, RunName, Seed } from "../experiment/names.js"
+import { RunLabel, RunName, Seed } from "../names.js"
 import { type PruneMethod, pruneMethods } from "./methods/index.js"
 
 /**

@@ -1,8 +1,8 @@
-import type { FfnSpec } from "../../dsl/ffn.js"
-import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
-import { layersOf } from "../../dsl/blocks.js"
-import { type BlockSpec, blocksOf, type DecoderSpec, type Layer } from "../../dsl/nodes.js"
-import { blockChildNames, childNames } from "../../dsl/params.js"
+import type { FfnSpec } from "../../../dsl/ffn.js"
+import type { AttentionSpec } from "../../../dsl/kinds/attention/index.js"
+import { layersOf } from "../../../dsl/blocks.js"
+import { type BlockSpec, blocksOf, type DecoderSpec, type Layer } from "../../../dsl/nodes.js"
+import { blockChildNames, childNames } from "../../../dsl/params.js"
 
 /**
  * The attention and FFN nodes of a model, each with the block it sits in and the prefix of

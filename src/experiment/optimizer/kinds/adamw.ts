@@ -1,11 +1,11 @@
 import { Schema } from "effect"
-import { PositiveNumber } from "../../../dsl/fields.js"
-import { describeSchedule, type LrSchedule } from "../../schedule/index.js"
+import { PositiveNumber } from "../../../../dsl/fields.js"
+import { describeSchedule, type LrSchedule } from "../../../schedule/index.js"
 import { commonFields, type OptimizerDescription } from "./description.js"
 
 const Unit = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1, exclusiveMaximum: true }))
 
-/** AdamW with decoupled weight decay, PyTorch's update order (src/train/adamw.ts). */
+/** AdamW with decoupled weight decay, PyTorch's update order (src/optimizer/adamw.ts). */
 const schema = Schema.Struct({ kind: Schema.Literal("adamw"), ...commonFields, beta1: Unit, beta2: Unit, eps: PositiveNumber })
 export type AdamWOptions = typeof schema.Type
 

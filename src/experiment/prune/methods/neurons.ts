@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { ffnHidden } from "../../../dsl/ffn.js"
+import { ffnHidden } from "../../../../dsl/ffn.js"
 import { ffnUnits } from "../units.js"
 import { Calibration, defaultCalibration } from "./fields.js"
 import type { MethodDescription } from "./method.js"

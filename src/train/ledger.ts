@@ -5,8 +5,8 @@ import { Effect, FileSystem, Path } from "effect"
 import type { CodeVersion } from "../io/code-version.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { findRunFiles } from "../io/walk-runs.js"
-import type { Summary } from "./summary.js"
-import type { DataConfig, RunSpec } from "./define.js"
+import type { Summary } from "../experiment/summary.js"
+import type { DataConfig, RunSpec } from "../experiment/define.js"
 
 /**
  * The ledger: one record for every run that ever finished, in `<runs folder>/ledger/`, one

@@ -1,7 +1,7 @@
 import type { Schema } from "effect"
-import type { Issue } from "../../../dsl/kind.js"
-import type { DecoderSpec } from "../../../dsl/nodes.js"
-import type { RunRef, SourceRole } from "../../experiment/run-ref.js"
+import type { Issue } from "../../../../dsl/kind.js"
+import type { DecoderSpec } from "../../../../dsl/nodes.js"
+import type { RunRef, SourceRole } from "../../run-ref.js"
 
 /**
  * What an objective says about itself, apart from how it computes (src/objective/compute/):

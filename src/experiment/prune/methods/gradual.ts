@@ -1,6 +1,6 @@
 import { Schema } from "effect"
-import { PositiveInt } from "../../../dsl/fields.js"
-import type { Issue } from "../../../dsl/kind.js"
+import { PositiveInt } from "../../../../dsl/fields.js"
+import type { Issue } from "../../../../dsl/kind.js"
 import type { MethodDescription } from "./method.js"
 import { fractionIssues, Scope } from "./fields.js"
 

@@ -1,6 +1,6 @@
 import type { Schema } from "effect"
-import type { Issue } from "../../../dsl/kind.js"
-import type { DecoderSpec } from "../../../dsl/nodes.js"
+import type { Issue } from "../../../../dsl/kind.js"
+import type { DecoderSpec } from "../../../../dsl/nodes.js"
 
 /**
  * What a pruning method says about itself, apart from how it computes (src/prune/compute/):

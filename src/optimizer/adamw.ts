@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs"
 import { fusedAdamW } from "../backend/fused.js"
-import type { TensorArrays } from "./checkpoint.js"
+import type { TensorArrays } from "../train/checkpoint.js"
 
 export interface AdamWConfig {
   readonly beta1: number

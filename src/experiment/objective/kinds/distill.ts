@@ -1,9 +1,9 @@
 import { Schema } from "effect"
-import { NonNegativeInt, PositiveNumber } from "../../../dsl/fields.js"
-import type { Issue } from "../../../dsl/kind.js"
-import { posencModule } from "../../../dsl/kinds/posenc/index.js"
-import { blocksOf, dimsOf } from "../../../dsl/nodes.js"
-import { type RunRef, RunRefSchema } from "../../experiment/run-ref.js"
+import { NonNegativeInt, PositiveNumber } from "../../../../dsl/fields.js"
+import type { Issue } from "../../../../dsl/kind.js"
+import { posencModule } from "../../../../dsl/kinds/posenc/index.js"
+import { blocksOf, dimsOf } from "../../../../dsl/nodes.js"
+import { type RunRef, RunRefSchema } from "../../run-ref.js"
 import type { ObjectiveDescription } from "./description.js"
 
 /**

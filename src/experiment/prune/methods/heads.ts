@@ -1,6 +1,6 @@
 import { Schema } from "effect"
-import type { Issue } from "../../../dsl/kind.js"
-import type { DecoderSpec } from "../../../dsl/nodes.js"
+import type { Issue } from "../../../../dsl/kind.js"
+import type { DecoderSpec } from "../../../../dsl/nodes.js"
 import { attentionUnits } from "../units.js"
 import { Calibration, defaultCalibration } from "./fields.js"
 import type { MethodDescription } from "./method.js"

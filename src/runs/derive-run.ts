@@ -9,8 +9,8 @@ import { makeDirectory } from "../io/make-directory.js"
 import { refuseWhileTraining } from "../io/run-lock.js"
 import { loadCheckpoint, saveCheckpoint, type TensorArrays } from "../train/checkpoint.js"
 import { trainingIdentity } from "../train/identity.js"
-import type { RunSpec } from "./define.js"
-import { expandRuns, loadExperiment } from "./load.js"
+import type { RunSpec } from "../experiment/define.js"
+import { expandRuns, loadExperiment } from "../experiment/load.js"
 
 /**
  * A run directory derived from a trained one: another model whose parameters all come from

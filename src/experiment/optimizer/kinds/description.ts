@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { LrSchedule } from "../../schedule/index.js"
+import { LrSchedule } from "../../../schedule/index.js"
 
 /**
  * What an optimiser says about itself, apart from how it computes (src/optimizer/compute/):

@@ -3,10 +3,10 @@ import { Batcher, type BatchCursor, evalBatches } from "../data/batcher.js"
 import type { DataError } from "../data/errors.js"
 import { prepareData } from "../data/prepare.js"
 import type { TokenArray } from "../data/token-file.js"
-import type { ProgressSink } from "../report/progress.js"
+import type { ProgressSink } from "../io/progress.js"
 import type { Tokenizer } from "../tokenizer/tokenizer.js"
 import type { RunData, RunTokenizer } from "../train/run-data.js"
-import type { DataConfig } from "./define.js"
+import type { DataConfig } from "../experiment/define.js"
 
 /** The run-facing view of a tokenizer trained for `requested` (Hugging Face counting: merges + seen bytes + specials). */
 export const runTokenizer = (t: Tokenizer, requested: number, path?: string): RunTokenizer => ({

@@ -6,8 +6,8 @@ import type { Params } from "../model/init.js"
 import { Tokenizer } from "../tokenizer/tokenizer.js"
 import { loadCheckpoint } from "../train/checkpoint.js"
 import { trainingIdentity } from "../train/identity.js"
-import type { RunSpec } from "./define.js"
-import { expandRuns, loadExperiment } from "./load.js"
+import type { RunSpec } from "../experiment/define.js"
+import { expandRuns, loadExperiment } from "../experiment/load.js"
 
 /** Opening a finished or interrupted run directory for evaluation and generation. */
 export class RunDirError extends Data.TaggedError("RunDirError")<{ readonly dir: string; readonly problem: string }> {

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
-import { NonNegativeInt } from "../../../dsl/fields.js"
-import type { Issue } from "../../../dsl/kind.js"
+import { NonNegativeInt } from "../../../../dsl/fields.js"
+import type { Issue } from "../../../../dsl/kind.js"
 import { fractionIssues } from "./fields.js"
 
 /**

@@ -1,7 +1,7 @@
 import { keepBlocks, keptParamSource, type Which, withPolicy } from "../../dsl/blocks.js"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
-import type { Derivation } from "../experiment/derive-run.js"
+import type { Derivation } from "./derive-run.js"
 
 /**
  * The models a trained one gives without training: some of its blocks (LayerDrop's pruning at

@@ -1,4 +1,4 @@
-import { moduleFor, type SpecOf } from "../../../dsl/registry.js"
+import { moduleFor, type SpecOf } from "../../../../dsl/registry.js"
 import { gradual } from "./gradual.js"
 import { heads } from "./heads.js"
 import { magnitude } from "./magnitude.js"

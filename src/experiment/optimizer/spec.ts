@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { moduleFor, type SpecOf, type SpecOfTag } from "../../dsl/registry.js"
+import { moduleFor, type SpecOf, type SpecOfTag } from "../../../dsl/registry.js"
 import { adamwOptimizer } from "./kinds/adamw.js"
 import type { OptimizerDescription } from "./kinds/description.js"
 
