@@ -9,8 +9,8 @@ import { generate } from "../../src/eval/generate.js"
 import { llama2cIds, toLlama2c } from "../../src/export/llama2c.js"
 import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
-import { fileOf, fixtureTokenizer, maxAbsDiff, projectLogits, randomWeights, tensorsOf } from "./fixtures.js"
-import { type F64, llamaLogits } from "./reference.js"
+import { fileOf, fixtureTokenizer, maxAbsDiff, projectLogits, randomWeights, readModelBin, tensorsOf } from "./fixtures.js"
+import { llamaLogits } from "./reference.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -25,39 +25,6 @@ const exportOf = (spec: DecoderSpec, seed: number) => {
   const result = toLlama2c(spec, weights, tokenizer)
   if (!result.ok) throw new Error(result.problems.join("\n"))
   return { weights, files: result.files }
-}
-
-/**
- * Reads model.bin as run.c's read_checkpoint and memory_map_weights do (legacy version 0)
- * and names its tensors as transformers' Llama does, so the float64 reference can run it.
- */
-const readModelBin = (bytes: Uint8Array) => {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const [dim, hidden, layers, heads, kvHeads, signedVocab, seqLen] = Array.from({ length: 7 }, (_, i) => view.getInt32(4 * i, true)) as number[]
-  const v = Math.abs(signedVocab!)
-  const floats = new Float32Array(bytes.slice(28).buffer)
-  let at = 0
-  const take = (n: number, shape: number[]): F64 => {
-    const t = { shape, data: Float64Array.from(floats.subarray(at, at + n)) }
-    at += n
-    return t
-  }
-  const t: Record<string, F64> = {}
-  const perLayer = (name: string, rows: number, cols: number) => {
-    for (let l = 0; l < layers!; l++) t[`model.layers.${l}.${name}`] = take(rows * cols, cols === 1 ? [rows] : [rows, cols])
-  }
-  t["model.embed_tokens.weight"] = take(v * dim!, [v, dim!])
-  perLayer("input_layernorm.weight", dim!, 1)
-  for (const p of ["q", "k", "v", "o"]) perLayer(`self_attn.${p}_proj.weight`, dim!, dim!)
-  perLayer("post_attention_layernorm.weight", dim!, 1)
-  perLayer("mlp.gate_proj.weight", hidden!, dim!)
-  perLayer("mlp.down_proj.weight", dim!, hidden!)
-  perLayer("mlp.up_proj.weight", hidden!, dim!)
-  t["model.norm.weight"] = take(dim!, [dim!])
-  at += seqLen! * (dim! / heads!)
-  if (signedVocab! < 0) t["lm_head.weight"] = take(v * dim!, [v, dim!])
-  const config = { num_attention_heads: heads, num_hidden_layers: layers, hidden_size: dim, rms_norm_eps: 1e-5, rope_theta: 10000, hidden_act: "silu", tie_word_embeddings: signedVocab! > 0 }
-  return { config, lookup: (name: string) => t[name]!, kvHeads, seqLen, consumed: at === floats.length }
 }
 
 /** tokenizer.bin as run.c's build_tokenizer reads it, pieces decoded as its decode() does. */
