@@ -11,6 +11,6 @@ export {
 } from "./experiment/prune/methods/index.js"
 export { runAt, runOf } from "./experiment/run-ref.js"
 export { variant } from "./experiment/variant.js"
-export { fromRun } from "./experiment/warm-start.js"
+export { fromRun } from "./experiment/warm-start/index.js"
 export { crossEntropy, distill } from "./experiment/objective/spec.js"
 export { constant, cosine } from "./schedule/index.js"

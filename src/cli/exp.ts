@@ -10,7 +10,7 @@ import { expandRuns, listExperiments, loadExperiment, variantNames } from "../ex
 import { trainSources } from "../runs/prerequisites.js"
 import { runPath } from "../experiment/run-path.js"
 import { parseShard, shardExpected, shardRuns } from "../runs/shard.js"
-import { describeWarmStart } from "../experiment/warm-start.js"
+import { describeWarmStart } from "../experiment/warm-start/index.js"
 import { codeVersion } from "../io/code-version.js"
 import { runsFolder } from "../io/paths.js"
 import { describeObjective } from "../experiment/objective/spec.js"

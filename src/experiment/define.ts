@@ -6,7 +6,7 @@ import { type Objective, ObjectiveSchema } from "./objective/spec.js"
 import { type OptimizerConfig, OptimizerSchema } from "./optimizer/spec.js"
 import { RunLabel, RunName, Seed } from "./names.js"
 import type { Variant } from "./variant.js"
-import { type WarmStart, WarmStartSchema } from "./warm-start.js"
+import { type WarmStart, WarmStartSchema } from "./warm-start/index.js"
 
 /**
  * What an experiment file exports: the model(s), data, budget, optimiser and intervals. Every

@@ -4,7 +4,7 @@ import { pathToFileURL } from "node:url"
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
 import { canonicalJson } from "../../dsl/hash.js"
-import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
+import type { DecoderSpec } from "../../dsl/nodes.js"
 import { repoRoot } from "../io/paths.js"
 import { runsFolder } from "../io/paths.js"
 import { isExplicit, type Objective, objectiveProblems, ObjectiveSchema } from "./objective/spec.js"
@@ -14,7 +14,7 @@ import { nameProblem, seedProblem } from "./names.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
 import { recordedDir, runPath } from "./run-path.js"
 import { variantParts } from "./variant.js"
-import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start.js"
+import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start/index.js"
 
 /**
  * Finding an experiment (by name in experiments/, or a saved spec.json) and turning it into
@@ -65,12 +65,11 @@ const extrasProblems = (
 ): { value: { objective?: Objective; init?: WarmStart }; problems: string[] } => {
   const objective = parts.objective === undefined ? undefined : schemaProblems(ObjectiveSchema, parts.objective, at.objective)
   const init = parts.init === undefined ? undefined : schemaProblems(WarmStartSchema, parts.init, at.init)
-  const blocks = model ? blocksOf(model.layers).length : undefined
   const problems = [
     ...(objective?.problems ?? []),
     ...(init?.problems ?? []),
     ...(objective?.value && model ? objectiveProblems(objective.value, model, at.objective) : []),
-    ...(init?.value && blocks !== undefined ? warmStartProblems(init.value, blocks, at.init) : []),
+    ...(init?.value && model ? warmStartProblems(init.value, model, at.init) : []),
   ]
   const value = {
     ...(isExplicit(objective?.value) ? { objective: objective.value } : {}),

@@ -2,6 +2,7 @@ import { realpathSync } from "node:fs"
 import { resolve } from "node:path"
 import { objectiveSources } from "./objective/spec.js"
 import type { RunSpec } from "./define.js"
+import { warmStartModule } from "./warm-start/index.js"
 import { type RunRef, runDirOf, type SourceRole } from "./run-ref.js"
 import { resolveRecordedDir } from "./run-path.js"
 
@@ -18,7 +19,7 @@ export interface RunSource {
 
 export const runSources = (run: RunSpec): ReadonlyArray<RunSource> => [
   ...objectiveSources(run.objective),
-  ...(run.init ? [{ ref: run.init.from, role: "warm-start source" as const }] : []),
+  ...(run.init ? [{ ref: warmStartModule(run.init).source(run.init), role: "warm-start source" as const }] : []),
   ...(run.prune
     ? [
         {

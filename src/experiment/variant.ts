@@ -1,6 +1,6 @@
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import type { Objective } from "./objective/spec.js"
-import type { WarmStart } from "./warm-start.js"
+import type { WarmStart } from "./warm-start/index.js"
 
 /**
  * One named variant of an experiment that differs in more than its model: its own objective

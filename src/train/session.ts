@@ -16,7 +16,7 @@ import { trainingIdentity } from "./identity.js"
 import type { Opened } from "./open.js"
 import type { RunData, TrainStream } from "./run-data.js"
 import { RunError, type RunOptions } from "./run-options.js"
-import { warmStartArrays } from "./sources.js"
+import { warmStartArrays } from "./warm-starts.js"
 import type { WeightMasks } from "./start.js"
 
 /**
@@ -105,8 +105,8 @@ const saveAt = (s: Omit<Session, "save" | "appendMetric">, elapsed: () => number
 /** Where a run starts when it does not resume: a pruned start's weights, a warm start's, or none (the seeded initialisation). */
 const startOf = (opened: Extract<Opened, { kind: "train" }>, model: Model, options: RunOptions): { arrays: TensorArrays; where: string } | undefined => {
   if (options.start !== undefined) return { arrays: options.start.params, where: "the starting weights" }
-  const warm = opened.sources.warmStart
-  return warm === undefined ? undefined : { arrays: warmStartArrays(model.table, warm.params, opened.run.init?.blocks), where: warm.dir }
+  const [warm, init] = [opened.sources.warmStart, opened.run.init]
+  return warm === undefined || init === undefined ? undefined : { arrays: warmStartArrays(init, model.table, warm.params), where: warm.dir }
 }
 
 export const openSession = (opened: Extract<Opened, { kind: "train" }>, data: RunData, options: RunOptions) =>

@@ -1,12 +1,10 @@
 import { Data, Effect, FileSystem, Option, Path } from "effect"
 import { formatPath } from "../../dsl/decode.js"
 import { canonicalJson, hashSpec } from "../../dsl/hash.js"
-import { blocksOf } from "../../dsl/nodes.js"
-import { type NamedParam, paramTable } from "../../dsl/params.js"
 import type { RunSpec } from "../experiment/define.js"
 import { expandRuns, loadExperiment } from "../experiment/load.js"
 import { commandOf, recipeOf, type RunRef, runDirOf, type SourceRole } from "../experiment/run-ref.js"
-import { sourceNameOf } from "../experiment/warm-start.js"
+import { warmStartModule } from "../experiment/warm-start/index.js"
 import { objectiveModule, objectiveProblems, objectiveSources } from "../experiment/objective/spec.js"
 import { loadCheckpoint, type TensorArrays } from "./checkpoint.js"
 import type { RunData } from "./run-data.js"
@@ -50,26 +48,12 @@ export const sourceSpecProblems = (run: RunSpec, role: SourceRole, source: RunSp
     problems.push(
       `${name}: its tokenizer (${dir}/tokenizer.json, from training.data ${canonicalJson(source.training.data)}) is not this run's (training.data ${canonicalJson(run.training.data)}); both must use one tokenizer`,
     )
-  const sourceBlocks = blocksOf(source.model.layers).length
   if (run.objective !== undefined && objectiveSources(run.objective).some((s) => s.role === role))
     for (const i of objectiveModule(run.objective).checkSource(run.objective, run.model, source.model, dir))
       problems.push(i.path.length === 0 ? `${name}: ${i.message}` : `at ${formatPath(["objective", ...i.path])}: ${i.message}`)
-  if (role === "warm-start source" && run.init) {
-    const blocks = run.init.blocks
-    const missing = (blocks ?? []).filter((b) => b >= sourceBlocks)
-    if (missing.length > 0) problems.push(`at ${formatPath(["init", "blocks"])}: source blocks ${missing.join(", ")} do not exist; ${dir} has ${sourceBlocks} blocks (0–${sourceBlocks - 1})`)
-    else {
-      const have = new Map(paramTable(source.model).map((p) => [p.name, p.decl.shape.join("×")]))
-      // An experiment's specs name the vocabulary by its BPE size, a run's spec.json by the
-      // tokenizer's real size; the tokenizer check covers the vocabulary.
-      const bad = paramTable({ ...run.model, vocab: source.model.vocab }).flatMap((p) => {
-        const from = sourceNameOf(p.name, blocks)
-        const shape = have.get(from)
-        return shape === p.decl.shape.join("×") ? [] : [`${p.name} ← ${from}: ${shape === undefined ? "the source has no such parameter" : `shape ${shape}, the student's ${p.decl.shape.join("×")}`}`]
-      })
-      if (bad.length > 0) problems.push(`${name}: ${bad.length} parameters cannot start from it:\n  ${bad.slice(0, 8).join("\n  ")}${bad.length > 8 ? "\n  ..." : ""}`)
-    }
-  }
+  if (role === "warm-start source" && run.init !== undefined)
+    for (const i of warmStartModule(run.init).checkSource(run.init, run.model, source.model, dir))
+      problems.push(i.path.length === 0 ? `${name}: ${i.message}` : `at ${formatPath(["init", ...i.path])}: ${i.message}`)
   return problems
 }
 
@@ -122,7 +106,7 @@ export const prepareSources = (run: RunSpec, data: RunData) =>
     const named = objectiveSources(run.objective)
     const objectiveRuns: SourceRun[] = []
     for (const s of named) objectiveRuns.push(yield* openSource(s.ref, s.role, data))
-    const warmStart = run.init ? yield* openSource(run.init.from, "warm-start source", data) : undefined
+    const warmStart = run.init ? yield* openSource(warmStartModule(run.init).source(run.init), "warm-start source", data) : undefined
     const problems = [
       ...(run.objective ? objectiveProblems(run.objective, run.model, ["objective"]) : []),
       ...objectiveRuns.flatMap((s, i) => sourceSpecProblems(run, named[i]!.role, s.run, s.dir)),
@@ -134,14 +118,7 @@ export const prepareSources = (run: RunSpec, data: RunData) =>
       ...(run.objective && objectiveRuns.length > 0
         ? { objective: objectiveModule(run.objective).withSources(run.objective, named.map((s, i) => withFingerprint(s.ref, objectiveRuns[i]!.fingerprint))) }
         : {}),
-      ...(run.init && warmStart ? { init: { ...run.init, from: withFingerprint(run.init.from, warmStart.fingerprint) } } : {}),
+      ...(run.init && warmStart ? { init: warmStartModule(run.init).withSource(run.init, withFingerprint(warmStartModule(run.init).source(run.init), warmStart.fingerprint)) } : {}),
     }
     return { run: resolved, objective: objectiveRuns, ...(warmStart ? { warmStart } : {}) } satisfies Sources
   })
-
-/** A warm start's source arrays under the student's parameter names. */
-export const warmStartArrays = (table: ReadonlyArray<NamedParam>, source: TensorArrays, blocks: ReadonlyArray<number> | undefined): TensorArrays =>
-  Object.fromEntries(table.flatMap((p) => {
-    const a = source[sourceNameOf(p.name, blocks)]
-    return a === undefined ? [] : [[p.name, a]]
-  }))

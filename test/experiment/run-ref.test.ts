@@ -2,7 +2,8 @@ import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { repoRoot } from "../../src/io/paths.js"
 import { recipeOf, runAt, runDirOf, runOf } from "../../src/experiment/run-ref.js"
-import { describeWarmStart, fromRun, sourceNameOf } from "../../src/experiment/warm-start.js"
+import { describeWarmStart, fromRun } from "../../src/experiment/warm-start/index.js"
+import { sourceNameOf } from "../../src/experiment/warm-start/from-run.js"
 
 describe("run references", () => {
   it("point where npm run exp puts an experiment's runs, or at a directory as given", () => {
