@@ -1,7 +1,7 @@
 // One AdamW step over a parameter tensor in a single pass: reads p, g, m, v once and writes
 // p', m', v', where the composed update runs about fourteen full passes per parameter.
 // Each element goes through the same float32 operations in the same order as the composed
-// tfjs update (src/train/adamw.ts), so both give identical bits: the build keeps
+// tfjs update (src/optimizer/adamw.ts), so both give identical bits: the build keeps
 // -ffp-contract=off, which rules out fused multiply-adds.
 #include <cmath>
 

@@ -24,7 +24,7 @@ enum class Precision : int { fp32 = 0, bf16 = 1, bf16_rounded = 2 };
 // Returns an empty string on success, else why it could not run.
 std::string matmul(const MatmulShape& s, const float* a, const float* b, const float* bias, Act act,
                    float alpha, float* out, Precision precision);
-// One AdamW update (src/train/adamw.ts) of n parameters: p_out, m_out, v_out from p, g, m, v.
+// One AdamW update (src/optimizer/adamw.ts) of n parameters: p_out, m_out, v_out from p, g, m, v.
 // The scalars are float32, as the composed update's scalar tensors are.
 struct AdamWScalars {
   float beta1, one_minus_beta1, beta2, one_minus_beta2, decay_factor, bias2_sqrt, eps, step_size;
