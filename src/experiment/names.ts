@@ -10,7 +10,7 @@ import { Schema } from "effect"
  */
 
 /** Top-level entries of the runs folder that are not experiments (case-insensitive: macOS). */
-export const reservedNames: ReadonlyArray<string> = ["ledger", "report", "imports"]
+const reservedNames: ReadonlyArray<string> = ["ledger", "report", "imports"]
 
 const safe = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9_-])?$/
 
@@ -38,7 +38,7 @@ export const labelProblem = (label: string): string | undefined =>
 export const RunLabel = Schema.String.check(Schema.makeFilter((s) => labelProblem(s) ?? true))
 
 /** Seeds are mixed as 32-bit words (src/random/rng.ts) and name `seed<S>` directories. */
-export const maxSeed = 2 ** 32 - 1
+const maxSeed = 2 ** 32 - 1
 export const Seed = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: maxSeed }))
 
 export const seedProblem = (seed: unknown): string | undefined =>

@@ -48,7 +48,7 @@ const identityOf = (json: unknown): ReturnType<typeof trainingIdentity> | undefi
  * spec.json may belong to another run than the checkpoint (one started with --fresh and
  * stopped before its first checkpoint), and its differences would then be the wrong ones.
  */
-export const changesFrom = (hash: string, candidates: ReadonlyArray<unknown>, run: RunSpec): string => {
+const changesFrom = (hash: string, candidates: ReadonlyArray<unknown>, run: RunSpec): string => {
   const trainedFrom = candidates.find((c) => c !== undefined && hashSpec(c) === hash)
   return trainedFrom === undefined
     ? "What it was trained from is unknown: neither its checkpoint nor the directory's spec.json records a spec with its hash."

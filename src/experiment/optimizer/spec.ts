@@ -17,7 +17,7 @@ export type OptimizerOf<K extends OptimizerTag> = SpecOfTag<typeof optimizers, K
 
 export const OptimizerSchema = Schema.Union(Object.values(optimizers).map((o) => o.schema) as [typeof adamwOptimizer.schema])
 
-export const optimizerModule = (o: OptimizerConfig) => moduleFor<OptimizerDescription<OptimizerConfig>>(optimizers, "optimizer", o)
+const optimizerModule = (o: OptimizerConfig) => moduleFor<OptimizerDescription<OptimizerConfig>>(optimizers, "optimizer", o)
 
 export const adamw = adamwOptimizer.make
 
