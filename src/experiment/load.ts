@@ -3,16 +3,17 @@ import { basename, dirname, extname, join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { decodeSpec, formatPath } from "../../dsl/decode.js"
+import { diffSpecs, formatDiff } from "../../dsl/diff.js"
 import { canonicalJson } from "../../dsl/hash.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { repoRoot } from "../io/paths.js"
 import { runsFolder } from "../io/paths.js"
 import { isExplicit, type Objective, objectiveProblems, ObjectiveSchema } from "./objective/spec.js"
-import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneVariant } from "./prune/declare.js"
+import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneRecord, type PruneVariant } from "./prune/declare.js"
 import { methodModule } from "./prune/methods/index.js"
 import { nameProblem, seedProblem } from "./names.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
-import { recordedDir, runPath } from "./run-path.js"
+import { recordedDir, resolveRecordedDir, runPath } from "./run-path.js"
 import { variantParts } from "./variant.js"
 import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start/index.js"
 
@@ -94,7 +95,10 @@ export const loadExperiment = (target: string): Effect.Effect<Loaded, Experiment
       const top = schemaProblems(RunSpecSchema, raw, [])
       const model = modelProblems((raw as { model?: unknown })?.model, ["model"])
       const prune = top.value?.prune === undefined ? undefined : decodePruneRecord(top.value.prune, ["prune"])
-      const pruneProblems = (prune?.issues ?? []).map((i) => `at ${formatPath(i.path)}: ${i.message}`)
+      const pruneProblems = [
+        ...(prune?.issues ?? []).map((i) => `at ${formatPath(i.path)}: ${i.message}`),
+        ...(prune?.value && model.value ? [unprunedModelProblem(prune.value, model.value)].filter((p) => p !== undefined) : []),
+      ]
       const extras = extrasProblems(top.value ?? {}, model.value, { objective: ["objective"], init: ["init"] })
       const problems = [...top.problems, ...(top.value ? [...model.problems, ...pruneProblems, ...extras.problems] : [])]
       if (problems.length > 0 || !top.value || !model.value) return yield* new ExperimentError({ source, problem: `invalid run spec\n${problems.join("\n")}` })
@@ -255,17 +259,30 @@ export interface PruneExpansion {
 }
 
 /** The model a source run has, or undefined when it is a structured pruning not yet made (its size is not known). */
-const sourceModel = (dir: string, declared: RunSpec): DecoderSpec | undefined => {
+/** The model a run directory's spec.json records, when it has a readable one (an unreadable one is reported when the run is opened). */
+const recordedModel = (dir: string): DecoderSpec | undefined => {
   const file = join(dir, "spec.json")
-  if (existsSync(file)) {
-    try {
-      const r = decodeSpec((JSON.parse(readFileSync(file, "utf8")) as { model?: unknown }).model)
-      if (Result.isSuccess(r)) return r.success
-    } catch {
-      // An unreadable spec.json is reported when the source is opened.
-    }
+  if (!existsSync(file)) return undefined
+  try {
+    const r = decodeSpec((JSON.parse(readFileSync(file, "utf8")) as { model?: unknown }).model)
+    return Result.isSuccess(r) ? r.success : undefined
+  } catch {
+    return undefined
   }
-  return declared.prune !== undefined && methodModule(declared.prune.method).structure !== "weights" ? undefined : declared.model
+}
+
+const sourceModel = (dir: string, declared: RunSpec): DecoderSpec | undefined =>
+  recordedModel(dir) ?? (declared.prune !== undefined && methodModule(declared.prune.method).structure !== "weights" ? undefined : declared.model)
+
+/**
+ * A spec.json's pruned run not yet pruned (its source's weights unrecorded) takes its model
+ * from the source; one that declares another model would silently train a different one.
+ */
+const unprunedModelProblem = (prune: PruneRecord, model: DecoderSpec): string | undefined => {
+  if (prune.source.checkpoint !== undefined) return undefined
+  const source = recordedModel(resolveRecordedDir(prune.source.dir))
+  if (source === undefined || canonicalJson(source) === canonicalJson(model)) return undefined
+  return `at ["model"]: a run that prunes ${prune.source.dir} starts from that run's model, and this is another (pruning decides the model; give the source's):\n${formatDiff(diffSpecs(source, model))}`
 }
 
 export const expandPrune = (args: {

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -150,6 +150,18 @@ describe("pruned runs", () => {
     )
     ok(replay)
     expect(bytes(replayed, "model.safetensors").equals(bytes(out, "model.safetensors"))).toBe(true)
+  })
+
+  it("refuses a spec.json that prunes a run not yet pruned from but declares another model than the source's", async () => {
+    const dir = tmp()
+    const file = join(dir, "spec.json")
+    const declared = (model: RunSpec["model"]) => writeFileSync(file, JSON.stringify({ ...pruneRun(magnitude({ sparsity: 0.5 }), 0), model }))
+    declared({ ...sourceRun.model, dropout: 0.1 })
+    const message = errorOf(await provide(loadExperiment(file)))
+    expect(message).toMatch(new RegExp(`at \\["model"\\]: a run that prunes ${source} starts from that run's model, and this is another[\\s\\S]*dropout: 0 → 0\\.1`))
+    // The source's own model is what it prunes.
+    declared(sourceRun.model)
+    ok(await provide(loadExperiment(file)))
   })
 
   it("prune-then-distill: a fine-tune with the source as teacher trains exactly what distilling the one-shot pruned model as a warm-started student does", async () => {
