@@ -1,4 +1,4 @@
-import { isAbsolute, join, relative, resolve } from "node:path"
+import { join, relative, resolve } from "node:path"
 import { repoRoot } from "../io/paths.js"
 import { type Experiment, isVariantRecord } from "./define.js"
 import { isInside } from "./names.js"
@@ -21,9 +21,6 @@ export const runPath = (base: string, experiment: Experiment | undefined, varian
 }
 
 /** A run directory as a spec.json records it: relative to the repository when inside it. */
-export const recordedDir = (dir: string): string => {
-  const r = relative(repoRoot(), dir)
-  return r.startsWith("..") || isAbsolute(r) ? dir : r
-}
+export const recordedDir = (dir: string): string => (isInside(repoRoot(), dir) ? relative(repoRoot(), dir) : dir)
 
 export const resolveRecordedDir = (dir: string): string => resolve(repoRoot(), dir)

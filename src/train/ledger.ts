@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto"
 import { hostname, cpus } from "node:os"
-import { dirname, isAbsolute, join, relative, resolve } from "node:path"
+import { dirname, join, relative, resolve } from "node:path"
 import { Effect, FileSystem, Path } from "effect"
 import type { CodeVersion } from "../io/code-version.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { findRunFiles } from "../io/walk-runs.js"
+import { isInside } from "../experiment/names.js"
 import type { Summary } from "../experiment/summary.js"
 import type { DataConfig, RunSpec } from "../experiment/define.js"
 
@@ -162,10 +163,7 @@ export const readLedger = (runsFolder: string): Effect.Effect<Ledger, never, Fil
   })
 
 /** A run directory as records name it: relative to the runs folder when inside it, absolute otherwise. */
-export const recordedDir = (runsFolder: string, dir: string): string => {
-  const inside = relative(runsFolder, dir)
-  return inside.startsWith("..") || isAbsolute(inside) ? resolve(dir) : inside
-}
+export const recordedDir = (runsFolder: string, dir: string): string => (isInside(runsFolder, dir) ? relative(runsFolder, dir) : resolve(dir))
 
 /**
  * Whether the ledger holds the record of a finished run: the same directory, spec and finish

@@ -76,7 +76,7 @@ const restoreParams = (table: ReadonlyArray<NamedParam>, params: Params, saved: 
   return undefined
 }
 
-const saveAt = (s: Omit<Session, "save" | "appendMetric">, elapsed: () => number) =>
+const saveAt = (s: Omit<Session, "save" | "appendMetric">) =>
   Effect.suspend(() =>
     saveCheckpoint(s.dir, {
       params: toArrays(s.trainable),
@@ -92,7 +92,7 @@ const saveAt = (s: Omit<Session, "save" | "appendMetric">, elapsed: () => number
         // What it was trained from, so a refused resume can say what differs (src/train/target.ts).
         extra: {
           identity: trainingIdentity(s.run),
-          elapsedSeconds: elapsed(),
+          elapsedSeconds: s.elapsed(),
           trainSeconds: s.at.trainSeconds,
           ...(s.at.stepPeakBytes === undefined ? {} : { stepPeakBytes: s.at.stepPeakBytes }),
           trained: s.at.traced,
@@ -183,7 +183,7 @@ export const openSession = (opened: Extract<Opened, { kind: "train" }>, data: Ru
     const parts = { run, dir, specHash, steps, model, params, trainable, objective, optimizer, ...(masks === undefined ? {} : { masks }), stream, trace, at, elapsed }
     return {
       ...parts,
-      save: saveAt(parts, elapsed),
+      save: saveAt(parts),
       appendMetric: (row: Record<string, unknown>) => metrics.append(row).pipe(Effect.mapError((e) => fail(e.message))),
     } satisfies Session
   })

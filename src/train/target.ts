@@ -61,36 +61,37 @@ const entriesOf = (dir: string) =>
     return yield* fs.readDirectory(dir).pipe(Effect.orElseSucceed((): string[] => []))
   })
 
+const placeProblemOf = (dir: string, entries: ReadonlyArray<string>, run: RunSpec, fresh: boolean): string | undefined => {
+  const readers = readersProblem(dir, run)
+  if (readers !== undefined) return `${dir}: ${readers}`
+  if (entries.every(lockEntry)) return undefined
+  if (!entries.some((e) => runEntries.includes(e))) {
+    const shown = entries.filter((e) => !lockEntry(e)).sort()
+    return (
+      `${dir}: is not empty and holds no run (${shown.slice(0, 5).join(", ")}${shown.length > 5 ? `, … ${shown.length} entries` : ""}); ` +
+      "a run is written only into an empty directory or one holding the same run: choose another --out"
+    )
+  }
+  if (fresh && entries.includes("summary.json"))
+    return `${dir}: holds a finished run; --fresh discards only an unfinished run's checkpoint, and a finished run is never trained again. To train it anew, delete the directory by hand or train elsewhere with --out DIR`
+  return undefined
+}
+
 /**
  * What can be told of a target without the run's final spec (its tokenizer and sources), so
  * before any data is read: a run it reads, a directory that holds no run, a finished run and `--fresh`.
  */
 export const placeProblem = (dir: string, run: RunSpec, fresh: boolean): Effect.Effect<string | undefined, never, FileSystem.FileSystem> =>
-  Effect.gen(function* () {
-    const readers = readersProblem(dir, run)
-    if (readers !== undefined) return `${dir}: ${readers}`
-    const entries = yield* entriesOf(dir)
-    if (entries.every(lockEntry)) return undefined
-    if (!entries.some((e) => runEntries.includes(e))) {
-      const shown = entries.filter((e) => !lockEntry(e)).sort()
-      return (
-        `${dir}: is not empty and holds no run (${shown.slice(0, 5).join(", ")}${shown.length > 5 ? `, … ${shown.length} entries` : ""}); ` +
-        "a run is written only into an empty directory or one holding the same run: choose another --out"
-      )
-    }
-    if (fresh && entries.includes("summary.json"))
-      return `${dir}: holds a finished run; --fresh discards only an unfinished run's checkpoint, and a finished run is never trained again. To train it anew, delete the directory by hand or train elsewhere with --out DIR`
-    return undefined
-  })
+  Effect.map(entriesOf(dir), (entries) => placeProblemOf(dir, entries, run, fresh))
 
 export const inspectTarget = (dir: string, run: RunSpec, fresh: boolean): Effect.Effect<Target, CheckpointError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const refuse = (problem: string): Target => ({ kind: "refused", problem: `${dir}: ${problem}` })
-    const place = yield* placeProblem(dir, run, fresh)
-    if (place !== undefined) return { kind: "refused", problem: place }
     const entries = yield* entriesOf(dir)
+    const place = placeProblemOf(dir, entries, run, fresh)
+    if (place !== undefined) return { kind: "refused", problem: place }
     if (entries.every(lockEntry)) return { kind: "new" }
     const specHash = hashSpec(trainingIdentity(run))
     const spec = yield* readJson(fs, path.join(dir, "spec.json"))
