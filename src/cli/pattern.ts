@@ -1,4 +1,3 @@
-import { writeFileSync } from "node:fs"
 import * as tf from "@tensorflow/tfjs"
 import { Console, Data, Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -7,7 +6,8 @@ import { attention, attentionKinds, attentionModule, type AttentionKindTag, type
 import { attends, measurePattern } from "../attention/pattern.js"
 import { encodePng } from "../report/png.js"
 import { patternImage } from "../report/pattern-picture.js"
-import { ioReason } from "../errors/io-error.js"
+import { writeFileAtomic } from "../io/atomic-write.js"
+import { outFileProblem } from "../io/out-file.js"
 import { runCommand, UsageError } from "./boundary.js"
 import { intFlag } from "./flags.js"
 
@@ -47,6 +47,9 @@ const specOf = (kind: string, json: string | undefined, context: number, layer: 
   return Result.isFailure(decoded) ? Result.fail(new PatternError({ message: decoded.failure.message })) : Result.succeed(spec)
 }
 
+/** A picture replaces only a PNG. */
+const png = { name: "PNG picture", starts: (head: Uint8Array) => head.length >= 4 && head[0] === 0x89 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x47 }
+
 export const command = Command.make(
   "pattern",
   {
@@ -63,11 +66,13 @@ export const command = Command.make(
       yield* Effect.promise(() => tf.setBackend("cpu"))
       const spec = yield* Effect.fromResult(specOf(a.kind, Option.getOrUndefined(a.options), a.context, a.layer))
       if (a.head >= spec.heads) return yield* new UsageError({ message: `--head ${a.head} is not one of the ${spec.heads} heads (0 to ${spec.heads - 1})` })
+      const out = Option.getOrElse(a.out, () => `pattern-${a.kind}.png`)
+      const problem = yield* outFileProblem(out, png)
+      if (problem !== undefined) return yield* new UsageError({ message: problem })
       const seen = attends(measurePattern(spec, { context: a.context, layer: a.layer, head: a.head }), a.context)
       // One cell per query/key pair, scaled up to about 768 pixels.
       const { size, rgb } = patternImage(seen, Math.max(1, Math.floor(768 / a.context)))
-      const out = Option.getOrElse(a.out, () => `pattern-${a.kind}.png`)
-      yield* Effect.try({ try: () => writeFileSync(out, encodePng(size, size, rgb)), catch: (e) => new PatternError({ message: `cannot write ${out}: ${ioReason(e)}` }) })
+      yield* writeFileAtomic(out, encodePng(size, size, rgb)).pipe(Effect.mapError((e) => new PatternError({ message: e.message })))
       const keys = seen.flat().filter(Boolean).length
       const future = seen.flatMap((row, i) => row.filter((s, j) => s && j > i)).length
       yield* Console.log(

@@ -4,12 +4,13 @@ import { chooseBackend } from "../backend/select.js"
 import { ledgerDir, readLedger } from "../train/ledger.js"
 import { variantOrder } from "../experiment/load.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
+import { outFileProblem } from "../io/out-file.js"
 import { runsFolder } from "../io/paths.js"
 import { experimentPage, metricsLimits } from "../report/experiment-page.js"
 import { ledgerPage, now } from "../report/ledger-view.js"
 import { patternPng } from "../report/pattern-picture.js"
 import { loadRuns, ReportError, runsFingerprint } from "../report/runs.js"
-import { runCommand } from "./boundary.js"
+import { runCommand, UsageError } from "./boundary.js"
 import { intFlag } from "./flags.js"
 
 /**
@@ -40,6 +41,9 @@ const resolveTargets = (targets: ReadonlyArray<string>) =>
     )
   })
 
+/** A page replaces only a page. */
+const reportPage = { name: "report page", starts: (head: Uint8Array) => new TextDecoder().decode(head.subarray(0, 15)).toLowerCase() === "<!doctype html>" }
+
 const write = (out: string, html: string) => writeFileAtomic(out, html, { makeDirectory: true }).pipe(Effect.mapError((e) => new ReportError({ message: e.message })))
 
 export const command = Command.make(
@@ -55,6 +59,8 @@ export const command = Command.make(
     Effect.gen(function* () {
       const path = yield* Path.Path
       const folder = runsFolder()
+      const problem = Option.isSome(a.out) ? yield* outFileProblem(a.out.value, reportPage) : undefined
+      if (problem !== undefined) return yield* new UsageError({ message: problem })
       if (a.all || a.targets.length === 0) {
         const ledger = yield* readLedger(folder)
         if (ledger.records.length === 0) return yield* new ReportError({ message: `no ledger records in ${ledgerDir(folder)}: no run has finished there yet` })

@@ -3,6 +3,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { command as expCommand } from "../../src/cli/exp.js"
+import { command as patternCommand } from "../../src/cli/pattern.js"
+import { command as reportCommand } from "../../src/cli/report.js"
 import { snapshot } from "../files.js"
 import { runInProcess } from "./in-process.js"
 import { root } from "./process.js"
@@ -148,5 +150,48 @@ describe("what --out and --fresh may touch", { timeout: 300_000 }, () => {
     const ok = await exp([file, "--out", out])
     expect(ok.code, ok.stderr).toBe(0)
     expect(snapshot(source)).toEqual(before)
+  })
+
+  it("writes a report page only where no run and no other file would be lost", async () => {
+    const report = (out: string) => runInProcess(reportCommand, [finished, "--out", out])
+    const elsewhere = join(tmp(), "notes.md")
+    writeFileSync(elsewhere, "my notes")
+    const before = snapshot(finished)
+    for (const [out, message] of [
+      [join(finished, "summary.json"), /exists and is not a report page/],
+      [join(finished, "page.html"), new RegExp(`is inside the run directory ${finished}, which this command never writes into`)],
+      [elsewhere, /exists and is not a report page/],
+      [finished, /is a directory/],
+    ] as const) {
+      const r = await report(out)
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr, r.stderr).toMatch(message)
+    }
+    expect(snapshot(finished)).toEqual(before)
+    expect(readFileSync(elsewhere, "utf8")).toBe("my notes")
+    // A page replaces a page.
+    const page = join(tmp(), "page.html")
+    for (let i = 0; i < 2; i++) {
+      const r = await report(page)
+      expect(r.code, r.stderr).toBe(0)
+      expect(readFileSync(page, "utf8").startsWith("<!doctype html>")).toBe(true)
+    }
+  })
+
+  it("draws a pattern picture only where no run and no other file would be lost", async () => {
+    const draw = (out: string) => runInProcess(patternCommand, ["full", "--context", "8", "--out", out])
+    const before = snapshot(finished)
+    for (const [out, message] of [
+      [join(finished, "summary.json"), /exists and is not a PNG picture/],
+      [join(finished, "full.png"), /is inside the run directory/],
+    ] as const) {
+      const r = await draw(out)
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr, r.stderr).toMatch(message)
+    }
+    expect(snapshot(finished)).toEqual(before)
+    const picture = join(tmp(), "full.png")
+    for (let i = 0; i < 2; i++) expect((await draw(picture)).code).toBe(0)
+    expect(readFileSync(picture).subarray(1, 4).toString()).toBe("PNG")
   })
 })
