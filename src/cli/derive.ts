@@ -10,7 +10,8 @@ import { numberFlag } from "./flags.js"
 /**
  * `npm run derive -- <run-dir> --out DIR (--keep-blocks every-other|0,2,4 | --threshold T [--measure M])`:
  * a new run directory whose model is the trained one with only some blocks (renamed
- * blocks.{i} → blocks.{j}, without its depth policy), or with its early exits at another
+ * blocks.{i} → blocks.{j}; a LayerDrop model loses its policy, an early-exit or routed one is
+ * refused), or with its early exits at another
  * threshold. It evaluates, generates and summarises (`npm run exp DIR/spec.json -- --out DIR`)
  * like any run.
  */

@@ -1,5 +1,6 @@
 import { keepBlocks, keptParamSource, type Which, withPolicy } from "../../dsl/blocks.js"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
+import { policyModule } from "../../dsl/kinds/depth/index.js"
 import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import type { Derivation } from "./derive-run.js"
 
@@ -24,11 +25,17 @@ export const parseBlocks = (text: string): Which | undefined => {
 /** What --keep-blocks accepts, for messages. */
 export const blocksExpected = '"every-other" or increasing block indices like 0,2,4'
 
-export const keptBlocks = (model: DecoderSpec, which: Which, label: string): Derivation => ({
-  model: keepBlocks(model, which),
-  source: keptParamSource(model, which),
-  note: `blocks ${label}`,
-})
+/**
+ * Some blocks, without the depth policy. Only LayerDrop's models are cut this way (what they
+ * were trained for); an early-exit or routed model's policy belongs to its whole stack (exit
+ * heads, routers per block), and dropping it would give a silently different model.
+ */
+export const keptBlocks = (model: DecoderSpec, which: Which, label: string): Derivation => {
+  const policy = model.layers.policy
+  if (policy !== undefined && policy.kind !== "layer-drop")
+    throw new Error(`--keep-blocks: at ["layers","policy"]: the model's ${policyModule(policy).label(policy)} policy belongs to its whole stack and the kept blocks would run without it; keep blocks of a model with no depth policy or with layer-drop`)
+  return { model: keepBlocks(model, which), source: keptParamSource(model, which), note: `blocks ${label}` }
+}
 
 export const exitsAt = (model: DecoderSpec, change: { readonly threshold?: number; readonly measure?: Measure }): Derivation => {
   const policy = model.layers.policy

@@ -91,6 +91,12 @@ describe("derived runs", () => {
     const spec = JSON.parse(readFileSync(join(out, "spec.json"), "utf8")) as RunSpec
     expect(spec.model.layers.policy).toEqual(earlyExit({ threshold: 0.4, measure: "saturation" }))
     expect(spec.variant).toBe("base, exit saturation>0.4")
+    // Cutting blocks would drop the exits, a different model: refused, nothing written.
+    const cut = join(tmp(), "cut")
+    expect(failure(await effect(deriveRun(exits, cut, (run) => keptBlocks(run.model, [0], "0"))))).toMatch(
+      /--keep-blocks: at \["layers","policy"\]: the model.s early-exit\(.*\) policy belongs to its whole stack/,
+    )
+    expect(existsSync(cut)).toBe(false)
     expect(failure(await effect(deriveRun(exits, join(tmp(), "x"), (run) => exitsAt(run.model, { threshold: 3 }))))).toMatch(
       /the derived model is invalid:\nat \["layers","policy","threshold"\]: the softmax measure lies in \[0, 1\]/,
     )
