@@ -19,7 +19,7 @@ import { methodModule } from "../experiment/prune/methods/index.js"
 import { trainOrPrune } from "../prune/run.js"
 import { checkSources } from "../prune/source.js"
 import { formatBytes } from "../io/progress.js"
-import { resultOf, resultsTable } from "../report/results.js"
+import { resultOf, resultsTable, targetLine } from "../report/results.js"
 import { estimateTraining, type MemoryLimit } from "../train/estimate.js"
 import { placeProblem } from "../train/target.js"
 import type { Summary } from "../experiment/summary.js"
@@ -133,6 +133,7 @@ export const command = Command.make(
         )
         summaries.push(summary)
         yield* Console.error(`val loss ${summary.valLoss.toFixed(4)}, val bpb ${summary.valBpb.toFixed(4)}\nsample: ${summary.sample}`)
+        if (summary.target !== undefined) yield* Console.error(targetLine(summary.target))
       }
       yield* Console.log(resultsTable(summaries.map(resultOf)))
     }).pipe(located({ experiment: Option.getOrElse(a.target, () => "(none)") })),

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
-import { NonNegativeInt, PositiveInt } from "../../dsl/fields.js"
+import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js"
 import type { PruneRecord, PruneVariant } from "./prune/declare.js"
 import { type Objective, ObjectiveSchema } from "./objective/spec.js"
 import { type OptimizerConfig, OptimizerSchema } from "./optimizer/spec.js"
@@ -23,9 +23,21 @@ export const DataSchema = Schema.Struct({
 })
 export type DataConfig = typeof DataSchema.Type
 
-/** `steps: 0` trains nothing: a one-shot pruned run is evaluated as pruned. */
-export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt }), Schema.Struct({ steps: NonNegativeInt })])
+/**
+ * Tokens or optimiser steps; `steps: 0` trains nothing (a one-shot pruned run is evaluated as
+ * pruned). With `bpb`, the run also stops at the first periodic evaluation (every `eval.every`
+ * steps) whose validation bits per byte is at most `bpb`, and its summary records when that
+ * was: a speedrun's budget, tokens or steps being the most it may spend.
+ */
+const target = { bpb: Schema.optionalKey(PositiveNumber) }
+export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt, ...target }), Schema.Struct({ steps: NonNegativeInt, ...target })])
 export type Budget = typeof BudgetSchema.Type
+
+/** The budget with its cap replaced (`--steps`, `--tokens`), its target kept. */
+export const withCap = (budget: Budget, cap: { readonly steps: number } | { readonly tokens: number }): Budget => ({
+  ...cap,
+  ...(budget.bpb === undefined ? {} : { bpb: budget.bpb }),
+})
 
 
 export const SampleSchema = Schema.Struct({

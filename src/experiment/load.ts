@@ -12,7 +12,7 @@ import { isExplicit, type Objective, objectiveProblems, ObjectiveSchema } from "
 import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneRecord, type PruneVariant } from "./prune/declare.js"
 import { methodModule } from "./prune/methods/index.js"
 import { nameProblem, seedProblem } from "./names.js"
-import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
+import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema, withCap } from "./define.js"
 import { recordedDir, resolveRecordedDir, runPath } from "./run-path.js"
 import { variantParts } from "./variant.js"
 import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start/index.js"
@@ -144,7 +144,7 @@ export interface Overrides {
 
 const withOverrides = (t: TrainingConfig, o: Overrides): TrainingConfig => ({
   ...t,
-  budget: o.steps !== undefined ? { steps: o.steps } : o.tokens !== undefined ? { tokens: o.tokens } : t.budget,
+  budget: o.steps !== undefined ? withCap(t.budget, { steps: o.steps }) : o.tokens !== undefined ? withCap(t.budget, { tokens: o.tokens }) : t.budget,
   checkpoint: o.checkpointEvery !== undefined ? { every: o.checkpointEvery } : t.checkpoint,
 })
 
@@ -314,7 +314,7 @@ export const expandPrune = (args: {
     const training: TrainingConfig = {
       ...args.training,
       // Overrides shorten a fine-tune; a one-shot pruning stays one-shot.
-      budget: finetune === undefined ? { steps: 0 } : o.steps !== undefined ? { steps: o.steps } : o.tokens !== undefined ? { tokens: o.tokens } : finetune.budget,
+      budget: finetune === undefined ? { steps: 0 } : o.steps !== undefined ? withCap(finetune.budget, { steps: o.steps }) : o.tokens !== undefined ? withCap(finetune.budget, { tokens: o.tokens }) : finetune.budget,
       optimizer: finetune?.optimizer ?? args.training.optimizer,
     }
     const problems: string[] = []

@@ -18,10 +18,13 @@ export interface Summary {
    * depth policy skips blocks or tokens. Absent from summaries written before it was recorded.
    */
   readonly spent?: { readonly training: Spent; readonly eval: Spent }
+  /** A budget with a target (`bpb`): when a periodic evaluation first reached it, or null when the budget ran out first. */
+  readonly target?: { readonly bpb: number; readonly reached: Reached | null }
   readonly tokenizer: string
   readonly tokenizerHash: string
   readonly tokenBudget: number
   readonly tokensTrained: number
+  /** Optimiser steps trained (fewer than the budget when its target was reached). */
   readonly steps: number
   readonly wallSeconds: number
   /** Seconds spent in optimiser steps (evaluation, sampling and start-up excluded). */
@@ -43,6 +46,16 @@ export interface Summary {
   /** ISO 8601, when the run finished; its ledger record carries the same time (absent in summaries written before it was recorded). */
   readonly finishedAt?: string
   readonly sample: string
+}
+
+/** Where a run first reached its target: the step, and what it had spent by then (training time without evaluations, tokens, training FLOPs). */
+export interface Reached {
+  readonly step: number
+  readonly valBpb: number
+  readonly tokens: number
+  readonly trainSeconds: number
+  /** Forward and backward FLOPs spent in training (3× the forward FLOPs its positions ran). */
+  readonly trainingFlops: number
 }
 
 export interface Spent {

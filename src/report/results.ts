@@ -144,5 +144,14 @@ export const resultOf = (s: Summary & PruningFigures): RunResult => ({
     ...Object.fromEntries(Object.entries(s.lengths).map(([length, e]) => [`bpb@${length}`, e.bpb])),
     ...extraFigures(s),
     ...(s.pruning === undefined ? {} : { sparsity: s.pruning.sparsity }),
+    ...(s.target?.reached ? { secondsToTarget: s.target.reached.trainSeconds, tokensToTarget: s.target.reached.tokens, flopsToTarget: s.target.reached.trainingFlops } : {}),
   },
 })
+
+/** What a run with a target says of it when it finishes. */
+export const targetLine = (target: NonNullable<Summary["target"]>): string => {
+  const r = target.reached
+  return r === null
+    ? `target val bpb ${target.bpb}: not reached within the budget`
+    : `target val bpb ${target.bpb}: reached at step ${r.step} (val bpb ${r.valBpb.toFixed(4)}) after ${r.trainSeconds.toFixed(1)} s of training, ${formatCount(r.tokens)} tokens, ${r.trainingFlops.toExponential(3)} training FLOPs`
+}

@@ -71,6 +71,11 @@ export const checkSummary = (raw: unknown, file: string, o: { readonly page: boo
     ["flopsPerToken", (x) => numbers(x, ["forward", "training"]), "{ forward, training } numbers"],
     ["spent", (x) => isObject(x) && numbers(x.training, ["flopsPerToken", "blocksPerToken"]) && numbers(x.eval, ["flopsPerToken", "blocksPerToken"]), "{ training, eval } of { flopsPerToken, blocksPerToken } numbers"],
     ["pruning", (x) => numbers(x, ["sparsity", "sourceTokens"]), "{ sparsity, sourceTokens } numbers"],
+    [
+      "target",
+      (x) => isObject(x) && isNumber(x.bpb) && (x.reached === null || numbers(x.reached, ["step", "valBpb", "tokens", "trainSeconds", "trainingFlops"])),
+      "{ bpb, reached: null or { step, valBpb, tokens, trainSeconds, trainingFlops } numbers }",
+    ],
   ]
   for (const [key, ok, expected] of optional) {
     if (raw[key] === undefined || ok(raw[key])) continue

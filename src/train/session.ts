@@ -3,6 +3,7 @@ import { Console, Effect, FileSystem, Option, Path } from "effect"
 import type { NamedParam } from "../../dsl/params.js"
 import { DepthTrace, type TraceTotals } from "../depth/trace.js"
 import { totalSteps, type RunSpec } from "../experiment/define.js"
+import type { Reached } from "../experiment/summary.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { droppedLines, openJsonl, parseJsonl } from "../io/jsonl.js"
 import { compile, type Model } from "../model/compile.js"
@@ -59,6 +60,8 @@ export interface Position {
   traced: TraceTotals | undefined
   /** The step of the checkpoint on disk (-1: none yet). */
   savedStep: number
+  /** Where the budget's target was reached (training stops there). */
+  reached: Reached | undefined
 }
 
 const toArrays = (tensors: Readonly<Record<string, tf.Tensor>>): TensorArrays =>
@@ -96,6 +99,7 @@ const saveAt = (s: Omit<Session, "save" | "appendMetric">) =>
           trainSeconds: s.at.trainSeconds,
           ...(s.at.stepPeakBytes === undefined ? {} : { stepPeakBytes: s.at.stepPeakBytes }),
           trained: s.at.traced,
+          ...(s.at.reached === undefined ? {} : { reached: s.at.reached }),
         },
       },
       ...(s.masks === undefined ? {} : { masks: s.masks.save() }),
@@ -138,7 +142,7 @@ export const openSession = (opened: Extract<Opened, { kind: "train" }>, data: Ru
       (o) => Effect.sync(() => o.dispose()),
     )
     const masks = options.start?.masks
-    const at: Position = { step: 0, tokensSeen: 0, trainSeconds: 0, stepPeakBytes: undefined, cursor: undefined, traced: undefined, savedStep: -1 }
+    const at: Position = { step: 0, tokensSeen: 0, trainSeconds: 0, stepPeakBytes: undefined, cursor: undefined, traced: undefined, savedStep: -1, reached: undefined }
     let elapsedBefore = 0
     if (Option.isSome(opened.checkpoint)) {
       const ck: Checkpoint = opened.checkpoint.value
@@ -148,8 +152,17 @@ export const openSession = (opened: Extract<Opened, { kind: "train" }>, data: Ru
         try: () => optimizer.importState({ step: ck.state.step, moments: ck.optimizer }),
         catch: (e) => fail(`${path.join(dir, "checkpoint", "optimizer.safetensors")}: ${(e as Error).message}`),
       })
-      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number; stepPeakBytes?: number; trained?: TraceTotals } | undefined
-      Object.assign(at, { step: ck.state.step, tokensSeen: ck.state.tokensSeen, cursor: ck.state.dataCursor, traced: extra?.trained, trainSeconds: extra?.trainSeconds ?? 0, stepPeakBytes: extra?.stepPeakBytes, savedStep: ck.state.step })
+      const extra = ck.state.extra as { elapsedSeconds?: number; trainSeconds?: number; stepPeakBytes?: number; trained?: TraceTotals; reached?: Reached } | undefined
+      Object.assign(at, {
+        step: ck.state.step,
+        tokensSeen: ck.state.tokensSeen,
+        cursor: ck.state.dataCursor,
+        traced: extra?.trained,
+        trainSeconds: extra?.trainSeconds ?? 0,
+        stepPeakBytes: extra?.stepPeakBytes,
+        savedStep: ck.state.step,
+        reached: extra?.reached,
+      })
       elapsedBefore = extra?.elapsedSeconds ?? 0
       if (masks !== undefined) {
         const problem = ck.masks === undefined ? "has no masks.safetensors, which a pruned run needs" : masks.restore(ck.masks)

@@ -13,8 +13,8 @@ import { RunError, type RunOptions } from "./run-options.js"
 import type { Session } from "./session.js"
 
 /**
- * The third phase of a run: optimiser steps until the budget is spent, with periodic
- * evaluation, metrics and checkpoints. Interruption (Ctrl-C, SIGTERM) lands between steps and
+ * The third phase of a run: optimiser steps until the budget is spent or its target reached,
+ * with periodic evaluation, metrics and checkpoints. Interruption (Ctrl-C, SIGTERM) lands between steps and
  * saves a checkpoint at the last completed one; a non-finite loss stops the run before its
  * update and keeps the last good checkpoint.
  */
@@ -108,7 +108,8 @@ export const trainSteps = (s: Session, data: RunData, options: RunOptions) =>
     let lastLoss = Number.NaN
     let lastEval: Evaluation | undefined
     const meter = peakMeter()
-    while (at.step < s.steps) {
+    const target = t.budget.bpb
+    while (at.step < s.steps && at.reached === undefined) {
       const stepStart = performance.now()
       meter?.start()
       const r = yield* Effect.sync(() => optimiserStep(s, accumulator, paramOfVariable)).pipe(located({ step: at.step + 1 }))
@@ -143,10 +144,14 @@ export const trainSteps = (s: Session, data: RunData, options: RunOptions) =>
         lastEval = evaluateNow(s, data)
         Object.assign(row, { valLoss: lastEval.loss, valBpb: lastEval.bpb, valTokens: lastEval.tokens })
         yield* bar.log(`step ${at.step}: train loss ${r.loss.toFixed(4)}, val loss ${lastEval.loss.toFixed(4)}, val bpb ${lastEval.bpb.toFixed(4)}`)
+        if (target !== undefined && lastEval.bpb <= target) {
+          at.reached = { step: at.step, valBpb: lastEval.bpb, tokens: at.tokensSeen, trainSeconds: at.trainSeconds, trainingFlops: 3 * s.trace.flops }
+          yield* bar.log(`reached val bpb ${target} at step ${at.step}: ${at.tokensSeen} tokens, ${at.trainSeconds.toFixed(1)} s of training; training stops here`)
+        }
       }
       yield* s.appendMetric(row)
       yield* bar.update({ current: at.step, loss: r.loss, tokens: tokensThisSession })
-      if (at.step % t.checkpoint.every === 0 || at.step === s.steps) yield* s.save
+      if (at.step % t.checkpoint.every === 0 || at.step === s.steps || at.reached !== undefined) yield* s.save
       // Interruption lands here, between steps, so a saved state is always a whole step.
       yield* Effect.yieldNow
     }
