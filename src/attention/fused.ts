@@ -1,4 +1,6 @@
 import type * as tf from "@tensorflow/tfjs"
+import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import { maxDilation } from "../../dsl/kinds/attention/sliding.js"
 import { fusedAttention } from "../backend/fused.js"
 import type { LayerCtx } from "../model/kind.js"
 
@@ -15,3 +17,6 @@ export const fusedCausal = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, ctx:
   if (scoreBias !== undefined && distanceSlopes === undefined) return undefined
   return fusedAttention(q, k, v, { span, slopes: distanceSlopes?.(q.shape[1]) })
 }
+
+/** Kinds whose whole-sequence pattern is one contiguous span of keys per query: dense, and undilated windows without global tokens. */
+export const fusableKind = (spec: AttentionSpec): boolean => spec.kind === "full" || (spec.kind === "sliding-window" && maxDilation(spec) === 1)

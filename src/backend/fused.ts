@@ -139,9 +139,12 @@ export interface AttentionPattern {
   readonly slopes?: readonly number[] | undefined
 }
 
+/** Whether the current backend has the kernels and the switch lets them run (read at each call, so one process can compare both paths). */
+export const attentionFusion = (): boolean => available(FUSED_ATTENTION) && process.env["TFJS_NATIVE_FUSED_ATTENTION"] !== "0"
+
 /** The attention by the fused kernels, or undefined where the backend has none or the switch is off. */
 export const fusedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pattern: AttentionPattern): tf.Tensor4D | undefined => {
-  if (!available(FUSED_ATTENTION) || process.env["TFJS_NATIVE_FUSED_ATTENTION"] === "0") return undefined
+  if (!attentionFusion()) return undefined
   const attrs = { span: pattern.span ?? q.shape[2], slopes: [...(pattern.slopes ?? [])] }
   const f = tf.customGrad((qIn, kIn, vIn, save) => {
     const inputs = { q: qIn as tf.Tensor, k: kIn as tf.Tensor, v: vIn as tf.Tensor }
