@@ -453,6 +453,29 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// attention(q, k, v, [bh, heads, t, dh, span], slopes | null, out, lse)
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  const auto d = dims(info[3]);
+  const nk::AttentionShape s{d[0], d[1], d[2], d[3], d[4]};
+  const size_t n = s.bh * s.t * s.dh;
+  nk::attention(s, f32(info[0], "q", n), f32(info[1], "k", n), f32(info[2], "v", n),
+                info[4].IsNull() ? nullptr : f32(info[4], "slopes", s.heads), f32(info[5], "out", n),
+                f32(info[6], "lse", s.bh * s.t));
+  return info.Env().Undefined();
+}
+
+// attentionGrad(q, k, v, out, lse, dout, [bh, heads, t, dh, span], slopes | null, dq, dk, dv)
+Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
+  const auto d = dims(info[6]);
+  const nk::AttentionShape s{d[0], d[1], d[2], d[3], d[4]};
+  const size_t n = s.bh * s.t * s.dh;
+  nk::attention_grad(s, f32(info[0], "q", n), f32(info[1], "k", n), f32(info[2], "v", n), f32(info[3], "out", n),
+                     f32(info[4], "lse", s.bh * s.t), f32(info[5], "dout", n),
+                     info[7].IsNull() ? nullptr : f32(info[7], "slopes", s.heads), f32(info[8], "dq", n),
+                     f32(info[9], "dk", n), f32(info[10], "dv", n));
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Without an explicit OMP_NUM_THREADS, use one thread per physical core.
   if (std::getenv("OMP_NUM_THREADS") == nullptr) nk::set_threads(nk::physical_cores());
@@ -485,6 +508,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeRegister", Napi::Function::New(env, DecodeRegister));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("attentionGrad", Napi::Function::New(env, AttentionGrad));
   return exports;
 }
 

@@ -235,3 +235,17 @@ class Program {
 };
 
 }  // namespace nk
+
+// Fused causal attention (native/attention.cc) of q, k, v [bh, t, dh], bh = batch·heads with
+// the head fastest: query i sees keys j with 0 ≤ i − j ≤ span (span ≥ t: dense), scores q·k
+// plus slopes[head]·(i − j) when slopes is given (ALiBi). Forward: out [bh, t, dh] and the
+// rows' log-sum-exp lse [bh, t]; backward: dq, dk, dv from those and dout.
+namespace nk {
+struct AttentionShape {
+  int64_t bh, heads, t, dh, span;
+};
+void attention(const AttentionShape& s, const float* q, const float* k, const float* v, const float* slopes, float* out,
+               float* lse);
+void attention_grad(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
+                    const float* lse, const float* dout, const float* slopes, float* dq, float* dk, float* dv);
+}  // namespace nk

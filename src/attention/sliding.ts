@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import { maxDilation, pick, type Sliding, slidingVisible, windowVisible } from "../../dsl/kinds/attention/sliding.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
+import { fusableKind, fusedCausal } from "./fused.js"
 import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, roundUp, selectRows } from "./blocked.js"
 import { extendCache, linear, project, projectQkv, splitHeads } from "./projection.js"
 
@@ -87,6 +88,8 @@ const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.T
     const local = maskedAttention(q, k, v, ctx.offset, slidingVisible(spec, ctx.layer), ctx, spec.dropout)
     return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
   }
+  const fused = fusableKind(spec) ? fusedCausal(q, k, v, ctx, spec.dropout, pick(spec.window, ctx.layer)) : undefined
+  if (fused) return project(p, fused, spec.bias)
   const span = pick(spec.window, ctx.layer) * maxDilation(spec)
   // A window reaching past the sequence is one block holding all of it.
   const [w, previous] = span < t ? [span, true] : [t, false]

@@ -121,3 +121,42 @@ export const fusedAdamW = (
   available(ADAMW_UPDATE) && inputs.g.dtype === "float32"
     ? (tf.engine().runKernel(ADAMW_UPDATE, { ...inputs }, { scalars: [...scalars], decay }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor])
     : undefined
+
+/**
+ * Causal attention over q, k, v [B, H, T, dh] (q already scaled) in one kernel each way: the
+ * forward pass gives [out, lse] (out [B, H, T, dh], each row's log-sum-exp [B, H, T]) and the
+ * backward pass [dq, dk, dv], recomputing the probabilities from lse, so training keeps
+ * q, k, v, out and lse instead of the B·H·T·T probabilities. Query i sees keys j with
+ * 0 ≤ i − j ≤ span; `slopes` [H] add slopes[h]·(i − j) to the scores (ALiBi).
+ * TFJS_NATIVE_FUSED_ATTENTION=0 turns it off (the composed ops run instead, for comparison).
+ */
+export const FUSED_ATTENTION = "FusedAttention"
+export const FUSED_ATTENTION_GRAD = "FusedAttentionGrad"
+
+export interface AttentionPattern {
+  /** Most distance i − j a query sees; absent: every earlier key. */
+  readonly span?: number | undefined
+  readonly slopes?: readonly number[] | undefined
+}
+
+/** Whether the current backend has the kernels and the switch lets them run (read at each call, so one process can compare both paths). */
+export const attentionFusion = (): boolean => available(FUSED_ATTENTION) && process.env["TFJS_NATIVE_FUSED_ATTENTION"] !== "0"
+
+/** The attention by the fused kernels, or undefined where the backend has none or the switch is off. */
+export const fusedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pattern: AttentionPattern): tf.Tensor4D | undefined => {
+  if (!attentionFusion()) return undefined
+  const attrs = { span: pattern.span ?? q.shape[2], slopes: [...(pattern.slopes ?? [])] }
+  const f = tf.customGrad((qIn, kIn, vIn, save) => {
+    const inputs = { q: qIn as tf.Tensor, k: kIn as tf.Tensor, v: vIn as tf.Tensor }
+    const [out, lse] = tf.engine().runKernel(FUSED_ATTENTION, inputs, attrs) as unknown as tf.Tensor[]
+    ;(save as unknown as (saved: tf.Tensor[]) => void)([inputs.q, inputs.k, inputs.v, out!, lse!])
+    return {
+      value: out!,
+      gradFunc: (dy, saved) => {
+        const [qs, ks, vs, os, ls] = saved as tf.Tensor[]
+        return tf.engine().runKernel(FUSED_ATTENTION_GRAD, { q: qs!, k: ks!, v: vs!, out: os!, lse: ls!, dy: dy as tf.Tensor }, attrs) as unknown as tf.Tensor[]
+      },
+    }
+  })
+  return f(q, k, v) as tf.Tensor4D
+}

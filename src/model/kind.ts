@@ -34,6 +34,8 @@ export interface PositionHooks {
   readonly queryKey?: (q: tf.Tensor4D, k: tf.Tensor4D, qOffset: number, kOffset: number) => [tf.Tensor4D, tf.Tensor4D]
   /** Additive score bias [H, Tq, Tk] for queries at qOffset.. and keys at kOffset... */
   readonly scoreBias?: (heads: number, tq: number, tk: number, qOffset: number, kOffset: number) => tf.Tensor3D
+  /** Set when scoreBias is slopes[h]·(i − j) for query position i and key position j (ALiBi), so a fused kernel can add it in place. */
+  readonly distanceSlopes?: (heads: number) => readonly number[]
 }
 
 /** Everything a layer sees besides its parameters and input. */

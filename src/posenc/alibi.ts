@@ -18,6 +18,7 @@ export const alibiSlopes = (heads: number): number[] => {
 
 export const alibi: PosencCompute<Alibi> = {
   hooks: () => ({
+    distanceSlopes: (heads) => alibiSlopes(heads).map((m) => -m),
     scoreBias: (heads, tq, tk, qOffset, kOffset) =>
       tf.tidy(() => {
         const distance = new Float32Array(tq * tk)

@@ -5,6 +5,8 @@ import { activationModule } from "../../dsl/kinds/activation/index.js"
 import { attentionModule } from "../../dsl/kinds/attention/index.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blockParams } from "../../dsl/params.js"
+import { fusableKind } from "../attention/fused.js"
+import { attentionFusion } from "../backend/fused.js"
 import { posencCompute } from "../posenc/index.js"
 import { formatBytes } from "../io/progress.js"
 
@@ -16,7 +18,8 @@ import { formatBytes } from "../io/progress.js"
  * B·H·T·K scores, with K the keys a query actually computes for the kind; the FFN's hidden
  * activations; norms and residual sums), the largest transient tensors of the backward pass,
  * and the B·T·V logits with their gradient. The counts follow what the native backend holds
- * (fused norms, activations and cross-entropy); test/train/estimate.test.ts compares the
+ * (fused norms, activations and cross-entropy, and fused attention where the current backend
+ * runs it: src/backend/fused.ts attentionFusion); test/train/estimate.test.ts compares the
  * estimate with measured peaks. Stock tfjs keeps more intermediates (composed norms and GELU).
  */
 export interface StepShape {
@@ -63,7 +66,7 @@ const keysPerQuery = (flops: number, width: number, context: number): number => 
  * the step's gradients are complete, so each forward tensor counts about twice (itself and
  * its gradient). Counts per layer, in tensors of the size named, measured on the native backend.
  */
-const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean): Cost => {
+const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fusion: boolean): Cost => {
   // dims.context is the sequence length of the pass.
   const t = dims.context
   const n = b * t
@@ -74,6 +77,12 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean): Co
       const a = module.params(layer, dims)["wq"]?.shape[1] ?? d
       const keys = keysPerQuery(module.flops(layer, dims), a, t)
       const scores = b * layer.heads * t * keys
+      if (fusion && fusableKind(layer) && layer.dropout === 0) {
+        // Fused (src/attention/fused.ts): the projections and per-head layouts, the kernel's
+        // output and each row's log-sum-exp; no scores, no gathered windows.
+        const projections = 2 * (9 + (layer.bias ? 4 : 0) + (scoreHooks ? 2 : 0))
+        return { values: projections * n * a + b * layer.heads * t, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
+      }
       // Forward: q, k, v, their per-head layouts, the scaled q, the merged heads and the output
       // projection (and bias sums); kinds that see fewer keys than the context also gather keys
       // and values into windows, columns or compressed rows.
@@ -93,7 +102,7 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean): Co
     case "norm":
       return { values: 2 * n * d, largest: { what: `norm (${n}×${d})`, elements: n * d } }
     case "residual": {
-      const body = sum(layer.body.map((l) => layerCost(l, dims, b, scoreHooks)))
+      const body = sum(layer.body.map((l) => layerCost(l, dims, b, scoreHooks, fusion)))
       return { ...body, values: body.values + 2 * (layer.dropout > 0 ? 2 : 1) * n * d }
     }
   }
@@ -124,8 +133,10 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const n = b * t
   const posenc = posencCompute[spec.posenc.kind]
   const scoreHooks = posenc.hooks !== undefined
+  // T5's learned bias is the one position bias the fused attention does not compute.
+  const fusion = attentionFusion() && spec.posenc.kind !== "t5"
   const blocks = groups.map(({ block, repeats }) => {
-    const c = sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks)))
+    const c = sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion)))
     return { ...c, values: c.values * repeats }
   })
   const logits = n * spec.vocab

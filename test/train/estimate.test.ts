@@ -90,6 +90,23 @@ describeNative("memory estimate against measured peaks (native backend)", () => 
     ["ALiBi at context 128", gpt({ context: 128, pos: "alibi" }), 8],
     ["RoPE with vocabulary 2048", gpt({ vocab: 2048, context: 128, pos: "rope" }), 8],
   ]
+  it("counts no attention scores where the backend fuses attention, and counts them where TFJS_NATIVE_FUSED_ATTENTION=0", async () => {
+    await tf.setBackend("native")
+    const limit = { bytes: 64 * 2 ** 30, source: "--max-memory 64G" }
+    const problem = () => memoryProblem(estimateTraining(gpt({ context: 1e6 }), { batch: 4, accumulate: 1 }), { batch: 4, accumulate: 1, context: 1e6 }, limit)
+    const linear = () => estimateTraining(gpt({ context: 128 }), { batch: 8, accumulate: 1 }).activationBytes / estimateTraining(gpt(), { batch: 8, accumulate: 1 }).activationBytes
+    try {
+      expect(problem()).toMatch(/training needs about .* GiB, more than/)
+      expect(linear()).toBeCloseTo(2, 5)
+      process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "0"
+      expect(problem()).toMatch(/attention scores \(4×4×1000000×1000000\) would hold/)
+      expect(linear()).toBeGreaterThan(2)
+    } finally {
+      delete process.env["TFJS_NATIVE_FUSED_ATTENTION"]
+      await tf.setBackend("cpu")
+    }
+  })
+
   it.each(configs)("%s: within 0.7–1.3× of the measured step peak", async (_name, model, batch) => {
     await tf.setBackend("native")
     try {

@@ -90,7 +90,28 @@ export interface NativeAddon {
   decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean, offset: number): void
   info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
   setThreads(n: number): void
+  /**
+   * Fused causal attention (native/kernels.h attention): q, k, v [bh, t, dh] give out and the
+   * rows' log-sum-exp lse [bh, t]; slopes [heads] add ALiBi's slopes[h]·(i − j).
+   */
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims, slopes: Float32Array | null, out: Float32Array, lse: Float32Array): void
+  attentionGrad(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    lse: Float32Array,
+    dout: Float32Array,
+    dims: AttentionDims,
+    slopes: Float32Array | null,
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+  ): void
 }
+
+/** Query i sees keys j with 0 ≤ i − j ≤ span (span ≥ t: every earlier key). */
+export type AttentionDims = readonly [bh: number, heads: number, t: number, dh: number, span: number]
 
 /** A native decoding program (opaque; freed when collected). */
 export type DecodeProgram = { readonly __brand: "DecodeProgram" }

@@ -2,6 +2,8 @@ import * as tf from "@tensorflow/tfjs"
 import {
   ADAMW_UPDATE,
   FUSED_ACTIVATION,
+  FUSED_ATTENTION,
+  FUSED_ATTENTION_GRAD,
   FUSED_ACTIVATION_GRAD,
   NORMALIZE,
   NORMALIZE_GRAD,
@@ -10,6 +12,7 @@ import {
   SOFTMAX_CROSS_ENTROPY,
   SOFTMAX_CROSS_ENTROPY_GRAD,
 } from "../../fused.js"
+import type { AttentionDims } from "../addon.js"
 import type { NativeBackend } from "../backend.js"
 import { f32, i32, sizeOf } from "../kernel.js"
 
@@ -143,6 +146,44 @@ const adamw = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return [backend.out(p.shape, pOut), backend.out(p.shape, mOut), backend.out(p.shape, vOut)]
 }
 
+/** [B·H, heads, T, dh, span] of q [B, H, T, dh], after checking that k and v match it. */
+const attentionDims = (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap, what: string): AttentionDims => {
+  const shape = (inputs.q as tf.TensorInfo).shape
+  for (const name of ["k", "v"]) {
+    const other = (inputs[name] as tf.TensorInfo).shape
+    if (shape.length !== 4 || other.join(",") !== shape.join(",")) throw new Error(`${what}: q [${shape}] and ${name} [${other}] must be equal [B, H, T, dh]`)
+  }
+  const [b, h, t, dh] = shape as [number, number, number, number]
+  const slopes = attrs.slopes as number[]
+  if (slopes.length !== 0 && slopes.length !== h) throw new Error(`${what}: ${slopes.length} slopes for ${h} heads`)
+  return [b * h, h, t, dh, Number(attrs.span)]
+}
+
+const slopesOf = (attrs: tf.NamedAttrMap): Float32Array | null => {
+  const slopes = attrs.slopes as number[]
+  return slopes.length === 0 ? null : Float32Array.from(slopes)
+}
+
+const attention = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+  const dims = attentionDims(inputs, attrs, FUSED_ATTENTION)
+  const [bh, , t, dh] = dims
+  const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
+  const [out, lse] = [backend.output(bh * t * dh), backend.output(bh * t)]
+  backend.addon.attention(f("q"), f("k"), f("v"), dims, slopesOf(attrs), out, lse)
+  const shape = (inputs.q as tf.TensorInfo).shape
+  return [backend.out(shape, out), backend.out(shape.slice(0, 3), lse)]
+}
+
+const attentionGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+  const dims = attentionDims(inputs, attrs, FUSED_ATTENTION_GRAD)
+  const n = dims[0] * dims[2] * dims[3]
+  const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
+  const [dq, dk, dv] = [backend.output(n), backend.output(n), backend.output(n)]
+  backend.addon.attentionGrad(f("q"), f("k"), f("v"), f("out"), f("lse"), f("dy"), dims, slopesOf(attrs), dq, dk, dv)
+  const shape = (inputs.q as tf.TensorInfo).shape
+  return [backend.out(shape, dq), backend.out(shape, dk), backend.out(shape, dv)]
+}
+
 /** Kernels the stock cpu backend does not have (so they are registered, not overridden). */
 export const fusedKernels = [
   { kernelName: FUSED_ACTIVATION, kernelFunc: activation },
@@ -154,6 +195,8 @@ export const fusedKernels = [
   { kernelName: NORMALIZE, kernelFunc: normalize },
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
+  { kernelName: FUSED_ATTENTION, kernelFunc: attention },
+  { kernelName: FUSED_ATTENTION_GRAD, kernelFunc: attentionGrad },
 ] as const
 
 /**
