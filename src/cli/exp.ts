@@ -84,6 +84,9 @@ export const command = Command.make(
       const runs = shard === undefined ? all : shardRuns(all, shard)
       if (shard !== undefined) yield* Console.error(`shard ${shard.index}/${shard.count}: ${runs.length} of ${all.length} runs`)
       if (runs.length === 0) return
+      // The backend first: what a step holds depends on its kernels (fused attention keeps no scores).
+      const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
+      yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       // Sizes are checked for every run before the data is prepared or anything is written.
       for (const r of runs) {
         const problem = runMemoryProblem(r, limit)
@@ -116,8 +119,6 @@ export const command = Command.make(
         if (problem !== undefined) return yield* new RunError({ problem })
       }
       const ledger = { runsFolder: folder, code: yield* codeVersion }
-      const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
-      yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
       // Teachers, warm-start and pruning sources: checked against these runs, trained first when missing.
       yield* trainSources(runs, { backend, resumeCommand: resume, ledger, memoryLimit: limit })
