@@ -77,7 +77,7 @@ void window_attend(const AttendShape& s, const AttendInputs& in, const WindowInp
   std::vector<int64_t> global_rows;
   for (int64_t i = 0; i < t_; ++i)
     if (is_global(s.offset + i)) global_rows.push_back(i);
-  std::vector<float> qg(static_cast<size_t>(s.batch * t_ * width));
+  std::vector<float> qg(global_rows.empty() ? 0 : static_cast<size_t>(s.batch * t_ * width));
   for (int64_t b = 0; b < s.batch; ++b) {
     for (int64_t i : global_rows) {
       const float* x = w.x + (b * t_ + i) * w.in;
