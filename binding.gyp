@@ -15,7 +15,8 @@
         "native/adamw.cc",
         "native/decode.cc",
         "native/program.cc",
-        "native/attention.cc"
+        "native/attention.cc",
+        "native/attend_kinds.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -319,7 +319,7 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     const auto o = ops.Get(i).As<Napi::Object>();
     nk::ProgramOp op;
     const int code = int_field(o, "code", -1);
-    if (code < 0 || code > 6) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
+    if (code < 0 || code > 8) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
     op.code = static_cast<nk::ProgramOp::Code>(code);
     op.x = reg(int_field(o, "x", -1), true);
     op.y = reg(int_field(o, "y", -1), true);
@@ -340,6 +340,18 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     op.act = int_field(o, "act", 0);
     op.alpha = float_field(o, "alpha", 0.f);
     op.external = int_field(o, "external", -1);
+    op.window = int_field(o, "window", 0);
+    op.dilation = param(int_field(o, "dilation", -1), true);
+    op.globals = param(int_field(o, "globals", -1), true);
+    op.kg = reg(int_field(o, "kg", -1), true);
+    op.vg = reg(int_field(o, "vg", -1), true);
+    op.wqg = param(int_field(o, "wqg", -1), true);
+    op.bqg = param(int_field(o, "bqg", -1), true);
+    op.e = param(int_field(o, "e", -1), true);
+    op.f = param(int_field(o, "f", -1), true);
+    op.rank = int_field(o, "rank", 0);
+    op.length = int_field(o, "length", 0);
+    op.block = int_field(o, "block", 0);
     const Napi::Value targets = o.Get("targets");
     if (targets.IsArray()) {
       const auto t = targets.As<Napi::Array>();
@@ -380,6 +392,17 @@ Napi::Value DecodeBind(const Napi::CallbackInfo& info) {
     s.ksin = f32(r.Get(3u), "ksin", table);
   }
   p->bind(slot, s);
+  return info.Env().Undefined();
+}
+
+// decodeState(program, slot, state): the running state of a slot that keeps one (a causal
+// Linformer's compressed keys and values), written in place by the calls, until bound again.
+Napi::Value DecodeState(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  const int slot = static_cast<int>(num(info[1]));
+  if (slot < 0 || slot >= p->slots() || p->slot_state(slot) == 0) throw Napi::RangeError::New(info.Env(), "decodeState: no such slot with a state");
+  const View v = view(info[2], "state");
+  p->bind_state(slot, f32(info[2], "state", 0), static_cast<int64_t>(v.length));
   return info.Env().Undefined();
 }
 
@@ -505,6 +528,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeBind", Napi::Function::New(env, DecodeBind));
   exports.Set("decodeStart", Napi::Function::New(env, DecodeStart));
   exports.Set("decodeResume", Napi::Function::New(env, DecodeResume));
+  exports.Set("decodeState", Napi::Function::New(env, DecodeState));
   exports.Set("decodeRegister", Napi::Function::New(env, DecodeRegister));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

@@ -152,6 +152,36 @@ struct AttendInputs {
   const uint8_t* mask;
 };
 void attend(const AttendShape& s, const AttendInputs& in);
+// Sliding-window and Longformer attention (attend_kinds.cc), as attend without a mask: query i
+// of head h sees i, i − d, …, i − window·d (d = dilation[h]) and the global positions up to i.
+// Longformer (kg non-null) packs each head's cache as [k | k_g] and [v | v_g] (2·dh floats);
+// its rows at global positions attend instead with Q_g = x · wqgᵀ (+ bqg), wqg [heads · dh, in],
+// over every earlier position's K_g and V_g (kg, vg [batch, tq, heads · dh], kg rotated here).
+struct WindowInputs {
+  int64_t window;
+  const float* dilation;  // [heads], whole numbers
+  const float* globals;   // ascending positions, n_globals of them
+  int64_t n_globals;
+  const float* x;
+  int64_t in;
+  const float *wqg, *bqg;
+  float* kg;
+  const float* vg;
+};
+void window_attend(const AttendShape& s, const AttendInputs& in, const WindowInputs& w);
+// Linformer (attend_kinds.cc), projections e and f [heads (per_head) or 1, rank, length].
+// Causal (block > 0): each query sees the compressed complete blocks before its own and its
+// block so far; state holds the positions compressed so far at [0], then Σ E·K and Σ F·V
+// [batch, heads, 2, rank, dh], brought up to date from the cache as blocks complete. Not
+// causal (block 0): the call's rows, from position 0, compressed together.
+// Throws std::runtime_error past the projection length, and for a non-causal call at offset > 0.
+struct LinformerInputs {
+  const float *e, *f;
+  bool per_head;
+  int64_t rank, length, block;
+  float* state;
+};
+void linformer_attend(const AttendShape& s, const AttendInputs& in, const LinformerInputs& l);
 
 // A decoding program (program.cc): a stack's layers as ops over registers (row-major
 // activations [rows, width]), run in one call per decoding step. Parameters are indices into
@@ -166,7 +196,7 @@ struct ProgramLinear {
   int w, bias, y;  // parameter, parameter or -1, register
 };
 struct ProgramOp {
-  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6 };
+  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6, window = 7, linformer = 8 };
   // act: ActOp values, then these two.
   static constexpr int kRelu = 3, kRelu2 = 4;
   Code code;
@@ -181,6 +211,11 @@ struct ProgramOp {
   int act = 0;  // act
   float alpha = 0.f;
   int external = -1;  // external: the caller's index of the layer
+  // window (also q … scale above): window, dilation and globals (parameters, globals -1 for
+  // none); Longformer: kg, vg registers, Q_g from register x with parameters wqg, bqg.
+  int window = 0, dilation = -1, globals = -1, kg = -1, vg = -1, wqg = -1, bqg = -1;
+  // linformer (also q … scale above, but slopes): parameters e, f, and LinformerInputs' sizes.
+  int e = -1, f = -1, rank = 0, length = 0, block = 0;
 };
 // What an attend op reads besides registers: its cache [batch, capacity, heads, dh] and, for
 // rotary schemes, tables [positions, dh] by absolute position. Bound once, and again when the
@@ -191,6 +226,9 @@ struct ProgramSlot {
   int64_t capacity = 0, cache_length = 0;
   const float *qcos = nullptr, *qsin = nullptr, *kcos = nullptr, *ksin = nullptr;
   int64_t positions = 0;
+  // A causal Linformer's running sums (LinformerInputs::state), state_length floats.
+  float* state = nullptr;
+  int64_t state_length = 0;
 };
 // Per call and attend op: an additive score bias and a mask, each [heads, t, offset + t], or null.
 struct ProgramExtra {
@@ -204,6 +242,10 @@ class Program {
   Program(const Program&) = delete;
   Program& operator=(const Program&) = delete;
   void bind(int slot, const ProgramSlot& s) { slots_.at(slot) = s; }
+  void bind_state(int slot, float* state, int64_t length) {
+    slots_.at(slot).state = state;
+    slots_.at(slot).state_length = length;
+  }
   // Register 0 ← x, then runs the ops: returns the index of the external op it stopped at, or
   // -1 at the end (the result is register `result`). extras: one per slot, or none. Throws
   // std::runtime_error on failure, and when a slot's bound arrays cannot hold the call.
@@ -216,6 +258,8 @@ class Program {
   int slots() const { return static_cast<int>(slot_heads_.size()); }
   int64_t slot_heads(int i) const { return slot_heads_.at(i); }
   int64_t slot_dh(int i) const { return slot_dh_.at(i); }
+  // Floats of state a slot needs per sequence (a causal Linformer's sums), 0 for none.
+  int64_t slot_state(int i) const { return slot_state_.at(i); }
 
  private:
   std::vector<ProgramOp> ops_;
@@ -226,6 +270,9 @@ class Program {
   float* arena_ = nullptr;
   HugeRegion region_{};
   std::vector<int64_t> slot_heads_, slot_dh_;
+  // Floats of cache per position, and of state per sequence, of each slot.
+  std::vector<int64_t> slot_row_, slot_state_;
+  std::vector<int64_t> sizes_;  // floats of each parameter
   std::vector<float> scratch_;
   std::vector<LinearTarget> targets_;
   std::vector<ProgramSlot> slots_;

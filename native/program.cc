@@ -17,6 +17,20 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
   };
   const auto size = [&](int p) { return params.at(p).rows * params.at(p).cols; };
   const auto width = [&](int r) { return widths_.at(r); };
+  for (const ProgramParam& p : params) sizes_.push_back(p.rows * p.cols);
+  // An attention op's slot: its heads and head size, cache floats per position and state per sequence.
+  const auto claim = [&](const ProgramOp& op, int64_t row, int64_t state) {
+    if (static_cast<size_t>(op.slot) >= slot_heads_.size()) {
+      slot_heads_.resize(op.slot + 1, 0);
+      slot_dh_.resize(op.slot + 1, 0);
+      slot_row_.resize(op.slot + 1, 0);
+      slot_state_.resize(op.slot + 1, 0);
+    }
+    slot_heads_[op.slot] = op.heads;
+    slot_dh_[op.slot] = op.dh;
+    slot_row_[op.slot] = row;
+    slot_state_[op.slot] = state;
+  };
   for (const ProgramOp& op : ops_) {
     switch (op.code) {
       case ProgramOp::Code::norm:
@@ -32,13 +46,30 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
         need(op.slot >= 0 && op.heads > 0 && op.dh > 0 && 2 * op.half <= op.dh, "an attend op needs a slot, heads and half ≤ dh / 2");
         for (int r : {op.q, op.k, op.v, op.y}) need(width(r) == op.heads * op.dh, "an attend op's registers must be heads × dh wide");
         need(op.slopes < 0 || size(op.slopes) == op.heads, "ALiBi needs one slope per head");
-        if (static_cast<size_t>(op.slot) >= slot_heads_.size()) {
-          slot_heads_.resize(op.slot + 1, 0);
-          slot_dh_.resize(op.slot + 1, 0);
-        }
-        slot_heads_[op.slot] = op.heads;
-        slot_dh_[op.slot] = op.dh;
+        claim(op, op.heads * op.dh, 0);
         break;
+      case ProgramOp::Code::window: {
+        need(op.slot >= 0 && op.heads > 0 && op.dh > 0 && 2 * op.half <= op.dh && op.window > 0, "a window op needs a slot, heads, a window and half ≤ dh / 2");
+        const bool longformer = op.kg >= 0;
+        for (int r : {op.q, op.k, op.v, op.y}) need(width(r) == op.heads * op.dh, "a window op's registers must be heads × dh wide");
+        need(op.slopes < 0 || size(op.slopes) == op.heads, "ALiBi needs one slope per head");
+        need(op.dilation >= 0 && size(op.dilation) == op.heads, "a window op needs one dilation per head");
+        if (longformer)
+          need(op.vg >= 0 && op.x >= 0 && op.globals >= 0 && width(op.kg) == op.heads * op.dh && width(op.vg) == op.heads * op.dh &&
+                   size(op.wqg) == op.heads * op.dh * width(op.x) && (op.bqg < 0 || size(op.bqg) == op.heads * op.dh),
+               "Longformer's global projections must be heads × dh wide, from its input");
+        claim(op, op.heads * op.dh * (longformer ? 2 : 1), 0);
+        break;
+      }
+      case ProgramOp::Code::linformer: {
+        need(op.slot >= 0 && op.heads > 0 && op.dh > 0 && 2 * op.half <= op.dh && op.rank > 0 && op.length > 0 && op.block >= 0,
+             "a linformer op needs a slot, heads, a rank, a length and half ≤ dh / 2");
+        for (int r : {op.q, op.k, op.v, op.y}) need(width(r) == op.heads * op.dh, "a linformer op's registers must be heads × dh wide");
+        for (int m : {op.e, op.f})
+          need(m >= 0 && (size(m) == op.rank * op.length || size(m) == op.heads * op.rank * op.length), "Linformer's projections must be [heads or 1, rank, length]");
+        claim(op, op.heads * op.dh, op.block > 0 ? op.heads * 2 * op.rank * op.dh : 0);
+        break;
+      }
       case ProgramOp::Code::act:
         need(width(op.y) == width(op.x) && op.act >= 0 && op.act <= ProgramOp::kRelu2, "an activation keeps the width, of a known kind");
         break;
@@ -74,8 +105,10 @@ int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std
   if (!extras.empty() && extras.size() != slots_.size()) throw std::runtime_error("one extra per attention slot, or none");
   for (size_t i = 0; i < slots_.size(); ++i) {
     const ProgramSlot& s = slots_[i];
-    if (s.kc == nullptr || offset < 0 || offset + t > s.capacity || batch * s.capacity * slot_heads_[i] * slot_dh_[i] > s.cache_length)
+    if (s.kc == nullptr || offset < 0 || offset + t > s.capacity || batch * s.capacity * slot_row_[i] > s.cache_length)
       throw std::runtime_error("attention slot " + std::to_string(i) + " is not bound to a cache that holds these positions");
+    if (slot_state_[i] > 0 && (s.state == nullptr || 1 + batch * slot_state_[i] > s.state_length))
+      throw std::runtime_error("attention slot " + std::to_string(i) + " is not bound to the state of this batch");
     if (s.qcos != nullptr && offset + t > s.positions)
       throw std::runtime_error("attention slot " + std::to_string(i) + ": the rotation tables stop before these positions");
   }
@@ -122,6 +155,28 @@ int Program::resume() {
         attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
                {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
                 at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, e.mask});
+        break;
+      }
+      case ProgramOp::Code::window: {
+        const ProgramSlot& s = slots_[op.slot];
+        const ProgramExtra e = extras_.empty() ? ProgramExtra{nullptr, nullptr} : extras_[op.slot];
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + offset_ * op.dh; };
+        const bool longformer = op.kg >= 0;
+        window_attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
+                      {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
+                       at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, nullptr},
+                      {op.window, params_[op.dilation], op.globals >= 0 ? params_[op.globals] : nullptr, op.globals >= 0 ? sizes_[op.globals] : 0,
+                       x, longformer ? widths_[op.x] : 0, longformer ? params_[op.wqg] : nullptr, op.bqg >= 0 ? params_[op.bqg] : nullptr,
+                       longformer ? registers_[op.kg].data() : nullptr, longformer ? registers_[op.vg].data() : nullptr});
+        break;
+      }
+      case ProgramOp::Code::linformer: {
+        const ProgramSlot& s = slots_[op.slot];
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + offset_ * op.dh; };
+        linformer_attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
+                         {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
+                          at(s.kcos), at(s.ksin), nullptr, nullptr, nullptr},
+                         {params_[op.e], params_[op.f], sizes_[op.e] != op.rank * op.length, op.rank, op.length, op.block, s.state});
         break;
       }
       case ProgramOp::Code::act: {

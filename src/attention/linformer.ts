@@ -28,8 +28,11 @@ const compress = (e: tf.Tensor3D, x: tf.Tensor4D): tf.Tensor4D => {
   return tf.matMul(e, bySeq).reshape([h, e.shape[1], b, dh]).transpose([2, 0, 1, 3]) as tf.Tensor4D
 }
 
+/** Why a score-bias position scheme cannot apply (native decoding refuses it with the same words). */
+export const scoreBiasRefusal = (kind: string): string => `${kind}: compressed keys have no position, so a score-bias position scheme (alibi, t5) cannot apply`
+
 const refuseBias = (ctx: LayerCtx, kind: string): void => {
-  if (ctx.position.scoreBias) throw new Error(`${kind}: compressed keys have no position, so a score-bias position scheme (alibi, t5) cannot apply`)
+  if (ctx.position.scoreBias) throw new Error(scoreBiasRefusal(kind))
 }
 
 const applyLinformer = (p: ParamView, x: tf.Tensor3D, spec: Linformer, ctx: LayerCtx): tf.Tensor3D => {

@@ -2,7 +2,8 @@ import { match } from "ts-pattern"
 import type { Visible } from "../../dsl/kind.js"
 import type { FfnSpec } from "../../dsl/ffn.js"
 import { headDimOf, innerWidth } from "../../dsl/kinds/attention/fields.js"
-import { slidingVisible } from "../../dsl/kinds/attention/sliding.js"
+import { type AnyLinformer, sharedName } from "../../dsl/kinds/attention/linformer.js"
+import { pick, type Sliding } from "../../dsl/kinds/attention/sliding.js"
 import { sparseVisible } from "../../dsl/kinds/attention/sparse.js"
 import type { ActivationOf, ActivationSpec, ActivationTag } from "../../dsl/kinds/activation/index.js"
 import { activationModule } from "../../dsl/kinds/activation/index.js"
@@ -11,9 +12,11 @@ import type { NormSpec } from "../../dsl/kinds/norm/index.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
 import type { Layer } from "../../dsl/nodes.js"
 import { childNames, paramName } from "../../dsl/params.js"
+import { scoreBiasRefusal } from "../attention/linformer.js"
 import { FUSED_OPS } from "../backend/fused.js"
 import { nativePosition } from "./position.js"
 import { OP, type ProgramBuilder } from "./program.js"
+import { parameter } from "./step.js"
 
 /**
  * The layers of a decoding program, each as a few native ops with the float32 arithmetic of
@@ -38,12 +41,11 @@ const activations: { readonly [K in ActivationTag]?: (spec: ActivationOf<K>) => 
 const activationOf = (spec: ActivationSpec) =>
   (activations as Record<string, ((s: ActivationSpec) => { act: number; alpha: number }) | undefined>)[spec.kind]?.(spec)
 
-/** Which keys each query sees, for the kinds whose cached tfjs computation is masked dense attention; undefined for dense causal. */
+/** Which keys each query sees, for the kinds computed as masked dense attention; undefined for dense causal. */
 const patterns: { readonly [K in AttentionSpec["kind"]]?: (spec: Extract<AttentionSpec, { kind: K }>, layer: number) => Visible | undefined } = {
   full: () => undefined,
   "sparse-strided": sparseVisible,
   "sparse-fixed": sparseVisible,
-  "sliding-window": slidingVisible,
 }
 
 /** A layer emitted as ops from register x; returns its output register, or undefined when not covered. */
@@ -106,6 +108,85 @@ const attention: Emit<AttentionSpec> = (b, l, prefix, x, { width, index, posenc 
   return linear(b, heads, prefix, ["wo"], ["bo"], l.bias)[0]
 }
 
+/**
+ * Sliding-window and Longformer attention as one window op, which finds each query's keys from
+ * the window, the dilations and the global positions (no mask per call). Longformer's K_g and
+ * V_g of every row share the product with Q, K, V; its op computes Q_g of the global rows only.
+ */
+const windowAttention = (b: ProgramBuilder, l: Sliding, prefix: string, x: number, { width, index, posenc }: Context): number | undefined => {
+  const position = nativePosition(posenc)
+  if (position === undefined) return undefined
+  const dh = headDimOf(l, width)
+  const longformer = l.kind === "longformer"
+  const [q, k, v, kg, vg] = linear(b, x, prefix, ["wq", "wk", "wv", ...(longformer ? ["wkg", "wvg"] : [])], ["bq", "bk", "bv", "bkg", "bvg"], l.bias) as number[]
+  const heads = b.register(innerWidth(l, width))
+  const slot = b.slots.push({ prefix, heads: l.heads, dh, visible: undefined, ...(longformer ? { dim: 2 * dh } : {}) }) - 1
+  b.op({
+    code: OP.window,
+    q,
+    k,
+    v,
+    y: heads,
+    heads: l.heads,
+    dh,
+    half: position.rotary?.half(posenc, dh) ?? 0,
+    slot,
+    slopes: position.slopes === undefined ? -1 : b.constant(position.slopes(posenc, l.heads)),
+    scale: 1 / Math.sqrt(dh),
+    window: pick(l.window, index),
+    dilation: b.constant(Float32Array.from({ length: l.heads }, (_, h) => pick(l.dilation, h))),
+    ...(longformer
+      ? { globals: b.constant(Float32Array.from(l.global)), x, kg, vg, wqg: b.param(paramName(prefix, "wqg"), true).index, bqg: l.bias ? b.param(paramName(prefix, "bqg")).index : -1 }
+      : {}),
+  })
+  return linear(b, heads, prefix, ["wo"], ["bo"], l.bias)[0]
+}
+
+/** Linformer as one op over the slot's cache; the causal form keeps its compressed keys and values as a state beside it. */
+const linformerAttention = (b: ProgramBuilder, l: AnyLinformer, prefix: string, x: number, { width, posenc }: Context): number | undefined => {
+  const position = nativePosition(posenc)
+  if (position === undefined) return undefined
+  if (position.slopes !== undefined || position.bias !== undefined) throw new Error(scoreBiasRefusal(l.kind))
+  const dh = headDimOf(l, width)
+  const [q, k, v] = linear(b, x, prefix, ["wq", "wk", "wv"], ["bq", "bk", "bv"], l.bias) as [number, number, number]
+  const heads = b.register(innerWidth(l, width))
+  const [e, f] = l.sharing === "none" || l.sharing === "headwise" ? ["e", "f"] : l.sharing === "kv" ? ["e", "e"] : [sharedName(l.k), sharedName(l.k)]
+  const causal = l.kind === "linformer-causal"
+  const slot = b.slots.push({ prefix, heads: l.heads, dh, visible: undefined, ...(causal ? { state: l.heads * 2 * l.k * dh } : {}) }) - 1
+  b.op({
+    code: OP.linformer,
+    q,
+    k,
+    v,
+    y: heads,
+    heads: l.heads,
+    dh,
+    half: position.rotary?.half(posenc, dh) ?? 0,
+    slot,
+    scale: 1 / Math.sqrt(dh),
+    e: b.param(paramName(prefix, e)).index,
+    f: b.param(paramName(prefix, f)).index,
+    rank: l.k,
+    // The projections' columns: the context they were made for.
+    length: parameter(b.source, paramName(prefix, e)).shape.at(-1)!,
+    block: causal ? l.block : 0,
+  })
+  return linear(b, heads, prefix, ["wo"], ["bo"], l.bias)[0]
+}
+
+/** The attention kinds with an op of their own; the others are dense or masked attention. */
+const ownOps: { readonly [K in AttentionSpec["kind"]]?: (b: ProgramBuilder, l: Extract<AttentionSpec, { kind: K }>, prefix: string, x: number, context: Context) => number | undefined } = {
+  "sliding-window": windowAttention,
+  longformer: windowAttention,
+  linformer: linformerAttention,
+  "linformer-causal": linformerAttention,
+}
+
+const attentionLayer: Emit<AttentionSpec> = (b, l, prefix, x, context) => {
+  const own = (ownOps as Record<string, Emit<AttentionSpec> | undefined>)[l.kind]
+  return own === undefined ? attention(b, l, prefix, x, context) : own(b, l, prefix, x, context)
+}
+
 const external = (b: ProgramBuilder, layer: AttentionSpec | FfnSpec | NormSpec, prefix: string, x: number, { width, index }: Context): number => {
   const y = b.register(width)
   b.op({ code: OP.external, x, y, external: b.externals.push({ layer, prefix, index, x, y }) - 1 })
@@ -117,7 +198,7 @@ export const emitLayer = (b: ProgramBuilder, layer: Layer, prefix: string, x: nu
   match(layer)
     .with({ op: "norm" }, (l) => norm(b, l, prefix, x, context) ?? external(b, l, prefix, x, context))
     .with({ op: "ffn" }, (l) => ffn(b, l, prefix, x, context) ?? external(b, l, prefix, x, context))
-    .with({ op: "attention" }, (l) => attention(b, l, prefix, x, context) ?? external(b, l, prefix, x, context))
+    .with({ op: "attention" }, (l) => attentionLayer(b, l, prefix, x, context) ?? external(b, l, prefix, x, context))
     .with({ op: "residual" }, (l) => {
       const names = childNames(l.body)
       const branch = l.body.reduce((h, child, i) => emitLayer(b, child, `${prefix}.${names[i]}`, h, context), x)

@@ -21,10 +21,9 @@ import { type Step, valuesOf } from "./step.js"
  * Incremental decoding on the native backend, for generation at batch 1 or a few sequences.
  * Under tfjs each token costs hundreds of small ops whose overhead dwarfs their arithmetic;
  * here the whole stack is one native program (src/decode/program.ts) per call: norms, FFNs,
- * and attention — dense, sparse and sliding-window, with every position scheme — over the
- * cache's preallocated buffers, written in place, then the output head. A layer it does not
- * cover (Longformer, Linformer) runs its tfjs computation on the same rows and cache, so a
- * stack of different blocks mixes both. The logits come back as one array. Matmuls are fp32
+ * and attention of every kind with every position scheme — over the cache's preallocated
+ * buffers, written in place, then the output head. A layer it does not cover would run its
+ * tfjs computation on the same rows and cache. The logits come back as one array. Matmuls are fp32
  * whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path off (generation then
  * runs on tfjs ops, the reference this path is tested against).
  */
@@ -43,8 +42,8 @@ export interface NativeDecoder {
 const buffers = (step: Step, slot: AttentionSlot): [KvBuffer, KvBuffer] => {
   const kv = step.cache.slot(slot.prefix)
   const capacity = Math.max(step.t, step.dims.context)
-  kv.k ??= new KvBuffer(step.batch, slot.heads, slot.dh, capacity)
-  kv.v ??= new KvBuffer(step.batch, slot.heads, slot.dh, capacity)
+  kv.k ??= new KvBuffer(step.batch, slot.heads, slot.dim ?? slot.dh, capacity)
+  kv.v ??= new KvBuffer(step.batch, slot.heads, slot.dim ?? slot.dh, capacity)
   const [k, v] = [kv.k, kv.v]
   if (k.batch !== step.batch || k.length !== step.offset || v.length !== step.offset)
     throw new Error(`${slot.prefix}: the decoding cache holds ${k.length} positions of batch ${k.batch}, not ${step.offset} of batch ${step.batch}`)
@@ -125,13 +124,22 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     return held.tables
   }
 
-  /** Binds a slot to its cache and tables, unless the program already has these very arrays. */
-  const bind = (addon: NativeAddon, program: BuiltProgram, slot: number, [k, v]: [KvBuffer, KvBuffer], dh: number): void => {
+  /** Binds a slot to its cache, tables and state, unless the program already has these very arrays. */
+  const bind = (addon: NativeAddon, program: BuiltProgram, slot: number, [k, v]: [KvBuffer, KvBuffer], dh: number, state: Float32Array | undefined): void => {
     const rotation = tablesFor(dh, k.capacity)
     const b = program.bound[slot]
-    if (b !== undefined && b.k === k.data && b.v === v.data && b.capacity === k.capacity && b.tables === rotation) return
+    if (b !== undefined && b.k === k.data && b.v === v.data && b.capacity === k.capacity && b.tables === rotation && b.state === state) return
     addon.decodeBind(program.handle, slot, k.data, v.data, k.capacity, rotation, tables.get(dh)?.positions ?? 0)
-    program.bound[slot] = { k: k.data, v: v.data, capacity: k.capacity, tables: rotation }
+    if (state !== undefined) addon.decodeState(program.handle, slot, state)
+    program.bound[slot] = { k: k.data, v: v.data, capacity: k.capacity, tables: rotation, state }
+  }
+
+  /** A slot's running state, made zero (nothing compressed) with its cache. */
+  const stateOf = (slot: AttentionSlot, step: Step): Float32Array | undefined => {
+    if (slot.state === undefined) return undefined
+    const kv = step.cache.slot(slot.prefix)
+    kv.compressed ??= new Float32Array(1 + step.batch * slot.state)
+    return kv.compressed
   }
 
   const programFor = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
@@ -190,7 +198,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     }
     const x = embed(ids, step)
     const caches = program.slots.map((slot) => buffers(step, slot))
-    program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh))
+    program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh, stateOf(slot, step)))
     const extras = program.extras ? program.slots.flatMap((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
     for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, extras); stop >= 0; stop = addon.decodeResume(program.handle))
       runExternal(addon, program, program.externals[stop]!, step)

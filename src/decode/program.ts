@@ -17,7 +17,7 @@ import { parameter, valuesOf } from "./step.js"
  */
 
 /** The op codes of native/kernels.h ProgramOp. */
-export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6 } as const
+export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6, window: 7, linformer: 8 } as const
 
 /** An attention layer the program computes, and what each call must give it. */
 export interface AttentionSlot {
@@ -26,6 +26,10 @@ export interface AttentionSlot {
   readonly dh: number
   /** The kind's pattern for a mask, or undefined for dense causal attention. */
   readonly visible: Visible | undefined
+  /** Cache floats per head and position when not dh (Longformer's [k | k_g]). */
+  readonly dim?: number
+  /** Floats of running state per sequence (a causal Linformer's compressed keys and values). */
+  readonly state?: number
 }
 
 /** A layer the program leaves to tfjs: from register x into register y. */
@@ -95,6 +99,7 @@ export interface Binding {
   readonly v: Float32Array
   readonly capacity: number
   readonly tables: RotationTables | null
+  readonly state: Float32Array | undefined
 }
 
 export class BuiltProgram {

@@ -78,8 +78,17 @@ function* samplingWithoutCache(
 ): Generator<number, number[]> {
   const ids = [...prompt]
   const out: number[] = []
+  // The native program runs the whole window from position 0 in a cache of its own each step; tfjs runs it without one.
+  const windowLogits = (window: number[]): Float32Array => {
+    const fresh = new DecodeCache()
+    try {
+      return model.decodeNative(params, window, fresh, options.trace) ?? lastLogits(model, params, window, undefined, options.trace)
+    } finally {
+      fresh.dispose()
+    }
+  }
   while (out.length < options.tokens) {
-    const next = sampleToken(lastLogits(model, params, ids.slice(-limit), undefined, options.trace), options, rng)
+    const next = sampleToken(windowLogits(ids.slice(-limit)), options, rng)
     out.push(next)
     ids.push(next)
     yield next

@@ -23,6 +23,12 @@ export interface ParamView {
 export interface KvSlot {
   k?: KvBuffer
   v?: KvBuffer
+  /**
+   * A causal Linformer's compressed keys and values of the complete blocks so far, kept by
+   * native decoding only (native/kernels.h LinformerInputs::state); it brings them up to date
+   * from k and v, so tfjs steps in between need not.
+   */
+  compressed?: Float32Array
 }
 
 /**

@@ -84,6 +84,8 @@ export interface NativeAddon {
    * extras: per attention slot its score bias and mask ([heads, t, offset + t]), flat, or null when none has any.
    */
   decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, extras: readonly (Float32Array | Uint8Array | null)[] | null): number
+  /** Binds the running state of a slot that keeps one (a causal Linformer's compressed keys and values), written in place by the calls. */
+  decodeState(program: DecodeProgram, slot: number, state: Float32Array): void
   /** Continues after the caller computed the external op it stopped at. */
   decodeResume(program: DecodeProgram): number
   /** Copies values.length floats of a register from offset into values, or (write) values into the register at offset. */
@@ -139,6 +141,18 @@ export interface ProgramOp {
   readonly act?: number
   readonly alpha?: number
   readonly external?: number
+  readonly window?: number
+  readonly dilation?: number
+  readonly globals?: number
+  readonly kg?: number
+  readonly vg?: number
+  readonly wqg?: number
+  readonly bqg?: number
+  readonly e?: number
+  readonly f?: number
+  readonly rank?: number
+  readonly length?: number
+  readonly block?: number
 }
 
 export interface ProgramParam {
