@@ -319,7 +319,7 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     const auto o = ops.Get(i).As<Napi::Object>();
     nk::ProgramOp op;
     const int code = int_field(o, "code", -1);
-    if (code < 0 || code > 6) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
+    if (code < 0 || code > 9) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
     op.code = static_cast<nk::ProgramOp::Code>(code);
     op.x = reg(int_field(o, "x", -1), true);
     op.y = reg(int_field(o, "y", -1), true);
@@ -340,6 +340,10 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     op.act = int_field(o, "act", 0);
     op.alpha = float_field(o, "alpha", 0.f);
     op.external = int_field(o, "external", -1);
+    op.compact = o.Get("compact").ToBoolean();
+    op.block = int_field(o, "block", -1);
+    op.measure = int_field(o, "measure", 0);
+    if (o.Get("threshold").IsNumber()) op.threshold = o.Get("threshold").As<Napi::Number>().DoubleValue();
     const Napi::Value targets = o.Get("targets");
     if (targets.IsArray()) {
       const auto t = targets.As<Napi::Array>();
@@ -439,6 +443,31 @@ Napi::Value DecodeRegister(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// decodeForce(program, forced: Int32Array | null): early exit's forced exits per row of the
+// next calls (INT32_MIN: the confidence decides), or none.
+Napi::Value DecodeForce(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  std::vector<int32_t> forced;
+  if (!info[1].IsNull()) {
+    const int32_t* f = i32(info[1], "forced", 0);
+    forced.assign(f, f + view(info[1], "forced").length);
+  }
+  p->force(std::move(forced));
+  return info.Env().Undefined();
+}
+
+// decodeExits(program, exits: Int32Array | null) -> the rows still running; copies per row the
+// block it left after (-1: none yet) into exits.
+Napi::Value DecodeExits(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  if (!info[1].IsNull()) {
+    const std::vector<int32_t>& e = p->exits();
+    auto* out = const_cast<int32_t*>(i32(info[1], "exits", e.size()));
+    std::copy(e.begin(), e.end(), out);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(p->running()));
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(info.Env());
   o.Set("threads", nk::threads());
@@ -483,6 +512,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeStart", Napi::Function::New(env, DecodeStart));
   exports.Set("decodeResume", Napi::Function::New(env, DecodeResume));
   exports.Set("decodeRegister", Napi::Function::New(env, DecodeRegister));
+  exports.Set("decodeForce", Napi::Function::New(env, DecodeForce));
+  exports.Set("decodeExits", Napi::Function::New(env, DecodeExits));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

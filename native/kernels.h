@@ -166,7 +166,7 @@ struct ProgramLinear {
   int w, bias, y;  // parameter, parameter or -1, register
 };
 struct ProgramOp {
-  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6 };
+  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6, gather = 7, scatter = 8, exit = 9 };
   // act: ActOp values, then these two.
   static constexpr int kRelu = 3, kRelu2 = 4;
   Code code;
@@ -181,6 +181,16 @@ struct ProgramOp {
   int act = 0;  // act
   float alpha = 0.f;
   int external = -1;  // external: the caller's index of the layer
+  // Early exit. compact: a norm, linear, act, mul, add or external op on the rows still
+  // running, gathered (skipped when none is). gather: y ← the running rows of x. scatter: y ←
+  // b with its running rows from x. exit: the running rows' confidence after block `block`
+  // (x: their compact state, b: the block's full input; final norm as a norm op's fields, head
+  // in targets[0] whose y is the result), the leaving rows' logits into the result, and the
+  // running set shrunk. Measures: 0 softmax margin, 1 saturation (cosine), 2 everyone leaves.
+  bool compact = false;
+  int block = -1, measure = 0;
+  double threshold = 0;
+  static constexpr int kSoftmax = 0, kSaturation = 1, kLast = 2;
 };
 // What an attend op reads besides registers: its cache [batch, capacity, heads, dh] and, for
 // rotary schemes, tables [positions, dh] by absolute position. Bound once, and again when the
@@ -216,6 +226,13 @@ class Program {
   int slots() const { return static_cast<int>(slot_heads_.size()); }
   int64_t slot_heads(int i) const { return slot_heads_.at(i); }
   int64_t slot_dh(int i) const { return slot_dh_.at(i); }
+  // Early exit: the block each row must leave after (kFree: its confidence decides), for the
+  // next calls; empty: none forced. After a call: per row the block it left after, and the
+  // number of rows still running (during a call: the rows of a compact external op).
+  static constexpr int32_t kFree = INT32_MIN;
+  void force(std::vector<int32_t> forced) { forced_ = std::move(forced); }
+  const std::vector<int32_t>& exits() const { return exited_; }
+  int64_t running() const { return static_cast<int64_t>(running_.size()); }
 
  private:
   std::vector<ProgramOp> ops_;
@@ -232,6 +249,12 @@ class Program {
   std::vector<ProgramExtra> extras_;
   int64_t batch_ = 0, t_ = 0, offset_ = 0;
   size_t next_ = 0;
+  // Early exit's state in a call (see force, exits, running).
+  void norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y);
+  void exit_rows(const ProgramOp& op);
+  std::vector<int64_t> running_, leaving_;
+  std::vector<int32_t> exited_, forced_;
+  std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_;
 };
 
 }  // namespace nk

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { match } from "ts-pattern"
+import { depthCosts } from "../../dsl/costs.js"
 import { blocksOf, type DecoderSpec, dimsOf } from "../../dsl/nodes.js"
 import { blockChildNames, paramName } from "../../dsl/params.js"
 import { attentionApply } from "../attention/index.js"
@@ -10,8 +11,11 @@ import { applyFfn } from "../ffn/ffn.js"
 import type { DecodeCache, ParamValues } from "../model/compile.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
 import { KvBuffer } from "../attention/kv-buffer.js"
+import { traceExits } from "../depth/early-exit.js"
+import type { DepthTrace } from "../depth/trace.js"
 import { normApply } from "../norm/index.js"
 import { posencApply } from "../posenc/index.js"
+import { emitEarlyExit } from "./early-exit.js"
 import { emitLayer } from "./layers.js"
 import { nativePosition } from "./position.js"
 import { type AttentionSlot, type BuiltProgram, type External, OP, ProgramBuilder } from "./program.js"
@@ -26,18 +30,23 @@ import { type Step, valuesOf } from "./step.js"
  * cover (Longformer, Linformer) runs its tfjs computation on the same rows and cache, so a
  * stack of different blocks mixes both. The logits come back as one array. Matmuls are fp32
  * whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path off (generation then
- * runs on tfjs ops, the reference this path is tested against).
+ * runs on tfjs ops, the reference this path is tested against). A depth policy that runs every
+ * block at inference (LayerDrop) is a plain stack here; early exit is computed in the program
+ * (src/decode/early-exit.ts), and the trace is told what each position spent.
  */
 export interface NativeDecoder {
   /** Whether the next call can run here: the native backend is current and the path is not turned off. */
   readonly usable: () => boolean
-  /** Logits [B, T, V] of tokens [B, T] that continue the cache's sequence; advances the cache. */
-  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache) => tf.Tensor3D
+  /** Logits [B, T, V] of tokens [B, T] that continue the cache's sequence; advances the cache, and counts the compute spent in the trace. */
+  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace) => tf.Tensor3D
   /** The same for one sequence of ids, without tensors: the last position's logits [V], in an array of the cache's that the next call overwrites. */
-  readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache) => Float32Array
+  readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace) => Float32Array
   /** The layers (parameter prefixes) that run their tfjs computation with these parameters; the rest is native. */
   readonly tfjsLayers: (params: ParamValues) => string[]
 }
+
+/** A row's exit that the replay leaves to its confidence (native/kernels.h Program::kFree). */
+const FREE = -2147483648
 
 /** The cache buffers of a native attention layer, made on its first call and checked against this one. */
 const buffers = (step: Step, slot: AttentionSlot): [KvBuffer, KvBuffer] => {
@@ -67,10 +76,12 @@ const maskOf = (slot: AttentionSlot, step: Step): Uint8Array | null => {
 
 /** A layer the program left to tfjs, on the rows of its input register, with the same cache slot. */
 const runExternal = (addon: NativeAddon, program: BuiltProgram, e: External, step: Step): void => {
-  const x = new Float32Array(step.batch * step.t * program.widths[e.x]!)
+  // A compact layer (after an early exit's attention) sees the rows still running as one sequence.
+  const [batch, t] = e.compact ? [1, addon.decodeExits(program.handle, null)] : [step.batch, step.t]
+  const x = new Float32Array(batch * t * program.widths[e.x]!)
   addon.decodeRegister(program.handle, e.x, x, false, 0)
   const y = tf.tidy(() => {
-    const input = tf.tensor3d(x, [step.batch, step.t, step.dims.width])
+    const input = tf.tensor3d(x, [batch, t, step.dims.width])
     const view: ParamView = (n) => {
       const t = step.params[paramName(e.prefix, n)]
       if (t === undefined) throw new Error(`parameter "${paramName(e.prefix, n)}" is missing`)
@@ -98,11 +109,17 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   const dims = dimsOf(spec)
   const blocks = blocksOf(spec.layers)
   const programs = new WeakMap<ParamValues, BuiltProgram>()
+  const costs = depthCosts(spec)
+  const policy = spec.layers.policy
+  const exit = policy?.kind === "early-exit" ? policy : undefined
+  // Which block each row left after, for the trace; grown to the largest call.
+  let exits = new Int32Array(0)
 
   /** The stack, the final norm and the head as one program, with these parameters. */
   const build = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
     const b = new ProgramBuilder(params)
     let x = b.register(spec.width)
+    if (exit !== undefined) return b.build(addon, emitEarlyExit(b, spec, exit, costs, x), position?.bias !== undefined)
     blocks.forEach((block, i) => {
       const names = blockChildNames(block.layers)
       block.layers.forEach((layer, j) => (x = emitLayer(b, layer, `blocks.${i}.${names[j]}`, x, { width: spec.width, index: i, posenc: spec.posenc })))
@@ -165,7 +182,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   }
 
   /** Runs the program on ids [batch · t] continuing the cache and advances it; the logits are then in program.result. */
-  const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache): BuiltProgram => {
+  const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache, trace: DepthTrace | undefined): BuiltProgram => {
     const addon = (tf.backend() as NativeBackend).addon
     const program = programOf(addon, params, cache)
     const memo = new Map<string, unknown>()
@@ -192,6 +209,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const caches = program.slots.map((slot) => buffers(step, slot))
     program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh))
     const extras = program.extras ? program.slots.flatMap((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
+    if (exit !== undefined) addon.decodeForce(program.handle, forcedExits(trace, batch, t, step.offset))
     for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, extras); stop >= 0; stop = addon.decodeResume(program.handle))
       runExternal(addon, program, program.externals[stop]!, step)
     for (const [k, v] of caches) {
@@ -199,13 +217,29 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
       v.length += t
     }
     cache.length += t
+    if (trace !== undefined) account(addon, program, trace, batch, t)
     return program
   }
 
-  const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache): tf.Tensor3D => {
+  /** Under a replay, the block each row must leave after (Program::kFree where the replay says nothing). */
+  const forcedExits = (trace: DepthTrace | undefined, batch: number, t: number, offset: number): Int32Array | null => {
+    const replay = trace?.replay.exits
+    if (replay === undefined) return null
+    return Int32Array.from({ length: batch * t }, (_, r) => replay[Math.floor(r / t)]?.[offset + (r % t)] ?? FREE)
+  }
+
+  /** What the call spent: the plain stack's compute, or each position's exit as early exit's tfjs path counts it. */
+  const account = (addon: NativeAddon, program: BuiltProgram, trace: DepthTrace, batch: number, t: number): void => {
+    if (exit === undefined) return trace.dense(costs, batch * t)
+    if (exits.length < batch * t) exits = new Int32Array(batch * t)
+    addon.decodeExits(program.handle, exits)
+    traceExits(exit, costs, exits, batch, t, true, trace)
+  }
+
+  const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace): tf.Tensor3D => {
     const [batch, t] = tokens.shape
     if (tokens.dtype !== "int32") throw new Error(`tokens must be int32, got ${tokens.dtype}`)
-    const program = run(params, tokens.dataSync(), batch, t, cache)
+    const program = run(params, tokens.dataSync(), batch, t, cache, trace)
     const logits = new Float32Array(batch * t * spec.vocab)
     ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, false, 0)
     return tf.tensor3d(logits, [batch, t, spec.vocab])
@@ -215,8 +249,8 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   // allocation, zeroing and collection) cost as much as the rest of a step's JavaScript.
   const lastLogits = new WeakMap<DecodeCache, Float32Array>()
 
-  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array => {
-    const program = run(params, ids, 1, ids.length, cache)
+  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace): Float32Array => {
+    const program = run(params, ids, 1, ids.length, cache, trace)
     let out = lastLogits.get(cache)
     if (out === undefined) lastLogits.set(cache, (out = new Float32Array(spec.vocab)))
     ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, false, (ids.length - 1) * spec.vocab)

@@ -17,7 +17,10 @@ import { parameter, valuesOf } from "./step.js"
  */
 
 /** The op codes of native/kernels.h ProgramOp. */
-export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6 } as const
+export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6, gather: 7, scatter: 8, exit: 9 } as const
+
+/** An exit op's confidence measures (native/kernels.h ProgramOp). */
+export const MEASURE = { softmax: 0, saturation: 1, last: 2 } as const
 
 /** An attention layer the program computes, and what each call must give it. */
 export interface AttentionSlot {
@@ -36,6 +39,8 @@ export interface External {
   readonly index: number
   readonly x: number
   readonly y: number
+  /** Whether it runs on the rows still running only (early exit), gathered. */
+  readonly compact?: boolean
 }
 
 export class ProgramBuilder {
@@ -45,6 +50,8 @@ export class ProgramBuilder {
   readonly externals: External[] = []
   private readonly params: { readonly name: string | undefined; readonly param: ProgramParam }[] = []
   private readonly indices = new Map<string, number>()
+  /** While set, the ops emitted run on the rows still running (early exit's block suffixes). */
+  compact = false
 
   constructor(readonly source: ParamValues) {}
 
@@ -72,7 +79,8 @@ export class ProgramBuilder {
   }
 
   op(op: ProgramOp): void {
-    this.ops.push(op)
+    this.ops.push(this.compact ? { ...op, compact: true } : op)
+    if (this.compact && op.code === OP.external) this.externals[op.external!] = { ...this.externals[op.external!]!, compact: true }
   }
 
   /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern). */

@@ -88,6 +88,10 @@ export interface NativeAddon {
   decodeResume(program: DecodeProgram): number
   /** Copies values.length floats of a register from offset into values, or (write) values into the register at offset. */
   decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean, offset: number): void
+  /** Early exit: the block each row of the next calls must leave after (INT32_MIN: its confidence decides), or null for none forced. */
+  decodeForce(program: DecodeProgram, forced: Int32Array | null): void
+  /** Early exit: the rows still running; copies per row the block it left after (-1: none yet) into exits when given. */
+  decodeExits(program: DecodeProgram, exits: Int32Array | null): number
   info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
   setThreads(n: number): void
 }
@@ -118,6 +122,11 @@ export interface ProgramOp {
   readonly act?: number
   readonly alpha?: number
   readonly external?: number
+  /** Early exit: runs on the rows still running (native/kernels.h ProgramOp). */
+  readonly compact?: boolean
+  readonly block?: number
+  readonly measure?: number
+  readonly threshold?: number
 }
 
 export interface ProgramParam {
