@@ -166,7 +166,7 @@ struct ProgramLinear {
   int w, bias, y;  // parameter, parameter or -1, register
 };
 struct ProgramOp {
-  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6, gather = 7, scatter = 8, exit = 9 };
+  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6, gather = 7, scatter = 8, exit = 9, route = 10, combine = 11 };
   // act: ActOp values, then these two.
   static constexpr int kRelu = 3, kRelu2 = 4;
   Code code;
@@ -191,6 +191,11 @@ struct ProgramOp {
   int block = -1, measure = 0;
   double threshold = 0;
   static constexpr int kSoftmax = 0, kSaturation = 1, kLast = 2;
+  // Mixture-of-depths. route: the rows whose predictor output x is above zero become the
+  // compact rows, y <- those rows of b (counted for block `block`); the block's ops are compact,
+  // its attention at its slot's own offset. combine: y <- b, and at the routed rows b +
+  // sigmoid(g) * (x - b), x the block's compact output, g the router's logits.
+  int g = -1;
 };
 // What an attend op reads besides registers: its cache [batch, capacity, heads, dh] and, for
 // rotary schemes, tables [positions, dh] by absolute position. Bound once, and again when the
@@ -233,6 +238,10 @@ class Program {
   void force(std::vector<int32_t> forced) { forced_ = std::move(forced); }
   const std::vector<int32_t>& exits() const { return exited_; }
   int64_t running() const { return static_cast<int64_t>(running_.size()); }
+  // Mixture-of-depths: per attention slot the position its new keys start at (empty: the
+  // call's offset), for the next calls; after a call, per block the rows routed through it.
+  void offsets(std::vector<int64_t> o) { slot_offsets_ = std::move(o); }
+  const std::vector<int32_t>& routed() const { return routed_; }
 
  private:
   std::vector<ProgramOp> ops_;
@@ -255,6 +264,10 @@ class Program {
   std::vector<int64_t> running_, leaving_;
   std::vector<int32_t> exited_, forced_;
   std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_;
+  // Mixture-of-depths' (see offsets, routed).
+  int64_t slot_offset(int slot) const { return slot_offsets_.empty() ? offset_ : slot_offsets_[slot]; }
+  std::vector<int64_t> slot_offsets_;
+  std::vector<int32_t> routed_;
 };
 
 }  // namespace nk

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "kernels.h"
+#include "vmath.h"
 
 namespace nk {
 
@@ -56,6 +57,14 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
       case ProgramOp::Code::scatter:
         need(op.x >= 0 && op.y >= 0 && op.b >= 0 && width(op.y) == width(op.x) && width(op.b) == width(op.x), "a scatter keeps the width");
         break;
+      case ProgramOp::Code::route:
+        need(op.x >= 0 && op.b >= 0 && op.y >= 0 && width(op.x) == 1 && width(op.y) == width(op.b) && op.block >= 0, "a route reads one score per row, and keeps the width");
+        routed_.resize(std::max(routed_.size(), static_cast<size_t>(op.block + 1)), 0);
+        break;
+      case ProgramOp::Code::combine:
+        need(op.x >= 0 && op.b >= 0 && op.y >= 0 && op.g >= 0 && width(op.g) == 1 && width(op.b) == width(op.x) && width(op.y) == width(op.x),
+             "a combine keeps the width, with one router score per row");
+        break;
       case ProgramOp::Code::exit:
         need(op.x >= 0 && op.b >= 0 && width(op.b) == width(op.x) && size(op.gain) == width(op.x) && (op.bias < 0 || size(op.bias) == width(op.x)),
              "an exit reads two states of one width, and the final norm's gain and bias");
@@ -86,20 +95,23 @@ Program::~Program() { huge_free(region_); }
 
 int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras) {
   if (!extras.empty() && extras.size() != slots_.size()) throw std::runtime_error("one extra per attention slot, or none");
+  if (!slot_offsets_.empty() && slot_offsets_.size() != slots_.size()) throw std::runtime_error("one offset per attention slot, or none");
+  offset_ = offset;
   for (size_t i = 0; i < slots_.size(); ++i) {
     const ProgramSlot& s = slots_[i];
-    if (s.kc == nullptr || offset < 0 || offset + t > s.capacity || batch * s.capacity * slot_heads_[i] * slot_dh_[i] > s.cache_length)
+    const int64_t at = slot_offset(static_cast<int>(i));
+    if (s.kc == nullptr || at < 0 || at + t > s.capacity || batch * s.capacity * slot_heads_[i] * slot_dh_[i] > s.cache_length)
       throw std::runtime_error("attention slot " + std::to_string(i) + " is not bound to a cache that holds these positions");
-    if (s.qcos != nullptr && offset + t > s.positions)
+    if (s.qcos != nullptr && at + t > s.positions)
       throw std::runtime_error("attention slot " + std::to_string(i) + ": the rotation tables stop before these positions");
   }
   if (!forced_.empty() && static_cast<int64_t>(forced_.size()) != batch * t) throw std::runtime_error("one forced exit per row, or none");
   batch_ = batch;
   t_ = t;
-  offset_ = offset;
   running_.resize(static_cast<size_t>(batch * t));
   for (size_t r = 0; r < running_.size(); ++r) running_[r] = static_cast<int64_t>(r);
   exited_.assign(running_.size(), -1);
+  std::fill(routed_.begin(), routed_.end(), 0);
   extras_ = std::move(extras);
   for (size_t r = 0; r < registers_.size(); ++r) registers_[r].resize(static_cast<size_t>(batch * t * widths_[r]));
   std::copy(x, x + batch * t * widths_[0], registers_[0].begin());
@@ -129,9 +141,10 @@ int Program::resume() {
       case ProgramOp::Code::attend: {
         const ProgramSlot& s = slots_[op.slot];
         const ProgramExtra e = extras_.empty() ? ProgramExtra{nullptr, nullptr} : extras_[op.slot];
-        // The tables from the first new position on.
-        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + offset_ * op.dh; };
-        attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
+        // The tables from the first new position on. Compact rows (routed) are one sequence.
+        const int64_t from = slot_offset(op.slot);
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + from * op.dh; };
+        attend({op.compact ? 1 : batch_, op.compact ? rows : t_, op.heads, op.dh, from, s.capacity, op.half, op.scale},
                {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
                 at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, e.mask});
         break;
@@ -174,6 +187,30 @@ int Program::resume() {
       case ProgramOp::Code::exit:
         exit_rows(op);
         break;
+      case ProgramOp::Code::route: {
+        const float* b = registers_[op.b].data();
+        const int64_t d = widths_[op.b];
+        running_.clear();
+        for (int64_t r = 0; r < rows; ++r)
+          if (x[r] > 0.f) running_.push_back(r);
+        if (!running_.empty() && batch_ > 1) throw std::runtime_error("mixture-of-depths: decoding with a cache takes one sequence at a time");
+        for (size_t k = 0; k < running_.size(); ++k) std::copy(b + running_[k] * d, b + (running_[k] + 1) * d, y + k * d);
+        routed_[op.block] = static_cast<int32_t>(running_.size());
+        break;
+      }
+      case ProgramOp::Code::combine: {
+        const int64_t d = widths_[op.x];
+        const float* b = registers_[op.b].data();
+        const float* g = registers_[op.g].data();
+        std::copy(b, b + rows * d, y);
+        // tfjs's order: the change, times the gate, added.
+        for (size_t k = 0; k < running_.size(); ++k) {
+          const int64_t r = running_[k];
+          const float gate = vsigmoid(g[r]);
+          for (int64_t j = 0; j < d; ++j) y[r * d + j] = b[r * d + j] + (x[k * d + j] - b[r * d + j]) * gate;
+        }
+        break;
+      }
     }
   }
   return -1;

@@ -12,11 +12,13 @@ import type { DecodeCache, ParamValues } from "../model/compile.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
 import { KvBuffer } from "../attention/kv-buffer.js"
 import { traceExits } from "../depth/early-exit.js"
+import { traceRouting } from "../depth/mixture-of-depths.js"
 import type { DepthTrace } from "../depth/trace.js"
 import { normApply } from "../norm/index.js"
 import { posencApply } from "../posenc/index.js"
 import { emitEarlyExit } from "./early-exit.js"
 import { emitLayer } from "./layers.js"
+import { emitMixtureOfDepths, routedCovered } from "./mixture-of-depths.js"
 import { nativePosition } from "./position.js"
 import { type AttentionSlot, type BuiltProgram, type External, OP, ProgramBuilder } from "./program.js"
 import { type Step, valuesOf } from "./step.js"
@@ -32,7 +34,8 @@ import { type Step, valuesOf } from "./step.js"
  * whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path off (generation then
  * runs on tfjs ops, the reference this path is tested against). A depth policy that runs every
  * block at inference (LayerDrop) is a plain stack here; early exit is computed in the program
- * (src/decode/early-exit.ts), and the trace is told what each position spent.
+ * (src/decode/early-exit.ts), and mixture-of-depths' routing (src/decode/mixture-of-depths.ts,
+ * when its routed blocks' attention is dense); the trace is told what each position spent.
  */
 export interface NativeDecoder {
   /** Whether the next call can run here: the native backend is current and the path is not turned off. */
@@ -48,15 +51,15 @@ export interface NativeDecoder {
 /** A row's exit that the replay leaves to its confidence (native/kernels.h Program::kFree). */
 const FREE = -2147483648
 
-/** The cache buffers of a native attention layer, made on its first call and checked against this one. */
-const buffers = (step: Step, slot: AttentionSlot): [KvBuffer, KvBuffer] => {
+/** The cache buffers of a native attention layer, made on its first call and checked against this one (holding `offset` positions). */
+const buffers = (step: Step, slot: AttentionSlot, offset: number): [KvBuffer, KvBuffer] => {
   const kv = step.cache.slot(slot.prefix)
   const capacity = Math.max(step.t, step.dims.context)
   kv.k ??= new KvBuffer(step.batch, slot.heads, slot.dh, capacity)
   kv.v ??= new KvBuffer(step.batch, slot.heads, slot.dh, capacity)
   const [k, v] = [kv.k, kv.v]
-  if (k.batch !== step.batch || k.length !== step.offset || v.length !== step.offset)
-    throw new Error(`${slot.prefix}: the decoding cache holds ${k.length} positions of batch ${k.batch}, not ${step.offset} of batch ${step.batch}`)
+  if (k.batch !== step.batch || k.length !== offset || v.length !== offset)
+    throw new Error(`${slot.prefix}: the decoding cache holds ${k.length} positions of batch ${k.batch}, not ${offset} of batch ${step.batch}`)
   k.reserve(step.t)
   v.reserve(step.t)
   return [k, v]
@@ -112,6 +115,8 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   const costs = depthCosts(spec)
   const policy = spec.layers.policy
   const exit = policy?.kind === "early-exit" ? policy : undefined
+  const routing = policy?.kind === "mixture-of-depths" ? policy : undefined
+  if (routing !== undefined && !routedCovered(spec, routing, position?.bias !== undefined)) return undefined
   // Which block each row left after, for the trace; grown to the largest call.
   let exits = new Int32Array(0)
 
@@ -120,10 +125,12 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const b = new ProgramBuilder(params)
     let x = b.register(spec.width)
     if (exit !== undefined) return b.build(addon, emitEarlyExit(b, spec, exit, costs, x), position?.bias !== undefined)
-    blocks.forEach((block, i) => {
-      const names = blockChildNames(block.layers)
-      block.layers.forEach((layer, j) => (x = emitLayer(b, layer, `blocks.${i}.${names[j]}`, x, { width: spec.width, index: i, posenc: spec.posenc })))
-    })
+    if (routing !== undefined) x = emitMixtureOfDepths(b, spec, routing, x)
+    else
+      blocks.forEach((block, i) => {
+        const names = blockChildNames(block.layers)
+        block.layers.forEach((layer, j) => (x = emitLayer(b, layer, `blocks.${i}.${names[j]}`, x, { width: spec.width, index: i, posenc: spec.posenc })))
+      })
     const h = emitLayer(b, spec.norm, "norm", x, { width: spec.width, index: dims.layers, posenc: spec.posenc })
     // The tied head multiplies by the embedding [vocab, width], already one row per output.
     const head = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
@@ -206,19 +213,34 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
       },
     }
     const x = embed(ids, step)
-    const caches = program.slots.map((slot) => buffers(step, slot))
+    // A routed block's attention holds the positions routed through it.
+    const held = (slot: AttentionSlot) => (slot.routed === undefined ? step.offset : (cache.held.get(`blocks.${slot.routed}`) ?? 0))
+    const caches = program.slots.map((slot) => buffers(step, slot, held(slot)))
     program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh))
     const extras = program.extras ? program.slots.flatMap((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
     if (exit !== undefined) addon.decodeForce(program.handle, forcedExits(trace, batch, t, step.offset))
+    if (routing !== undefined) addon.decodeOffsets(program.handle, Int32Array.from(program.slots, held))
     for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, extras); stop >= 0; stop = addon.decodeResume(program.handle))
       runExternal(addon, program, program.externals[stop]!, step)
-    for (const [k, v] of caches) {
-      k.length += t
-      v.length += t
-    }
+    const routed = routing === undefined ? undefined : routedCounts(addon, program, cache)
+    program.slots.forEach((slot, i) => {
+      const added = slot.routed === undefined ? t : routed![slot.routed]!
+      caches[i]![0].length += added
+      caches[i]![1].length += added
+    })
     cache.length += t
-    if (trace !== undefined) account(addon, program, trace, batch, t)
+    if (trace !== undefined) account(addon, program, trace, batch, t, routed)
     return program
+  }
+
+  /** Per block the positions the call routed through it, each routed block's held length advanced by them. */
+  const routedCounts = (addon: NativeAddon, program: BuiltProgram, cache: DecodeCache): Int32Array => {
+    const routed = new Int32Array(blocks.length)
+    addon.decodeRouted(program.handle, routed)
+    routed.forEach((k, i) => {
+      if (k > 0) cache.held.set(`blocks.${i}`, (cache.held.get(`blocks.${i}`) ?? 0) + k)
+    })
+    return routed
   }
 
   /** Under a replay, the block each row must leave after (Program::kFree where the replay says nothing). */
@@ -228,8 +250,9 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     return Int32Array.from({ length: batch * t }, (_, r) => replay[Math.floor(r / t)]?.[offset + (r % t)] ?? FREE)
   }
 
-  /** What the call spent: the plain stack's compute, or each position's exit as early exit's tfjs path counts it. */
-  const account = (addon: NativeAddon, program: BuiltProgram, trace: DepthTrace, batch: number, t: number): void => {
+  /** What the call spent, as the tfjs path counts it: the plain stack's compute, each position's exit, or the routing. */
+  const account = (addon: NativeAddon, program: BuiltProgram, trace: DepthTrace, batch: number, t: number, routed: Int32Array | undefined): void => {
+    if (routing !== undefined) return traceRouting(routing, spec, costs, routed!, batch * t, trace)
     if (exit === undefined) return trace.dense(costs, batch * t)
     if (exits.length < batch * t) exits = new Int32Array(batch * t)
     addon.decodeExits(program.handle, exits)

@@ -17,7 +17,7 @@ import { parameter, valuesOf } from "./step.js"
  */
 
 /** The op codes of native/kernels.h ProgramOp. */
-export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6, gather: 7, scatter: 8, exit: 9 } as const
+export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6, gather: 7, scatter: 8, exit: 9, route: 10, combine: 11 } as const
 
 /** An exit op's confidence measures (native/kernels.h ProgramOp). */
 export const MEASURE = { softmax: 0, saturation: 1, last: 2 } as const
@@ -29,6 +29,8 @@ export interface AttentionSlot {
   readonly dh: number
   /** The kind's pattern for a mask, or undefined for dense causal attention. */
   readonly visible: Visible | undefined
+  /** Mixture-of-depths: the routed block it belongs to, whose cache holds the positions routed through it. */
+  readonly routed?: number
 }
 
 /** A layer the program leaves to tfjs: from register x into register y. */

@@ -119,8 +119,8 @@ export const compile = (input: DecoderSpec): Model => {
   const maxLength = posencModule(spec.posenc).maxLength?.(spec.posenc, dims)
   const blocks = blocksOf(spec.layers)
   const costs = depthCosts(spec)
-  // The native program computes the plain stack, LayerDrop's (every block at inference) and early exit.
-  const fast = spec.layers.policy?.kind === "mixture-of-depths" ? undefined : nativeDecoder(spec)
+  // The native program computes the plain stack and every depth policy (LayerDrop's is the plain stack at inference).
+  const fast = nativeDecoder(spec)
 
   const checkLength = (length: number): void => {
     if (maxLength !== undefined && length > maxLength) {

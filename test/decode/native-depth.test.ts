@@ -1,10 +1,11 @@
 import * as tf from "@tensorflow/tfjs"
-import { afterEach, beforeAll, expect, it } from "vitest"
-import { attention, block, decoder, depth, earlyExit, ffn, layerDrop, posenc, type DecoderSpec, type DepthPolicy } from "../../dsl/index.js"
+import { afterEach, beforeAll, describe, expect, it } from "vitest"
+import { attention, block, decoder, depth, earlyExit, ffn, layerDrop, mixtureOfDepths, posenc, type DecoderSpec, type DepthPolicy } from "../../dsl/index.js"
 import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
 import type { NativeBackend } from "../../src/backend/native/backend.js"
+import { nativeDecoder } from "../../src/decode/native-decoder.js"
 import { DepthTrace } from "../../src/depth/trace.js"
 import { generate } from "../../src/eval/generate.js"
 import { compile, DecodeCache, initValues, type Model, type ParamValues } from "../../src/model/index.js"
@@ -47,8 +48,8 @@ const programRuns = (): { readonly count: () => number; readonly restore: () => 
 /** A prompt of 7, single tokens, a chunk of 5, single tokens: 18 positions. */
 const STEPS = [7, 1, 1, 1, 1, 5, 1, 1] as const
 
-/** Logits of rows decoded with a cache in chunks of `steps` on the native path or tfjs's, and the trace of it. */
-const decoded = (m: Model, params: ParamValues, rows: number[][], native: boolean, trace: DepthTrace): tf.Tensor3D => {
+/** Logits of rows decoded with a cache in chunks of `steps` on the native path or tfjs's, counted in the trace; `ran` gets its blocks run after each step. */
+const decoded = (m: Model, params: ParamValues, rows: number[][], native: boolean, trace: DepthTrace, ran: number[][] = []): tf.Tensor3D => {
   process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
   const cache = new DecodeCache()
   const parts: tf.Tensor3D[] = []
@@ -56,6 +57,7 @@ const decoded = (m: Model, params: ParamValues, rows: number[][], native: boolea
   for (const n of STEPS) {
     parts.push(tf.tidy(() => m.apply(params, tf.tensor2d(rows.map((r) => r.slice(at, at + n)), [rows.length, n], "int32"), { cache, trace })))
     at += n
+    ran.push([...trace.ran])
   }
   cache.dispose()
   const all = tf.concat(parts, 1) as tf.Tensor3D
@@ -69,8 +71,8 @@ const relativeDiff = (a: tf.Tensor, b: tf.Tensor): number =>
 const model = (policy: DepthPolicy, kind: AttentionSpec, scheme: PosencSpec, blocks = 3): DecoderSpec =>
   decoder({ vocab: 29, width: 16, context: 24, tied: false, posenc: scheme, layers: depth(blocks, block({ attention: kind, ffn: ffn("gelu") }), policy) })
 
-/** The native path against tfjs's on rows of `batch` sequences; returns the native trace. */
-const compare = (spec: DecoderSpec, batch = 1, replay?: DepthTrace["replay"]): DepthTrace => {
+/** The native path against tfjs's on rows of `batch` sequences; returns the native trace, and its blocks run after each step in `ran`. */
+const compare = (spec: DecoderSpec, batch = 1, replay?: DepthTrace["replay"], ran: number[][] = []): DepthTrace => {
   const m = compile(spec)
   const params = bigParams(m, 3)
   const rows = Array.from({ length: batch }, (_, b) => ids(b + 1, 18, spec.vocab))
@@ -78,7 +80,7 @@ const compare = (spec: DecoderSpec, batch = 1, replay?: DepthTrace["replay"]): D
   try {
     const before = tf.memory().numTensors
     const fast = new DepthTrace(replay)
-    const native = decoded(m, params, rows, true, fast)
+    const native = decoded(m, params, rows, true, fast, ran)
     expect(runs.count()).toBe(STEPS.length)
     const slow = new DepthTrace(replay)
     const reference = decoded(m, params, rows, false, slow)
@@ -122,6 +124,42 @@ describeNative("depth policies on the native decode program", () => {
     expect(new Set(compare(spec, 2).exits.flat()).size).toBeGreaterThan(1)
     const forced = [2, 0, 1, 2, 0, 1, 1, 0, 2]
     expect(compare(spec, 1, { exits: [forced] }).exits[0]!.slice(0, forced.length)).toEqual(forced)
+  })
+
+  describe("mixture-of-depths: routed blocks run only the positions their predictor chooses", () => {
+    const routedModel = (scheme: PosencSpec) =>
+      model(mixtureOfDepths({ capacity: 0.5, every: 2, predictor: 8 }), attention("full", { heads: 2 }), scheme, 4)
+    it.each([posenc("rope"), posenc("alibi"), posenc("learned")])("$kind: the logits and trace of tfjs, single tokens routed and not", (scheme) => {
+      const ran: number[][] = []
+      const trace = compare(routedModel(scheme), 1, undefined, ran)
+      // Blocks 1 and 3 are routed: each single-token step either ran them or not, and both happened.
+      for (const block of [1, 3]) {
+        const steps = ran.map((r, s) => (r[block] ?? 0) - (ran[s - 1]?.[block] ?? 0)).filter((_, s) => STEPS[s] === 1)
+        expect(new Set(steps)).toEqual(new Set([0, 1]))
+      }
+      expect(trace.ran[0]).toBe(18)
+    })
+
+    it("samples the tokens tfjs samples; routed blocks with masked attention or a score bias stay on tfjs", () => {
+      const m = compile(routedModel(posenc("rope")))
+      const params = bigParams(m, 8)
+      const before = tf.memory().numTensors
+      const runs = programRuns()
+      const sample = (native: boolean) => {
+        process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
+        const trace = new DepthTrace()
+        return { tokens: generate(m, params, [1, 2, 3], { tokens: 40, temperature: 1, trace }, Rng.fromSeed(4)), totals: trace.totals() }
+      }
+      const native = sample(true)
+      expect(runs.count()).toBeGreaterThan(0)
+      expect(native).toEqual(sample(false))
+      runs.restore()
+      expect(tf.memory().numTensors).toBe(before)
+      tf.dispose(Object.values(params))
+      const policy = mixtureOfDepths({ capacity: 0.5, every: 2 })
+      expect(nativeDecoder(model(policy, attention("sliding-window", { heads: 2, window: 4 }), posenc("rope"), 2))).toBeUndefined()
+      expect(nativeDecoder(model(policy, attention("full", { heads: 2 }), posenc("t5", { heads: 2, buckets: 8, maxDistance: 16 }), 2))).toBeUndefined()
+    })
   })
 
   it("early exit samples the tokens tfjs samples, with the same trace, leaving no tensors behind", () => {

@@ -92,6 +92,10 @@ export interface NativeAddon {
   decodeForce(program: DecodeProgram, forced: Int32Array | null): void
   /** Early exit: the rows still running; copies per row the block it left after (-1: none yet) into exits when given. */
   decodeExits(program: DecodeProgram, exits: Int32Array | null): number
+  /** Mixture-of-depths: per attention slot the position its new keys start at, for the next calls; null: the call's offset for all. */
+  decodeOffsets(program: DecodeProgram, offsets: Int32Array | null): void
+  /** Mixture-of-depths: copies per block the rows the last call routed through it (0 for a block not routed). */
+  decodeRouted(program: DecodeProgram, routed: Int32Array): void
   info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
   setThreads(n: number): void
 }
@@ -127,6 +131,8 @@ export interface ProgramOp {
   readonly block?: number
   readonly measure?: number
   readonly threshold?: number
+  /** Mixture-of-depths' combine: the router's logits register. */
+  readonly g?: number
 }
 
 export interface ProgramParam {
