@@ -181,8 +181,9 @@ struct ProgramOp {
   int act = 0;  // act
   float alpha = 0.f;
   int external = -1;  // external: the caller's index of the layer
-  // Early exit. compact: a norm, linear, act, mul, add or external op on the rows still
-  // running, gathered (skipped when none is). gather: y ← the running rows of x. scatter: y ←
+  // compact: an op on the compact rows, gathered (skipped when there are none): early exit's
+  // rows still running, mixture-of-depths' routed rows (then attend too, as one sequence).
+  // Early exit. gather: y ← the running rows of x. scatter: y ←
   // b with its running rows from x. exit: the running rows' confidence after block `block`
   // (x: their compact state, b: the block's full input; final norm as a norm op's fields, head
   // in targets[0] whose y is the result), the leaving rows' logits into the result, and the
@@ -192,9 +193,9 @@ struct ProgramOp {
   double threshold = 0;
   static constexpr int kSoftmax = 0, kSaturation = 1, kLast = 2;
   // Mixture-of-depths. route: the rows whose predictor output x is above zero become the
-  // compact rows, y <- those rows of b (counted for block `block`); the block's ops are compact,
-  // its attention at its slot's own offset. combine: y <- b, and at the routed rows b +
-  // sigmoid(g) * (x - b), x the block's compact output, g the router's logits.
+  // compact rows, y ← those rows of b (counted for block `block`); the block's ops are compact,
+  // its attention at its slot's own offset. combine: y ← b, and at the routed rows b +
+  // sigmoid(g) · (x − b), x the block's compact output, g the router's logits.
   int g = -1;
 };
 // What an attend op reads besides registers: its cache [batch, capacity, heads, dh] and, for

@@ -79,7 +79,7 @@ const maskOf = (slot: AttentionSlot, step: Step): Uint8Array | null => {
 
 /** A layer the program left to tfjs, on the rows of its input register, with the same cache slot. */
 const runExternal = (addon: NativeAddon, program: BuiltProgram, e: External, step: Step): void => {
-  // A compact layer (after an early exit's attention) sees the rows still running as one sequence.
+  // A compact layer sees its rows (still running, or routed) as one sequence.
   const [batch, t] = e.compact ? [1, addon.decodeExits(program.handle, null)] : [step.batch, step.t]
   const x = new Float32Array(batch * t * program.widths[e.x]!)
   addon.decodeRegister(program.handle, e.x, x, false, 0)

@@ -41,7 +41,7 @@ export interface External {
   readonly index: number
   readonly x: number
   readonly y: number
-  /** Whether it runs on the rows still running only (early exit), gathered. */
+  /** Whether it runs on the compact rows only (still running, or routed), gathered. */
   readonly compact?: boolean
 }
 
@@ -52,7 +52,7 @@ export class ProgramBuilder {
   readonly externals: External[] = []
   private readonly params: { readonly name: string | undefined; readonly param: ProgramParam }[] = []
   private readonly indices = new Map<string, number>()
-  /** While set, the ops emitted run on the rows still running (early exit's block suffixes). */
+  /** While set, the ops emitted run on the compact rows: early exit's still running (after a block's last attention), mixture-of-depths' routed. */
   compact = false
 
   constructor(readonly source: ParamValues) {}

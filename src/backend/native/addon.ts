@@ -126,7 +126,7 @@ export interface ProgramOp {
   readonly act?: number
   readonly alpha?: number
   readonly external?: number
-  /** Early exit: runs on the rows still running (native/kernels.h ProgramOp). */
+  /** Runs on the compact rows: early exit's still running, mixture-of-depths' routed (native/kernels.h ProgramOp). */
   readonly compact?: boolean
   readonly block?: number
   readonly measure?: number
