@@ -319,7 +319,7 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     const auto o = ops.Get(i).As<Napi::Object>();
     nk::ProgramOp op;
     const int code = int_field(o, "code", -1);
-    if (code < 0 || code > 8) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
+    if (code < 0 || code > 13) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
     op.code = static_cast<nk::ProgramOp::Code>(code);
     op.x = reg(int_field(o, "x", -1), true);
     op.y = reg(int_field(o, "y", -1), true);
@@ -351,7 +351,11 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     op.f = param(int_field(o, "f", -1), true);
     op.rank = int_field(o, "rank", 0);
     op.length = int_field(o, "length", 0);
-    op.block = int_field(o, "block", 0);
+    op.compact = o.Get("compact").ToBoolean();
+    op.block = int_field(o, "block", -1);
+    op.measure = int_field(o, "measure", 0);
+    op.g = reg(int_field(o, "g", -1), true);
+    if (o.Get("threshold").IsNumber()) op.threshold = o.Get("threshold").As<Napi::Number>().DoubleValue();
     const Napi::Value targets = o.Get("targets");
     if (targets.IsArray()) {
       const auto t = targets.As<Napi::Array>();
@@ -462,6 +466,53 @@ Napi::Value DecodeRegister(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// decodeForce(program, forced: Int32Array | null): early exit's forced exits per row of the
+// next calls (INT32_MIN: the confidence decides), or none.
+Napi::Value DecodeForce(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  std::vector<int32_t> forced;
+  if (!info[1].IsNull()) {
+    const int32_t* f = i32(info[1], "forced", 0);
+    forced.assign(f, f + view(info[1], "forced").length);
+  }
+  p->force(std::move(forced));
+  return info.Env().Undefined();
+}
+
+// decodeOffsets(program, offsets: Int32Array | null): mixture-of-depths' per attention slot
+// position its new keys start at, for the next calls, or none (the call's offset).
+Napi::Value DecodeOffsets(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  std::vector<int64_t> offsets;
+  if (!info[1].IsNull()) {
+    const int32_t* o = i32(info[1], "offsets", 0);
+    offsets.assign(o, o + view(info[1], "offsets").length);
+  }
+  p->offsets(std::move(offsets));
+  return info.Env().Undefined();
+}
+
+// decodeRouted(program, routed: Int32Array): copies per block the rows the last call routed
+// through it (0 for a block not routed).
+Napi::Value DecodeRouted(const Napi::CallbackInfo& info) {
+  const std::vector<int32_t>& r = program_of(info[0])->routed();
+  auto* out = const_cast<int32_t*>(i32(info[1], "routed", r.size()));
+  std::copy(r.begin(), r.end(), out);
+  return info.Env().Undefined();
+}
+
+// decodeExits(program, exits: Int32Array | null) -> the rows still running; copies per row the
+// block it left after (-1: none yet) into exits.
+Napi::Value DecodeExits(const Napi::CallbackInfo& info) {
+  nk::Program* p = program_of(info[0]);
+  if (!info[1].IsNull()) {
+    const std::vector<int32_t>& e = p->exits();
+    auto* out = const_cast<int32_t*>(i32(info[1], "exits", e.size()));
+    std::copy(e.begin(), e.end(), out);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(p->running()));
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(info.Env());
   o.Set("threads", nk::threads());
@@ -530,6 +581,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeResume", Napi::Function::New(env, DecodeResume));
   exports.Set("decodeState", Napi::Function::New(env, DecodeState));
   exports.Set("decodeRegister", Napi::Function::New(env, DecodeRegister));
+  exports.Set("decodeForce", Napi::Function::New(env, DecodeForce));
+  exports.Set("decodeExits", Napi::Function::New(env, DecodeExits));
+  exports.Set("decodeOffsets", Napi::Function::New(env, DecodeOffsets));
+  exports.Set("decodeRouted", Napi::Function::New(env, DecodeRouted));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("attention", Napi::Function::New(env, Attention));

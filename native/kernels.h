@@ -196,7 +196,7 @@ struct ProgramLinear {
   int w, bias, y;  // parameter, parameter or -1, register
 };
 struct ProgramOp {
-  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6, window = 7, linformer = 8 };
+  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6, window = 7, linformer = 8, gather = 9, scatter = 10, exit = 11, route = 12, combine = 13 };
   // act: ActOp values, then these two.
   static constexpr int kRelu = 3, kRelu2 = 4;
   Code code;
@@ -214,8 +214,25 @@ struct ProgramOp {
   // window (also q … scale above): window, dilation and globals (parameters, globals -1 for
   // none); Longformer: kg, vg registers, Q_g from register x with parameters wqg, bqg.
   int window = 0, dilation = -1, globals = -1, kg = -1, vg = -1, wqg = -1, bqg = -1;
-  // linformer (also q … scale above, but slopes): parameters e, f, and LinformerInputs' sizes.
-  int e = -1, f = -1, rank = 0, length = 0, block = 0;
+  // linformer (also q … scale above, but slopes): parameters e, f, and LinformerInputs' sizes
+  // (its block size in `block` below).
+  int e = -1, f = -1, rank = 0, length = 0;
+  // compact: an op on the compact rows, gathered (skipped when there are none): early exit's
+  // rows still running, mixture-of-depths' routed rows (then attend too, as one sequence).
+  // Early exit. gather: y ← the running rows of x. scatter: y ←
+  // b with its running rows from x. exit: the running rows' confidence after block `block`
+  // (x: their compact state, b: the block's full input; final norm as a norm op's fields, head
+  // in targets[0] whose y is the result), the leaving rows' logits into the result, and the
+  // running set shrunk. Measures: 0 softmax margin, 1 saturation (cosine), 2 everyone leaves.
+  bool compact = false;
+  int block = -1, measure = 0;  // block: linformer's block size, or early exit's block index
+  double threshold = 0;
+  static constexpr int kSoftmax = 0, kSaturation = 1, kLast = 2;
+  // Mixture-of-depths. route: the rows whose predictor output x is above zero become the
+  // compact rows, y ← those rows of b (counted for block `block`); the block's ops are compact,
+  // its attention at its slot's own offset. combine: y ← b, and at the routed rows b +
+  // sigmoid(g) · (x − b), x the block's compact output, g the router's logits.
+  int g = -1;
 };
 // What an attend op reads besides registers: its cache [batch, capacity, heads, dh] and, for
 // rotary schemes, tables [positions, dh] by absolute position. Bound once, and again when the
@@ -260,6 +277,17 @@ class Program {
   int64_t slot_dh(int i) const { return slot_dh_.at(i); }
   // Floats of state a slot needs per sequence (a causal Linformer's sums), 0 for none.
   int64_t slot_state(int i) const { return slot_state_.at(i); }
+  // Early exit: the block each row must leave after (kFree: its confidence decides), for the
+  // next calls; empty: none forced. After a call: per row the block it left after, and the
+  // number of rows still running (during a call: the rows of a compact external op).
+  static constexpr int32_t kFree = INT32_MIN;
+  void force(std::vector<int32_t> forced) { forced_ = std::move(forced); }
+  const std::vector<int32_t>& exits() const { return exited_; }
+  int64_t running() const { return static_cast<int64_t>(running_.size()); }
+  // Mixture-of-depths: per attention slot the position its new keys start at (empty: the
+  // call's offset), for the next calls; after a call, per block the rows routed through it.
+  void offsets(std::vector<int64_t> o) { slot_offsets_ = std::move(o); }
+  const std::vector<int32_t>& routed() const { return routed_; }
 
  private:
   std::vector<ProgramOp> ops_;
@@ -279,6 +307,16 @@ class Program {
   std::vector<ProgramExtra> extras_;
   int64_t batch_ = 0, t_ = 0, offset_ = 0;
   size_t next_ = 0;
+  // Early exit's state in a call (see force, exits, running).
+  void norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y);
+  void exit_rows(const ProgramOp& op);
+  std::vector<int64_t> running_, leaving_;
+  std::vector<int32_t> exited_, forced_;
+  std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_;
+  // Mixture-of-depths' (see offsets, routed).
+  int64_t slot_offset(int slot) const { return slot_offsets_.empty() ? offset_ : slot_offsets_[slot]; }
+  std::vector<int64_t> slot_offsets_;
+  std::vector<int32_t> routed_;
 };
 
 }  // namespace nk

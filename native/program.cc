@@ -3,9 +3,11 @@
 // between. Layers it cannot compute are "external" ops: the program stops there, the caller
 // computes the layer (with tfjs) from one register into another and resumes it.
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "kernels.h"
+#include "vmath.h"
 
 namespace nk {
 
@@ -80,6 +82,27 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
       case ProgramOp::Code::external:
         need(op.x >= 0 && op.y >= 0, "an external op reads and writes a register");
         break;
+      case ProgramOp::Code::gather:
+        need(op.x >= 0 && op.y >= 0 && width(op.y) == width(op.x), "a gather keeps the width");
+        break;
+      case ProgramOp::Code::scatter:
+        need(op.x >= 0 && op.y >= 0 && op.b >= 0 && width(op.y) == width(op.x) && width(op.b) == width(op.x), "a scatter keeps the width");
+        break;
+      case ProgramOp::Code::route:
+        need(op.x >= 0 && op.b >= 0 && op.y >= 0 && width(op.x) == 1 && width(op.y) == width(op.b) && op.block >= 0, "a route reads one score per row, and keeps the width");
+        routed_.resize(std::max(routed_.size(), static_cast<size_t>(op.block + 1)), 0);
+        break;
+      case ProgramOp::Code::combine:
+        need(op.x >= 0 && op.b >= 0 && op.y >= 0 && op.g >= 0 && width(op.g) == 1 && width(op.b) == width(op.x) && width(op.y) == width(op.x),
+             "a combine keeps the width, with one router score per row");
+        break;
+      case ProgramOp::Code::exit:
+        need(op.x >= 0 && op.b >= 0 && width(op.b) == width(op.x) && size(op.gain) == width(op.x) && (op.bias < 0 || size(op.bias) == width(op.x)),
+             "an exit reads two states of one width, and the final norm's gain and bias");
+        need(op.targets.size() == 1 && op.targets[0].y == result_ && size(op.targets[0].w) == width(op.x) * width(result_) &&
+                 op.measure >= ProgramOp::kSoftmax && op.measure <= ProgramOp::kLast,
+             "an exit's head writes the result, [result width, state width], by a known measure");
+        break;
     }
   }
   slots_.resize(slot_heads_.size());
@@ -103,18 +126,25 @@ Program::~Program() { huge_free(region_); }
 
 int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras) {
   if (!extras.empty() && extras.size() != slots_.size()) throw std::runtime_error("one extra per attention slot, or none");
+  if (!slot_offsets_.empty() && slot_offsets_.size() != slots_.size()) throw std::runtime_error("one offset per attention slot, or none");
+  offset_ = offset;
   for (size_t i = 0; i < slots_.size(); ++i) {
     const ProgramSlot& s = slots_[i];
-    if (s.kc == nullptr || offset < 0 || offset + t > s.capacity || batch * s.capacity * slot_row_[i] > s.cache_length)
+    const int64_t at = slot_offset(static_cast<int>(i));
+    if (s.kc == nullptr || at < 0 || at + t > s.capacity || batch * s.capacity * slot_row_[i] > s.cache_length)
       throw std::runtime_error("attention slot " + std::to_string(i) + " is not bound to a cache that holds these positions");
     if (slot_state_[i] > 0 && (s.state == nullptr || 1 + batch * slot_state_[i] > s.state_length))
       throw std::runtime_error("attention slot " + std::to_string(i) + " is not bound to the state of this batch");
-    if (s.qcos != nullptr && offset + t > s.positions)
+    if (s.qcos != nullptr && at + t > s.positions)
       throw std::runtime_error("attention slot " + std::to_string(i) + ": the rotation tables stop before these positions");
   }
+  if (!forced_.empty() && static_cast<int64_t>(forced_.size()) != batch * t) throw std::runtime_error("one forced exit per row, or none");
   batch_ = batch;
   t_ = t;
-  offset_ = offset;
+  running_.resize(static_cast<size_t>(batch * t));
+  for (size_t r = 0; r < running_.size(); ++r) running_[r] = static_cast<int64_t>(r);
+  exited_.assign(running_.size(), -1);
+  std::fill(routed_.begin(), routed_.end(), 0);
   extras_ = std::move(extras);
   for (size_t r = 0; r < registers_.size(); ++r) registers_[r].resize(static_cast<size_t>(batch * t * widths_[r]));
   std::copy(x, x + batch * t * widths_[0], registers_[0].begin());
@@ -123,22 +153,16 @@ int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std
 }
 
 int Program::resume() {
-  const int64_t rows = batch_ * t_;
   while (next_ < ops_.size()) {
     const ProgramOp& op = ops_[next_++];
+    const int64_t rows = op.compact ? running() : batch_ * t_;
+    if (op.compact && rows == 0) continue;
     float* x = op.x >= 0 ? registers_[op.x].data() : nullptr;
     float* y = op.y >= 0 ? registers_[op.y].data() : nullptr;
     switch (op.code) {
-      case ProgramOp::Code::norm: {
-        const int64_t d = widths_[op.x];
-        scratch_.resize(static_cast<size_t>(2 * rows));
-        norm(x, params_[op.gain], rows, d, op.eps, op.center, y, scratch_.data(), scratch_.data() + rows);
-        if (op.bias >= 0) {
-          const float* b = params_[op.bias];
-          for (int64_t i = 0; i < rows * d; ++i) y[i] = y[i] + b[i % d];
-        }
+      case ProgramOp::Code::norm:
+        norm_rows(op, x, rows, y);
         break;
-      }
       case ProgramOp::Code::linear: {
         targets_.clear();
         for (const ProgramLinear& l : op.targets)
@@ -150,9 +174,10 @@ int Program::resume() {
       case ProgramOp::Code::attend: {
         const ProgramSlot& s = slots_[op.slot];
         const ProgramExtra e = extras_.empty() ? ProgramExtra{nullptr, nullptr} : extras_[op.slot];
-        // The tables from the first new position on.
-        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + offset_ * op.dh; };
-        attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
+        // The tables from the first new position on. Compact rows (routed) are one sequence.
+        const int64_t from = slot_offset(op.slot);
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + from * op.dh; };
+        attend({op.compact ? 1 : batch_, op.compact ? rows : t_, op.heads, op.dh, from, s.capacity, op.half, op.scale},
                {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
                 at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, e.mask});
         break;
@@ -202,9 +227,137 @@ int Program::resume() {
       }
       case ProgramOp::Code::external:
         return op.external;
+      case ProgramOp::Code::gather: {
+        const int64_t d = widths_[op.x];
+        for (size_t k = 0; k < running_.size(); ++k) std::copy(x + running_[k] * d, x + (running_[k] + 1) * d, y + k * d);
+        break;
+      }
+      case ProgramOp::Code::scatter: {
+        const int64_t d = widths_[op.x];
+        const float* b = registers_[op.b].data();
+        std::copy(b, b + rows * d, y);
+        for (size_t k = 0; k < running_.size(); ++k) std::copy(x + k * d, x + (k + 1) * d, y + running_[k] * d);
+        break;
+      }
+      case ProgramOp::Code::exit:
+        exit_rows(op);
+        break;
+      case ProgramOp::Code::route: {
+        const float* b = registers_[op.b].data();
+        const int64_t d = widths_[op.b];
+        running_.clear();
+        for (int64_t r = 0; r < rows; ++r)
+          if (x[r] > 0.f) running_.push_back(r);
+        if (!running_.empty() && batch_ > 1) throw std::runtime_error("mixture-of-depths: decoding with a cache takes one sequence at a time");
+        for (size_t k = 0; k < running_.size(); ++k) std::copy(b + running_[k] * d, b + (running_[k] + 1) * d, y + k * d);
+        routed_[op.block] = static_cast<int32_t>(running_.size());
+        break;
+      }
+      case ProgramOp::Code::combine: {
+        const int64_t d = widths_[op.x];
+        const float* b = registers_[op.b].data();
+        const float* g = registers_[op.g].data();
+        std::copy(b, b + rows * d, y);
+        // tfjs's order: the change, times the gate, added.
+        for (size_t k = 0; k < running_.size(); ++k) {
+          const int64_t r = running_[k];
+          const float gate = vsigmoid(g[r]);
+          for (int64_t j = 0; j < d; ++j) y[r * d + j] = b[r * d + j] + (x[k * d + j] - b[r * d + j]) * gate;
+        }
+        break;
+      }
     }
   }
   return -1;
+}
+
+void Program::norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y) {
+  const int64_t d = widths_[op.x];
+  scratch_.resize(static_cast<size_t>(2 * rows));
+  norm(x, params_[op.gain], rows, d, op.eps, op.center, y, scratch_.data(), scratch_.data() + rows);
+  if (op.bias >= 0) {
+    const float* b = params_[op.bias];
+    for (int64_t i = 0; i < rows * d; ++i) y[i] = y[i] + b[i % d];
+  }
+}
+
+// The float32 steps of the tfjs measures (src/depth/early-exit.ts), sums in double as the
+// native backend's reductions: a confidence near the threshold decides the same way.
+namespace {
+
+// Top-1 minus top-2 probability: softmax, its maximum, and the maximum once the top entry
+// (the first of equal ones) is pushed below zero.
+float softmax_margin(const float* logits, float* probs, int64_t v) {
+  softmax_row(logits, probs, v);
+  int64_t top = 0;
+  for (int64_t j = 1; j < v; ++j)
+    if (probs[j] > probs[top]) top = j;
+  float second = -INFINITY;
+  for (int64_t j = 0; j < v; ++j) second = std::max(second, j == top ? probs[j] - 2.f : probs[j]);
+  return probs[top] - second;
+}
+
+// Cosine of a and b, clamped to [-1, 1].
+float cosine(const float* a, const float* b, int64_t d) {
+  double dot = 0, aa = 0, bb = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    dot += a[j] * b[j];
+    aa += a[j] * a[j];
+    bb += b[j] * b[j];
+  }
+  const float norms = std::sqrt(static_cast<float>(aa) * static_cast<float>(bb));
+  return std::min(1.f, std::max(-1.f, static_cast<float>(dot) / norms));
+}
+
+}  // namespace
+
+void Program::exit_rows(const ProgramOp& op) {
+  const int64_t n = running(), d = widths_[op.x], v = widths_[result_];
+  if (n == 0) return;
+  const float* after = registers_[op.x].data();
+  const float* before = registers_[op.b].data();
+  float* result = registers_[result_].data();
+  const auto head = [&](const float* state, int64_t rows, float* logits) {
+    exit_normed_.resize(static_cast<size_t>(rows * d));
+    norm_rows(op, state, rows, exit_normed_.data());
+    targets_.assign(1, {params_[op.targets[0].w], nullptr, v, logits});
+    const std::string err = rows_linear(exit_normed_.data(), rows, d, targets_);
+    if (!err.empty()) throw std::runtime_error(err);
+  };
+  const auto leaves = [&](int64_t k, float confidence) {
+    const int32_t forced = forced_.empty() ? kFree : forced_[running_[k]];
+    return forced != kFree ? forced == op.block : static_cast<double>(confidence) > op.threshold;
+  };
+  leaving_.clear();
+  if (op.measure == ProgramOp::kSoftmax) {
+    // Every running row's exit logits are needed for its confidence; the leaving ones are kept.
+    exit_logits_.resize(static_cast<size_t>(n * v));
+    exit_probs_.resize(static_cast<size_t>(v));
+    head(after, n, exit_logits_.data());
+    for (int64_t k = 0; k < n; ++k)
+      if (leaves(k, softmax_margin(exit_logits_.data() + k * v, exit_probs_.data(), v))) leaving_.push_back(k);
+    for (size_t j = 0; j < leaving_.size(); ++j)
+      std::copy(exit_logits_.data() + leaving_[j] * v, exit_logits_.data() + (leaving_[j] + 1) * v, result + running_[leaving_[j]] * v);
+  } else {
+    for (int64_t k = 0; k < n; ++k)
+      if (op.measure == ProgramOp::kLast || leaves(k, cosine(after + k * d, before + running_[k] * d, d))) leaving_.push_back(k);
+    // Only the leaving rows pay for the head.
+    const int64_t m = static_cast<int64_t>(leaving_.size());
+    exit_state_.resize(static_cast<size_t>(m * d));
+    exit_logits_.resize(static_cast<size_t>(m * v));
+    for (int64_t j = 0; j < m; ++j) std::copy(after + leaving_[j] * d, after + (leaving_[j] + 1) * d, exit_state_.data() + j * d);
+    if (m > 0) head(exit_state_.data(), m, exit_logits_.data());
+    for (int64_t j = 0; j < m; ++j) std::copy(exit_logits_.data() + j * v, exit_logits_.data() + (j + 1) * v, result + running_[leaving_[j]] * v);
+  }
+  if (leaving_.empty()) return;
+  for (int64_t k : leaving_) exited_[running_[k]] = op.block;
+  // Both lists are in row order: one pass keeps the rows that stay.
+  size_t kept = 0, j = 0;
+  for (size_t k = 0; k < running_.size(); ++k) {
+    if (j < leaving_.size() && leaving_[j] == static_cast<int64_t>(k)) ++j;
+    else running_[kept++] = running_[k];
+  }
+  running_.resize(kept);
 }
 
 float* Program::reg(int r, int64_t* length) {

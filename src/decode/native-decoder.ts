@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { match } from "ts-pattern"
+import { depthCosts } from "../../dsl/costs.js"
 import { blocksOf, type DecoderSpec, dimsOf } from "../../dsl/nodes.js"
 import { blockChildNames, paramName } from "../../dsl/params.js"
 import { attentionApply } from "../attention/index.js"
@@ -10,9 +11,14 @@ import { applyFfn } from "../ffn/ffn.js"
 import type { DecodeCache, ParamValues } from "../model/compile.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
 import { KvBuffer } from "../attention/kv-buffer.js"
+import { traceExits } from "../depth/early-exit.js"
+import { traceRouting } from "../depth/mixture-of-depths.js"
+import type { DepthTrace } from "../depth/trace.js"
 import { normApply } from "../norm/index.js"
 import { posencApply } from "../posenc/index.js"
+import { emitEarlyExit } from "./early-exit.js"
 import { emitLayer } from "./layers.js"
+import { emitMixtureOfDepths, routedCovered } from "./mixture-of-depths.js"
 import { nativePosition } from "./position.js"
 import { type AttentionSlot, type BuiltProgram, type External, OP, ProgramBuilder } from "./program.js"
 import { type Step, valuesOf } from "./step.js"
@@ -25,28 +31,34 @@ import { type Step, valuesOf } from "./step.js"
  * buffers, written in place, then the output head. A layer it does not cover would run its
  * tfjs computation on the same rows and cache. The logits come back as one array. Matmuls are fp32
  * whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path off (generation then
- * runs on tfjs ops, the reference this path is tested against).
+ * runs on tfjs ops, the reference this path is tested against). A depth policy that runs every
+ * block at inference (LayerDrop) is a plain stack here; early exit is computed in the program
+ * (src/decode/early-exit.ts), and mixture-of-depths' routing (src/decode/mixture-of-depths.ts,
+ * when its routed blocks' attention is dense); the trace is told what each position spent.
  */
 export interface NativeDecoder {
   /** Whether the next call can run here: the native backend is current and the path is not turned off. */
   readonly usable: () => boolean
-  /** Logits [B, T, V] of tokens [B, T] that continue the cache's sequence; advances the cache. */
-  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache) => tf.Tensor3D
+  /** Logits [B, T, V] of tokens [B, T] that continue the cache's sequence; advances the cache, and counts the compute spent in the trace. */
+  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace) => tf.Tensor3D
   /** The same for one sequence of ids, without tensors: the last position's logits [V], in an array of the cache's that the next call overwrites. */
-  readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache) => Float32Array
+  readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace) => Float32Array
   /** The layers (parameter prefixes) that run their tfjs computation with these parameters; the rest is native. */
   readonly tfjsLayers: (params: ParamValues) => string[]
 }
 
-/** The cache buffers of a native attention layer, made on its first call and checked against this one. */
-const buffers = (step: Step, slot: AttentionSlot): [KvBuffer, KvBuffer] => {
+/** A row's exit that the replay leaves to its confidence (native/kernels.h Program::kFree). */
+const FREE = -2147483648
+
+/** The cache buffers of a native attention layer, made on its first call and checked against this one (holding `offset` positions). */
+const buffers = (step: Step, slot: AttentionSlot, offset: number): [KvBuffer, KvBuffer] => {
   const kv = step.cache.slot(slot.prefix)
   const capacity = Math.max(step.t, step.dims.context)
   kv.k ??= new KvBuffer(step.batch, slot.heads, slot.dim ?? slot.dh, capacity)
   kv.v ??= new KvBuffer(step.batch, slot.heads, slot.dim ?? slot.dh, capacity)
   const [k, v] = [kv.k, kv.v]
-  if (k.batch !== step.batch || k.length !== step.offset || v.length !== step.offset)
-    throw new Error(`${slot.prefix}: the decoding cache holds ${k.length} positions of batch ${k.batch}, not ${step.offset} of batch ${step.batch}`)
+  if (k.batch !== step.batch || k.length !== offset || v.length !== offset)
+    throw new Error(`${slot.prefix}: the decoding cache holds ${k.length} positions of batch ${k.batch}, not ${offset} of batch ${step.batch}`)
   k.reserve(step.t)
   v.reserve(step.t)
   return [k, v]
@@ -66,10 +78,12 @@ const maskOf = (slot: AttentionSlot, step: Step): Uint8Array | null => {
 
 /** A layer the program left to tfjs, on the rows of its input register, with the same cache slot. */
 const runExternal = (addon: NativeAddon, program: BuiltProgram, e: External, step: Step): void => {
-  const x = new Float32Array(step.batch * step.t * program.widths[e.x]!)
+  // A compact layer sees its rows (still running, or routed) as one sequence.
+  const [batch, t] = e.compact ? [1, addon.decodeExits(program.handle, null)] : [step.batch, step.t]
+  const x = new Float32Array(batch * t * program.widths[e.x]!)
   addon.decodeRegister(program.handle, e.x, x, false, 0)
   const y = tf.tidy(() => {
-    const input = tf.tensor3d(x, [step.batch, step.t, step.dims.width])
+    const input = tf.tensor3d(x, [batch, t, step.dims.width])
     const view: ParamView = (n) => {
       const t = step.params[paramName(e.prefix, n)]
       if (t === undefined) throw new Error(`parameter "${paramName(e.prefix, n)}" is missing`)
@@ -97,15 +111,25 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   const dims = dimsOf(spec)
   const blocks = blocksOf(spec.layers)
   const programs = new WeakMap<ParamValues, BuiltProgram>()
+  const costs = depthCosts(spec)
+  const policy = spec.layers.policy
+  const exit = policy?.kind === "early-exit" ? policy : undefined
+  const routing = policy?.kind === "mixture-of-depths" ? policy : undefined
+  if (routing !== undefined && !routedCovered(spec, routing, position?.bias !== undefined)) return undefined
+  // Which block each row left after, for the trace; grown to the largest call.
+  let exits = new Int32Array(0)
 
   /** The stack, the final norm and the head as one program, with these parameters. */
   const build = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
     const b = new ProgramBuilder(params)
     let x = b.register(spec.width)
-    blocks.forEach((block, i) => {
-      const names = blockChildNames(block.layers)
-      block.layers.forEach((layer, j) => (x = emitLayer(b, layer, `blocks.${i}.${names[j]}`, x, { width: spec.width, index: i, posenc: spec.posenc })))
-    })
+    if (exit !== undefined) return b.build(addon, emitEarlyExit(b, spec, exit, costs, x), position?.bias !== undefined)
+    if (routing !== undefined) x = emitMixtureOfDepths(b, spec, routing, x)
+    else
+      blocks.forEach((block, i) => {
+        const names = blockChildNames(block.layers)
+        block.layers.forEach((layer, j) => (x = emitLayer(b, layer, `blocks.${i}.${names[j]}`, x, { width: spec.width, index: i, posenc: spec.posenc })))
+      })
     const h = emitLayer(b, spec.norm, "norm", x, { width: spec.width, index: dims.layers, posenc: spec.posenc })
     // The tied head multiplies by the embedding [vocab, width], already one row per output.
     const head = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
@@ -173,7 +197,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   }
 
   /** Runs the program on ids [batch · t] continuing the cache and advances it; the logits are then in program.result. */
-  const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache): BuiltProgram => {
+  const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache, trace: DepthTrace | undefined): BuiltProgram => {
     const addon = (tf.backend() as NativeBackend).addon
     const program = programOf(addon, params, cache)
     const memo = new Map<string, unknown>()
@@ -197,23 +221,56 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
       },
     }
     const x = embed(ids, step)
-    const caches = program.slots.map((slot) => buffers(step, slot))
+    // A routed block's attention holds the positions routed through it.
+    const held = (slot: AttentionSlot) => (slot.routed === undefined ? step.offset : (cache.held.get(`blocks.${slot.routed}`) ?? 0))
+    const caches = program.slots.map((slot) => buffers(step, slot, held(slot)))
     program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh, stateOf(slot, step)))
     const extras = program.extras ? program.slots.flatMap((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
+    if (exit !== undefined) addon.decodeForce(program.handle, forcedExits(trace, batch, t, step.offset))
+    if (routing !== undefined) addon.decodeOffsets(program.handle, Int32Array.from(program.slots, held))
     for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, extras); stop >= 0; stop = addon.decodeResume(program.handle))
       runExternal(addon, program, program.externals[stop]!, step)
-    for (const [k, v] of caches) {
-      k.length += t
-      v.length += t
-    }
+    const routed = routing === undefined ? undefined : routedCounts(addon, program, cache)
+    program.slots.forEach((slot, i) => {
+      const added = slot.routed === undefined ? t : routed![slot.routed]!
+      caches[i]![0].length += added
+      caches[i]![1].length += added
+    })
     cache.length += t
+    if (trace !== undefined) account(addon, program, trace, batch, t, routed)
     return program
   }
 
-  const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache): tf.Tensor3D => {
+  /** Per block the positions the call routed through it, each routed block's held length advanced by them. */
+  const routedCounts = (addon: NativeAddon, program: BuiltProgram, cache: DecodeCache): Int32Array => {
+    const routed = new Int32Array(blocks.length)
+    addon.decodeRouted(program.handle, routed)
+    routed.forEach((k, i) => {
+      if (k > 0) cache.held.set(`blocks.${i}`, (cache.held.get(`blocks.${i}`) ?? 0) + k)
+    })
+    return routed
+  }
+
+  /** Under a replay, the block each row must leave after (Program::kFree where the replay says nothing). */
+  const forcedExits = (trace: DepthTrace | undefined, batch: number, t: number, offset: number): Int32Array | null => {
+    const replay = trace?.replay.exits
+    if (replay === undefined) return null
+    return Int32Array.from({ length: batch * t }, (_, r) => replay[Math.floor(r / t)]?.[offset + (r % t)] ?? FREE)
+  }
+
+  /** What the call spent, as the tfjs path counts it: the plain stack's compute, each position's exit, or the routing. */
+  const account = (addon: NativeAddon, program: BuiltProgram, trace: DepthTrace, batch: number, t: number, routed: Int32Array | undefined): void => {
+    if (routing !== undefined) return traceRouting(routing, spec, costs, routed!, batch * t, trace)
+    if (exit === undefined) return trace.dense(costs, batch * t)
+    if (exits.length < batch * t) exits = new Int32Array(batch * t)
+    addon.decodeExits(program.handle, exits)
+    traceExits(exit, costs, exits, batch, t, true, trace)
+  }
+
+  const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace): tf.Tensor3D => {
     const [batch, t] = tokens.shape
     if (tokens.dtype !== "int32") throw new Error(`tokens must be int32, got ${tokens.dtype}`)
-    const program = run(params, tokens.dataSync(), batch, t, cache)
+    const program = run(params, tokens.dataSync(), batch, t, cache, trace)
     const logits = new Float32Array(batch * t * spec.vocab)
     ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, false, 0)
     return tf.tensor3d(logits, [batch, t, spec.vocab])
@@ -223,8 +280,8 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   // allocation, zeroing and collection) cost as much as the rest of a step's JavaScript.
   const lastLogits = new WeakMap<DecodeCache, Float32Array>()
 
-  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache): Float32Array => {
-    const program = run(params, ids, 1, ids.length, cache)
+  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace): Float32Array => {
+    const program = run(params, ids, 1, ids.length, cache, trace)
     let out = lastLogits.get(cache)
     if (out === undefined) lastLogits.set(cache, (out = new Float32Array(spec.vocab)))
     ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, false, (ids.length - 1) * spec.vocab)

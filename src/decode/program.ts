@@ -17,7 +17,10 @@ import { parameter, valuesOf } from "./step.js"
  */
 
 /** The op codes of native/kernels.h ProgramOp. */
-export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6, window: 7, linformer: 8 } as const
+export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6, window: 7, linformer: 8, gather: 9, scatter: 10, exit: 11, route: 12, combine: 13 } as const
+
+/** An exit op's confidence measures (native/kernels.h ProgramOp). */
+export const MEASURE = { softmax: 0, saturation: 1, last: 2 } as const
 
 /** An attention layer the program computes, and what each call must give it. */
 export interface AttentionSlot {
@@ -30,6 +33,8 @@ export interface AttentionSlot {
   readonly dim?: number
   /** Floats of running state per sequence (a causal Linformer's compressed keys and values). */
   readonly state?: number
+  /** Mixture-of-depths: the routed block it belongs to, whose cache holds the positions routed through it. */
+  readonly routed?: number
 }
 
 /** A layer the program leaves to tfjs: from register x into register y. */
@@ -40,6 +45,8 @@ export interface External {
   readonly index: number
   readonly x: number
   readonly y: number
+  /** Whether it runs on the compact rows only (still running, or routed), gathered. */
+  readonly compact?: boolean
 }
 
 export class ProgramBuilder {
@@ -49,6 +56,8 @@ export class ProgramBuilder {
   readonly externals: External[] = []
   private readonly params: { readonly name: string | undefined; readonly param: ProgramParam }[] = []
   private readonly indices = new Map<string, number>()
+  /** While set, the ops emitted run on the compact rows: early exit's still running (after a block's last attention), mixture-of-depths' routed. */
+  compact = false
 
   constructor(readonly source: ParamValues) {}
 
@@ -76,7 +85,8 @@ export class ProgramBuilder {
   }
 
   op(op: ProgramOp): void {
-    this.ops.push(op)
+    this.ops.push(this.compact ? { ...op, compact: true } : op)
+    if (this.compact && op.code === OP.external) this.externals[op.external!] = { ...this.externals[op.external!]!, compact: true }
   }
 
   /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern). */

@@ -1,7 +1,9 @@
 import * as tf from "@tensorflow/tfjs"
+import type { DepthCosts } from "../../dsl/costs.js"
 import type { EarlyExit } from "../../dsl/kinds/depth/early-exit.js"
 import type { DepthCompute, DepthContext, DepthOutput } from "./compute.js"
 import { assemble, rowsOf, withRows } from "./rows.js"
+import type { DepthTrace } from "./trace.js"
 
 /**
  * Early exit. Training runs every block on every position and weighs each block's exit
@@ -48,12 +50,45 @@ const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array =>
     return tf.clipByValue(tf.div(dot, norms), -1, 1).dataSync() as Float32Array
   })
 
+/**
+ * What inference spent on b rows of t positions, given the block each position left after
+ * (row-major): every block in full for the positions still running, its prefix for those that
+ * left (when a cache needs their keys and values), and the heads the measure applied; the
+ * exits are appended to the trace's, per row. The native decoder counts its calls here too.
+ */
+export const traceExits = (policy: EarlyExit, costs: DepthCosts, exitAt: ArrayLike<number>, b: number, t: number, cached: boolean, trace: DepthTrace): void => {
+  const n = b * t
+  const last = costs.blocks.length - 1
+  trace.enter(n, costs.base)
+  for (let i = 0; i <= last; i++) {
+    const cost = costs.blocks[i]!
+    let running = 0
+    let leaving = 0
+    for (let r = 0; r < n; r++) {
+      if (exitAt[r]! >= i) running++
+      if (exitAt[r] === i) leaving++
+    }
+    if (running === 0) {
+      if (!cached) break
+      trace.spend(n * cost.prefix)
+      continue
+    }
+    trace.spend((n - running) * cost.prefix)
+    trace.block(i, running, cost.full)
+    // Softmax applies the exit head to every running position; otherwise only the leaving ones get logits.
+    trace.spend((i === last || policy.measure === "softmax" ? running : leaving) * costs.head)
+  }
+  for (let row = 0; row < b; row++) {
+    const exits = (trace.exits[row] ??= [])
+    for (let p = 0; p < t; p++) exits.push(exitAt[row * t + p]!)
+  }
+}
+
 const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutput => {
   const [b, t, d] = x0.shape
   const n = b * t
   const last = ctx.costs.blocks.length - 1
   const { costs, trace } = ctx
-  trace?.enter(n, costs.base)
   const forced = (r: number): number | undefined => trace?.replay.exits?.[Math.floor(r / t)]?.[ctx.offset + (r % t)]
   const exitAt = new Array<number>(n).fill(last)
   const chunks: Array<{ rows: number[]; values: tf.Tensor2D }> = []
@@ -65,33 +100,27 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
       // Nothing left to predict here; a cache still needs this block's keys and values of every position.
       if (ctx.cache === undefined) break
       ctx.run(i, h, 0, cost.prefixLayers)
-      trace?.spend(n * cost.prefix)
       continue
     }
     const all = running.length === n
     const before = h
     if (all) {
       h = ctx.run(i, h)
-      trace?.block(i, n, cost.full)
     } else {
       const mid = ctx.run(i, h, 0, cost.prefixLayers)
       const rest = ctx.run(i, rowsOf(mid.reshape([n, d]), running).reshape([1, running.length, d]) as tf.Tensor3D, cost.prefixLayers)
       h = withRows(h.reshape([n, d]), running, rest.reshape([running.length, d]) as tf.Tensor2D).reshape([b, t, d]) as tf.Tensor3D
-      trace?.spend((n - running.length) * cost.prefix)
-      trace?.block(i, running.length, cost.full)
     }
     const current = all ? h : (rowsOf(h.reshape([n, d]), running).reshape([1, running.length, d]) as tf.Tensor3D)
     const normed = ctx.finalNorm(current)
     if (i === last) {
       chunks.push({ rows: running, values: ctx.lmHead(normed) })
-      trace?.spend(running.length * costs.head)
       break
     }
     let logits: tf.Tensor2D | undefined
     let confidence: Float32Array
     if (policy.measure === "softmax") {
       logits = exitHead(policy, ctx, i, normed)
-      trace?.spend(running.length * costs.head)
       confidence = softmaxMargin(logits)
     } else {
       const rows = (x: tf.Tensor3D) => (all ? x.reshape([n, d]) : rowsOf(x.reshape([n, d]), running)) as tf.Tensor2D
@@ -101,13 +130,12 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
     if (leaving.length === 0) continue
     const rows = leaving.map((k) => running[k]!)
     const values = logits ? rowsOf(logits, leaving) : exitHead(policy, ctx, i, rowsOf(normed, leaving))
-    if (!logits) trace?.spend(rows.length * costs.head)
     chunks.push({ rows, values })
     for (const r of rows) exitAt[r] = i
     const left = new Set(rows)
     running = running.filter((r) => !left.has(r))
   }
-  if (trace) for (let row = 0; row < b; row++) (trace.exits[row] ??= []).push(...exitAt.slice(row * t, row * t + t))
+  if (trace) traceExits(policy, costs, exitAt, b, t, ctx.cache !== undefined, trace)
   const only = chunks.length === 1 && chunks[0]!.rows.length === n
   const logits = only ? chunks[0]!.values : assemble(chunks, n)
   return { logits: logits.reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D }

@@ -1,8 +1,10 @@
 import * as tf from "@tensorflow/tfjs"
 import { isRouted, type MixtureOfDepths, routedTokens, routingFlops } from "../../dsl/kinds/depth/mixture-of-depths.js"
-import { dimsOf } from "../../dsl/nodes.js"
+import type { DepthCosts } from "../../dsl/costs.js"
+import { type DecoderSpec, dimsOf } from "../../dsl/nodes.js"
 import type { DepthCompute, DepthContext } from "./compute.js"
 import { placeRows, rowsOf } from "./rows.js"
+import type { DepthTrace } from "./trace.js"
 
 /**
  * Mixture-of-depths. In a routed block, the chosen positions of each row are gathered (in
@@ -65,6 +67,19 @@ const routed = (policy: MixtureOfDepths, ctx: DepthContext, i: number, x: tf.Ten
   ctx.trace?.block(i, real.length, ctx.costs.blocks[i]!.full)
   ctx.trace?.spend((slots.length - real.length) * ctx.costs.blocks[i]!.full)
   return tf.add(x, placeRows(rowsOf(scaled, real), real.map((j) => slots[j]!), n).reshape([b, t, d])) as tf.Tensor3D
+}
+
+/**
+ * What inference spends on n positions of one sequence, given the positions routed through
+ * each block (routed[i], for routed blocks), as forward counts it: the native decoder's count.
+ */
+export const traceRouting = (policy: MixtureOfDepths, spec: DecoderSpec, costs: DepthCosts, routed: ArrayLike<number>, n: number, trace: DepthTrace): void => {
+  trace.enter(n, costs.base + costs.head)
+  costs.blocks.forEach((cost, i) => {
+    if (!isRouted(policy, i)) return trace.block(i, n, cost.full)
+    trace.spend(n * routingFlops(policy, dimsOf(spec)))
+    if (routed[i]! > 0) trace.block(i, routed[i]!, cost.full)
+  })
 }
 
 export const mixtureOfDepths: DepthCompute<MixtureOfDepths> = {

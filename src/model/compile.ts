@@ -119,8 +119,8 @@ export const compile = (input: DecoderSpec): Model => {
   const maxLength = posencModule(spec.posenc).maxLength?.(spec.posenc, dims)
   const blocks = blocksOf(spec.layers)
   const costs = depthCosts(spec)
-  // A depth policy decides per token which blocks run; the native program runs them all.
-  const fast = spec.layers.policy ? undefined : nativeDecoder(spec)
+  // The native program computes the plain stack and every depth policy (LayerDrop's is the plain stack at inference).
+  const fast = nativeDecoder(spec)
 
   const checkLength = (length: number): void => {
     if (maxLength !== undefined && length > maxLength) {
@@ -137,8 +137,7 @@ export const compile = (input: DecoderSpec): Model => {
     const training = options.training ?? false
     // Probes and block outputs watch tfjs's ops, which the native program does not run.
     if (cache && !training && !options.probe && !options.blockOutputs && fast?.usable()) {
-      options.trace?.dense(costs, b * t)
-      return { logits: fast.apply(params, tokens, cache) }
+      return { logits: fast.apply(params, tokens, cache, options.trace) }
     }
     let dropoutCalls = 0
     const seed = options.dropoutSeed ?? 0
@@ -212,8 +211,7 @@ export const compile = (input: DecoderSpec): Model => {
   const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace): Float32Array | undefined => {
     if (!fast?.usable()) return undefined
     checkLength(cache.length + ids.length)
-    trace?.dense(costs, ids.length)
-    return fast.last(params, ids, cache)
+    return fast.last(params, ids, cache, trace)
   }
 
   return {

@@ -90,6 +90,14 @@ export interface NativeAddon {
   decodeResume(program: DecodeProgram): number
   /** Copies values.length floats of a register from offset into values, or (write) values into the register at offset. */
   decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean, offset: number): void
+  /** Early exit: the block each row of the next calls must leave after (INT32_MIN: its confidence decides), or null for none forced. */
+  decodeForce(program: DecodeProgram, forced: Int32Array | null): void
+  /** Early exit: the rows still running; copies per row the block it left after (-1: none yet) into exits when given. */
+  decodeExits(program: DecodeProgram, exits: Int32Array | null): number
+  /** Mixture-of-depths: per attention slot the position its new keys start at, for the next calls; null: the call's offset for all. */
+  decodeOffsets(program: DecodeProgram, offsets: Int32Array | null): void
+  /** Mixture-of-depths: copies per block the rows the last call routed through it (0 for a block not routed). */
+  decodeRouted(program: DecodeProgram, routed: Int32Array): void
   info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
   setThreads(n: number): void
   /**
@@ -152,7 +160,14 @@ export interface ProgramOp {
   readonly f?: number
   readonly rank?: number
   readonly length?: number
+  /** Runs on the compact rows: early exit's still running, mixture-of-depths' routed (native/kernels.h ProgramOp). */
+  readonly compact?: boolean
+  /** Linformer's block size; early exit's and mixture-of-depths' block index. */
   readonly block?: number
+  readonly measure?: number
+  readonly threshold?: number
+  /** Mixture-of-depths' combine: the router's logits register. */
+  readonly g?: number
 }
 
 export interface ProgramParam {

@@ -1,0 +1,189 @@
+import * as tf from "@tensorflow/tfjs"
+import { afterEach, beforeAll, describe, expect, it } from "vitest"
+import { attention, block, decoder, depth, earlyExit, ffn, layerDrop, mixtureOfDepths, posenc, type DecoderSpec, type DepthPolicy } from "../../dsl/index.js"
+import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
+import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
+import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
+import type { NativeBackend } from "../../src/backend/native/backend.js"
+import { nativeDecoder } from "../../src/decode/native-decoder.js"
+import { DepthTrace } from "../../src/depth/trace.js"
+import { generate } from "../../src/eval/generate.js"
+import { compile, DecodeCache, initValues, type Model, type ParamValues } from "../../src/model/index.js"
+import { Rng } from "../../src/random/rng.js"
+import { describeNative } from "../backend/native-suite.js"
+
+/**
+ * Depth policies on the native decode program against their tfjs computation with a cache:
+ * the same logits step by step, the same exits per token, the same blocks and FLOPs in the
+ * trace, the same sampled tokens, no tensors left behind.
+ */
+beforeAll(async () => {
+  await tf.setBackend("native")
+})
+
+afterEach(() => {
+  delete process.env["TFJS_NATIVE_DECODE"]
+})
+
+/** Weights well above the 0.02 init, so blocks change the hidden state a lot and confidences spread. */
+const bigParams = (m: Model, seed: number): ParamValues => {
+  const values = initValues(m.table, seed)
+  return Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!.map((v) => v * 10 + (v === 0 ? 0.1 : 0)), [...p.decl.shape])]))
+}
+
+const ids = (seed: number, n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 3 + ((i * i) % 5)) % vocab)
+
+/** How many times the native program ran: proof that a comparison exercised it. */
+const programRuns = (): { readonly count: () => number; readonly restore: () => void } => {
+  const addon = (tf.backend() as NativeBackend).addon
+  const start = addon.decodeStart
+  let n = 0
+  addon.decodeStart = (...args) => {
+    n++
+    return start.apply(addon, args)
+  }
+  return { count: () => n, restore: () => void (addon.decodeStart = start) }
+}
+
+/** A prompt of 7, single tokens, a chunk of 5, single tokens: 18 positions. */
+const STEPS = [7, 1, 1, 1, 1, 5, 1, 1] as const
+
+/** Logits of rows decoded with a cache in chunks of `steps` on the native path or tfjs's, counted in the trace; `ran` gets its blocks run after each step. */
+const decoded = (m: Model, params: ParamValues, rows: number[][], native: boolean, trace: DepthTrace, ran: number[][] = []): tf.Tensor3D => {
+  process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
+  const cache = new DecodeCache()
+  const parts: tf.Tensor3D[] = []
+  let at = 0
+  for (const n of STEPS) {
+    parts.push(tf.tidy(() => m.apply(params, tf.tensor2d(rows.map((r) => r.slice(at, at + n)), [rows.length, n], "int32"), { cache, trace })))
+    at += n
+    ran.push([...trace.ran])
+  }
+  cache.dispose()
+  const all = tf.concat(parts, 1) as tf.Tensor3D
+  tf.dispose(parts)
+  return all
+}
+
+const relativeDiff = (a: tf.Tensor, b: tf.Tensor): number =>
+  tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / (1 + tf.max(tf.abs(b)).dataSync()[0]!))
+
+const model = (policy: DepthPolicy, kind: AttentionSpec, scheme: PosencSpec, blocks = 3): DecoderSpec =>
+  decoder({ vocab: 29, width: 16, context: 24, tied: false, posenc: scheme, layers: depth(blocks, block({ attention: kind, ffn: ffn("gelu") }), policy) })
+
+/** The native path against tfjs's on rows of `batch` sequences; returns the native trace, and its blocks run after each step in `ran`. */
+const compare = (spec: DecoderSpec, batch = 1, replay?: DepthTrace["replay"], ran: number[][] = []): DepthTrace => {
+  const m = compile(spec)
+  const params = bigParams(m, 3)
+  const rows = Array.from({ length: batch }, (_, b) => ids(b + 1, 18, spec.vocab))
+  const runs = programRuns()
+  try {
+    const before = tf.memory().numTensors
+    const fast = new DepthTrace(replay)
+    const native = decoded(m, params, rows, true, fast, ran)
+    expect(runs.count()).toBe(STEPS.length)
+    const slow = new DepthTrace(replay)
+    const reference = decoded(m, params, rows, false, slow)
+    expect(runs.count()).toBe(STEPS.length)
+    expect(fast.exits).toEqual(slow.exits)
+    expect(fast.totals()).toEqual(slow.totals())
+    expect(relativeDiff(native, reference)).toBeLessThan(1e-4)
+    tf.dispose([native, reference])
+    expect(tf.memory().numTensors).toBe(before)
+    return fast
+  } finally {
+    runs.restore()
+    tf.dispose(Object.values(params))
+  }
+}
+
+const kinds: ReadonlyArray<readonly [AttentionSpec, PosencSpec]> = [
+  [attention("full", { heads: 2 }), posenc("rope")],
+  [attention("sparse-strided", { heads: 2, stride: 4, combine: "merged" }), posenc("alibi")],
+  [attention("sliding-window", { heads: 2, window: [3, 6, 4], dilation: [1, 2] }), posenc("learned")],
+  // Computed by tfjs on the program's rows: an external op in every block's prefix.
+  [attention("longformer", { heads: 2, window: 4, global: [0, 9] }), posenc("rope")],
+]
+
+describeNative("depth policies on the native decode program", () => {
+  it("LayerDrop decodes natively as the plain stack it is at inference, counted as tfjs counts it", () => {
+    const trace = compare(model(layerDrop({ rate: 0.3 }), attention("full", { heads: 2 }), posenc("rope")))
+    expect(trace.ran).toEqual([18, 18, 18])
+  })
+
+  const thresholds: Readonly<Record<Measure, number>> = { softmax: 0.9, saturation: 0.3 }
+  const cases = (["softmax", "saturation"] as const).flatMap((measure) =>
+    (["shared", "per-block"] as const).flatMap((heads) => kinds.map(([kind, scheme]) => ({ measure, heads, kind, scheme, label: `${kind.kind} with ${scheme.kind}` }))),
+  )
+  it.each(cases)("early exit by $measure, heads $heads, $label: the logits, exits and trace of tfjs", ({ measure, heads, kind, scheme }) => {
+    const trace = compare(model(earlyExit({ measure, heads, threshold: thresholds[measure] }), kind, scheme))
+    // Positions left at different blocks: the comparison covered exits, and gathered rows.
+    expect(new Set(trace.exits.flat()).size).toBeGreaterThan(1)
+  })
+
+  it("early exit on a batch of sequences, and under a replay of exits", () => {
+    const spec = model(earlyExit({ measure: "saturation", threshold: 0.3 }), attention("full", { heads: 2 }), posenc("alibi"))
+    expect(new Set(compare(spec, 2).exits.flat()).size).toBeGreaterThan(1)
+    const forced = [2, 0, 1, 2, 0, 1, 1, 0, 2]
+    expect(compare(spec, 1, { exits: [forced] }).exits[0]!.slice(0, forced.length)).toEqual(forced)
+  })
+
+  describe("mixture-of-depths: routed blocks run only the positions their predictor chooses", () => {
+    const routedModel = (scheme: PosencSpec) =>
+      model(mixtureOfDepths({ capacity: 0.5, every: 2, predictor: 8 }), attention("full", { heads: 2 }), scheme, 4)
+    it.each([posenc("rope"), posenc("alibi"), posenc("learned")])("$kind: the logits and trace of tfjs, single tokens routed and not", (scheme) => {
+      const ran: number[][] = []
+      const trace = compare(routedModel(scheme), 1, undefined, ran)
+      // Blocks 1 and 3 are routed: each single-token step either ran them or not, and both happened.
+      for (const block of [1, 3]) {
+        const steps = ran.map((r, s) => (r[block] ?? 0) - (ran[s - 1]?.[block] ?? 0)).filter((_, s) => STEPS[s] === 1)
+        expect(new Set(steps)).toEqual(new Set([0, 1]))
+      }
+      expect(trace.ran[0]).toBe(18)
+    })
+
+    it("samples the tokens tfjs samples; routed blocks with masked attention or a score bias stay on tfjs", () => {
+      const m = compile(routedModel(posenc("rope")))
+      const params = bigParams(m, 8)
+      const before = tf.memory().numTensors
+      const runs = programRuns()
+      const sample = (native: boolean) => {
+        process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
+        const trace = new DepthTrace()
+        return { tokens: generate(m, params, [1, 2, 3], { tokens: 40, temperature: 1, trace }, Rng.fromSeed(4)), totals: trace.totals() }
+      }
+      const native = sample(true)
+      expect(runs.count()).toBeGreaterThan(0)
+      expect(native).toEqual(sample(false))
+      runs.restore()
+      expect(tf.memory().numTensors).toBe(before)
+      tf.dispose(Object.values(params))
+      const policy = mixtureOfDepths({ capacity: 0.5, every: 2 })
+      expect(nativeDecoder(model(policy, attention("sliding-window", { heads: 2, window: 4 }), posenc("rope"), 2))).toBeUndefined()
+      expect(nativeDecoder(model(policy, attention("full", { heads: 2 }), posenc("t5", { heads: 2, buckets: 8, maxDistance: 16 }), 2))).toBeUndefined()
+    })
+  })
+
+  it("early exit samples the tokens tfjs samples, with the same trace, leaving no tensors behind", () => {
+    const m = compile(model(earlyExit({ measure: "softmax", heads: "per-block", threshold: 0.5 }), attention("full", { heads: 2 }), posenc("rope"), 4))
+    const params = bigParams(m, 8)
+    const before = tf.memory().numTensors
+    const sample = (native: boolean, o: { temperature: number; topK?: number }) => {
+      process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
+      const trace = new DepthTrace()
+      // 40 tokens: past the context of 24, so the cache restarts from its last half.
+      const tokens = generate(m, params, [1, 2, 3], { tokens: 40, ...o, trace }, Rng.fromSeed(4))
+      return { tokens, exits: trace.exits, totals: trace.totals() }
+    }
+    const runs = programRuns()
+    for (const o of [{ temperature: 0 }, { temperature: 1 }, { temperature: 0.7, topK: 5 }]) {
+      const native = sample(true, o)
+      expect(runs.count()).toBeGreaterThan(0)
+      expect(native).toEqual(sample(false, o))
+      expect(new Set(native.exits.flat()).size).toBeGreaterThan(1)
+    }
+    runs.restore()
+    expect(tf.memory().numTensors).toBe(before)
+    tf.dispose(Object.values(params))
+  })
+})
