@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeOptimizer } from "../../src/optimizer/optimizer.js"
 import { type OptimizerOf, type OptimizerTag, OptimizerSchema, optimizers } from "../../src/experiment/optimizer/spec.js"
-import { constant, cosine, LrSchedule, lrAt, schedules } from "../../src/schedule/index.js"
+import { constant, cosine, linear, LrSchedule, lrAt, schedules, wsd } from "../../src/schedule/index.js"
 
 /**
  * Every optimiser and schedule in the registries, looped over: an entry added to a registry
@@ -17,6 +17,8 @@ const optimizerExamples: { readonly [K in OptimizerTag]: OptimizerOf<K> } = {
 const scheduleExamples: { readonly [K in keyof typeof schedules]: LrSchedule } = {
   constant: constant(3e-3),
   cosine: cosine({ peak: 3e-3, warmup: 3, floor: 3e-4 }),
+  linear: linear({ peak: 3e-3, warmup: 3, floor: 0 }),
+  wsd: wsd({ peak: 3e-3, warmup: 3, decay: 0.2, floor: 3e-5 }),
 }
 
 const roundTrips = <A>(schema: Schema.Codec<A, any>, value: A) => expect(Schema.decodeUnknownSync(schema)(JSON.parse(JSON.stringify(Schema.encodeSync(schema)(value))))).toEqual(value)
