@@ -14,7 +14,7 @@ import { makeOptimizer } from "../../src/optimizer/optimizer.js"
 import { Rng } from "../../src/random/rng.js"
 import { constant, linear } from "../../src/schedule/index.js"
 import { trainRun } from "../../src/train/run.js"
-import { syntheticData, tinyRun } from "./fixtures.js"
+import { crashingAfter, syntheticData, tinyRun } from "./fixtures.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -178,17 +178,38 @@ describe("Muon", () => {
 
 describe("a run with Muon", () => {
   const quiet = Layer.succeed(ProgressSink, { isTTY: false, columns: () => 80, write: () => {}, now: () => performance.now() })
-  it("decreases the loss", async () => {
-    const base = tinyRun({ steps: 16 })
-    const run = { ...base, training: { ...base.training, optimizer: muon({ lr: constant(0.02), adamw: { lr: constant(3e-3) } }) } }
+  const withMuon = (steps: number, every?: number) => {
+    const base = tinyRun({ steps, ...(every === undefined ? {} : { every }) })
+    return { ...base, training: { ...base.training, optimizer: muon({ lr: constant(0.02), adamw: { lr: linear({ peak: 3e-3, warmup: 2, floor: 0 }) } }) } }
+  }
+  const train = (run: ReturnType<typeof withMuon>, data = syntheticData()) => {
     const out = mkdtempSync(join(tmpdir(), "muon-run-"))
-    const exit = await Effect.runPromiseExit(
-      Effect.scoped(trainRun(run, syntheticData(), { out, fresh: false, backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" })).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))),
+    return { out, exit: trainIn(run, data, out) }
+  }
+  const trainIn = (run: ReturnType<typeof withMuon>, data: ReturnType<typeof syntheticData>, out: string) =>
+    Effect.runPromiseExit(
+      Effect.scoped(trainRun(run, data, { out, fresh: false, backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" })).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))),
     )
-    expect(Exit.isSuccess(exit)).toBe(true)
+
+  it("decreases the loss", async () => {
+    const { out, exit } = train(withMuon(16))
+    expect(Exit.isSuccess(await exit)).toBe(true)
     const losses = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => typeof r.loss === "number").map((r) => r.loss as number)
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
     // From ln 17 ≈ 2.83 (uniform over the 17 ids): seeded, so the margin is the same on every machine.
     expect(mean(losses.slice(-4))).toBeLessThan(mean(losses.slice(0, 4)) - 0.15)
+  })
+
+  it("resumes after a crash byte-identical to an uninterrupted run (momentum and the AdamW part's moments and schedule)", async () => {
+    const run = withMuon(8, 4)
+    const straight = train(run)
+    expect(Exit.isSuccess(await straight.exit)).toBe(true)
+    // 2 micro-batches per step: the stream fails in step 5, after the checkpoint at step 4.
+    const crashed = train(run, crashingAfter(syntheticData(), 9))
+    expect(Exit.isSuccess(await crashed.exit)).toBe(false)
+    expect(Exit.isSuccess(await trainIn(run, syntheticData(), crashed.out))).toBe(true)
+    const bytes = (dir: string, file: string) => readFileSync(join(dir, "checkpoint", file))
+    expect(bytes(crashed.out, "model.safetensors").equals(bytes(straight.out, "model.safetensors"))).toBe(true)
+    expect(bytes(crashed.out, "optimizer.safetensors").equals(bytes(straight.out, "optimizer.safetensors"))).toBe(true)
   })
 })
