@@ -1,12 +1,12 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
-import { Effect, Exit, Layer } from "effect"
+import { Effect, Exit, Layer, Schema } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention, block, decoder, depth, earlyExit, ffn, norm, paramTable, type NamedParam } from "../../dsl/index.js"
-import { muon } from "../../src/experiment/optimizer/spec.js"
+import { muon, OptimizerSchema } from "../../src/experiment/optimizer/spec.js"
 import { ProgressSink } from "../../src/io/progress.js"
 import { isHiddenMatrix } from "../../src/optimizer/muon.js"
 import { type Coefficients, newtonSchulz, quintic } from "../../src/optimizer/newton-schulz.js"
@@ -162,6 +162,15 @@ describe("Muon", () => {
     expect(Object.keys(state.moments).sort()).toEqual(["m.embed.tokens", "momentum.blocks.0.0.attention.wq", "v.embed.tokens"])
     opt.dispose()
     tf.dispose([...Object.values(params), ...Object.values(grads)])
+  })
+
+  it("a spec with a momentum, Newton–Schulz step count or AdamW part out of range is refused at the field", () => {
+    const good = Schema.encodeSync(OptimizerSchema)(muon({ lr: constant(0.02), adamw: { lr: constant(1e-3) } }))
+    const decode = (o: object) => Schema.decodeUnknownSync(OptimizerSchema)({ ...good, ...o }, { errors: "all" })
+    expect(decode({})).toEqual(muon({ lr: constant(0.02), adamw: { lr: constant(1e-3) } }))
+    expect(() => decode({ momentum: 1 })).toThrow(/\["momentum"\]/)
+    expect(() => decode({ steps: 0 })).toThrow(/\["steps"\]/)
+    expect(() => decode({ adamw: { ...(good as { adamw: object }).adamw, beta2: 1 } })).toThrow(/\["adamw"\]\["beta2"\]/)
   })
 
   it("refuses a state whose momentum names no matrix it updates, or that lacks one", () => {
