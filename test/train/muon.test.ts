@@ -36,8 +36,10 @@ const newtonSchulz64 = (g: Matrix, steps: number, [a, b, c]: Coefficients = quin
   let x = start.map((row) => row.map((v) => v / norm))
   for (let i = 0; i < steps; i++) {
     const gram = matMul(x, transpose(x))
-    const poly = gram.map((row, r) => row.map((v, k) => b * v + c * matMul(gram, gram)[r]![k]!))
-    x = x.map((row, r) => row.map((v, k) => a * v + matMul(poly, x)[r]![k]!))
+    const square = matMul(gram, gram)
+    const poly = gram.map((row, r) => row.map((v, k) => b * v + c * square[r]![k]!))
+    const polyX = matMul(poly, x)
+    x = x.map((row, r) => row.map((v, k) => a * v + polyX[r]![k]!))
   }
   return tall ? transpose(x) : x
 }
@@ -191,14 +193,14 @@ describe("a run with Muon", () => {
     const base = tinyRun({ steps, ...(every === undefined ? {} : { every }) })
     return { ...base, training: { ...base.training, optimizer: muon({ lr: constant(0.02), adamw: { lr: linear({ peak: 3e-3, warmup: 2, floor: 0 }) } }) } }
   }
-  const train = (run: ReturnType<typeof withMuon>, data = syntheticData()) => {
-    const out = mkdtempSync(join(tmpdir(), "muon-run-"))
-    return { out, exit: trainIn(run, data, out) }
-  }
   const trainIn = (run: ReturnType<typeof withMuon>, data: ReturnType<typeof syntheticData>, out: string) =>
     Effect.runPromiseExit(
       Effect.scoped(trainRun(run, data, { out, fresh: false, backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" })).pipe(Effect.provide(Layer.merge(NodeServices.layer, quiet))),
     )
+  const train = (run: ReturnType<typeof withMuon>, data = syntheticData()) => {
+    const out = mkdtempSync(join(tmpdir(), "muon-run-"))
+    return { out, exit: trainIn(run, data, out) }
+  }
 
   it("decreases the loss", async () => {
     const { out, exit } = train(withMuon(16))
