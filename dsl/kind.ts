@@ -33,6 +33,8 @@ export interface ParamDecl {
    * costs no 2 FLOPs per weight per token; the kind's own `flops` accounts for it.
    */
   readonly alongSequence?: boolean
+  /** A projection to the vocabulary (an untied LM head, exit heads): an output, not a hidden matrix (Muon leaves it to AdamW). */
+  readonly output?: boolean
 }
 
 /** Parameter declarations keyed by name relative to the node that owns them. */

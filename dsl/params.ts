@@ -99,7 +99,7 @@ const embedding = (spec: DecoderSpec): NamedParam => ({
 })
 
 const head = (spec: DecoderSpec): NamedParam[] =>
-  spec.tied ? [] : [{ name: "head.weight", decl: { shape: [spec.width, spec.vocab], init: { kind: "normal", std: 0.02 }, decay: true } }]
+  spec.tied ? [] : [{ name: "head.weight", decl: { shape: [spec.width, spec.vocab], init: { kind: "normal", std: 0.02 }, decay: true, output: true } }]
 
 /**
  * The depth policy's own parameters (exit heads, routers), named under their block

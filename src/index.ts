@@ -1,6 +1,6 @@
 /** What experiment files import besides the model DSL. */
 export { experiment, tinystories, type Experiment } from "./experiment/define.js"
-export { adamw } from "./experiment/optimizer/spec.js"
+export { adamw, muon } from "./experiment/optimizer/spec.js"
 export { prune } from "./experiment/prune/declare.js"
 export {
   gradualMethod as gradual,
@@ -13,4 +13,4 @@ export { runAt, runOf } from "./experiment/run-ref.js"
 export { variant } from "./experiment/variant.js"
 export { fromRun } from "./experiment/warm-start/index.js"
 export { crossEntropy, distill } from "./experiment/objective/spec.js"
-export { constant, cosine } from "./schedule/index.js"
+export { constant, cosine, linear, wsd } from "./schedule/index.js"

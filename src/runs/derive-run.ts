@@ -37,6 +37,14 @@ export interface Derivation {
 const renamed = (saved: TensorArrays, names: ReadonlyArray<[string, string]>, prefix: string): TensorArrays =>
   Object.fromEntries(names.map(([to, from]) => [`${prefix}${to}`, saved[`${prefix}${from}`]!]))
 
+/**
+ * The optimiser's tensors of the kept parameters, renamed: AdamW's `m.`/`v.` and Muon's
+ * `momentum.`, each where the source has it (Muon keeps momentum only for the matrices it
+ * updates, AdamW's moments for the rest).
+ */
+const optimizerRenamed = (saved: TensorArrays, names: ReadonlyArray<[string, string]>): TensorArrays =>
+  Object.assign({}, ...["m.", "v.", "momentum."].map((prefix) => renamed(saved, names.filter(([, from]) => saved[`${prefix}${from}`] !== undefined), prefix)))
+
 export const deriveRun = (dir: string, out: string, derive: (run: RunSpec) => Derivation) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
@@ -67,7 +75,7 @@ export const deriveRun = (dir: string, out: string, derive: (run: RunSpec) => De
     const write = (name: string, text: string) => writeFileAtomic(path.join(out, name), text).pipe(Effect.mapError((e) => fail(e.message)))
     yield* write("spec.json", JSON.stringify(derived, null, 2) + "\n")
     yield* write("tokenizer.json", tokenizer)
-    const moments = Object.keys(ck.optimizer).length > 0 ? { ...renamed(ck.optimizer, names, "m."), ...renamed(ck.optimizer, names, "v.") } : {}
+    const moments = optimizerRenamed(ck.optimizer, names)
     yield* saveCheckpoint(out, {
       params: renamed(ck.params, names, ""),
       optimizer: moments,

@@ -3,6 +3,8 @@ import type { SpecOf } from "../../dsl/registry.js"
 import { constantSchedule } from "./constant.js"
 import { cosineSchedule } from "./cosine.js"
 import type { ScheduleDescription } from "./description.js"
+import { linearSchedule } from "./linear.js"
+import { wsdSchedule } from "./wsd.js"
 
 /**
  * The learning-rate schedules, by tag. Adding one is its module (schema, label, rate) and one
@@ -11,10 +13,17 @@ import type { ScheduleDescription } from "./description.js"
 export const schedules = {
   constant: constantSchedule,
   cosine: cosineSchedule,
+  linear: linearSchedule,
+  wsd: wsdSchedule,
 } as const
 
 export type LrSchedule = SpecOf<typeof schedules>
-export const LrSchedule = Schema.Union(Object.values(schedules).map((s) => s.schema) as [typeof constantSchedule.schema, typeof cosineSchedule.schema])
+export const LrSchedule = Schema.Union(Object.values(schedules).map((s) => s.schema) as [
+  typeof constantSchedule.schema,
+  typeof cosineSchedule.schema,
+  typeof linearSchedule.schema,
+  typeof wsdSchedule.schema,
+])
 
 const scheduleModule = (s: LrSchedule) => schedules[s._tag] as ScheduleDescription<LrSchedule>
 
@@ -25,6 +34,12 @@ export const constant = (lr: number): LrSchedule => decodeSchedule({ _tag: "cons
 
 /** Warmup + cosine decay; throws a SchemaError for invalid values. */
 export const cosine = (options: { readonly peak: number; readonly warmup: number; readonly floor: number }): LrSchedule => decodeSchedule({ _tag: "cosine", ...options })
+
+/** Warmup + linear decay to `floor` (0 allowed) at the last update; throws a SchemaError for invalid values. */
+export const linear = (options: { readonly peak: number; readonly warmup: number; readonly floor: number }): LrSchedule => decodeSchedule({ _tag: "linear", ...options })
+
+/** Warmup, stable at `peak`, linear decay to `floor` over the last `decay` fraction of the run; throws a SchemaError for invalid values. */
+export const wsd = (options: { readonly peak: number; readonly warmup: number; readonly decay: number; readonly floor: number }): LrSchedule => decodeSchedule({ _tag: "wsd", ...options })
 
 export const describeSchedule = (s: LrSchedule): string => scheduleModule(s).label(s)
 

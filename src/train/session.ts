@@ -138,7 +138,7 @@ export const openSession = (opened: Extract<Opened, { kind: "train" }>, data: Ru
     const trainable: Params = { ...params, ...objective.params }
     const table = [...model.table, ...objective.table]
     const optimizer = yield* Effect.acquireRelease(
-      Effect.sync(() => makeOptimizer(t.optimizer, trainable as Record<string, tf.Variable>, (name) => table.find((p) => p.name === name)!.decl.decay)),
+      Effect.sync(() => makeOptimizer(t.optimizer, trainable as Record<string, tf.Variable>, table, steps)),
       (o) => Effect.sync(() => o.dispose()),
     )
     const masks = options.start?.masks

@@ -14,6 +14,8 @@ import { compile } from "../../src/model/compile.js"
 import { ProgressSink } from "../../src/io/progress.js"
 import { loadCheckpoint } from "../../src/train/checkpoint.js"
 import { trainRun } from "../../src/train/run.js"
+import { muon } from "../../src/experiment/optimizer/spec.js"
+import { constant } from "../../src/schedule/index.js"
 import { syntheticData, tinyRun } from "../train/fixtures.js"
 
 beforeAll(async () => {
@@ -82,6 +84,18 @@ describe("derived runs", () => {
     expect(summary.valLoss).toBe(a.loss)
     expect(summary.spent.eval.blocksPerToken).toBe(2)
     expect(Buffer.from((await checkpointOf(out)).params["embed.tokens"]!.data.buffer).equals(Buffer.from(to.params["embed.tokens"]!.data.buffer))).toBe(true)
+  })
+
+  it("carries a Muon run's momentum for the kept blocks, so replaying the derived run finds it finished", async () => {
+    const base = tinyRun({ steps: 2, layers })
+    const source = await train({ ...base, training: { ...base.training, optimizer: muon({ lr: constant(0.02), adamw: { lr: constant(3e-3) } }) } })
+    const out = join(tmp(), "pruned")
+    expect(Exit.isSuccess(await effect(deriveRun(source, out, (run) => keptBlocks(run.model, parseBlocks("every-other")!, "every-other"))))).toBe(true)
+    const [from, to] = [await checkpointOf(source), await checkpointOf(out)]
+    expect(Buffer.from(to.optimizer["momentum.blocks.1.1.ffn.w_in"]!.data.buffer).equals(Buffer.from(from.optimizer["momentum.blocks.2.1.ffn.w_in"]!.data.buffer))).toBe(true)
+    const spec = JSON.parse(readFileSync(join(out, "spec.json"), "utf8")) as RunSpec
+    expect(Exit.isSuccess(await effect(trainRun(spec, syntheticData(), { out, fresh: false, backend: { name: "cpu", detail: "test" }, resumeCommand: "(test)" })))).toBe(true)
+    expect(existsSync(join(out, "summary.json"))).toBe(true)
   })
 
   it("sets another exit threshold, and refuses what cannot be derived", async () => {

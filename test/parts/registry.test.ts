@@ -1,9 +1,10 @@
 import * as tf from "@tensorflow/tfjs"
 import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
+import type { NamedParam } from "../../dsl/index.js"
 import { makeOptimizer } from "../../src/optimizer/optimizer.js"
 import { type OptimizerOf, type OptimizerTag, OptimizerSchema, optimizers } from "../../src/experiment/optimizer/spec.js"
-import { constant, cosine, LrSchedule, lrAt, schedules } from "../../src/schedule/index.js"
+import { constant, cosine, linear, LrSchedule, lrAt, schedules, wsd } from "../../src/schedule/index.js"
 
 /**
  * Every optimiser and schedule in the registries, looped over: an entry added to a registry
@@ -12,11 +13,14 @@ import { constant, cosine, LrSchedule, lrAt, schedules } from "../../src/schedul
  */
 const optimizerExamples: { readonly [K in OptimizerTag]: OptimizerOf<K> } = {
   adamw: optimizers.adamw.make({ lr: constant(1e-2), weightDecay: 0.1 }),
+  muon: optimizers.muon.make({ lr: constant(2e-2), weightDecay: 0.1, adamw: { lr: cosine({ peak: 1e-2, warmup: 1, floor: 1e-3 }) } }),
 }
 
 const scheduleExamples: { readonly [K in keyof typeof schedules]: LrSchedule } = {
   constant: constant(3e-3),
   cosine: cosine({ peak: 3e-3, warmup: 3, floor: 3e-4 }),
+  linear: linear({ peak: 3e-3, warmup: 3, floor: 0 }),
+  wsd: wsd({ peak: 3e-3, warmup: 3, decay: 0.2, floor: 3e-5 }),
 }
 
 const roundTrips = <A>(schema: Schema.Codec<A, any>, value: A) => expect(Schema.decodeUnknownSync(schema)(JSON.parse(JSON.stringify(Schema.encodeSync(schema)(value))))).toEqual(value)
@@ -31,30 +35,37 @@ describe.each(Object.keys(optimizers) as OptimizerTag[])("optimiser %s", (tag) =
     const start = [0.5, -1, 2, 0.25]
     const grads = [[0.1, -0.2, 0.3, 0.05], [-0.4, 0.1, 0.2, 0.3], [0.2, 0.2, -0.1, 0.0]]
     const variable = (values: ArrayLike<number>) => tf.tidy(() => tf.variable(tf.tensor1d(Array.from(values))))
-    const make = () => ({ w: variable(start), b: variable([0, 1]) })
+    // A vector that decays, a bias, and a block's matrix (what Muon orthogonalises).
+    const table: NamedParam[] = [
+      { name: "w", decl: { shape: [4], init: { kind: "zeros" }, decay: true } },
+      { name: "b", decl: { shape: [2], init: { kind: "zeros" }, decay: false } },
+      { name: "blocks.0.m", decl: { shape: [2, 3], init: { kind: "zeros" }, decay: true } },
+    ]
+    const make = (): Record<string, tf.Variable> => ({ w: variable(start), b: variable([0, 1]), "blocks.0.m": tf.tidy(() => tf.variable(tf.tensor2d([start.slice(0, 3), start.slice(1)]))) })
     const steps = (params: Record<string, tf.Variable>, opt: ReturnType<typeof makeOptimizer>, from: number, to: number) => {
       for (let i = from; i < to; i++) {
-        const g = { w: tf.tensor1d(grads[i]!), b: tf.tensor1d([0.1 * i, -0.1]) }
+        const g = { w: tf.tensor1d(grads[i]!), b: tf.tensor1d([0.1 * i, -0.1]), "blocks.0.m": tf.tensor2d([grads[i]!.slice(0, 3), grads[(i + 1) % 3]!.slice(1)]) }
         opt.update(g, lrAt(config.lr, i + 1, grads.length))
         tf.dispose(Object.values(g))
       }
     }
-    const decays = (name: string) => name === "w"
     const straight = make()
-    const a = makeOptimizer(config, straight, decays)
+    const initial = Object.fromEntries(Object.entries(straight).map(([n, p]) => [n, Array.from(p.dataSync())]))
+    const a = makeOptimizer(config, straight, table, grads.length)
     steps(straight, a, 0, 3)
     const first = make()
-    const b = makeOptimizer(config, first, decays)
+    const b = makeOptimizer(config, first, table, grads.length)
     steps(first, b, 0, 1)
     const state = b.exportState()
-    const resumed = { w: variable(first.w.dataSync()), b: variable(first.b.dataSync()) }
-    const c = makeOptimizer(config, resumed, decays)
+    const resumed = Object.fromEntries(Object.entries(first).map(([n, p]) => [n, tf.tidy(() => tf.variable(tf.tensor(p.dataSync().slice(), p.shape)))]))
+    const c = makeOptimizer(config, resumed, table, grads.length)
     c.importState({ step: state.step, moments: state.moments })
     steps(resumed, c, 1, 3)
-    expect(Array.from(resumed.w.dataSync())).toEqual(Array.from(straight.w.dataSync()))
-    expect(Array.from(resumed.b.dataSync())).toEqual(Array.from(straight.b.dataSync()))
-    // It did move the weights.
-    expect(Array.from(straight.w.dataSync())).not.toEqual(start)
+    for (const name of Object.keys(straight)) {
+      expect(Array.from(resumed[name]!.dataSync()), name).toEqual(Array.from(straight[name]!.dataSync()))
+      // It did move the weights.
+      expect(Array.from(straight[name]!.dataSync()), name).not.toEqual(initial[name])
+    }
     for (const o of [a, b, c]) o.dispose()
     tf.dispose([...Object.values(straight), ...Object.values(first), ...Object.values(resumed)])
     expect(tf.memory().numTensors).toBe(before)

@@ -48,7 +48,7 @@ export const earlyExitPolicy: DepthPolicyDescription<EarlyExit> & { make: (o?: E
   },
   // Every block but the last has an exit head; the last one's is the LM head.
   params: (p, block, blocks, dims): ParamDecls =>
-    p.heads === "per-block" && block < blocks - 1 ? { "exit.weight": { shape: [dims.width, dims.vocab], init: { kind: "normal", std: 0.02 }, decay: true } } : {},
+    p.heads === "per-block" && block < blocks - 1 ? { "exit.weight": { shape: [dims.width, dims.vocab], init: { kind: "normal", std: 0.02 }, decay: true, output: true } } : {},
   // Confidence by softmax applies an exit head after every block but the last; the cosine is elementwise.
   flops: (p, blocks, dims) => (p.measure === "softmax" ? (blocks - 1) * headFlops(dims) : 0),
   // A confidence never exceeds its measure's maximum, so at that threshold no token leaves and the unused exit heads change nothing.

@@ -1,4 +1,5 @@
 import type * as tf from "@tensorflow/tfjs"
+import type { NamedParam } from "../../../dsl/params.js"
 import type { TensorArrays } from "../../train/checkpoint.js"
 
 /**
@@ -19,5 +20,15 @@ export interface Optimizer {
   dispose(): void
 }
 
-/** Builds the optimiser of `params`; `decay` says which parameters receive weight decay. */
-export type OptimizerCompute<O> = (options: O, params: Record<string, tf.Variable>, decay: (name: string) => boolean) => Optimizer
+/** What an optimiser may know of the run besides its parameters' values. */
+export interface OptimizerContext {
+  /** Whether a parameter receives weight decay. */
+  readonly decays: (name: string) => boolean
+  /** A parameter's declaration: its shape and role (embedding, output head, …). */
+  readonly param: (name: string) => NamedParam
+  /** The run's number of updates, for a schedule an optimiser keeps of its own. */
+  readonly totalSteps: number
+}
+
+/** Builds the optimiser of `params`. */
+export type OptimizerCompute<O> = (options: O, params: Record<string, tf.Variable>, context: OptimizerContext) => Optimizer

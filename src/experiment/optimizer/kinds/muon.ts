@@ -1,0 +1,50 @@
+import { Schema } from "effect"
+import { describeSchedule, LrSchedule } from "../../../schedule/index.js"
+import { adamwDefaults, adamwFields, type AdamWParts, Unit } from "./adamw.js"
+import { commonFields, type OptimizerDescription } from "./description.js"
+
+/**
+ * Muon (src/optimizer/muon.ts): Newton–Schulz-orthogonalised momentum for the blocks' hidden
+ * matrices, at the run's rate `lr` and with decoupled weight decay `weightDecay`; AdamW with
+ * its own rate, betas and decay for every other parameter. Clipping and `decayAll` apply to both.
+ */
+const schema = Schema.Struct({
+  kind: Schema.Literal("muon"),
+  ...commonFields,
+  momentum: Unit,
+  nesterov: Schema.Boolean,
+  /** Newton–Schulz iterations. */
+  steps: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  adamw: Schema.Struct({ lr: LrSchedule, weightDecay: commonFields.weightDecay, ...adamwFields }),
+})
+export type MuonOptions = typeof schema.Type
+
+export const muonOptimizer: OptimizerDescription<MuonOptions> & {
+  readonly make: (o: {
+    lr: LrSchedule
+    momentum?: number
+    nesterov?: boolean
+    steps?: number
+    weightDecay?: number
+    clip?: number
+    decayAll?: boolean
+    adamw: AdamWParts & { lr: LrSchedule }
+  }) => MuonOptions
+} = {
+  schema,
+  // The reference's defaults (momentum 0.95, Nesterov, 5 steps, no decay); the AdamW part's are adamw()'s.
+  make: (o) => ({
+    kind: "muon",
+    lr: o.lr,
+    weightDecay: o.weightDecay ?? 0,
+    clip: o.clip ?? 1,
+    decayAll: o.decayAll ?? false,
+    momentum: o.momentum ?? 0.95,
+    nesterov: o.nesterov ?? true,
+    steps: o.steps ?? 5,
+    adamw: { lr: o.adamw.lr, ...adamwDefaults(o.adamw) },
+  }),
+  label: (o) =>
+    `muon(momentum ${o.momentum}${o.nesterov ? " nesterov" : ""}, ${o.steps} steps, wd ${o.weightDecay}, clip ${o.clip}), lr ${describeSchedule(o.lr)}; ` +
+    `adamw(β=${o.adamw.beta1},${o.adamw.beta2}, wd ${o.adamw.weightDecay}), lr ${describeSchedule(o.adamw.lr)}`,
+}
