@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import type { DecoderSpec } from "../../dsl/nodes.js"
-import { NonNegativeInt, PositiveInt, PositiveNumber } from "../../dsl/fields.js"
+import { NonNegativeInt, PositiveInt } from "../../dsl/fields.js"
+import { type Budget, BudgetSchema } from "./budget.js"
 import type { PruneRecord, PruneVariant } from "./prune/declare.js"
 import { type Objective, ObjectiveSchema } from "./objective/spec.js"
 import { type OptimizerConfig, OptimizerSchema } from "./optimizer/spec.js"
@@ -22,23 +23,6 @@ export const DataSchema = Schema.Struct({
   extra: Schema.Boolean,
 })
 export type DataConfig = typeof DataSchema.Type
-
-/**
- * Tokens or optimiser steps; `steps: 0` trains nothing (a one-shot pruned run is evaluated as
- * pruned). With `bpb`, the run also stops at the first periodic evaluation (every `eval.every`
- * steps) whose validation bits per byte is at most `bpb`, and its summary records when that
- * was: a speedrun's budget, tokens or steps being the most it may spend.
- */
-const target = { bpb: Schema.optionalKey(PositiveNumber) }
-export const BudgetSchema = Schema.Union([Schema.Struct({ tokens: PositiveInt, ...target }), Schema.Struct({ steps: NonNegativeInt, ...target })])
-export type Budget = typeof BudgetSchema.Type
-
-/** The budget with its cap replaced (`--steps`, `--tokens`), its target kept. */
-export const withCap = (budget: Budget, cap: { readonly steps: number } | { readonly tokens: number }): Budget => ({
-  ...cap,
-  ...(budget.bpb === undefined ? {} : { bpb: budget.bpb }),
-})
-
 
 export const SampleSchema = Schema.Struct({
   prompt: Schema.String,

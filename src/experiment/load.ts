@@ -12,9 +12,10 @@ import { isExplicit, type Objective, objectiveProblems, ObjectiveSchema } from "
 import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneRecord, type PruneVariant } from "./prune/declare.js"
 import { methodModule } from "./prune/methods/index.js"
 import { nameProblem, seedProblem } from "./names.js"
-import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema, withCap } from "./define.js"
+import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
+import { withCap } from "./budget.js"
 import { recordedDir, resolveRecordedDir, runPath } from "./run-path.js"
-import { variantParts } from "./variant.js"
+import { variantParts, VariantTrainingSchema } from "./variant.js"
 import { type WarmStart, warmStartProblems, WarmStartSchema } from "./warm-start/index.js"
 
 /**
@@ -198,6 +199,11 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
         ? { value: {}, problems: [] }
         : extrasProblems(parts[i]!, models[i]!.value, { objective: parts[i]!.objectiveAt === "variant" ? [...at(n), "objective"] : ["objective"], init: [...at(n), "init"] }),
     )
+    // A variant's own optimiser, budget or batch, over the experiment's (and under the command line's caps).
+    const trainings = names.map((n, i) => {
+      const own = parts[i]!.training === undefined ? undefined : schemaProblems(VariantTrainingSchema, parts[i]!.training, [...at(n), "training"])
+      return { problems: own?.problems ?? [], value: own?.value === undefined || !training.value ? training.value : withOverrides({ ...training.value, ...own.value }, o) }
+    })
     const seeds = o.seed !== undefined ? [o.seed] : exp.seeds
     const chosen = o.variant !== undefined ? [o.variant] : names
     const prunes = new Map<string, ReadonlyArray<RunSpec>>()
@@ -225,6 +231,7 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
       ...models.flatMap((m) => m.problems),
       ...pruneProblems,
       ...extras.flatMap((e) => e.problems),
+      ...trainings.flatMap((t) => t.problems),
       ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
     ]
     const vocab = exp.training.data?.tokenizer?.bpe
@@ -240,7 +247,7 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
         variant,
         seed,
         model: (models[names.indexOf(variant)] as { value: DecoderSpec }).value,
-        training: training.value!,
+        training: trainings[names.indexOf(variant)]!.value!,
         ...extras[names.indexOf(variant)]!.value,
       })),
     )

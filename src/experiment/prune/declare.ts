@@ -1,6 +1,6 @@
 import { Result, Schema, SchemaIssue } from "effect"
 import type { Issue } from "../../../dsl/kind.js"
-import { type Budget, BudgetSchema } from "../define.js"
+import { type Budget, BudgetSchema } from "../budget.js"
 import { type OptimizerConfig, OptimizerSchema } from "../optimizer/spec.js"
 import { type Objective, ObjectiveSchema } from "../objective/spec.js"
 import { RunLabel, RunName, Seed } from "../names.js"
