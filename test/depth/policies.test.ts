@@ -241,6 +241,22 @@ describe("early exit in evaluation, against the naive reference (every position 
     expect(tf.memory().numTensors).toBe(before)
     tf.dispose(Object.values(params))
   })
+
+  it("a non-causal model (Linformer, whose outputs mix later positions) still computes every position's keys and values", () => {
+    const linformer = [...blocks.slice(0, 3), block({ attention: attention("linformer", { heads: 1, headDim: 10, k: 4 }), ffn: ffn("swish", { hidden: 36 }) })]
+    const spec = decoder({ vocab, width: 16, context: 12, tied: false, layers: stack(linformer, earlyExit({ measure: "saturation", threshold: 1 })), allowNonCausal: true })
+    const m = compile(spec)
+    const params = paramsOf(m, 5, 5)
+    const rows = seqs.map((r) => r.slice(0, 12))
+    const fast = new DepthTrace({ exits: imposed })
+    const slow = new DepthTrace({ exits: imposed })
+    const got = logitsOf(m, params, rows, { trace: fast })
+    const want = reference(() => logitsOf(m, params, rows, { trace: slow }))
+    const scale = Math.max(...want.flat(2).map(Math.abs))
+    want.forEach((seq, s) => seq.forEach((row, p) => row.forEach((x, v) => expect(Math.abs(got[s]![p]![v]! - x)).toBeLessThanOrEqual(1e-5 * scale))))
+    expect(fast.flops).toBe(slow.flops)
+    tf.dispose(Object.values(params))
+  })
 })
 
 describe("mixture-of-depths", () => {
