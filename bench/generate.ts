@@ -86,8 +86,12 @@ const load = async (subject: Subject): Promise<{ model: Model; params: Params }>
     const model = compile(subject.spec)
     return { model, params: seededParams(model) }
   }
-  // The weights outlive the scope that read them: this process measures and exits.
-  const open = await Effect.runPromise(Effect.scoped(openRun(subject.run)).pipe(Effect.provide(NodeServices.layer)))
+  // Clones keep the weights when the scope that read them releases its own.
+  const open = await Effect.runPromise(
+    Effect.scoped(Effect.map(openRun(subject.run), (o) => ({ ...o, params: Object.fromEntries(Object.entries(o.params).map(([k, v]) => [k, tf.clone(v)])) }))).pipe(
+      Effect.provide(NodeServices.layer),
+    ),
+  )
   const model = subject.policy ? compile(withPolicy(open.run.model, subject.policy)) : open.model
   return { model, params: open.params }
 }
