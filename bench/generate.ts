@@ -1,15 +1,19 @@
 /**
  * `npm run bench -- generate [--peer DIR] [--repeats N] [--prompt P] [--tokens N] [--threads 1,2]
- * [--models base,stories15m] [--backend B]`: greedy generation speed (prompt processing and
- * decoding, tokens/s) and evaluation throughput (tokens/s of the forward pass and loss that
- * `npm run eval` runs) of the base decoder and a stories15M-shaped llama model (width 288, 6
- * layers, 6 heads, context 256) with this project's tokenizer (4262 ids), seeded random
- * weights. Each measurement is a fresh process with TFJS_NATIVE_THREADS set and OpenMP's
- * passive waiting, as run.c gets. With `--peer ../shared/peers/llama2c`, llama2.c's run.c is
- * built from that directory, the llama model is exported to it, and run.c runs the same prompt
- * ids and token count after each of our runs (OMP_NUM_THREADS the same), greedy; its tokens are
- * compared with ours. One JSON line per measurement as it happens, interleaved, then one line
- * per model and thread count with the medians.
+ * [--models base,stories15m,depth,attention] [--depth-runs DIR] [--backend B]`: greedy generation
+ * speed (prompt processing and decoding, tokens/s) and evaluation throughput (tokens/s of the
+ * forward pass and loss that `npm run eval` runs), with the blocks and FLOPs per position each
+ * spent, of the models of bench/generate-models.ts: the base decoder and a stories15M-shaped
+ * llama model (width 288, 6 layers, 6 heads, context 256) with this project's tokenizer (4262
+ * ids), seeded random weights; the depth experiment's models under their policies (trained
+ * runs under --depth-runs, default runs/depth, when present) with F, the plain model's FLOPs
+ * per position over theirs; and the attention kinds at context 1024. Each measurement is a
+ * fresh process with TFJS_NATIVE_THREADS set and OpenMP's passive waiting, as run.c gets. With
+ * `--peer ../shared/peers/llama2c`, llama2.c's run.c is built from that directory, the base and
+ * llama models are exported to it, and run.c runs the same prompt ids and token count after
+ * each of our runs (OMP_NUM_THREADS the same), greedy; its tokens are compared with ours. One
+ * JSON line per measurement as it happens, interleaved, then one line per model and thread
+ * count with the medians and ranges.
  */
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
@@ -17,44 +21,44 @@ import { Effect, Layer } from "effect"
 import { spawnSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { type DecoderSpec, gpt2, llama } from "../dsl/index.js"
+import { join, resolve } from "node:path"
+import { withPolicy } from "../dsl/index.js"
 import { selectBackend } from "../src/backend/select.js"
 import { prepareData } from "../src/data/prepare.js"
+import { DepthTrace } from "../src/depth/trace.js"
 import { evaluate, type HostBatch } from "../src/eval/evaluate.js"
-import { generate } from "../src/eval/generate.js"
+import { sampling } from "../src/eval/generate.js"
 import { llama2cIds, toLlama2c } from "../src/export/llama2c.js"
-import { compile, DecodeCache, type Model } from "../src/model/index.js"
+import { runsFolder } from "../src/io/paths.js"
+import { compile, type Model } from "../src/model/index.js"
 import { initValues } from "../src/model/init.js"
+import { openRun } from "../src/runs/run-dir.js"
 import { Rng } from "../src/random/rng.js"
 import { ProgressSink } from "../src/io/progress.js"
+import { groups, type Subject } from "./generate-models.js"
 import { buildPeer, runDriver, runStock } from "./llama2c.js"
+import { flopRatio, median, spread, thresholdFor } from "./stats.js"
 
 const SEED = 1
-
-const models: Record<string, (vocab: number) => DecoderSpec> = {
-  base: (vocab) => gpt2({ vocab, width: 256, context: 256, layers: 4, heads: 4, activation: "relu" }),
-  stories15m: (vocab) => llama({ vocab, width: 288, context: 256, layers: 6, heads: 6 }),
-}
 
 const flag = (argv: string[], name: string): string | undefined => {
   const i = argv.indexOf(`--${name}`)
   return i >= 0 ? argv[i + 1] : undefined
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-}
-
 const round = (x: number): number => Math.round(x * 10) / 10
 
 interface Job {
-  readonly model: string
-  readonly vocab: number
+  readonly subject: Subject
   readonly prompt: number[]
   readonly tokens: number
   readonly backend: string | undefined
+}
+
+/** What one part of the work spent per position (depth policies spend less than the nominal count). */
+interface Spent {
+  readonly blocksPerToken: number
+  readonly flopsPerPosition: number
 }
 
 interface OurRun {
@@ -64,6 +68,62 @@ interface OurRun {
   readonly promptTokensPerSecond: number
   readonly decodeTokensPerSecond: number
   readonly evalTokensPerSecond: number
+  /** Over the whole generation, prompt included, as `npm run generate` reports it. */
+  readonly decode: Spent
+  readonly eval: Spent
+}
+
+type Params = Record<string, tf.Tensor>
+
+const seededParams = (model: Model): Params => {
+  const values = initValues(model.table, SEED)
+  return Object.fromEntries(model.table.map((p) => [p.name, tf.tensor(values.get(p.name)!, [...p.decl.shape], "float32")]))
+}
+
+/** The subject's model and weights: a trained run's (under the subject's policy), else seeded. */
+const load = async (subject: Subject): Promise<{ model: Model; params: Params }> => {
+  if (subject.run === undefined) {
+    const model = compile(subject.spec)
+    return { model, params: seededParams(model) }
+  }
+  // Clones keep the weights when the scope that read them releases its own.
+  const open = await Effect.runPromise(
+    Effect.scoped(Effect.map(openRun(subject.run), (o) => ({ ...o, params: Object.fromEntries(Object.entries(o.params).map(([k, v]) => [k, tf.clone(v)])) }))).pipe(
+      Effect.provide(NodeServices.layer),
+    ),
+  )
+  const model = subject.policy ? compile(withPolicy(open.run.model, subject.policy)) : open.model
+  return { model, params: open.params }
+}
+
+/** Evaluation batches of 8 full-context rows of random ids, as npm run eval computes them. */
+const evalBatches = (model: Model, rows: number, count: number): HostBatch[] => {
+  const context = model.spec.context
+  const rng = Rng.derive(SEED, "bench-eval")
+  return Array.from({ length: count }, () => ({
+    batch: rows,
+    context,
+    tokens: Int32Array.from({ length: rows * (context + 1) }, () => rng.nextInt(model.spec.vocab)),
+    mask: new Float32Array(rows * context).fill(1),
+  }))
+}
+
+/**
+ * A seeded early-exit subject at the threshold where it runs the trained model's blocks per
+ * position on one evaluation row; other subjects as they are.
+ */
+const calibrated = (subject: Subject): Subject => {
+  const policy = subject.spec.layers.policy
+  if (subject.blocksPerToken === undefined || policy?.kind !== "early-exit") return subject
+  const model = compile(subject.spec)
+  const params = seededParams(model)
+  const batch = evalBatches(model, 1, 1)
+  const at = (threshold: number) => compile(withPolicy(subject.spec, { ...policy, threshold }))
+  const blocksAt = (threshold: number) => evaluate(at(threshold), params, batch, 1).blocksPerToken
+  const [lo, hi] = policy.measure === "softmax" ? [0, 1] : [-1, 1]
+  const threshold = thresholdFor(blocksAt, subject.blocksPerToken, lo, hi)
+  tf.dispose(Object.values(params))
+  return { ...subject, spec: at(threshold).spec }
 }
 
 const seconds = (f: () => void): number => {
@@ -72,50 +132,44 @@ const seconds = (f: () => void): number => {
   return (performance.now() - t0) / 1000
 }
 
-/** The prompt through the model with a fresh cache, its last logits read: what generate does first. */
-const prefill = (model: Model, params: Record<string, tf.Tensor>, prompt: number[]): void => {
-  const cache = new DecodeCache()
-  if (model.decodeNative(params, prompt, cache) === undefined) {
-    tf.tidy(() => {
-      const logits = model.apply(params, tf.tensor2d([prompt], [1, prompt.length], "int32"), { cache })
-      tf.slice(logits, [0, prompt.length - 1, 0], [1, 1, model.spec.vocab]).dataSync()
-    })
-  }
-  cache.dispose()
+/**
+ * Greedy generation timed in two parts: up to the first token (the prompt through the model
+ * with a fresh cache, and one sample) and the tokens after it (one position each).
+ */
+const timedGreedy = (model: Model, params: Params, prompt: number[], tokens: number, trace?: DepthTrace) => {
+  const steps = sampling(model, params, prompt, { tokens, temperature: 0, ...(trace ? { trace } : {}) }, Rng.fromSeed(SEED))
+  let step: IteratorResult<number, number[]> | undefined
+  const promptSeconds = seconds(() => (step = steps.next()))
+  const decodeSeconds = seconds(() => {
+    while (!step!.done) step = steps.next()
+  })
+  return { ids: step!.value as number[], promptSeconds, decodeSeconds }
 }
 
-/** One measurement in this process (the child): prefill, whole generation, evaluation batches. */
+/** One measurement in this process (the child): a warm-up, the timed generation, evaluation batches. */
 const measure = async (job: Job): Promise<OurRun> => {
   const choice = await selectBackend(job.backend)
-  const model = compile(models[job.model]!(job.vocab))
-  const values = initValues(model.table, SEED)
-  const params = Object.fromEntries(model.table.map((p) => [p.name, tf.tensor(values.get(p.name)!, [...p.decl.shape], "float32")]))
-  const greedy = (tokens: number) => generate(model, params, job.prompt, { tokens, temperature: 0 }, Rng.fromSeed(SEED))
-  greedy(8)
-  const prefillSeconds = seconds(() => prefill(model, params, job.prompt))
-  let ids: number[] = []
-  const generateSeconds = seconds(() => (ids = greedy(job.tokens)))
-  // Evaluation: batches of 8 full-context rows through the loss, as npm run eval computes it.
-  const context = model.spec.context
-  const rng = Rng.derive(SEED, "bench-eval")
-  const batch = (): HostBatch => ({
-    batch: 8,
-    context,
-    tokens: Int32Array.from({ length: 8 * (context + 1) }, () => rng.nextInt(job.vocab)),
-    mask: new Float32Array(8 * context).fill(1),
-  })
-  const batches = [batch(), batch(), batch()]
+  const { model, params } = await load(job.subject)
+  // Random ids: a trained run's vocabulary may be another size than this tokenizer's.
+  const prompt = job.prompt.map((id) => id % model.spec.vocab)
+  timedGreedy(model, params, prompt, 8)
+  const trace = new DepthTrace()
+  const greedy = timedGreedy(model, params, prompt, job.tokens, trace)
+  const batches = evalBatches(model, 8, 3)
   evaluate(model, params, batches.slice(0, 1), 1)
-  const evalSeconds = seconds(() => evaluate(model, params, batches.slice(1), 1))
+  let evaluation: ReturnType<typeof evaluate> | undefined
+  const evalSeconds = seconds(() => (evaluation = evaluate(model, params, batches.slice(1), 1)))
   tf.dispose(Object.values(params))
   return {
     backend: choice.name,
     detail: choice.detail,
-    ids,
-    promptTokensPerSecond: job.prompt.length / prefillSeconds,
-    // generate's time less its prefill: the time of the tokens after the prompt.
-    decodeTokensPerSecond: job.tokens / (generateSeconds - prefillSeconds),
-    evalTokensPerSecond: (2 * 8 * context) / evalSeconds,
+    ids: greedy.ids,
+    promptTokensPerSecond: prompt.length / greedy.promptSeconds,
+    // The first token comes from the prompt's logits: each later one is one position through the model.
+    decodeTokensPerSecond: (job.tokens - 1) / greedy.decodeSeconds,
+    evalTokensPerSecond: (2 * 8 * model.spec.context) / evalSeconds,
+    decode: { blocksPerToken: trace.blocksPerToken, flopsPerPosition: trace.flopsPerToken },
+    eval: { blocksPerToken: evaluation!.blocksPerToken, flopsPerPosition: evaluation!.flopsPerToken },
   }
 }
 
@@ -135,6 +189,16 @@ const tokenizer = () =>
     prepareData({ vocabSize: 4096, extra: false, progress: false }).pipe(Effect.provide(Layer.merge(NodeServices.layer, ProgressSink.stderr))),
   ).then((d) => d.tokenizer)
 
+/** What the rounds of one model at one thread count spent per position, with F against its plain model's. */
+const spentSummary = (spent: ReadonlyArray<Spent>, plain: ReadonlyArray<Spent> | undefined) => {
+  const flops = median(spent.map((x) => x.flopsPerPosition))
+  return {
+    blocksPerToken: Math.round(median(spent.map((x) => x.blocksPerToken)) * 1000) / 1000,
+    flopsPerPosition: Math.round(flops),
+    ...(plain === undefined ? {} : { F: flopRatio(median(plain.map((x) => x.flopsPerPosition)), flops) }),
+  }
+}
+
 export const main = async (argv: string[]): Promise<void> => {
   const child = flag(argv, "child")
   if (child !== undefined) {
@@ -146,82 +210,104 @@ export const main = async (argv: string[]): Promise<void> => {
   const tokens = Number(flag(argv, "tokens") ?? 240)
   const threads = (flag(argv, "threads") ?? "1,2").split(",").map(Number)
   const names = (flag(argv, "models") ?? "base,stories15m").split(",")
+  const depthRuns = flag(argv, "depth-runs")
   const peerDir = flag(argv, "peer")
-  for (const n of names) if (models[n] === undefined) throw new Error(`unknown model "${n}"; expected ${Object.keys(models).join(", ")}`)
+  const backend = flag(argv, "backend")
+  if (!(tokens >= 2)) throw new Error(`--tokens ${flag(argv, "tokens")}: at least 2 (decoding is timed from the second token)`)
+  for (const n of names) if (groups[n] === undefined) throw new Error(`unknown models "${n}"; expected ${Object.keys(groups).join(", ")}`)
 
   const tok = await tokenizer()
+  const listed = names.flatMap((n) => groups[n]!(tok.vocabSize, depthRuns === "none" ? undefined : resolve(depthRuns ?? join(runsFolder(), "depth"))))
+  // Calibrating seeded early exit runs its evaluation here, on the backend the children use.
+  if (listed.some((s) => s.blocksPerToken !== undefined && s.run === undefined)) await selectBackend(backend)
+  const subjects = listed.map(calibrated)
+  const promptOf = (s: Subject): number => (s.longPrompt ? s.spec.context - tokens : promptLength)
+  for (const s of subjects) {
+    if (promptOf(s) < 1) throw new Error(`--tokens ${tokens} leaves no prompt for ${s.name} (context ${s.spec.context})`)
+    console.log(JSON.stringify({ bench: "generate", model: s.name, weights: s.run ?? "seeded", prompt: promptOf(s), ...(s.spec.layers.policy ? { policy: s.policy ?? s.spec.layers.policy } : {}) }))
+  }
   const rng = Rng.derive(SEED, "bench-prompt")
-  // <|endoftext|> first, as in training (and as run.c's BOS after export), then random ids.
-  const prompt = [tok.eotId, ...Array.from({ length: promptLength - 1 }, () => rng.nextInt(tok.vocabSize))]
+  // <|endoftext|> first, as in training (and as run.c's BOS after export), then random ids; each model takes as many as its prompt needs.
+  const ids = [tok.eotId, ...Array.from({ length: Math.max(...subjects.map(promptOf)) - 1 }, () => rng.nextInt(tok.vocabSize))]
   const work = mkdtempSync(join(tmpdir(), "bench-generate-"))
   try {
     const peer = peerDir === undefined ? undefined : buildPeer(peerDir, work)
     const exported = new Map<string, string>()
     if (peer) {
-      for (const n of names) {
-        const spec = models[n]!(tok.vocabSize)
-        const values = initValues(compile(spec).table, SEED)
-        const result = toLlama2c(spec, Object.fromEntries(values), tok)
+      for (const s of subjects.filter((x) => x.peer)) {
+        const values = initValues(compile(s.spec).table, SEED)
+        const result = toLlama2c(s.spec, Object.fromEntries(values), tok)
         if (!result.ok) continue
-        mkdirSync(join(work, n))
-        for (const f of result.files) writeFileSync(join(work, n, f.name), f.data)
-        exported.set(n, join(work, n))
+        mkdirSync(join(work, s.name))
+        for (const f of result.files) writeFileSync(join(work, s.name, f.name), f.data)
+        exported.set(s.name, join(work, s.name))
       }
     }
     const map = llama2cIds(tok)
     const back = new Map(Array.from(map, (to, from) => [to, from]))
     type Row = { ours: OurRun; runc?: { prompt: number; decode: number; own?: number; same: boolean } }
     const rows = new Map<string, Row[]>()
+    const key = (name: string, t: number) => `${name}@${t}`
     for (let r = 0; r < repeats; r++) {
-      for (const n of names) {
+      for (const s of subjects) {
+        const prompt = ids.slice(0, promptOf(s))
         for (const t of threads) {
-          const o = ours({ model: n, vocab: tok.vocabSize, prompt, tokens, backend: flag(argv, "backend") }, t)
-          const line = { bench: "generate", model: n, side: "ours", backend: o.backend, threads: t, repeat: r, prompt: promptLength, tokens, promptTokensPerSecond: round(o.promptTokensPerSecond), decodeTokensPerSecond: round(o.decodeTokensPerSecond), evalTokensPerSecond: round(o.evalTokensPerSecond) }
+          const o = ours({ subject: s, prompt, tokens, backend }, t)
+          const line = {
+            bench: "generate", model: s.name, side: "ours", backend: o.backend, threads: t, repeat: r, prompt: prompt.length, tokens,
+            promptTokensPerSecond: round(o.promptTokensPerSecond), decodeTokensPerSecond: round(o.decodeTokensPerSecond), evalTokensPerSecond: round(o.evalTokensPerSecond),
+            decode: o.decode, eval: o.eval,
+          }
           console.log(JSON.stringify(line))
           const row: Row = { ours: o }
-          const dir = exported.get(n)
+          const dir = exported.get(s.name)
           if (peer && dir) {
             const d = runDriver(peer, join(dir, "model.bin"), prompt.map((id) => map[id]!), tokens, t)
             // run.c's own program, from BOS alone for as many positions: its own figure, for comparison with the driver's.
-            const own = runStock(peer, dir, promptLength + tokens, t).tokensPerSecond
-            row.runc = { prompt: promptLength / d.promptSeconds, decode: tokens / d.decodeSeconds, ...(own === undefined ? {} : { own }), same: d.tokens.every((id, i) => back.get(id) === o.ids[i]) }
-            console.log(JSON.stringify({ bench: "generate", model: n, side: "run.c", threads: t, repeat: r, prompt: promptLength, tokens, promptTokensPerSecond: round(row.runc.prompt), decodeTokensPerSecond: round(row.runc.decode), ownReportTokensPerSecond: own, sameTokens: row.runc.same }))
+            const own = runStock(peer, dir, prompt.length + tokens, t).tokensPerSecond
+            row.runc = { prompt: prompt.length / d.promptSeconds, decode: tokens / d.decodeSeconds, ...(own === undefined ? {} : { own }), same: d.tokens.every((id, i) => back.get(id) === o.ids[i]) }
+            console.log(JSON.stringify({ bench: "generate", model: s.name, side: "run.c", threads: t, repeat: r, prompt: prompt.length, tokens, promptTokensPerSecond: round(row.runc.prompt), decodeTokensPerSecond: round(row.runc.decode), ownReportTokensPerSecond: own, sameTokens: row.runc.same }))
           }
-          rows.set(`${n}/${t}`, [...(rows.get(`${n}/${t}`) ?? []), row])
+          rows.set(key(s.name, t), [...(rows.get(key(s.name, t)) ?? []), row])
         }
       }
     }
-    for (const [key, rs] of rows) {
-      const [model, t] = key.split("/")
-      const runc = rs.flatMap((x) => (x.runc ? [x.runc] : []))
-      console.log(
-        JSON.stringify({
-          bench: "generate",
-          summary: "median",
-          model,
-          backend: rs[0]!.ours.backend,
-          detail: rs[0]!.ours.detail,
-          threads: Number(t),
-          repeats: rs.length,
-          prompt: promptLength,
-          tokens,
-          ours: {
-            promptTokensPerSecond: round(median(rs.map((x) => x.ours.promptTokensPerSecond))),
-            decodeTokensPerSecond: round(median(rs.map((x) => x.ours.decodeTokensPerSecond))),
-            evalTokensPerSecond: round(median(rs.map((x) => x.ours.evalTokensPerSecond))),
-          },
-          ...(runc.length > 0
-            ? {
-                runc: {
-                  promptTokensPerSecond: round(median(runc.map((x) => x.prompt))),
-                  decodeTokensPerSecond: round(median(runc.map((x) => x.decode))),
-                  ...(runc.every((x) => x.own !== undefined) ? { ownReportTokensPerSecond: round(median(runc.map((x) => x.own!))) } : {}),
-                  sameTokens: runc.every((x) => x.same),
-                },
-              }
-            : {}),
-        }),
-      )
+    for (const s of subjects) {
+      for (const t of threads) {
+        const rs = rows.get(key(s.name, t))!
+        const plain = s.plain === undefined || s.plain === s.name ? undefined : rows.get(key(s.plain, t))
+        const runc = rs.flatMap((x) => (x.runc ? [x.runc] : []))
+        console.log(
+          JSON.stringify({
+            bench: "generate",
+            summary: "median (min–max)",
+            model: s.name,
+            backend: rs[0]!.ours.backend,
+            detail: rs[0]!.ours.detail,
+            threads: t,
+            repeats: rs.length,
+            prompt: promptOf(s),
+            tokens,
+            ours: {
+              promptTokensPerSecond: spread(rs.map((x) => x.ours.promptTokensPerSecond)),
+              decodeTokensPerSecond: spread(rs.map((x) => x.ours.decodeTokensPerSecond)),
+              evalTokensPerSecond: spread(rs.map((x) => x.ours.evalTokensPerSecond)),
+              decode: spentSummary(rs.map((x) => x.ours.decode), plain?.map((x) => x.ours.decode)),
+              eval: spentSummary(rs.map((x) => x.ours.eval), plain?.map((x) => x.ours.eval)),
+            },
+            ...(runc.length > 0
+              ? {
+                  runc: {
+                    promptTokensPerSecond: spread(runc.map((x) => x.prompt)),
+                    decodeTokensPerSecond: spread(runc.map((x) => x.decode)),
+                    ...(runc.every((x) => x.own !== undefined) ? { ownReportTokensPerSecond: spread(runc.map((x) => x.own!)) } : {}),
+                    sameTokens: runc.every((x) => x.same),
+                  },
+                }
+              : {}),
+          }),
+        )
+      }
     }
   } finally {
     rmSync(work, { recursive: true, force: true })

@@ -264,7 +264,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     if (exit === undefined) return trace.dense(costs, batch * t)
     if (exits.length < batch * t) exits = new Int32Array(batch * t)
     addon.decodeExits(program.handle, exits)
-    traceExits(exit, costs, exits, batch, t, true, trace)
+    traceExits(exit, costs, exits, batch, t, trace)
   }
 
   const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace): tf.Tensor3D => {

@@ -10,8 +10,10 @@ import type { DepthTrace } from "./trace.js"
  * (ω_i ∝ i). Inference runs block by block: the positions still running go through the whole
  * block; positions that have left keep the hidden state they left with, and each later block
  * still runs its layers through the last attention on that state (CALM's state propagation),
- * so later positions find their keys and values, in the same pass or in the decoding cache.
- * Confidence is computed for the running positions only, after every block but the last.
+ * so later positions find their keys and values, in the same pass or in the decoding cache
+ * (without a cache, only as far as some later position of the sequence still runs: see
+ * `spanOf`). Confidence is computed for the running positions only, after every block but
+ * the last.
  */
 const exitHead = (policy: EarlyExit, ctx: DepthContext, i: number, normed: tf.Tensor2D): tf.Tensor2D =>
   policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D) : ctx.lmHead(normed)
@@ -54,9 +56,10 @@ const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array =>
  * What inference spent on b rows of t positions, given the block each position left after
  * (row-major): every block in full for the positions still running, its prefix for those that
  * left (when a cache needs their keys and values), and the heads the measure applied; the
- * exits are appended to the trace's, per row. The native decoder counts its calls here too.
+ * exits are appended to the trace's, per row: what \`infer\` counts with a decoding cache, for
+ * the native decoder's calls, which report only the exits.
  */
-export const traceExits = (policy: EarlyExit, costs: DepthCosts, exitAt: ArrayLike<number>, b: number, t: number, cached: boolean, trace: DepthTrace): void => {
+export const traceExits = (policy: EarlyExit, costs: DepthCosts, exitAt: ArrayLike<number>, b: number, t: number, trace: DepthTrace): void => {
   const n = b * t
   const last = costs.blocks.length - 1
   trace.enter(n, costs.base)
@@ -69,7 +72,6 @@ export const traceExits = (policy: EarlyExit, costs: DepthCosts, exitAt: ArrayLi
       if (exitAt[r] === i) leaving++
     }
     if (running === 0) {
-      if (!cached) break
       trace.spend(n * cost.prefix)
       continue
     }
@@ -84,58 +86,98 @@ export const traceExits = (policy: EarlyExit, costs: DepthCosts, exitAt: ArrayLi
   }
 }
 
+/**
+ * The positions whose keys and values a block computes while some positions still run it:
+ * with a cache, every position (later steps read them); without one, in a causal model,
+ * only the sequences that still have a running position, up to their last one, since no
+ * other position of this pass reads the keys and values after it. `sequences` ascending.
+ */
+interface Span {
+  readonly sequences: ReadonlyArray<number>
+  readonly length: number
+}
+
+const spanOf = (running: ReadonlyArray<number>, b: number, t: number, whole: boolean): Span => {
+  if (whole) return { sequences: Array.from({ length: b }, (_, s) => s), length: t }
+  // `running` is ascending, so each sequence's last entry is its last running position.
+  const lastOf = new Map<number, number>()
+  for (const r of running) lastOf.set(Math.floor(r / t), r % t)
+  return { sequences: [...lastOf.keys()], length: Math.max(0, ...[...lastOf.values()].map((p) => p + 1)) }
+}
+
+/** The span's positions of h [B, T, D]: [sequences, length, D]. */
+const spanInput = (h: tf.Tensor3D, span: Span): tf.Tensor3D => {
+  const [b, t, d] = h.shape
+  const s = span.sequences.length
+  const picked = s === b ? h : (rowsOf(h.reshape([b, t * d]), span.sequences).reshape([s, t, d]) as tf.Tensor3D)
+  return span.length === t ? picked : tf.slice(picked, [0, 0, 0], [s, span.length, d])
+}
+
 const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutput => {
   const [b, t, d] = x0.shape
   const n = b * t
   const last = ctx.costs.blocks.length - 1
   const { costs, trace } = ctx
+  trace?.enter(n, costs.base)
   const forced = (r: number): number | undefined => trace?.replay.exits?.[Math.floor(r / t)]?.[ctx.offset + (r % t)]
+  const whole = ctx.cache !== undefined || ctx.spec.allowNonCausal === true
   const exitAt = new Array<number>(n).fill(last)
   const chunks: Array<{ rows: number[]; values: tf.Tensor2D }> = []
   let running = Array.from({ length: n }, (_, r) => r)
+  // Every position's hidden state (those that left keep the one they left with), and the running ones' in `running` order.
   let h = x0
+  let current = x0.reshape([n, d]) as tf.Tensor2D
+  const final = (rows: tf.Tensor2D) => ctx.finalNorm(rows.reshape([1, rows.shape[0], d]) as tf.Tensor3D)
   for (let i = 0; i <= last; i++) {
     const cost = costs.blocks[i]!
-    if (running.length === 0) {
-      // Nothing left to predict here; a cache still needs this block's keys and values of every position.
-      if (ctx.cache === undefined) break
-      ctx.run(i, h, 0, cost.prefixLayers)
-      continue
-    }
-    const all = running.length === n
-    const before = h
-    if (all) {
-      h = ctx.run(i, h)
+    const span = spanOf(running, b, t, whole)
+    const s = span.sequences.length
+    if (s * span.length === 0) break
+    const input = spanInput(h, span)
+    const before = current
+    if (running.length === s * span.length) {
+      // Every position of the span runs (so the span is exactly the running positions, in order): the whole block at once.
+      current = ctx.run(i, input).reshape([running.length, d]) as tf.Tensor2D
+      trace?.block(i, running.length, cost.full)
     } else {
-      const mid = ctx.run(i, h, 0, cost.prefixLayers)
-      const rest = ctx.run(i, rowsOf(mid.reshape([n, d]), running).reshape([1, running.length, d]) as tf.Tensor3D, cost.prefixLayers)
-      h = withRows(h.reshape([n, d]), running, rest.reshape([running.length, d]) as tf.Tensor2D).reshape([b, t, d]) as tf.Tensor3D
+      const mid = ctx.run(i, input, 0, cost.prefixLayers)
+      trace?.spend((s * span.length - running.length) * cost.prefix)
+      if (running.length === 0) continue
+      const slot = new Map(span.sequences.map((seq, k) => [seq, k]))
+      const inSpan = running.map((r) => slot.get(Math.floor(r / t))! * span.length + (r % t))
+      const rest = ctx.run(i, rowsOf(mid.reshape([s * span.length, d]), inSpan).reshape([1, running.length, d]) as tf.Tensor3D, cost.prefixLayers)
+      current = rest.reshape([running.length, d]) as tf.Tensor2D
+      trace?.block(i, running.length, cost.full)
     }
-    const current = all ? h : (rowsOf(h.reshape([n, d]), running).reshape([1, running.length, d]) as tf.Tensor3D)
-    const normed = ctx.finalNorm(current)
     if (i === last) {
-      chunks.push({ rows: running, values: ctx.lmHead(normed) })
+      chunks.push({ rows: running, values: ctx.lmHead(final(current)) })
+      trace?.spend(running.length * costs.head)
       break
     }
+    h = running.length === n ? (current.reshape([b, t, d]) as tf.Tensor3D) : (withRows(h.reshape([n, d]), running, current).reshape([b, t, d]) as tf.Tensor3D)
     let logits: tf.Tensor2D | undefined
     let confidence: Float32Array
     if (policy.measure === "softmax") {
-      logits = exitHead(policy, ctx, i, normed)
+      logits = exitHead(policy, ctx, i, final(current))
+      trace?.spend(running.length * costs.head)
       confidence = softmaxMargin(logits)
     } else {
-      const rows = (x: tf.Tensor3D) => (all ? x.reshape([n, d]) : rowsOf(x.reshape([n, d]), running)) as tf.Tensor2D
-      confidence = cosine(rows(h), rows(before))
+      confidence = cosine(current, before)
     }
     const leaving = running.flatMap((r, k) => ((forced(r) ?? (confidence[k]! > policy.threshold ? i : -1)) === i ? [k] : []))
     if (leaving.length === 0) continue
     const rows = leaving.map((k) => running[k]!)
-    const values = logits ? rowsOf(logits, leaving) : exitHead(policy, ctx, i, rowsOf(normed, leaving))
+    const values = logits ? rowsOf(logits, leaving) : exitHead(policy, ctx, i, final(rowsOf(current, leaving)))
+    if (!logits) trace?.spend(rows.length * costs.head)
     chunks.push({ rows, values })
     for (const r of rows) exitAt[r] = i
-    const left = new Set(rows)
-    running = running.filter((r) => !left.has(r))
+    const left = new Set(leaving)
+    const staying = running.flatMap((_, k) => (left.has(k) ? [] : [k]))
+    running = staying.map((k) => running[k]!)
+    // Only the saturation measure compares a running position's state before and after a block.
+    if (policy.measure === "saturation" && running.length > 0) current = rowsOf(current, staying)
   }
-  if (trace) traceExits(policy, costs, exitAt, b, t, ctx.cache !== undefined, trace)
+  if (trace) for (let row = 0; row < b; row++) (trace.exits[row] ??= []).push(...exitAt.slice(row * t, row * t + t))
   const only = chunks.length === 1 && chunks[0]!.rows.length === n
   const logits = only ? chunks[0]!.values : assemble(chunks, n)
   return { logits: logits.reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D }

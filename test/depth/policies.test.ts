@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import {
   attention, block, decoder, depthCosts, earlyExit, ffn, keepBlocks, keptParamSource, layerDrop, mixtureOfDepths, stack, withPolicy,
   type BlockSpec, type DecoderSpec, type DepthPolicy,
@@ -7,11 +7,14 @@ import {
 import { layerDropPolicy } from "../../dsl/kinds/depth/layer-drop.js"
 import { routingFlops } from "../../dsl/kinds/depth/mixture-of-depths.js"
 import { dimsOf } from "../../dsl/nodes.js"
+import { earlyExit as earlyExitCompute } from "../../src/depth/early-exit.js"
 import { dropped } from "../../src/depth/layer-drop.js"
 import { DepthTrace } from "../../src/depth/trace.js"
+import { evaluate } from "../../src/eval/evaluate.js"
 import { generate } from "../../src/eval/generate.js"
 import { compile, DecodeCache, initValues, type Model } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
+import { naiveInfer } from "./early-exit-reference.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -183,6 +186,79 @@ describe("early exit", () => {
   })
 })
 
+/**
+ * Exits imposed on the first 12 positions of seqs: sequence 0 runs past block 0 at scattered
+ * positions up to position 6, and nowhere past block 2; sequence 1 runs positions 0–2 to the
+ * end and position 8 through block 1. Without a cache, block i computes keys and values for
+ * the sequences that still run it, up to their last running position: 24, 2 × 9, 2 × 5 and
+ * 1 × 3 positions (the last: sequence 1 alone, every position running).
+ */
+const imposed = [
+  [2, 0, 1, 2, 2, 0, 1, 0, 0, 0, 0, 0],
+  [3, 3, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+]
+
+describe("early exit in evaluation, against the naive reference (every position through every block's prefix)", () => {
+  /** f computed with the reference in place of the policy's inference, through the same hooks. */
+  const reference = <T>(f: () => T): T => {
+    const spy = vi.spyOn(earlyExitCompute, "forward").mockImplementation((policy, x, ctx) => naiveInfer(policy, x, ctx))
+    try {
+      return f()
+    } finally {
+      spy.mockRestore()
+    }
+  }
+  const cases = exitCases.flatMap(([name, ...rest]) => [
+    [`${name}, its own exits`, ...rest, false],
+    [`${name}, imposed exits`, ...rest, true],
+  ]) as Array<[string, "softmax" | "saturation", "shared" | "per-block", number[], boolean]>
+  it.each(cases)("%s: the same logits, exits and blocks, no more FLOPs, no tensor left", (_name, measure, heads, candidates, impose) => {
+    const { m, params } = exitModel(measure, heads, candidates)
+    const rows = seqs.map((r) => r.slice(0, 12))
+    const before = tf.memory().numTensors
+    const fast = new DepthTrace(impose ? { exits: imposed } : {})
+    const slow = new DepthTrace(impose ? { exits: imposed } : {})
+    const got = logitsOf(m, params, rows, { trace: fast })
+    const want = reference(() => logitsOf(m, params, rows, { trace: slow }))
+    expect(tf.memory().numTensors).toBe(before)
+    const scale = Math.max(...want.flat(2).map(Math.abs))
+    want.forEach((seq, s) => seq.forEach((row, p) => row.forEach((x, v) => expect(Math.abs(got[s]![p]![v]! - x)).toBeLessThanOrEqual(1e-5 * scale))))
+    expect(fast.exits).toEqual(slow.exits)
+    if (impose) expect(fast.exits).toEqual(imposed)
+    else expect(new Set(fast.exits.flat()).size).toBeGreaterThan(1)
+    expect(fast.ran).toEqual(slow.ran)
+    expect(fast.tokens).toBe(slow.tokens)
+    // Positions after their sequence's last running one skip the later blocks' prefixes.
+    if (impose) expect(fast.flops).toBeLessThan(slow.flops)
+    else expect(fast.flops).toBeLessThanOrEqual(slow.flops)
+    // npm run eval's computation: the same loss and blocks per token.
+    const batches = [{ batch: 2, context: 11, tokens: Int32Array.from(rows.flat()), mask: new Float32Array(22).fill(1) }]
+    const a = evaluate(m, params, batches, 1)
+    const b = reference(() => evaluate(m, params, batches, 1))
+    expect(Math.abs(a.loss - b.loss)).toBeLessThanOrEqual(1e-5 * b.loss)
+    expect(a.blocksPerToken).toBe(b.blocksPerToken)
+    expect(a.flopsPerToken).toBeLessThanOrEqual(b.flopsPerToken)
+    expect(tf.memory().numTensors).toBe(before)
+    tf.dispose(Object.values(params))
+  })
+
+  it("a non-causal model (Linformer, whose outputs mix later positions) still computes every position's keys and values", () => {
+    const linformer = [...blocks.slice(0, 3), block({ attention: attention("linformer", { heads: 1, headDim: 10, k: 4 }), ffn: ffn("swish", { hidden: 36 }) })]
+    const spec = decoder({ vocab, width: 16, context: 12, tied: false, layers: stack(linformer, earlyExit({ measure: "saturation", threshold: 1 })), allowNonCausal: true })
+    const m = compile(spec)
+    const params = paramsOf(m, 5, 5)
+    const rows = seqs.map((r) => r.slice(0, 12))
+    const fast = new DepthTrace({ exits: imposed })
+    const slow = new DepthTrace({ exits: imposed })
+    const got = logitsOf(m, params, rows, { trace: fast })
+    const want = reference(() => logitsOf(m, params, rows, { trace: slow }))
+    const scale = Math.max(...want.flat(2).map(Math.abs))
+    want.forEach((seq, s) => seq.forEach((row, p) => row.forEach((x, v) => expect(Math.abs(got[s]![p]![v]! - x)).toBeLessThanOrEqual(1e-5 * scale))))
+    expect(fast.flops).toBe(slow.flops)
+    tf.dispose(Object.values(params))
+  })
+})
+
 describe("mixture-of-depths", () => {
   const routedModel = (set: Record<string, number> = {}) => {
     const m = compile(model(mixtureOfDepths({ capacity: 0.5, every: 2, predictor: 8 })))
@@ -325,6 +401,18 @@ describe("the FLOPs a trace counts, against the matmuls the kernels ran", () => 
     const wantCached = expected(m.spec, rows, 12)
     expect(cached.flops).toBe(wantCached.flops)
     expect(ran(cached)).toEqual(wantCached.ffnRows)
+    tf.dispose(Object.values(params))
+  })
+
+  it.each(exitCases)("early exit (%s), without a cache: keys and values only up to each sequence's last running position", async (_name, measure, heads, candidates) => {
+    const { m, params } = exitModel(measure, heads, candidates)
+    const trace = new DepthTrace({ exits: imposed })
+    const rows = await matmulRows(() => void m.apply(params, tf.tensor2d(rows12, [2, 12], "int32"), { trace }))
+    const want = expected(m.spec, rows, 24)
+    expect(inner.map((w) => (rows.get(`16x${w}`) ?? 0) / 3)).toEqual([24, 18, 10, 3])
+    expect(want.ffnRows).toEqual([24, 9, 6, 3])
+    expect(ran(trace)).toEqual(want.ffnRows)
+    expect(trace.flops).toBe(want.flops)
     tf.dispose(Object.values(params))
   })
 
