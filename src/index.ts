@@ -1,5 +1,5 @@
 /** What experiment files import besides the model DSL. */
-export { experiment, tinystories, type Experiment } from "./experiment/define.js"
+export { experiment, tinystories, type Experiment, type ExperimentOptions } from "./experiment/define.js"
 export { adamw, muon } from "./experiment/optimizer/spec.js"
 export { prune } from "./experiment/prune/declare.js"
 export {

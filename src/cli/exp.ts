@@ -20,6 +20,7 @@ import { trainOrPrune } from "../prune/run.js"
 import { checkSources } from "../prune/source.js"
 import { formatBytes } from "../io/progress.js"
 import { resultOf, resultsTable, targetLine } from "../report/results.js"
+import { describeBudget } from "../experiment/budget.js"
 import { estimateTraining, type MemoryLimit } from "../train/estimate.js"
 import { placeProblem } from "../train/target.js"
 import type { Summary } from "../experiment/summary.js"
@@ -97,6 +98,7 @@ export const command = Command.make(
           const e = estimateTraining(r.model, r.training)
           const pruning = r.prune === undefined ? "" : `: ${methodModule(r.prune.method).label(r.prune.method)} of ${r.prune.source.dir}, whose model is`
           const extras = [
+            `budget: ${describeBudget(r.training.budget)}, batch ${r.training.batch}${r.training.accumulate > 1 ? ` × ${r.training.accumulate}` : ""}`,
             `optimizer: ${describeOptimizer(r.training.optimizer)}`,
             ...(r.objective ? [`objective: ${describeObjective(r.objective)}`] : []),
             ...(r.init ? [`init: ${describeWarmStart(r.init)}`] : []),

@@ -16,3 +16,7 @@ export const withCap = (budget: Budget, cap: { readonly steps: number } | { read
   ...cap,
   ...(budget.bpb === undefined ? {} : { bpb: budget.bpb }),
 })
+
+/** One line for listings. */
+export const describeBudget = (b: Budget): string =>
+  `${"tokens" in b ? `${b.tokens.toLocaleString("en-US")} tokens` : `${b.steps} steps`}${b.bpb === undefined ? "" : `, or until val bpb ≤ ${b.bpb}`}`
