@@ -7,10 +7,11 @@ import { posencKinds, type PosencSpec, type PosencTag } from "../../dsl/kinds/po
 import type { NativeBackend } from "../../src/backend/native/backend.js"
 import { nativeDecoder } from "../../src/decode/native-decoder.js"
 import { generate } from "../../src/eval/generate.js"
-import { compile, DecodeCache, initValues, type Model, type ParamValues } from "../../src/model/index.js"
+import { compile, DecodeCache, type Model, type ParamValues } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { representative, uneven } from "../attention/examples.js"
 import { describeNative } from "../backend/native-suite.js"
+import { bigParams, ids, programRuns } from "./fixtures.js"
 
 /**
  * The native decode path (src/decode/) against the tfjs computation it replaces: the same
@@ -25,26 +26,6 @@ beforeAll(async () => {
 afterEach(() => {
   delete process.env["TFJS_NATIVE_DECODE"]
 })
-
-/** Parameters well above the 0.02 init, so attention patterns and positions matter far above float32 noise. */
-const bigParams = (m: Model, seed: number): ParamValues => {
-  const values = initValues(m.table, seed)
-  return Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!.map((v) => v * 10 + (v === 0 ? 0.1 : 0)), [...p.decl.shape])]))
-}
-
-const ids = (seed: number, n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 3 + ((i * i) % 5)) % vocab)
-
-/** How many times the native program ran: proof that a comparison exercised it. */
-const programRuns = (): { readonly count: () => number; readonly restore: () => void } => {
-  const addon = (tf.backend() as NativeBackend).addon
-  const start = addon.decodeStart
-  let n = 0
-  addon.decodeStart = (...args) => {
-    n++
-    return start.apply(addon, args)
-  }
-  return { count: () => n, restore: () => void (addon.decodeStart = start) }
-}
 
 /** Logits of rows [B, T] decoded with a cache in chunks of `steps`, on the native path or tfjs's. */
 const decoded = (m: Model, params: ParamValues, rows: number[][], steps: readonly number[], native: boolean): tf.Tensor3D => {

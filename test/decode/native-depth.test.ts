@@ -4,13 +4,13 @@ import { attention, block, decoder, depth, earlyExit, ffn, layerDrop, mixtureOfD
 import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
-import type { NativeBackend } from "../../src/backend/native/backend.js"
 import { nativeDecoder } from "../../src/decode/native-decoder.js"
 import { DepthTrace } from "../../src/depth/trace.js"
 import { generate } from "../../src/eval/generate.js"
-import { compile, DecodeCache, initValues, type Model, type ParamValues } from "../../src/model/index.js"
+import { compile, DecodeCache, type Model, type ParamValues } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { describeNative } from "../backend/native-suite.js"
+import { bigParams, ids, programRuns } from "./fixtures.js"
 
 /**
  * Depth policies on the native decode program against their tfjs computation with a cache:
@@ -24,26 +24,6 @@ beforeAll(async () => {
 afterEach(() => {
   delete process.env["TFJS_NATIVE_DECODE"]
 })
-
-/** Weights well above the 0.02 init, so blocks change the hidden state a lot and confidences spread. */
-const bigParams = (m: Model, seed: number): ParamValues => {
-  const values = initValues(m.table, seed)
-  return Object.fromEntries(m.table.map((p) => [p.name, tf.tensor(values.get(p.name)!.map((v) => v * 10 + (v === 0 ? 0.1 : 0)), [...p.decl.shape])]))
-}
-
-const ids = (seed: number, n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 3 + ((i * i) % 5)) % vocab)
-
-/** How many times the native program ran: proof that a comparison exercised it. */
-const programRuns = (): { readonly count: () => number; readonly restore: () => void } => {
-  const addon = (tf.backend() as NativeBackend).addon
-  const start = addon.decodeStart
-  let n = 0
-  addon.decodeStart = (...args) => {
-    n++
-    return start.apply(addon, args)
-  }
-  return { count: () => n, restore: () => void (addon.decodeStart = start) }
-}
 
 /** A prompt of 7, single tokens, a chunk of 5, single tokens: 18 positions. */
 const STEPS = [7, 1, 1, 1, 1, 5, 1, 1] as const
