@@ -6,6 +6,7 @@ import type { NormSpec } from "../../dsl/kinds/norm/index.js"
 import type { DecodeProgram, NativeAddon, ProgramOp, ProgramParam, RotationTables } from "../backend/native/addon.js"
 import type { ParamValues } from "../model/compile.js"
 import { parameter, valuesOf } from "./step.js"
+import type { Weights } from "./weights.js"
 
 /**
  * A stack's layers as one native decoding program (native/program.cc): ops over registers
@@ -89,13 +90,14 @@ export class ProgramBuilder {
     if (this.compact && op.code === OP.external) this.externals[op.external!] = { ...this.externals[op.external!]!, compact: true }
   }
 
-  /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern). */
-  build(addon: NativeAddon, result: number, withBias: boolean): BuiltProgram {
+  /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern), its products' weights stored as `weights` says. */
+  build(addon: NativeAddon, result: number, withBias: boolean, weights: Weights): BuiltProgram {
     const handle = addon.decodeProgram(
       this.ops,
       this.widths,
       result,
       this.params.map((p) => p.param),
+      weights === "int8",
     )
     const sources = this.params.flatMap((p) => (p.name === undefined ? [] : [[p.name, parameter(this.source, p.name)] as const]))
     const extras = this.slots.length > 0 && (withBias || this.slots.some((s) => s.visible !== undefined))
