@@ -14,7 +14,8 @@ import type { Weights } from "./weights.js"
  * of the parameters, matrices transposed so the streaming kernel reads one output's weights
  * contiguously, in one huge-page arena in the order the ops read them: a decoding step is a
  * pass over all of it, and in 4 KiB pages that pass spends much of its time on TLB misses and
- * prefetchers stopping at page boundaries. It is a second copy of the weights.
+ * prefetchers stopping at page boundaries. It is a second copy of the weights; a program built
+ * for int8 weights (src/decode/weights.ts) stores the linear ops' matrices as int8 blocks.
  */
 
 /** The op codes of native/kernels.h ProgramOp. */

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
-import { attention, block, decoder, depth, earlyExit, ffn, norm, posenc, type DecoderSpec } from "../../dsl/index.js"
+import { attention, block, decoder, depth, earlyExit, ffn, mixtureOfDepths, norm, posenc, type DecoderSpec } from "../../dsl/index.js"
 import type { NativeBackend } from "../../src/backend/native/backend.js"
 import type { Weights } from "../../src/decode/weights.js"
 import { command as evalCommand } from "../../src/cli/eval.js"
@@ -152,12 +152,12 @@ const ids = (seed: number, n: number, vocab: number) => Array.from({ length: n }
 /** A prompt of 5, single tokens, a chunk of 11 (more than the 8 streamed rows), single tokens. */
 const STEPS = [5, 1, 1, 11, 1, 1] as const
 
-/** Int8 logits of a spec against fp32's, on a batch of two: their relative difference (both from the native program, from the same parameters). */
-const againstFp32 = (spec: DecoderSpec): number => {
+/** Int8 logits of a spec against fp32's, on a batch of sequences: their relative difference (both from the native program, from the same parameters). */
+const againstFp32 = (spec: DecoderSpec, batch: number): number => {
   const m = compile(spec)
   const params = bigParams(m, 3, 2)
   const total = STEPS.reduce((a, s) => a + s, 0)
-  const rows = [ids(1, total, spec.vocab), ids(2, total, spec.vocab)]
+  const rows = Array.from({ length: batch }, (_, b) => ids(b + 1, total, spec.vocab))
   try {
     const before = tf.memory().numTensors
     const int8 = decodedLogits(m, params, rows, STEPS, "int8")
@@ -276,8 +276,14 @@ describeNative("int8 weights in the native decode program", () => {
         label: "early exit, per-block heads",
         spec: () => model(attention("full", { heads: 2 }), { layers: depth(3, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") }), earlyExit({ measure: "softmax", heads: "per-block", threshold: 0.5 })) }),
       },
-    ])("$label", ({ spec }) => {
-      expect(againstFp32(spec())).toBeLessThan(FP32_BOUND)
+      {
+        // The router and predictor are linear ops too: int8 like the rest.
+        label: "mixture-of-depths (one sequence, as it decodes)",
+        batch: 1,
+        spec: () => model(attention("full", { heads: 2 }), { layers: depth(4, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") }), mixtureOfDepths({ capacity: 0.5, every: 2, predictor: 8 })) }),
+      },
+    ] as { label: string; spec: () => DecoderSpec; batch?: number }[])("$label", ({ spec, batch }) => {
+      expect(againstFp32(spec(), batch ?? 2)).toBeLessThan(FP32_BOUND)
     })
   })
 
