@@ -291,8 +291,8 @@ float float_field(const Napi::Object& o, const char* name, float fallback) {
   return v.IsUndefined() ? fallback : v.As<Napi::Number>().FloatValue();
 }
 
-// decodeProgram(ops: object[], widths: number[], result, params: { values, rows, cols, transpose }[])
-// -> program. Op fields as nk::ProgramOp names them; registers and parameters are checked here.
+// decodeProgram(ops: object[], widths: number[], result, params: { values, rows, cols, transpose }[],
+// int8: boolean) -> program (int8: the products' weights stored as int8 blocks). Op fields as nk::ProgramOp names them; registers and parameters are checked here.
 Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   const auto widths = dims(info[1]);
@@ -367,7 +367,7 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     program.push_back(std::move(op));
   }
   try {
-    auto* p = new nk::Program(std::move(program), widths, reg(result, false), params);
+    auto* p = new nk::Program(std::move(program), widths, reg(result, false), params, info[4].ToBoolean() ? nk::Weights::int8 : nk::Weights::fp32);
     return Napi::External<nk::Program>::New(env, p, [](Napi::Env, nk::Program* q) { delete q; });
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("decodeProgram: ") + e.what());

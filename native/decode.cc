@@ -5,6 +5,9 @@
 // memory: these kernels read each weight row once, in order, and fork at most once per call.
 #include <omp.h>
 #include <sys/mman.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -47,9 +50,137 @@ inline void dot4(const float* x, const float* w0, const float* w1, const float* 
   }
 }
 
+static_assert(sizeof(Q8Block) == 9 * sizeof(float), "an int8 block is 9 floats of the arena");
+
+#if defined(__AVX2__)
+// Eight int32 sums of four products each of 32 int8 pairs (|q| ≤ 127, so maddubs's pairs of
+// products, at most 2 · 127², never saturate int16): llama.cpp's Q8_0 · Q8_0 on AVX2.
+inline __m256i q8_products(const int8_t* x, const int8_t* w) {
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(wv, xv));
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// A group's products scaled by d_w · d_x, added to acc (the int32 lanes are below 2^24, exact as floats).
+inline __m256 q8_add(__m256 acc, const Q8Block& x, const Q8Block& w) {
+  return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(q8_products(x.q, w.q)), _mm256_set1_ps(w.d * x.d)));
+}
+
+// x · w0 .. x · w3 over `groups` blocks, in one pass.
+inline void dot4_q8(const Q8Block* x, const Q8Block* w0, const Q8Block* w1, const Q8Block* w2, const Q8Block* w3, int64_t groups, float out[4]) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t g = 0; g < groups; ++g) {
+    a0 = q8_add(a0, x[g], w0[g]);
+    a1 = q8_add(a1, x[g], w1[g]);
+    a2 = q8_add(a2, x[g], w2[g]);
+    a3 = q8_add(a3, x[g], w3[g]);
+  }
+  out[0] = hsum(a0);
+  out[1] = hsum(a1);
+  out[2] = hsum(a2);
+  out[3] = hsum(a3);
+}
+
+inline float dot_q8(const Q8Block* x, const Q8Block* w, int64_t groups) {
+  __m256 a = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) a = q8_add(a, x[g], w[g]);
+  return hsum(a);
+}
+#else
+// Without AVX2 (the build is -march=native): each group's int32 sum, scaled, in order.
+inline float dot_q8(const Q8Block* x, const Q8Block* w, int64_t groups) {
+  float s = 0.f;
+  for (int64_t g = 0; g < groups; ++g) {
+    int32_t i = 0;
+    for (int64_t c = 0; c < kQ8Group; ++c) i += int32_t{x[g].q[c]} * int32_t{w[g].q[c]};
+    s += static_cast<float>(i) * (w[g].d * x[g].d);
+  }
+  return s;
+}
+
+inline void dot4_q8(const Q8Block* x, const Q8Block* w0, const Q8Block* w1, const Q8Block* w2, const Q8Block* w3, int64_t groups, float out[4]) {
+  out[0] = dot_q8(x, w0, groups);
+  out[1] = dot_q8(x, w1, groups);
+  out[2] = dot_q8(x, w2, groups);
+  out[3] = dot_q8(x, w3, groups);
+}
+#endif
+
+// The streaming loop of rows_linear over int8 weights and the rows' int8 blocks. Every row
+// count takes it: oneDNN has no product of these blocks, and a dequantised product would not
+// quantise the activations as decoding does.
+void rows_linear_q8(const float* x, int64_t rows, int64_t in, const std::vector<LinearTarget>& targets) {
+  const int64_t groups = q8_groups(in);
+  thread_local std::vector<Q8Block> xq;
+  xq.resize(static_cast<size_t>(rows * groups));
+  q8_quantise(x, rows, in, xq.data());
+  // The calling thread's blocks, by pointer: inside the parallel region `xq` names each thread's own.
+  const Q8Block* xs = xq.data();
+  int64_t weights = 0;
+  for (const LinearTarget& t : targets) weights += in * t.out;
+  const auto share = [&](int me, int all) {
+    for (const LinearTarget& t : targets) {
+      const int64_t chunk = (t.out + all - 1) / all;
+      const int64_t o0 = std::min(t.out, me * chunk), o1 = std::min(t.out, (me + 1) * chunk);
+      const int64_t quarter = (o1 - o0) / 4;
+      const auto put = [&](int64_t r, int64_t o, float s) { t.y[r * t.out + o] = t.bias == nullptr ? s : s + t.bias[o]; };
+      for (int64_t o = o0; o < o0 + quarter; ++o) {
+        const Q8Block* w0 = t.wq + o * groups;
+        const Q8Block* w1 = w0 + quarter * groups;
+        const Q8Block* w2 = w1 + quarter * groups;
+        const Q8Block* w3 = w2 + quarter * groups;
+        for (int64_t r = 0; r < rows; ++r) {
+          float s[4];
+          dot4_q8(xs + r * groups, w0, w1, w2, w3, groups, s);
+          for (int k = 0; k < 4; ++k) put(r, o + k * quarter, s[k]);
+        }
+      }
+      for (int64_t o = o0 + 4 * quarter; o < o1; ++o)
+        for (int64_t r = 0; r < rows; ++r) put(r, o, dot_q8(xs + r * groups, t.wq + o * groups, groups));
+    }
+  };
+  const int threads = weights >= kParallelWeights ? omp_get_max_threads() : 1;
+  if (threads == 1) {
+    share(0, 1);
+  } else {
+#pragma omp parallel num_threads(threads)
+    share(omp_get_thread_num(), omp_get_num_threads());
+  }
+}
+
 }  // namespace
 
+void q8_quantise(const float* x, int64_t rows, int64_t in, Q8Block* out) {
+  const int64_t groups = q8_groups(in);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* v = x + r * in + g * kQ8Group;
+      const int64_t n = std::min(kQ8Group, in - g * kQ8Group);
+      float amax = 0.f;
+      for (int64_t c = 0; c < n; ++c) amax = std::max(amax, std::fabs(v[c]));
+      Q8Block& b = out[r * groups + g];
+      b.d = amax / 127.f;
+      // round(w / d), halves away from zero; an all-zero group stays zero (d = 0).
+      for (int64_t c = 0; c < kQ8Group; ++c) b.q[c] = c < n && b.d != 0.f ? static_cast<int8_t>(std::round(v[c] / b.d)) : 0;
+    }
+  }
+}
+
 std::string rows_linear(const float* x, int64_t rows, int64_t in, const std::vector<LinearTarget>& targets) {
+  if (!targets.empty() && targets[0].wq != nullptr) {
+    for (const LinearTarget& t : targets)
+      if (t.wq == nullptr) return "a product mixes int8 and fp32 weights";
+    rows_linear_q8(x, rows, in, targets);
+    return "";
+  }
   if (rows > kStreamRows) {
     for (const LinearTarget& t : targets) {
       const std::string err = matmul({1, 1, rows, t.out, in, false, true}, x, t.w, t.bias, Act::none, 0.f, t.y, Precision::fp32);

@@ -109,14 +109,29 @@ void scatter_add(const float* x, const int32_t* ids, int64_t count, int64_t inne
                  int64_t num_seg);
 void one_hot(const int32_t* idx, int64_t n, int64_t depth, float on, float off, float* out);
 
+// Int8 weights (llama.cpp's Q8_0 with an fp32 scale, llama2.c's runq): a row of `in` values
+// as groups of 32 along it, each d = max|w| / 127 and q = round(w / d); a shorter last group
+// is padded with zeros. 36 bytes, 9 floats, so blocks sit in the float arena.
+constexpr int64_t kQ8Group = 32;
+struct Q8Block {
+  float d;
+  int8_t q[kQ8Group];
+};
+inline int64_t q8_groups(int64_t in) { return (in + kQ8Group - 1) / kQ8Group; }
+// Quantises rows [rows, in] into blocks [rows, q8_groups(in)].
+void q8_quantise(const float* x, int64_t rows, int64_t in, Q8Block* out);
+
 // Incremental decoding (decode.cc). rows_linear: y = x · wᵀ (+ bias) for each target, x
 // [rows, in], w [out, in] row-major (a transposed weight, or a tied head's embedding), all
-// targets in one pass of the threads; "" or why it could not run.
+// targets in one pass of the threads; "" or why it could not run. Targets with int8 weights
+// (wq, w null; all of a call's or none) quantise x the same way per row and group, and each
+// group's int32 dot product is scaled by d_w · d_x in fp32.
 struct LinearTarget {
   const float* w;
   const float* bias;
   int64_t out;
   float* y;
+  const Q8Block* wq = nullptr;
 };
 std::string rows_linear(const float* x, int64_t rows, int64_t in, const std::vector<LinearTarget>& targets);
 // Zeroed memory for arrays a decoding step streams in full, 2 MiB-aligned and advised for
@@ -192,6 +207,8 @@ struct ProgramParam {
   // Copied as [cols, rows]: a weight [in, out] read one output row at a time.
   bool transpose;
 };
+// The storage of the products' weights (linear and exit ops' targets): fp32, or int8 blocks.
+enum class Weights : int { fp32 = 0, int8 = 1 };
 struct ProgramLinear {
   int w, bias, y;  // parameter, parameter or -1, register
 };
@@ -254,7 +271,7 @@ struct ProgramExtra {
 };
 class Program {
  public:
-  Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params);
+  Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params, Weights weights);
   ~Program();
   Program(const Program&) = delete;
   Program& operator=(const Program&) = delete;
@@ -295,6 +312,9 @@ class Program {
   int result_;
   std::vector<std::vector<float>> registers_;
   std::vector<const float*> params_;
+  // Int8 blocks [out, groups] of the products' weights under Weights::int8, else null.
+  std::vector<const Q8Block*> quantised_;
+  LinearTarget target(const ProgramLinear& l, float* y) const;
   float* arena_ = nullptr;
   HugeRegion region_{};
   std::vector<int64_t> slot_heads_, slot_dh_;

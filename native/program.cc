@@ -11,7 +11,7 @@
 
 namespace nk {
 
-Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params)
+Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params, Weights weights)
     : ops_(std::move(ops)), widths_(std::move(widths)), result_(result), registers_(widths_.size()) {
   // The shapes the ops assume, checked once here: a wrong one would read or write past an array.
   const auto need = [](bool ok, const char* what) {
@@ -106,20 +106,65 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
     }
   }
   slots_.resize(slot_heads_.size());
+  // Under int8 the products' weights are stored as int8 blocks, each row [in] as its groups;
+  // a parameter the other ops read as floats cannot be one of them.
+  std::vector<bool> int8(params.size(), false);
+  if (weights == Weights::int8) {
+    for (const ProgramOp& op : ops_)
+      if (op.code == ProgramOp::Code::linear || op.code == ProgramOp::Code::exit)
+        for (const ProgramLinear& l : op.targets) {
+          const ProgramParam& p = params.at(l.w);
+          need((p.transpose ? p.rows : p.cols) == width(op.x), "an int8 product's weight rows must be its input's width");
+          int8[l.w] = true;
+        }
+    for (const ProgramOp& op : ops_) {
+      for (int p : {op.gain, op.bias, op.slopes, op.dilation, op.globals, op.wqg, op.bqg, op.e, op.f})
+        need(p < 0 || !int8[p], "a parameter read as floats is also an int8 product's weight");
+      for (const ProgramLinear& l : op.targets) need(l.bias < 0 || !int8[l.bias], "a product's bias is also an int8 product's weight");
+    }
+  }
+  // Floats of the arena a parameter takes: its values, or its int8 blocks (9 floats each).
+  const auto floats = [&](size_t i) {
+    const ProgramParam& p = params[i];
+    const int64_t in = p.transpose ? p.rows : p.cols;
+    const size_t n = int8[i] ? static_cast<size_t>(p.rows * p.cols / in * q8_groups(in)) * (sizeof(Q8Block) / sizeof(float)) : static_cast<size_t>(p.rows * p.cols);
+    return (n + 15) / 16 * 16;
+  };
   // Every parameter is copied (matrices transposed to [out, in], the order the streaming
   // kernel reads them) into one huge-page arena, in the order the ops use them: a token is
   // one pass over all of it.
   size_t total = 0;
-  for (const ProgramParam& p : params) total += (static_cast<size_t>(p.rows * p.cols) + 15) / 16 * 16;
+  for (size_t i = 0; i < params.size(); ++i) total += floats(i);
   arena_ = huge_alloc(std::max<size_t>(total, 1), &region_);
   if (arena_ == nullptr) throw std::runtime_error("out of memory for a copy of the weights");
   float* at = arena_;
-  for (const ProgramParam& p : params) {
-    if (p.transpose) transpose(p.values, {p.rows, p.cols}, {1, 0}, at, 4);
-    else std::copy(p.values, p.values + p.rows * p.cols, at);
-    params_.push_back(at);
-    at += (static_cast<size_t>(p.rows * p.cols) + 15) / 16 * 16;
+  std::vector<float> rows;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const ProgramParam& p = params[i];
+    const float* values = p.values;
+    float* to = at;
+    if (int8[i]) {
+      if (p.transpose) {
+        rows.resize(static_cast<size_t>(p.rows * p.cols));
+        transpose(p.values, {p.rows, p.cols}, {1, 0}, rows.data(), 4);
+        values = rows.data();
+      }
+      const int64_t in = p.transpose ? p.rows : p.cols;
+      q8_quantise(values, p.rows * p.cols / in, in, reinterpret_cast<Q8Block*>(to));
+      params_.push_back(nullptr);
+      quantised_.push_back(reinterpret_cast<const Q8Block*>(to));
+    } else {
+      if (p.transpose) transpose(p.values, {p.rows, p.cols}, {1, 0}, to, 4);
+      else std::copy(p.values, p.values + p.rows * p.cols, to);
+      params_.push_back(to);
+      quantised_.push_back(nullptr);
+    }
+    at += floats(i);
   }
+}
+
+LinearTarget Program::target(const ProgramLinear& l, float* y) const {
+  return {params_[l.w], l.bias >= 0 ? params_[l.bias] : nullptr, widths_[l.y], y, quantised_[l.w]};
 }
 
 Program::~Program() { huge_free(region_); }
@@ -165,8 +210,7 @@ int Program::resume() {
         break;
       case ProgramOp::Code::linear: {
         targets_.clear();
-        for (const ProgramLinear& l : op.targets)
-          targets_.push_back({params_[l.w], l.bias >= 0 ? params_[l.bias] : nullptr, widths_[l.y], registers_[l.y].data()});
+        for (const ProgramLinear& l : op.targets) targets_.push_back(target(l, registers_[l.y].data()));
         const std::string err = rows_linear(x, rows, widths_[op.x], targets_);
         if (!err.empty()) throw std::runtime_error(err);
         break;
@@ -320,7 +364,7 @@ void Program::exit_rows(const ProgramOp& op) {
   const auto head = [&](const float* state, int64_t rows, float* logits) {
     exit_normed_.resize(static_cast<size_t>(rows * d));
     norm_rows(op, state, rows, exit_normed_.data());
-    targets_.assign(1, {params_[op.targets[0].w], nullptr, v, logits});
+    targets_.assign(1, target({op.targets[0].w, -1, result_}, logits));
     const std::string err = rows_linear(exit_normed_.data(), rows, d, targets_);
     if (!err.empty()) throw std::runtime_error(err);
   };

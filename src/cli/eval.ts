@@ -7,12 +7,13 @@ import { evaluateRun } from "../runs/evaluate-run.js"
 import { openRun } from "../runs/run-dir.js"
 import { progressBar } from "../io/progress.js"
 import { runCommand } from "./boundary.js"
-import { backendFlag, intFlag } from "./flags.js"
+import { backendFlag, int8Unavailable, intFlag, weightsFlag } from "./flags.js"
 
 /**
- * `npm run eval -- <run-dir> [--data FILE]`: validation loss and bits per byte of a run's
- * checkpoint, and the FLOPs and blocks per token it spent, printed as JSON. The text is
- * encoded with the run's own tokenizer.json.
+ * `npm run eval -- <run-dir> [--data FILE] [--weights int8]`: validation loss and bits per
+ * byte of a run's checkpoint, and the FLOPs and blocks per token it spent, printed as JSON. The
+ * text is encoded with the run's own tokenizer.json. With int8 weights each row is
+ * teacher-forced through the native decode program, which computes what decoding computes.
  */
 export const command = Command.make(
   "eval",
@@ -21,18 +22,22 @@ export const command = Command.make(
     data: Flag.String("data").pipe(Flag.withDescription("a TinyStories .txt or .json file (default: the validation split)"), Flag.optional),
     tokens: intFlag("tokens", { min: 1 }).pipe(Flag.withDescription("evaluate on the first N target tokens (default: the run's eval.tokens)"), Flag.optional),
     backend: backendFlag,
+    weights: weightsFlag,
   },
   (a) =>
     Effect.scoped(
       Effect.gen(function* () {
         const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
         const open = yield* openRun(a.dir)
+        const refused = int8Unavailable(open.model, a.weights)
+        if (refused !== undefined) return yield* refused
         const result = yield* Effect.scoped(
           Effect.gen(function* () {
             const bar = yield* progressBar({ label: "evaluating", unit: "tok" })
             return yield* evaluateRun(open, {
               ...(Option.isSome(a.data) ? { file: resolve(a.data.value) } : {}),
               ...(Option.isSome(a.tokens) ? { tokens: a.tokens.value } : {}),
+              weights: a.weights,
               onProgress: (current, total) => bar.set({ current, total }),
             })
           }),
@@ -46,6 +51,7 @@ export const command = Command.make(
               bytesPerToken: result.bytesPerToken,
               flopsPerToken: { nominal: open.model.flops.forward, spent: result.flopsPerToken },
               blocksPerToken: result.blocksPerToken,
+              weights: a.weights,
               file: result.file,
               step: open.step,
               backend: backend.name,

@@ -1,6 +1,7 @@
 import { Effect, Option } from "effect"
 import { Flag } from "effect/cli"
 import { backendNames } from "../backend/select.js"
+import { WEIGHTS, type Weights } from "../decode/weights.js"
 import { UsageError } from "./boundary.js"
 
 /**
@@ -69,6 +70,18 @@ export const backendFlag = Flag.Literals("backend", backendNames).pipe(
   Flag.withDescription("force a backend: native, cpu, or tensorflow (when @tensorflow/tfjs-node is installed)"),
   Flag.optional,
 )
+
+/** How the native decode program stores the products' weights (src/decode/weights.ts). */
+export const weightsFlag = Flag.Literals("weights", WEIGHTS).pipe(
+  Flag.withDescription("fp32, or int8 in groups of 32 with a scale each (the native decode program; activations quantised alike)"),
+  Flag.withDefault("fp32" as const),
+)
+
+/** The refusal of int8 weights where the native decode program does not compute the model. */
+export const int8Unavailable = (model: { readonly decodesNatively: () => boolean }, weights: Weights): UsageError | undefined =>
+  weights === "int8" && !model.decodesNatively()
+    ? new UsageError({ message: "--weights int8 runs on the native decode program only: the native backend (--backend native, TFJS_NATIVE_DECODE not 0) and a model whose position scheme it covers" })
+    : undefined
 
 /** Seeds are mixed as 32-bit words (src/random/rng.ts). */
 export const seedRange: Range = { min: 0, max: 2 ** 32 - 1 }

@@ -9,10 +9,10 @@ import { stepwise } from "../eval/stepwise.js"
 import { openRun } from "../runs/run-dir.js"
 import { Rng } from "../random/rng.js"
 import { runCommand, UsageError } from "./boundary.js"
-import { backendFlag, intFlag, numberFlag, seedRange } from "./flags.js"
+import { backendFlag, int8Unavailable, intFlag, numberFlag, seedRange, weightsFlag } from "./flags.js"
 
 /**
- * `npm run generate -- <run-dir> --prompt "..."`: samples a continuation from a run's checkpoint,
+ * `npm run generate -- <run-dir> --prompt "..." [--weights int8]`: samples a continuation from a run's checkpoint,
  * then says on stderr how fast, and how many blocks and FLOPs each position took.
  */
 export const command = Command.make(
@@ -26,16 +26,19 @@ export const command = Command.make(
     topP: numberFlag("top-p", { min: 0, minExclusive: true, max: 1 }).pipe(Flag.withDefault(0.95)),
     seed: intFlag("seed", seedRange).pipe(Flag.withDefault(1)),
     backend: backendFlag,
+    weights: weightsFlag,
   },
   (a) =>
     Effect.scoped(
       Effect.gen(function* () {
         yield* chooseBackend(Option.getOrUndefined(a.backend))
         const { model, params, tokenizer } = yield* openRun(a.dir)
+        const refused = int8Unavailable(model, a.weights)
+        if (refused !== undefined) return yield* refused
         const prompt = Array.from(tokenizer.encode(a.prompt))
         if (prompt.length === 0) return yield* new UsageError({ message: "--prompt is empty; give the text to continue" })
         const trace = new DepthTrace()
-        const options = { temperature: a.temperature, topK: a.topK > 0 ? a.topK : undefined, topP: a.topP, tokens: a.tokens, stop: tokenizer.eotId, trace }
+        const options = { temperature: a.temperature, topK: a.topK > 0 ? a.topK : undefined, topP: a.topP, tokens: a.tokens, stop: tokenizer.eotId, trace, weights: a.weights }
         const started = performance.now()
         // Token by token, so a signal stops it between two tokens.
         const ids = yield* stepwise(sampling(model, params, prompt, options, Rng.derive(a.seed, "sample")))

@@ -22,6 +22,7 @@ import { emitMixtureOfDepths, routedCovered } from "./mixture-of-depths.js"
 import { nativePosition } from "./position.js"
 import { type AttentionSlot, type BuiltProgram, type External, OP, ProgramBuilder } from "./program.js"
 import { type Step, valuesOf } from "./step.js"
+import type { Weights } from "./weights.js"
 
 /**
  * Incremental decoding on the native backend, for generation at batch 1 or a few sequences.
@@ -31,7 +32,9 @@ import { type Step, valuesOf } from "./step.js"
  * buffers, written in place, then the output head. A layer it does not cover would run its
  * tfjs computation on the same rows and cache. The logits come back as one array. Matmuls are fp32
  * whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path off (generation then
- * runs on tfjs ops, the reference this path is tested against). A depth policy that runs every
+ * runs on tfjs ops, the reference this path is tested against); `weights: "int8"` asks for
+ * a program whose products' weights and activations are int8 (src/decode/weights.ts), a
+ * program per parameter set and precision. A depth policy that runs every
  * block at inference (LayerDrop) is a plain stack here; early exit is computed in the program
  * (src/decode/early-exit.ts), and mixture-of-depths' routing (src/decode/mixture-of-depths.ts,
  * when its routed blocks' attention is dense); the trace is told what each position spent.
@@ -40,9 +43,9 @@ export interface NativeDecoder {
   /** Whether the next call can run here: the native backend is current and the path is not turned off. */
   readonly usable: () => boolean
   /** Logits [B, T, V] of tokens [B, T] that continue the cache's sequence; advances the cache, and counts the compute spent in the trace. */
-  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace) => tf.Tensor3D
+  readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace, weights?: Weights) => tf.Tensor3D
   /** The same for one sequence of ids, without tensors: the last position's logits [V], in an array of the cache's that the next call overwrites. */
-  readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace) => Float32Array
+  readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace, weights?: Weights) => Float32Array
   /** The layers (parameter prefixes) that run their tfjs computation with these parameters; the rest is native. */
   readonly tfjsLayers: (params: ParamValues) => string[]
 }
@@ -110,7 +113,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   if (position === undefined && posenc.embed !== undefined) return undefined
   const dims = dimsOf(spec)
   const blocks = blocksOf(spec.layers)
-  const programs = new WeakMap<ParamValues, BuiltProgram>()
+  const programs = { fp32: new WeakMap<ParamValues, BuiltProgram>(), int8: new WeakMap<ParamValues, BuiltProgram>() }
   const costs = depthCosts(spec)
   const policy = spec.layers.policy
   const exit = policy?.kind === "early-exit" ? policy : undefined
@@ -120,10 +123,10 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   let exits = new Int32Array(0)
 
   /** The stack, the final norm and the head as one program, with these parameters. */
-  const build = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
+  const build = (addon: NativeAddon, params: ParamValues, weights: Weights): BuiltProgram => {
     const b = new ProgramBuilder(params)
     let x = b.register(spec.width)
-    if (exit !== undefined) return b.build(addon, emitEarlyExit(b, spec, exit, costs, x), position?.bias !== undefined)
+    if (exit !== undefined) return b.build(addon, emitEarlyExit(b, spec, exit, costs, x), position?.bias !== undefined, weights)
     if (routing !== undefined) x = emitMixtureOfDepths(b, spec, routing, x)
     else
       blocks.forEach((block, i) => {
@@ -135,7 +138,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const head = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
     const logits = b.register(spec.vocab)
     b.op({ code: OP.linear, x: h, targets: [{ w: head.index, bias: -1, y: logits }] })
-    return b.build(addon, logits, position?.bias !== undefined)
+    return b.build(addon, logits, position?.bias !== undefined, weights)
   }
 
   // Rotation tables of positions 0.., per head size, made again when a cache outgrows them.
@@ -166,20 +169,20 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     return kv.compressed
   }
 
-  const programFor = (addon: NativeAddon, params: ParamValues): BuiltProgram => {
-    let program = programs.get(params)
-    if (program === undefined || !program.current(params)) programs.set(params, (program = build(addon, params)))
+  const programFor = (addon: NativeAddon, params: ParamValues, weights: Weights): BuiltProgram => {
+    let program = programs[weights].get(params)
+    if (program === undefined || !program.current(params)) programs[weights].set(params, (program = build(addon, params, weights)))
     return program
   }
 
   // A cache's keys and values hold for the parameters it was filled with, so the program is
   // checked against the parameters when a sequence starts, not at every token.
-  const inUse = new WeakMap<DecodeCache, { readonly params: ParamValues; readonly program: BuiltProgram }>()
-  const programOf = (addon: NativeAddon, params: ParamValues, cache: DecodeCache): BuiltProgram => {
+  const inUse = new WeakMap<DecodeCache, { readonly params: ParamValues; readonly weights: Weights; readonly program: BuiltProgram }>()
+  const programOf = (addon: NativeAddon, params: ParamValues, cache: DecodeCache, weights: Weights): BuiltProgram => {
     const held = inUse.get(cache)
-    if (held !== undefined && held.params === params && cache.length > 0) return held.program
-    const program = programFor(addon, params)
-    inUse.set(cache, { params, program })
+    if (held !== undefined && held.params === params && held.weights === weights && cache.length > 0) return held.program
+    const program = programFor(addon, params, weights)
+    inUse.set(cache, { params, weights, program })
     return program
   }
 
@@ -197,9 +200,9 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   }
 
   /** Runs the program on ids [batch · t] continuing the cache and advances it; the logits are then in program.result. */
-  const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache, trace: DepthTrace | undefined): BuiltProgram => {
+  const run = (params: ParamValues, ids: ArrayLike<number>, batch: number, t: number, cache: DecodeCache, trace: DepthTrace | undefined, weights: Weights): BuiltProgram => {
     const addon = (tf.backend() as NativeBackend).addon
-    const program = programOf(addon, params, cache)
+    const program = programOf(addon, params, cache, weights)
     const memo = new Map<string, unknown>()
     const posView: ParamView = (name) => {
       const p = params[`posenc.${name}`]
@@ -267,10 +270,10 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     traceExits(exit, costs, exits, batch, t, trace)
   }
 
-  const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace): tf.Tensor3D => {
+  const apply = (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace, weights: Weights = "fp32"): tf.Tensor3D => {
     const [batch, t] = tokens.shape
     if (tokens.dtype !== "int32") throw new Error(`tokens must be int32, got ${tokens.dtype}`)
-    const program = run(params, tokens.dataSync(), batch, t, cache, trace)
+    const program = run(params, tokens.dataSync(), batch, t, cache, trace, weights)
     const logits = new Float32Array(batch * t * spec.vocab)
     ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, false, 0)
     return tf.tensor3d(logits, [batch, t, spec.vocab])
@@ -280,8 +283,8 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   // allocation, zeroing and collection) cost as much as the rest of a step's JavaScript.
   const lastLogits = new WeakMap<DecodeCache, Float32Array>()
 
-  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace): Float32Array => {
-    const program = run(params, ids, 1, ids.length, cache, trace)
+  const last = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace, weights: Weights = "fp32"): Float32Array => {
+    const program = run(params, ids, 1, ids.length, cache, trace, weights)
     let out = lastLogits.get(cache)
     if (out === undefined) lastLogits.set(cache, (out = new Float32Array(spec.vocab)))
     ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, false, (ids.length - 1) * spec.vocab)
@@ -292,6 +295,6 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     usable: () => tf.getBackend() === NATIVE_BACKEND && process.env["TFJS_NATIVE_DECODE"] !== "0",
     apply,
     last,
-    tfjsLayers: (params) => programFor((tf.backend() as NativeBackend).addon, params).externals.map((e) => e.prefix),
+    tfjsLayers: (params) => programFor((tf.backend() as NativeBackend).addon, params, "fp32").externals.map((e) => e.prefix),
   }
 }

@@ -6,6 +6,7 @@ import type { NormSpec } from "../../dsl/kinds/norm/index.js"
 import type { DecodeProgram, NativeAddon, ProgramOp, ProgramParam, RotationTables } from "../backend/native/addon.js"
 import type { ParamValues } from "../model/compile.js"
 import { parameter, valuesOf } from "./step.js"
+import type { Weights } from "./weights.js"
 
 /**
  * A stack's layers as one native decoding program (native/program.cc): ops over registers
@@ -13,7 +14,8 @@ import { parameter, valuesOf } from "./step.js"
  * of the parameters, matrices transposed so the streaming kernel reads one output's weights
  * contiguously, in one huge-page arena in the order the ops read them: a decoding step is a
  * pass over all of it, and in 4 KiB pages that pass spends much of its time on TLB misses and
- * prefetchers stopping at page boundaries. It is a second copy of the weights.
+ * prefetchers stopping at page boundaries. It is a second copy of the weights; a program built
+ * for int8 weights (src/decode/weights.ts) stores the linear ops' matrices as int8 blocks.
  */
 
 /** The op codes of native/kernels.h ProgramOp. */
@@ -89,13 +91,14 @@ export class ProgramBuilder {
     if (this.compact && op.code === OP.external) this.externals[op.external!] = { ...this.externals[op.external!]!, compact: true }
   }
 
-  /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern). */
-  build(addon: NativeAddon, result: number, withBias: boolean): BuiltProgram {
+  /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern), its products' weights stored as `weights` says. */
+  build(addon: NativeAddon, result: number, withBias: boolean, weights: Weights): BuiltProgram {
     const handle = addon.decodeProgram(
       this.ops,
       this.widths,
       result,
       this.params.map((p) => p.param),
+      weights === "int8",
     )
     const sources = this.params.flatMap((p) => (p.name === undefined ? [] : [[p.name, parameter(this.source, p.name)] as const]))
     const extras = this.slots.length > 0 && (withBias || this.slots.some((s) => s.visible !== undefined))

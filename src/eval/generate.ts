@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
+import type { Weights } from "../decode/weights.js"
 import type { DepthTrace } from "../depth/trace.js"
 import { DecodeCache, type Model, type ParamValues } from "../model/compile.js"
 import type { Rng } from "../random/rng.js"
@@ -17,14 +18,16 @@ export interface GenerateOptions extends SamplingOptions {
   readonly stop?: number
   /** Counts the compute spent on every position run (prompt included), and a depth policy's decisions. */
   readonly trace?: DepthTrace
+  /** How the native decode program stores the weights (default fp32); int8 needs that program. */
+  readonly weights?: Weights
 }
 
 /**
  * The last position's logits: from the native decoder when it runs, else from tfjs, read once
  * (outside tidy, which would walk a returned array element by element).
  */
-const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache, trace?: DepthTrace): Float32Array => {
-  const native = cache && model.decodeNative(params, ids, cache, trace)
+const lastLogits = (model: Model, params: ParamValues, ids: ReadonlyArray<number>, cache?: DecodeCache, trace?: DepthTrace, weights?: Weights): Float32Array => {
+  const native = cache && model.decodeNative(params, ids, cache, trace, weights)
   if (native) return native
   const last = tf.tidy(() => {
     const logits = model.apply(params, tf.tensor2d([ids as number[]], [1, ids.length], "int32"), { ...(cache ? { cache } : {}), ...(trace ? { trace } : {}) })
@@ -48,7 +51,7 @@ export function* sampling(model: Model, params: ParamValues, prompt: ReadonlyArr
   try {
     const ids = prompt.slice(-limit)
     const out: number[] = []
-    let logits = lastLogits(model, params, ids, cache, options.trace)
+    let logits = lastLogits(model, params, ids, cache, options.trace, options.weights)
     while (out.length < options.tokens) {
       const next = sampleToken(logits, options, rng)
       out.push(next)
@@ -57,9 +60,9 @@ export function* sampling(model: Model, params: ParamValues, prompt: ReadonlyArr
       if (next === options.stop || out.length === options.tokens) break
       if (cache.length + 1 > limit) {
         cache.dispose()
-        logits = lastLogits(model, params, ids.slice(-keep), cache, options.trace)
+        logits = lastLogits(model, params, ids.slice(-keep), cache, options.trace, options.weights)
       } else {
-        logits = lastLogits(model, params, [next], cache, options.trace)
+        logits = lastLogits(model, params, [next], cache, options.trace, options.weights)
       }
     }
     return out
@@ -82,7 +85,7 @@ function* samplingWithoutCache(
   const windowLogits = (window: number[]): Float32Array => {
     const fresh = new DecodeCache()
     try {
-      return model.decodeNative(params, window, fresh, options.trace) ?? lastLogits(model, params, window, undefined, options.trace)
+      return model.decodeNative(params, window, fresh, options.trace, options.weights) ?? lastLogits(model, params, window, undefined, options.trace)
     } finally {
       fresh.dispose()
     }

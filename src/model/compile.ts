@@ -7,6 +7,7 @@ import { blocksOf, type DecoderSpec, dimsOf, type Layer } from "../../dsl/nodes.
 import { blockChildNames, childNames, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramCounts, paramName, paramTable } from "../../dsl/params.js"
 import { attentionApply } from "../attention/index.js"
 import { nativeDecoder } from "../decode/native-decoder.js"
+import type { Weights } from "../decode/weights.js"
 import { depthForward, depthObjective } from "../depth/index.js"
 import type { DepthOutput } from "../depth/compute.js"
 import type { DepthTrace } from "../depth/trace.js"
@@ -43,6 +44,8 @@ export interface ForwardOptions {
    * would otherwise all live until the caller's tidy ends.
    */
   readonly blockwise?: boolean
+  /** How the products' weights are stored (src/decode/weights.ts); "int8" only on the native decode program, with a cache. Default fp32. */
+  readonly weights?: Weights
 }
 
 /** Keys and values of every attention layer so far, for generation one token at a time. */
@@ -98,7 +101,9 @@ export interface Model {
    * computed without tensors by the native decoder (src/decode/) when it runs, in an array of
    * the cache's that the next call overwrites; undefined otherwise (then use apply).
    */
-  readonly decodeNative: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace) => Float32Array | undefined
+  readonly decodeNative: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace, weights?: Weights) => Float32Array | undefined
+  /** Whether the native decode program computes this model now (the native backend, TFJS_NATIVE_DECODE not 0, layers it covers): what int8 weights need. */
+  readonly decodesNatively: () => boolean
 }
 
 const viewOf = (params: ParamValues, prefix: string, probe?: ForwardOptions["probe"]): ParamView => {
@@ -122,6 +127,9 @@ export const compile = (input: DecoderSpec): Model => {
   // The native program computes the plain stack and every depth policy (LayerDrop's is the plain stack at inference).
   const fast = nativeDecoder(spec)
 
+  const int8Refused = (): Error =>
+    new Error(`int8 weights run on the native decode program only (the native backend, TFJS_NATIVE_DECODE not 0, a model whose position scheme it covers, with a decoding cache)`)
+
   const checkLength = (length: number): void => {
     if (maxLength !== undefined && length > maxLength) {
       throw new Error(`sequence of ${length} tokens is longer than the ${maxLength} positions posenc "${spec.posenc.kind}" supports`)
@@ -137,8 +145,9 @@ export const compile = (input: DecoderSpec): Model => {
     const training = options.training ?? false
     // Probes and block outputs watch tfjs's ops, which the native program does not run.
     if (cache && !training && !options.probe && !options.blockOutputs && fast?.usable()) {
-      return { logits: fast.apply(params, tokens, cache, options.trace) }
+      return { logits: fast.apply(params, tokens, cache, options.trace, options.weights) }
     }
+    if (options.weights === "int8") throw int8Refused()
     let dropoutCalls = 0
     const seed = options.dropoutSeed ?? 0
     const dropout = (x: tf.Tensor, rate: number): tf.Tensor =>
@@ -208,10 +217,13 @@ export const compile = (input: DecoderSpec): Model => {
     return out.objective ? depthObjective(out.objective, of) : of(out.logits)
   }
 
-  const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace): Float32Array | undefined => {
-    if (!fast?.usable()) return undefined
+  const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace, weights?: Weights): Float32Array | undefined => {
+    if (!fast?.usable()) {
+      if (weights === "int8") throw int8Refused()
+      return undefined
+    }
     checkLength(cache.length + ids.length)
-    return fast.last(params, ids, cache, trace)
+    return fast.last(params, ids, cache, trace, weights)
   }
 
   return {
@@ -224,5 +236,6 @@ export const compile = (input: DecoderSpec): Model => {
     apply: (params, tokens, options) => forward(params, tokens, options).logits,
     loss,
     decodeNative,
+    decodesNatively: () => fast?.usable() ?? false,
   }
 }

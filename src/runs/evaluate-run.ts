@@ -6,6 +6,7 @@ import { forEachStory } from "../data/stories.js"
 import type { OpenRun } from "./run-dir.js"
 import { evaluation, type Evaluation } from "../eval/evaluate.js"
 import { stepwise } from "../eval/stepwise.js"
+import type { Weights } from "../decode/weights.js"
 
 export interface RunEvaluation extends Evaluation {
   readonly bytesPerToken: number
@@ -17,7 +18,7 @@ export interface RunEvaluation extends Evaluation {
  * with the run's own tokenizer, in the run's batch and context: what `npm run eval` prints.
  * It yields between batches, so a signal stops it there.
  */
-export const evaluateRun = (open: OpenRun, options: { readonly file?: string; readonly tokens?: number; readonly onProgress?: (done: number, total: number) => void } = {}) =>
+export const evaluateRun = (open: OpenRun, options: { readonly file?: string; readonly tokens?: number; readonly weights?: Weights; readonly onProgress?: (done: number, total: number) => void } = {}) =>
   Effect.gen(function* () {
     const { run, model, params, tokenizer } = open
     const file = options.file ?? (yield* resolveDataset({ extra: run.training.data.extra })).valid
@@ -32,6 +33,6 @@ export const evaluateRun = (open: OpenRun, options: { readonly file?: string; re
     const limit = options.tokens ?? run.training.eval.tokens
     const batches = evalBatches(tokens, { batch: run.training.batch, context: run.model.context, maxTokens: limit, padId: tokenizer.eotId })
     const total = Math.min(limit, tokens.length - 1)
-    const result = yield* stepwise(evaluation(model, params, batches, bytesPerToken), (done) => options.onProgress?.(done, total))
+    const result = yield* stepwise(evaluation(model, params, batches, bytesPerToken, options.weights), (done) => options.onProgress?.(done, total))
     return { ...result, bytesPerToken, file } satisfies RunEvaluation
   })

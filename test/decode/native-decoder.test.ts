@@ -187,9 +187,9 @@ describeNative("native decoding", () => {
   it("refuses a program whose shapes disagree, and a call before its caches are bound", () => {
     const addon = (tf.backend() as NativeBackend).addon
     const weight = { values: new Float32Array(10), rows: 2, cols: 5, transpose: false }
-    expect(() => addon.decodeProgram([{ code: 1, x: 0, targets: [{ w: 0, bias: -1, y: 1 }] }], [4, 3], 1, [weight])).toThrow(/weight must be \[output width, input width\]/)
+    expect(() => addon.decodeProgram([{ code: 1, x: 0, targets: [{ w: 0, bias: -1, y: 1 }] }], [4, 3], 1, [weight], false)).toThrow(/weight must be \[output width, input width\]/)
     const attend = { code: 2, q: 0, k: 0, v: 0, y: 1, heads: 1, dh: 4, half: 0, slot: 0, slopes: -1, scale: 0.5 }
-    const program = addon.decodeProgram([attend], [4, 4], 1, [])
+    const program = addon.decodeProgram([attend], [4, 4], 1, [], false)
     expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 0, null)).toThrow(/attention slot 0 is not bound to a cache/)
     addon.decodeBind(program, 0, new Float32Array(8), new Float32Array(8), 2, null, 0)
     expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 2, null)).toThrow(/not bound to a cache that holds these positions/)

@@ -74,9 +74,10 @@ export interface NativeAddon {
   oneHot(indices: Int32Array, out: Float32Array, depth: number, on: number, off: number): void
   /**
    * A decoding program (native/kernels.h Program): ops over registers of [rows, width]
-   * activations, with its own copy of the parameters (matrices transposed where asked).
+   * activations, with its own copy of the parameters (matrices transposed where asked); int8:
+   * the linear and exit ops' weights stored as int8 blocks (native/kernels.h Q8Block).
    */
-  decodeProgram(ops: readonly ProgramOp[], widths: readonly number[], result: number, params: readonly ProgramParam[]): DecodeProgram
+  decodeProgram(ops: readonly ProgramOp[], widths: readonly number[], result: number, params: readonly ProgramParam[], int8: boolean): DecodeProgram
   /** Binds an attention slot to its cache [batch, capacity, heads, dh] and rotation tables [positions, dh], until bound again. */
   decodeBind(program: DecodeProgram, slot: number, k: Float32Array, v: Float32Array, capacity: number, tables: RotationTables | null, positions: number): void
   /**
