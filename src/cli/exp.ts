@@ -87,7 +87,6 @@ export const command = Command.make(
       if (runs.length === 0) return
       // The backend first: what a step holds depends on its kernels (fused attention keeps no scores).
       const backend = yield* chooseBackend(Option.getOrUndefined(a.backend))
-      yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       // Sizes are checked for every run before the data is prepared or anything is written.
       for (const r of runs) {
         const problem = runMemoryProblem(r, limit)
@@ -121,6 +120,7 @@ export const command = Command.make(
         if (problem !== undefined) return yield* new RunError({ problem })
       }
       const ledger = { runsFolder: folder, code: yield* codeVersion }
+      yield* Console.error(`backend: ${backend.name} (${backend.detail})`)
       const resume = ["npm run exp", target, "--", ...process.argv.slice(3).filter((x) => x !== "--fresh" && x !== target)].join(" ")
       // Teachers, warm-start and pruning sources: checked against these runs, trained first when missing.
       yield* trainSources(runs, { backend, resumeCommand: resume, ledger, memoryLimit: limit })
