@@ -26,14 +26,15 @@ export const parseBlocks = (text: string): Which | undefined => {
 export const blocksExpected = '"every-other" or increasing block indices like 0,2,4'
 
 /**
- * Some blocks, without the depth policy. Only LayerDrop's models are cut this way (what they
- * were trained for); an early-exit or routed model's policy belongs to its whole stack (exit
- * heads, routers per block), and dropping it would give a silently different model.
+ * Some blocks, without the depth policy: a policy that computes the plain stack at inference
+ * (LayerDrop, whose models are cut this way) is dropped; one that departs from it (exits,
+ * routing) belongs to the whole stack, and the cut model would silently differ: refused.
  */
 export const keptBlocks = (model: DecoderSpec, which: Which, label: string): Derivation => {
   const policy = model.layers.policy
-  if (policy !== undefined && policy.kind !== "layer-drop")
-    throw new Error(`--keep-blocks: at ["layers","policy"]: the model's ${policyModule(policy).label(policy)} policy belongs to its whole stack and the kept blocks would run without it; keep blocks of a model with no depth policy or with layer-drop`)
+  const departs = policy && policyModule(policy).departs(policy, blocksOf(model.layers).length)
+  if (policy && departs !== undefined)
+    throw new Error(`--keep-blocks: at ["layers","policy"]: ${policyModule(policy).label(policy)}: ${departs}; the kept blocks would run without it, a different model; keep blocks of a model whose policy runs every block at inference (layer-drop) or that has none`)
   return { model: keepBlocks(model, which), source: keptParamSource(model, which), note: `blocks ${label}` }
 }
 

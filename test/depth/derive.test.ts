@@ -108,7 +108,7 @@ describe("derived runs", () => {
     // Cutting blocks would drop the exits, a different model: refused, nothing written.
     const cut = join(tmp(), "cut")
     expect(failure(await effect(deriveRun(exits, cut, (run) => keptBlocks(run.model, [0], "0"))))).toMatch(
-      /--keep-blocks: at \["layers","policy"\]: the model.s early-exit\(.*\) policy belongs to its whole stack/,
+      /--keep-blocks: at \["layers","policy"\]: early-exit\(.*\): a token whose softmax confidence exceeds 0.9 leaves before the last block; the kept blocks would run without it/,
     )
     expect(existsSync(cut)).toBe(false)
     expect(failure(await effect(deriveRun(exits, join(tmp(), "x"), (run) => exitsAt(run.model, { threshold: 3 }))))).toMatch(
