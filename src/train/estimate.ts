@@ -21,6 +21,7 @@ import { formatBytes } from "../io/progress.js"
  * (fused norms, activations and cross-entropy, and fused attention where the current backend
  * runs it: src/backend/fused.ts attentionFusion); test/train/estimate.test.ts compares the
  * estimate with measured peaks. Stock tfjs keeps more intermediates (composed norms and GELU).
+ * With `checkpoint: "blocks"` the step holds one block's activations at a time and every block's input.
  */
 export interface StepShape {
   /** Sequences per micro-batch. */
@@ -135,10 +136,16 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const scoreHooks = posenc.hooks !== undefined
   // T5's learned bias is the one position bias the fused attention does not compute.
   const fusion = attentionFusion() && spec.posenc.kind !== "t5"
-  const blocks = groups.map(({ block, repeats }) => {
-    const c = sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion)))
-    return { ...c, values: c.values * repeats }
-  })
+  const perBlock = groups.map(({ block, repeats }) => ({ cost: sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion))), repeats }))
+  const costs = perBlock.map((g) => g.cost)
+  // Checkpointed, the step holds one block's activations at a time, and each block's input and its gradient.
+  const blocks: Cost[] =
+    spec.checkpoint === "blocks"
+      ? [
+          { values: Math.max(...costs.map((c) => c.values)), largest: sum(costs).largest },
+          { values: 2 * n * spec.width * perBlock.reduce((s, g) => s + g.repeats, 0), largest: { what: "none", elements: 0 } },
+        ]
+      : perBlock.map(({ cost, repeats }) => ({ ...cost, values: cost.values * repeats }))
   const logits = n * spec.vocab
   const edges: Cost = {
     // Token embeddings (and positions added to them) and the final norm with their gradients; the
