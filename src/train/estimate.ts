@@ -80,8 +80,9 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
       const scores = b * layer.heads * t * keys
       if (fusion && fusableKind(layer) && layer.dropout === 0) {
         // Fused (src/attention/fused.ts): the projections and per-head layouts, the kernel's
-        // output and each row's log-sum-exp; no scores, no gathered windows.
-        const projections = 2 * (9 + (layer.bias ? 4 : 0) + (scoreHooks ? 2 : 0))
+        // output and each row's log-sum-exp; no scores, no gathered windows, no rotated q and k
+        // (RoPE and xPos rotate inside the kernel).
+        const projections = 2 * (9 + (layer.bias ? 4 : 0))
         return { values: projections * n * a + b * layer.heads * t, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
       }
       // Forward: q, k, v, their per-head layouts, the scaled q, the merged heads and the output
