@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { Result } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
-import { attention, block, decoder, depth, earlyExit, ffn, layerDrop, mixtureOfDepths, posenc, type DecoderSpec } from "../../dsl/index.js"
+import { attention, block, decoder, depth, earlyExit, ffn, layerDrop, mixtureOfDepths, posenc, stack, type DecoderSpec } from "../../dsl/index.js"
 import { decodeSpec } from "../../dsl/decode.js"
 import { hashSpec } from "../../dsl/hash.js"
 import { printSpec } from "../../dsl/print.js"
@@ -17,15 +17,18 @@ beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 
-const spec = (o: { checkpoint?: "blocks"; pos?: "learned" | "t5" | "rope"; policy?: Parameters<typeof depth>[2]; dropout?: number; context?: number; width?: number; layers?: number } = {}): DecoderSpec => {
+const spec = (o: { checkpoint?: "blocks"; pos?: "learned" | "t5" | "rope"; policy?: Parameters<typeof depth>[2]; dropout?: number; context?: number; width?: number; layers?: number; mixed?: boolean } = {}): DecoderSpec => {
   const rate = o.dropout ?? 0.2
+  const dense = block({ attention: attention("full", { heads: 2, dropout: rate }), ffn: ffn("gelu", { dropout: rate }), dropout: rate })
+  // Linformer's layerwise projection is one model-wide parameter every block reads.
+  const shared = block({ attention: attention("linformer-causal", { heads: 2, k: 4, block: 4, sharing: "layerwise" }), ffn: ffn("swiglu", { dropout: rate }), dropout: rate })
   return decoder({
     vocab: 23,
     width: o.width ?? 16,
     context: o.context ?? 8,
     dropout: rate,
     posenc: o.pos === "t5" ? posenc("t5", { heads: 2 }) : posenc(o.pos ?? "learned"),
-    layers: depth(o.layers ?? 3, block({ attention: attention("full", { heads: 2, dropout: rate }), ffn: ffn("gelu", { dropout: rate }), dropout: rate }), o.policy),
+    layers: o.mixed ? stack([dense, shared, shared], o.policy) : depth(o.layers ?? 3, dense, o.policy),
     ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
   })
 }
@@ -73,6 +76,7 @@ describe("activation checkpointing", () => {
     ["dropout everywhere, learned positions", {}],
     ["T5's bias table read inside each block", { pos: "t5" }],
     ["RoPE", { pos: "rope" }],
+    ["a stack of different blocks sharing Linformer's model-wide projection", { mixed: true }],
     ["LayerDrop", { policy: layerDrop({ rate: 0.5 }) }],
     ["early exit", { policy: earlyExit() }],
     ["mixture-of-depths", { policy: mixtureOfDepths({ capacity: 0.5, every: 1 }) }],
