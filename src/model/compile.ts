@@ -119,7 +119,9 @@ export const compile = (input: DecoderSpec): Model => {
   const posenc = posencApply(spec.posenc)
   const maxLength = posencModule(spec.posenc).maxLength?.(spec.posenc, dims)
   const blocks = blocksOf(spec.layers)
-  const posencNames = table.filter((p) => p.name.startsWith("posenc.")).map((p) => p.name)
+  /** With checkpointing, the parameters each block reads: its own, model-wide ones it declares, and the position scheme's in attention. */
+  const posencReads = posenc.hooks ? table.filter((p) => p.name.startsWith("posenc.")).map((p) => p.name) : []
+  const blockReads = spec.checkpoint === "blocks" ? blocks.map((block, i) => [...blockParams(block, dims, i).map((p) => p.name), ...posencReads]) : []
   const costs = depthCosts(spec)
   // The native program computes the plain stack and every depth policy (LayerDrop's is the plain stack at inference).
   const fast = nativeDecoder(spec)
@@ -147,9 +149,12 @@ export const compile = (input: DecoderSpec): Model => {
       training && rate > 0 ? tf.dropout(x, rate, undefined, seed * 1_000_003 + dropoutCalls++) : x
     const posView = viewOf(params, "posenc")
     const position: PositionHooks = posenc.hooks?.(posView, spec.posenc, dims) ?? {}
-    /** The parameters block i reads: its own, model-wide ones it declares, and the position scheme's in attention. */
     const blockInputs = (i: number): tf.Tensor[] =>
-      [...blockParams(blocks[i]!, dims, i).map((p) => p.name), ...(posenc.hooks ? posencNames : [])].map((name) => params[name]!)
+      blockReads[i]!.map((name) => {
+        const t = params[name]
+        if (t === undefined) throw new Error(`parameter "${name}" is missing`)
+        return t
+      })
 
     const applyLayer = (layer: Layer, x: tf.Tensor3D, prefix: string, layerIndex: number, at: number): tf.Tensor3D => {
       const ctx: LayerCtx = {
