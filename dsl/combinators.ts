@@ -89,6 +89,8 @@ export interface DecoderOptions {
   readonly dropout?: number
   /** Permits a non-causal attention kind (e.g. the published Linformer) in this language model. */
   readonly allowNonCausal?: boolean
+  /** "blocks": recompute each block's forward pass in training's backward pass instead of keeping its activations. */
+  readonly checkpoint?: "blocks"
 }
 
 /** A decoder-only language model: embed → positions → layers → norm → LM head. */
@@ -104,4 +106,5 @@ export const decoder = (o: DecoderOptions): DecoderSpec =>
     tied: o.tied ?? true,
     dropout: o.dropout ?? 0,
     ...(o.allowNonCausal ? { allowNonCausal: true } : {}),
+    ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
   })

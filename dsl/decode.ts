@@ -145,6 +145,7 @@ const decodeShape = (input: unknown): Decoded<DecoderSpec> =>
       tied: Schema.Boolean,
       dropout: Rate,
       allowNonCausal: Schema.optionalKey(Schema.Boolean),
+      checkpoint: Schema.optionalKey(Schema.Literal("blocks")),
     },
     {
       posenc: (u, p) => byKind(posencKinds, "posenc", u, p),

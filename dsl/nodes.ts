@@ -59,6 +59,12 @@ export interface DecoderSpec {
   readonly dropout: number
   /** Permits attention kinds that let a position see later tokens (absent: refused). */
   readonly allowNonCausal?: boolean
+  /**
+   * "blocks": training keeps only each block's input and recomputes the block's forward pass
+   * in the backward pass (activation checkpointing): less memory for one more forward pass.
+   * The model computes the same function either way. Absent: every activation is kept.
+   */
+  readonly checkpoint?: "blocks"
 }
 
 /** The blocks of a stack or of a depth node, in order. */

@@ -2,6 +2,7 @@
 // causal/window mask, ALiBi's bias, softmax and the weighted sum per block of queries against
 // blocks of keys with an online softmax, keeping only each row's log-sum-exp. The backward
 // pass recomputes the probabilities block by block from it, so no [T, T] matrix is ever held.
+// RoPE's rotation of q and k happens here too, one pass each way instead of the composed ops'.
 #include <omp.h>
 
 #include <algorithm>
@@ -137,13 +138,62 @@ void query_grad_block(const Head& h, const float* q, const float* k, const float
 
 int64_t blocks(int64_t t, int64_t size) { return (t + size - 1) / size; }
 
+// y = x·cos + rotate_half(x)·sin for each of bh heads of [t, dh] rows: rotate_half(x) is
+// −x[j + half] at j < half and x[j − half] at half ≤ j < 2·half; later dimensions pass (sin 0).
+void rotate(const float* x, const float* cos, const float* sin, int64_t bh, int64_t t, int64_t dh, int64_t half,
+            bool threads, float* y) {
+#pragma omp parallel for schedule(static) if (threads)
+  for (int64_t r = 0; r < bh * t; ++r) {
+    const float *xr = x + r * dh, *c = cos + (r % t) * dh, *sn = sin + (r % t) * dh;
+    float* yr = y + r * dh;
+    for (int64_t j = 0; j < half; ++j) {
+      yr[j] = xr[j] * c[j] - xr[j + half] * sn[j];
+      yr[j + half] = xr[j + half] * c[j + half] + xr[j] * sn[j + half];
+    }
+    for (int64_t j = 2 * half; j < dh; ++j) yr[j] = xr[j] * c[j];
+  }
+}
+
+// The transpose of rotate, in place: the gradient with respect to the unrotated rows.
+void rotate_back(float* g, const float* cos, const float* sin, int64_t bh, int64_t t, int64_t dh, int64_t half,
+                 bool threads) {
+#pragma omp parallel for schedule(static) if (threads)
+  for (int64_t r = 0; r < bh * t; ++r) {
+    const float *c = cos + (r % t) * dh, *sn = sin + (r % t) * dh;
+    float* gr = g + r * dh;
+    for (int64_t j = 0; j < half; ++j) {
+      const float a = gr[j], b = gr[j + half];
+      gr[j] = a * c[j] + b * sn[j + half];
+      gr[j + half] = b * c[j + half] - a * sn[j];
+    }
+    for (int64_t j = 2 * half; j < dh; ++j) gr[j] *= c[j];
+  }
+}
+
+// q and k as the kernel reads them: rotated copies when a rotation is given, else the inputs.
+struct Rotated {
+  std::vector<float> q, k;
+  const float *qp, *kp;
+  Rotated(const AttentionShape& s, const float* q0, const float* k0, const Rotation* r, bool threads) : qp(q0), kp(k0) {
+    if (r == nullptr) return;
+    q.resize(s.bh * s.t * s.dh);
+    k.resize(s.bh * s.t * s.dh);
+    rotate(q0, r->qcos, r->qsin, s.bh, s.t, s.dh, r->half, threads, q.data());
+    rotate(k0, r->kcos, r->ksin, s.bh, s.t, s.dh, r->half, threads, k.data());
+    qp = q.data();
+    kp = k.data();
+  }
+};
+
 // Multiply-adds of one pass, to decide whether threads pay off.
 bool worth_threads(const AttentionShape& s) { return s.bh * s.t * std::min(s.t, s.span + 1) * s.dh > kParallelMin; }
 
 }  // namespace
 
-void attention(const AttentionShape& s, const float* q, const float* k, const float* v, const float* slopes, float* out,
-               float* lse) {
+void attention(const AttentionShape& s, const float* q0, const float* k0, const float* v, const float* slopes,
+               const Rotation* rotation, float* out, float* lse) {
+  const Rotated r(s, q0, k0, rotation, worth_threads(s));
+  const float *q = r.qp, *k = r.kp;
   const int64_t per = s.t * s.dh, nb = blocks(s.t, kRows);
   // Dynamic: causal blocks near the end of the sequence see more keys.
 #pragma omp parallel for collapse(2) schedule(dynamic) if (worth_threads(s))
@@ -156,8 +206,11 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
   }
 }
 
-void attention_grad(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
-                    const float* lse, const float* dout, const float* slopes, float* dq, float* dk, float* dv) {
+void attention_grad(const AttentionShape& s, const float* q0, const float* k0, const float* v, const float* out,
+                    const float* lse, const float* dout, const float* slopes, const Rotation* rotation, float* dq,
+                    float* dk, float* dv) {
+  const Rotated r(s, q0, k0, rotation, worth_threads(s));
+  const float *q = r.qp, *k = r.kp;
   const int64_t per = s.t * s.dh, rows = s.bh * s.t;
   // delta_i = dO_i·O_i = Σ_j P_ij dP_ij, the softmax gradient's row term.
   std::vector<float> delta(rows);
@@ -182,6 +235,10 @@ void attention_grad(const AttentionShape& s, const float* q, const float* k, con
       query_grad_block(h, q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, ib * kRows,
                        std::min(s.t, (ib + 1) * kRows), dq + o);
     }
+  }
+  if (rotation != nullptr) {
+    rotate_back(dq, rotation->qcos, rotation->qsin, s.bh, s.t, s.dh, rotation->half, worth_threads(s));
+    rotate_back(dk, rotation->kcos, rotation->ksin, s.bh, s.t, s.dh, rotation->half, worth_threads(s));
   }
 }
 

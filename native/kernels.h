@@ -349,8 +349,16 @@ namespace nk {
 struct AttentionShape {
   int64_t bh, heads, t, dh, span;
 };
-void attention(const AttentionShape& s, const float* q, const float* k, const float* v, const float* slopes, float* out,
-               float* lse);
+// RoPE and xPos inside the kernel: q and k [t, dh] rows are rotated as x·cos + rotate_half(x)·sin
+// with the pairs (j, j + half), by tables [t, dh] of their own (xPos scales queries and keys
+// apart); the gradients with respect to the unrotated q and k come back through the transpose.
+struct Rotation {
+  int64_t half;
+  const float *qcos, *qsin, *kcos, *ksin;
+};
+void attention(const AttentionShape& s, const float* q, const float* k, const float* v, const float* slopes,
+               const Rotation* rotation, float* out, float* lse);
 void attention_grad(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
-                    const float* lse, const float* dout, const float* slopes, float* dq, float* dk, float* dv);
+                    const float* lse, const float* dout, const float* slopes, const Rotation* rotation, float* dq,
+                    float* dk, float* dv);
 }  // namespace nk

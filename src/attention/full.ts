@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import type { FullAttention } from "../../dsl/kinds/attention/full.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
-import { fusedCausal } from "./fused.js"
+import { fusedCausal, fusedCausalApplies } from "./fused.js"
 import { extendCache, project, projectQkv } from "./projection.js"
 
 /** Dense causal multi-head attention (Vaswani et al. 2017), as in GPT-2. */
@@ -15,9 +15,9 @@ export const causalMask = (tq: number, tk: number): tf.Tensor2D =>
 
 const apply = (p: ParamView, x: tf.Tensor3D, spec: FullAttention, ctx: LayerCtx): tf.Tensor3D => {
   const t = x.shape[1]
-  const [q, k, v0] = projectQkv(p, x, spec, ctx)
-  const fused = fusedCausal(q, k, v0, ctx, spec.dropout)
-  if (fused) return project(p, fused, spec.bias)
+  const fused = fusedCausalApplies(ctx, spec.dropout)
+  const [q, k, v0] = projectQkv(p, x, spec, ctx, undefined, !fused)
+  if (fused) return project(p, fusedCausal(q, k, v0, ctx), spec.bias)
   const [kAll, v] = extendCache(ctx, k, v0)
   const tk = kAll.shape[2]
   // A single query comes after every key it is given, so it needs no mask.

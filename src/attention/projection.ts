@@ -27,7 +27,8 @@ interface Heads {
 }
 
 /**
- * q (scaled by 1/√dh), k, v [B, H, T, dh] of x, with the position scheme's rotation applied.
+ * q (scaled by 1/√dh), k, v [B, H, T, dh] of x, with the position scheme's rotation applied
+ * unless `rotate` is false (a fused kernel rotates them itself).
  * Scaling q rather than the scores costs T·D instead of T² multiplies.
  */
 export const projectQkv = (
@@ -36,6 +37,7 @@ export const projectQkv = (
   spec: Heads,
   ctx: LayerCtx,
   names: readonly [string, string, string] = ["q", "k", "v"],
+  rotate = true,
 ): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] => {
   const [b, t, d] = x.shape
   const x2 = x.reshape([b * t, d]) as tf.Tensor2D
@@ -43,7 +45,7 @@ export const projectQkv = (
   let q = splitHeads(tf.mul(linear(p, x2, `w${nq}`, `b${nq}`, spec.bias), 1 / Math.sqrt(headDimOf(spec, d))), b, t, spec.heads)
   let k = splitHeads(linear(p, x2, `w${nk}`, `b${nk}`, spec.bias), b, t, spec.heads)
   const v = splitHeads(linear(p, x2, `w${nv}`, `b${nv}`, spec.bias), b, t, spec.heads)
-  if (ctx.position.queryKey) [q, k] = ctx.position.queryKey(q, k, ctx.offset, ctx.offset)
+  if (rotate && ctx.position.queryKey) [q, k] = ctx.position.queryKey(q, k, ctx.offset, ctx.offset)
   return [q, k, v]
 }
 

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import { maxDilation, pick, type Sliding, slidingVisible, windowVisible } from "../../dsl/kinds/attention/sliding.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
-import { fusableKind, fusedCausal } from "./fused.js"
+import { fusableKind, fusedCausal, fusedCausalApplies } from "./fused.js"
 import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, roundUp, selectRows } from "./blocked.js"
 import { extendCache, linear, project, projectQkv, splitHeads } from "./projection.js"
 
@@ -68,7 +68,8 @@ const replaceRows = (out: tf.Tensor4D, replacement: tf.Tensor4D, rows: ReadonlyA
 const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.Tensor3D => {
   const t = x.shape[1]
   const dh = headDimOf(spec, x.shape[2])
-  const [q, k0, v0] = projectQkv(p, x, spec, ctx)
+  const fused = fusableKind(spec) && fusedCausalApplies(ctx, spec.dropout)
+  const [q, k0, v0] = projectQkv(p, x, spec, ctx, undefined, !fused)
   const global = spec.kind === "longformer"
   const [kg0, vg0] = global ? globalKeys(p, x, spec, ctx) : []
   const cached = ctx.kv?.k !== undefined
@@ -88,8 +89,7 @@ const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.T
     const local = maskedAttention(q, k, v, ctx.offset, slidingVisible(spec, ctx.layer), ctx, spec.dropout)
     return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
   }
-  const fused = fusableKind(spec) ? fusedCausal(q, k, v, ctx, spec.dropout, pick(spec.window, ctx.layer)) : undefined
-  if (fused) return project(p, fused, spec.bias)
+  if (fused) return project(p, fusedCausal(q, k, v, ctx, pick(spec.window, ctx.layer)), spec.bias)
   const span = pick(spec.window, ctx.layer) * maxDilation(spec)
   // A window reaching past the sequence is one block holding all of it.
   const [w, previous] = span < t ? [span, true] : [t, false]

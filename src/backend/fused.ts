@@ -127,7 +127,8 @@ export const fusedAdamW = (
  * forward pass gives [out, lse] (out [B, H, T, dh], each row's log-sum-exp [B, H, T]) and the
  * backward pass [dq, dk, dv], recomputing the probabilities from lse, so training keeps
  * q, k, v, out and lse instead of the B·H·T·T probabilities. Query i sees keys j with
- * 0 ≤ i − j ≤ span; `slopes` [H] add slopes[h]·(i − j) to the scores (ALiBi).
+ * 0 ≤ i − j ≤ span; `slopes` [H] add slopes[h]·(i − j) to the scores (ALiBi); `rotation`
+ * rotates q and k inside both kernels (RoPE, xPos), so the step makes no separate passes for it.
  * TFJS_NATIVE_FUSED_ATTENTION=0 turns it off (the composed ops run instead, for comparison).
  */
 export const FUSED_ATTENTION = "FusedAttention"
@@ -137,6 +138,14 @@ export interface AttentionPattern {
   /** Most distance i − j a query sees; absent: every earlier key. */
   readonly span?: number | undefined
   readonly slopes?: readonly number[] | undefined
+  /** Rotates q and k in the kernel (RoPE, xPos): q and k are given unrotated. */
+  readonly rotation?: AttentionRotation | undefined
+}
+
+/** x·cos + rotate_half(x)·sin on the pairs (j, j + half), by tables [qcos | qsin | kcos | ksin], each [T, dh]. */
+export interface AttentionRotation {
+  readonly half: number
+  readonly tables: Float32Array
 }
 
 /** Whether the current backend has the kernels and the switch lets them run (read at each call, so one process can compare both paths). */
@@ -145,7 +154,8 @@ export const attentionFusion = (): boolean => available(FUSED_ATTENTION) && proc
 /** The attention by the fused kernels, or undefined where the backend has none or the switch is off. */
 export const fusedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pattern: AttentionPattern): tf.Tensor4D | undefined => {
   if (!attentionFusion()) return undefined
-  const attrs = { span: pattern.span ?? q.shape[2], slopes: [...(pattern.slopes ?? [])] }
+  // The rotation's tables travel as a Float32Array, which tfjs passes through to the kernel untouched.
+  const attrs = { span: pattern.span ?? q.shape[2], slopes: [...(pattern.slopes ?? [])], rotation: pattern.rotation ?? null } as unknown as tf.NamedAttrMap
   const f = tf.customGrad((qIn, kIn, vIn, save) => {
     const inputs = { q: qIn as tf.Tensor, k: kIn as tf.Tensor, v: vIn as tf.Tensor }
     const [out, lse] = tf.engine().runKernel(FUSED_ATTENTION, inputs, attrs) as unknown as tf.Tensor[]

@@ -4,7 +4,7 @@ import { depthCosts } from "../../dsl/costs.js"
 import { validateSpec } from "../../dsl/decode.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blocksOf, type DecoderSpec, dimsOf, type Layer } from "../../dsl/nodes.js"
-import { blockChildNames, childNames, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramCounts, paramName, paramTable } from "../../dsl/params.js"
+import { blockChildNames, blockParams, childNames, flopsPerToken, type Flops, type NamedParam, type ParamCounts, paramCounts, paramName, paramTable } from "../../dsl/params.js"
 import { attentionApply } from "../attention/index.js"
 import { nativeDecoder } from "../decode/native-decoder.js"
 import type { Weights } from "../decode/weights.js"
@@ -17,6 +17,7 @@ import { posencApply } from "../posenc/index.js"
 import { initParams, type Params } from "./init.js"
 import type { KvSlot, LayerCtx, ParamView, PositionHooks } from "./kind.js"
 import { crossEntropy } from "./loss.js"
+import { recompute } from "./recompute.js"
 
 /**
  * The interpreter: a pure mapping from a decoder spec to the functions that compute it.
@@ -123,6 +124,9 @@ export const compile = (input: DecoderSpec): Model => {
   const posenc = posencApply(spec.posenc)
   const maxLength = posencModule(spec.posenc).maxLength?.(spec.posenc, dims)
   const blocks = blocksOf(spec.layers)
+  /** With checkpointing, the parameters each block reads: its own, model-wide ones it declares, and the position scheme's in attention. */
+  const posencReads = posenc.hooks ? table.filter((p) => p.name.startsWith("posenc.")).map((p) => p.name) : []
+  const blockReads = spec.checkpoint === "blocks" ? blocks.map((block, i) => [...blockParams(block, dims, i).map((p) => p.name), ...posencReads]) : []
   const costs = depthCosts(spec)
   // The native program computes the plain stack and every depth policy (LayerDrop's is the plain stack at inference).
   const fast = nativeDecoder(spec)
@@ -154,6 +158,12 @@ export const compile = (input: DecoderSpec): Model => {
       training && rate > 0 ? tf.dropout(x, rate, undefined, seed * 1_000_003 + dropoutCalls++) : x
     const posView = viewOf(params, "posenc")
     const position: PositionHooks = posenc.hooks?.(posView, spec.posenc, dims) ?? {}
+    const blockInputs = (i: number): tf.Tensor[] =>
+      blockReads[i]!.map((name) => {
+        const t = params[name]
+        if (t === undefined) throw new Error(`parameter "${name}" is missing`)
+        return t
+      })
 
     const applyLayer = (layer: Layer, x: tf.Tensor3D, prefix: string, layerIndex: number, at: number): tf.Tensor3D => {
       const ctx: LayerCtx = {
@@ -178,9 +188,27 @@ export const compile = (input: DecoderSpec): Model => {
     }
 
     /** Layers [from, to) of block i, positions counted from `at`. */
-    const run = (i: number, x: tf.Tensor3D, from = 0, to = blocks[i]!.layers.length, at = offset): tf.Tensor3D => {
+    const layers = (i: number, x: tf.Tensor3D, from = 0, to = blocks[i]!.layers.length, at = offset): tf.Tensor3D => {
       const names = blockChildNames(blocks[i]!.layers)
       return blocks[i]!.layers.slice(from, to).reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[from + j]}`, i, at), x)
+    }
+    // Probes would see the recomputation's inputs a second time.
+    const checkpointed = spec.checkpoint === "blocks" && training && cache === undefined && options.probe === undefined
+    /**
+     * The layers recomputed in the backward pass, with the dropout masks of their first pass:
+     * the recomputation counts dropout calls from where the first pass started, then the count
+     * resumes where it was (it only grows, so the larger of the two).
+     */
+    const run: typeof layers = (i, x, from, to, at) => {
+      const first = dropoutCalls
+      const replay = (h: tf.Tensor3D): tf.Tensor3D => {
+        const resume = dropoutCalls
+        dropoutCalls = first
+        const y = layers(i, h, from, to, at)
+        dropoutCalls = Math.max(resume, dropoutCalls)
+        return y
+      }
+      return checkpointed ? recompute(replay, x, blockInputs(i)) : layers(i, x, from, to, at)
     }
     const embedding = params["embed.tokens"] as tf.Tensor2D
     const finalNorm = (x: tf.Tensor3D): tf.Tensor2D => normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([x.shape[0] * x.shape[1], spec.width]) as tf.Tensor2D

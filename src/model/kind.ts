@@ -42,6 +42,12 @@ export interface PositionHooks {
   readonly scoreBias?: (heads: number, tq: number, tk: number, qOffset: number, kOffset: number) => tf.Tensor3D
   /** Set when scoreBias is slopes[h]·(i − j) for query position i and key position j (ALiBi), so a fused kernel can add it in place. */
   readonly distanceSlopes?: (heads: number) => readonly number[]
+  /**
+   * Set when queryKey is a rotation of pairs (j, j + half) (RoPE, xPos): its tables for t
+   * positions from `offset`, queries' and keys' ([qcos | qsin | kcos | ksin], each [t, dh]),
+   * so a fused kernel can rotate in place.
+   */
+  readonly rotation?: (t: number, dh: number, offset: number) => { readonly half: number; readonly tables: Float32Array }
 }
 
 /** Everything a layer sees besides its parameters and input. */

@@ -57,13 +57,34 @@ export const rotateHalf = (
     return tf.add(tf.mul(x, tf.tensor2d(cos, [t, dh])), tf.mul(rotated, tf.tensor2d(sin, [t, dh]))) as tf.Tensor4D
   })
 
+/** The four tables of a rotation as PositionHooks.rotation gives them: queries' cos and sin, then keys'. */
+export const queryKeyTables = (
+  offset: number,
+  t: number,
+  dh: number,
+  half: number,
+  base: number,
+  qScale?: (pos: number, j: number) => number,
+  kScale?: (pos: number, j: number) => number,
+): Float32Array => {
+  const q = rotationTables(offset, t, dh, half, base, qScale)
+  const k = kScale === undefined ? q : rotationTables(offset, t, dh, half, base, kScale)
+  const tables = new Float32Array(4 * t * dh)
+  ;[q.cos, q.sin, k.cos, k.sin].forEach((table, i) => tables.set(table, i * t * dh))
+  return tables
+}
+
 /** Rotates each layer's whole head dimension, or its first `dims`. */
 export const rope: PosencCompute<Rope> = {
-  hooks: (_p, spec) => ({
-    queryKey: (q, k, qOffset, kOffset) => {
-      const rotated = spec.dims ?? q.shape[3]
-      if (rotated > q.shape[3] || rotated % 2 !== 0) throw new Error(`rope: cannot rotate ${rotated} of ${q.shape[3]} head dims`)
-      return [rotateHalf(q, qOffset, rotated / 2, spec.base), rotateHalf(k, kOffset, rotated / 2, spec.base)]
-    },
-  }),
+  hooks: (_p, spec) => {
+    const half = (dh: number): number => {
+      const rotated = spec.dims ?? dh
+      if (rotated > dh || rotated % 2 !== 0) throw new Error(`rope: cannot rotate ${rotated} of ${dh} head dims`)
+      return rotated / 2
+    }
+    return {
+      queryKey: (q, k, qOffset, kOffset) => [rotateHalf(q, qOffset, half(q.shape[3]), spec.base), rotateHalf(k, kOffset, half(q.shape[3]), spec.base)],
+      rotation: (t, dh, offset) => ({ half: half(dh), tables: queryKeyTables(offset, t, dh, half(dh), spec.base) }),
+    }
+  },
 }

@@ -1,6 +1,6 @@
 import type { XPos } from "../../dsl/kinds/posenc/xpos.js"
 import type { PosencCompute } from "../model/kind.js"
-import { rotateHalf } from "./rope.js"
+import { queryKeyTables, rotateHalf } from "./rope.js"
 
 const GAMMA = 0.4
 
@@ -21,6 +21,10 @@ export const xpos: PosencCompute<XPos> = {
       const d = q.shape[3]
       if (d % 2 !== 0) throw new Error(`xpos: head dim ${d} is odd`)
       return [rotateHalf(q, qOffset, d / 2, spec.base, xposDecay(spec, d, 1)), rotateHalf(k, kOffset, d / 2, spec.base, xposDecay(spec, d, -1))]
+    },
+    rotation: (t, dh, offset) => {
+      if (dh % 2 !== 0) throw new Error(`xpos: head dim ${dh} is odd`)
+      return { half: dh / 2, tables: queryKeyTables(offset, t, dh, dh / 2, spec.base, xposDecay(spec, dh, 1), xposDecay(spec, dh, -1)) }
     },
   }),
 }

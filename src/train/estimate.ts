@@ -21,6 +21,7 @@ import { formatBytes } from "../io/progress.js"
  * (fused norms, activations and cross-entropy, and fused attention where the current backend
  * runs it: src/backend/fused.ts attentionFusion); test/train/estimate.test.ts compares the
  * estimate with measured peaks. Stock tfjs keeps more intermediates (composed norms and GELU).
+ * With `checkpoint: "blocks"` the step holds one block's activations at a time and every block's input.
  */
 export interface StepShape {
   /** Sequences per micro-batch. */
@@ -79,8 +80,9 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
       const scores = b * layer.heads * t * keys
       if (fusion && fusableKind(layer) && layer.dropout === 0) {
         // Fused (src/attention/fused.ts): the projections and per-head layouts, the kernel's
-        // output and each row's log-sum-exp; no scores, no gathered windows.
-        const projections = 2 * (9 + (layer.bias ? 4 : 0) + (scoreHooks ? 2 : 0))
+        // output and each row's log-sum-exp; no scores, no gathered windows, no rotated q and k
+        // (RoPE and xPos rotate inside the kernel).
+        const projections = 2 * (9 + (layer.bias ? 4 : 0))
         return { values: projections * n * a + b * layer.heads * t, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
       }
       // Forward: q, k, v, their per-head layouts, the scaled q, the merged heads and the output
@@ -135,10 +137,16 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const scoreHooks = posenc.hooks !== undefined
   // T5's learned bias is the one position bias the fused attention does not compute.
   const fusion = attentionFusion() && spec.posenc.kind !== "t5"
-  const blocks = groups.map(({ block, repeats }) => {
-    const c = sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion)))
-    return { ...c, values: c.values * repeats }
-  })
+  const perBlock = groups.map(({ block, repeats }) => ({ cost: sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion))), repeats }))
+  const costs = perBlock.map((g) => g.cost)
+  // Checkpointed, the step holds one block's activations at a time, and each block's input and its gradient.
+  const blocks: Cost[] =
+    spec.checkpoint === "blocks"
+      ? [
+          { values: Math.max(...costs.map((c) => c.values)), largest: sum(costs).largest },
+          { values: 2 * n * spec.width * perBlock.reduce((s, g) => s + g.repeats, 0), largest: { what: "none", elements: 0 } },
+        ]
+      : perBlock.map(({ cost, repeats }) => ({ ...cost, values: cost.values * repeats }))
   const logits = n * spec.vocab
   const edges: Cost = {
     // Token embeddings (and positions added to them) and the final norm with their gradients; the

@@ -77,7 +77,7 @@ export const finishRun = (s: Session, trained: Trained, data: RunData, options: 
       tokensPerSecond: at.tokensSeen / Math.max(at.trainSeconds, 1e-9),
       ...(at.stepPeakBytes === undefined ? {} : { stepPeakBytes: at.stepPeakBytes }),
       backend: options.backend.name,
-      backendDetail: options.backend.detail,
+      backendDetail: s.precision === undefined ? options.backend.detail : `${options.backend.detail}; ${s.precision}`,
       machine: machineName(),
       finishedAt: new Date().toISOString(),
       sample,

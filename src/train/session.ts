@@ -18,6 +18,7 @@ import type { Opened } from "./open.js"
 import type { RunData, TrainStream } from "./run-data.js"
 import { RunError, type RunOptions } from "./run-options.js"
 import { warmStartArrays } from "./warm-starts.js"
+import { runPrecision } from "./precision.js"
 import type { WeightMasks } from "./start.js"
 
 /**
@@ -46,6 +47,8 @@ export interface Session {
   readonly save: ReturnType<typeof saveAt>
   readonly appendMetric: (row: Record<string, unknown>) => Effect.Effect<void, RunError>
   readonly elapsed: () => number
+  /** TFJS_NATIVE_BF16=auto's choice of matmul precision and why; absent otherwise. */
+  readonly precision?: string
 }
 
 /** Where a run stands: what a checkpoint saves besides the tensors, as of the last whole step. */
@@ -191,9 +194,10 @@ export const openSession = (opened: Extract<Opened, { kind: "train" }>, data: Ru
     yield* writeFileAtomic(metricsPath, oldRows.map((r) => r + "\n").join("")).pipe(Effect.mapError((e) => fail(e.message)))
     const metrics = yield* openJsonl(metricsPath).pipe(Effect.mapError((e) => fail(e.message)))
 
+    const precision = yield* runPrecision(run.model, t.batch)
     const startedAt = performance.now()
     const elapsed = () => elapsedBefore + (performance.now() - startedAt) / 1000
-    const parts = { run, dir, specHash, steps, model, params, trainable, objective, optimizer, ...(masks === undefined ? {} : { masks }), stream, trace, at, elapsed }
+    const parts = { run, dir, specHash, steps, model, params, trainable, objective, optimizer, ...(masks === undefined ? {} : { masks }), stream, trace, at, elapsed, ...(precision === undefined ? {} : { precision }) }
     return {
       ...parts,
       save: saveAt(parts),

@@ -8,6 +8,8 @@ import { compile } from "../../src/model/index.js"
 import type { PositionHooks } from "../../src/model/kind.js"
 import { AdamW } from "../../src/optimizer/adamw.js"
 import { alibi } from "../../src/posenc/alibi.js"
+import { rope } from "../../src/posenc/rope.js"
+import { xpos } from "../../src/posenc/xpos.js"
 import { Rng } from "../../src/random/rng.js"
 import { describeNative } from "../backend/native-suite.js"
 
@@ -191,6 +193,8 @@ describeNative("fused causal attention on the native backend", () => {
     ["full, learned positions", base],
     ["full, ALiBi", replace(base, { posenc: () => posenc("alibi") })],
     ["sliding window, ALiBi", replace(base, { attention: () => attention("sliding-window", { heads: 3, headDim: 8, window: 6 }), posenc: () => posenc("alibi") })],
+    ["full, RoPE rotated in the kernel", replace(base, { posenc: () => posenc("rope") })],
+    ["sliding window, xPos rotated in the kernel", replace(base, { attention: () => attention("sliding-window", { heads: 3, headDim: 8, window: 6 }), posenc: () => posenc("xpos") })],
   ]
   it.each(models)("a short training run of a tiny model (%s) follows the composed path's losses", async (_name, spec) => {
     await tf.setBackend("native")
@@ -207,6 +211,94 @@ describeNative("fused causal attention on the native backend", () => {
     on.forEach((l, s) => expect(Math.abs(l - off[s]!), `step ${s}`).toBeLessThan(1e-5 * off[s]!))
     expect(on[3]).not.toBe(on[0])
     expect(tf.memory().numTensors).toBe(before)
+  })
+
+  // RoPE on part of each head (pairs (j, j + 2) of dims 0–3, dims 4–5 pass) and xPos on all of it, with its separate query and key scales.
+  const dims = { vocab: 2, width: 12, context: 8, layers: 1 }
+  const rotations: ReadonlyArray<readonly [string, PositionHooks]> = [
+    ["RoPE on 4 of 6 dims", rope.hooks!(() => tf.scalar(0), { op: "posenc", kind: "rope", base: 100, dims: 4 }, dims)],
+    ["xPos", xpos.hooks!(() => tf.scalar(0), { op: "posenc", kind: "xpos", base: 100, scaleBase: 8 }, dims)],
+  ]
+  const rotatedCases = rotations.flatMap(([name, hooks]) => [patterns[0]!, patterns[3]!].map((p) => [name, p.name, hooks, p] as const))
+  const fusedRotated = (hooks: PositionHooks, p: Pattern) => (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) =>
+    fusedAttention(q, k, v, { span: p.span, slopes: p.alibi ? alibiHooks.distanceSlopes!(q.shape[1]) : undefined, rotation: hooks.rotation!(q.shape[2], q.shape[3], 0) })!
+  const composedRotated = (hooks: PositionHooks, p: Pattern) => (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) =>
+    tf.tidy(() => composed(...hooks.queryKey!(q, k, 0, 0), v, p))
+
+  it.each(rotatedCases)("%s rotated in the kernel, %s: output and q, k, v gradients equal the composed rotation and ops' within float32 rounding", async (_name, _p, hooks, p) => {
+    await tf.setBackend("native")
+    const before = tf.memory().numTensors
+    const shape: Shape = [2, 3, 70, 6]
+    const qkv = inputs(shape, 3)
+    const w = tf.randomNormal([...shape], 0, 1, "float32", 4)
+    const [want, got] = [composedRotated(hooks, p)(...qkv), fusedRotated(hooks, p)(...qkv)]
+    expect(relDiff(got, want)).toBeLessThan(1e-5)
+    const wantGrads = gradsOf(composedRotated(hooks, p), qkv, w)
+    const gotGrads = gradsOf(fusedRotated(hooks, p), qkv, w)
+    gotGrads.forEach((g, i) => expect(relDiff(g, wantGrads[i]!), "qkv"[i]).toBeLessThan(1e-5))
+    tf.dispose([...qkv, w, want, got, ...wantGrads, ...gotGrads])
+    expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it.each(rotations)("%s rotated in the kernel: its gradient equals float64 central differences of naive rotation and attention", async (_name, hooks) => {
+    await tf.setBackend("native")
+    const shape: Shape = [1, 2, 9, 6]
+    const [, , t, dh] = shape
+    const p: Pattern = { name: "window 3 + ALiBi", span: 3, alibi: true }
+    const { half, tables } = hooks.rotation!(t, dh, 0)
+    const table = (which: number) => Float64Array.from(tables.subarray(which * t * dh, (which + 1) * t * dh))
+    const [qcos, qsin, kcos, ksin] = [0, 1, 2, 3].map(table) as [Float64Array, Float64Array, Float64Array, Float64Array]
+    // x·cos + rotate_half(x)·sin in float64, row by row.
+    const rotate = (x: Float64Array, cos: Float64Array, sin: Float64Array): Float64Array =>
+      x.map((_, e) => {
+        const j = e % dh
+        const c = ((Math.floor(e / dh) % t) * dh) + j
+        const partner = j < half ? -x[e + half]! : j < 2 * half ? x[e - half]! : 0
+        return x[e]! * cos[c]! + partner * sin[c]!
+      })
+    const loss = (q: Float64Array, k: Float64Array, v: Float64Array, w: Float64Array) => naiveLoss(rotate(q, qcos, qsin), rotate(k, kcos, ksin), v, w, shape, p)
+    const qkv = inputs(shape, 6)
+    const w = tf.randomNormal([...shape], 0, 1, "float32", 9)
+    const grads = gradsOf(fusedRotated(hooks, p), qkv, w)
+    const values = qkv.map((x) => Float64Array.from(x.dataSync()))
+    const wv = Float64Array.from(w.dataSync())
+    const eps = 1e-6
+    for (const [which, g] of grads.entries()) {
+      const kernel = g.dataSync()
+      const x = values[which]!
+      let worst = 0
+      let largest = 0
+      for (let e = 0; e < x.length; e++) {
+        const keep = x[e]!
+        x[e] = keep + eps
+        const up = loss(values[0]!, values[1]!, values[2]!, wv)
+        x[e] = keep - eps
+        const down = loss(values[0]!, values[1]!, values[2]!, wv)
+        x[e] = keep
+        const numeric = (up - down) / (2 * eps)
+        worst = Math.max(worst, Math.abs(kernel[e]! - numeric))
+        largest = Math.max(largest, Math.abs(numeric))
+      }
+      expect(worst / largest, "qkv"[which]).toBeLessThan(1e-5)
+    }
+    tf.dispose([...qkv, w, ...grads])
+  })
+
+  it("a model with RoPE or xPos hands the kernel their rotation tables and q, k unrotated", async () => {
+    await tf.setBackend("native")
+    const kernel = vi.spyOn((tf.backend() as NativeBackend).addon, "attention")
+    for (const scheme of ["rope", "xpos"] as const) {
+      kernel.mockClear()
+      const spec = replace(base, { posenc: () => posenc(scheme) })
+      const model = compile(spec)
+      const params = model.init(1)
+      const batch = batchOf(Rng.fromSeed(2), spec.vocab, 1, spec.context)
+      tf.dispose([model.loss(params, batch, { training: true }), batch.tokens, batch.mask, ...Object.values(params)])
+      const [half, tables] = kernel.mock.calls[0]![5]!
+      expect(half).toBe(6)
+      expect(tables.length).toBe(4 * spec.context * 12)
+    }
+    kernel.mockRestore()
   })
 
   it("composes the ops where the kernel would change the result: attention dropout in training, T5's bias, dilated windows", async () => {

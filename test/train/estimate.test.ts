@@ -20,8 +20,9 @@ import { charTokenizer, tinyRun } from "./fixtures.js"
  * the parameter table's, absurd sizes give figures instead of a RangeError, and on the native
  * backend it lands within a stated factor of a training step's measured peak.
  */
-const gpt = (o: { vocab?: number; width?: number; context?: number; layers?: number; kind?: "full" | "sliding" | "sparse"; act?: "gelu" | "swiglu"; pos?: "learned" | "alibi" | "rope" } = {}): DecoderSpec =>
+const gpt = (o: { vocab?: number; width?: number; context?: number; layers?: number; kind?: "full" | "sliding" | "sparse"; act?: "gelu" | "swiglu"; pos?: "learned" | "alibi" | "rope"; checkpoint?: "blocks" } = {}): DecoderSpec =>
   decoder({
+    ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
     vocab: o.vocab ?? 512,
     width: o.width ?? 64,
     context: o.context ?? 64,
@@ -67,6 +68,10 @@ describe("memory estimate", () => {
     expect(estimateTraining(gpt({ context: 128 }), { batch: 8, accumulate: 1 }).activationBytes).toBeGreaterThan(2 * base.activationBytes)
     expect(estimateTraining(gpt(), { batch: 16, accumulate: 1 }).activationBytes).toBeCloseTo(2 * base.activationBytes, -3)
     expect(estimateTraining(gpt(), { batch: 8, accumulate: 4 }).gradientBytes).toBe(2 * base.gradientBytes)
+    // Checkpointed blocks: one block's activations, plus each block's input.
+    const deep = (layers: number, checkpoint?: "blocks") => estimateTraining(gpt({ layers, ...(checkpoint ? { checkpoint } : {}) }), { batch: 8, accumulate: 1 }).activationBytes
+    expect(deep(12, "blocks")).toBeLessThan(deep(12) / 2)
+    expect(deep(13, "blocks") - deep(12, "blocks")).toBe(2 * 4 * 8 * 64 * 64)
     // Evaluating at 16× the context (at the same tokens a batch) holds more than a training step does.
     expect(estimateTraining(gpt({ pos: "rope" }), { batch: 8, accumulate: 1, evalLengths: [1024] }).activationBytes).toBeGreaterThan(estimateTraining(gpt({ pos: "rope" }), { batch: 8, accumulate: 1 }).activationBytes)
   })
@@ -89,6 +94,7 @@ describeNative("memory estimate against measured peaks (native backend)", () => 
     ["SwiGLU at width 128", gpt({ width: 128, act: "swiglu" }), 8],
     ["ALiBi at context 128", gpt({ context: 128, pos: "alibi" }), 8],
     ["RoPE with vocabulary 2048", gpt({ vocab: 2048, context: 128, pos: "rope" }), 8],
+    ["six checkpointed blocks at context 128", gpt({ context: 128, layers: 6, checkpoint: "blocks" }), 4],
   ]
   it("counts no attention scores where the backend fuses attention, and counts them where TFJS_NATIVE_FUSED_ATTENTION=0", async () => {
     await tf.setBackend("native")

@@ -83,6 +83,16 @@ describe("training run", () => {
     expect(Object.keys(summary.lengths)).toEqual(["16"])
   })
 
+  it("checkpointed blocks: a crash and a resume end byte-identical, with the weights of the run that keeps every activation", async () => {
+    const layers = depth(2, block({ attention: attention("full", { heads: 2, dropout: 0.1 }), ffn: ffn("gelu", { dropout: 0.1 }), dropout: 0.1 }))
+    const plain = tinyRun({ steps: 6, every: 3, dropout: 0.1, layers })
+    const run = { ...plain, model: { ...plain.model, checkpoint: "blocks" as const } }
+    const { straight } = await crashResumeMatchesStraight(run)
+    const kept = tmp()
+    expect(Exit.isSuccess(await runIn(plain, syntheticData(), options(kept)))).toBe(true)
+    expect(bytes(straight, "model.safetensors").equals(bytes(kept, "model.safetensors"))).toBe(true)
+  })
+
   it("LayerDrop: a crash and a resume end byte-identical, and the summary counts the blocks its seeded draws ran", async () => {
     const policy = layerDropPolicy.make({ rate: 0.5 })
     const layers = depth(3, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu", { dropout: 0.1 }) }), policy)

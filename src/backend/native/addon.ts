@@ -103,9 +103,10 @@ export interface NativeAddon {
   setThreads(n: number): void
   /**
    * Fused causal attention (native/kernels.h attention): q, k, v [bh, t, dh] give out and the
-   * rows' log-sum-exp lse [bh, t]; slopes [heads] add ALiBi's slopes[h]·(i − j).
+   * rows' log-sum-exp lse [bh, t]; slopes [heads] add ALiBi's slopes[h]·(i − j); rotation
+   * rotates q and k first (RoPE, xPos), and the gradients come back to the unrotated ones.
    */
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims, slopes: Float32Array | null, out: Float32Array, lse: Float32Array): void
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims, slopes: Float32Array | null, rotation: AttentionRotation | null, out: Float32Array, lse: Float32Array): void
   attentionGrad(
     q: Float32Array,
     k: Float32Array,
@@ -115,6 +116,7 @@ export interface NativeAddon {
     dout: Float32Array,
     dims: AttentionDims,
     slopes: Float32Array | null,
+    rotation: AttentionRotation | null,
     dq: Float32Array,
     dk: Float32Array,
     dv: Float32Array,
@@ -123,6 +125,9 @@ export interface NativeAddon {
 
 /** Query i sees keys j with 0 ≤ i − j ≤ span (span ≥ t: every earlier key). */
 export type AttentionDims = readonly [bh: number, heads: number, t: number, dh: number, span: number]
+
+/** Pairs (j, j + half) rotated by tables [qcos | qsin | kcos | ksin], each [t, dh]. */
+export type AttentionRotation = readonly [half: number, tables: Float32Array]
 
 /** A native decoding program (opaque; freed when collected). */
 export type DecodeProgram = { readonly __brand: "DecodeProgram" }

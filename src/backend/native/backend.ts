@@ -33,6 +33,8 @@ export interface NativeOptions {
 export class NativeBackend extends MathBackendCPU {
   readonly pool: BufferPool
   precision: MatmulPrecision
+  /** Products that run in bf16 whatever `precision` says, by shapeKey (TFJS_NATIVE_BF16=auto's measured choice). */
+  bf16Shapes: ReadonlySet<string> = new Set()
   /**
    * Bytes of tensor data stored now and the most stored since resetPeak. Unlike
    * tf.memory().numBytes, which counts every reshape of one buffer again, each entry counts once.

@@ -32,7 +32,7 @@ const register = (): NativeStatus => {
     warnOnce(`TFJS_NATIVE_BF16=1: this CPU (${info.isa}) has no bf16 hardware (avx512_bf16/AMX); matmuls stay fp32`)
   return {
     available: true,
-    detail: `native kernels (oneDNN, ${info.isa}, ${info.threads} threads, ${options.precision} matmuls)`,
+    detail: `native kernels (oneDNN, ${info.isa}, ${info.threads} threads, ${process.env.TFJS_NATIVE_BF16 === "auto" ? "TFJS_NATIVE_BF16=auto" : options.precision} matmuls)`,
   }
 }
 

@@ -38,7 +38,8 @@ export const fusedKernelNames = (): string[] => fusedKernels.map((k) => k.kernel
 
 /**
  * Options from the environment: TFJS_NATIVE_BF16=1 (bf16 matmuls where the CPU has bf16
- * hardware) or =rounded (bf16 numerics on fp32 kernels), TFJS_NATIVE_REUSE=0,
+ * hardware), =rounded (bf16 numerics on fp32 kernels) or =auto (fp32 until a run chooses bf16
+ * for the shapes measured faster: src/backend/native/auto-precision.ts), TFJS_NATIVE_REUSE=0,
  * TFJS_NATIVE_POOL_MB (default 3072: one training step of config R keeps about 2.2 GB of
  * outputs in flight), TFJS_NATIVE_THREADS.
  */

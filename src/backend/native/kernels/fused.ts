@@ -12,7 +12,7 @@ import {
   SOFTMAX_CROSS_ENTROPY,
   SOFTMAX_CROSS_ENTROPY_GRAD,
 } from "../../fused.js"
-import type { AttentionDims } from "../addon.js"
+import type { AttentionDims, AttentionRotation } from "../addon.js"
 import type { NativeBackend } from "../backend.js"
 import { f32, i32, sizeOf } from "../kernel.js"
 
@@ -164,12 +164,19 @@ const slopesOf = (attrs: tf.NamedAttrMap): Float32Array | null => {
   return slopes.length === 0 ? null : Float32Array.from(slopes)
 }
 
+const rotationOf = (attrs: tf.NamedAttrMap, [, , t, dh]: AttentionDims, what: string): AttentionRotation | null => {
+  const rotation = attrs.rotation as { half: number; tables: Float32Array } | null
+  if (rotation === null) return null
+  if (rotation.tables.length !== 4 * t * dh) throw new Error(`${what}: rotation tables hold ${rotation.tables.length} values, expected 4·${t}·${dh}`)
+  return [rotation.half, rotation.tables]
+}
+
 const attention = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const dims = attentionDims(inputs, attrs, FUSED_ATTENTION)
   const [bh, , t, dh] = dims
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
   const [out, lse] = [backend.output(bh * t * dh), backend.output(bh * t)]
-  backend.addon.attention(f("q"), f("k"), f("v"), dims, slopesOf(attrs), out, lse)
+  backend.addon.attention(f("q"), f("k"), f("v"), dims, slopesOf(attrs), rotationOf(attrs, dims, FUSED_ATTENTION), out, lse)
   const shape = (inputs.q as tf.TensorInfo).shape
   return [backend.out(shape, out), backend.out(shape.slice(0, 3), lse)]
 }
@@ -179,7 +186,7 @@ const attentionGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const n = dims[0] * dims[2] * dims[3]
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
   const [dq, dk, dv] = [backend.output(n), backend.output(n), backend.output(n)]
-  backend.addon.attentionGrad(f("q"), f("k"), f("v"), f("out"), f("lse"), f("dy"), dims, slopesOf(attrs), dq, dk, dv)
+  backend.addon.attentionGrad(f("q"), f("k"), f("v"), f("out"), f("lse"), f("dy"), dims, slopesOf(attrs), rotationOf(attrs, dims, FUSED_ATTENTION_GRAD), dq, dk, dv)
   const shape = (inputs.q as tf.TensorInfo).shape
   return [backend.out(shape, dq), backend.out(shape, dk), backend.out(shape, dv)]
 }

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
+import { shapeKey } from "../auto-precision.js"
 import { PRECISION_CODE } from "../backend.js"
 import { f32, sizeOf, type NativeKernel, type NativeKernelArgs, type NativeKernelEntry } from "../kernel.js"
 
@@ -47,7 +48,10 @@ const product = (
   if (batchA !== batchB && batchA !== 1 && batchB !== 1) return undefined
   const out = backend.output(Math.max(batchA, batchB) * m * n)
   const dims = [batchA, batchB, m, n, k] as const
-  const precision = PRECISION_CODE[backend.precision]
+  // oneDNN runs a batch of products against one matrix as one product of batchA·m rows (native/matmul.cc).
+  const single = batchB === 1 && (batchA === 1 || !ta)
+  const measured = single && backend.bf16Shapes.has(shapeKey({ m: batchA * m, k, n, transposeA: ta, transposeB: tb }))
+  const precision = PRECISION_CODE[measured ? "bf16" : backend.precision]
   let err = backend.addon.matmul(av, bv, out, dims, ta, tb, bias, activation, alpha, precision)
   // A shape oneDNN's bf16 kernels reject still runs in fp32 rather than in stock JS.
   if (err !== "" && precision !== 0) err = backend.addon.matmul(av, bv, out, dims, ta, tb, bias, activation, alpha, 0)
