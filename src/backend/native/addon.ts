@@ -81,14 +81,12 @@ export interface NativeAddon {
   /** Binds an attention slot to its cache [batch, capacity, heads, dh] and rotation tables [positions, dh], until bound again. */
   decodeBind(program: DecodeProgram, slot: number, k: Float32Array, v: Float32Array, capacity: number, tables: RotationTables | null, positions: number): void
   /**
-   * Register 0 ← x, then runs: the index of the external op it stopped at, or -1 when done.
+   * Register 0 ← x, then runs the program; the result is then in its result register.
    * extras: per attention slot its score bias and mask ([heads, t, offset + t]), flat, or null when none has any.
    */
-  decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, extras: readonly (Float32Array | Uint8Array | null)[] | null): number
+  decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, extras: readonly (Float32Array | Uint8Array | null)[] | null): void
   /** Binds the running state of a slot that keeps one (a causal Linformer's compressed keys and values), written in place by the calls. */
   decodeState(program: DecodeProgram, slot: number, state: Float32Array): void
-  /** Continues after the caller computed the external op it stopped at. */
-  decodeResume(program: DecodeProgram): number
   /** Copies values.length floats of a register from offset into values, or (write) values into the register at offset. */
   decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean, offset: number): void
   /** Early exit: the block each row of the next calls must leave after (INT32_MIN: its confidence decides), or null for none forced. */
@@ -149,7 +147,6 @@ export interface ProgramOp {
   readonly scale?: number
   readonly act?: number
   readonly alpha?: number
-  readonly external?: number
   readonly window?: number
   readonly dilation?: number
   readonly globals?: number
