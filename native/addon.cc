@@ -441,19 +441,18 @@ Napi::Value DecodeStart(const Napi::CallbackInfo& info) {
   }
 }
 
-// decodeRegister(program, register, values, write, offset): copies values.length floats of the
-// register from offset into values, or (write) values into the register at offset.
+// decodeRegister(program, register, values, offset): copies values.length floats of the
+// register, from offset, into values.
 Napi::Value DecodeRegister(const Napi::CallbackInfo& info) {
   nk::Program* p = program_of(info[0]);
   int64_t length = 0;
   float* r = p->reg(static_cast<int>(num(info[1])), &length);
   const View v = view(info[2], "values");
-  const int64_t offset = num(info[4]), n = static_cast<int64_t>(v.length);
+  const int64_t offset = num(info[3]), n = static_cast<int64_t>(v.length);
   if (v.elem != 4 || offset < 0 || offset + n > length)
     throw Napi::RangeError::New(info.Env(), "decodeRegister: values outside the register");
   float* values = f32(info[2], "values", v.length);
-  if (info[3].ToBoolean()) std::copy(values, values + n, r + offset);
-  else std::copy(r + offset, r + offset + n, values);
+  std::copy(r + offset, r + offset + n, values);
   return info.Env().Undefined();
 }
 
@@ -492,16 +491,13 @@ Napi::Value DecodeRouted(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// decodeExits(program, exits: Int32Array | null) -> the rows still running; copies per row the
-// block it left after (-1: none yet) into exits.
+// decodeExits(program, exits: Int32Array): copies per row of the last call the block it left
+// after into exits.
 Napi::Value DecodeExits(const Napi::CallbackInfo& info) {
-  nk::Program* p = program_of(info[0]);
-  if (!info[1].IsNull()) {
-    const std::vector<int32_t>& e = p->exits();
-    auto* out = const_cast<int32_t*>(i32(info[1], "exits", e.size()));
-    std::copy(e.begin(), e.end(), out);
-  }
-  return Napi::Number::New(info.Env(), static_cast<double>(p->running()));
+  const std::vector<int32_t>& e = program_of(info[0])->exits();
+  auto* out = const_cast<int32_t*>(i32(info[1], "exits", e.size()));
+  std::copy(e.begin(), e.end(), out);
+  return info.Env().Undefined();
 }
 
 Napi::Value Info(const Napi::CallbackInfo& info) {

@@ -293,12 +293,10 @@ class Program {
   // Floats of state a slot needs per sequence (a causal Linformer's sums), 0 for none.
   int64_t slot_state(int i) const { return slot_state_.at(i); }
   // Early exit: the block each row must leave after (kFree: its confidence decides), for the
-  // next calls; empty: none forced. After a call: per row the block it left after, and the
-  // number of rows still running.
+  // next calls; empty: none forced. After a call: per row the block it left after.
   static constexpr int32_t kFree = INT32_MIN;
   void force(std::vector<int32_t> forced) { forced_ = std::move(forced); }
   const std::vector<int32_t>& exits() const { return exited_; }
-  int64_t running() const { return static_cast<int64_t>(running_.size()); }
   // Mixture-of-depths: per attention slot the position its new keys start at (empty: the
   // call's offset), for the next calls; after a call, per block the rows routed through it.
   void offsets(std::vector<int64_t> o) { slot_offsets_ = std::move(o); }
@@ -328,6 +326,8 @@ class Program {
   void norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y);
   void exit_rows(const ProgramOp& op);
   std::vector<int64_t> running_, leaving_;
+  // The rows still running (early exit) or routed (mixture-of-depths): the compact ops' rows.
+  int64_t running() const { return static_cast<int64_t>(running_.size()); }
   std::vector<int32_t> exited_, forced_;
   std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_;
   // Mixture-of-depths' (see offsets, routed).

@@ -241,7 +241,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     if (tokens.dtype !== "int32") throw new Error(`tokens must be int32, got ${tokens.dtype}`)
     const program = run(params, tokens.dataSync(), batch, t, cache, trace, weights)
     const logits = new Float32Array(batch * t * spec.vocab)
-    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, false, 0)
+    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, 0)
     return tf.tensor3d(logits, [batch, t, spec.vocab])
   }
 
@@ -253,7 +253,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const program = run(params, ids, 1, ids.length, cache, trace, weights)
     let out = lastLogits.get(cache)
     if (out === undefined) lastLogits.set(cache, (out = new Float32Array(spec.vocab)))
-    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, false, (ids.length - 1) * spec.vocab)
+    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, (ids.length - 1) * spec.vocab)
     return out
   }
 

@@ -104,7 +104,7 @@ const linearProgram = (x: Float32Array, rows: number, w: Float32Array, b: Float3
   )
   addon.decodeStart(program, x, 1, rows, 0, null)
   const y = new Float32Array(rows * out)
-  addon.decodeRegister(program, 1, y, false, 0)
+  addon.decodeRegister(program, 1, y, 0)
   return y
 }
 

@@ -87,12 +87,12 @@ export interface NativeAddon {
   decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, extras: readonly (Float32Array | Uint8Array | null)[] | null): void
   /** Binds the running state of a slot that keeps one (a causal Linformer's compressed keys and values), written in place by the calls. */
   decodeState(program: DecodeProgram, slot: number, state: Float32Array): void
-  /** Copies values.length floats of a register from offset into values, or (write) values into the register at offset. */
-  decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean, offset: number): void
+  /** Copies values.length floats of a register, from offset, into values. */
+  decodeRegister(program: DecodeProgram, register: number, values: Float32Array, offset: number): void
   /** Early exit: the block each row of the next calls must leave after (INT32_MIN: its confidence decides), or null for none forced. */
   decodeForce(program: DecodeProgram, forced: Int32Array | null): void
-  /** Early exit: the rows still running; copies per row the block it left after (-1: none yet) into exits when given. */
-  decodeExits(program: DecodeProgram, exits: Int32Array | null): number
+  /** Early exit: copies per row of the last call the block it left after into exits. */
+  decodeExits(program: DecodeProgram, exits: Int32Array): void
   /** Mixture-of-depths: per attention slot the position its new keys start at, for the next calls; null: the call's offset for all. */
   decodeOffsets(program: DecodeProgram, offsets: Int32Array | null): void
   /** Mixture-of-depths: copies per block the rows the last call routed through it (0 for a block not routed). */
