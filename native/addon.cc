@@ -320,7 +320,7 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     const auto o = ops.Get(i).As<Napi::Object>();
     nk::ProgramOp op;
     const int code = int_field(o, "code", -1);
-    if (code < 0 || code > 13) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
+    if (code < 0 || code > static_cast<int>(nk::ProgramOp::Code::combine)) throw Napi::RangeError::New(env, "decodeProgram: unknown op code " + std::to_string(code));
     op.code = static_cast<nk::ProgramOp::Code>(code);
     op.x = reg(int_field(o, "x", -1), true);
     op.y = reg(int_field(o, "y", -1), true);
@@ -340,7 +340,6 @@ Napi::Value DecodeProgram(const Napi::CallbackInfo& info) {
     op.scale = float_field(o, "scale", 1.f);
     op.act = int_field(o, "act", 0);
     op.alpha = float_field(o, "alpha", 0.f);
-    op.external = int_field(o, "external", -1);
     op.window = int_field(o, "window", 0);
     op.dilation = param(int_field(o, "dilation", -1), true);
     op.globals = param(int_field(o, "globals", -1), true);
@@ -411,8 +410,8 @@ Napi::Value DecodeState(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// decodeStart(program, x, batch, t, offset, extras: per slot [bias, mask] flat | null) -> the
-// external op it stopped at, or -1 when done.
+// decodeStart(program, x, batch, t, offset, extras: per slot [bias, mask] flat | null): runs
+// the program on x; the result is then in its result register.
 Napi::Value DecodeStart(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   nk::Program* p = program_of(info[0]);
@@ -436,34 +435,25 @@ Napi::Value DecodeStart(const Napi::CallbackInfo& info) {
   }
   const float* x = f32(info[1], "x", static_cast<size_t>(batch * t * p->width(0)));
   try {
-    return Napi::Number::New(env, p->start(x, batch, t, offset, std::move(extras)));
+    p->run(x, batch, t, offset, std::move(extras));
+    return env.Undefined();
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("decoding: ") + e.what());
   }
 }
 
-// decodeResume(program) -> as decodeStart, after the caller computed the external op.
-Napi::Value DecodeResume(const Napi::CallbackInfo& info) {
-  try {
-    return Napi::Number::New(info.Env(), program_of(info[0])->resume());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), std::string("decoding: ") + e.what());
-  }
-}
-
-// decodeRegister(program, register, values, write, offset): copies values.length floats of the
-// register from offset into values, or (write) values into the register at offset.
+// decodeRegister(program, register, values, offset): copies values.length floats of the
+// register, from offset, into values.
 Napi::Value DecodeRegister(const Napi::CallbackInfo& info) {
   nk::Program* p = program_of(info[0]);
   int64_t length = 0;
   float* r = p->reg(static_cast<int>(num(info[1])), &length);
   const View v = view(info[2], "values");
-  const int64_t offset = num(info[4]), n = static_cast<int64_t>(v.length);
+  const int64_t offset = num(info[3]), n = static_cast<int64_t>(v.length);
   if (v.elem != 4 || offset < 0 || offset + n > length)
     throw Napi::RangeError::New(info.Env(), "decodeRegister: values outside the register");
   float* values = f32(info[2], "values", v.length);
-  if (info[3].ToBoolean()) std::copy(values, values + n, r + offset);
-  else std::copy(r + offset, r + offset + n, values);
+  std::copy(r + offset, r + offset + n, values);
   return info.Env().Undefined();
 }
 
@@ -502,16 +492,13 @@ Napi::Value DecodeRouted(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// decodeExits(program, exits: Int32Array | null) -> the rows still running; copies per row the
-// block it left after (-1: none yet) into exits.
+// decodeExits(program, exits: Int32Array): copies per row of the last call the block it left
+// after into exits.
 Napi::Value DecodeExits(const Napi::CallbackInfo& info) {
-  nk::Program* p = program_of(info[0]);
-  if (!info[1].IsNull()) {
-    const std::vector<int32_t>& e = p->exits();
-    auto* out = const_cast<int32_t*>(i32(info[1], "exits", e.size()));
-    std::copy(e.begin(), e.end(), out);
-  }
-  return Napi::Number::New(info.Env(), static_cast<double>(p->running()));
+  const std::vector<int32_t>& e = program_of(info[0])->exits();
+  auto* out = const_cast<int32_t*>(i32(info[1], "exits", e.size()));
+  std::copy(e.begin(), e.end(), out);
+  return info.Env().Undefined();
 }
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -593,7 +580,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeProgram", Napi::Function::New(env, DecodeProgram));
   exports.Set("decodeBind", Napi::Function::New(env, DecodeBind));
   exports.Set("decodeStart", Napi::Function::New(env, DecodeStart));
-  exports.Set("decodeResume", Napi::Function::New(env, DecodeResume));
   exports.Set("decodeState", Napi::Function::New(env, DecodeState));
   exports.Set("decodeRegister", Napi::Function::New(env, DecodeRegister));
   exports.Set("decodeForce", Napi::Function::New(env, DecodeForce));

@@ -213,7 +213,7 @@ struct ProgramLinear {
   int w, bias, y;  // parameter, parameter or -1, register
 };
 struct ProgramOp {
-  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, external = 6, window = 7, linformer = 8, gather = 9, scatter = 10, exit = 11, route = 12, combine = 13 };
+  enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, window = 6, linformer = 7, gather = 8, scatter = 9, exit = 10, route = 11, combine = 12 };
   // act: ActOp values, then these two.
   static constexpr int kRelu = 3, kRelu2 = 4;
   Code code;
@@ -227,7 +227,6 @@ struct ProgramOp {
   float scale = 1.f;
   int act = 0;  // act
   float alpha = 0.f;
-  int external = -1;  // external: the caller's index of the layer
   // window (also q … scale above): window, dilation and globals (parameters, globals -1 for
   // none); Longformer: kg, vg registers, Q_g from register x with parameters wqg, bqg.
   int window = 0, dilation = -1, globals = -1, kg = -1, vg = -1, wqg = -1, bqg = -1;
@@ -280,11 +279,10 @@ class Program {
     slots_.at(slot).state = state;
     slots_.at(slot).state_length = length;
   }
-  // Register 0 ← x, then runs the ops: returns the index of the external op it stopped at, or
-  // -1 at the end (the result is register `result`). extras: one per slot, or none. Throws
-  // std::runtime_error on failure, and when a slot's bound arrays cannot hold the call.
-  int start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras);
-  int resume();
+  // Register 0 ← input, then runs the ops (the result is register `result`). extras: one per
+  // slot, or none. Throws std::runtime_error on failure, and when a slot's bound arrays cannot
+  // hold the call.
+  void run(const float* input, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras);
   // A register's storage and its length in floats.
   float* reg(int r, int64_t* length);
   int64_t width(int r) const { return widths_.at(r); }
@@ -295,12 +293,10 @@ class Program {
   // Floats of state a slot needs per sequence (a causal Linformer's sums), 0 for none.
   int64_t slot_state(int i) const { return slot_state_.at(i); }
   // Early exit: the block each row must leave after (kFree: its confidence decides), for the
-  // next calls; empty: none forced. After a call: per row the block it left after, and the
-  // number of rows still running (during a call: the rows of a compact external op).
+  // next calls; empty: none forced. After a call: per row the block it left after.
   static constexpr int32_t kFree = INT32_MIN;
   void force(std::vector<int32_t> forced) { forced_ = std::move(forced); }
   const std::vector<int32_t>& exits() const { return exited_; }
-  int64_t running() const { return static_cast<int64_t>(running_.size()); }
   // Mixture-of-depths: per attention slot the position its new keys start at (empty: the
   // call's offset), for the next calls; after a call, per block the rows routed through it.
   void offsets(std::vector<int64_t> o) { slot_offsets_ = std::move(o); }
@@ -326,11 +322,12 @@ class Program {
   std::vector<ProgramSlot> slots_;
   std::vector<ProgramExtra> extras_;
   int64_t batch_ = 0, t_ = 0, offset_ = 0;
-  size_t next_ = 0;
   // Early exit's state in a call (see force, exits, running).
   void norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y);
   void exit_rows(const ProgramOp& op);
   std::vector<int64_t> running_, leaving_;
+  // The rows still running (early exit) or routed (mixture-of-depths): the compact ops' rows.
+  int64_t running() const { return static_cast<int64_t>(running_.size()); }
   std::vector<int32_t> exited_, forced_;
   std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_;
   // Mixture-of-depths' (see offsets, routed).

@@ -1,7 +1,6 @@
 // A decoding program: the layers of a stack as a list of native ops over a file of
 // row-major registers, so that one call runs every layer of a token with no JavaScript in
-// between. Layers it cannot compute are "external" ops: the program stops there, the caller
-// computes the layer (with tfjs) from one register into another and resumes it.
+// between.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -78,9 +77,6 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
       case ProgramOp::Code::mul:
       case ProgramOp::Code::add:
         need(width(op.y) == width(op.x) && width(op.b) == width(op.x), "elementwise ops take and give one width");
-        break;
-      case ProgramOp::Code::external:
-        need(op.x >= 0 && op.y >= 0, "an external op reads and writes a register");
         break;
       case ProgramOp::Code::gather:
         need(op.x >= 0 && op.y >= 0 && width(op.y) == width(op.x), "a gather keeps the width");
@@ -169,7 +165,7 @@ LinearTarget Program::target(const ProgramLinear& l, float* y) const {
 
 Program::~Program() { huge_free(region_); }
 
-int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras) {
+void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, std::vector<ProgramExtra> extras) {
   if (!extras.empty() && extras.size() != slots_.size()) throw std::runtime_error("one extra per attention slot, or none");
   if (!slot_offsets_.empty() && slot_offsets_.size() != slots_.size()) throw std::runtime_error("one offset per attention slot, or none");
   offset_ = offset;
@@ -192,14 +188,8 @@ int Program::start(const float* x, int64_t batch, int64_t t, int64_t offset, std
   std::fill(routed_.begin(), routed_.end(), 0);
   extras_ = std::move(extras);
   for (size_t r = 0; r < registers_.size(); ++r) registers_[r].resize(static_cast<size_t>(batch * t * widths_[r]));
-  std::copy(x, x + batch * t * widths_[0], registers_[0].begin());
-  next_ = 0;
-  return resume();
-}
-
-int Program::resume() {
-  while (next_ < ops_.size()) {
-    const ProgramOp& op = ops_[next_++];
+  std::copy(input, input + batch * t * widths_[0], registers_[0].begin());
+  for (const ProgramOp& op : ops_) {
     const int64_t rows = op.compact ? running() : batch_ * t_;
     if (op.compact && rows == 0) continue;
     float* x = op.x >= 0 ? registers_[op.x].data() : nullptr;
@@ -269,8 +259,6 @@ int Program::resume() {
         for (int64_t i = 0; i < rows * widths_[op.x]; ++i) y[i] = x[i] + b[i];
         break;
       }
-      case ProgramOp::Code::external:
-        return op.external;
       case ProgramOp::Code::gather: {
         const int64_t d = widths_[op.x];
         for (size_t k = 0; k < running_.size(); ++k) std::copy(x + running_[k] * d, x + (running_[k] + 1) * d, y + k * d);
@@ -312,7 +300,6 @@ int Program::resume() {
       }
     }
   }
-  return -1;
 }
 
 void Program::norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y) {

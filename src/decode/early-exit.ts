@@ -2,7 +2,7 @@ import type { DepthCosts } from "../../dsl/costs.js"
 import type { EarlyExit } from "../../dsl/kinds/depth/early-exit.js"
 import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { blockChildNames, paramName } from "../../dsl/params.js"
-import { emitLayer } from "./layers.js"
+import { emitLayer, normFields } from "./layers.js"
 import { MEASURE, OP, type ProgramBuilder } from "./program.js"
 
 /**
@@ -22,12 +22,7 @@ export const emitEarlyExit = (b: ProgramBuilder, spec: DecoderSpec, policy: Earl
   const context = (index: number) => ({ width: spec.width, index, posenc: spec.posenc })
   // The tied head multiplies by the embedding [vocab, width], already one row per output.
   const lmHead = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
-  const finalNorm = {
-    gain: b.param("norm.gain").index,
-    bias: spec.norm.kind === "layer" && spec.norm.bias ? b.param("norm.bias").index : -1,
-    eps: spec.norm.eps,
-    center: spec.norm.kind === "layer",
-  }
+  const finalNorm = normFields(b, spec.norm, "norm")
   const logits = b.register(spec.vocab)
   blocks.forEach((block, i) => {
     const names = blockChildNames(block.layers)

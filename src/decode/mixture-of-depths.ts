@@ -16,8 +16,9 @@ import { OP, type ProgramBuilder } from "./program.js"
 const attentions = (layer: Layer): AttentionSpec[] => (layer.op === "attention" ? [layer] : layer.op === "residual" ? layer.body.flatMap(attentions) : [])
 
 /**
- * Whether the program computes the routed blocks: their attention is dense causal (no mask,
- * whose shape would depend on the count routed) and the position scheme adds no score bias.
+ * Whether the program computes the routed blocks: their attention is dense causal (a mask or
+ * a score bias, and the window and Linformer ops, assume every row of every sequence, not the
+ * rows routed); otherwise the whole model decodes on tfjs.
  */
 export const routedCovered = (spec: DecoderSpec, policy: MixtureOfDepths, scoreBias: boolean): boolean =>
   blocksOf(spec.layers).every((block, i) => {

@@ -1,26 +1,22 @@
 import * as tf from "@tensorflow/tfjs"
-import { match } from "ts-pattern"
 import { depthCosts } from "../../dsl/costs.js"
 import { blocksOf, type DecoderSpec, dimsOf } from "../../dsl/nodes.js"
-import { blockChildNames, paramName } from "../../dsl/params.js"
-import { attentionApply } from "../attention/index.js"
+import { blockChildNames } from "../../dsl/params.js"
 import type { NativeAddon, RotationTables } from "../backend/native/addon.js"
 import type { NativeBackend } from "../backend/native/backend.js"
 import { NATIVE_BACKEND } from "../backend/native/register.js"
-import { applyFfn } from "../ffn/ffn.js"
 import type { DecodeCache, ParamValues } from "../model/compile.js"
-import type { LayerCtx, ParamView } from "../model/kind.js"
+import type { ParamView } from "../model/kind.js"
 import { KvBuffer } from "../attention/kv-buffer.js"
 import { traceExits } from "../depth/early-exit.js"
 import { traceRouting } from "../depth/mixture-of-depths.js"
 import type { DepthTrace } from "../depth/trace.js"
-import { normApply } from "../norm/index.js"
 import { posencApply } from "../posenc/index.js"
 import { emitEarlyExit } from "./early-exit.js"
 import { emitLayer } from "./layers.js"
 import { emitMixtureOfDepths, routedCovered } from "./mixture-of-depths.js"
 import { nativePosition } from "./position.js"
-import { type AttentionSlot, type BuiltProgram, type External, OP, ProgramBuilder } from "./program.js"
+import { type AttentionSlot, type BuiltProgram, OP, ProgramBuilder } from "./program.js"
 import { type Step, valuesOf } from "./step.js"
 import type { Weights } from "./weights.js"
 
@@ -28,16 +24,17 @@ import type { Weights } from "./weights.js"
  * Incremental decoding on the native backend, for generation at batch 1 or a few sequences.
  * Under tfjs each token costs hundreds of small ops whose overhead dwarfs their arithmetic;
  * here the whole stack is one native program (src/decode/program.ts) per call: norms, FFNs,
- * and attention of every kind with every position scheme — over the cache's preallocated
- * buffers, written in place, then the output head. A layer it does not cover would run its
- * tfjs computation on the same rows and cache. The logits come back as one array. Matmuls are fp32
- * whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path off (generation then
- * runs on tfjs ops, the reference this path is tested against); `weights: "int8"` asks for
- * a program whose products' weights and activations are int8 (src/decode/weights.ts), a
- * program per parameter set and precision. A depth policy that runs every
- * block at inference (LayerDrop) is a plain stack here; early exit is computed in the program
- * (src/decode/early-exit.ts), and mixture-of-depths' routing (src/decode/mixture-of-depths.ts,
- * when its routed blocks' attention is dense); the trace is told what each position spent.
+ * and attention of every kind with every position scheme it accepts — over the cache's
+ * preallocated buffers, written in place, then the output head; the logits come back as one
+ * array. Matmuls are fp32 whatever TFJS_NATIVE_BF16 says; TFJS_NATIVE_DECODE=0 turns the path
+ * off (generation then runs on tfjs ops, the reference this path is tested against);
+ * `weights: "int8"` asks for a program whose products' weights and activations are int8
+ * (src/decode/weights.ts), a program per parameter set and precision. A depth policy that
+ * runs every block at inference (LayerDrop) is a plain stack here; early exit is computed in
+ * the program (src/decode/early-exit.ts), and so is mixture-of-depths' routing
+ * (src/decode/mixture-of-depths.ts) when its routed blocks' attention is `full` and the
+ * scheme adds no score bias (routedCovered), else the whole model decodes on tfjs; the trace is
+ * told what each position spent.
  */
 export interface NativeDecoder {
   /** Whether the next call can run here: the native backend is current and the path is not turned off. */
@@ -46,8 +43,6 @@ export interface NativeDecoder {
   readonly apply: (params: ParamValues, tokens: tf.Tensor2D, cache: DecodeCache, trace?: DepthTrace, weights?: Weights) => tf.Tensor3D
   /** The same for one sequence of ids, without tensors: the last position's logits [V], in an array of the cache's that the next call overwrites. */
   readonly last: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace, weights?: Weights) => Float32Array
-  /** The layers (parameter prefixes) that run their tfjs computation with these parameters; the rest is native. */
-  readonly tfjsLayers: (params: ParamValues) => string[]
 }
 
 /** A row's exit that the replay leaves to its confidence (native/kernels.h Program::kFree). */
@@ -79,38 +74,10 @@ const maskOf = (slot: AttentionSlot, step: Step): Uint8Array | null => {
   return mask
 }
 
-/** A layer the program left to tfjs, on the rows of its input register, with the same cache slot. */
-const runExternal = (addon: NativeAddon, program: BuiltProgram, e: External, step: Step): void => {
-  // A compact layer sees its rows (still running, or routed) as one sequence.
-  const [batch, t] = e.compact ? [1, addon.decodeExits(program.handle, null)] : [step.batch, step.t]
-  const x = new Float32Array(batch * t * program.widths[e.x]!)
-  addon.decodeRegister(program.handle, e.x, x, false, 0)
-  const y = tf.tidy(() => {
-    const input = tf.tensor3d(x, [batch, t, step.dims.width])
-    const view: ParamView = (n) => {
-      const t = step.params[paramName(e.prefix, n)]
-      if (t === undefined) throw new Error(`parameter "${paramName(e.prefix, n)}" is missing`)
-      return t
-    }
-    const ctx: LayerCtx = { dims: step.dims, layer: e.index, training: false, position: step.position, offset: step.offset, dropout: (z) => z, kv: step.cache.slot(e.prefix) }
-    return match(e.layer)
-      .with({ op: "attention" }, (l) => attentionApply(l).apply(view, input, l, ctx))
-      .with({ op: "ffn" }, (l) => applyFfn(view, input, l, ctx))
-      .with({ op: "norm" }, (l) => normApply(l).apply(view, input, l) as tf.Tensor3D)
-      .exhaustive()
-  })
-  try {
-    addon.decodeRegister(program.handle, e.y, y.dataSync() as Float32Array, true, 0)
-  } finally {
-    y.dispose()
-  }
-}
-
-/** The decoder for a validated spec, or undefined when its position scheme acts on the embeddings in a way not covered. */
+/** The decoder for a validated spec, or undefined when mixture-of-depths routes blocks the program cannot run on routed rows (routedCovered): such a model decodes on tfjs. */
 export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   const position = nativePosition(spec.posenc)
   const posenc = posencApply(spec.posenc)
-  if (position === undefined && posenc.embed !== undefined) return undefined
   const dims = dimsOf(spec)
   const blocks = blocksOf(spec.layers)
   const programs = { fp32: new WeakMap<ParamValues, BuiltProgram>(), int8: new WeakMap<ParamValues, BuiltProgram>() }
@@ -118,7 +85,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   const policy = spec.layers.policy
   const exit = policy?.kind === "early-exit" ? policy : undefined
   const routing = policy?.kind === "mixture-of-depths" ? policy : undefined
-  if (routing !== undefined && !routedCovered(spec, routing, position?.bias !== undefined)) return undefined
+  if (routing !== undefined && !routedCovered(spec, routing, position.bias !== undefined)) return undefined
   // Which block each row left after, for the trace; grown to the largest call.
   let exits = new Int32Array(0)
 
@@ -126,7 +93,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   const build = (addon: NativeAddon, params: ParamValues, weights: Weights): BuiltProgram => {
     const b = new ProgramBuilder(params)
     let x = b.register(spec.width)
-    if (exit !== undefined) return b.build(addon, emitEarlyExit(b, spec, exit, costs, x), position?.bias !== undefined, weights)
+    if (exit !== undefined) return b.build(addon, emitEarlyExit(b, spec, exit, costs, x), position.bias !== undefined, weights)
     if (routing !== undefined) x = emitMixtureOfDepths(b, spec, routing, x)
     else
       blocks.forEach((block, i) => {
@@ -138,13 +105,13 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const head = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
     const logits = b.register(spec.vocab)
     b.op({ code: OP.linear, x: h, targets: [{ w: head.index, bias: -1, y: logits }] })
-    return b.build(addon, logits, position?.bias !== undefined, weights)
+    return b.build(addon, logits, position.bias !== undefined, weights)
   }
 
   // Rotation tables of positions 0.., per head size, made again when a cache outgrows them.
   const tables = new Map<number, { readonly positions: number; readonly tables: RotationTables }>()
   const tablesFor = (dh: number, positions: number): RotationTables | null => {
-    const rotary = position?.rotary
+    const rotary = position.rotary
     if (rotary === undefined) return null
     let held = tables.get(dh)
     if (held === undefined || held.positions < positions) tables.set(dh, (held = { positions, tables: rotary.tables(spec.posenc, positions, dh) }))
@@ -195,7 +162,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
       if (!(Number.isInteger(id) && id >= 0 && id < spec.vocab)) throw new Error(`token ${id} at row ${r} is outside the vocabulary [0, ${spec.vocab})`)
       x.set(table.subarray(id * d, (id + 1) * d), r * d)
     }
-    position?.embed?.(spec.posenc, x, step)
+    position.embed?.(spec.posenc, x, step)
     return x
   }
 
@@ -228,11 +195,10 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const held = (slot: AttentionSlot) => (slot.routed === undefined ? step.offset : (cache.held.get(`blocks.${slot.routed}`) ?? 0))
     const caches = program.slots.map((slot) => buffers(step, slot, held(slot)))
     program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh, stateOf(slot, step)))
-    const extras = program.extras ? program.slots.flatMap((slot) => [position?.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
+    const extras = program.extras ? program.slots.flatMap((slot) => [position.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
     if (exit !== undefined) addon.decodeForce(program.handle, forcedExits(trace, batch, t, step.offset))
     if (routing !== undefined) addon.decodeOffsets(program.handle, Int32Array.from(program.slots, held))
-    for (let stop = addon.decodeStart(program.handle, x, batch, t, step.offset, extras); stop >= 0; stop = addon.decodeResume(program.handle))
-      runExternal(addon, program, program.externals[stop]!, step)
+    addon.decodeStart(program.handle, x, batch, t, step.offset, extras)
     const routed = routing === undefined ? undefined : routedCounts(addon, program, cache)
     program.slots.forEach((slot, i) => {
       const added = slot.routed === undefined ? t : routed![slot.routed]!
@@ -275,7 +241,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     if (tokens.dtype !== "int32") throw new Error(`tokens must be int32, got ${tokens.dtype}`)
     const program = run(params, tokens.dataSync(), batch, t, cache, trace, weights)
     const logits = new Float32Array(batch * t * spec.vocab)
-    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, false, 0)
+    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, logits, 0)
     return tf.tensor3d(logits, [batch, t, spec.vocab])
   }
 
@@ -287,7 +253,7 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const program = run(params, ids, 1, ids.length, cache, trace, weights)
     let out = lastLogits.get(cache)
     if (out === undefined) lastLogits.set(cache, (out = new Float32Array(spec.vocab)))
-    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, false, (ids.length - 1) * spec.vocab)
+    ;(tf.backend() as NativeBackend).addon.decodeRegister(program.handle, program.result, out, (ids.length - 1) * spec.vocab)
     return out
   }
 
@@ -295,6 +261,5 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     usable: () => tf.getBackend() === NATIVE_BACKEND && process.env["TFJS_NATIVE_DECODE"] !== "0",
     apply,
     last,
-    tfjsLayers: (params) => programFor((tf.backend() as NativeBackend).addon, params, "fp32").externals.map((e) => e.prefix),
   }
 }

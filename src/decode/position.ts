@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import type { PosencOf, PosencSpec, PosencTag } from "../../dsl/kinds/posenc/index.js"
+import { moduleFor } from "../../dsl/registry.js"
 import type { RotationTables } from "../backend/native/addon.js"
 import { alibiSlopes } from "../posenc/alibi.js"
 import { rotationTables } from "../posenc/rope.js"
@@ -11,8 +12,8 @@ import type { Step } from "./step.js"
  * What each position scheme contributes to native decoding, with the same float32 values as
  * its tfjs computation (src/posenc/): an addition to the embeddings, rotation tables for
  * queries and keys (made for all positions at once, as the cache's capacity grows), ALiBi's
- * slopes, or a bias table. A scheme missing here makes every
- * attention layer run its tfjs computation (and, if it acts on the embeddings, the whole call).
+ * slopes, or a bias table. Typed over the registry's tags, so a new scheme does not compile
+ * until it says what it contributes.
  */
 export interface NativePosition<S> {
   /** Adds the scheme to the embeddings x [batch · t, width] of positions offset.. (in place). */
@@ -40,7 +41,7 @@ const addPerPosition = (x: Float32Array, table: Float32Array, step: Step, from: 
   }
 }
 
-const nativePositions: { readonly [K in PosencTag]?: NativePosition<PosencOf<K>> } = {
+const nativePositions: { readonly [K in PosencTag]: NativePosition<PosencOf<K>> } = {
   none: {},
   learned: {
     embed: (_spec, x, step) => addPerPosition(x, step.values("posenc.table"), step, step.offset),
@@ -91,5 +92,4 @@ const nativePositions: { readonly [K in PosencTag]?: NativePosition<PosencOf<K>>
   },
 }
 
-export const nativePosition = (spec: PosencSpec): NativePosition<PosencSpec> | undefined =>
-  (nativePositions as Record<string, NativePosition<PosencSpec> | undefined>)[spec.kind]
+export const nativePosition = (spec: PosencSpec): NativePosition<PosencSpec> => moduleFor<NativePosition<PosencSpec>>(nativePositions, "posenc", spec)

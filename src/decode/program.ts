@@ -1,8 +1,5 @@
 import type * as tf from "@tensorflow/tfjs"
 import type { Visible } from "../../dsl/kind.js"
-import type { FfnSpec } from "../../dsl/ffn.js"
-import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
-import type { NormSpec } from "../../dsl/kinds/norm/index.js"
 import type { DecodeProgram, NativeAddon, ProgramOp, ProgramParam, RotationTables } from "../backend/native/addon.js"
 import type { ParamValues } from "../model/compile.js"
 import { parameter, valuesOf } from "./step.js"
@@ -19,7 +16,7 @@ import type { Weights } from "./weights.js"
  */
 
 /** The op codes of native/kernels.h ProgramOp. */
-export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, external: 6, window: 7, linformer: 8, gather: 9, scatter: 10, exit: 11, route: 12, combine: 13 } as const
+export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, window: 6, linformer: 7, gather: 8, scatter: 9, exit: 10, route: 11, combine: 12 } as const
 
 /** An exit op's confidence measures (native/kernels.h ProgramOp). */
 export const MEASURE = { softmax: 0, saturation: 1, last: 2 } as const
@@ -39,23 +36,10 @@ export interface AttentionSlot {
   readonly routed?: number
 }
 
-/** A layer the program leaves to tfjs: from register x into register y. */
-export interface External {
-  readonly layer: AttentionSpec | FfnSpec | NormSpec
-  readonly prefix: string
-  /** Index of its block. */
-  readonly index: number
-  readonly x: number
-  readonly y: number
-  /** Whether it runs on the compact rows only (still running, or routed), gathered. */
-  readonly compact?: boolean
-}
-
 export class ProgramBuilder {
   readonly ops: ProgramOp[] = []
   readonly widths: number[] = []
   readonly slots: AttentionSlot[] = []
-  readonly externals: External[] = []
   private readonly params: { readonly name: string | undefined; readonly param: ProgramParam }[] = []
   private readonly indices = new Map<string, number>()
   /** While set, the ops emitted run on the compact rows: early exit's still running (after a block's last attention), mixture-of-depths' routed. */
@@ -88,7 +72,6 @@ export class ProgramBuilder {
 
   op(op: ProgramOp): void {
     this.ops.push(this.compact ? { ...op, compact: true } : op)
-    if (this.compact && op.code === OP.external) this.externals[op.external!] = { ...this.externals[op.external!]!, compact: true }
   }
 
   /** The program, whose attention slots need a score bias per call (`withBias`) or masks (kinds with a pattern), its products' weights stored as `weights` says. */
@@ -102,7 +85,7 @@ export class ProgramBuilder {
     )
     const sources = this.params.flatMap((p) => (p.name === undefined ? [] : [[p.name, parameter(this.source, p.name)] as const]))
     const extras = this.slots.length > 0 && (withBias || this.slots.some((s) => s.visible !== undefined))
-    return new BuiltProgram(handle, this.slots, this.externals, this.widths, result, extras, sources)
+    return new BuiltProgram(handle, this.slots, result, extras, sources)
   }
 }
 
@@ -122,8 +105,6 @@ export class BuiltProgram {
   constructor(
     readonly handle: DecodeProgram,
     readonly slots: readonly AttentionSlot[],
-    readonly externals: readonly External[],
-    readonly widths: readonly number[],
     readonly result: number,
     /** Whether each call passes per-slot score biases and masks. */
     readonly extras: boolean,

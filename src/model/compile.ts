@@ -132,7 +132,7 @@ export const compile = (input: DecoderSpec): Model => {
   const fast = nativeDecoder(spec)
 
   const int8Refused = (): Error =>
-    new Error(`int8 weights run on the native decode program only (the native backend, TFJS_NATIVE_DECODE not 0, a model whose position scheme it covers, with a decoding cache)`)
+    new Error(`int8 weights run on the native decode program only (the native backend, TFJS_NATIVE_DECODE not 0, with a decoding cache; not mixture-of-depths with routed blocks whose attention is not full, or with t5 positions)`)
 
   const checkLength = (length: number): void => {
     if (maxLength !== undefined && length > maxLength) {

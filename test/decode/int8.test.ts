@@ -102,9 +102,9 @@ const linearProgram = (x: Float32Array, rows: number, w: Float32Array, b: Float3
     ],
     int8,
   )
-  expect(addon.decodeStart(program, x, 1, rows, 0, null)).toBe(-1)
+  addon.decodeStart(program, x, 1, rows, 0, null)
   const y = new Float32Array(rows * out)
-  addon.decodeRegister(program, 1, y, false, 0)
+  addon.decodeRegister(program, 1, y, 0)
   return y
 }
 

@@ -5,7 +5,7 @@ import { activationKinds, type ActivationTag } from "../../dsl/kinds/activation/
 import { attentionModule, type AttentionKindTag } from "../../dsl/kinds/attention/index.js"
 import { posencKinds, type PosencSpec, type PosencTag } from "../../dsl/kinds/posenc/index.js"
 import type { NativeBackend } from "../../src/backend/native/backend.js"
-import { nativeDecoder } from "../../src/decode/native-decoder.js"
+import { OP } from "../../src/decode/program.js"
 import { generate } from "../../src/eval/generate.js"
 import { compile, DecodeCache, type Model, type ParamValues } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
@@ -49,11 +49,8 @@ const relativeDiff = (a: tf.Tensor, b: tf.Tensor): number =>
 /** A prompt of 7, single tokens, a chunk of 5, single tokens: 18 positions. */
 const STEPS = [7, 1, 1, 1, 1, 5, 1, 1] as const
 
-/**
- * The native path's logits equal the full forward pass and tfjs's cached decoding; returns the
- * layers the native program left to tfjs.
- */
-const checkSpec = (spec: DecoderSpec, batch = 1, steps: readonly number[] = STEPS): string[] => {
+/** The native path's logits equal the full forward pass and tfjs's cached decoding. */
+const checkSpec = (spec: DecoderSpec, batch = 1, steps: readonly number[] = STEPS): void => {
   const m = compile(spec)
   const params = bigParams(m, 3)
   const total = steps.reduce((a, b) => a + b, 0)
@@ -70,7 +67,6 @@ const checkSpec = (spec: DecoderSpec, batch = 1, steps: readonly number[] = STEP
     expect(relativeDiff(native, reference)).toBeLessThan(1e-4)
     tf.dispose([native, reference, full])
     expect(tf.memory().numTensors).toBe(before)
-    return nativeDecoder(m.spec)!.tfjsLayers(params)
   } finally {
     runs.restore()
     tf.dispose(Object.values(params))
@@ -97,7 +93,7 @@ describeNative("native decoding", () => {
         posenc: schemeFor(scheme, 2),
         layers: depth(2, block({ attention: representative[kind], ffn: ffn("gelu") })),
       })
-      expect(checkSpec(spec)).toEqual([])
+      checkSpec(spec)
     })
   })
 
@@ -113,7 +109,7 @@ describeNative("native decoding", () => {
         norm: norm(n),
         layers: depth(2, block({ attention: attention("full", { heads: 4, bias }), ffn: ffn(act === "swish" ? activation("swish", { beta: 1.7 }) : act, { bias, hidden: 24 }), norm: norm(n) })),
       })
-      expect(checkSpec(spec)).toEqual([])
+      checkSpec(spec)
     })
   })
 
@@ -140,19 +136,19 @@ describeNative("native decoding", () => {
       { scheme: posenc("t5", { heads: 3, buckets: 8, maxDistance: 16 }), linformer: false },
       { scheme: posenc("learned"), linformer: true },
     ])("$scheme.kind", ({ scheme, linformer }) => {
-      expect(checkSpec(mixed(scheme, linformer))).toEqual([])
+      checkSpec(mixed(scheme, linformer))
     })
   })
 
   it("decodes a small batch of sequences at once", () => {
     const spec = decoder({ vocab: 23, width: 16, context: 24, posenc: posenc("alibi"), layers: depth(2, block({ attention: attention("full", { heads: 2 }), ffn: ffn("swiglu") })) })
-    expect(checkSpec(spec, 3)).toEqual([])
+    checkSpec(spec, 3)
   })
 
   it("grows the cache past the context when the position scheme allows it", () => {
     // Capacity 6 doubles twice; prompts longer than 8 rows go through the GEMM path.
     const spec = decoder({ vocab: 23, width: 16, context: 6, posenc: posenc("rope"), layers: depth(2, block({ attention: attention("full", { heads: 2 }), ffn: ffn("gelu") })) })
-    expect(checkSpec(spec, 1, [3, 1, 1, 10, 1, 1, 1, 1, 1, 1])).toEqual([])
+    checkSpec(spec, 1, [3, 1, 1, 10, 1, 1, 1, 1, 1, 1])
   })
 
   it("copies the parameters again when a variable is assigned", () => {
@@ -193,7 +189,14 @@ describeNative("native decoding", () => {
     expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 0, null)).toThrow(/attention slot 0 is not bound to a cache/)
     addon.decodeBind(program, 0, new Float32Array(8), new Float32Array(8), 2, null, 0)
     expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 2, null)).toThrow(/not bound to a cache that holds these positions/)
-    expect(addon.decodeStart(program, new Float32Array(4), 1, 1, 1, null)).toBe(-1)
+    expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 1, null)).not.toThrow()
+  })
+
+  it("numbers the op codes as native/kernels.h does: contiguous from 0, the next one refused", () => {
+    const codes = Object.values(OP).sort((a, b) => a - b)
+    expect(codes).toEqual(codes.map((_, i) => i))
+    const addon = (tf.backend() as NativeBackend).addon
+    expect(() => addon.decodeProgram([{ code: codes.length, x: 0, y: 1 }], [4, 4], 1, [], false)).toThrow(`decodeProgram: unknown op code ${codes.length}`)
   })
 
   it("says which token is outside the vocabulary, and refuses a cache of another batch", () => {
@@ -223,14 +226,14 @@ describeNative("native Longformer and Linformer", () => {
   describe("Longformer with global positions in the prompt, a single token and a chunk, windows per layer and dilations per head", () => {
     const longformer = attention("longformer", { heads: 3, headDim: 6, window: [2, 3], dilation: [1, 2, 3], global: [0, 3, 9, 13], bias: true })
     it.each(schemes)("%s", (scheme) => {
-      expect(checkSpec(model(scheme, longformer))).toEqual([])
+      checkSpec(model(scheme, longformer))
     })
   })
 
   describe("causal Linformer in every sharing mode, blocks completing in the prompt, between single tokens and inside a chunk", () => {
     const cases = (["none", "headwise", "kv", "layerwise"] as const).flatMap((sharing) => noBias.map((scheme) => ({ sharing, scheme })))
     it.each(cases)("$sharing with $scheme", ({ sharing, scheme }) => {
-      expect(checkSpec(model(scheme, attention("linformer-causal", { heads: 3, headDim: 6, k: 3, block: 4, sharing })), 2)).toEqual([])
+      checkSpec(model(scheme, attention("linformer-causal", { heads: 3, headDim: 6, k: 3, block: 4, sharing })), 2)
     })
   })
 
@@ -283,7 +286,6 @@ describeNative("native Longformer and Linformer", () => {
         }
         expect(runs.count()).toBe(3)
         expect(tf.memory().numTensors).toBe(before)
-        expect(nativeDecoder(m.spec)!.tfjsLayers(params)).toEqual([])
       } finally {
         runs.restore()
         tf.dispose(Object.values(params))

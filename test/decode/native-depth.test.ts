@@ -81,7 +81,6 @@ const kinds: ReadonlyArray<readonly [AttentionSpec, PosencSpec]> = [
   [attention("full", { heads: 2 }), posenc("rope")],
   [attention("sparse-strided", { heads: 2, stride: 4, combine: "merged" }), posenc("alibi")],
   [attention("sliding-window", { heads: 2, window: [3, 6, 4], dilation: [1, 2] }), posenc("learned")],
-  // Computed by tfjs on the program's rows: an external op in every block's prefix.
   [attention("longformer", { heads: 2, window: 4, global: [0, 9] }), posenc("rope")],
 ]
 

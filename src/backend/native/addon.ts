@@ -81,20 +81,18 @@ export interface NativeAddon {
   /** Binds an attention slot to its cache [batch, capacity, heads, dh] and rotation tables [positions, dh], until bound again. */
   decodeBind(program: DecodeProgram, slot: number, k: Float32Array, v: Float32Array, capacity: number, tables: RotationTables | null, positions: number): void
   /**
-   * Register 0 ← x, then runs: the index of the external op it stopped at, or -1 when done.
+   * Register 0 ← x, then runs the program; the result is then in its result register.
    * extras: per attention slot its score bias and mask ([heads, t, offset + t]), flat, or null when none has any.
    */
-  decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, extras: readonly (Float32Array | Uint8Array | null)[] | null): number
+  decodeStart(program: DecodeProgram, x: Float32Array, batch: number, t: number, offset: number, extras: readonly (Float32Array | Uint8Array | null)[] | null): void
   /** Binds the running state of a slot that keeps one (a causal Linformer's compressed keys and values), written in place by the calls. */
   decodeState(program: DecodeProgram, slot: number, state: Float32Array): void
-  /** Continues after the caller computed the external op it stopped at. */
-  decodeResume(program: DecodeProgram): number
-  /** Copies values.length floats of a register from offset into values, or (write) values into the register at offset. */
-  decodeRegister(program: DecodeProgram, register: number, values: Float32Array, write: boolean, offset: number): void
+  /** Copies values.length floats of a register, from offset, into values. */
+  decodeRegister(program: DecodeProgram, register: number, values: Float32Array, offset: number): void
   /** Early exit: the block each row of the next calls must leave after (INT32_MIN: its confidence decides), or null for none forced. */
   decodeForce(program: DecodeProgram, forced: Int32Array | null): void
-  /** Early exit: the rows still running; copies per row the block it left after (-1: none yet) into exits when given. */
-  decodeExits(program: DecodeProgram, exits: Int32Array | null): number
+  /** Early exit: copies per row of the last call the block it left after into exits. */
+  decodeExits(program: DecodeProgram, exits: Int32Array): void
   /** Mixture-of-depths: per attention slot the position its new keys start at, for the next calls; null: the call's offset for all. */
   decodeOffsets(program: DecodeProgram, offsets: Int32Array | null): void
   /** Mixture-of-depths: copies per block the rows the last call routed through it (0 for a block not routed). */
@@ -154,7 +152,6 @@ export interface ProgramOp {
   readonly scale?: number
   readonly act?: number
   readonly alpha?: number
-  readonly external?: number
   readonly window?: number
   readonly dilation?: number
   readonly globals?: number
