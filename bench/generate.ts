@@ -8,8 +8,10 @@
  * passive waiting, as run.c gets. With `--peer ../shared/peers/llama2c`, llama2.c's run.c is
  * built from that directory, the llama model is exported to it, and run.c runs the same prompt
  * ids and token count after each of our runs (OMP_NUM_THREADS the same), greedy; its tokens are
- * compared with ours. One JSON line per measurement as it happens, interleaved, then one line
- * per model and thread count with the medians.
+ * compared with ours. With `--peer llamacpp`, llama.cpp (bench/llamacpp.ts) runs the llama
+ * model exported to GGUF the same way, f32 and q8_0, each in its own fresh process. One JSON
+ * line per measurement as it happens, interleaved, then one line per model and thread count
+ * with the medians.
  */
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
@@ -29,6 +31,7 @@ import { initValues } from "../src/model/init.js"
 import { Rng } from "../src/random/rng.js"
 import { ProgressSink } from "../src/io/progress.js"
 import { buildPeer, runDriver, runStock } from "./llama2c.js"
+import { exportForLlamaCpp, type LlamaCppRun, type PeerType, peerTypes, runLlamaCpp } from "./llamacpp.js"
 
 const SEED = 1
 
@@ -155,8 +158,17 @@ export const main = async (argv: string[]): Promise<void> => {
   const prompt = [tok.eotId, ...Array.from({ length: promptLength - 1 }, () => rng.nextInt(tok.vocabSize))]
   const work = mkdtempSync(join(tmpdir(), "bench-generate-"))
   try {
-    const peer = peerDir === undefined ? undefined : buildPeer(peerDir, work)
+    const llamacpp = peerDir === "llamacpp"
+    const peer = peerDir === undefined || llamacpp ? undefined : buildPeer(peerDir, work)
     const exported = new Map<string, string>()
+    const ggufs = new Map<string, Record<PeerType, string>>()
+    if (llamacpp) {
+      for (const n of names) {
+        const spec = models[n]!(tok.vocabSize)
+        const files = exportForLlamaCpp(n, spec, Object.fromEntries(initValues(compile(spec).table, SEED)), tok, work)
+        if (files) ggufs.set(n, files)
+      }
+    }
     if (peer) {
       for (const n of names) {
         const spec = models[n]!(tok.vocabSize)
@@ -170,7 +182,7 @@ export const main = async (argv: string[]): Promise<void> => {
     }
     const map = llama2cIds(tok)
     const back = new Map(Array.from(map, (to, from) => [to, from]))
-    type Row = { ours: OurRun; runc?: { prompt: number; decode: number; own?: number; same: boolean } }
+    type Row = { ours: OurRun; runc?: { prompt: number; decode: number; own?: number; same: boolean }; llamacpp?: Partial<Record<PeerType, LlamaCppRun & { same: boolean }>> }
     const rows = new Map<string, Row[]>()
     for (let r = 0; r < repeats; r++) {
       for (const n of names) {
@@ -187,6 +199,17 @@ export const main = async (argv: string[]): Promise<void> => {
             row.runc = { prompt: promptLength / d.promptSeconds, decode: tokens / d.decodeSeconds, ...(own === undefined ? {} : { own }), same: d.tokens.every((id, i) => back.get(id) === o.ids[i]) }
             console.log(JSON.stringify({ bench: "generate", model: n, side: "run.c", threads: t, repeat: r, prompt: promptLength, tokens, promptTokensPerSecond: round(row.runc.prompt), decodeTokensPerSecond: round(row.runc.decode), ownReportTokensPerSecond: own, sameTokens: row.runc.same }))
           }
+          const files = ggufs.get(n)
+          if (files) {
+            row.llamacpp = {}
+            for (const type of peerTypes) {
+              const l = runLlamaCpp(files[type], prompt, tokens, t)
+              // Against our float32 decoding; q8_0's counterpart is int8 weights, which generate does not have yet.
+              const same = l.tokens.every((id, i) => id === o.ids[i])
+              row.llamacpp[type] = { ...l, same }
+              console.log(JSON.stringify({ bench: "generate", model: n, side: "llama.cpp", weights: type, threads: t, repeat: r, prompt: promptLength, tokens, promptTokensPerSecond: round(promptLength / l.promptSeconds), decodeTokensPerSecond: round(tokens / l.decodeSeconds), sameTokens: same, against: "ours f32" }))
+            }
+          }
           rows.set(`${n}/${t}`, [...(rows.get(`${n}/${t}`) ?? []), row])
         }
       }
@@ -194,6 +217,7 @@ export const main = async (argv: string[]): Promise<void> => {
     for (const [key, rs] of rows) {
       const [model, t] = key.split("/")
       const runc = rs.flatMap((x) => (x.runc ? [x.runc] : []))
+      const llamaOf = (type: PeerType) => rs.flatMap((x) => (x.llamacpp?.[type] ? [x.llamacpp[type]] : []))
       console.log(
         JSON.stringify({
           bench: "generate",
@@ -218,6 +242,16 @@ export const main = async (argv: string[]): Promise<void> => {
                   ...(runc.every((x) => x.own !== undefined) ? { ownReportTokensPerSecond: round(median(runc.map((x) => x.own!))) } : {}),
                   sameTokens: runc.every((x) => x.same),
                 },
+              }
+            : {}),
+          ...(llamaOf("f32").length > 0
+            ? {
+                llamacpp: Object.fromEntries(
+                  peerTypes.map((type) => {
+                    const ls = llamaOf(type)
+                    return [type, { promptTokensPerSecond: round(median(ls.map((x) => promptLength / x.promptSeconds))), decodeTokensPerSecond: round(median(ls.map((x) => tokens / x.decodeSeconds))), sameTokens: ls.every((x) => x.same) }]
+                  }),
+                ),
               }
             : {}),
         }),
