@@ -1,19 +1,21 @@
 /**
- * `npm run bench -- generate [--peer DIR] [--repeats N] [--prompt P] [--tokens N] [--threads 1,2]
- * [--models base,stories15m,depth,attention] [--depth-runs DIR] [--backend B]`: greedy generation
- * speed (prompt processing and decoding, tokens/s) and evaluation throughput (tokens/s of the
- * forward pass and loss that `npm run eval` runs), with the blocks and FLOPs per position each
- * spent, of the models of bench/generate-models.ts: the base decoder and a stories15M-shaped
- * llama model (width 288, 6 layers, 6 heads, context 256) with this project's tokenizer (4262
- * ids), seeded random weights; the depth experiment's models under their policies (trained
- * runs under --depth-runs, default runs/depth, when present) with F, the plain model's FLOPs
- * per position over theirs; and the attention kinds at context 1024. Each measurement is a
+ * `npm run bench -- generate [--peer DIR | --peer llamacpp] [--repeats N] [--prompt P] [--tokens N]
+ * [--threads 1,2] [--models base,stories15m,depth,attention] [--depth-runs DIR] [--backend B]`:
+ * greedy generation speed (prompt processing and decoding, tokens/s) and evaluation throughput
+ * (tokens/s of the forward pass and loss that `npm run eval` runs), with the blocks and FLOPs per
+ * position each spent, of the models of bench/generate-models.ts: the base decoder and a
+ * stories15M-shaped llama model (width 288, 6 layers, 6 heads, context 256) with this project's
+ * tokenizer (4262 ids), seeded random weights; the depth experiment's models under their policies
+ * (trained runs under --depth-runs, default runs/depth, when present) with F, the plain model's
+ * FLOPs per position over theirs; and the attention kinds at context 1024. Each measurement is a
  * fresh process with TFJS_NATIVE_THREADS set and OpenMP's passive waiting, as run.c gets. With
  * `--peer ../shared/peers/llama2c`, llama2.c's run.c is built from that directory, the base and
- * llama models are exported to it, and run.c runs the same prompt ids and token count after
- * each of our runs (OMP_NUM_THREADS the same), greedy; its tokens are compared with ours. One
- * JSON line per measurement as it happens, interleaved, then one line per model and thread
- * count with the medians and ranges.
+ * llama models are exported to it, and run.c runs the same prompt ids and token count after each
+ * of our runs (OMP_NUM_THREADS the same), greedy; its tokens are compared with ours. With `--peer
+ * llamacpp`, llama.cpp (bench/llamacpp.ts) runs the models its llama architecture expresses (the
+ * stories15M-shaped one), exported to GGUF f32 and q8_0, the same way, each in its own fresh
+ * process. One JSON line per measurement as it happens, interleaved, then one line per model and
+ * thread count with the medians and ranges.
  */
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
@@ -37,6 +39,7 @@ import { Rng } from "../src/random/rng.js"
 import { ProgressSink } from "../src/io/progress.js"
 import { groups, type Subject } from "./generate-models.js"
 import { buildPeer, runDriver, runStock } from "./llama2c.js"
+import { exportForLlamaCpp, type PeerType, peerTypes, runLlamaCpp } from "./llamacpp.js"
 import { flopRatio, median, spread, thresholdFor } from "./stats.js"
 
 const SEED = 1
@@ -231,21 +234,28 @@ export const main = async (argv: string[]): Promise<void> => {
   const ids = [tok.eotId, ...Array.from({ length: Math.max(...subjects.map(promptOf)) - 1 }, () => rng.nextInt(tok.vocabSize))]
   const work = mkdtempSync(join(tmpdir(), "bench-generate-"))
   try {
-    const peer = peerDir === undefined ? undefined : buildPeer(peerDir, work)
+    const llamacpp = peerDir === "llamacpp"
+    const peer = peerDir === undefined || llamacpp ? undefined : buildPeer(peerDir, work)
     const exported = new Map<string, string>()
-    if (peer) {
-      for (const s of subjects.filter((x) => x.peer)) {
-        const values = initValues(compile(s.spec).table, SEED)
-        const result = toLlama2c(s.spec, Object.fromEntries(values), tok)
-        if (!result.ok) continue
-        mkdirSync(join(work, s.name))
-        for (const f of result.files) writeFileSync(join(work, s.name, f.name), f.data)
-        exported.set(s.name, join(work, s.name))
+    const ggufs = new Map<string, Record<PeerType, string>>()
+    for (const s of subjects.filter((x) => x.peer && (peer || llamacpp))) {
+      const values = Object.fromEntries(initValues(compile(s.spec).table, SEED))
+      if (llamacpp) {
+        const files = exportForLlamaCpp(s.name.replaceAll("/", "-"), s.spec, values, tok, work)
+        if (files) ggufs.set(s.name, files)
+        continue
       }
+      const result = toLlama2c(s.spec, values, tok)
+      if (!result.ok) continue
+      mkdirSync(join(work, s.name))
+      for (const f of result.files) writeFileSync(join(work, s.name, f.name), f.data)
+      exported.set(s.name, join(work, s.name))
     }
     const map = llama2cIds(tok)
     const back = new Map(Array.from(map, (to, from) => [to, from]))
-    type Row = { ours: OurRun; runc?: { prompt: number; decode: number; own?: number; same: boolean } }
+    /** A peer's run in tokens/s, and whether its greedy tokens are ours. */
+    type PeerRun = { prompt: number; decode: number; same: boolean }
+    type Row = { ours: OurRun; runc?: PeerRun & { own?: number }; llamacpp?: Partial<Record<PeerType, PeerRun>> }
     const rows = new Map<string, Row[]>()
     const key = (name: string, t: number) => `${name}@${t}`
     for (let r = 0; r < repeats; r++) {
@@ -268,15 +278,34 @@ export const main = async (argv: string[]): Promise<void> => {
             row.runc = { prompt: prompt.length / d.promptSeconds, decode: tokens / d.decodeSeconds, ...(own === undefined ? {} : { own }), same: d.tokens.every((id, i) => back.get(id) === o.ids[i]) }
             console.log(JSON.stringify({ bench: "generate", model: s.name, side: "run.c", threads: t, repeat: r, prompt: prompt.length, tokens, promptTokensPerSecond: round(row.runc.prompt), decodeTokensPerSecond: round(row.runc.decode), ownReportTokensPerSecond: own, sameTokens: row.runc.same }))
           }
+          const files = ggufs.get(s.name)
+          if (files) {
+            row.llamacpp = {}
+            for (const type of peerTypes) {
+              const l = runLlamaCpp(files[type], prompt, tokens, t)
+              // Against our float32 decoding; q8_0's counterpart is int8 weights, which generate does not have yet.
+              const same = l.tokens.every((id, i) => id === o.ids[i])
+              // Timed as ours: the prompt with the first pick, then one position per later token.
+              const run = { prompt: prompt.length / l.promptSeconds, decode: (tokens - 1) / l.decodeSeconds, same }
+              row.llamacpp[type] = run
+              console.log(JSON.stringify({ bench: "generate", model: s.name, side: "llama.cpp", weights: type, threads: t, repeat: r, prompt: prompt.length, tokens, promptTokensPerSecond: round(run.prompt), decodeTokensPerSecond: round(run.decode), sameTokens: same, against: "ours f32" }))
+            }
+          }
           rows.set(key(s.name, t), [...(rows.get(key(s.name, t)) ?? []), row])
         }
       }
     }
+    const peerSummary = (runs: ReadonlyArray<PeerRun>) => ({
+      promptTokensPerSecond: spread(runs.map((x) => x.prompt)),
+      decodeTokensPerSecond: spread(runs.map((x) => x.decode)),
+      sameTokens: runs.every((x) => x.same),
+    })
     for (const s of subjects) {
       for (const t of threads) {
         const rs = rows.get(key(s.name, t))!
         const plain = s.plain === undefined || s.plain === s.name ? undefined : rows.get(key(s.plain, t))
         const runc = rs.flatMap((x) => (x.runc ? [x.runc] : []))
+        const llamaOf = (type: PeerType) => rs.flatMap((x) => (x.llamacpp?.[type] ? [x.llamacpp[type]] : []))
         console.log(
           JSON.stringify({
             bench: "generate",
@@ -298,13 +327,12 @@ export const main = async (argv: string[]): Promise<void> => {
             ...(runc.length > 0
               ? {
                   runc: {
-                    promptTokensPerSecond: spread(runc.map((x) => x.prompt)),
-                    decodeTokensPerSecond: spread(runc.map((x) => x.decode)),
+                    ...peerSummary(runc),
                     ...(runc.every((x) => x.own !== undefined) ? { ownReportTokensPerSecond: spread(runc.map((x) => x.own!)) } : {}),
-                    sameTokens: runc.every((x) => x.same),
                   },
                 }
               : {}),
+            ...(ggufs.has(s.name) ? { llamacpp: Object.fromEntries(peerTypes.map((type) => [type, { ...peerSummary(llamaOf(type)), against: "ours f32" }])) } : {}),
           }),
         )
       }
