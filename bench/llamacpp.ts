@@ -13,6 +13,7 @@ import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { DecoderSpec } from "../dsl/index.js"
+import type { Weights as Precision } from "../src/decode/weights.js"
 import { toGguf } from "../src/export/gguf.js"
 import type { Weights } from "../src/export/weights.js"
 import type { Tokenizer } from "../src/tokenizer/tokenizer.js"
@@ -20,6 +21,9 @@ import type { Tokenizer } from "../src/tokenizer/tokenizer.js"
 /** The GGUF types the peer runs: f32 against our float32 decoding, q8_0 against int8 weights. */
 export const peerTypes = ["f32", "q8_0"] as const
 export type PeerType = (typeof peerTypes)[number]
+
+/** Our decoding whose arithmetic each type's matches (src/decode/weights.ts's int8 is Q8_0). */
+export const counterpart: Readonly<Record<PeerType, Precision>> = { f32: "fp32", q8_0: "int8" }
 
 export interface LlamaCppRun {
   readonly tokens: number[]
