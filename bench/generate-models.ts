@@ -22,7 +22,7 @@ export interface Subject {
   readonly blocksPerToken?: number
   /** The model F (FLOPs per position, plain / this) is measured against. */
   readonly plain?: string
-  /** Exported to llama2.c's run.c and run beside ours with --peer. */
+  /** Exported to the --peer (llama2.c's run.c, or llama.cpp where its llama architecture expresses the model) and run beside ours. */
   readonly peer?: boolean
   /** The prompt fills the context but for the new tokens, so decoding runs at the last positions. */
   readonly longPrompt?: boolean

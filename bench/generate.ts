@@ -1,19 +1,23 @@
 /**
- * `npm run bench -- generate [--peer DIR] [--repeats N] [--prompt P] [--tokens N] [--threads 1,2]
- * [--models base,stories15m,depth,attention] [--depth-runs DIR] [--backend B]`: greedy generation
- * speed (prompt processing and decoding, tokens/s) and evaluation throughput (tokens/s of the
- * forward pass and loss that `npm run eval` runs), with the blocks and FLOPs per position each
- * spent, of the models of bench/generate-models.ts: the base decoder and a stories15M-shaped
- * llama model (width 288, 6 layers, 6 heads, context 256) with this project's tokenizer (4262
- * ids), seeded random weights; the depth experiment's models under their policies (trained
- * runs under --depth-runs, default runs/depth, when present) with F, the plain model's FLOPs
- * per position over theirs; and the attention kinds at context 1024. Each measurement is a
+ * `npm run bench -- generate [--peer DIR | --peer llamacpp] [--repeats N] [--prompt P] [--tokens N]
+ * [--threads 1,2] [--models base,stories15m,depth,attention] [--depth-runs DIR] [--backend B]`:
+ * greedy generation speed (prompt processing and decoding, tokens/s) and evaluation throughput
+ * (tokens/s of the forward pass and loss that `npm run eval` runs), with the blocks and FLOPs per
+ * position each spent, of the models of bench/generate-models.ts: the base decoder and a
+ * stories15M-shaped llama model (width 288, 6 layers, 6 heads, context 256) with this project's
+ * tokenizer (4262 ids), seeded random weights; the depth experiment's models under their policies
+ * (trained runs under --depth-runs, default runs/depth, when present) with F, the plain model's
+ * FLOPs per position over theirs; and the attention kinds at context 1024. Each measurement is a
  * fresh process with TFJS_NATIVE_THREADS set and OpenMP's passive waiting, as run.c gets. With
  * `--peer ../shared/peers/llama2c`, llama2.c's run.c is built from that directory, the base and
- * llama models are exported to it, and run.c runs the same prompt ids and token count after
- * each of our runs (OMP_NUM_THREADS the same), greedy; its tokens are compared with ours. One
- * JSON line per measurement as it happens, interleaved, then one line per model and thread
- * count with the medians and ranges.
+ * llama models are exported to it, and run.c runs the same prompt ids and token count after each
+ * of our runs (OMP_NUM_THREADS the same), greedy; its tokens are compared with ours. With `--peer
+ * llamacpp`, llama.cpp (bench/llamacpp.ts) runs the models its llama architecture expresses (the
+ * stories15M-shaped one), exported to GGUF f32 and q8_0, the same way, each in its own fresh
+ * process, and our int8 decoding (`weights: "int8"`) runs beside our float32 one for them: f32's
+ * tokens are compared with our float32 run's, q8_0's with our int8 run's. One JSON line per
+ * measurement as it happens, interleaved, then one line per model and thread count with the
+ * medians and ranges.
  */
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
@@ -25,6 +29,7 @@ import { join, resolve } from "node:path"
 import { withPolicy } from "../dsl/index.js"
 import { selectBackend } from "../src/backend/select.js"
 import { prepareData } from "../src/data/prepare.js"
+import type { Weights } from "../src/decode/weights.js"
 import { DepthTrace } from "../src/depth/trace.js"
 import { evaluate, type HostBatch } from "../src/eval/evaluate.js"
 import { sampling } from "../src/eval/generate.js"
@@ -37,6 +42,7 @@ import { Rng } from "../src/random/rng.js"
 import { ProgressSink } from "../src/io/progress.js"
 import { groups, type Subject } from "./generate-models.js"
 import { buildPeer, runDriver, runStock } from "./llama2c.js"
+import { counterpart, exportForLlamaCpp, type PeerType, peerTypes, runLlamaCpp } from "./llamacpp.js"
 import { flopRatio, median, spread, thresholdFor } from "./stats.js"
 
 const SEED = 1
@@ -53,6 +59,7 @@ interface Job {
   readonly prompt: number[]
   readonly tokens: number
   readonly backend: string | undefined
+  readonly weights: Weights
 }
 
 /** What one part of the work spent per position (depth policies spend less than the nominal count). */
@@ -136,8 +143,8 @@ const seconds = (f: () => void): number => {
  * Greedy generation timed in two parts: up to the first token (the prompt through the model
  * with a fresh cache, and one sample) and the tokens after it (one position each).
  */
-const timedGreedy = (model: Model, params: Params, prompt: number[], tokens: number, trace?: DepthTrace) => {
-  const steps = sampling(model, params, prompt, { tokens, temperature: 0, ...(trace ? { trace } : {}) }, Rng.fromSeed(SEED))
+const timedGreedy = (model: Model, params: Params, prompt: number[], tokens: number, weights: Weights, trace?: DepthTrace) => {
+  const steps = sampling(model, params, prompt, { tokens, temperature: 0, weights, ...(trace ? { trace } : {}) }, Rng.fromSeed(SEED))
   let step: IteratorResult<number, number[]> | undefined
   const promptSeconds = seconds(() => (step = steps.next()))
   const decodeSeconds = seconds(() => {
@@ -152,13 +159,13 @@ const measure = async (job: Job): Promise<OurRun> => {
   const { model, params } = await load(job.subject)
   // Random ids: a trained run's vocabulary may be another size than this tokenizer's.
   const prompt = job.prompt.map((id) => id % model.spec.vocab)
-  timedGreedy(model, params, prompt, 8)
+  timedGreedy(model, params, prompt, 8, job.weights)
   const trace = new DepthTrace()
-  const greedy = timedGreedy(model, params, prompt, job.tokens, trace)
+  const greedy = timedGreedy(model, params, prompt, job.tokens, job.weights, trace)
   const batches = evalBatches(model, 8, 3)
-  evaluate(model, params, batches.slice(0, 1), 1)
+  evaluate(model, params, batches.slice(0, 1), 1, undefined, job.weights)
   let evaluation: ReturnType<typeof evaluate> | undefined
-  const evalSeconds = seconds(() => (evaluation = evaluate(model, params, batches.slice(1), 1)))
+  const evalSeconds = seconds(() => (evaluation = evaluate(model, params, batches.slice(1), 1, undefined, job.weights)))
   tf.dispose(Object.values(params))
   return {
     backend: choice.name,
@@ -231,35 +238,54 @@ export const main = async (argv: string[]): Promise<void> => {
   const ids = [tok.eotId, ...Array.from({ length: Math.max(...subjects.map(promptOf)) - 1 }, () => rng.nextInt(tok.vocabSize))]
   const work = mkdtempSync(join(tmpdir(), "bench-generate-"))
   try {
-    const peer = peerDir === undefined ? undefined : buildPeer(peerDir, work)
+    const llamacpp = peerDir === "llamacpp"
+    const peer = peerDir === undefined || llamacpp ? undefined : buildPeer(peerDir, work)
     const exported = new Map<string, string>()
-    if (peer) {
-      for (const s of subjects.filter((x) => x.peer)) {
-        const values = initValues(compile(s.spec).table, SEED)
-        const result = toLlama2c(s.spec, Object.fromEntries(values), tok)
-        if (!result.ok) continue
-        mkdirSync(join(work, s.name))
-        for (const f of result.files) writeFileSync(join(work, s.name, f.name), f.data)
-        exported.set(s.name, join(work, s.name))
+    const ggufs = new Map<string, Record<PeerType, string>>()
+    for (const s of subjects.filter((x) => x.peer && (peer || llamacpp))) {
+      const values = Object.fromEntries(initValues(compile(s.spec).table, SEED))
+      if (llamacpp) {
+        const files = exportForLlamaCpp(s.name.replaceAll("/", "-"), s.spec, values, tok, work)
+        if (files) ggufs.set(s.name, files)
+        continue
+      }
+      const result = toLlama2c(s.spec, values, tok)
+      if (!result.ok) continue
+      mkdirSync(join(work, s.name))
+      for (const f of result.files) writeFileSync(join(work, s.name, f.name), f.data)
+      exported.set(s.name, join(work, s.name))
+    }
+    // Our int8 decoding, q8_0's counterpart, needs the native decode program: refused here rather than in the first round's child.
+    if (ggufs.size > 0) await selectBackend(backend)
+    for (const name of ggufs.keys()) {
+      if (!compile(subjects.find((s) => s.name === name)!.spec).decodesNatively()) {
+        throw new Error(`--peer llamacpp compares q8_0 with our int8 decoding of ${name}, which runs on the native decode program only: the native backend (--backend native, TFJS_NATIVE_DECODE not 0)`)
       }
     }
     const map = llama2cIds(tok)
     const back = new Map(Array.from(map, (to, from) => [to, from]))
-    type Row = { ours: OurRun; runc?: { prompt: number; decode: number; own?: number; same: boolean } }
+    /** A peer's run in tokens/s, and whether its greedy tokens are ours. */
+    type PeerRun = { prompt: number; decode: number; same: boolean }
+    type Row = { ours: OurRun; int8?: OurRun; runc?: PeerRun & { own?: number }; llamacpp?: Partial<Record<PeerType, PeerRun>> }
     const rows = new Map<string, Row[]>()
     const key = (name: string, t: number) => `${name}@${t}`
     for (let r = 0; r < repeats; r++) {
       for (const s of subjects) {
         const prompt = ids.slice(0, promptOf(s))
         for (const t of threads) {
-          const o = ours({ subject: s, prompt, tokens, backend }, t)
-          const line = {
-            bench: "generate", model: s.name, side: "ours", backend: o.backend, threads: t, repeat: r, prompt: prompt.length, tokens,
-            promptTokensPerSecond: round(o.promptTokensPerSecond), decodeTokensPerSecond: round(o.decodeTokensPerSecond), evalTokensPerSecond: round(o.evalTokensPerSecond),
-            decode: o.decode, eval: o.eval,
+          const side = (weights: Weights): OurRun => {
+            const o = ours({ subject: s, prompt, tokens, backend, weights }, t)
+            const line = {
+              bench: "generate", model: s.name, side: "ours", weights, backend: o.backend, threads: t, repeat: r, prompt: prompt.length, tokens,
+              promptTokensPerSecond: round(o.promptTokensPerSecond), decodeTokensPerSecond: round(o.decodeTokensPerSecond), evalTokensPerSecond: round(o.evalTokensPerSecond),
+              decode: o.decode, eval: o.eval,
+            }
+            console.log(JSON.stringify(line))
+            return o
           }
-          console.log(JSON.stringify(line))
-          const row: Row = { ours: o }
+          const o = side("fp32")
+          const files = ggufs.get(s.name)
+          const row: Row = { ours: o, ...(files ? { int8: side("int8") } : {}) }
           const dir = exported.get(s.name)
           if (peer && dir) {
             const d = runDriver(peer, join(dir, "model.bin"), prompt.map((id) => map[id]!), tokens, t)
@@ -268,15 +294,38 @@ export const main = async (argv: string[]): Promise<void> => {
             row.runc = { prompt: prompt.length / d.promptSeconds, decode: tokens / d.decodeSeconds, ...(own === undefined ? {} : { own }), same: d.tokens.every((id, i) => back.get(id) === o.ids[i]) }
             console.log(JSON.stringify({ bench: "generate", model: s.name, side: "run.c", threads: t, repeat: r, prompt: prompt.length, tokens, promptTokensPerSecond: round(row.runc.prompt), decodeTokensPerSecond: round(row.runc.decode), ownReportTokensPerSecond: own, sameTokens: row.runc.same }))
           }
+          if (files) {
+            row.llamacpp = {}
+            for (const type of peerTypes) {
+              const l = runLlamaCpp(files[type], prompt, tokens, t)
+              const same = l.tokens.every((id, i) => id === { fp32: o, int8: row.int8! }[counterpart[type]].ids[i])
+              // Timed as ours: the prompt with the first pick, then one position per later token.
+              const run = { prompt: prompt.length / l.promptSeconds, decode: (tokens - 1) / l.decodeSeconds, same }
+              row.llamacpp[type] = run
+              console.log(JSON.stringify({ bench: "generate", model: s.name, side: "llama.cpp", weights: type, threads: t, repeat: r, prompt: prompt.length, tokens, promptTokensPerSecond: round(run.prompt), decodeTokensPerSecond: round(run.decode), sameTokens: same, against: `ours ${counterpart[type]}` }))
+            }
+          }
           rows.set(key(s.name, t), [...(rows.get(key(s.name, t)) ?? []), row])
         }
       }
     }
+    const ourSummary = (runs: ReadonlyArray<OurRun>) => ({
+      promptTokensPerSecond: spread(runs.map((x) => x.promptTokensPerSecond)),
+      decodeTokensPerSecond: spread(runs.map((x) => x.decodeTokensPerSecond)),
+      evalTokensPerSecond: spread(runs.map((x) => x.evalTokensPerSecond)),
+    })
+    const peerSummary = (runs: ReadonlyArray<PeerRun>) => ({
+      promptTokensPerSecond: spread(runs.map((x) => x.prompt)),
+      decodeTokensPerSecond: spread(runs.map((x) => x.decode)),
+      sameTokens: runs.every((x) => x.same),
+    })
     for (const s of subjects) {
       for (const t of threads) {
         const rs = rows.get(key(s.name, t))!
         const plain = s.plain === undefined || s.plain === s.name ? undefined : rows.get(key(s.plain, t))
+        const int8 = rs.flatMap((x) => (x.int8 ? [x.int8] : []))
         const runc = rs.flatMap((x) => (x.runc ? [x.runc] : []))
+        const llamaOf = (type: PeerType) => rs.flatMap((x) => (x.llamacpp?.[type] ? [x.llamacpp[type]] : []))
         console.log(
           JSON.stringify({
             bench: "generate",
@@ -289,22 +338,20 @@ export const main = async (argv: string[]): Promise<void> => {
             prompt: promptOf(s),
             tokens,
             ours: {
-              promptTokensPerSecond: spread(rs.map((x) => x.ours.promptTokensPerSecond)),
-              decodeTokensPerSecond: spread(rs.map((x) => x.ours.decodeTokensPerSecond)),
-              evalTokensPerSecond: spread(rs.map((x) => x.ours.evalTokensPerSecond)),
+              ...ourSummary(rs.map((x) => x.ours)),
               decode: spentSummary(rs.map((x) => x.ours.decode), plain?.map((x) => x.ours.decode)),
               eval: spentSummary(rs.map((x) => x.ours.eval), plain?.map((x) => x.ours.eval)),
             },
+            ...(int8.length > 0 ? { oursInt8: ourSummary(int8) } : {}),
             ...(runc.length > 0
               ? {
                   runc: {
-                    promptTokensPerSecond: spread(runc.map((x) => x.prompt)),
-                    decodeTokensPerSecond: spread(runc.map((x) => x.decode)),
+                    ...peerSummary(runc),
                     ...(runc.every((x) => x.own !== undefined) ? { ownReportTokensPerSecond: spread(runc.map((x) => x.own!)) } : {}),
-                    sameTokens: runc.every((x) => x.same),
                   },
                 }
               : {}),
+            ...(ggufs.has(s.name) ? { llamacpp: Object.fromEntries(peerTypes.map((type) => [type, { ...peerSummary(llamaOf(type)), against: `ours ${counterpart[type]}` }])) } : {}),
           }),
         )
       }

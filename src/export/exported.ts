@@ -1,3 +1,5 @@
+import type { GgmlType } from "./ggml.js"
+
 /** What an exporter produces: the files of the export directory, or every reason the model cannot be expressed. */
 export interface ExportFile {
   readonly name: string
@@ -14,6 +16,12 @@ export type Exported =
  */
 export interface ExportNote {
   readonly droppedPolicy?: string
+}
+
+/** Choices for formats that have them: the tensor type of a GGUF file, the model's name in its metadata. */
+export interface ExportOptions {
+  readonly type?: GgmlType
+  readonly name?: string
 }
 
 export const jsonFile = (name: string, value: unknown): ExportFile => ({ name, data: new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`) })

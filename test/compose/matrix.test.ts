@@ -29,6 +29,7 @@ import { loadRuns } from "../../src/report/runs.js"
 import { END_OF_TEXT, Tokenizer } from "../../src/tokenizer/tokenizer.js"
 import type { RunData } from "../../src/train/run-data.js"
 import { maxAbsDiff, projectLogits, readModelBin, safetensorsLookup } from "../export/fixtures.js"
+import { ggufAsLlama, readGguf } from "../export/gguf-reader.js"
 import { llamaLogits } from "../export/reference.js"
 import { crashingAfter, tinyRun } from "../train/fixtures.js"
 
@@ -159,6 +160,11 @@ const exportedLogits: { readonly [F in ExportFormat]: (out: string, ids: number[
     // run.c numbers the tokens its own way and pairs rotary dimensions interleaved.
     const map = llama2cIds(tokenizer)
     return llamaLogits(bin.config, bin.lookup, ids.map((id) => map[id]!), "interleaved").map((row) => Float64Array.from(map, (to) => row[to]!))
+  },
+  gguf: (out, ids) => {
+    // llama.cpp pairs rotary dimensions interleaved, as run.c does.
+    const { config, lookup } = ggufAsLlama(readGguf(new Uint8Array(readFileSync(join(out, "model.gguf")))))
+    return llamaLogits(config, lookup, ids, "interleaved")
   },
 }
 

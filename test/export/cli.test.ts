@@ -41,6 +41,33 @@ describe("npm run export", () => {
     expect(readdirSync(join(run, "export"))).toEqual(["hf"])
   })
 
+  it("writes a GGUF file under <run>/export/gguf-<type>, each type in its own directory", async () => {
+    const run = join(work, "llama-gguf")
+    cpSync(join(fixtures, "llama"), run, { recursive: true })
+    const q8 = await exportCmd([run, "--format", "gguf", "--type", "q8_0"])
+    expect(q8.code, q8.stderr).toBe(0)
+    const printed = JSON.parse(q8.stdout) as { out: string; summary: { type: string; tensors: Record<string, number> } }
+    expect(printed.out).toBe(join(run, "export", "gguf-q8_0"))
+    expect(readdirSync(printed.out)).toEqual(["model.gguf"])
+    // Width 32 rows are Q8_0; the FFN's 88-wide rows (ffn_down) are not a multiple of 32 and stay f16; the norms f32.
+    expect(printed.summary).toMatchObject({ type: "q8_0", tensors: { q8_0: 14, f16: 2, f32: 5 } })
+    const f32 = await exportCmd([run, "--format", "gguf"])
+    expect(f32.code, f32.stderr).toBe(0)
+    expect(readdirSync(join(run, "export")).sort()).toEqual(["gguf-f32", "gguf-q8_0"])
+  })
+
+  it("refuses --type for a format without types, and an unknown type, as usage errors, writing nothing", async () => {
+    const run = join(work, "llama-type")
+    cpSync(join(fixtures, "llama"), run, { recursive: true })
+    const hf = await exportCmd([run, "--format", "hf", "--type", "f16"])
+    expect(hf.code).toBe(2)
+    expect(hf.stderr).toContain("error: --type f16: only --format gguf has tensor types")
+    const q4 = await exportCmd([run, "--format", "gguf", "--type", "q4_0"])
+    expect(q4.code).toBe(2)
+    expect(q4.stderr).toContain("error: --type q4_0: unknown type; expected f32 | f16 | q8_0")
+    expect(existsSync(join(run, "export"))).toBe(false)
+  })
+
   it("refuses a model the format cannot express with every reason, writing nothing", async () => {
     const run = join(work, "llama-1e-6")
     cpSync(join(fixtures, "llama"), run, { recursive: true })

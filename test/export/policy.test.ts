@@ -9,12 +9,14 @@ import { type DecoderSpec, type DepthPolicy, earlyExit, gpt2, layerDrop, llama, 
 import { command as exportCommand } from "../../src/cli/export.js"
 import { openRun } from "../../src/runs/run-dir.js"
 import { toHuggingFace } from "../../src/export/hf.js"
+import { toGguf } from "../../src/export/gguf.js"
 import { toLlama2c } from "../../src/export/llama2c.js"
 import { compile } from "../../src/model/index.js"
 import { runInProcess } from "../cli/in-process.js"
 import { command, root } from "../cli/process.js"
 import { snapshot } from "../files.js"
 import { fileOf, fixtureTokenizer, jsonOf, maxAbsDiff, projectLogits, randomWeights, safetensorsLookup, tensorsOf } from "./fixtures.js"
+import { ggufAsLlama, readGguf } from "./gguf-reader.js"
 import { gpt2Logits, llamaLogits } from "./reference.js"
 
 /**
@@ -40,7 +42,7 @@ const bothLogits = (spec: DecoderSpec, family: "gpt2" | "llama") => {
   tf.dispose(Object.values(params))
   const config = jsonOf(result.files, "config.json")
   const { lookup } = safetensorsLookup(fileOf(result.files, "model.safetensors"))
-  return { ours, theirs: family === "gpt2" ? gpt2Logits(config, lookup, ids) : llamaLogits(config, lookup, ids) }
+  return { weights, ours, theirs: family === "gpt2" ? gpt2Logits(config, lookup, ids) : llamaLogits(config, lookup, ids) }
 }
 
 describe("exports of models with a depth policy", () => {
@@ -53,8 +55,15 @@ describe("exports of models with a depth policy", () => {
   for (const [name, policy] of exact) {
     for (const [family, preset] of [["gpt2", gpt2], ["llama", llama]] as const) {
       it(`${name}: the ${family} export's logits are the project's`, () => {
-        const { ours, theirs } = bothLogits(withPolicy(preset(base), policy), family)
+        const spec = withPolicy(preset(base), policy)
+        const { weights, ours, theirs } = bothLogits(spec, family)
         expect(maxAbsDiff(theirs, ours)).toBeLessThan(1e-5)
+        if (family === "llama") {
+          const result = toGguf(spec, weights, tokenizer)
+          if (!result.ok) throw new Error(result.problems.join("\n"))
+          const { config, lookup } = ggufAsLlama(readGguf(fileOf(result.files, "model.gguf")))
+          expect(maxAbsDiff(llamaLogits(config, lookup, ids, "interleaved"), ours)).toBeLessThan(1e-5)
+        }
       })
     }
   }
@@ -68,11 +77,11 @@ describe("exports of models with a depth policy", () => {
     ["early exit that can exit", earlyExit({ threshold: 0.75 }), /^at \["layers","policy"\]: early-exit\(softmax>0\.75, shared head\): a token whose softmax confidence exceeds 0\.75 leaves before the last block;/],
   ]
   for (const [name, policy, message] of departing) {
-    it(`${name}: refused by both formats, with the policy's path and why`, () => {
+    it(`${name}: refused by every format, with the policy's path and why`, () => {
       for (const preset of [gpt2, llama]) {
         const spec = withPolicy(preset(base), policy)
         const weights = randomWeights(spec, 6)
-        const results = preset === llama ? [toHuggingFace(spec, weights, tokenizer), toLlama2c(spec, weights, tokenizer)] : [toHuggingFace(spec, weights, tokenizer)]
+        const results = preset === llama ? [toHuggingFace(spec, weights, tokenizer), toLlama2c(spec, weights, tokenizer), toGguf(spec, weights, tokenizer)] : [toHuggingFace(spec, weights, tokenizer)]
         for (const r of results) {
           expect(r.ok).toBe(false)
           if (!r.ok) expect(r.problems.join("\n")).toMatch(message)
@@ -105,7 +114,7 @@ describe("npm run export of runs with a depth policy", { timeout: 120_000 }, () 
   it("refuses a mixture-of-depths run and an early-exit run with the policy's path, writing nothing", async () => {
     for (const [dir, kind] of [[mod, "mixture-of-depths"], [exits, "early-exit"]] as const) {
       const before = snapshot(dir)
-      for (const format of ["hf", "llama2c"]) {
+      for (const format of ["hf", "llama2c", "gguf"]) {
         const r = await runInProcess(exportCommand, [dir, "--format", format])
         expect(r.code, `${kind} ${format}`).toBe(1)
         expect(r.stderr).toMatch(new RegExp(`cannot export to ${format}:\\n  - at \\["layers","policy"\\]: ${kind}\\(`))
