@@ -291,7 +291,7 @@ export const main = async (argv: string[]): Promise<void> => {
             const d = runDriver(peer, join(dir, "model.bin"), prompt.map((id) => map[id]!), tokens, t)
             // run.c's own program, from BOS alone for as many positions: its own figure, for comparison with the driver's.
             const own = runStock(peer, dir, prompt.length + tokens, t).tokensPerSecond
-            row.runc = { prompt: prompt.length / d.promptSeconds, decode: tokens / d.decodeSeconds, ...(own === undefined ? {} : { own }), same: d.tokens.every((id, i) => back.get(id) === o.ids[i]) }
+            row.runc = { prompt: prompt.length / d.promptSeconds, decode: (tokens - 1) / d.decodeSeconds, ...(own === undefined ? {} : { own }), same: d.tokens.every((id, i) => back.get(id) === o.ids[i]) }
             console.log(JSON.stringify({ bench: "generate", model: s.name, side: "run.c", threads: t, repeat: r, prompt: prompt.length, tokens, promptTokensPerSecond: round(row.runc.prompt), decodeTokensPerSecond: round(row.runc.decode), ownReportTokensPerSecond: own, sameTokens: row.runc.same }))
           }
           if (files) {
