@@ -28,6 +28,7 @@ import { compile, DecodeCache, type Model } from "../src/model/index.js"
 import { initValues } from "../src/model/init.js"
 import { Rng } from "../src/random/rng.js"
 import { ProgressSink } from "../src/io/progress.js"
+import { Tokenizer } from "../src/tokenizer/tokenizer.js"
 import { buildPeer, runDriver, runStock } from "./llama2c.js"
 
 const SEED = 1
@@ -132,8 +133,12 @@ const ours = (job: Job, threads: number): OurRun => {
 
 const tokenizer = () =>
   Effect.runPromise(
-    prepareData({ vocabSize: 4096, extra: false, progress: false }).pipe(Effect.provide(Layer.merge(NodeServices.layer, ProgressSink.stderr))),
-  ).then((d) => d.tokenizer)
+    prepareData({ tokenizer: { vocabSize: 4096 }, extra: false, progress: false }).pipe(Effect.provide(Layer.merge(NodeServices.layer, ProgressSink.stderr))),
+  ).then((d) => {
+    // The benchmark trains its own BPE, which llama2cIds maps to run.c's layout.
+    if (!(d.tokenizer instanceof Tokenizer)) throw new Error("expected the trained byte-level BPE")
+    return d.tokenizer
+  })
 
 export const main = async (argv: string[]): Promise<void> => {
   const child = flag(argv, "child")

@@ -227,9 +227,11 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
       ...extras.flatMap((e) => e.problems),
       ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
     ]
-    const vocab = exp.training.data?.tokenizer?.bpe
+    const tokenizer = exp.training.data?.tokenizer
+    // A run's tokenizer is read when the run starts, and the model takes its vocabulary then.
+    const vocab = tokenizer !== undefined && "bpe" in tokenizer ? tokenizer.bpe : undefined
     models.forEach((m, i) => {
-      if ("value" in m && m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
+      if (vocab !== undefined && "value" in m && m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
     })
     if (problems.length > 0 || !training.value) return yield* fail(problems)
     return chosen.flatMap((variant) =>
