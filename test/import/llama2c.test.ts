@@ -10,6 +10,7 @@ import { type DecoderSpec, llama } from "../../dsl/index.js"
 import { buildPeer, compilerAvailable, defaultPeer, runDriver } from "../../bench/llama2c.js"
 import { sharedDataDir } from "../../src/data/paths.js"
 import { generate } from "../../src/eval/generate.js"
+import { exportRun } from "../../src/export/export-run.js"
 import { llama2cIds, toLlama2c } from "../../src/export/llama2c.js"
 import type { Weights } from "../../src/export/weights.js"
 import { importLlama2c } from "../../src/import/import-run.js"
@@ -146,6 +147,20 @@ describe("llama2.c import", () => {
       expect(sources.objective.map((s) => s.dir)).toEqual([out])
       const again = await Effect.runPromiseExit(importLlama2c(join(dir, "model.bin"), join(dir, "tokenizer.bin"), { out }).pipe(Effect.provide(NodeServices.layer)))
       expect(JSON.stringify(again)).toMatch(/is not empty; an import never overwrites a run/)
+    })
+
+    it("exports back to llama2.c with the tokenizer.bin as read and weights that import to the same model", async () => {
+      const sp = llamaLikeVocab(bpe, new Set())
+      const model = seededModel({ ...small, vocab: sp.vocabSize, shared: false }, 6)
+      writeFileSync(join(dir, "round.bin"), writeV1(model))
+      writeFileSync(join(dir, "tokenizer.bin"), sp.toBin())
+      const out = join(dir, "runs", "round")
+      await run(importLlama2c(join(dir, "round.bin"), join(dir, "tokenizer.bin"), { out }).pipe(Effect.provide(NodeServices.layer)))
+      const exported = await run(Effect.scoped(exportRun(out, "llama2c")).pipe(Effect.provide(NodeServices.layer)))
+      expect(readFileSync(join(exported.out, "tokenizer.bin"))).toEqual(Buffer.from(sp.toBin()))
+      const again = imported(readFileSync(join(exported.out, "model.bin")))
+      const first = imported(writeV0(model))
+      for (const name of Object.keys(first.weights)) expect(Array.from(again.weights[name]!), name).toEqual(Array.from(first.weights[name]!))
     })
 
     it("refuses a tokenizer.bin of another vocabulary before writing anything", async () => {
