@@ -27,6 +27,12 @@ describe("npm run import", () => {
     expect(r.stderr).toMatch(/tokenizer/)
   })
 
+  it("refuses --tokenizer with a Hugging Face directory, which has its tokenizer.json (exit 2)", async () => {
+    const r = await runInProcess(importCommand, [dir, "--tokenizer", join(dir, "tokenizer.bin")])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain("--tokenizer is for a llama2.c model.bin")
+  })
+
   it("puts the run in runs/imports/<name> by default, its data naming its own tokenizer there", async () => {
     const runs = mkdtempSync(join(tmpdir(), "import-runs-"))
     const saved = process.env["TINYSTORIES_RUNS"]
