@@ -20,6 +20,7 @@ export const runTokenizer = (t: TextTokenizer, requested: number | undefined, pa
   decode: (ids) => t.decode(ids),
   vocabSize: t.vocabSize,
   eotId: t.eotId,
+  promptStart: t.promptStart,
   hash: t.hash,
   name: requested !== undefined ? `byte-level BPE ${requested} (${t.vocabSize} ids with all 256 bytes)` : t.label,
   json: () => t.toJSON(),

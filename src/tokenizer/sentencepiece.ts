@@ -97,6 +97,8 @@ export class SentencePieceTokenizer implements TextTokenizer {
   readonly kind = "sentencepiece"
   readonly vocabSize: number
   readonly eotId = SP_BOS
+  /** run.c feeds BOS before the prompt, as every story starts with it in llama2.c's training data. */
+  readonly promptStart: readonly number[] = [SP_BOS]
   readonly pieces: readonly Uint8Array[]
   readonly scores: Float32Array
   readonly maxTokenLength: number

@@ -10,6 +10,8 @@ export interface TextTokenizer {
   readonly vocabSize: number
   /** The id that separates stories in the token stream and ends a sampled story. */
   readonly eotId: number
+  /** The ids a prompt follows when sampling: where a story starts in the kind's own training data (llama2.c's BOS), or none. */
+  readonly promptStart: readonly number[]
   /** e.g. "byte-level BPE, 4097 ids". */
   readonly label: string
   encode(text: string): Uint32Array

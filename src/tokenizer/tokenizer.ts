@@ -66,6 +66,8 @@ class IdBuffer {
  */
 export class Tokenizer implements TextTokenizer {
   readonly kind = "bpe"
+  /** The lab's stories end with <|endoftext|>; a prompt starts a story as it is. */
+  readonly promptStart: readonly number[] = []
   readonly vocabSize: number
   /** Id of `<|endoftext|>`. */
   readonly eotId: number
