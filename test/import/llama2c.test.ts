@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, relative } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type DecoderSpec, llama } from "../../dsl/index.js"
 import { buildPeer, compilerAvailable, defaultPeer, runDriver } from "../../bench/llama2c.js"
@@ -23,6 +23,10 @@ import { prepareSources } from "../../src/train/sources.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { distill } from "../../src/experiment/objective/spec.js"
 import { runAt } from "../../src/experiment/run-ref.js"
+import { adamw, constant, experiment, magnitude, prune } from "../../src/index.js"
+import { expandRuns, type Loaded } from "../../src/experiment/load.js"
+import { repoRoot } from "../../src/io/paths.js"
+import { checkSources } from "../../src/prune/source.js"
 import { fileOf, fixtureTokenizer, maxAbsDiff, projectLogits, randomWeights, tensorsOf } from "../export/fixtures.js"
 import { llamaLikeVocab, type RuncModel, seededModel, writeV0, writeV1, writeV2 } from "./fixtures.js"
 
@@ -122,7 +126,7 @@ describe("llama2.c import", () => {
     afterAll(() => rmSync(dir, { recursive: true, force: true }))
     const run = <A, E>(effect: Effect.Effect<A, E, never>) => Effect.runPromise(effect)
 
-    it("is a finished run that openRun reads (spec, SentencePiece tokenizer, weights) and a student takes as teacher, with its provenance; it is never overwritten", async () => {
+    it("is a finished run that openRun reads (spec, SentencePiece tokenizer, weights) and a student takes as teacher and a pruning run as source, with its provenance; it is never overwritten", async () => {
       const sp = llamaLikeVocab(bpe, new Set())
       const model = seededModel({ ...small, vocab: sp.vocabSize, shared: true }, 5)
       writeFileSync(join(dir, "model.bin"), writeV2(model, 16).bytes)
@@ -145,6 +149,22 @@ describe("llama2.c import", () => {
       const data = tokenRunData(runTokenizer(sp, undefined), Uint16Array.of(1, 300, 301), Uint16Array.of(1, 300), { train: 3, valid: 3 }, "test")
       const sources = await run(prepareSources(student, data).pipe(Effect.provide(NodeServices.layer)))
       expect(sources.objective.map((s) => s.dir)).toEqual([out])
+      // A pruning experiment on the same data takes it as its source (by its spec.json) and starts from its model.
+      const pruning: Loaded = {
+        name: "pruned",
+        source: "experiments/pruned.ts",
+        experiment: experiment({
+          description: "",
+          models: { m: prune({ source: relative(repoRoot(), join(out, "spec.json")), method: magnitude({ sparsity: 0.5 }) }) },
+          data: result.run.training.data,
+          budget: { steps: 0 },
+          optimizer: adamw({ lr: constant(1e-3) }),
+        }),
+      }
+      const [pruned] = await run(expandRuns(pruning, { runs: join(dir, "runs") }).pipe(Effect.provide(NodeServices.layer)))
+      expect(pruned!.model).toEqual(result.run.model)
+      expect(pruned!.prune!.source.dir).toBe(out)
+      await run(checkSources([pruned!]).pipe(Effect.provide(NodeServices.layer)))
       const again = await Effect.runPromiseExit(importLlama2c(join(dir, "model.bin"), join(dir, "tokenizer.bin"), { out }).pipe(Effect.provide(NodeServices.layer)))
       expect(JSON.stringify(again)).toMatch(/is not empty; an import never overwrites a run/)
     })
