@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -18,7 +18,8 @@ import { fromLlama2c } from "../../src/import/llama2c.js"
 import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { openRun } from "../../src/runs/run-dir.js"
-import { runTokenizer, tokenRunData } from "../../src/runs/data.js"
+import { loadRunData, runTokenizer, tokenRunData } from "../../src/runs/data.js"
+import { ProgressSink } from "../../src/io/progress.js"
 import { prepareSources } from "../../src/train/sources.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { distill } from "../../src/experiment/objective/spec.js"
@@ -181,6 +182,11 @@ describe("llama2.c import", () => {
       const again = imported(readFileSync(join(exported.out, "model.bin")))
       const first = imported(writeV0(model))
       for (const name of Object.keys(first.weights)) expect(Array.from(again.weights[name]!), name).toEqual(Array.from(first.weights[name]!))
+    })
+
+    it("data naming a run without a tokenizer.json fails at once, naming the field and the file", async () => {
+      const exit = await Effect.runPromiseExit(loadRunData({ source: "tinystories", tokenizer: { run: join(dir, "nothing") }, extra: false }).pipe(Effect.provide(Layer.merge(NodeServices.layer, ProgressSink.stderr))))
+      expect(JSON.stringify(exit)).toContain(`training.data.tokenizer.run: ${join(dir, "nothing", "tokenizer.json")}: cannot read it`)
     })
 
     it("refuses a tokenizer.bin of another vocabulary before writing anything", async () => {
