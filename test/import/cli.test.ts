@@ -2,12 +2,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as tf from "@tensorflow/tfjs"
+import { NodeServices } from "@effect/platform-node"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { paramTable } from "../../dsl/index.js"
 import { generate } from "../../src/eval/generate.js"
 import { fromLlama2c } from "../../src/import/llama2c.js"
 import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
+import { unrecordedRuns } from "../../src/train/ledger.js"
 import { command as evalCommand } from "../../src/cli/eval.js"
 import { command as generateCommand } from "../../src/cli/generate.js"
 import { command as importCommand } from "../../src/cli/import.js"
@@ -50,6 +53,8 @@ describe("npm run import", () => {
       const spec = JSON.parse(readFileSync(join(runs, "imports", "stories-mini", "spec.json"), "utf8"))
       expect(spec.training.data.tokenizer).toEqual({ run: "imports/stories-mini" })
       expect(spec.training.budget).toEqual({ steps: 0 })
+      // Trained elsewhere, it is no finished run missing from the ledger.
+      expect(await Effect.runPromise(unrecordedRuns(runs, []).pipe(Effect.provide(NodeServices.layer)))).toEqual([])
     } finally {
       if (saved === undefined) delete process.env["TINYSTORIES_RUNS"]
       else process.env["TINYSTORIES_RUNS"] = saved
