@@ -11,7 +11,7 @@ import { runsFolder } from "../io/paths.js"
 import { isExplicit, type Objective, objectiveProblems, ObjectiveSchema } from "./objective/spec.js"
 import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneRecord, type PruneVariant } from "./prune/declare.js"
 import { methodModule } from "./prune/methods/index.js"
-import { nameProblem, seedProblem } from "./names.js"
+import { IMPORTS, nameProblem, seedProblem } from "./names.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema, withCap } from "./define.js"
 import { recordedDir, resolveRecordedDir, runPath } from "./run-path.js"
 import { variantParts } from "./variant.js"
@@ -305,9 +305,11 @@ export const expandPrune = (args: {
     if ([...args.chain, args.experiment].includes(ref.experiment)) {
       return { runs: [], problems: [at(["source", "experiment"], `pruning sources form a cycle: ${[...args.chain, args.experiment, ref.experiment].join(" → ")}`)] }
     }
-    // A source named by its run's spec.json is that run directory (its spec says which run it is).
-    const byRun = extname(ref.experiment) === ".json"
-    const loaded = yield* Effect.result(loadExperiment(byRun ? resolve(repoRoot(), ref.experiment) : ref.experiment))
+    // A source named by its run's spec.json is that run directory (its spec says which run it is);
+    // "imports/<name>" is an imported run in the runs folder (no experiment can have that name).
+    const imported = ref.experiment.split("/")[0] === IMPORTS
+    const byRun = extname(ref.experiment) === ".json" || imported
+    const loaded = yield* Effect.result(loadExperiment(imported ? join(args.runs, ref.experiment, "spec.json") : byRun ? resolve(repoRoot(), ref.experiment) : ref.experiment))
     if (Result.isFailure(loaded)) return { runs: [], problems: [at(["source", "experiment"], byRun ? loaded.failure.message : loaded.failure.problem)] }
     const finetune = p.finetune
     // Cross-entropy is left out, as for any run: absent, it keeps spec hashes unchanged.

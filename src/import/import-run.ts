@@ -6,7 +6,7 @@ import { fsyncDirectory, writeFileAtomic } from "../io/atomic-write.js"
 import { makeDirectory } from "../io/make-directory.js"
 import { runsFolder } from "../io/paths.js"
 import { experiment, type RunSpec, tinystories } from "../experiment/define.js"
-import { isInside, nameProblem } from "../experiment/names.js"
+import { IMPORTS, isInside, nameProblem } from "../experiment/names.js"
 import { adamw } from "../experiment/optimizer/spec.js"
 import { constant } from "../schedule/index.js"
 import type { Weights } from "../export/weights.js"
@@ -32,9 +32,6 @@ export class ImportError extends Data.TaggedError("ImportError")<{ readonly prob
     return this.problem
   }
 }
-
-/** The directory name runs/imports/ keeps for imported models. */
-export const IMPORTS = "imports"
 
 export interface ImportResult {
   readonly out: string

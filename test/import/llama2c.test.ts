@@ -4,7 +4,7 @@ import { Effect, Layer } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, relative } from "node:path"
+import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type DecoderSpec, llama } from "../../dsl/index.js"
 import { buildPeer, compilerAvailable, defaultPeer, runDriver } from "../../bench/llama2c.js"
@@ -26,7 +26,6 @@ import { distill } from "../../src/experiment/objective/spec.js"
 import { runAt } from "../../src/experiment/run-ref.js"
 import { adamw, constant, experiment, magnitude, prune } from "../../src/index.js"
 import { expandRuns, type Loaded } from "../../src/experiment/load.js"
-import { repoRoot } from "../../src/io/paths.js"
 import { checkSources } from "../../src/prune/source.js"
 import { fileOf, fixtureTokenizer, maxAbsDiff, projectLogits, randomWeights, tensorsOf } from "../export/fixtures.js"
 import { llamaLikeVocab, type RuncModel, seededModel, writeV0, writeV1, writeV2 } from "./fixtures.js"
@@ -132,7 +131,7 @@ describe("llama2.c import", () => {
       const model = seededModel({ ...small, vocab: sp.vocabSize, shared: true }, 5)
       writeFileSync(join(dir, "model.bin"), writeV2(model, 16).bytes)
       writeFileSync(join(dir, "tokenizer.bin"), sp.toBin())
-      const out = join(dir, "runs", "mini")
+      const out = join(dir, "runs", "imports", "mini")
       const result = await run(importLlama2c(join(dir, "model.bin"), join(dir, "tokenizer.bin"), { out }).pipe(Effect.provide(NodeServices.layer)))
       expect(result.summary["imported"]).toMatchObject({ format: "llama2.c model.bin", version: 2, dequantised: true, groupSize: 16 })
       expect((result.summary["imported"] as { sha256: string }).sha256).toMatch(/^[0-9a-f]{64}$/)
@@ -150,13 +149,13 @@ describe("llama2.c import", () => {
       const data = tokenRunData(runTokenizer(sp, undefined), Uint16Array.of(1, 300, 301), Uint16Array.of(1, 300), { train: 3, valid: 3 }, "test")
       const sources = await run(prepareSources(student, data).pipe(Effect.provide(NodeServices.layer)))
       expect(sources.objective.map((s) => s.dir)).toEqual([out])
-      // A pruning experiment on the same data takes it as its source (by its spec.json) and starts from its model.
+      // A pruning experiment on the same data takes it as its source ("imports/<name>" in the runs folder) and starts from its model.
       const pruning: Loaded = {
         name: "pruned",
         source: "experiments/pruned.ts",
         experiment: experiment({
           description: "",
-          models: { m: prune({ source: relative(repoRoot(), join(out, "spec.json")), method: magnitude({ sparsity: 0.5 }) }) },
+          models: { m: prune({ source: "imports/mini", method: magnitude({ sparsity: 0.5 }) }) },
           data: result.run.training.data,
           budget: { steps: 0 },
           optimizer: adamw({ lr: constant(1e-3) }),
