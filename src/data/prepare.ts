@@ -118,7 +118,7 @@ const trainTokenizer = (
     return trainer.finish()
   })
 
-/** Encodes every story of `files`, each followed by `<|endoftext|>`, into one token stream. */
+/** Encodes every story of `files`, each followed by the tokenizer's separator (`<|endoftext|>`, llama2.c's BOS), into one token stream. */
 const encodeFiles = (
   tokenizer: TextTokenizer,
   files: readonly string[],

@@ -225,6 +225,6 @@ export const toLlama2c = (spec: DecoderSpec, weights: Weights, tokenizer: TextTo
       { name: "model.bin", data: bytes },
       { name: "tokenizer.bin", data: runc.bin() },
     ],
-    summary: { dim, hiddenDim: hidden, layers, heads, vocab: spec.vocab, seqLen: spec.context, sharedClassifier: spec.tied, bos: `id ${tokenizer.eotId} here, ${RUNC_BOS} in run.c` },
+    summary: { dim, hiddenDim: hidden, layers, heads, vocab: spec.vocab, seqLen: spec.context, sharedClassifier: spec.tied, bos: `${tokenizer.kind === "bpe" ? "<|endoftext|>" : "BOS"} (id ${tokenizer.eotId} here, ${RUNC_BOS} in run.c)` },
   }
 }

@@ -1,6 +1,6 @@
 import { Effect, FileSystem, Path } from "effect"
 import { Batcher, type BatchCursor, evalBatches } from "../data/batcher.js"
-import type { DataError } from "../data/errors.js"
+import { type DataError, DataFormatError } from "../data/errors.js"
 import { prepareData } from "../data/prepare.js"
 import type { TokenArray } from "../data/token-file.js"
 import type { ProgressSink } from "../io/progress.js"
@@ -9,7 +9,6 @@ import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import type { RunData, RunTokenizer } from "../train/run-data.js"
 import type { DataConfig } from "../experiment/define.js"
 import { runDirOf } from "../experiment/run-ref.js"
-import { DataFormatError } from "../data/errors.js"
 
 /**
  * The run-facing view of a tokenizer: one trained for `requested` (Hugging Face counting:
