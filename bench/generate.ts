@@ -41,6 +41,7 @@ import { openRun } from "../src/runs/run-dir.js"
 import { Rng } from "../src/random/rng.js"
 import { ProgressSink } from "../src/io/progress.js"
 import { groups, type Subject } from "./generate-models.js"
+import { Tokenizer } from "../src/tokenizer/tokenizer.js"
 import { buildPeer, runDriver, runStock } from "./llama2c.js"
 import { counterpart, exportForLlamaCpp, type PeerType, peerTypes, runLlamaCpp } from "./llamacpp.js"
 import { flopRatio, median, spread, thresholdFor } from "./stats.js"
@@ -193,8 +194,12 @@ const ours = (job: Job, threads: number): OurRun => {
 
 const tokenizer = () =>
   Effect.runPromise(
-    prepareData({ vocabSize: 4096, extra: false, progress: false }).pipe(Effect.provide(Layer.merge(NodeServices.layer, ProgressSink.stderr))),
-  ).then((d) => d.tokenizer)
+    prepareData({ tokenizer: { vocabSize: 4096 }, extra: false, progress: false }).pipe(Effect.provide(Layer.merge(NodeServices.layer, ProgressSink.stderr))),
+  ).then((d) => {
+    // The benchmark trains its own BPE, which llama2cIds maps to run.c's layout.
+    if (!(d.tokenizer instanceof Tokenizer)) throw new Error("expected the trained byte-level BPE")
+    return d.tokenizer
+  })
 
 /** What the rounds of one model at one thread count spent per position, with F against its plain model's. */
 const spentSummary = (spent: ReadonlyArray<Spent>, plain: ReadonlyArray<Spent> | undefined) => {

@@ -9,6 +9,8 @@ export interface LlamaOptions {
   readonly heads: number
   /** FFN width multiplier before the gated 2/3 reduction (llama: 4). */
   readonly mult?: number
+  /** The exact FFN width (an imported model's hidden_dim); replaces `mult`. */
+  readonly hidden?: number
   /** llama keeps the LM head separate from the embedding. */
   readonly tied?: boolean
 }
@@ -31,7 +33,7 @@ export const llama = (o: LlamaOptions): DecoderSpec =>
       o.layers,
       block({
         attention: attention("full", { heads: o.heads, bias: false }),
-        ffn: ffn("swiglu", { mult: o.mult ?? 4, bias: false }),
+        ffn: ffn("swiglu", o.hidden !== undefined ? { hidden: o.hidden, bias: false } : { mult: o.mult ?? 4, bias: false }),
         norm: norm("rms", { eps: 1e-5 }),
       }),
     ),

@@ -22,7 +22,7 @@ const layers: ReadonlyArray<ReadonlyArray<string>> = [
   ["train"],
   ["prune"],
   ["runs"],
-  ["export", "report"],
+  ["export", "import", "report"],
   ["cli"],
 ]
 

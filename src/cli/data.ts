@@ -59,7 +59,7 @@ const prepare = (values: Values) =>
     if (values.vocab === undefined || !Number.isSafeInteger(vocabSize) || vocabSize < MIN_VOCAB)
       return yield* new UsageError({ message: `--vocab must be an integer ≥ ${MIN_VOCAB}${values.vocab === undefined ? "" : `, got ${values.vocab}`}\n${usage}` })
     const data = yield* prepareData({
-      vocabSize,
+      tokenizer: { vocabSize },
       extra: values.extra ?? false,
       ...(values.dir !== undefined ? { dir: values.dir } : {}),
       ...(values.cache !== undefined ? { cacheDir: values.cache } : {}),

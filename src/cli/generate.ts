@@ -35,8 +35,9 @@ export const command = Command.make(
         const { model, params, tokenizer } = yield* openRun(a.dir)
         const refused = int8Unavailable(model, a.weights)
         if (refused !== undefined) return yield* refused
-        const prompt = Array.from(tokenizer.encode(a.prompt))
-        if (prompt.length === 0) return yield* new UsageError({ message: "--prompt is empty; give the text to continue" })
+        const text = Array.from(tokenizer.encode(a.prompt))
+        if (text.length === 0) return yield* new UsageError({ message: "--prompt is empty; give the text to continue" })
+        const prompt = [...tokenizer.promptStart, ...text]
         const trace = new DepthTrace()
         const options = { temperature: a.temperature, topK: a.topK > 0 ? a.topK : undefined, topP: a.topP, tokens: a.tokens, stop: tokenizer.eotId, trace, weights: a.weights }
         const started = performance.now()

@@ -4,6 +4,7 @@ import { Effect, type FileSystem, type Path } from "effect"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { progressBar, type ProgressSink } from "../io/progress.js"
 import { BpeTrainer } from "../tokenizer/trainer.js"
+import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import { END_OF_TEXT, Tokenizer } from "../tokenizer/tokenizer.js"
 import { type DataError, DataFormatError, TokenizerConfigError, writeError } from "./errors.js"
 import { type DatasetFiles, resolveDataset } from "./dataset.js"
@@ -13,8 +14,11 @@ import { forEachStory } from "./stories.js"
 import { readTokenFile, type TokenArray, tokenArrayFor, type TokenFile, writeTokenFile } from "./token-file.js"
 
 export interface PrepareOptions {
-  /** Hugging Face-style vocabulary size (see `TrainOptions.vocabSize`). */
-  readonly vocabSize: number
+  /**
+   * A byte-level BPE of this Hugging Face-style vocabulary size (see `TrainOptions.vocabSize`),
+   * trained here, or a given tokenizer of any kind (an imported model's) and the file it came from.
+   */
+  readonly tokenizer: { readonly vocabSize: number } | { readonly given: TextTokenizer; readonly path: string }
   /** Also train on the V2/GPT-4 text. */
   readonly extra?: boolean
   /** Explicit data directory; else `TINYSTORIES_DIR`, the shared copy, the download cache. */
@@ -37,7 +41,7 @@ export interface PreparedData {
   readonly dataset: DatasetFiles
   /** Content hash of the files read (train, then valid): a run's data identity, recorded in the ledger. */
   readonly dataHash: string
-  readonly tokenizer: Tokenizer
+  readonly tokenizer: TextTokenizer
   readonly tokenizerPath: string
   readonly train: PreparedSplit
   readonly valid: PreparedSplit
@@ -114,9 +118,9 @@ const trainTokenizer = (
     return trainer.finish()
   })
 
-/** Encodes every story of `files`, each followed by `<|endoftext|>`, into one token stream. */
+/** Encodes every story of `files`, each followed by the tokenizer's separator (`<|endoftext|>`, llama2.c's BOS), into one token stream. */
 const encodeFiles = (
-  tokenizer: Tokenizer,
+  tokenizer: TextTokenizer,
   files: readonly string[],
   progress: boolean,
 ): Effect.Effect<TokenFile, DataError, ProgressSink> =>
@@ -154,10 +158,31 @@ const split = (file: TokenFile, cachePath: string, cached: boolean): PreparedSpl
 })
 
 /**
- * The one entry point of the data path: finds the data, trains the tokenizer (or loads it
- * from the cache, keyed by the train files' content and the vocabulary size), encodes both
- * splits (or loads them, keyed by the files' content and the tokenizer hash) and reports
- * bytes per token. Cache files are written atomically, so concurrent runs are safe.
+ * The BPE of this vocabulary size trained on the train files, from the cache (keyed by the
+ * files' content and the size) or trained now and cached.
+ */
+const trainedTokenizer = (cache: string, trainFiles: readonly string[], trainKey: string, vocabSize: number, progress: boolean) =>
+  Effect.gen(function* () {
+    const tokKey = sha256Text(JSON.stringify([CACHE_VERSION, vocabSize, [END_OF_TEXT], trainKey]))
+    const tokenizerPath = join(cache, "tokenizers", `bpe-${vocabSize}-${tokKey.slice(0, 16)}.json`)
+    if (yield* Effect.promise(() => exists(tokenizerPath))) {
+      const text = yield* Effect.promise(() => readFile(tokenizerPath, "utf8"))
+      const tokenizer = yield* Effect.try({
+        try: () => Tokenizer.fromJSON(text),
+        catch: (e) => new DataFormatError({ path: tokenizerPath, message: `${tokenizerPath}: ${(e as Error).message}` }),
+      })
+      return { tokenizer, tokenizerPath }
+    }
+    const tokenizer = yield* trainTokenizer(trainFiles, vocabSize, progress)
+    yield* writeFileAtomic(tokenizerPath, tokenizer.toJSON(), { makeDirectory: true }).pipe(Effect.mapError(writeError))
+    return { tokenizer, tokenizerPath }
+  })
+
+/**
+ * The one entry point of the data path: finds the data, takes the given tokenizer or trains
+ * one, encodes both splits (or loads them, keyed by the files' content and the tokenizer's hash,
+ * so each tokenizer has its own token files) and reports bytes per token, which makes bits per
+ * byte comparable across tokenizers. Cache files are written atomically, so concurrent runs are safe.
  */
 export const prepareData = (
   options: PrepareOptions,
@@ -169,19 +194,9 @@ export const prepareData = (
     const trainKey = yield* filesKey(dataset.train)
     const validKey = yield* filesKey([dataset.valid])
 
-    const tokKey = sha256Text(JSON.stringify([CACHE_VERSION, options.vocabSize, [END_OF_TEXT], trainKey]))
-    const tokenizerPath = join(cache, "tokenizers", `bpe-${options.vocabSize}-${tokKey.slice(0, 16)}.json`)
-    let tokenizer: Tokenizer
-    if (yield* Effect.promise(() => exists(tokenizerPath))) {
-      const text = yield* Effect.promise(() => readFile(tokenizerPath, "utf8"))
-      tokenizer = yield* Effect.try({
-        try: () => Tokenizer.fromJSON(text),
-        catch: (e) => new DataFormatError({ path: tokenizerPath, message: `${tokenizerPath}: ${(e as Error).message}` }),
-      })
-    } else {
-      tokenizer = yield* trainTokenizer(dataset.train, options.vocabSize, progress)
-      yield* writeFileAtomic(tokenizerPath, tokenizer.toJSON(), { makeDirectory: true }).pipe(Effect.mapError(writeError))
-    }
+    const chosen = options.tokenizer
+    const { tokenizer, tokenizerPath } =
+      "given" in chosen ? { tokenizer: chosen.given, tokenizerPath: chosen.path } : yield* trainedTokenizer(cache, dataset.train, trainKey, chosen.vocabSize, progress)
 
     const load = (
       name: string,

@@ -17,8 +17,12 @@ import { type WarmStart, WarmStartSchema } from "./warm-start/index.js"
  */
 export const DataSchema = Schema.Struct({
   source: Schema.Literal("tinystories"),
-  /** Byte-level BPE vocabulary size, special token included. */
-  tokenizer: Schema.Struct({ bpe: Schema.Int.check(Schema.isGreaterThanOrEqualTo(257)) }),
+  /**
+   * `bpe`: a byte-level BPE of this vocabulary size (special token included), trained on the
+   * train split; `run`: the tokenizer of that run directory (inside the runs folder unless
+   * absolute), e.g. an imported model's, so a student shares its teacher's vocabulary.
+   */
+  tokenizer: Schema.Union([Schema.Struct({ bpe: Schema.Int.check(Schema.isGreaterThanOrEqualTo(257)) }), Schema.Struct({ run: Schema.NonEmptyString })]),
   /** Also train on train-extra.txt (TinyStories V2, GPT-4 only). */
   extra: Schema.Boolean,
 })
@@ -62,7 +66,7 @@ export interface Experiment {
   readonly seeds: ReadonlyArray<number>
 }
 
-export const tinystories = (o: { tokenizer: { bpe: number }; extra?: boolean }): DataConfig => ({
+export const tinystories = (o: { tokenizer: DataConfig["tokenizer"]; extra?: boolean }): DataConfig => ({
   source: "tinystories",
   tokenizer: o.tokenizer,
   extra: o.extra ?? false,

@@ -11,7 +11,7 @@ import { runsFolder } from "../io/paths.js"
 import { isExplicit, type Objective, objectiveProblems, ObjectiveSchema } from "./objective/spec.js"
 import { decodePruneRecord, decodePruneVariant, isPruneVariant, type PruneRecord, type PruneVariant } from "./prune/declare.js"
 import { methodModule } from "./prune/methods/index.js"
-import { nameProblem, seedProblem } from "./names.js"
+import { IMPORTS, nameProblem, seedProblem } from "./names.js"
 import { type Experiment, isVariantRecord, type RunSpec, RunSpecSchema, type TrainingConfig, TrainingSchema } from "./define.js"
 import { withCap } from "./budget.js"
 import { recordedDir, resolveRecordedDir, runPath } from "./run-path.js"
@@ -234,9 +234,11 @@ export const expandRuns = (loaded: Loaded, o: Overrides, chain: ReadonlyArray<st
       ...trainings.flatMap((t) => t.problems),
       ...(seeds.length === 0 || !seeds.every(Number.isInteger) ? [`at ["seeds"]: expected a non-empty list of integers`] : []),
     ]
-    const vocab = exp.training.data?.tokenizer?.bpe
+    const tokenizer = exp.training.data?.tokenizer
+    // A run's tokenizer is read when the run starts, and the model takes its vocabulary then.
+    const vocab = tokenizer !== undefined && "bpe" in tokenizer ? tokenizer.bpe : undefined
     models.forEach((m, i) => {
-      if ("value" in m && m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
+      if (vocab !== undefined && "value" in m && m.value && m.value.vocab !== vocab) problems.push(`at ${formatPath(["models", names[i]!, "vocab"])}: ${m.value.vocab} differs from the tokenizer's vocabulary ${vocab} (training.data.tokenizer.bpe)`)
     })
     if (problems.length > 0 || !training.value) return yield* fail(problems)
     return chosen.flatMap((variant) =>
@@ -310,9 +312,11 @@ export const expandPrune = (args: {
     if ([...args.chain, args.experiment].includes(ref.experiment)) {
       return { runs: [], problems: [at(["source", "experiment"], `pruning sources form a cycle: ${[...args.chain, args.experiment, ref.experiment].join(" → ")}`)] }
     }
-    // A source named by its run's spec.json is that run directory (its spec says which run it is).
-    const byRun = extname(ref.experiment) === ".json"
-    const loaded = yield* Effect.result(loadExperiment(byRun ? resolve(repoRoot(), ref.experiment) : ref.experiment))
+    // A source named by its run's spec.json is that run directory (its spec says which run it is);
+    // "imports/<name>" is an imported run in the runs folder (no experiment can have that name).
+    const imported = ref.experiment.split("/")[0] === IMPORTS
+    const byRun = extname(ref.experiment) === ".json" || imported
+    const loaded = yield* Effect.result(loadExperiment(imported ? join(args.runs, ref.experiment, "spec.json") : byRun ? resolve(repoRoot(), ref.experiment) : ref.experiment))
     if (Result.isFailure(loaded)) return { runs: [], problems: [at(["source", "experiment"], byRun ? loaded.failure.message : loaded.failure.problem)] }
     const finetune = p.finetune
     // Cross-entropy is left out, as for any run: absent, it keeps spec hashes unchanged.

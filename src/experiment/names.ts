@@ -9,8 +9,11 @@ import { Schema } from "effect"
  * to stay inside its root.
  */
 
+/** Where `npm run import` puts the runs it makes: `<runs folder>/imports/<name>`. */
+export const IMPORTS = "imports"
+
 /** Top-level entries of the runs folder that are not experiments (case-insensitive: macOS). */
-const reservedNames: ReadonlyArray<string> = ["ledger", "report", "imports"]
+const reservedNames: ReadonlyArray<string> = ["ledger", "report", IMPORTS]
 
 const safe = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9_-])?$/
 

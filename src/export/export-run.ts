@@ -4,7 +4,7 @@ import { openRun } from "../runs/run-dir.js"
 import { replaceDirectory } from "../io/atomic-directory.js"
 import { refuseWhileTraining } from "../io/run-lock.js"
 import type { DecoderSpec } from "../../dsl/index.js"
-import type { Tokenizer } from "../tokenizer/tokenizer.js"
+import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import type { Exported, ExportNote, ExportOptions } from "./exported.js"
 import { toGguf } from "./gguf.js"
 import { toHuggingFace } from "./hf.js"
@@ -20,7 +20,7 @@ export const exportFormats = {
 } as const satisfies Record<string, Exporter>
 
 /** An exporter: a spec, its weights and tokenizer to files or reasons; the note goes where the format has metadata. */
-type Exporter = (spec: DecoderSpec, weights: Weights, tokenizer: Tokenizer, note: ExportNote, options: ExportOptions) => Exported
+type Exporter = (spec: DecoderSpec, weights: Weights, tokenizer: TextTokenizer, note: ExportNote, options: ExportOptions) => Exported
 
 export type ExportFormat = keyof typeof exportFormats
 

@@ -2,7 +2,8 @@ import { type DecoderSpec, formatPath } from "../../dsl/index.js"
 import { ffnHidden } from "../../dsl/ffn.js"
 import { headDimOf, innerWidth } from "../../dsl/kinds/attention/fields.js"
 import { bytesToTokenString } from "../tokenizer/bytes.js"
-import type { Tokenizer } from "../tokenizer/tokenizer.js"
+import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
+import { Tokenizer } from "../tokenizer/tokenizer.js"
 import type { Exported, ExportNote, ExportOptions } from "./exported.js"
 import { type GgmlType, ggmlTypes, Q8_0_BLOCK } from "./ggml.js"
 import { encodeGguf, type GgufTensor, type GgufValue } from "./gguf-file.js"
@@ -91,7 +92,9 @@ const tokenizerMetadata = (tokenizer: Tokenizer, texts: ReadonlyArray<string>): 
   ]
 }
 
-export const toGguf = (spec: DecoderSpec, weights: Weights, tokenizer: Tokenizer, note: ExportNote = {}, options: ExportOptions = {}): Exported => {
+export const toGguf = (spec: DecoderSpec, weights: Weights, tokenizer: TextTokenizer, note: ExportNote = {}, options: ExportOptions = {}): Exported => {
+  // llama.cpp's gpt2 tokenizer model is the byte-level BPE; another kind's pieces would be read as it.
+  if (!(tokenizer instanceof Tokenizer)) return { ok: false, problems: [`tokenizer: kind "${tokenizer.kind}"; the GGUF export writes the byte-level BPE as llama.cpp's gpt2 tokenizer only`] }
   const structure = preNormBlocks(spec)
   if (!structure.ok) return { ok: false, problems: [structure.problem] }
   const blocks = structure.blocks

@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import { type DecoderSpec, formatPath } from "../../dsl/index.js"
 import { innerWidth } from "../../dsl/kinds/attention/fields.js"
-import type { Tokenizer } from "../tokenizer/tokenizer.js"
+import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import { encodeSafetensors } from "../train/safetensors.js"
 import { type Exported, type ExportFile, type ExportNote, jsonFile } from "./exported.js"
 import { type NormNode, type PreNormBlock, preNormBlocks } from "./structure.js"
@@ -57,7 +57,7 @@ const problemsOf = (spec: DecoderSpec, family: Family, blocks: ReadonlyArray<Pre
   return out
 }
 
-export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: Tokenizer, note: ExportNote = {}): Exported => {
+export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: TextTokenizer, note: ExportNote = {}): Exported => {
   const structure = preNormBlocks(spec)
   if (!structure.ok) return { ok: false, problems: [structure.problem] }
   const blocks = structure.blocks
@@ -67,6 +67,8 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: To
   }
   const problems = problemsOf(spec, family, blocks)
   if (tokenizer.vocabSize !== spec.vocab) problems.push(`tokenizer: ${tokenizer.vocabSize} ids, the model has ${spec.vocab}`)
+  // The run's tokenizer.json is handed on as it is: only the byte-level BPE's is Hugging Face's format.
+  if (tokenizer.kind !== "bpe") problems.push(`tokenizer: kind "${tokenizer.kind}"; the Hugging Face export writes the byte-level BPE's tokenizer.json only`)
   if (problems.length > 0) return { ok: false, problems }
 
   const w = weightsOf(spec, weights)

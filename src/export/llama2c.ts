@@ -1,7 +1,9 @@
 import { type DecoderSpec, formatPath } from "../../dsl/index.js"
 import { ffnHidden } from "../../dsl/ffn.js"
 import { innerWidth } from "../../dsl/kinds/attention/fields.js"
-import type { Tokenizer } from "../tokenizer/tokenizer.js"
+import { SentencePieceTokenizer } from "../tokenizer/sentencepiece.js"
+import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
+import { Tokenizer } from "../tokenizer/tokenizer.js"
 import type { Exported } from "./exported.js"
 import { type PreNormBlock, preNormBlocks } from "./structure.js"
 import { type Tensor, transpose, type Weights, weightsOf } from "./weights.js"
@@ -157,16 +159,30 @@ const permuteRows = (t: Tensor, ids: Int32Array): Float32Array => {
   return out
 }
 
-export const toLlama2c = (spec: DecoderSpec, weights: Weights, tokenizer: Tokenizer): Exported => {
+/**
+ * run.c's ids and tokenizer.bin for a run's tokenizer: the byte-level BPE's ids moved to run.c's
+ * layout; a SentencePiece tokenizer (an imported model's) is run.c's own, written back as read.
+ */
+const runcTokenizer = (tokenizer: TextTokenizer): { readonly problems: string[]; readonly ids?: Int32Array; readonly bin?: () => Uint8Array } => {
+  if (tokenizer instanceof SentencePieceTokenizer) return { problems: [], ids: Int32Array.from({ length: tokenizer.vocabSize }, (_, i) => i), bin: () => tokenizer.toBin() }
+  if (!(tokenizer instanceof Tokenizer)) return { problems: [`tokenizer: kind "${tokenizer.kind}" has no llama2.c tokenizer.bin`] }
+  const problems = tokenizerProblems(tokenizer)
+  if (problems.length > 0) return { problems }
+  const ids = llama2cIds(tokenizer)
+  return { problems, ids, bin: () => tokenizerBin(tokenizer, ids) }
+}
+
+export const toLlama2c = (spec: DecoderSpec, weights: Weights, tokenizer: TextTokenizer): Exported => {
   const structure = preNormBlocks(spec)
   if (!structure.ok) return { ok: false, problems: [structure.problem] }
   const blocks = structure.blocks
-  const problems = [...problemsOf(spec, blocks), ...tokenizerProblems(tokenizer)]
+  const runc = runcTokenizer(tokenizer)
+  const problems = [...problemsOf(spec, blocks), ...runc.problems]
   if (tokenizer.vocabSize !== spec.vocab) problems.push(`tokenizer: ${tokenizer.vocabSize} ids, the model has ${spec.vocab}`)
-  if (problems.length > 0) return { ok: false, problems }
+  if (problems.length > 0 || runc.ids === undefined || runc.bin === undefined) return { ok: false, problems }
 
   const w = weightsOf(spec, weights)
-  const ids = llama2cIds(tokenizer)
+  const ids = runc.ids
   const heads = blocks[0]!.attention.node.heads
   const dim = spec.width
   const headSize = dim / heads
@@ -207,8 +223,8 @@ export const toLlama2c = (spec: DecoderSpec, weights: Weights, tokenizer: Tokeni
     ok: true,
     files: [
       { name: "model.bin", data: bytes },
-      { name: "tokenizer.bin", data: tokenizerBin(tokenizer, ids) },
+      { name: "tokenizer.bin", data: runc.bin() },
     ],
-    summary: { dim, hiddenDim: hidden, layers, heads, vocab: spec.vocab, seqLen: spec.context, sharedClassifier: spec.tied, bos: `<|endoftext|> (id ${tokenizer.eotId} here, ${RUNC_BOS} in run.c)` },
+    summary: { dim, hiddenDim: hidden, layers, heads, vocab: spec.vocab, seqLen: spec.context, sharedClassifier: spec.tied, bos: `${tokenizer.kind === "bpe" ? "<|endoftext|>" : "BOS"} (id ${tokenizer.eotId} here, ${RUNC_BOS} in run.c)` },
   }
 }

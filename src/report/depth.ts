@@ -81,7 +81,7 @@ const measure = (open: OpenRun, o: ReportOptions) =>
   Effect.gen(function* () {
     const e = yield* evaluateRun(open, o.tokens !== undefined ? { tokens: o.tokens } : {})
     const s = open.run.training.sample
-    const prompt = Array.from(open.tokenizer.encode(s.prompt))
+    const prompt = [...open.tokenizer.promptStart, ...open.tokenizer.encode(s.prompt)]
     const sampling = { temperature: s.temperature, topK: s.topK > 0 ? s.topK : undefined, topP: s.topP }
     // A short warm-up, then the timed generation; no stop token, so every run produces the same count.
     generate(open.model, open.params, prompt, { ...sampling, tokens: 4 }, Rng.derive(open.run.seed, "warm-up"))

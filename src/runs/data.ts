@@ -1,21 +1,27 @@
-import { Effect, type FileSystem, type Path } from "effect"
+import { Effect, FileSystem, Path } from "effect"
 import { Batcher, type BatchCursor, evalBatches } from "../data/batcher.js"
-import type { DataError } from "../data/errors.js"
+import { type DataError, DataFormatError } from "../data/errors.js"
 import { prepareData } from "../data/prepare.js"
 import type { TokenArray } from "../data/token-file.js"
 import type { ProgressSink } from "../io/progress.js"
-import type { Tokenizer } from "../tokenizer/tokenizer.js"
+import { readTokenizer } from "../tokenizer/registry.js"
+import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import type { RunData, RunTokenizer } from "../train/run-data.js"
 import type { DataConfig } from "../experiment/define.js"
+import { runDirOf } from "../experiment/run-ref.js"
 
-/** The run-facing view of a tokenizer trained for `requested` (Hugging Face counting: merges + seen bytes + specials). */
-export const runTokenizer = (t: Tokenizer, requested: number, path?: string): RunTokenizer => ({
+/**
+ * The run-facing view of a tokenizer: one trained for `requested` (Hugging Face counting:
+ * merges + seen bytes + specials), or, without `requested`, one read from a run.
+ */
+export const runTokenizer = (t: TextTokenizer, requested: number | undefined, path?: string): RunTokenizer => ({
   encode: (s) => t.encode(s),
   decode: (ids) => t.decode(ids),
   vocabSize: t.vocabSize,
   eotId: t.eotId,
+  promptStart: t.promptStart,
   hash: t.hash,
-  name: `byte-level BPE ${requested} (${t.vocabSize} ids with all 256 bytes)`,
+  name: requested !== undefined ? `byte-level BPE ${requested} (${t.vocabSize} ids with all 256 bytes)` : t.label,
   json: () => t.toJSON(),
   ...(path !== undefined ? { path } : {}),
 })
@@ -47,8 +53,24 @@ export const tokenRunData = (
   validBatches: (batch, context, tokens) => evalBatches(valid, { batch, context, maxTokens: tokens, padId: tokenizer.eotId }),
 })
 
-/** TinyStories, tokenized with the experiment's BPE (both cached after the first run). */
+/** The tokenizer.json of the run a data config names, read with its kind. */
+const tokenizerOfRun = (dir: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const file = path.join(runDirOf({ run: dir }), "tokenizer.json")
+    const fail = (problem: string) => new DataFormatError({ path: file, message: `training.data.tokenizer.run: ${file}: ${problem}` })
+    const text = yield* fs.readFileString(file).pipe(Effect.mapError((e) => fail(`cannot read it (${e.message})`)))
+    const given = yield* Effect.try({ try: () => readTokenizer(text), catch: (e) => fail((e as Error).message) })
+    return { given, path: file }
+  })
+
+/** TinyStories, tokenized with the experiment's tokenizer (the tokens cached after the first run, by the tokenizer's hash). */
 export const loadRunData = (config: DataConfig): Effect.Effect<RunData, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
-  Effect.map(prepareData({ vocabSize: config.tokenizer.bpe, extra: config.extra }), (p) =>
-    tokenRunData(runTokenizer(p.tokenizer, config.tokenizer.bpe, p.tokenizerPath), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }, p.dataHash),
-  )
+  Effect.gen(function* () {
+    const chosen = config.tokenizer
+    const tokenizer = "bpe" in chosen ? { vocabSize: chosen.bpe } : yield* tokenizerOfRun(chosen.run)
+    const p = yield* prepareData({ tokenizer, extra: config.extra })
+    const requested = "bpe" in chosen ? chosen.bpe : undefined
+    return tokenRunData(runTokenizer(p.tokenizer, requested, p.tokenizerPath), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }, p.dataHash)
+  })

@@ -3,7 +3,8 @@ import { Data, Effect, FileSystem, Option, Path, Schedule } from "effect"
 import { hashSpec } from "../../dsl/index.js"
 import { compile, type Model } from "../model/compile.js"
 import type { Params } from "../model/init.js"
-import { Tokenizer } from "../tokenizer/tokenizer.js"
+import { readTokenizer } from "../tokenizer/registry.js"
+import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import { loadCheckpoint } from "../train/checkpoint.js"
 import { trainingIdentity } from "../train/identity.js"
 import type { RunSpec } from "../experiment/define.js"
@@ -20,7 +21,7 @@ export interface OpenRun {
   readonly run: RunSpec
   readonly model: Model
   readonly params: Params
-  readonly tokenizer: Tokenizer
+  readonly tokenizer: TextTokenizer
   readonly step: number
 }
 
@@ -45,7 +46,7 @@ export const openRun = (dir: string) =>
     const fail = (problem: string) => new RunDirError({ dir, problem })
     const run = yield* readRunSpec(dir)
     const tokenizerText = yield* fs.readFileString(path.join(dir, "tokenizer.json")).pipe(Effect.mapError((e) => fail(`cannot read tokenizer.json: ${e.message}`)))
-    const tokenizer = yield* Effect.try({ try: () => Tokenizer.fromJSON(tokenizerText), catch: (e) => fail(`tokenizer.json: ${(e as Error).message}`) })
+    const tokenizer = yield* Effect.try({ try: () => readTokenizer(tokenizerText), catch: (e) => fail(`tokenizer.json: ${(e as Error).message}`) })
     // A training run may swap in a new checkpoint while this one is read: a failed read is retried.
     const checkpoint = yield* loadCheckpoint(dir).pipe(
       Effect.retry({ times: 3, schedule: Schedule.spaced("300 millis") }),

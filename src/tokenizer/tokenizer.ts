@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto"
 import { bytesToTokenString, tokenStringToBytes } from "./bytes.js"
 import { GPT2_SPLIT, specialMatcher, splitSpecial } from "./pretokenize.js"
+import type { TextTokenizer } from "./text-tokenizer.js"
 
 /** Merge `rank`: the adjacent pair (left, right) becomes token `id`. */
 export interface Merge {
@@ -63,7 +64,10 @@ class IdBuffer {
  * each piece, special tokens matched literally and never merged. Compatible with Hugging
  * Face tokenizer.json (BPE model, ByteLevel pre-tokenizer and decoder).
  */
-export class Tokenizer {
+export class Tokenizer implements TextTokenizer {
+  readonly kind = "bpe"
+  /** The lab's stories end with <|endoftext|>; a prompt starts a story as it is. */
+  readonly promptStart: readonly number[] = []
   readonly vocabSize: number
   /** Id of `<|endoftext|>`. */
   readonly eotId: number
@@ -105,6 +109,10 @@ export class Tokenizer {
       const key = pairKey(m.left, m.right)
       if (!this.ranks.has(key)) this.ranks.set(key, rank)
     })
+  }
+
+  get label(): string {
+    return `byte-level BPE, ${this.vocabSize} ids`
   }
 
   encode(text: string): Uint32Array {

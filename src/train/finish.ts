@@ -46,7 +46,7 @@ export const finishRun = (s: Session, trained: Trained, data: RunData, options: 
       yield* trained.log(`length ${length}: val loss ${e.loss.toFixed(4)}, val bpb ${e.bpb.toFixed(4)}`)
     }
     const sp = t.sample
-    const prompt = Array.from(data.tokenizer.encode(sp.prompt))
+    const prompt = [...(data.tokenizer.promptStart ?? []), ...Array.from(data.tokenizer.encode(sp.prompt))]
     const sampleIds = generate(model, params, prompt, { tokens: sp.tokens, temperature: sp.temperature, topK: sp.topK > 0 ? sp.topK : undefined, topP: sp.topP, stop: data.tokenizer.eotId }, Rng.derive(run.seed, "sample"))
     const sample = sp.prompt + data.tokenizer.decode(sampleIds.filter((id) => id !== data.tokenizer.eotId))
     const wallSeconds = s.elapsed()

@@ -201,7 +201,8 @@ export const unrecordedRuns = (runsFolder: string, records: ReadonlyArray<Ledger
       } catch {
         summary = undefined
       }
-      if (typeof summary?.specHash !== "string") continue
+      // An imported run (npm run import) was trained elsewhere: the ledger records runs trained here.
+      if (typeof summary?.specHash !== "string" || (summary as { imported?: unknown }).imported !== undefined) continue
       const dir = recordedDir(runsFolder, dirname(file))
       if (!isRecorded(records, dir, { specHash: summary.specHash, finishedAt: summary.finishedAt })) missing.push({ dir, experiment: String(summary.experiment) })
     }

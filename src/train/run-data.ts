@@ -10,6 +10,8 @@ export interface RunTokenizer {
   readonly vocabSize: number
   /** Id of <|endoftext|>, which ends a sampled story. */
   readonly eotId: number
+  /** The ids a prompt follows when sampling (a SentencePiece tokenizer's BOS); none when absent. */
+  readonly promptStart?: readonly number[]
   /** Identity of the trained vocabulary, recorded in results. */
   readonly hash: string
   /** e.g. "byte-level BPE 4096". */

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest"
 import { prepareData } from "../../src/data/prepare.js"
 import { readStories } from "../../src/data/stories.js"
 import { ProgressSink } from "../../src/io/progress.js"
+import { SentencePieceTokenizer } from "../../src/tokenizer/sentencepiece.js"
 
 const TRAIN = ["Once upon a time, a cat sat.", "The dog ran to the park. Café!", "A bird sang a song."]
 const VALID = ["The cat ran.", "A song for the dog. ☀"]
@@ -22,7 +23,7 @@ const tinyDataset = (): { dir: string; cache: string } => {
 const captured: string[] = []
 const capture = Layer.succeed(ProgressSink, { isTTY: false, columns: () => 80, write: (s) => void captured.push(s), now: () => performance.now() })
 const prepare = (o: { dir?: string; cache: string; vocabSize: number; progress?: boolean }) =>
-  prepareData({ vocabSize: o.vocabSize, cacheDir: o.cache, progress: o.progress ?? false, ...(o.dir !== undefined ? { dir: o.dir } : {}) }).pipe(
+  prepareData({ tokenizer: { vocabSize: o.vocabSize }, cacheDir: o.cache, progress: o.progress ?? false, ...(o.dir !== undefined ? { dir: o.dir } : {}) }).pipe(
     Effect.provide(Layer.merge(NodeServices.layer, capture)),
   )
 
@@ -58,6 +59,26 @@ describe("prepareData", () => {
     expect(changed.tokenizerPath).not.toBe(first.tokenizerPath)
     expect(changed.train.cached).toBe(false)
     expect(readdirSync(join(cache, "tokenizers"))).toHaveLength(2)
+  })
+
+  it("tokenises with a given tokenizer of another kind into token files of its own, with bytes per token of the same text", async () => {
+    const { dir, cache } = tinyDataset()
+    const bpe = await Effect.runPromise(prepare({ dir, cache, vocabSize: 300 }))
+    const utf8 = new TextEncoder()
+    const pieces = [..."<unk>,<s>,</s>".split(","), ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`), " ", "a", "t", " a", " t"].map((p) => utf8.encode(p))
+    const given = new SentencePieceTokenizer({ pieces, scores: pieces.map((_, i) => -i), maxTokenLength: 6 })
+    const sp = await Effect.runPromise(
+      prepareData({ tokenizer: { given, path: "given.json" }, dir, cacheDir: cache, progress: false }).pipe(Effect.provide(Layer.merge(NodeServices.layer, capture))),
+    )
+    expect(sp.tokenizer).toBe(given)
+    expect(sp.tokenizerPath).toBe("given.json")
+    expect(sp.valid.cachePath).not.toBe(bpe.valid.cachePath)
+    expect(readdirSync(join(cache, "tokens"))).toHaveLength(4)
+    // Each story is followed by the separator, BOS (1) here, and starts with the dummy-prefix space, which decoding drops after BOS.
+    expect(sp.valid.tokens.filter((t) => t === 1)).toHaveLength(2)
+    expect(given.decode(sp.valid.tokens)).toBe(` ${VALID[0]}<s>${VALID[1]}<s>`)
+    expect(sp.valid.textBytes).toBe(bpe.valid.textBytes)
+    expect(sp.valid.bytesPerToken).toBe(35 / sp.valid.tokens.length)
   })
 
   it("reports progress in bytes per file, and creates the cache directories", async () => {
