@@ -114,6 +114,44 @@ inline void dot4_q8(const Q8Block* x, const Q8Block* w0, const Q8Block* w1, cons
 }
 #endif
 
+// y = x · wᵀ (+ bias) for each target, row o of a matrix being `row(t, o)`, products by `four`
+// (one row of x against four weight rows) and `one`. Each thread takes a contiguous stretch
+// of each matrix's rows and reads it as four sequential streams, a quarter apart: with huge
+// pages the prefetchers serve four streams faster than one, while rows read side by side
+// (1152 bytes apart) run far slower.
+template <typename Row, typename Four, typename One>
+void stream_rows(int64_t rows, int64_t in, const std::vector<LinearTarget>& targets, Row row, Four four, One one) {
+  int64_t weights = 0;
+  for (const LinearTarget& t : targets) weights += in * t.out;
+  const auto share = [&](int me, int all) {
+    for (const LinearTarget& t : targets) {
+      const int64_t chunk = (t.out + all - 1) / all;
+      const int64_t o0 = std::min(t.out, me * chunk), o1 = std::min(t.out, (me + 1) * chunk);
+      const int64_t quarter = (o1 - o0) / 4;
+      // The bias after the product, as tfjs adds it.
+      const auto put = [&](int64_t r, int64_t o, float s) { t.y[r * t.out + o] = t.bias == nullptr ? s : s + t.bias[o]; };
+      for (int64_t o = o0; o < o0 + quarter; ++o) {
+        const auto w0 = row(t, o), w1 = row(t, o + quarter), w2 = row(t, o + 2 * quarter), w3 = row(t, o + 3 * quarter);
+        for (int64_t r = 0; r < rows; ++r) {
+          float s[4];
+          four(r, w0, w1, w2, w3, s);
+          for (int k = 0; k < 4; ++k) put(r, o + k * quarter, s[k]);
+        }
+      }
+      for (int64_t o = o0 + 4 * quarter; o < o1; ++o)
+        for (int64_t r = 0; r < rows; ++r) put(r, o, one(r, row(t, o)));
+    }
+  };
+  // One thread calls no OpenMP at all: even a one-thread parallel region costs microseconds.
+  const int threads = weights >= kParallelWeights ? omp_get_max_threads() : 1;
+  if (threads == 1) {
+    share(0, 1);
+  } else {
+#pragma omp parallel num_threads(threads)
+    share(omp_get_thread_num(), omp_get_num_threads());
+  }
+}
+
 // The streaming loop of rows_linear over int8 weights and the rows' int8 blocks. Every row
 // count takes it: oneDNN has no product of these blocks, and a dequantised product would not
 // quantise the activations as decoding does.
@@ -124,36 +162,10 @@ void rows_linear_q8(const float* x, int64_t rows, int64_t in, const std::vector<
   q8_quantise(x, rows, in, xq.data());
   // The calling thread's blocks, by pointer: inside the parallel region `xq` names each thread's own.
   const Q8Block* xs = xq.data();
-  int64_t weights = 0;
-  for (const LinearTarget& t : targets) weights += in * t.out;
-  const auto share = [&](int me, int all) {
-    for (const LinearTarget& t : targets) {
-      const int64_t chunk = (t.out + all - 1) / all;
-      const int64_t o0 = std::min(t.out, me * chunk), o1 = std::min(t.out, (me + 1) * chunk);
-      const int64_t quarter = (o1 - o0) / 4;
-      const auto put = [&](int64_t r, int64_t o, float s) { t.y[r * t.out + o] = t.bias == nullptr ? s : s + t.bias[o]; };
-      for (int64_t o = o0; o < o0 + quarter; ++o) {
-        const Q8Block* w0 = t.wq + o * groups;
-        const Q8Block* w1 = w0 + quarter * groups;
-        const Q8Block* w2 = w1 + quarter * groups;
-        const Q8Block* w3 = w2 + quarter * groups;
-        for (int64_t r = 0; r < rows; ++r) {
-          float s[4];
-          dot4_q8(xs + r * groups, w0, w1, w2, w3, groups, s);
-          for (int k = 0; k < 4; ++k) put(r, o + k * quarter, s[k]);
-        }
-      }
-      for (int64_t o = o0 + 4 * quarter; o < o1; ++o)
-        for (int64_t r = 0; r < rows; ++r) put(r, o, dot_q8(xs + r * groups, t.wq + o * groups, groups));
-    }
-  };
-  const int threads = weights >= kParallelWeights ? omp_get_max_threads() : 1;
-  if (threads == 1) {
-    share(0, 1);
-  } else {
-#pragma omp parallel num_threads(threads)
-    share(omp_get_thread_num(), omp_get_num_threads());
-  }
+  stream_rows(
+      rows, in, targets, [&](const LinearTarget& t, int64_t o) { return t.wq + o * groups; },
+      [&](int64_t r, const Q8Block* w0, const Q8Block* w1, const Q8Block* w2, const Q8Block* w3, float s[4]) { dot4_q8(xs + r * groups, w0, w1, w2, w3, groups, s); },
+      [&](int64_t r, const Q8Block* w) { return dot_q8(xs + r * groups, w, groups); });
 }
 
 }  // namespace
@@ -188,41 +200,10 @@ std::string rows_linear(const float* x, int64_t rows, int64_t in, const std::vec
     }
     return "";
   }
-  int64_t weights = 0;
-  for (const LinearTarget& t : targets) weights += in * t.out;
-  // Each thread takes a contiguous stretch of each matrix's rows and reads it as four
-  // sequential streams, a quarter apart: with huge pages the prefetchers serve four streams
-  // faster than one, while rows read side by side (1152 bytes apart) run far slower.
-  const auto share = [&](int me, int all) {
-    for (const LinearTarget& t : targets) {
-      const int64_t chunk = (t.out + all - 1) / all;
-      const int64_t o0 = std::min(t.out, me * chunk), o1 = std::min(t.out, (me + 1) * chunk);
-      const int64_t quarter = (o1 - o0) / 4;
-      // The bias after the product, as tfjs adds it.
-      const auto put = [&](int64_t r, int64_t o, float s) { t.y[r * t.out + o] = t.bias == nullptr ? s : s + t.bias[o]; };
-      for (int64_t o = o0; o < o0 + quarter; ++o) {
-        const float* w0 = t.w + o * in;
-        const float* w1 = w0 + quarter * in;
-        const float* w2 = w1 + quarter * in;
-        const float* w3 = w2 + quarter * in;
-        for (int64_t r = 0; r < rows; ++r) {
-          float s[4];
-          dot4(x + r * in, w0, w1, w2, w3, in, s);
-          for (int k = 0; k < 4; ++k) put(r, o + k * quarter, s[k]);
-        }
-      }
-      for (int64_t o = o0 + 4 * quarter; o < o1; ++o)
-        for (int64_t r = 0; r < rows; ++r) put(r, o, dot_lanes(x + r * in, t.w + o * in, in));
-    }
-  };
-  // One thread calls no OpenMP at all: even a one-thread parallel region costs microseconds.
-  const int threads = weights >= kParallelWeights ? omp_get_max_threads() : 1;
-  if (threads == 1) {
-    share(0, 1);
-  } else {
-#pragma omp parallel num_threads(threads)
-    share(omp_get_thread_num(), omp_get_num_threads());
-  }
+  stream_rows(
+      rows, in, targets, [&](const LinearTarget& t, int64_t o) { return t.w + o * in; },
+      [&](int64_t r, const float* w0, const float* w1, const float* w2, const float* w3, float s[4]) { dot4(x + r * in, w0, w1, w2, w3, in, s); },
+      [&](int64_t r, const float* w) { return dot_lanes(x + r * in, w, in); });
   return "";
 }
 
