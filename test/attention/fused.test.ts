@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
-import { afterEach, expect, it, vi } from "vitest"
+import { afterEach, beforeEach, expect, it, vi } from "vitest"
 import { attention, gpt2, posenc, replace } from "../../dsl/index.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import { fusedAttention } from "../../src/backend/fused.js"
@@ -87,6 +87,9 @@ const naiveLoss = (q: Float64Array, k: Float64Array, v: Float64Array, w: Float64
 }
 
 describeNative("fused causal attention on the native backend", () => {
+  beforeEach(() => {
+    process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "1"
+  })
   afterEach(() => {
     delete process.env["TFJS_NATIVE_FUSED_ATTENTION"]
   })
@@ -203,7 +206,7 @@ describeNative("fused causal attention on the native backend", () => {
     process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "0"
     const off = train(spec, 4)
     expect(kernel).not.toHaveBeenCalled()
-    delete process.env["TFJS_NATIVE_FUSED_ATTENTION"]
+    process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "1"
     const on = train(spec, 4)
     // Once per layer and step.
     expect(kernel).toHaveBeenCalledTimes(2 * 4)

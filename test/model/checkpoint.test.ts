@@ -120,10 +120,12 @@ describe("activation checkpointing", () => {
 describeNative("activation checkpointing on the native backend (fused attention)", () => {
   it("gives the gradients of the stored activations", async () => {
     await tf.setBackend("native")
+    process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "1"
     try {
       const o = { dropout: 0.1, pos: "rope" as const }
       expectSameGradients(step(spec(o)), step(spec({ ...o, checkpoint: "blocks" })))
     } finally {
+      delete process.env["TFJS_NATIVE_FUSED_ATTENTION"]
       await tf.setBackend("cpu")
     }
   })

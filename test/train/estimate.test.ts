@@ -96,8 +96,9 @@ describeNative("memory estimate against measured peaks (native backend)", () => 
     ["RoPE with vocabulary 2048", gpt({ vocab: 2048, context: 128, pos: "rope" }), 8],
     ["six checkpointed blocks at context 128", gpt({ context: 128, layers: 6, checkpoint: "blocks" }), 4],
   ]
-  it("counts no attention scores where the backend fuses attention, and counts them where TFJS_NATIVE_FUSED_ATTENTION=0", async () => {
+  it("counts no attention scores where the backend fuses attention (TFJS_NATIVE_FUSED_ATTENTION=1), and counts them where it does not", async () => {
     await tf.setBackend("native")
+    process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "1"
     const limit = { bytes: 64 * 2 ** 30, source: "--max-memory 64G" }
     const problem = () => memoryProblem(estimateTraining(gpt({ context: 1e6 }), { batch: 4, accumulate: 1 }), { batch: 4, accumulate: 1, context: 1e6 }, limit)
     const linear = () => estimateTraining(gpt({ context: 128 }), { batch: 8, accumulate: 1 }).activationBytes / estimateTraining(gpt(), { batch: 8, accumulate: 1 }).activationBytes
