@@ -21,3 +21,7 @@ export const programRuns = (): { readonly count: () => number; readonly restore:
   }
   return { count: () => n, restore: () => void (addon.decodeStart = start) }
 }
+
+/** The largest difference of a from b, relative to 1 + b's largest magnitude. */
+export const relativeDiff = (a: tf.Tensor, b: tf.Tensor): number =>
+  tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / (1 + tf.max(tf.abs(b)).dataSync()[0]!))

@@ -11,7 +11,7 @@ import { compile, DecodeCache, type Model, type ParamValues } from "../../src/mo
 import { Rng } from "../../src/random/rng.js"
 import { representative, uneven } from "../attention/examples.js"
 import { describeNative } from "../backend/native-suite.js"
-import { bigParams, ids, programRuns } from "./fixtures.js"
+import { bigParams, ids, programRuns, relativeDiff } from "./fixtures.js"
 
 /**
  * The native decode path (src/decode/) against the tfjs computation it replaces: the same
@@ -42,9 +42,6 @@ const decoded = (m: Model, params: ParamValues, rows: number[][], steps: readonl
   tf.dispose(parts)
   return all
 }
-
-const relativeDiff = (a: tf.Tensor, b: tf.Tensor): number =>
-  tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / (1 + tf.max(tf.abs(b)).dataSync()[0]!))
 
 /** A prompt of 7, single tokens, a chunk of 5, single tokens: 18 positions. */
 const STEPS = [7, 1, 1, 1, 1, 5, 1, 1] as const

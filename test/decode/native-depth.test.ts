@@ -10,7 +10,7 @@ import { generate } from "../../src/eval/generate.js"
 import { compile, DecodeCache, type Model, type ParamValues } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { describeNative } from "../backend/native-suite.js"
-import { bigParams, ids, programRuns } from "./fixtures.js"
+import { bigParams, ids, programRuns, relativeDiff } from "./fixtures.js"
 
 /**
  * Depth policies on the native decode program against their tfjs computation with a cache:
@@ -44,9 +44,6 @@ const decoded = (m: Model, params: ParamValues, rows: number[][], native: boolea
   tf.dispose(parts)
   return all
 }
-
-const relativeDiff = (a: tf.Tensor, b: tf.Tensor): number =>
-  tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / (1 + tf.max(tf.abs(b)).dataSync()[0]!))
 
 const model = (policy: DepthPolicy, kind: AttentionSpec, scheme: PosencSpec, blocks = 3): DecoderSpec =>
   decoder({ vocab: 29, width: 16, context: 24, tied: false, posenc: scheme, layers: depth(blocks, block({ attention: kind, ffn: ffn("gelu") }), policy) })
