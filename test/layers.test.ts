@@ -21,7 +21,7 @@ const layers: ReadonlyArray<ReadonlyArray<string>> = [
   ["eval", "objective", "optimizer"],
   ["train"],
   ["prune"],
-  ["runs"],
+  ["orchestration"],
   ["export", "import", "report"],
   ["cli"],
 ]

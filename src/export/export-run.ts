@@ -1,6 +1,6 @@
 import { Data, Effect, Path } from "effect"
 import { formatPath, policyModule, withPolicy } from "../../dsl/index.js"
-import { openRun } from "../runs/run-dir.js"
+import { openRun } from "../orchestration/run-dir.js"
 import { replaceDirectory } from "../io/atomic-directory.js"
 import { refuseWhileTraining } from "../io/run-lock.js"
 import type { DecoderSpec } from "../../dsl/index.js"

@@ -1,15 +1,15 @@
 import { Console, Data, Effect, FileSystem, Path } from "effect"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
-import { evaluateRun } from "../runs/evaluate-run.js"
+import { evaluateRun } from "../orchestration/evaluate-run.js"
 import { generate } from "../eval/generate.js"
-import type { Derivation } from "../runs/derive-run.js"
+import type { Derivation } from "../orchestration/derive-run.js"
 import type { RunSpec } from "../experiment/define.js"
-import { type OpenRun, openRun, readRunSpec } from "../runs/run-dir.js"
+import { type OpenRun, openRun, readRunSpec } from "../orchestration/run-dir.js"
 import { compile, type Model } from "../model/compile.js"
 import { Rng } from "../random/rng.js"
 import { meanStd } from "./results.js"
 import { DepthTrace } from "../depth/trace.js"
-import { blockCount, exitsAt, keptBlocks } from "../runs/depth-variants.js"
+import { blockCount, exitsAt, keptBlocks } from "../orchestration/depth-variants.js"
 
 /**
  * What dynamic depth buys, measured on trained runs without training anything: each run's

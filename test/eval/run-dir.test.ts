@@ -5,7 +5,7 @@ import { cpSync, mkdtempSync, renameSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { openRun } from "../../src/runs/run-dir.js"
+import { openRun } from "../../src/orchestration/run-dir.js"
 import { loadCheckpoint, saveCheckpoint } from "../../src/train/checkpoint.js"
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { parseShard, type Shard, shardRuns } from "../../src/runs/shard.js"
+import { parseShard, type Shard, shardRuns } from "../../src/orchestration/shard.js"
 import { Rng } from "../../src/random/rng.js"
 import { command } from "../cli/process.js"
 

@@ -9,7 +9,7 @@ import type { VariantModel } from "../../src/experiment/define.js"
 import { expandRuns, type Loaded, loadExperiment } from "../../src/experiment/load.js"
 import { repoRoot } from "../../src/io/paths.js"
 import type { PruneMethod } from "../../src/experiment/prune/methods/index.js"
-import { trainSources } from "../../src/runs/prerequisites.js"
+import { trainSources } from "../../src/orchestration/prerequisites.js"
 import { checkSources } from "../../src/prune/source.js"
 import { saveCheckpoint } from "../../src/train/checkpoint.js"
 

@@ -1,7 +1,7 @@
 import { attention, block, decoder, depth, ffn, type Layers } from "../../dsl/index.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
-import { tokenRunData } from "../../src/runs/data.js"
+import { tokenRunData } from "../../src/orchestration/data.js"
 import { Rng } from "../../src/random/rng.js"
 import { constant, cosine } from "../../src/schedule/index.js"
 import type { RunData } from "../../src/train/run-data.js"
