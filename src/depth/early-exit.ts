@@ -13,7 +13,9 @@ import type { DepthTrace } from "./trace.js"
  * so later positions find their keys and values, in the same pass or in the decoding cache
  * (without a cache, only as far as some later position of the sequence still runs: see
  * `spanOf`). Confidence is computed for the running positions only, after every block but
- * the last.
+ * the last. With the saturation measure and the shared head, no logits are needed before the
+ * end: the LM head runs once, over every position's final hidden state, as in the plain
+ * decoder (per-exit chunks of logits would cost a gather and a concatenation over [B·T, V]).
  */
 const exitHead = (policy: EarlyExit, ctx: DepthContext, i: number, normed: tf.Tensor2D): tf.Tensor2D =>
   policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D) : ctx.lmHead(normed)
@@ -122,6 +124,8 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
   const forced = (r: number): number | undefined => trace?.replay.exits?.[Math.floor(r / t)]?.[ctx.offset + (r % t)]
   const whole = ctx.cache !== undefined || ctx.spec.allowNonCausal === true
   const exitAt = new Array<number>(n).fill(last)
+  // The LM head over the hidden states the positions leave with, once at the end (see above).
+  const once = policy.measure === "saturation" && policy.heads === "shared"
   const chunks: Array<{ rows: number[]; values: tf.Tensor2D }> = []
   let running = Array.from({ length: n }, (_, r) => r)
   // Every position's hidden state (those that left keep the one they left with), and the running ones' in `running` order.
@@ -149,12 +153,13 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
       current = rest.reshape([running.length, d]) as tf.Tensor2D
       trace?.block(i, running.length, cost.full)
     }
-    if (i === last) {
+    if (i === last && !once) {
       chunks.push({ rows: running, values: ctx.lmHead(final(current)) })
       trace?.spend(running.length * costs.head)
       break
     }
     h = running.length === n ? (current.reshape([b, t, d]) as tf.Tensor3D) : (withRows(h.reshape([n, d]), running, current).reshape([b, t, d]) as tf.Tensor3D)
+    if (i === last) break
     let logits: tf.Tensor2D | undefined
     let confidence: Float32Array
     if (policy.measure === "softmax") {
@@ -167,9 +172,11 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
     const leaving = running.flatMap((r, k) => ((forced(r) ?? (confidence[k]! > policy.threshold ? i : -1)) === i ? [k] : []))
     if (leaving.length === 0) continue
     const rows = leaving.map((k) => running[k]!)
-    const values = logits ? rowsOf(logits, leaving) : exitHead(policy, ctx, i, final(rowsOf(current, leaving)))
-    if (!logits) trace?.spend(rows.length * costs.head)
-    chunks.push({ rows, values })
+    if (logits) chunks.push({ rows, values: rowsOf(logits, leaving) })
+    else if (!once) {
+      chunks.push({ rows, values: exitHead(policy, ctx, i, final(rowsOf(current, leaving))) })
+      trace?.spend(rows.length * costs.head)
+    }
     for (const r of rows) exitAt[r] = i
     const left = new Set(leaving)
     const staying = running.flatMap((_, k) => (left.has(k) ? [] : [k]))
@@ -178,6 +185,11 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
     if (policy.measure === "saturation" && running.length > 0) current = rowsOf(current, staying)
   }
   if (trace) for (let row = 0; row < b; row++) (trace.exits[row] ??= []).push(...exitAt.slice(row * t, row * t + t))
+  if (once) {
+    // The head each position gets when it leaves (after the last block, or before it).
+    trace?.spend(n * costs.head)
+    return { logits: ctx.lmHead(ctx.finalNorm(h)).reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D }
+  }
   const only = chunks.length === 1 && chunks[0]!.rows.length === n
   const logits = only ? chunks[0]!.values : assemble(chunks, n)
   return { logits: logits.reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D }

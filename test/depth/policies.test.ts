@@ -132,6 +132,7 @@ const mixedThreshold = (m: Model, params: Record<string, tf.Tensor>, candidates:
 const exitCases: Array<[string, "softmax" | "saturation", "shared" | "per-block", number[]]> = [
   ["softmax, shared head", "softmax", "shared", [0.5, 0.4, 0.3, 0.2, 0.1]],
   ["saturation, heads per block", "saturation", "per-block", [0.9, 0.85, 0.8, 0.7, 0.6]],
+  ["saturation, shared head", "saturation", "shared", [0.9, 0.85, 0.8, 0.7, 0.6]],
 ]
 /** An early-exit model over weights five times the initial scale (confidences spread), at a threshold that mixes exits. */
 const exitModel = (measure: "softmax" | "saturation", heads: "shared" | "per-block", candidates: number[]) => {
@@ -239,6 +240,25 @@ describe("early exit in evaluation, against the naive reference (every position 
     expect(a.blocksPerToken).toBe(b.blocksPerToken)
     expect(a.flopsPerToken).toBeLessThanOrEqual(b.flopsPerToken)
     expect(tf.memory().numTensors).toBe(before)
+    tf.dispose(Object.values(params))
+  })
+
+  it("saturation with the shared head: the LM head runs once, over every position, as in the plain decoder", () => {
+    const { m, params } = exitModel("saturation", "shared", [0.9, 0.85, 0.8, 0.7, 0.6])
+    const rows = seqs.map((r) => r.slice(0, 12))
+    const forward = earlyExitCompute.forward
+    const heads: number[] = []
+    const spy = vi.spyOn(earlyExitCompute, "forward").mockImplementation((policy, x, ctx) =>
+      forward(policy, x, { ...ctx, lmHead: (h) => (heads.push(h.shape[0]), ctx.lmHead(h)) }),
+    )
+    const trace = new DepthTrace()
+    try {
+      logitsOf(m, params, rows, { trace })
+    } finally {
+      spy.mockRestore()
+    }
+    expect(new Set(trace.exits.flat()).size).toBeGreaterThan(1)
+    expect(heads).toEqual([24])
     tf.dispose(Object.values(params))
   })
 
