@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -17,6 +17,8 @@ import { openRun } from "../../src/orchestration/run-dir.js"
 import { decodeSafetensors } from "../../src/train/safetensors.js"
 import { fileOf, fixtureTokenizer, jsonOf, maxAbsDiff, projectLogits, randomWeights, safetensorsLookup, tensorsOf } from "../export/fixtures.js"
 import { type Config, gpt2Logits, llamaLogits } from "../export/reference.js"
+import { SentencePieceTokenizer } from "../../src/tokenizer/sentencepiece.js"
+import { llamaLikeVocab, llamaTokenizerJSON } from "./fixtures.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -104,6 +106,38 @@ describe("Hugging Face import", () => {
         Effect.scoped(Effect.map(openRun(out), (o) => ({ kind: o.tokenizer.kind, hash: o.tokenizer.hash, posenc: o.run.model.posenc.kind }))).pipe(Effect.provide(NodeServices.layer)),
       )
       expect(opened).toEqual({ kind: "bpe", hash: tokenizer.hash, posenc: "learned" })
+    })
+
+    // A Llama vocabulary of the model's size: the first pieces of a Llama-like one, as transformers writes its tokenizer.json.
+    const full = llamaLikeVocab(tokenizer, new Set())
+    const sp = new SentencePieceTokenizer({ pieces: full.pieces.slice(0, base.vocab), scores: full.scores.slice(0, base.vocab), maxTokenLength: full.maxTokenLength })
+    const llamaDir = (name: string, tokenizerJson: Record<string, unknown>) => {
+      const { files } = exported(llama(base), 5)
+      const hf = join(dir, name)
+      mkdirSync(hf)
+      for (const f of files) writeFileSync(join(hf, f.name), f.data)
+      writeFileSync(join(hf, "tokenizer.json"), JSON.stringify(tokenizerJson))
+      return hf
+    }
+
+    it("reads a LlamaForCausalLM directory's Llama tokenizer.json as the SentencePiece kind, encoding as its tokenizer.bin would", async () => {
+      const hf = llamaDir("tiny-llama", llamaTokenizerJSON(sp, "metaspace"))
+      const out = join(dir, "runs", "tiny-llama")
+      await Effect.runPromise(importHuggingFace(hf, { out }).pipe(Effect.provide(NodeServices.layer)))
+      const text = "Once upon a time, a cat sat. Café!"
+      const opened = await Effect.runPromise(
+        Effect.scoped(Effect.map(openRun(out), (o) => ({ kind: o.tokenizer.kind, vocab: o.tokenizer.vocabSize, ids: Array.from(o.tokenizer.encode(text)) }))).pipe(Effect.provide(NodeServices.layer)),
+      )
+      expect(opened).toEqual({ kind: "sentencepiece", vocab: base.vocab, ids: Array.from(sp.encode(text)) })
+    })
+
+    it("refuses a tokenizer.json the lab cannot read, naming the file and the field, before writing the run", async () => {
+      const json = llamaTokenizerJSON(sp, "normalizer")
+      const hf = llamaDir("unigram-llama", { ...json, model: { ...(json["model"] as object), type: "Unigram" } })
+      const out = join(dir, "runs", "unigram-llama")
+      const exit = await Effect.runPromiseExit(importHuggingFace(hf, { out }).pipe(Effect.provide(NodeServices.layer)))
+      expect(JSON.stringify(exit)).toContain(`${join(hf, "tokenizer.json")}: invalid tokenizer.json: model.type: \\"Unigram\\"`)
+      expect(existsSync(out)).toBe(false)
     })
   })
 })
