@@ -140,3 +140,73 @@ export const fromLlamaTokenizerJSON = (root: Record<string, unknown>): SentenceP
     maxTokenLength: Math.max(...pieces.map((p) => p.length)),
   })
 }
+
+/** llama2.c's tokenizer.py writes BOS and EOS as "\n<s>\n" and "\n</s>\n" for printing; the SentencePiece model names them so. */
+const SPECIAL_NAMES: Readonly<Record<number, Readonly<Record<string, string>>>> = { 1: { "\n<s>\n": "<s>" }, 2: { "\n</s>\n": "</s>" } }
+
+/**
+ * The SentencePiece kind as a Hugging Face Llama tokenizer.json, as transformers converts a
+ * SentencePiece model (the older normalizer form, which always prepends the dummy prefix as
+ * SentencePiece does): every split of a piece that merging can make, the pieces by score
+ * (highest first). Reading it back encodes alike; the scores themselves are not kept, the
+ * file has none. What the format cannot hold is a problem.
+ */
+export const toLlamaTokenizerJSON = (sp: SentencePieceTokenizer): { readonly json: string } | { readonly problem: string } => {
+  const strict = new TextDecoder("utf-8", { fatal: true })
+  const names: string[] = []
+  for (let id = 0; id < sp.vocabSize; id++) {
+    let text: string
+    try {
+      text = strict.decode(sp.pieces[id])
+    } catch {
+      return { problem: `tokenizer: piece ${id} is not UTF-8; a tokenizer.json piece is text` }
+    }
+    if (text.includes(SPACE)) return { problem: `tokenizer: piece ${id} ${JSON.stringify(text)} holds "${SPACE}", which a Llama tokenizer.json uses for the space` }
+    names.push(SPECIAL_NAMES[id]?.[text] ?? text.replaceAll(" ", SPACE))
+  }
+  const vocab = new Map<string, number>()
+  for (const [id, name] of names.entries()) {
+    if (vocab.has(name)) return { problem: `tokenizer: pieces ${vocab.get(name)} and ${id} are both ${JSON.stringify(name)}; a tokenizer.json vocab holds each once` }
+    vocab.set(name, id)
+  }
+  if (names[SP_BOS] !== "<s>") return { problem: `tokenizer: piece ${SP_BOS} is ${JSON.stringify(names[SP_BOS])}; a Llama tokenizer.json has BOS "<s>" there` }
+  for (let b = 0; b < 256; b++) {
+    const piece = `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`
+    if (names[SP_FIRST_BYTE + b] !== piece) return { problem: `tokenizer: piece ${SP_FIRST_BYTE + b} is ${JSON.stringify(names[SP_FIRST_BYTE + b])}; byte fallback needs ${piece} there` }
+  }
+  const merges: Array<readonly [string, string]> = []
+  const byScore = names.map((_, id) => id).filter((id) => sp.scores[id]! > NO_MERGE)
+  byScore.sort((a, b) => sp.scores[b]! - sp.scores[a]! || a - b)
+  for (const id of byScore) {
+    const chars = Array.from(names[id]!)
+    const splits: Array<readonly [string, string]> = []
+    for (let i = 1; i < chars.length; i++) {
+      const left = chars.slice(0, i).join("")
+      const right = chars.slice(i).join("")
+      if (vocab.has(left) && vocab.has(right)) splits.push([left, right])
+    }
+    merges.push(...splits.sort((x, y) => vocab.get(x[0])! - vocab.get(y[0])! || vocab.get(x[1])! - vocab.get(y[1])!))
+  }
+  const special = (id: number) => ({ id, content: names[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
+  const root = {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [0, 1, 2].map(special),
+    normalizer: { type: "Sequence", normalizers: [{ type: "Prepend", prepend: SPACE }, { type: "Replace", pattern: { String: " " }, content: SPACE }] },
+    pre_tokenizer: null,
+    // As llama2.c trained: every story starts with BOS.
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+      pair: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "<s>", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+      special_tokens: { "<s>": { id: "<s>", ids: [SP_BOS], tokens: ["<s>"] } },
+    },
+    decoder: {
+      type: "Sequence",
+      decoders: [{ type: "Replace", pattern: { String: SPACE }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }],
+    },
+    model: { type: "BPE", dropout: null, unk_token: names[0], continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab: Object.fromEntries(vocab), merges },
+  }
+  return { json: JSON.stringify(root, null, 2) + "\n" }
+}
