@@ -90,6 +90,8 @@ export const fromLlamaTokenizerJSON = (root: Record<string, unknown>): SentenceP
   const vocab = model["vocab"]
   if (!isRecord(vocab)) return fail("model.vocab", "not an object")
   const entries = Object.entries(vocab)
+  // A Map, so a piece such as "constructor" is not found on Object.prototype.
+  const idOf = new Map<string, unknown>(entries)
   const names: string[] = new Array(entries.length)
   for (const [piece, id] of entries) {
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= entries.length) fail("model.vocab", `${JSON.stringify(piece)} has id ${JSON.stringify(id)}; expected an integer in [0, ${entries.length})`)
@@ -98,15 +100,15 @@ export const fromLlamaTokenizerJSON = (root: Record<string, unknown>): SentenceP
     if (piece.includes(" ")) fail("model.vocab", `the piece ${JSON.stringify(piece)} holds a space, which the normalizer makes "${SPACE}"`)
     names[id as number] = piece
   }
-  if (vocab["<s>"] !== SP_BOS) fail("model.vocab", `"<s>" has id ${JSON.stringify(vocab["<s>"])}; the SentencePiece kind starts each story with BOS at id ${SP_BOS}, as run.c`)
+  if (idOf.get("<s>") !== SP_BOS) fail("model.vocab", `"<s>" has id ${JSON.stringify(idOf.get("<s>"))}; the SentencePiece kind starts each story with BOS at id ${SP_BOS}, as run.c`)
   for (let b = 0; b < 256; b++) {
     const piece = `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`
-    if (vocab[piece] !== SP_FIRST_BYTE + b) fail("model.vocab", `${piece} has id ${JSON.stringify(vocab[piece])}; run.c's byte fallback takes byte ${b} as id ${SP_FIRST_BYTE + b}`)
+    if (idOf.get(piece) !== SP_FIRST_BYTE + b) fail("model.vocab", `${piece} has id ${JSON.stringify(idOf.get(piece))}; run.c's byte fallback takes byte ${b} as id ${SP_FIRST_BYTE + b}`)
   }
   const added = root["added_tokens"] ?? []
   if (!Array.isArray(added)) return fail("added_tokens", "not an array")
   added.forEach((t: unknown, i) => {
-    if (!isRecord(t) || typeof t["content"] !== "string" || vocab[t["content"]] !== t["id"]) fail(`added_tokens[${i}]`, `${JSON.stringify(t)}; every added token must be model.vocab's piece at its id`)
+    if (!isRecord(t) || typeof t["content"] !== "string" || idOf.get(t["content"]) !== t["id"]) fail(`added_tokens[${i}]`, `${JSON.stringify(t)}; every added token must be model.vocab's piece at its id`)
   })
 
   const merges = mergePairs(model["merges"])
@@ -114,7 +116,7 @@ export const fromLlamaTokenizerJSON = (root: Record<string, unknown>): SentenceP
   const firstRank = new Map<string, number>()
   merges.forEach(([left, right], rank) => {
     const piece = left + right
-    if (vocab[left] === undefined || vocab[right] === undefined || vocab[piece] === undefined) fail(`model.merges[${rank}]`, `${JSON.stringify([left, right])}: ${JSON.stringify(piece)} and both its halves must be in model.vocab`)
+    if (!idOf.has(left) || !idOf.has(right) || !idOf.has(piece)) fail(`model.merges[${rank}]`, `${JSON.stringify([left, right])}: ${JSON.stringify(piece)} and both its halves must be in model.vocab`)
     rankOf.set(`${left} ${right}`, rank)
     if (!firstRank.has(piece)) firstRank.set(piece, rank)
   })
@@ -124,7 +126,7 @@ export const fromLlamaTokenizerJSON = (root: Record<string, unknown>): SentenceP
     for (let i = 1; i < chars.length; i++) {
       const left = chars.slice(0, i).join("")
       const right = chars.slice(i).join("")
-      if (vocab[left] !== undefined && vocab[right] !== undefined && !rankOf.has(`${left} ${right}`))
+      if (idOf.has(left) && idOf.has(right) && !rankOf.has(`${left} ${right}`))
         fail("model.merges", `no merge of ${JSON.stringify(left)} and ${JSON.stringify(right)}, which make the piece ${JSON.stringify(piece)}; SentencePiece (and run.c) merges every pair of pieces that make one`)
     }
   }

@@ -175,6 +175,7 @@ export const llamaLikeVocab = (bpe: Tokenizer, missing: ReadonlySet<string>): Se
 export const llamaTokenizerJSON = (sp: SentencePieceTokenizer, spaces: "normalizer" | "metaspace"): Record<string, unknown> => {
   const text = sp.pieces.map((p) => new TextDecoder("utf-8", { fatal: true }).decode(p).replaceAll(" ", "▁"))
   const vocab = Object.fromEntries(text.map((p, id) => [p, id]))
+  const has = (p: string) => Object.hasOwn(vocab, p)
   const byScore = text.map((p, id) => ({ p, id })).sort((a, b) => sp.scores[b.id]! - sp.scores[a.id]! || a.id - b.id)
   const merges: Array<[string, string]> = []
   for (const { p } of byScore) {
@@ -182,7 +183,7 @@ export const llamaTokenizerJSON = (sp: SentencePieceTokenizer, spaces: "normaliz
     const splits: Array<[string, string]> = []
     for (let i = 1; i < chars.length; i++) {
       const [l, r] = [chars.slice(0, i).join(""), chars.slice(i).join("")]
-      if (vocab[l] !== undefined && vocab[r] !== undefined) splits.push([l, r])
+      if (has(l) && has(r)) splits.push([l, r])
     }
     merges.push(...splits.sort((a, b) => vocab[a[0]]! - vocab[b[0]]! || vocab[a[1]]! - vocab[b[1]]!))
   }

@@ -19,6 +19,15 @@ describe("Hugging Face Llama tokenizer.json (read as the SentencePiece kind)", (
     for (const text of ["Once upon a time, a lazy zebra ate.", "  two spaces", "café"]) expect(Array.from(back.encode(text))).toEqual(Array.from(sp.encode(text)))
   })
 
+  it("takes pieces by their own names, not Object.prototype's (\"toString\")", () => {
+    const vocab = model["vocab"] as Record<string, number>
+    expect(vocab["at"]).toBeDefined()
+    const n = Object.keys(vocab).length
+    const merges = [...(model["merges"] as Array<[string, string]>), ["at", "oString"]]
+    const t = readTokenizer(JSON.stringify({ ...json, model: { ...model, vocab: { ...vocab, oString: n, atoString: n + 1 }, merges } }))
+    expect(t.vocabSize).toBe(n + 2)
+  })
+
   it("refuses what the lab cannot compute, naming the field", () => {
     expect(read({ model: { ...model, type: "Unigram" } })).toThrow(`invalid tokenizer.json: model.type: "Unigram"; the lab reads "BPE"`)
     expect(read({ model: { ...model, byte_fallback: false } })).toThrow("invalid tokenizer.json: model.byte_fallback: false")
