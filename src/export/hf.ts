@@ -1,6 +1,8 @@
 import { Effect } from "effect"
 import { type DecoderSpec, formatPath } from "../../dsl/index.js"
 import { innerWidth } from "../../dsl/kinds/attention/fields.js"
+import { toLlamaTokenizerJSON } from "../tokenizer/llama-json.js"
+import { SentencePieceTokenizer } from "../tokenizer/sentencepiece.js"
 import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import { encodeSafetensors } from "../train/safetensors.js"
 import { type Exported, type ExportFile, type ExportNote, jsonFile } from "./exported.js"
@@ -67,9 +69,12 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: Te
   }
   const problems = problemsOf(spec, family, blocks)
   if (tokenizer.vocabSize !== spec.vocab) problems.push(`tokenizer: ${tokenizer.vocabSize} ids, the model has ${spec.vocab}`)
-  // The run's tokenizer.json is handed on as it is: only the byte-level BPE's is Hugging Face's format.
-  if (tokenizer.kind !== "bpe") problems.push(`tokenizer: kind "${tokenizer.kind}"; the Hugging Face export writes the byte-level BPE's tokenizer.json only`)
-  if (problems.length > 0) return { ok: false, problems }
+  // The byte-level BPE's tokenizer.json is Hugging Face's format as it is; the SentencePiece kind is written as Llama's.
+  const tokenizerJson = tokenizer instanceof SentencePieceTokenizer ? toLlamaTokenizerJSON(tokenizer) : { json: tokenizer.toJSON() }
+  if ("problem" in tokenizerJson) problems.push(tokenizerJson.problem)
+  if (problems.length > 0 || "problem" in tokenizerJson) return { ok: false, problems }
+  const specialTokens =
+    tokenizer instanceof SentencePieceTokenizer ? { bos_token: "<s>", eos_token: "</s>", unk_token: new TextDecoder().decode(tokenizer.pieces[0]) } : { bos_token: "<|endoftext|>", eos_token: "<|endoftext|>" }
 
   const w = weightsOf(spec, weights)
   const b0 = blocks[0]!
@@ -192,12 +197,11 @@ export const toHuggingFace = (spec: DecoderSpec, weights: Weights, tokenizer: Te
     jsonFile("config.json", { ...config, ...dropped }),
     { name: "model.safetensors", data: safetensors },
     jsonFile("generation_config.json", { _from_model_config: true, bos_token_id: eot, eos_token_id: eot }),
-    { name: "tokenizer.json", data: new TextEncoder().encode(tokenizer.toJSON()) },
-    // Without it AutoTokenizer would pick the model type's own tokenizer class (Llama's adds a <s> this vocabulary lacks).
+    { name: "tokenizer.json", data: new TextEncoder().encode(tokenizerJson.json) },
+    // Without it AutoTokenizer would pick the model type's own tokenizer class (Llama's adds a <s> the byte-level vocabulary lacks).
     jsonFile("tokenizer_config.json", {
       tokenizer_class: "PreTrainedTokenizerFast",
-      bos_token: "<|endoftext|>",
-      eos_token: "<|endoftext|>",
+      ...specialTokens,
       model_max_length: spec.context,
       clean_up_tokenization_spaces: false,
     }),

@@ -56,7 +56,7 @@ interface Imported {
 }
 
 /** `out`, or runs/imports/<name>, checked to be new or empty before anything is read. */
-const target = (name: string, out: string | undefined) =>
+export const target = (name: string, out: string | undefined) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -130,8 +130,8 @@ const writeRun = (out: string, imported: Imported) =>
     return { out, run, summary } satisfies ImportResult
   })
 
-/** A llama2.c model.bin (versions 0, 1, 2) and its tokenizer.bin. */
-export const importLlama2c = (modelFile: string, tokenizerFile: string, options: { readonly out?: string } = {}) =>
+/** A llama2.c model.bin (versions 0, 1, 2) and its tokenizer.bin; `download` says where they were fetched from, for the provenance. */
+export const importLlama2c = (modelFile: string, tokenizerFile: string, options: { readonly out?: string; readonly download?: Readonly<Record<string, unknown>> } = {}) =>
   Effect.gen(function* () {
     const path = yield* Path.Path
     const fail = (problem: string) => new ImportError({ problem })
@@ -158,6 +158,7 @@ export const importLlama2c = (modelFile: string, tokenizerFile: string, options:
         dequantised: imported.dequantised,
         ...(h.groupSize !== undefined ? { groupSize: h.groupSize } : {}),
         tokenizer: { file: path.resolve(tokenizerFile), sha256: sha256(tokenizerBytes) },
+        ...(options.download !== undefined ? { download: options.download } : {}),
       },
     })
   })

@@ -14,7 +14,7 @@ export const SP_BOS = 1
 /** run.c's byte fallback: byte b is id 3 + b. */
 export const SP_FIRST_BYTE = 3
 /** run.c's merge loop starts from this score and takes only pairs strictly above it. */
-const NO_MERGE = Math.fround(-1e10)
+export const NO_MERGE = Math.fround(-1e10)
 
 export interface SentencePieceSpec {
   /** Each piece's bytes by id. */

@@ -129,8 +129,9 @@ export const writeV2 = (m: RuncModel, groupSize: number): { bytes: Uint8Array; d
 
 /**
  * A Llama-like tokenizer.bin vocabulary: <unk>, <s>, </s>, the byte pieces <0x00>…<0xFF> at
- * 3 + byte, then pieces scored by rank: the BPE fixture's multi-byte tokens, and single
- * characters except a few, which then take the byte fallback (as do characters outside ASCII).
+ * 3 + byte, then pieces scored by rank: the BPE fixture's multi-byte tokens that are whole
+ * UTF-8 (as SentencePiece's pieces are text), and single characters except a few, which then
+ * take the byte fallback (as do characters outside ASCII).
  */
 export const llamaLikeVocab = (bpe: Tokenizer, missing: ReadonlySet<string>): SentencePieceTokenizer => {
   const utf8 = new TextEncoder()
@@ -146,11 +147,59 @@ export const llamaLikeVocab = (bpe: Tokenizer, missing: ReadonlySet<string>): Se
   // Single ASCII characters (the fixture's byte tokens), then its merges in rank order.
   const singles = bpe.tokens.filter((b, id) => b.length === 1 && b[0]! < 0x80 && !specials.has(id) && !missing.has(String.fromCharCode(b[0]!)))
   const merged = bpe.merges.map((m) => bpe.tokens[m.id]!)
+  const strict = new TextDecoder("utf-8", { fatal: true })
+  const text = (b: Uint8Array) => {
+    try {
+      strict.decode(b)
+      return true
+    } catch {
+      return false
+    }
+  }
   for (const piece of [...singles, ...merged]) {
-    if (seen.has(latin1(piece))) continue
+    if (seen.has(latin1(piece)) || !text(piece)) continue
     seen.add(latin1(piece))
     pieces.push(piece)
     scores.push(-pieces.length)
   }
   return new SentencePieceTokenizer({ pieces, scores, maxTokenLength: Math.max(...pieces.map((p) => p.length)) })
+}
+
+/**
+ * The Hugging Face tokenizer.json of a SentencePiece vocabulary as transformers' LlamaConverter
+ * writes it, independently of the lab's reader: pieces with "▁" for the space, BPE with byte
+ * fallback, and as merges every split of a piece into two pieces, the pieces by score (highest
+ * first), each piece's splits by their ids. `spaces` picks the older normalizer (Prepend,
+ * Replace) or the newer Metaspace pre-tokenizer.
+ */
+export const llamaTokenizerJSON = (sp: SentencePieceTokenizer, spaces: "normalizer" | "metaspace"): Record<string, unknown> => {
+  const text = sp.pieces.map((p) => new TextDecoder("utf-8", { fatal: true }).decode(p).replaceAll(" ", "▁"))
+  const vocab = Object.fromEntries(text.map((p, id) => [p, id]))
+  const has = (p: string) => Object.hasOwn(vocab, p)
+  const byScore = text.map((p, id) => ({ p, id })).sort((a, b) => sp.scores[b.id]! - sp.scores[a.id]! || a.id - b.id)
+  const merges: Array<[string, string]> = []
+  for (const { p } of byScore) {
+    const chars = Array.from(p)
+    const splits: Array<[string, string]> = []
+    for (let i = 1; i < chars.length; i++) {
+      const [l, r] = [chars.slice(0, i).join(""), chars.slice(i).join("")]
+      if (has(l) && has(r)) splits.push([l, r])
+    }
+    merges.push(...splits.sort((a, b) => vocab[a[0]]! - vocab[b[0]]! || vocab[a[1]]! - vocab[b[1]]!))
+  }
+  const special = (id: number) => ({ id, content: text[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [special(0), special(1), special(2)],
+    normalizer: spaces === "normalizer" ? { type: "Sequence", normalizers: [{ type: "Prepend", prepend: "▁" }, { type: "Replace", pattern: { String: " " }, content: "▁" }] } : null,
+    pre_tokenizer: spaces === "metaspace" ? { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: false } : null,
+    post_processor: { type: "TemplateProcessing", single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }], pair: [], special_tokens: {} },
+    decoder: {
+      type: "Sequence",
+      decoders: [{ type: "Replace", pattern: { String: "▁" }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }],
+    },
+    model: { type: "BPE", dropout: null, unk_token: "<unk>", continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: spaces === "normalizer" ? merges.map((m) => m.join(" ")) : merges },
+  }
 }

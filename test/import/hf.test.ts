@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -10,13 +10,16 @@ import { generate } from "../../src/eval/generate.js"
 import { toHuggingFace } from "../../src/export/hf.js"
 import type { Weights } from "../../src/export/weights.js"
 import { fromHuggingFace } from "../../src/import/hf.js"
-import { importHuggingFace } from "../../src/import/import-run.js"
+import { importHuggingFace, importLlama2c } from "../../src/import/import-run.js"
+import { exportRun } from "../../src/export/export-run.js"
 import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { openRun } from "../../src/orchestration/run-dir.js"
 import { decodeSafetensors } from "../../src/train/safetensors.js"
 import { fileOf, fixtureTokenizer, jsonOf, maxAbsDiff, projectLogits, randomWeights, safetensorsLookup, tensorsOf } from "../export/fixtures.js"
 import { type Config, gpt2Logits, llamaLogits } from "../export/reference.js"
+import { SentencePieceTokenizer } from "../../src/tokenizer/sentencepiece.js"
+import { llamaLikeVocab, llamaTokenizerJSON, seededModel, writeV1 } from "./fixtures.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -104,6 +107,59 @@ describe("Hugging Face import", () => {
         Effect.scoped(Effect.map(openRun(out), (o) => ({ kind: o.tokenizer.kind, hash: o.tokenizer.hash, posenc: o.run.model.posenc.kind }))).pipe(Effect.provide(NodeServices.layer)),
       )
       expect(opened).toEqual({ kind: "bpe", hash: tokenizer.hash, posenc: "learned" })
+    })
+
+    // A Llama vocabulary of the model's size: the first pieces of a Llama-like one, as transformers writes its tokenizer.json.
+    const full = llamaLikeVocab(tokenizer, new Set())
+    const sp = new SentencePieceTokenizer({ pieces: full.pieces.slice(0, base.vocab), scores: full.scores.slice(0, base.vocab), maxTokenLength: full.maxTokenLength })
+    const llamaDir = (name: string, tokenizerJson: Record<string, unknown>) => {
+      const { files } = exported(llama(base), 5)
+      const hf = join(dir, name)
+      mkdirSync(hf)
+      for (const f of files) writeFileSync(join(hf, f.name), f.data)
+      writeFileSync(join(hf, "tokenizer.json"), JSON.stringify(tokenizerJson))
+      return hf
+    }
+
+    it("reads a LlamaForCausalLM directory's Llama tokenizer.json as the SentencePiece kind, encoding as its tokenizer.bin would", async () => {
+      const hf = llamaDir("tiny-llama", llamaTokenizerJSON(sp, "metaspace"))
+      const out = join(dir, "runs", "tiny-llama")
+      await Effect.runPromise(importHuggingFace(hf, { out }).pipe(Effect.provide(NodeServices.layer)))
+      const text = "Once upon a time, a cat sat. Café!"
+      const opened = await Effect.runPromise(
+        Effect.scoped(Effect.map(openRun(out), (o) => ({ kind: o.tokenizer.kind, vocab: o.tokenizer.vocabSize, ids: Array.from(o.tokenizer.encode(text)) }))).pipe(Effect.provide(NodeServices.layer)),
+      )
+      expect(opened).toEqual({ kind: "sentencepiece", vocab: base.vocab, ids: Array.from(sp.encode(text)) })
+    })
+
+    it("a run with a SentencePiece tokenizer (a llama2.c import) exported with --format hf imports again with the same vocabulary, encoding and weights", async () => {
+      const full = llamaLikeVocab(tokenizer, new Set(["z"]))
+      writeFileSync(join(dir, "sp.bin"), writeV1(seededModel({ dim: 32, hidden: 64, layers: 2, heads: 4, vocab: full.vocabSize, seqLen: 32, shared: false }, 8)))
+      writeFileSync(join(dir, "sp-tokenizer.bin"), full.toBin())
+      const first = join(dir, "runs", "sp-first")
+      const layer = NodeServices.layer
+      await Effect.runPromise(importLlama2c(join(dir, "sp.bin"), join(dir, "sp-tokenizer.bin"), { out: first }).pipe(Effect.provide(layer)))
+      const exportedDir = await Effect.runPromise(Effect.scoped(exportRun(first, "hf")).pipe(Effect.provide(layer)))
+      expect(JSON.parse(readFileSync(join(exportedDir.out, "tokenizer_config.json"), "utf8"))).toMatchObject({ bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>" })
+      const again = join(dir, "runs", "sp-again")
+      await Effect.runPromise(importHuggingFace(exportedDir.out, { out: again }).pipe(Effect.provide(layer)))
+      const texts = ["Once upon a time, a lazy zebra sat.", "  two spaces and a tab\t", "café 🙂", ""]
+      const opened = await Effect.runPromise(
+        Effect.scoped(Effect.map(openRun(again), (o) => ({ kind: o.tokenizer.kind, pieces: (o.tokenizer as SentencePieceTokenizer).pieces.map((p) => Buffer.from(p).toString("hex")), ids: texts.map((t) => Array.from(o.tokenizer.encode(t))) }))).pipe(
+          Effect.provide(layer),
+        ),
+      )
+      expect(opened).toEqual({ kind: "sentencepiece", pieces: full.pieces.map((p) => Buffer.from(p).toString("hex")), ids: texts.map((t) => Array.from(full.encode(t))) })
+      expect(readFileSync(join(again, "checkpoint", "model.safetensors")).equals(readFileSync(join(first, "checkpoint", "model.safetensors")))).toBe(true)
+    })
+
+    it("refuses a tokenizer.json the lab cannot read, naming the file and the field, before writing the run", async () => {
+      const json = llamaTokenizerJSON(sp, "normalizer")
+      const hf = llamaDir("unigram-llama", { ...json, model: { ...(json["model"] as object), type: "Unigram" } })
+      const out = join(dir, "runs", "unigram-llama")
+      const exit = await Effect.runPromiseExit(importHuggingFace(hf, { out }).pipe(Effect.provide(NodeServices.layer)))
+      expect(JSON.stringify(exit)).toContain(`${join(hf, "tokenizer.json")}: invalid tokenizer.json: model.type: \\"Unigram\\"`)
+      expect(existsSync(out)).toBe(false)
     })
   })
 })

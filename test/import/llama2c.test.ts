@@ -28,7 +28,8 @@ import { adamw, constant, experiment, magnitude, prune } from "../../src/index.j
 import { expandRuns, type Loaded } from "../../src/experiment/load.js"
 import { checkSources } from "../../src/prune/source.js"
 import { fileOf, fixtureTokenizer, maxAbsDiff, projectLogits, randomWeights, tensorsOf } from "../export/fixtures.js"
-import { llamaLikeVocab, type RuncModel, seededModel, writeV0, writeV1, writeV2 } from "./fixtures.js"
+import { readTokenizer } from "../../src/tokenizer/registry.js"
+import { llamaLikeVocab, llamaTokenizerJSON, type RuncModel, seededModel, writeV0, writeV1, writeV2 } from "./fixtures.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -243,10 +244,11 @@ describe.skipIf(!compilerAvailable())("run.c as the reference for imported llama
   // "q", "x" and "z" are missing from the vocabulary, so they take the byte fallback like non-ASCII characters.
   const sp = llamaLikeVocab(bpe, new Set(["q", "x", "z"]))
 
-  it("the lab's encoding of stories and awkward strings equals run.c's encode", () => {
+  const texts = [...awkward, ...stories(300)]
+  /** run.c's encode of `texts` with sp's tokenizer.bin. */
+  const runcEncoding = (): number[][] => {
     const file = join(dir, "tokenizer.bin")
     writeFileSync(file, sp.toBin())
-    const texts = [...awkward, ...stories(300)]
     const input = Buffer.concat(
       texts.flatMap((t) => {
         const bytes = Buffer.from(t, "utf8")
@@ -256,7 +258,11 @@ describe.skipIf(!compilerAvailable())("run.c as the reference for imported llama
       }),
     )
     const lines = execFileSync(encoder, [file, String(sp.vocabSize)], { input, encoding: "utf8", maxBuffer: 1 << 26 }).split("\n")
-    const theirs = texts.map((_, i) => (lines[i] === "" ? [] : lines[i]!.split(" ").map(Number)))
+    return texts.map((_, i) => (lines[i] === "" ? [] : lines[i]!.split(" ").map(Number)))
+  }
+
+  it("the lab's encoding of stories and awkward strings equals run.c's encode", () => {
+    const theirs = runcEncoding()
     const ours = texts.map((t) => Array.from(sp.encode(t)))
     // The vocabulary really is exercised: merges, the byte fallback and the dummy prefix.
     expect(ours.flat().some((id) => id >= 3 && id < 259)).toBe(true)
@@ -265,6 +271,17 @@ describe.skipIf(!compilerAvailable())("run.c as the reference for imported llama
     // Decoding gives the text back: the dummy prefix is dropped after BOS, whose piece is "<s>".
     for (const t of texts.slice(20, 40)) expect(sp.decode([1, ...sp.encode(t)])).toBe(`<s>${t}`)
   })
+
+  for (const spaces of ["normalizer", "metaspace"] as const) {
+    it(`a Hugging Face Llama tokenizer.json of the same vocabulary (${spaces}) encodes stories and awkward strings as run.c's encode`, () => {
+      const theirs = runcEncoding()
+      const fromJson = readTokenizer(JSON.stringify(llamaTokenizerJSON(sp, spaces)))
+      expect(fromJson.kind).toBe("sentencepiece")
+      expect(fromJson.vocabSize).toBe(sp.vocabSize)
+      texts.forEach((t, i) => expect(Array.from(fromJson.encode(t)), JSON.stringify(t.slice(0, 60))).toEqual(theirs[i]))
+      for (const t of texts.slice(20, 40)) expect(fromJson.decode([1, ...fromJson.encode(t)])).toBe(`<s>${t}`)
+    })
+  }
 
   it("greedy tokens of the imported model equal run.c's from the same ids (versions 0, 1, and 2 against run.c on its dequantised weights)", () => {
     peer ??= buildPeer(defaultPeer, dir)
