@@ -1,6 +1,6 @@
 /** What experiment files import besides the model DSL. */
 export { experiment, tinystories, type Experiment, type ExperimentOptions } from "./experiment/define.js"
-export { adamw, muon } from "./experiment/optimizer/spec.js"
+export { adamw, lion, muon } from "./experiment/optimizer/spec.js"
 export { prune } from "./experiment/prune/declare.js"
 export {
   gradualMethod as gradual,

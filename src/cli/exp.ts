@@ -104,7 +104,7 @@ export const command = Command.make(
           ]
           yield* Console.log(
             `${r.variant} (seed ${r.seed})${pruning}\n${[...extras, printSpec(r.model)].join("\n")}\nmemory: about ${formatBytes(e.totalBytes)} to train at batch ${r.training.batch} × context ${r.model.context} ` +
-              `(weights ${formatBytes(e.weightBytes)}, AdamW ${formatBytes(e.optimizerBytes)}, gradients ${formatBytes(e.gradientBytes)}, activations ${formatBytes(e.activationBytes)})\n`,
+              `(weights ${formatBytes(e.weightBytes)}, ${e.optimizerState} ${formatBytes(e.optimizerBytes)}, gradients ${formatBytes(e.gradientBytes)}, activations ${formatBytes(e.activationBytes)})\n`,
           )
         }
         return

@@ -2,6 +2,7 @@ import type * as tf from "@tensorflow/tfjs"
 import type { NamedParam } from "../../dsl/params.js"
 import { adamw } from "./compute/adamw.js"
 import type { Optimizer, OptimizerCompute } from "./compute/compute.js"
+import { lion } from "./compute/lion.js"
 import { muon } from "./compute/muon.js"
 import type { OptimizerConfig, OptimizerOf, OptimizerTag } from "../experiment/optimizer/spec.js"
 
@@ -9,6 +10,7 @@ import type { OptimizerConfig, OptimizerOf, OptimizerTag } from "../experiment/o
 const computations: { readonly [K in OptimizerTag]: OptimizerCompute<OptimizerOf<K>> } = {
   adamw,
   muon,
+  lion,
 }
 
 /**

@@ -9,11 +9,12 @@ import { fusableKind } from "../attention/fused.js"
 import { attentionFusion } from "../backend/fused.js"
 import { posencCompute } from "../posenc/index.js"
 import { formatBytes } from "../io/progress.js"
+import { type OptimizerConfig, optimizerState } from "../experiment/optimizer/spec.js"
 
 /**
  * The memory a training run needs, from its spec alone, before any tensor exists: float32
- * weights, AdamW's two moments, the gradients, and the activations one optimiser step keeps
- * for its backward pass at the configured batch and context. A rough model, not a measurement:
+ * weights, the optimiser's state (AdamW's two moments, Lion's one), the gradients, and the
+ * activations one optimiser step keeps for its backward pass at the configured batch and context. A rough model, not a measurement:
  * per layer it counts the tensors the forward pass keeps (attention's projections and its
  * B·H·T·K scores, with K the keys a query actually computes for the kind; the FFN's hidden
  * activations; norms and residual sums), the largest transient tensors of the backward pass,
@@ -30,13 +31,17 @@ export interface StepShape {
   readonly accumulate: number
   /** Sequence lengths evaluated after training besides the context (forward passes only). */
   readonly evalLengths?: ReadonlyArray<number>
+  /** The run's optimiser, whose state is counted. */
+  readonly optimizer: OptimizerConfig
 }
 
 export interface MemoryEstimate {
   readonly parameters: number
   readonly weightBytes: number
-  /** AdamW's first and second moments, float32 each. */
+  /** The optimiser's state, float32 (AdamW's first and second moments, Lion's momentum). */
   readonly optimizerBytes: number
+  /** What that state is, for messages: "AdamW moments". */
+  readonly optimizerState: string
   readonly gradientBytes: number
   /** What one optimiser step holds beyond weights and optimiser state besides the gradients. */
   readonly activationBytes: number
@@ -170,13 +175,16 @@ export const estimateTraining = (spec: DecoderSpec, shape: StepShape): MemoryEst
   ]
   const step = { values: Math.max(...passes.map((p) => p.values)), largest: passes.map((p) => p.largest).reduce(larger) }
   const weights = FLOAT * parameters
+  const state = optimizerState(shape.optimizer)
+  const gradients = (shape.accumulate > 1 ? 2 : 1) * weights
   return {
     parameters,
     weightBytes: weights,
-    optimizerBytes: 2 * weights,
-    gradientBytes: (shape.accumulate > 1 ? 2 : 1) * weights,
+    optimizerBytes: state.perWeight * weights,
+    optimizerState: state.what,
+    gradientBytes: gradients,
     activationBytes: FLOAT * step.values,
-    totalBytes: (shape.accumulate > 1 ? 5 : 4) * weights + FLOAT * step.values,
+    totalBytes: (1 + state.perWeight) * weights + gradients + FLOAT * step.values,
     largestTensor: larger(step.largest, largest),
   }
 }
@@ -194,9 +202,9 @@ export interface MemoryLimit {
 }
 
 /** Why a run cannot start with this estimate, with the figures; undefined when it fits. */
-export const memoryProblem = (e: MemoryEstimate, shape: StepShape & { readonly context: number }, limit: MemoryLimit): string | undefined => {
+export const memoryProblem = (e: MemoryEstimate, shape: { readonly batch: number; readonly context: number }, limit: MemoryLimit): string | undefined => {
   const figures =
-    `  ${count(e.parameters)} parameters: ${formatBytes(e.weightBytes)} of weights, ${formatBytes(e.optimizerBytes)} of AdamW moments, ${formatBytes(e.gradientBytes)} of gradients\n` +
+    `  ${count(e.parameters)} parameters: ${formatBytes(e.weightBytes)} of weights, ${formatBytes(e.optimizerBytes)} of ${e.optimizerState}, ${formatBytes(e.gradientBytes)} of gradients\n` +
     `  activations of one step at batch ${shape.batch} × context ${shape.context}: about ${formatBytes(e.activationBytes)}`
   const advice = "Make the model, batch or context smaller"
   if (e.largestTensor.elements > MAX_TENSOR_ELEMENTS)

@@ -19,7 +19,7 @@ import { runAt } from "../../src/experiment/run-ref.js"
 import { fromRun } from "../../src/experiment/warm-start/index.js"
 import { type ExportFormat, exportFormats, exportRun } from "../../src/export/export-run.js"
 import { llama2cIds } from "../../src/export/llama2c.js"
-import { objectives, type ObjectiveOf, type ObjectiveTag } from "../../src/experiment/objective/spec.js"
+import { isExplicit, objectives, type ObjectiveOf, type ObjectiveTag } from "../../src/experiment/objective/spec.js"
 import { pruneMethods } from "../../src/experiment/prune/methods/index.js"
 import { trainOrPrune } from "../../src/prune/run.js"
 import { Rng } from "../../src/random/rng.js"
@@ -90,15 +90,15 @@ const policyOf: { readonly [K in PolicyTag]: PolicyOf<K> } = {
 type Policy = PolicyTag | "none"
 const policies: ReadonlyArray<Policy> = ["none", ...(Object.keys(depthPolicies) as PolicyTag[])]
 
-/** One instance of each objective, reading the teacher run in `teacher` where it reads one. */
+/** One instance of each objective, reading the teacher run in `teacher` where it reads one; distillation's adds a z-loss, so it meets every policy and start. */
 const exampleOf: { readonly [K in ObjectiveTag]: (teacher: string) => ObjectiveOf<K> } = {
   "cross-entropy": () => objectives["cross-entropy"].make(),
-  distill: (teacher) => objectives.distill.make({ teacher: runAt(teacher), temperature: 2, alpha: 0.5, divergence: "reverse-kl" }),
+  distill: (teacher) => objectives.distill.make({ teacher: runAt(teacher), temperature: 2, alpha: 0.5, divergence: "reverse-kl", zLoss: 1e-3 }),
 }
-/** The same objective with all its weight on the hard targets: it must train the bytes of plain cross-entropy. */
+/** The same objective with all its weight on the hard targets (and no z-loss): it must train the bytes of plain cross-entropy. */
 const hardTargetsOnly: { readonly [K in ObjectiveTag]: (o: ObjectiveOf<K>) => ObjectiveOf<K> } = {
   "cross-entropy": (o) => o,
-  distill: ({ hidden: _hidden, ...o }) => ({ ...o, alpha: 1 }),
+  distill: ({ hidden: _hidden, zLoss: _zLoss, ...o }) => ({ ...o, alpha: 1 }),
 }
 const objectiveTags = Object.keys(objectives) as ObjectiveTag[]
 /** A tag's example and its hard-targets-only twin, typed for any tag. */
@@ -128,7 +128,7 @@ const starts = {
 type Start = keyof typeof starts
 
 const specOf = (objective: ObjectiveOf<ObjectiveTag>, policy: Policy, start: Start, variant: string): RunSpec => {
-  const o = objectives[objective.kind].implicit === true ? {} : { objective }
+  const o = isExplicit(objective) ? { objective } : {}
   return { format: 1, experiment: "compose", variant, seed: 1, model: model(policy), training: training(3), ...starts[start](policy), ...o }
 }
 

@@ -14,6 +14,7 @@ import { constant, cosine, linear, LrSchedule, lrAt, schedules, wsd } from "../.
 const optimizerExamples: { readonly [K in OptimizerTag]: OptimizerOf<K> } = {
   adamw: optimizers.adamw.make({ lr: constant(1e-2), weightDecay: 0.1 }),
   muon: optimizers.muon.make({ lr: constant(2e-2), weightDecay: 0.1, adamw: { lr: cosine({ peak: 1e-2, warmup: 1, floor: 1e-3 }) } }),
+  lion: optimizers.lion.make({ lr: cosine({ peak: 1e-3, warmup: 1, floor: 1e-4 }) }),
 }
 
 const scheduleExamples: { readonly [K in keyof typeof schedules]: LrSchedule } = {

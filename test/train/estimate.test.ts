@@ -10,6 +10,8 @@ import { tokenRunData } from "../../src/orchestration/data.js"
 import type { RunSpec } from "../../src/experiment/define.js"
 import { Rng } from "../../src/random/rng.js"
 import { ProgressSink } from "../../src/io/progress.js"
+import { adamw, lion, muon } from "../../src/experiment/optimizer/spec.js"
+import { constant } from "../../src/schedule/index.js"
 import { estimateTraining, memoryProblem } from "../../src/train/estimate.js"
 import { trainRun } from "../../src/train/run.js"
 import { describeNative } from "../backend/native-suite.js"
@@ -36,6 +38,8 @@ const gpt = (o: { vocab?: number; width?: number; context?: number; layers?: num
     ),
   })
 
+const optimizer = adamw({ lr: constant(1e-3) })
+
 describe("memory estimate", () => {
   it("counts the parameters exactly, shared model-wide ones once, without a table of every block", () => {
     const specs = [
@@ -44,7 +48,7 @@ describe("memory estimate", () => {
       llama({ vocab: 300, width: 64, context: 32, layers: 3, heads: 4 }),
       decoder({ vocab: 100, width: 32, context: 64, layers: depth(5, block({ attention: attention("linformer-causal", { heads: 2, k: 8, block: 16, sharing: "layerwise" }), ffn: ffn("relu") })) }),
     ]
-    for (const spec of specs) expect(estimateTraining(spec, { batch: 4, accumulate: 1 }).parameters).toBe(paramCounts(spec).total)
+    for (const spec of specs) expect(estimateTraining(spec, { batch: 4, accumulate: 1, optimizer }).parameters).toBe(paramCounts(spec).total)
   })
 
   it("refuses absurd sizes with the figures, not a RangeError", () => {
@@ -56,24 +60,31 @@ describe("memory estimate", () => {
       [gpt(), 1e9, /would hold|training needs about/],
     ]
     for (const [spec, batch, message] of cases) {
-      const problem = memoryProblem(estimateTraining(spec, { batch, accumulate: 1 }), { batch, accumulate: 1, context: spec.context }, limit)
+      const problem = memoryProblem(estimateTraining(spec, { batch, accumulate: 1, optimizer }), { batch, context: spec.context }, limit)
       expect(problem).toMatch(message)
       expect(problem).toMatch(/parameters: .* of weights, .* of AdamW moments, .* of gradients\n  activations of one step at batch/)
     }
-    expect(memoryProblem(estimateTraining(gpt(), { batch: 8, accumulate: 1 }), { batch: 8, accumulate: 1, context: 64 }, limit)).toBeUndefined()
+    expect(memoryProblem(estimateTraining(gpt(), { batch: 8, accumulate: 1, optimizer }), { batch: 8, context: 64 }, limit)).toBeUndefined()
   })
 
   it("grows with each size that costs memory", () => {
-    const base = estimateTraining(gpt(), { batch: 8, accumulate: 1 })
-    expect(estimateTraining(gpt({ context: 128 }), { batch: 8, accumulate: 1 }).activationBytes).toBeGreaterThan(2 * base.activationBytes)
-    expect(estimateTraining(gpt(), { batch: 16, accumulate: 1 }).activationBytes).toBeCloseTo(2 * base.activationBytes, -3)
-    expect(estimateTraining(gpt(), { batch: 8, accumulate: 4 }).gradientBytes).toBe(2 * base.gradientBytes)
+    const base = estimateTraining(gpt(), { batch: 8, accumulate: 1, optimizer })
+    expect(estimateTraining(gpt({ context: 128 }), { batch: 8, accumulate: 1, optimizer }).activationBytes).toBeGreaterThan(2 * base.activationBytes)
+    expect(estimateTraining(gpt(), { batch: 16, accumulate: 1, optimizer }).activationBytes).toBeCloseTo(2 * base.activationBytes, -3)
+    expect(estimateTraining(gpt(), { batch: 8, accumulate: 4, optimizer }).gradientBytes).toBe(2 * base.gradientBytes)
+    // Lion keeps one moment per weight, AdamW two; Muon is counted as AdamW, an upper bound.
+    const withLion = estimateTraining(gpt(), { batch: 8, accumulate: 1, optimizer: lion({ lr: constant(1e-4) }) })
+    expect(withLion.optimizerBytes).toBe(base.weightBytes)
+    expect(base.optimizerBytes).toBe(2 * base.weightBytes)
+    expect(base.totalBytes - withLion.totalBytes).toBe(base.weightBytes)
+    expect(memoryProblem(withLion, { batch: 8, context: 64 }, { bytes: 1, source: "--max-memory 1" })).toMatch(/of weights, .* of Lion momentum, .* of gradients/)
+    expect(estimateTraining(gpt(), { batch: 8, accumulate: 1, optimizer: muon({ lr: constant(0.02), adamw: { lr: constant(1e-3) } }) }).optimizerBytes).toBe(base.optimizerBytes)
     // Checkpointed blocks: one block's activations, plus each block's input.
-    const deep = (layers: number, checkpoint?: "blocks") => estimateTraining(gpt({ layers, ...(checkpoint ? { checkpoint } : {}) }), { batch: 8, accumulate: 1 }).activationBytes
+    const deep = (layers: number, checkpoint?: "blocks") => estimateTraining(gpt({ layers, ...(checkpoint ? { checkpoint } : {}) }), { batch: 8, accumulate: 1, optimizer }).activationBytes
     expect(deep(12, "blocks")).toBeLessThan(deep(12) / 2)
     expect(deep(13, "blocks") - deep(12, "blocks")).toBe(2 * 4 * 8 * 64 * 64)
     // Evaluating at 16× the context (at the same tokens a batch) holds more than a training step does.
-    expect(estimateTraining(gpt({ pos: "rope" }), { batch: 8, accumulate: 1, evalLengths: [1024] }).activationBytes).toBeGreaterThan(estimateTraining(gpt({ pos: "rope" }), { batch: 8, accumulate: 1 }).activationBytes)
+    expect(estimateTraining(gpt({ pos: "rope" }), { batch: 8, accumulate: 1, optimizer, evalLengths: [1024] }).activationBytes).toBeGreaterThan(estimateTraining(gpt({ pos: "rope" }), { batch: 8, accumulate: 1, optimizer }).activationBytes)
   })
 })
 
@@ -100,8 +111,8 @@ describeNative("memory estimate against measured peaks (native backend)", () => 
     await tf.setBackend("native")
     process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "1"
     const limit = { bytes: 64 * 2 ** 30, source: "--max-memory 64G" }
-    const problem = () => memoryProblem(estimateTraining(gpt({ context: 1e6 }), { batch: 4, accumulate: 1 }), { batch: 4, accumulate: 1, context: 1e6 }, limit)
-    const linear = () => estimateTraining(gpt({ context: 128 }), { batch: 8, accumulate: 1 }).activationBytes / estimateTraining(gpt(), { batch: 8, accumulate: 1 }).activationBytes
+    const problem = () => memoryProblem(estimateTraining(gpt({ context: 1e6 }), { batch: 4, accumulate: 1, optimizer }), { batch: 4, context: 1e6 }, limit)
+    const linear = () => estimateTraining(gpt({ context: 128 }), { batch: 8, accumulate: 1, optimizer }).activationBytes / estimateTraining(gpt(), { batch: 8, accumulate: 1, optimizer }).activationBytes
     try {
       expect(problem()).toMatch(/training needs about .* GiB, more than/)
       expect(linear()).toBeCloseTo(2, 5)
@@ -126,7 +137,7 @@ describeNative("memory estimate against measured peaks (native backend)", () => 
       )
       expect(Exit.isSuccess(exit), String(Exit.isFailure(exit) && exit.cause)).toBe(true)
       const measured = (JSON.parse(readFileSync(join(out, "summary.json"), "utf8")) as { stepPeakBytes: number }).stepPeakBytes
-      const e = estimateTraining(model, { batch, accumulate: 1 })
+      const e = estimateTraining(model, { batch, accumulate: 1, optimizer })
       const ratio = (e.gradientBytes + e.activationBytes) / measured
       expect(ratio).toBeGreaterThan(0.7)
       expect(ratio).toBeLessThan(1.3)

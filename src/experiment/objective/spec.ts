@@ -36,7 +36,7 @@ export const crossEntropy = crossEntropyObjective.make
 export const distill = (o: Parameters<typeof distillObjective.make>[0]): Objective => distillObjective.make(o)
 
 /** Whether a run states the objective (the default one is left out of spec.json and the spec hash). */
-export const isExplicit = (o: Objective | undefined): o is Objective => o !== undefined && objectiveModule(o).implicit !== true
+export const isExplicit = (o: Objective | undefined): o is Objective => o !== undefined && objectiveModule(o).implicit?.(o) !== true
 
 /** Problems of an objective against the student's model, at paths under `prefix`. */
 export const objectiveProblems = (o: Objective, student: DecoderSpec, prefix: ReadonlyArray<string | number>): string[] =>

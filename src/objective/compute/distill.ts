@@ -5,6 +5,7 @@ import { initParams } from "../../model/init.js"
 import { Rng } from "../../random/rng.js"
 import { distillationLoss } from "../distill-loss.js"
 import { hiddenMatchLoss } from "../hidden.js"
+import { withZLoss } from "../z-loss.js"
 import type { Distill } from "../../experiment/objective/kinds/distill.js"
 import { inputsOf, type ObjectiveCompute, OBJECTIVE_PREFIX } from "./compute.js"
 
@@ -41,8 +42,9 @@ export const distill: ObjectiveCompute<Distill> = (o, { run, model, sources: [te
     loss: (params, batch, guide, options) => {
       const outputs = new Map<number, tf.Tensor3D>()
       const soft = { teacher: guide!.logits, temperature: o.temperature, alpha: o.alpha, divergence: o.divergence }
+      const term = withZLoss((logits, targets, weights) => distillationLoss(logits, targets, weights, soft), o.zLoss)
       // Through the model's loss, so a depth policy's exits and auxiliary loss are trained as under cross-entropy.
-      const kd = model.loss(params, batch, { ...options, ...collect(studentWanted, outputs) }, (logits, targets, weights) => distillationLoss(logits, targets, weights, soft))
+      const kd = model.loss(params, batch, { ...options, ...collect(studentWanted, outputs) }, term)
       if (!o.hidden) return kd
       const weights = batch.mask.reshape([-1]) as tf.Tensor1D
       const h = o.hidden

@@ -11,8 +11,8 @@ import type { RunRef, SourceRole } from "../../run-ref.js"
  */
 export interface ObjectiveDescription<O> {
   readonly schema: Schema.Codec<O, any>
-  /** The default: left out of spec.json and the spec hash, so runs made before objectives keep theirs. */
-  readonly implicit?: boolean
+  /** Whether it is the default: left out of spec.json and the spec hash, so runs made before objectives keep theirs. */
+  readonly implicit?: (objective: O) => boolean
   /** Problems against the student's model; paths relative to the objective. */
   readonly check: (objective: O, student: DecoderSpec) => ReadonlyArray<Issue>
   /** The runs it reads (a teacher), in order. */

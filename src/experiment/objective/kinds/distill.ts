@@ -4,6 +4,7 @@ import type { Issue } from "../../../../dsl/kind.js"
 import { posencModule } from "../../../../dsl/kinds/posenc/index.js"
 import { blocksOf, dimsOf } from "../../../../dsl/nodes.js"
 import { type RunRef, RunRefSchema } from "../../run-ref.js"
+import { ZLossField, zLossLabel } from "./cross-entropy.js"
 import type { ObjectiveDescription } from "./description.js"
 
 /**
@@ -29,6 +30,8 @@ const schema = Schema.Struct({
   alpha: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })),
   divergence: Schema.Literals(["forward-kl", "reverse-kl"]),
   hidden: Schema.optionalKey(HiddenMatchSchema),
+  /** PaLM's z-loss on the student's logits, added to the loss as under cross-entropy. */
+  zLoss: ZLossField,
 })
 export type Distill = typeof schema.Type
 
@@ -43,6 +46,7 @@ export const distillObjective: ObjectiveDescription<Distill> & {
     readonly alpha: number
     readonly divergence?: Distill["divergence"]
     readonly hidden?: { readonly pairs: ReadonlyArray<readonly [number, number]>; readonly loss?: HiddenMatch["loss"]; readonly weight?: number }
+    readonly zLoss?: number
   }) => Distill
 } = {
   schema,
@@ -53,6 +57,7 @@ export const distillObjective: ObjectiveDescription<Distill> & {
     alpha: o.alpha,
     divergence: o.divergence ?? "forward-kl",
     ...(o.hidden ? { hidden: { pairs: o.hidden.pairs.map(([s, t]) => [s, t] as const), loss: o.hidden.loss ?? "cosine", weight: o.hidden.weight ?? 1 } } : {}),
+    ...(o.zLoss === undefined ? {} : { zLoss: o.zLoss }),
   }),
   check: (o, student) => {
     const blocks = blocksOf(student.layers).length
@@ -80,5 +85,6 @@ export const distillObjective: ObjectiveDescription<Distill> & {
   },
   label: (o) =>
     `distill ${o.divergence} T=${o.temperature} α=${o.alpha} from ${o.teacher.run}` +
-    (o.hidden ? `, hidden ${o.hidden.pairs.map(([s, t]) => `${s}→${t}`).join(" ")} ${o.hidden.loss} ×${o.hidden.weight}` : ""),
+    (o.hidden ? `, hidden ${o.hidden.pairs.map(([s, t]) => `${s}→${t}`).join(" ")} ${o.hidden.loss} ×${o.hidden.weight}` : "") +
+    zLossLabel(o.zLoss),
 }

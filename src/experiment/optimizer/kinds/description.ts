@@ -9,6 +9,8 @@ import { LrSchedule } from "../../../schedule/index.js"
 export interface OptimizerDescription<O> {
   readonly schema: Schema.Codec<O, any>
   readonly label: (optimizer: O) => string
+  /** Its state beside the weights, for the memory estimate: float32 values per weight (at most) and what they are. */
+  readonly state: (optimizer: O) => { readonly perWeight: number; readonly what: string }
 }
 
 /** Fields every optimiser has: the learning-rate schedule, gradient clipping, and which parameters decay. */

@@ -44,6 +44,8 @@ export const muonOptimizer: OptimizerDescription<MuonOptions> & {
     steps: o.steps ?? 5,
     adamw: { lr: o.adamw.lr, ...adamwDefaults(o.adamw) },
   }),
+  // Two for the weights AdamW takes; the matrices' one momentum is not told apart here.
+  state: () => ({ perWeight: 2, what: "Muon momentum and AdamW moments" }),
   label: (o) =>
     `muon(momentum ${o.momentum}${o.nesterov ? " nesterov" : ""}, ${o.steps} steps, wd ${o.weightDecay}, clip ${o.clip}), lr ${describeSchedule(o.lr)}; ` +
     `adamw(β=${o.adamw.beta1},${o.adamw.beta2}, wd ${o.adamw.weightDecay}), lr ${describeSchedule(o.adamw.lr)}`,
