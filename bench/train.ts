@@ -1,14 +1,16 @@
 /**
- * `npm run bench -- train [--backend X] [--bf16] [--threads N] [--steps N] [--warmup N]`: trains config R
+ * `npm run bench -- train [--backend X] [--bf16] [--threads N] [--steps N] [--warmup N] [--profile]`: trains config R
  * (the base decoder: vocab 4096, width 256, 4 layers, 4 heads, context 256, batch 16) with
  * AdamW on seeded random tokens and prints one JSON line, with resident memory and live
  * tensors after the first and last timed step. bench/torch_reference.py runs the
- * same model and step in PyTorch for side-by-side figures.
+ * same model and step in PyTorch for side-by-side figures. `--profile` then runs as many steps
+ * again with every kernel timed and prints where a step's time goes, kernel by kernel.
  */
 import * as tf from "@tensorflow/tfjs"
 import { gpt2 } from "../dsl/index.js"
 import { selectBackend } from "../src/backend/select.js"
 import { compile } from "../src/model/index.js"
+import { profileKernels } from "./kernel-profile.js"
 import { trainingSteps } from "./train-step.js"
 
 const CONFIG = { vocab: 4096, width: 256, layers: 4, heads: 4, context: 256, batch: 16 } as const
@@ -66,4 +68,20 @@ export const main = async (argv: string[]): Promise<void> => {
       tensors: { first: tensors[0], last: tensors[tensors.length - 1] },
     }),
   )
+  if (argv.includes("--profile")) profile(step, steps, seconds / steps)
+}
+
+/** `steps` more steps with every kernel timed: one JSON line per kernel, its share of the step, and what the kernels leave to the engine. */
+const profile = (step: () => number, steps: number, unprofiledSeconds: number): void => {
+  const kernels = profileKernels(tf.getBackend())
+  step()
+  kernels.reset()
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < steps; i++) step()
+  const msPerStep = Number(process.hrtime.bigint() - start) / 1e6 / steps
+  const rows = kernels.read()
+  const inKernels = rows.reduce((a, r) => a + r.ms, 0) / steps
+  for (const r of rows)
+    console.log(JSON.stringify({ bench: "train-profile", kernel: r.kernel, callsPerStep: r.calls / steps, msPerStep: r.ms / steps, share: r.ms / steps / msPerStep }))
+  console.log(JSON.stringify({ bench: "train-profile", kernel: "(outside kernels)", msPerStep: msPerStep - inKernels, share: (msPerStep - inKernels) / msPerStep, profiledMsPerStep: msPerStep, unprofiledMsPerStep: unprofiledSeconds * 1e3 }))
 }

@@ -152,6 +152,18 @@ std::string matmul(const MatmulShape& s, const float* a, const float* b, const f
     // oneDNN rejects zero-sized reductions; the product is then just bias + activation.
     return "empty reduction";
   }
+  if (s.batch_a == 1 && s.batch_b == 1 && s.trans_a && !s.trans_b && bias == nullptr && act == Act::none &&
+      s.m >= 2 * s.n) {
+    // oneDNN runs A^T·B at about half speed when A^T has many more rows than B has columns (a
+    // weight gradient X^T·dY of a wide X: the tied head's, the FFN's down projection's); the
+    // same product as (B^T·A)^T runs at full speed, and transposing the small result is cheap.
+    static std::vector<float> swapped;
+    if (swapped.size() < static_cast<size_t>(s.m * s.n)) swapped.resize(s.m * s.n);
+    const std::string err = matmul({1, 1, s.n, s.m, s.k, true, false}, b, a, nullptr, Act::none, 0.f, swapped.data(), precision);
+    if (!err.empty()) return err;
+    transpose(swapped.data(), {s.n, s.m}, {1, 0}, out, 4);
+    return "";
+  }
   const bool bf16 = precision == Precision::bf16;
   const int64_t na = s.batch_a * s.m * s.k, nb = s.batch_b * s.k * s.n;
   // Scratch persists across calls so large copies do not fault in fresh pages each time.

@@ -45,6 +45,9 @@ native("native kernels equal stock cpu kernels", () => {
     const cases: Array<[number[], number[], boolean, boolean]> = [
       [[5, 7], [7, 3], false, false],
       [[7, 5], [7, 3], true, false],
+      // A^T with at least twice B's columns in rows: computed as (B^T·A)^T (native/matmul.cc).
+      [[7, 12], [7, 3], true, false],
+      [[40, 130], [40, 17], true, false],
       [[5, 7], [3, 7], false, true],
       [[7, 5], [3, 7], true, true],
       [[2, 3, 5, 7], [2, 3, 7, 4], false, false],
