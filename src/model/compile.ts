@@ -42,7 +42,8 @@ export interface ForwardOptions {
   /**
    * Frees each block's intermediate tensors as soon as the block is done, keeping its output:
    * for a forward pass no gradient follows (a distillation teacher's), whose activations
-   * would otherwise all live until the caller's tidy ends.
+   * would otherwise all live until the caller's tidy ends. Training without a cache or probe
+   * always does (the tape keeps what the backward pass reads).
    */
   readonly blockwise?: boolean
   /** How the products' weights are stored (src/decode/weights.ts); "int8" only on the native decode program, with a cache. Default fp32. */
@@ -223,9 +224,12 @@ export const compile = (input: DecoderSpec): Model => {
       if (cache) cache.length += t
       return out
     }
+    // Under a gradient tape a block's saved tensors outlive its tidy; a cache's keys and values
+    // and a probe's statistics are made inside the block and must outlive it.
+    const tidyBlocks = options.blockwise || (training && cache === undefined && options.probe === undefined)
     blocks.forEach((_, i) => {
       const input = x
-      x = options.blockwise ? tf.tidy(() => run(i, input)) : run(i, input)
+      x = tidyBlocks ? tf.tidy(() => run(i, input)) : run(i, input)
       options.blockOutputs?.(i, x)
     })
     options.trace?.dense(costs, b * t)
