@@ -104,9 +104,10 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
     case "ffn": {
       const h = ffnHidden(layer, d)
       const gated = activationModule(layer.activation).gated
-      // The activation's input and output (gated: both projections and the product too), a
-      // dropout mask; while the layer runs backward, the hidden gradients.
-      const hidden = (gated ? 4 : 2) + (layer.dropout > 0 ? 1 : 0)
+      // The activation's input and output (ReLU's gradient reads only the output; gated: both
+      // projections and the product too), a dropout mask; while the layer runs backward, the
+      // hidden gradients.
+      const hidden = (gated ? 4 : layer.activation.kind === "relu" ? 1 : 2) + (layer.dropout > 0 ? 1 : 0)
       return { values: hidden * n * h, transient: 2 * n * h, largest: { what: `FFN hidden activations (${n}×${h})`, elements: n * h } }
     }
     case "norm":

@@ -20,7 +20,7 @@ import { charTokenizer, tinyRun } from "./fixtures.js"
  * the parameter table's, absurd sizes give figures instead of a RangeError, and on the native
  * backend it lands within a stated factor of a training step's measured peak.
  */
-const gpt = (o: { vocab?: number; width?: number; context?: number; layers?: number; kind?: "full" | "sliding" | "sparse"; act?: "gelu" | "swiglu"; pos?: "learned" | "alibi" | "rope"; checkpoint?: "blocks" } = {}): DecoderSpec =>
+const gpt = (o: { vocab?: number; width?: number; context?: number; layers?: number; kind?: "full" | "sliding" | "sparse"; act?: "gelu" | "swiglu" | "relu"; pos?: "learned" | "alibi" | "rope"; checkpoint?: "blocks" } = {}): DecoderSpec =>
   decoder({
     ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
     vocab: o.vocab ?? 512,
@@ -93,6 +93,7 @@ describeNative("memory estimate against measured peaks (native backend)", () => 
     ["sliding window at context 256", gpt({ context: 256, kind: "sliding" }), 4],
     ["sparse strided at context 256", gpt({ context: 256, kind: "sparse" }), 4],
     ["SwiGLU at width 128", gpt({ width: 128, act: "swiglu" }), 8],
+    ["ReLU", gpt({ act: "relu" }), 8],
     ["ALiBi at context 128", gpt({ context: 128, pos: "alibi" }), 8],
     ["RoPE with vocabulary 2048", gpt({ vocab: 2048, context: 128, pos: "rope" }), 8],
     ["six checkpointed blocks at context 128", gpt({ context: 128, layers: 6, checkpoint: "blocks" }), 4],
