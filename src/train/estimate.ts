@@ -93,7 +93,7 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
       // context also gather keys and values into windows, columns or compressed rows); the
       // normalised scores (and a position bias's, a dropout mask); while the layer runs, the raw
       // and masked scores, or backward their gradients.
-      const projections = 4 + (scoreHooks ? 2 : 0) + (keys < t ? 12 : 0)
+      const projections = 4 + (scoreHooks ? 2 : 0) + (keys < t ? 16 : 0)
       const scoreCopies = 1 + (scoreHooks ? 1 : 0) + (layer.dropout > 0 ? 1 : 0)
       return {
         values: projections * n * a + scoreCopies * scores,
@@ -160,12 +160,14 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const logits = n * spec.vocab
   const edges: Cost = {
     // The final norm's input and output (and positions added to the embeddings); the logits,
-    // and while the loss runs backward their gradient and the product with the head.
+    // whose gradient takes their buffer on the native backend.
     values: (posenc.embed !== undefined ? 3 : 2) * n * spec.width + logits,
-    transient: logits,
+    transient: 0,
     largest: { what: `logits (${n}×${spec.vocab})`, elements: logits },
   }
-  return sum([...blocks, edges])
+  const all = sum(blocks)
+  // A block's transients come and go before the logits exist (forward) or once they are freed (backward).
+  return { values: all.values + edges.values, transient: Math.max(0, all.transient - logits), largest: larger(all.largest, edges.largest) }
 }
 
 export const estimateTraining = (spec: DecoderSpec, shape: StepShape): MemoryEstimate => {
