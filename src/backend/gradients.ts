@@ -1,26 +1,26 @@
 import * as tf from "@tensorflow/tfjs"
 
 /**
- * `tf.variableGrads` with the same arithmetic in the same order, holding less memory.
- * tfjs keeps every tensor any recorded op saved until the whole backward pass ends, and every
- * intermediate gradient too, so a training step's peak is its activations plus nearly all of
- * their gradients. Here:
+ * tfjs's gradients (`engine.gradients`) with the same arithmetic in the same order, holding
+ * less memory. tfjs keeps every tensor any recorded op saved until the whole backward pass
+ * ends, and every intermediate gradient too, so a training step's peak is its activations plus
+ * nearly all of their gradients. Here:
  * - each op's gradient inputs are freed once its backward ran (nothing earlier reads them);
  * - each saved tensor is freed once its op's backward ran;
- * - saves that backward cannot read are freed as the forward pass records them: ops no
- *   variable flows into are never differentiated, the gradients of Add, Sub and Reshape read
- *   only their inputs' shapes (a freed tensor keeps its shape), and Multiply's and RealDiv's
+ * - saves that backward cannot read are freed as the forward pass records them: ops no x
+ *   flows into are never differentiated, the gradients of Add, Sub and Reshape read only
+ *   their inputs' shapes (a freed tensor keeps its shape), and Multiply's and RealDiv's
  *   gradient for one operand reads only the other operand's values.
- * It relies on tfjs 4's engine internals (the tape's nodes and their saved arrays);
- * nested inside another gradient computation it is tf.variableGrads itself.
+ * Gradients of f's output (times dy, ones by default) with respect to xs, undefined for those
+ * it does not reach. It relies on tfjs 4's engine internals (the tape's nodes and their saved
+ * arrays); nested inside another gradient computation it is tfjs's own.
  */
-export const variableGrads = (
-  f: () => tf.Scalar,
-  varList: readonly tf.Variable[] = trainable(),
-): { value: tf.Scalar; grads: tf.NamedTensorMap } => {
+export const gradients = (f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?: tf.Tensor): { value: tf.Tensor; grads: (tf.Tensor | undefined)[] } => {
   const engine = tf.engine() as unknown as EngineInternals
-  if (engine.state.gradientDepth > 0) return tf.variableGrads(f, varList as tf.Variable[])
-  const xs = varList.filter((v) => v.trainable)
+  if (engine.state.gradientDepth > 0) {
+    const { value, grads } = engine.gradients(f, xs as tf.Tensor[], dy, true)
+    return { value, grads: grads.map((g) => g ?? undefined) }
+  }
   const ids = new Set(xs.map((x) => x.id))
   const fromX = new Set(ids)
   const y = engine.scopedRun(
@@ -31,20 +31,30 @@ export const variableGrads = (
     () => engine.endTape(),
     () => engine.tidy("forward", f),
   )
-  if (!(y instanceof tf.Tensor) || y.rank !== 0) throw new Error(`variableGrads: f() must return a rank-0 tensor, got shape [${(y as tf.Tensor).shape}]`)
+  if (!(y instanceof tf.Tensor)) throw new Error("gradients: f() must return a tensor")
   const tape = engine.state.activeTape as TapeNode[]
   engine.state.activeTape = null
   return engine.tidy("backward", () => {
-    const grads = backpropagate(filterToY(tape, fromX, y), y, ids)
-    const named: tf.NamedTensorMap = {}
-    for (const x of xs) {
-      const g = grads.get(x.id)
-      if (g !== undefined) named[x.name] = g
-    }
-    if (Object.keys(named).length === 0)
-      throw new Error("variableGrads: no variable has a gradient; make sure f() computes its loss from the variables")
-    return { value: y as tf.Scalar, grads: named }
+    // A clone: the caller's dy outlives the pass.
+    const grads = backpropagate(filterToY(tape, fromX, y), y, dy?.clone() ?? tf.onesLike(y), ids)
+    return { value: y, grads: xs.map((x) => grads.get(x.id)) }
   })
+}
+
+/** `tf.variableGrads` by `gradients`. */
+export const variableGrads = (f: () => tf.Scalar, varList: readonly tf.Variable[] = trainable()): { value: tf.Scalar; grads: tf.NamedTensorMap } => {
+  const xs = varList.filter((v) => v.trainable)
+  const { value, grads } = gradients(() => {
+    const y = f()
+    if (y.rank !== 0) throw new Error(`variableGrads: f() must return a rank-0 tensor, got shape [${y.shape}]`)
+    return y
+  }, xs)
+  const named: tf.NamedTensorMap = {}
+  xs.forEach((x, i) => {
+    if (grads[i] !== undefined) named[x.name] = grads[i]
+  })
+  if (Object.keys(named).length === 0) throw new Error("variableGrads: no variable has a gradient; make sure f() computes its loss from the variables")
+  return { value: value as tf.Scalar, grads: named }
 }
 
 const trainable = (): tf.Variable[] =>
@@ -126,7 +136,7 @@ const filterToY = (tape: readonly TapeNode[], fromX: ReadonlySet<number>, y: tf.
  * has consumed it, and the op's saved tensors with it. One tensor may stand for several
  * gradients (a custom gradient can return its dy for two inputs), so entries are counted.
  */
-const backpropagate = (tape: readonly TapeNode[], y: tf.Tensor, xs: ReadonlySet<number>): Map<number, tf.Tensor> => {
+const backpropagate = (tape: readonly TapeNode[], y: tf.Tensor, dy: tf.Tensor, xs: ReadonlySet<number>): Map<number, tf.Tensor> => {
   const grads = new Map<number, tf.Tensor>()
   const uses = new Map<tf.Tensor, number>()
   const set = (id: number, t: tf.Tensor) => {
@@ -144,7 +154,7 @@ const backpropagate = (tape: readonly TapeNode[], y: tf.Tensor, xs: ReadonlySet<
       t.dispose()
     }
   }
-  set(y.id, tf.onesLike(y))
+  set(y.id, dy)
   for (let i = tape.length - 1; i >= 0; i--) {
     const node = tape[i]!
     if (node.gradient === undefined) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`)
@@ -196,4 +206,5 @@ interface EngineInternals {
   endTape(): void
   scopedRun<T>(start: () => void, end: () => void, f: () => T): T
   tidy<T extends tf.TensorContainer>(name: string, f: () => T): T
+  gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean): { value: tf.Tensor; grads: (tf.Tensor | null)[] }
 }

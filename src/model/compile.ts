@@ -188,10 +188,16 @@ export const compile = (input: DecoderSpec): Model => {
         .exhaustive()
     }
 
-    /** Layers [from, to) of block i, positions counted from `at`. */
+    // Under a gradient tape what a layer saved outlives its tidy; a cache's keys and values and
+    // a probe's statistics are made inside a layer and must outlive it.
+    const tidyLayers = options.blockwise || (training && cache === undefined && options.probe === undefined)
+    /** Layers [from, to) of block i, positions counted from `at`; each layer's intermediates freed when it is done. */
     const layers = (i: number, x: tf.Tensor3D, from = 0, to = blocks[i]!.layers.length, at = offset): tf.Tensor3D => {
       const names = blockChildNames(blocks[i]!.layers)
-      return blocks[i]!.layers.slice(from, to).reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[from + j]}`, i, at), x)
+      return blocks[i]!.layers.slice(from, to).reduce((h, layer, j) => {
+        const apply = () => applyLayer(layer, h, `blocks.${i}.${names[from + j]}`, i, at)
+        return tidyLayers ? tf.tidy(apply) : apply()
+      }, x)
     }
     // Probes would see the recomputation's inputs a second time.
     const checkpointed = spec.checkpoint === "blocks" && training && cache === undefined && options.probe === undefined
@@ -224,12 +230,9 @@ export const compile = (input: DecoderSpec): Model => {
       if (cache) cache.length += t
       return out
     }
-    // Under a gradient tape a block's saved tensors outlive its tidy; a cache's keys and values
-    // and a probe's statistics are made inside the block and must outlive it.
-    const tidyBlocks = options.blockwise || (training && cache === undefined && options.probe === undefined)
     blocks.forEach((_, i) => {
       const input = x
-      x = tidyBlocks ? tf.tidy(() => run(i, input)) : run(i, input)
+      x = tidyLayers ? tf.tidy(() => run(i, input)) : run(i, input)
       options.blockOutputs?.(i, x)
     })
     options.trace?.dense(costs, b * t)

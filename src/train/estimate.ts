@@ -89,15 +89,15 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
         // xPos rotate inside the kernel).
         return { values: 5 * n * a + b * layer.heads * t, transient: 4 * n * a, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
       }
-      // q, k, v in per-head layouts and the merged heads (kinds that see fewer keys than the
-      // context also gather keys and values into windows, columns or compressed rows); the
-      // normalised scores (and a position bias's, a dropout mask); while the layer runs, the raw
-      // and masked scores, or backward their gradients.
-      const projections = 4 + (scoreHooks ? 2 : 0) + (keys < t ? 16 : 0)
-      const scoreCopies = 1 + (scoreHooks ? 1 : 0) + (layer.dropout > 0 ? 1 : 0)
+      // q, k, v in per-head layouts (rotated ones too) and the merged heads (kinds that see
+      // fewer keys than the context also gather keys and values into windows, columns or
+      // compressed rows); the normalised scores (and a dropout mask); while the layer runs, the
+      // raw and masked scores, or backward their gradients.
+      const projections = 4 + (scoreHooks ? 2 : 0) + (keys < t ? 12 : 0)
+      const scoreCopies = 1 + (layer.dropout > 0 ? 1 : 0)
       return {
         values: projections * n * a + scoreCopies * scores,
-        transient: 3 * scores,
+        transient: 2 * scores,
         largest: { what: `attention scores (${b}×${layer.heads}×${t}×${Math.round(keys)})`, elements: scores },
       }
     }
@@ -149,11 +149,12 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const fusion = attentionFusion() && spec.posenc.kind !== "t5"
   const perBlock = groups.map(({ block, repeats }) => ({ cost: sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion))), repeats }))
   const costs = perBlock.map((g) => g.cost)
-  // Checkpointed, the step holds one block's activations at a time, and each block's input and its gradient.
+  // Checkpointed, the step keeps each block's input and its gradient, and holds one block's
+  // activations at a time while the backward pass recomputes it.
   const blocks: Cost[] =
     spec.checkpoint === "blocks"
       ? [
-          { values: Math.max(...costs.map(peakOf)), transient: 0, largest: sum(costs).largest },
+          { values: 0, transient: Math.max(...costs.map(peakOf)), largest: sum(costs).largest },
           { values: 2 * n * spec.width * perBlock.reduce((s, g) => s + g.repeats, 0), transient: 0, largest: { what: "none", elements: 0 } },
         ]
       : perBlock.map(({ cost, repeats }) => ({ ...cost, values: cost.values * repeats }))
