@@ -14,10 +14,11 @@ import { formatBytes } from "../io/progress.js"
  * The memory a training run needs, from its spec alone, before any tensor exists: float32
  * weights, AdamW's two moments, the gradients, and the activations one optimiser step keeps
  * for its backward pass at the configured batch and context. A rough model, not a measurement:
- * per layer it counts the tensors the forward pass keeps (attention's projections and its
- * B·H·T·K scores, with K the keys a query actually computes for the kind; the FFN's hidden
- * activations; norms and residual sums), the largest transient tensors of the backward pass,
- * and the B·T·V logits with their gradient. The counts follow what the native backend holds
+ * per layer it counts the tensors the forward pass keeps for the backward pass (attention's
+ * projections and its B·H·T·K scores, with K the keys a query actually computes for the kind;
+ * the FFN's hidden activations; norms and residual sums), the largest transient tensors of one
+ * layer, and the B·T·V logits (their gradient takes their buffer). The counts follow what the
+ * native backend holds with the training loop's gradients (src/backend/gradients.ts)
  * (fused norms, activations and cross-entropy, and fused attention where the current backend
  * runs it: src/backend/fused.ts attentionFusion); test/train/estimate.test.ts compares the
  * estimate with measured peaks. Stock tfjs keeps more intermediates (composed norms and GELU).
