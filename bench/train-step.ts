@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import type { Model } from "../src/model/index.js"
 import { Rng } from "../src/random/rng.js"
 import { AdamW } from "../src/optimizer/adamw.js"
+import { variableGrads } from "../src/backend/gradients.js"
 
 /**
  * One AdamW training step of a model on seeded random tokens, as the benchmarks time it;
@@ -26,7 +27,7 @@ export const trainingSteps = (model: Model, batch: number, seed = 1) => {
       tokens: tf.tensor2d(tokens, [batch, context + 1], "int32"),
       mask: tf.ones([batch, context]) as tf.Tensor2D,
     }
-    const { value, grads } = tf.variableGrads(() => model.loss(params, data, { training: true }))
+    const { value, grads } = variableGrads(() => model.loss(params, data, { training: true }))
     const loss = value.dataSync()[0]!
     // variableGrads keys by tf variable name; the optimiser by parameter name.
     optimizer.update(Object.fromEntries(Object.entries(grads).map(([v, g]) => [paramOf.get(v) ?? v, g])), 1e-3)

@@ -38,10 +38,13 @@ void xent_grad(const float* x, const float* lse, const int32_t* targets, const f
     const float* row = x + i * v;
     float* o = out + i * v;
     const float l = lse[i], g = scale[i];
+    const int32_t t = targets[i];
+    const bool hit = t >= 0 && t < v;
+    // Read before the sweep: out may be x itself (the caller's logits had no other reader).
+    const float xt = hit ? row[t] : 0.f;
 #pragma omp simd
     for (int64_t j = 0; j < v; ++j) o[j] = vexp(row[j] - l) * g;
-    const int32_t t = targets[i];
-    if (t >= 0 && t < v) o[t] = (vexp(row[t] - l) - 1.f) * g;
+    if (hit) o[t] = (vexp(xt - l) - 1.f) * g;
   }
 }
 

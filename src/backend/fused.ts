@@ -36,7 +36,11 @@ export const SOFTMAX_CROSS_ENTROPY_GRAD = "SoftmaxCrossEntropyGrad"
 export const fusedCrossEntropy = (logits: tf.Tensor2D, targets: tf.Tensor1D): [nll: tf.Tensor1D, lse: tf.Tensor1D] | undefined =>
   available(SOFTMAX_CROSS_ENTROPY) ? (tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY, { logits, targets }) as unknown as [tf.Tensor1D, tf.Tensor1D]) : undefined
 
-/** The gradient kernel; only where fusedCrossEntropy ran. */
+/**
+ * The gradient kernel; only where fusedCrossEntropy ran. When `logits` is the only tensor on
+ * its buffer (a custom gradient's saved copy), the native kernel writes the gradient over it:
+ * read nothing from those logits afterwards.
+ */
 export const fusedCrossEntropyGrad = (logits: tf.Tensor2D, lse: tf.Tensor1D, targets: tf.Tensor1D, scale: tf.Tensor1D): tf.Tensor2D =>
   tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY_GRAD, { logits, lse, targets, scale }) as tf.Tensor2D
 

@@ -42,7 +42,8 @@ export interface ForwardOptions {
   /**
    * Frees each block's intermediate tensors as soon as the block is done, keeping its output:
    * for a forward pass no gradient follows (a distillation teacher's), whose activations
-   * would otherwise all live until the caller's tidy ends.
+   * would otherwise all live until the caller's tidy ends. Training without a cache or probe
+   * always does (the tape keeps what the backward pass reads).
    */
   readonly blockwise?: boolean
   /** How the products' weights are stored (src/decode/weights.ts); "int8" only on the native decode program, with a cache. Default fp32. */
@@ -187,10 +188,16 @@ export const compile = (input: DecoderSpec): Model => {
         .exhaustive()
     }
 
-    /** Layers [from, to) of block i, positions counted from `at`. */
+    // Under a gradient tape what a layer saved outlives its tidy; a cache's keys and values and
+    // a probe's statistics are made inside a layer and must outlive it.
+    const tidyLayers = options.blockwise || (training && cache === undefined && options.probe === undefined)
+    /** Layers [from, to) of block i, positions counted from `at`; each layer's intermediates freed when it is done. */
     const layers = (i: number, x: tf.Tensor3D, from = 0, to = blocks[i]!.layers.length, at = offset): tf.Tensor3D => {
       const names = blockChildNames(blocks[i]!.layers)
-      return blocks[i]!.layers.slice(from, to).reduce((h, layer, j) => applyLayer(layer, h, `blocks.${i}.${names[from + j]}`, i, at), x)
+      return blocks[i]!.layers.slice(from, to).reduce((h, layer, j) => {
+        const apply = () => applyLayer(layer, h, `blocks.${i}.${names[from + j]}`, i, at)
+        return tidyLayers ? tf.tidy(apply) : apply()
+      }, x)
     }
     // Probes would see the recomputation's inputs a second time.
     const checkpointed = spec.checkpoint === "blocks" && training && cache === undefined && options.probe === undefined
@@ -225,7 +232,7 @@ export const compile = (input: DecoderSpec): Model => {
     }
     blocks.forEach((_, i) => {
       const input = x
-      x = options.blockwise ? tf.tidy(() => run(i, input)) : run(i, input)
+      x = tidyLayers ? tf.tidy(() => run(i, input)) : run(i, input)
       options.blockOutputs?.(i, x)
     })
     options.trace?.dense(costs, b * t)

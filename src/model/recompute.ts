@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs"
+import { gradients } from "../backend/gradients.js"
 
 /**
  * Activation checkpointing: y = f(x) keeping none of f's intermediates for the backward pass.
@@ -16,7 +17,7 @@ export const recompute = <T extends tf.Tensor>(f: (x: T) => T, x: T, params: Rea
       value: f(x),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const input = saved[0] as T
-        return gradients(() => f(input), [input, ...others], dy)
+        return gradientsOf(() => f(input), [input, ...others], dy)
       },
     }
   }) as (...xs: tf.Tensor[]) => T
@@ -24,13 +25,14 @@ export const recompute = <T extends tf.Tensor>(f: (x: T) => T, x: T, params: Rea
 }
 
 /** Gradients of f's output (times dy) with respect to xs, zero for those it does not read. */
-const gradients = (f: () => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] => {
+const gradientsOf = (f: () => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] => {
   const engine = tf.engine()
-  // Inside another gradient's backward pass, tfjs starts a fresh tape and clears the engine's
-  // reference to the outer one when done, though the outer pass still disposes its tape from it.
+  // Inside another gradient's backward pass, a gradient computation starts a fresh tape and
+  // clears the engine's reference to the outer one when done, though the outer pass (tfjs's
+  // own) still disposes its tape from it.
   const outer = engine.state.activeTape
   try {
-    const { value, grads } = engine.gradients(f, xs, dy, true)
+    const { value, grads } = gradients(f, xs, dy)
     value.dispose()
     return grads.map((g, i) => g ?? tf.zerosLike(xs[i]!))
   } finally {

@@ -14,11 +14,13 @@ import { type OptimizerConfig, optimizerState } from "../experiment/optimizer/sp
 /**
  * The memory a training run needs, from its spec alone, before any tensor exists: float32
  * weights, the optimiser's state (AdamW's two moments, Lion's one), the gradients, and the
- * activations one optimiser step keeps for its backward pass at the configured batch and context. A rough model, not a measurement:
- * per layer it counts the tensors the forward pass keeps (attention's projections and its
- * B·H·T·K scores, with K the keys a query actually computes for the kind; the FFN's hidden
- * activations; norms and residual sums), the largest transient tensors of the backward pass,
- * and the B·T·V logits with their gradient. The counts follow what the native backend holds
+ * activations one optimiser step keeps for its backward pass at the configured batch and
+ * context. A rough model, not a measurement: per layer it counts the tensors the forward pass
+ * keeps for the backward pass (attention's projections and its B·H·T·K scores, with K the keys
+ * a query actually computes for the kind; the FFN's hidden activations; norms and residual
+ * sums), the largest transient tensors of one layer, and the B·T·V logits (their gradient
+ * takes their buffer). The counts follow what the native backend holds with the training
+ * loop's gradients (src/backend/gradients.ts)
  * (fused norms, activations and cross-entropy, and fused attention where the current backend
  * runs it: src/backend/fused.ts attentionFusion); test/train/estimate.test.ts compares the
  * estimate with measured peaks. Stock tfjs keeps more intermediates (composed norms and GELU).
@@ -53,24 +55,29 @@ export interface MemoryEstimate {
 const FLOAT = 4
 
 interface Cost {
-  /** Float32 values held until the step's gradients are complete. */
+  /** Float32 values the forward pass keeps for the backward pass. */
   readonly values: number
+  /** Values that live only while the layer runs, forward or backward (its scores, their gradients). */
+  readonly transient: number
   readonly largest: { readonly what: string; readonly elements: number }
 }
 
 const larger = (a: Cost["largest"], b: Cost["largest"]) => (b.elements > a.elements ? b : a)
 const sum = (costs: ReadonlyArray<Cost>): Cost => ({
   values: costs.reduce((s, c) => s + c.values, 0),
+  transient: Math.max(0, ...costs.map((c) => c.transient)),
   largest: costs.map((c) => c.largest).reduce(larger, { what: "none", elements: 0 }),
 })
+/** Held at the step's peak: everything kept, plus the largest layer's transients. */
+const peakOf = (c: Cost): number => c.values + c.transient
 
 /** Keys one query's scores span: the kinds count their FLOPs as 4·keys·width (QKᵀ and AV). */
 const keysPerQuery = (flops: number, width: number, context: number): number => Math.min(Math.max(1, flops / (4 * width)), 4 * context)
 
 /**
- * TensorFlow.js keeps every intermediate of the forward pass and of the backward pass until
- * the step's gradients are complete, so each forward tensor counts about twice (itself and
- * its gradient). Counts per layer, in tensors of the size named, measured on the native backend.
+ * What the tape saves per layer (src/backend/gradients.ts frees the rest as the step goes:
+ * intermediate gradients once used, saved tensors once their op's backward ran), in tensors of
+ * the size named, measured on the native backend.
  */
 const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fusion: boolean): Cost => {
   // dims.context is the sequence length of the pass.
@@ -84,33 +91,38 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
       const keys = keysPerQuery(module.flops(layer, dims), a, t)
       const scores = b * layer.heads * t * keys
       if (fusion && fusableKind(layer) && layer.dropout === 0) {
-        // Fused (src/attention/fused.ts): the projections and per-head layouts, the kernel's
-        // output and each row's log-sum-exp; no scores, no gathered windows, no rotated q and k
-        // (RoPE and xPos rotate inside the kernel).
-        const projections = 2 * (9 + (layer.bias ? 4 : 0))
-        return { values: projections * n * a + b * layer.heads * t, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
+        // Fused (src/attention/fused.ts): q, k, v in per-head layouts, the kernel's output and
+        // its merged heads, and each row's log-sum-exp; no scores, no rotated q and k (RoPE and
+        // xPos rotate inside the kernel).
+        return { values: 5 * n * a + b * layer.heads * t, transient: 4 * n * a, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
       }
-      // Forward: q, k, v, their per-head layouts, the scaled q, the merged heads and the output
-      // projection (and bias sums); kinds that see fewer keys than the context also gather keys
-      // and values into windows, columns or compressed rows.
-      const projections = 2 * (9 + (layer.bias ? 4 : 0) + (scoreHooks ? 2 : 0)) + (keys < t ? 20 : 0)
-      // Raw, masked and normalised scores and their gradients, plus a position bias and a dropout mask.
-      const scoreCopies = 5.5 + (scoreHooks ? 1 : 0) + (layer.dropout > 0 ? 2 : 0)
-      return { values: projections * n * a + scoreCopies * scores, largest: { what: `attention scores (${b}×${layer.heads}×${t}×${Math.round(keys)})`, elements: scores } }
+      // q, k, v in per-head layouts (rotated ones too) and the merged heads (kinds that see
+      // fewer keys than the context also gather keys and values into windows, columns or
+      // compressed rows); the normalised scores (and a dropout mask); while the layer runs, the
+      // raw and masked scores, or backward their gradients.
+      const projections = 4 + (scoreHooks ? 2 : 0) + (keys < t ? 12 : 0)
+      const scoreCopies = 1 + (layer.dropout > 0 ? 1 : 0)
+      return {
+        values: projections * n * a + scoreCopies * scores,
+        transient: 2 * scores,
+        largest: { what: `attention scores (${b}×${layer.heads}×${t}×${Math.round(keys)})`, elements: scores },
+      }
     }
     case "ffn": {
       const h = ffnHidden(layer, d)
       const gated = activationModule(layer.activation).gated
-      // The input projections (and bias sums), the activation and the gated product, with their
-      // gradients; the output projection (and bias sum) with its gradient.
-      const hidden = ((gated ? 2 : 1) * (layer.bias ? 2 : 1) + 1 + (gated ? 1 : 0)) * 5 / 3 + (layer.dropout > 0 ? 2 : 0)
-      return { values: hidden * n * h + 2 * (layer.bias ? 2 : 1) * n * d, largest: { what: `FFN hidden activations (${n}×${h})`, elements: n * h } }
+      // The activation's input and output (ReLU's gradient reads only the output; gated: both
+      // projections and the product too), a dropout mask; while the layer runs backward, the
+      // hidden gradients.
+      const hidden = (gated ? 4 : layer.activation.kind === "relu" ? 1 : 2) + (layer.dropout > 0 ? 1 : 0)
+      return { values: hidden * n * h, transient: 2 * n * h, largest: { what: `FFN hidden activations (${n}×${h})`, elements: n * h } }
     }
     case "norm":
-      return { values: 2 * n * d, largest: { what: `norm (${n}×${d})`, elements: n * d } }
+      // The input and the normalised output the next product reads.
+      return { values: 2 * n * d, transient: 2 * n * d, largest: { what: `norm (${n}×${d})`, elements: n * d } }
     case "residual": {
       const body = sum(layer.body.map((l) => layerCost(l, dims, b, scoreHooks, fusion)))
-      return { ...body, values: body.values + 2 * (layer.dropout > 0 ? 2 : 1) * n * d }
+      return { ...body, values: body.values + (layer.dropout > 0 ? 1 : 0) * n * d }
     }
   }
 }
@@ -144,22 +156,26 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const fusion = attentionFusion() && spec.posenc.kind !== "t5"
   const perBlock = groups.map(({ block, repeats }) => ({ cost: sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion))), repeats }))
   const costs = perBlock.map((g) => g.cost)
-  // Checkpointed, the step holds one block's activations at a time, and each block's input and its gradient.
+  // Checkpointed, the step keeps each block's input and its gradient, and holds one block's
+  // activations at a time while the backward pass recomputes it.
   const blocks: Cost[] =
     spec.checkpoint === "blocks"
       ? [
-          { values: Math.max(...costs.map((c) => c.values)), largest: sum(costs).largest },
-          { values: 2 * n * spec.width * perBlock.reduce((s, g) => s + g.repeats, 0), largest: { what: "none", elements: 0 } },
+          { values: 0, transient: Math.max(...costs.map(peakOf)), largest: sum(costs).largest },
+          { values: 2 * n * spec.width * perBlock.reduce((s, g) => s + g.repeats, 0), transient: 0, largest: { what: "none", elements: 0 } },
         ]
       : perBlock.map(({ cost, repeats }) => ({ ...cost, values: cost.values * repeats }))
   const logits = n * spec.vocab
   const edges: Cost = {
-    // Token embeddings (and positions added to them) and the final norm with their gradients; the
-    // logits, their gradient and part of another vocabulary-sized buffer measured alongside.
-    values: 2 * (posenc.embed !== undefined ? 3 : 2) * n * spec.width + 2.5 * logits,
+    // The final norm's input and output (and positions added to the embeddings); the logits,
+    // whose gradient takes their buffer on the native backend.
+    values: (posenc.embed !== undefined ? 3 : 2) * n * spec.width + logits,
+    transient: 0,
     largest: { what: `logits (${n}×${spec.vocab})`, elements: logits },
   }
-  return sum([...blocks, edges])
+  const all = sum(blocks)
+  // A block's transients come and go before the logits exist (forward) or once they are freed (backward).
+  return { values: all.values + edges.values, transient: Math.max(0, all.transient - logits), largest: larger(all.largest, edges.largest) }
 }
 
 export const estimateTraining = (spec: DecoderSpec, shape: StepShape): MemoryEstimate => {
@@ -170,10 +186,10 @@ export const estimateTraining = (spec: DecoderSpec, shape: StepShape): MemoryEst
     stepCost(spec, groups, b, spec.context),
     ...(shape.evalLengths ?? []).map((length) => {
       const c = stepCost(spec, groups, Math.max(1, Math.floor((b * spec.context) / length)), length)
-      return { ...c, values: c.values / 2 }
+      return { ...c, values: peakOf(c) / 2, transient: 0 }
     }),
   ]
-  const step = { values: Math.max(...passes.map((p) => p.values)), largest: passes.map((p) => p.largest).reduce(larger) }
+  const step = { values: Math.max(...passes.map(peakOf)), largest: passes.map((p) => p.largest).reduce(larger) }
   const weights = FLOAT * parameters
   const state = optimizerState(shape.optimizer)
   const gradients = (shape.accumulate > 1 ? 2 : 1) * weights

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { Console, Effect, Path } from "effect"
+import { variableGrads } from "../backend/gradients.js"
 import { peakMeter } from "../backend/peak-memory.js"
 import { located } from "../errors/unexpected.js"
 import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
@@ -54,7 +55,7 @@ const optimiserStep = (s: Session, accumulator: GradientAccumulator, paramOfVari
     const { value, grads } = tf.tidy(() => {
       const batch = toTensors(hb)
       const guide = s.objective.guide(batch)
-      return tf.variableGrads(() => s.objective.loss(s.params, batch, guide, { training: true, dropoutSeed: dropoutSeed(s.run.seed, step + 1, micro), trace: s.trace }))
+      return variableGrads(() => s.objective.loss(s.params, batch, guide, { training: true, dropoutSeed: dropoutSeed(s.run.seed, step + 1, micro), trace: s.trace }))
     })
     lossSum += value.dataSync()[0]!
     const named: Record<string, tf.Tensor> = Object.fromEntries(Object.entries(grads).map(([varName, g]) => [paramOfVariable.get(varName)!, g]))

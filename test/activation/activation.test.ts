@@ -83,6 +83,31 @@ describe("activation formulas", () => {
     expectClose(got, xs.map((x) => 3 * df(x)), 1e-5)
   })
 
+  it("relu's gradient is tf.relu's bit for bit, ±0 included, keeping only the output for the backward pass", () => {
+    const spec = activation("relu")
+    const x = tf.tensor1d(inputs(6))
+    const dy = tf.tensor1d(inputs(7))
+    const grad = (f: (t: tf.Tensor) => tf.Tensor) => Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), dy)))(x).dataSync())
+    expect(grad((t) => activationApply(spec).apply(spec, t))).toEqual(grad((t) => tf.relu(t)))
+    // Buffers still held once the forward pass is done: the output (which the next product
+    // keeps anyway) and the scalar 2; with tfjs's gradient the input x·2 too.
+    const held = (name: string, f: (t: tf.Tensor) => tf.Tensor) => {
+      const w = tf.variable(x, true, name)
+      let buffers = 0
+      const { value, grads } = tf.variableGrads(() => {
+        const before = tf.memory().numDataBuffers
+        const y = tf.tidy(() => f(tf.mul(w, 2)))
+        buffers = tf.memory().numDataBuffers - before
+        return tf.sum(tf.mul(y, y)) as tf.Scalar
+      }, [w])
+      tf.dispose([w, value, ...Object.values(grads)])
+      return buffers
+    }
+    expect(held("relu-held", (t) => activationApply(spec).apply(spec, t))).toBe(2)
+    expect(held("tf-relu-held", (t) => tf.relu(t))).toBe(3)
+    tf.dispose([x, dy])
+  })
+
   const gated: Array<[string, ActivationSpec, (x: number) => number]> = [
     ["swiglu", activation("swiglu"), (x) => x * sigmoid(x)],
     ["geglu", activation("geglu"), gelu],

@@ -309,6 +309,29 @@ native("native kernels equal stock cpu kernels", () => {
     }
   })
 
+  it("the fused cross-entropy gradient overwrites the logits only when nothing else reads them", () => {
+    const [n, d, v] = [64, 8, 512]
+    // Its own draws: the tests after this one compare at tolerances tuned to the shared stream's inputs.
+    const own = Rng.fromSeed(9)
+    const t = (shape: number[]) => tf.tensor(normal(own, shape[0]! * shape[1]!), shape)
+    const ids = tf.tensor1d(Array.from({ length: n }, (_, i) => (i * 97) % v), "int32")
+    const weights = tf.ones([n]) as tf.Tensor1D
+    const w = t([d, v])
+    const loss = (logits: tf.Tensor) => crossEntropy(logits as tf.Tensor2D, ids, weights)
+    // Logits a caller holds (here the variable of differentiation) keep their values.
+    const held = tf.matMul(t([n, d]), w)
+    const before = Array.from(held.dataSync())
+    const g = tf.grad(loss)(held)
+    expect(Array.from(held.dataSync())).toEqual(before)
+    // Logits made inside the step: their gradient takes their buffer, one [N, V] at the peak.
+    const x = t([n, d])
+    const meter = peakMeter()!
+    meter.start()
+    const dx = tf.grad((a: tf.Tensor) => loss(tf.matMul(a, w)))(x)
+    expect(meter.peakAbove()).toBeLessThan(1.5 * n * v * 4)
+    tf.dispose([ids, weights, w, held, g, x, dx])
+  })
+
   it("fused soft-target distillation loss equals the composed loss and its gradient: NaN/±Inf rows, padding, large logits", async () => {
     const [n, v] = [37, 301]
     const student = Array.from(normal(rng, n * v))

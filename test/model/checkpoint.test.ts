@@ -112,8 +112,8 @@ describe("activation checkpointing", () => {
     const o = { context: 16, width: 16, layers: 6, dropout: 0.1 }
     const plain = await peak(spec(o))
     const checkpointed = await peak(spec({ ...o, checkpoint: "blocks" }))
-    // Measured when written: 0.21.
-    expect(checkpointed).toBeLessThan(0.5 * plain)
+    // Measured when written: 0.21, and 0.11 since the recomputation frees each gradient once used.
+    expect(checkpointed).toBeLessThan(0.16 * plain)
   })
 })
 

@@ -37,10 +37,12 @@ export class NativeBackend extends MathBackendCPU {
   bf16Shapes: ReadonlySet<string> = new Set()
   /**
    * Bytes of tensor data stored now and the most stored since resetPeak. Unlike
-   * tf.memory().numBytes, which counts every reshape of one buffer again, each entry counts once.
+   * tf.memory().numBytes, which counts every reshape of one buffer again, each buffer counts
+   * once, however many entries view it (a stock slice, a kernel's output written in place).
    */
   private liveBytes = 0
   private highBytes = 0
+  private readonly views = new Map<ArrayBufferLike, { entries: number; bytes: number }>()
 
   constructor(
     readonly addon: NativeAddon,
@@ -70,6 +72,15 @@ export class NativeBackend extends MathBackendCPU {
     return this.data.get(t.dataId).values as BackendValues
   }
 
+  /**
+   * Whether `t`'s values can be overwritten: one tensor references its entry (refCount counts
+   * reshapes and clones sharing it) and one entry its buffer, which no caller was handed.
+   */
+  sole(t: tf.TensorInfo): boolean {
+    const entry = this.data.get(t.dataId)
+    return entry !== undefined && entry.refCount === 1 && this.pool.exclusive(entry.values)
+  }
+
   storedBytes(): number {
     return this.liveBytes
   }
@@ -84,8 +95,19 @@ export class NativeBackend extends MathBackendCPU {
   }
 
   private stored(values: BackendValues | undefined, sign: 1 | -1): void {
-    this.liveBytes += sign * byteLength(values)
-    this.highBytes = Math.max(this.highBytes, this.liveBytes)
+    if (!ArrayBuffer.isView(values)) return
+    const seen = this.views.get(values.buffer)
+    if (sign === 1) {
+      if (seen) seen.entries++
+      else {
+        this.views.set(values.buffer, { entries: 1, bytes: values.byteLength })
+        this.liveBytes += values.byteLength
+        this.highBytes = Math.max(this.highBytes, this.liveBytes)
+      }
+    } else if (seen && --seen.entries === 0) {
+      this.views.delete(values.buffer)
+      this.liveBytes -= seen.bytes
+    }
   }
 
   override write(values: BackendValues, shape: number[], dtype: tf.DataType): DataId {
@@ -116,5 +138,3 @@ export class NativeBackend extends MathBackendCPU {
     return removed
   }
 }
-
-const byteLength = (values: BackendValues | undefined): number => (ArrayBuffer.isView(values) ? values.byteLength : 0)

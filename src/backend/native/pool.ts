@@ -58,6 +58,12 @@ export class BufferPool {
     if (buffer && this.owned.has(buffer)) this.escaped.add(buffer)
   }
 
+  /** Whether `values` is this pool's, never handed to a caller, and referenced by one tensor entry: a kernel may overwrite it. */
+  exclusive(values: unknown): boolean {
+    const buffer = bufferOf(values)
+    return buffer !== undefined && this.owned.has(buffer) && !this.escaped.has(buffer) && this.refs.get(buffer) === 1
+  }
+
   /** Bytes held in free lists, and how many recyclable buffers live tensors still use. */
   stats(): { freeBytes: number; liveBuffers: number } {
     return { freeBytes: this.freeBytes, liveBuffers: this.refs.size }

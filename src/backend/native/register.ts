@@ -40,7 +40,7 @@ export const fusedKernelNames = (): string[] => fusedKernels.map((k) => k.kernel
  * Options from the environment: TFJS_NATIVE_BF16=1 (bf16 matmuls where the CPU has bf16
  * hardware), =rounded (bf16 numerics on fp32 kernels) or =auto (fp32 until a run chooses bf16
  * for the shapes measured faster: src/backend/native/auto-precision.ts), TFJS_NATIVE_REUSE=0,
- * TFJS_NATIVE_POOL_MB (default 3072: one training step of config R keeps about 2.2 GB of
+ * TFJS_NATIVE_POOL_MB (default 3072: one training step of config R keeps about 0.4 GB of
  * outputs in flight), TFJS_NATIVE_THREADS.
  */
 export const optionsFromEnv = (env: NodeJS.ProcessEnv = process.env, bf16Native = false): NativeOptions => ({

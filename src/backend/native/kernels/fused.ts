@@ -63,9 +63,12 @@ const crossEntropy = ({ inputs, backend }: Args): tf.TensorInfo[] => {
 const crossEntropyGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
   const logits = inputs.logits as tf.TensorInfo
   const [n, v] = logits.shape as [number, number]
-  const out = backend.output(n * v)
+  const x = float32(backend, logits, "logits")
+  // The logits are saved for this gradient alone: when nothing else references them, the
+  // gradient overwrites them rather than holding a second [N, V] buffer at the step's peak.
+  const out = backend.sole(logits) && x.length === n * v ? x : backend.output(n * v)
   backend.addon.xentGrad(
-    float32(backend, logits, "logits"),
+    x,
     float32(backend, inputs.lse as tf.TensorInfo, "lse"),
     int32(backend, inputs.targets as tf.TensorInfo, "targets"),
     float32(backend, inputs.scale as tf.TensorInfo, "scale"),
