@@ -1,12 +1,19 @@
 // Causal attention fused for training (FlashAttention's scheme, Dao et al. 2022): scores, the
 // causal/window mask, ALiBi's bias, softmax and the weighted sum per block of queries against
 // blocks of keys with an online softmax, keeping only each row's log-sum-exp. The backward
-// pass recomputes the probabilities block by block from it, so no [T, T] matrix is ever held.
+// pass recomputes the probabilities block by block from it, so no [T, T] matrix is ever held;
+// it makes one sweep over key blocks per head (FlashAttention-2), adding into dQ as it goes.
+// The block products run as register tiles of 4 rows × 16 columns (eight AVX2 accumulators)
+// over blocks packed so that their loads are contiguous; exp is vmath.h's vectorisable one.
 // RoPE's rotation of q and k happens here too, one pass each way instead of the composed ops'.
 #include <omp.h>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -17,12 +24,39 @@ namespace nk {
 
 namespace {
 
-constexpr int64_t kRows = 32;  // queries per block
-constexpr int64_t kKeys = 64;  // keys per block
+constexpr int64_t kRows = 64;  // queries per block
+constexpr int64_t kKeys = 64;  // keys per block, also the row length of score blocks
 // Below this many multiply-adds a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 16;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Eight floats, one AVX2 register. A register tile is kTile rows of two of them.
+typedef float Vec __attribute__((vector_size(32)));
+constexpr int64_t kW = 8;
+constexpr int64_t kTile = 4;
+constexpr int64_t kCols = 2 * kW;
+
+inline Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+
+inline Vec splat(float x) { return Vec{} + x; }
+
+// a·b + c, fused where the CPU can (the build's -ffp-contract=off keeps the compiler from it).
+inline Vec fmadd(Vec a, Vec b, Vec c) {
+#ifdef __FMA__
+  return _mm256_fmadd_ps(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 inline float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
@@ -31,109 +65,251 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-inline void axpy(float a, const float* x, float* y, int64_t n) {
-#pragma omp simd
-  for (int64_t d = 0; d < n; ++d) y[d] += a * x[d];
+// c[r][0, 16) = Σ_d a[r][d] · bt[d][0, 16) for the kTile rows of a tile (rows lda, ldb, ldc apart).
+inline void tile_abt(const float* a, int64_t lda, const float* bt, int64_t ldb, int64_t inner, float* c, int64_t ldc) {
+  Vec c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {}, c6 = {}, c7 = {};
+  for (int64_t d = 0; d < inner; ++d) {
+    const Vec b0 = load(bt + d * ldb), b1 = load(bt + d * ldb + kW);
+    Vec x = splat(a[d]);
+    c0 = fmadd(x, b0, c0);
+    c1 = fmadd(x, b1, c1);
+    x = splat(a[lda + d]);
+    c2 = fmadd(x, b0, c2);
+    c3 = fmadd(x, b1, c3);
+    x = splat(a[2 * lda + d]);
+    c4 = fmadd(x, b0, c4);
+    c5 = fmadd(x, b1, c5);
+    x = splat(a[3 * lda + d]);
+    c6 = fmadd(x, b0, c6);
+    c7 = fmadd(x, b1, c7);
+  }
+  store(c, c0);
+  store(c + kW, c1);
+  store(c + ldc, c2);
+  store(c + ldc + kW, c3);
+  store(c + 2 * ldc, c4);
+  store(c + 2 * ldc + kW, c5);
+  store(c + 3 * ldc, c6);
+  store(c + 3 * ldc + kW, c7);
 }
 
-// The keys query i sees inside [j0, j1): [first, last).
-inline int64_t first_key(int64_t i, int64_t j0, int64_t span) { return std::max(j0, i - span); }
-inline int64_t last_key(int64_t i, int64_t j1) { return std::min(j1, i + 1); }
+// c[r][0, 16) += Σ_{k0 ≤ k < k1} a(r, k) · b[k][0, 16) for the kTile rows of a tile, a(r, k) = a[r·ar + k·ak]
+// (ar = 1 reads a transposed).
+inline void tile_ab(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t k0, int64_t k1,
+                    float* c, int64_t ldc) {
+  Vec c0 = load(c), c1 = load(c + kW), c2 = load(c + ldc), c3 = load(c + ldc + kW);
+  Vec c4 = load(c + 2 * ldc), c5 = load(c + 2 * ldc + kW), c6 = load(c + 3 * ldc), c7 = load(c + 3 * ldc + kW);
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* x = a + k * ak;
+    const Vec b0 = load(b + k * ldb), b1 = load(b + k * ldb + kW);
+    Vec s = splat(x[0]);
+    c0 = fmadd(s, b0, c0);
+    c1 = fmadd(s, b1, c1);
+    s = splat(x[ar]);
+    c2 = fmadd(s, b0, c2);
+    c3 = fmadd(s, b1, c3);
+    s = splat(x[2 * ar]);
+    c4 = fmadd(s, b0, c4);
+    c5 = fmadd(s, b1, c5);
+    s = splat(x[3 * ar]);
+    c6 = fmadd(s, b0, c6);
+    c7 = fmadd(s, b1, c7);
+  }
+  store(c, c0);
+  store(c + kW, c1);
+  store(c + ldc, c2);
+  store(c + ldc + kW, c3);
+  store(c + 2 * ldc, c4);
+  store(c + 2 * ldc + kW, c5);
+  store(c + 3 * ldc, c6);
+  store(c + 3 * ldc + kW, c7);
+}
 
-// One head's view: q, k, v (and their gradients) are [T, dh] from here.
+// One head's view: q, k, v (and their gradients) are [T, dh] from here; dhp is dh rounded up to
+// whole tile columns, the row length of packed blocks.
 struct Head {
-  int64_t t, dh, span;
+  int64_t t, dh, dhp, span;
   float slope;
   bool bias;
-  // Score of query i against key j, as the composed path adds it: q·k, then the bias.
-  float score(const float* qi, const float* kj, int64_t i, int64_t j) const {
-    const float s = dot(qi, kj, dh);
-    return bias ? s + slope * static_cast<float>(i - j) : s;
-  }
+  // Keys query i sees among j0 + [0, n), relative to j0: [lo, hi), empty when lo ≥ hi.
+  int64_t lo(int64_t i, int64_t j0) const { return std::max<int64_t>(0, i - span - j0); }
+  int64_t hi(int64_t i, int64_t j0, int64_t n) const { return std::min(n, i + 1 - j0); }
 };
 
 Head head_of(const AttentionShape& s, int64_t bh, const float* slopes) {
-  return {s.t, s.dh, s.span, slopes ? slopes[bh % s.heads] : 0.f, slopes != nullptr};
+  // A span past the sequence is dense; clamped so that i ± span cannot overflow.
+  return {s.t, s.dh, round_up(s.dh, kCols), std::min(s.span, s.t), slopes ? slopes[bh % s.heads] : 0.f, slopes != nullptr};
 }
+
+// Rows [0, n) of x (dh floats each) into y [rows, dhp], zero past row n and column dh.
+void pack(const float* x, int64_t n, int64_t dh, int64_t rows, int64_t dhp, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* yr = y + r * dhp;
+    if (r < n) std::copy(x + r * dh, x + (r + 1) * dh, yr);
+    std::fill(yr + (r < n ? dh : 0), yr + dhp, 0.f);
+  }
+}
+
+// Rows [0, n) of x (dh floats each) transposed into y [dh, kKeys], zero past column n.
+void pack_t(const float* x, int64_t n, int64_t dh, float* y) {
+  for (int64_t d = 0; d < dh; ++d)
+    for (int64_t c = 0; c < kKeys; ++c) y[d * kKeys + c] = c < n ? x[c * dh + d] : 0.f;
+}
+
+// s [rows, kKeys] = a [rows, dhp] · bt [dh, kKeys] for queries i0 + r against keys j0 + c, c < n,
+// over the tiles holding a pair the head's pattern shows (the others are left as they were).
+void block_scores(const Head& h, const float* a, int64_t rows, int64_t i0, const float* bt, int64_t j0, int64_t n,
+                  float* s) {
+  for (int64_t r = 0; r < rows; r += kTile) {
+    const int64_t first = i0 + r, last = first + kTile - 1;
+    for (int64_t c = 0; c < n; c += kCols)
+      if (j0 + c <= last && j0 + c + kCols - 1 >= first - h.span)
+        tile_abt(a + r * h.dhp, h.dhp, bt + c, kKeys, h.dh, s + r * kKeys + c, kKeys);
+  }
+}
+
+// c [rows, dhp] += p [rows, kKeys] · b [n, dhp], p zero outside the pattern, for queries i0 + r, keys j0 + k.
+void block_by_rows(const Head& h, const float* p, int64_t rows, int64_t i0, const float* b, int64_t j0, int64_t n,
+                   float* c) {
+  for (int64_t r = 0; r < rows; r += kTile) {
+    const int64_t k0 = h.lo(i0 + r, j0), k1 = h.hi(i0 + r + kTile - 1, j0, n);
+    for (int64_t d = 0; k0 < k1 && d < h.dhp; d += kCols)
+      tile_ab(p + r * kKeys, kKeys, 1, b + d, h.dhp, k0, k1, c + r * h.dhp + d, h.dhp);
+  }
+}
+
+// c [cols, dhp] += pᵀ · b [n, dhp] with p [n, kKeys] as above: key j0 + r's row gathers queries i0 + k.
+void block_by_cols(const Head& h, const float* p, int64_t cols, int64_t j0, const float* b, int64_t i0, int64_t n,
+                   float* c) {
+  for (int64_t r = 0; r < cols; r += kTile) {
+    const int64_t k0 = std::max<int64_t>(0, j0 + r - i0), k1 = std::min(n, j0 + r + kTile + h.span - i0);
+    for (int64_t d = 0; k0 < k1 && d < h.dhp; d += kCols)
+      tile_ab(p + r, 1, kKeys, b + d, h.dhp, k0, k1, c + r * h.dhp + d, h.dhp);
+  }
+}
+
+// Score of query i against key j0 + c from its product: as the composed path adds it, q·k then the bias.
+inline float biased(const Head& h, float qk, int64_t i, int64_t j) {
+  return h.bias ? qk + h.slope * static_cast<float>(i - j) : qk;
+}
+
+// A thread's packed blocks.
+struct Scratch {
+  std::vector<float> q, g, kt, vt, k, v, s, ds, acc, dk, dv, dq;
+  std::vector<float> m;
+  std::vector<double> l;
+};
 
 // Rows i0..i1 of one head: out and lse by the online softmax over blocks of keys.
 void forward_block(const Head& h, const float* q, const float* k, const float* v, int64_t i0, int64_t i1, float* out,
-                   float* lse) {
-  const int64_t rows = i1 - i0, dh = h.dh;
-  std::vector<float> acc(rows * dh, 0.f), m(rows, kNegInf);
-  std::vector<double> l(rows, 0.0);
-  float s[kKeys];
+                   float* lse, Scratch& w) {
+  const int64_t n = i1 - i0, rows = round_up(n, kTile), dh = h.dh, dhp = h.dhp;
+  w.q.resize(kRows * dhp);
+  w.kt.resize(dh * kKeys);
+  w.v.resize(kKeys * dhp);
+  w.s.resize(kRows * kKeys);
+  w.acc.assign(rows * dhp, 0.f);
+  w.m.assign(rows, kNegInf);
+  w.l.assign(rows, 0.0);
+  pack(q + i0 * dh, n, dh, rows, dhp, w.q.data());
   for (int64_t j0 = std::max<int64_t>(0, i0 - h.span); j0 < i1; j0 += kKeys) {
-    const int64_t j1 = std::min(i1, j0 + kKeys);
+    const int64_t jn = std::min(i1, j0 + kKeys) - j0;
+    pack_t(k + j0 * dh, jn, dh, w.kt.data());
+    pack(v + j0 * dh, jn, dh, jn, dhp, w.v.data());
+    block_scores(h, w.q.data(), rows, i0, w.kt.data(), j0, jn, w.s.data());
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t i = i0 + r, a = first_key(i, j0, h.span), b = last_key(i, j1);
-      if (a >= b) continue;
+      const int64_t i = i0 + r, a = r < n ? h.lo(i, j0) : 0, b = r < n ? h.hi(i, j0, jn) : 0;
+      float* sr = w.s.data() + r * kKeys;
+      if (a >= b) {
+        std::fill(sr, sr + kKeys, 0.f);
+        continue;
+      }
       float mb = kNegInf;
-      for (int64_t j = a; j < b; ++j) {
-        s[j - a] = h.score(q + i * dh, k + j * dh, i, j);
-        mb = std::max(mb, s[j - a]);
+      for (int64_t c = a; c < b; ++c) {
+        sr[c] = biased(h, sr[c], i, j0 + c);
+        mb = std::max(mb, sr[c]);
       }
-      const float mn = std::max(m[r], mb);
+      const float mn = std::max(w.m[r], mb);
       // Rescales what earlier blocks summed against the old maximum (by 0 before any).
-      const float scale = vexp(m[r] - mn);
-      float* ar = acc.data() + r * dh;
+      const float scale = vexp(w.m[r] - mn);
+      float* ar = w.acc.data() + r * dhp;
       if (scale != 1.f) {
-        l[r] *= scale;
+        w.l[r] *= scale;
 #pragma omp simd
-        for (int64_t d = 0; d < dh; ++d) ar[d] *= scale;
+        for (int64_t d = 0; d < dhp; ++d) ar[d] *= scale;
       }
-      for (int64_t j = a; j < b; ++j) {
-        const float p = vexp(s[j - a] - mn);
-        l[r] += p;
-        axpy(p, v + j * dh, ar, dh);
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < kKeys; ++c) {
+        const float p = vexp(sr[c] - mn);
+        sr[c] = c >= a && c < b ? p : 0.f;
+        sum += sr[c];
       }
-      m[r] = mn;
+      w.l[r] += sum;
+      w.m[r] = mn;
     }
+    block_by_rows(h, w.s.data(), rows, i0, w.v.data(), j0, jn, w.acc.data());
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < n; ++r) {
     // Causal rows always see their own key, so l > 0.
-    const float lf = static_cast<float>(l[r]);
-    for (int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = acc[r * dh + d] / lf;
-    lse[i0 + r] = m[r] + std::log(lf);
+    const float lf = static_cast<float>(w.l[r]);
+    for (int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = w.acc[r * dhp + d] / lf;
+    lse[i0 + r] = w.m[r] + std::log(lf);
   }
 }
 
-// dK, dV of keys j0..j1 of one head: every query that sees them, probabilities recomputed from lse.
-void key_grad_block(const Head& h, const float* q, const float* k, const float* v, const float* lse, const float* dout,
-                    const float* delta, int64_t j0, int64_t j1, float* dk, float* dv) {
-  const int64_t dh = h.dh;
-  std::fill(dk + j0 * dh, dk + j1 * dh, 0.f);
-  std::fill(dv + j0 * dh, dv + j1 * dh, 0.f);
-  const int64_t i_end = std::min(h.t, j1 + h.span);
-  for (int64_t i = j0; i < i_end; ++i) {
-    const float* qi = q + i * dh;
-    const float* gi = dout + i * dh;
-    for (int64_t j = first_key(i, j0, h.span), b = last_key(i, j1); j < b; ++j) {
-      const float p = vexp(h.score(qi, k + j * dh, i, j) - lse[i]);
-      axpy(p, gi, dv + j * dh, dh);
-      const float ds = p * (dot(gi, v + j * dh, dh) - delta[i]);
-      axpy(ds, qi, dk + j * dh, dh);
-    }
-  }
-}
-
-// dQ of queries i0..i1 of one head.
-void query_grad_block(const Head& h, const float* q, const float* k, const float* v, const float* lse,
-                      const float* dout, const float* delta, int64_t i0, int64_t i1, float* dq) {
-  const int64_t dh = h.dh;
-  std::fill(dq + i0 * dh, dq + i1 * dh, 0.f);
-  for (int64_t j0 = std::max<int64_t>(0, i0 - h.span); j0 < i1; j0 += kKeys) {
-    const int64_t j1 = std::min(i1, j0 + kKeys);
-    for (int64_t i = i0; i < i1; ++i) {
-      const float* qi = q + i * dh;
-      const float* gi = dout + i * dh;
-      for (int64_t j = first_key(i, j0, h.span), b = last_key(i, j1); j < b; ++j) {
-        const float p = vexp(h.score(qi, k + j * dh, i, j) - lse[i]);
-        const float ds = p * (dot(gi, v + j * dh, dh) - delta[i]);
-        axpy(ds, k + j * dh, dq + i * dh, dh);
+// dQ, dK, dV of one head: for each block of keys, every block of queries that sees it; the
+// probabilities are recomputed from lse, dS = P ∘ (dO·Vᵀ − delta).
+void head_grad(const Head& h, const float* q, const float* k, const float* v, const float* lse, const float* dout,
+               const float* delta, float* dq, float* dk, float* dv, Scratch& w) {
+  const int64_t dh = h.dh, dhp = h.dhp;
+  w.q.resize(kRows * dhp);
+  w.g.resize(kRows * dhp);
+  w.kt.resize(dh * kKeys);
+  w.vt.resize(dh * kKeys);
+  w.k.resize(kKeys * dhp);
+  w.s.resize(kRows * kKeys);
+  w.ds.resize(kRows * kKeys);
+  w.dk.resize(kKeys * dhp);
+  w.dv.resize(kKeys * dhp);
+  // Tiles may run up to kTile − 1 rows past the last query.
+  w.dq.assign((h.t + kTile) * dhp, 0.f);
+  for (int64_t j0 = 0; j0 < h.t; j0 += kKeys) {
+    const int64_t jn = std::min(h.t, j0 + kKeys) - j0, cols = round_up(jn, kTile);
+    pack_t(k + j0 * dh, jn, dh, w.kt.data());
+    pack_t(v + j0 * dh, jn, dh, w.vt.data());
+    pack(k + j0 * dh, jn, dh, jn, dhp, w.k.data());
+    std::fill(w.dk.begin(), w.dk.end(), 0.f);
+    std::fill(w.dv.begin(), w.dv.end(), 0.f);
+    for (int64_t i0 = j0, i_end = std::min(h.t, j0 + jn + h.span); i0 < i_end; i0 += kRows) {
+      const int64_t n = std::min(h.t, i0 + kRows) - i0, rows = round_up(n, kTile);
+      pack(q + i0 * dh, n, dh, rows, dhp, w.q.data());
+      pack(dout + i0 * dh, n, dh, rows, dhp, w.g.data());
+      block_scores(h, w.q.data(), rows, i0, w.kt.data(), j0, jn, w.s.data());
+      block_scores(h, w.g.data(), rows, i0, w.vt.data(), j0, jn, w.ds.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = i0 + r, a = r < n ? h.lo(i, j0) : 0, b = r < n ? h.hi(i, j0, jn) : 0;
+        const float li = r < n ? lse[i] : 0.f, di = r < n ? delta[i] : 0.f;
+        float *sr = w.s.data() + r * kKeys, *dr = w.ds.data() + r * kKeys;
+#pragma omp simd
+        for (int64_t c = 0; c < kKeys; ++c) {
+          const bool seen = c >= a && c < b;
+          const float p = vexp(biased(h, sr[c], i, j0 + c) - li);
+          // Unseen pairs' products may be stale: selected away, never multiplied.
+          sr[c] = seen ? p : 0.f;
+          dr[c] = seen ? p * (dr[c] - di) : 0.f;
+        }
       }
+      block_by_cols(h, w.s.data(), cols, j0, w.g.data(), i0, n, w.dv.data());
+      block_by_cols(h, w.ds.data(), cols, j0, w.q.data(), i0, n, w.dk.data());
+      block_by_rows(h, w.ds.data(), rows, i0, w.k.data(), j0, jn, w.dq.data() + i0 * dhp);
+    }
+    for (int64_t c = 0; c < jn; ++c) {
+      std::copy(w.dk.data() + c * dhp, w.dk.data() + c * dhp + dh, dk + (j0 + c) * dh);
+      std::copy(w.dv.data() + c * dhp, w.dv.data() + c * dhp + dh, dv + (j0 + c) * dh);
     }
   }
+  for (int64_t i = 0; i < h.t; ++i) std::copy(w.dq.data() + i * dhp, w.dq.data() + i * dhp + dh, dq + i * dh);
 }
 
 int64_t blocks(int64_t t, int64_t size) { return (t + size - 1) / size; }
@@ -195,13 +371,17 @@ void attention(const AttentionShape& s, const float* q0, const float* k0, const 
   const Rotated r(s, q0, k0, rotation, worth_threads(s));
   const float *q = r.qp, *k = r.kp;
   const int64_t per = s.t * s.dh, nb = blocks(s.t, kRows);
-  // Dynamic: causal blocks near the end of the sequence see more keys.
-#pragma omp parallel for collapse(2) schedule(dynamic) if (worth_threads(s))
-  for (int64_t bh = 0; bh < s.bh; ++bh) {
-    for (int64_t ib = 0; ib < nb; ++ib) {
-      const Head h = head_of(s, bh, slopes);
-      const int64_t o = bh * per;
-      forward_block(h, q + o, k + o, v + o, ib * kRows, std::min(s.t, (ib + 1) * kRows), out + o, lse + bh * s.t);
+#pragma omp parallel if (worth_threads(s))
+  {
+    Scratch w;
+    // Dynamic, last blocks first: causal blocks near the end of the sequence see more keys.
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t bh = 0; bh < s.bh; ++bh) {
+      for (int64_t back = 0; back < nb; ++back) {
+        const Head h = head_of(s, bh, slopes);
+        const int64_t o = bh * per, ib = nb - 1 - back;
+        forward_block(h, q + o, k + o, v + o, ib * kRows, std::min(s.t, (ib + 1) * kRows), out + o, lse + bh * s.t, w);
+      }
     }
   }
 }
@@ -216,24 +396,15 @@ void attention_grad(const AttentionShape& s, const float* q0, const float* k0, c
   std::vector<float> delta(rows);
 #pragma omp parallel for schedule(static) if (worth_threads(s))
   for (int64_t i = 0; i < rows; ++i) delta[i] = dot(dout + i * s.dh, out + i * s.dh, s.dh);
-  // Two sweeps, by key block and by query block, so that no two threads add into one row.
-  const int64_t nk = blocks(s.t, kKeys), nq = blocks(s.t, kRows);
-#pragma omp parallel for collapse(2) schedule(dynamic) if (worth_threads(s))
-  for (int64_t bh = 0; bh < s.bh; ++bh) {
-    for (int64_t jb = 0; jb < nk; ++jb) {
-      const Head h = head_of(s, bh, slopes);
+  // One head per thread at a time, so that no two threads add into one row of dQ.
+#pragma omp parallel if (worth_threads(s))
+  {
+    Scratch w;
+#pragma omp for schedule(dynamic)
+    for (int64_t bh = 0; bh < s.bh; ++bh) {
       const int64_t o = bh * per;
-      key_grad_block(h, q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, jb * kKeys,
-                     std::min(s.t, (jb + 1) * kKeys), dk + o, dv + o);
-    }
-  }
-#pragma omp parallel for collapse(2) schedule(dynamic) if (worth_threads(s))
-  for (int64_t bh = 0; bh < s.bh; ++bh) {
-    for (int64_t ib = 0; ib < nq; ++ib) {
-      const Head h = head_of(s, bh, slopes);
-      const int64_t o = bh * per;
-      query_grad_block(h, q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, ib * kRows,
-                       std::min(s.t, (ib + 1) * kRows), dq + o);
+      head_grad(head_of(s, bh, slopes), q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, dq + o,
+                dk + o, dv + o, w);
     }
   }
   if (rotation != nullptr) {
