@@ -188,9 +188,13 @@ void block_by_cols(const Head& h, const float* p, int64_t cols, int64_t j0, cons
   }
 }
 
-// Score of query i against key j0 + c from its product: as the composed path adds it, q·k then the bias.
-inline float biased(const Head& h, float qk, int64_t i, int64_t j) {
-  return h.bias ? qk + h.slope * static_cast<float>(i - j) : qk;
+// Adds ALiBi's slope·(i − j) to a row of q·k products of query i against keys j0 + c, as the
+// composed path adds its bias; from = i − j0. Int32 lanes: AVX2 converts no int64 to float.
+inline void add_bias(const Head& h, float* sr, int64_t from) {
+  if (!h.bias) return;
+  const int32_t d = static_cast<int32_t>(from);
+#pragma omp simd
+  for (int32_t c = 0; c < kKeys; ++c) sr[c] = sr[c] + h.slope * static_cast<float>(d - c);
 }
 
 // A thread's packed blocks.
@@ -224,11 +228,12 @@ void forward_block(const Head& h, const float* q, const float* k, const float* v
         std::fill(sr, sr + kKeys, 0.f);
         continue;
       }
+      add_bias(h, sr, i - j0);
+      // Products outside [a, b) may be stale: selected away, never used.
+      const int32_t a32 = static_cast<int32_t>(a), b32 = static_cast<int32_t>(b);
       float mb = kNegInf;
-      for (int64_t c = a; c < b; ++c) {
-        sr[c] = biased(h, sr[c], i, j0 + c);
-        mb = std::max(mb, sr[c]);
-      }
+#pragma omp simd reduction(max : mb)
+      for (int32_t c = 0; c < kKeys; ++c) mb = std::max(mb, c >= a32 && c < b32 ? sr[c] : kNegInf);
       const float mn = std::max(w.m[r], mb);
       // Rescales what earlier blocks summed against the old maximum (by 0 before any).
       const float scale = vexp(w.m[r] - mn);
@@ -240,9 +245,9 @@ void forward_block(const Head& h, const float* q, const float* k, const float* v
       }
       float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t c = 0; c < kKeys; ++c) {
+      for (int32_t c = 0; c < kKeys; ++c) {
         const float p = vexp(sr[c] - mn);
-        sr[c] = c >= a && c < b ? p : 0.f;
+        sr[c] = c >= a32 && c < b32 ? p : 0.f;
         sum += sr[c];
       }
       w.l[r] += sum;
@@ -288,13 +293,15 @@ void head_grad(const Head& h, const float* q, const float* k, const float* v, co
       block_scores(h, w.q.data(), rows, i0, w.kt.data(), j0, jn, w.s.data());
       block_scores(h, w.g.data(), rows, i0, w.vt.data(), j0, jn, w.ds.data());
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t i = i0 + r, a = r < n ? h.lo(i, j0) : 0, b = r < n ? h.hi(i, j0, jn) : 0;
+        const int64_t i = i0 + r;
+        const int32_t a = r < n ? static_cast<int32_t>(h.lo(i, j0)) : 0, b = r < n ? static_cast<int32_t>(h.hi(i, j0, jn)) : 0;
         const float li = r < n ? lse[i] : 0.f, di = r < n ? delta[i] : 0.f;
         float *sr = w.s.data() + r * kKeys, *dr = w.ds.data() + r * kKeys;
+        add_bias(h, sr, i - j0);
 #pragma omp simd
-        for (int64_t c = 0; c < kKeys; ++c) {
+        for (int32_t c = 0; c < kKeys; ++c) {
           const bool seen = c >= a && c < b;
-          const float p = vexp(biased(h, sr[c], i, j0 + c) - li);
+          const float p = vexp(sr[c] - li);
           // Unseen pairs' products may be stale: selected away, never multiplied.
           sr[c] = seen ? p : 0.f;
           dr[c] = seen ? p * (dr[c] - di) : 0.f;
