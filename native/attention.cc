@@ -24,8 +24,8 @@ namespace nk {
 
 namespace {
 
-constexpr int64_t kRows = 64;  // queries per block
-constexpr int64_t kKeys = 64;  // keys per block, also the row length of score blocks
+constexpr int64_t kRows = 96;  // queries per block
+constexpr int64_t kKeys = 96;  // keys per block, also the row length of score blocks
 // Below this many multiply-adds a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 16;
 
@@ -34,8 +34,9 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Eight floats, one AVX2 register. A register tile is kTile rows of two of them.
 typedef float Vec __attribute__((vector_size(32)));
 constexpr int64_t kW = 8;
-constexpr int64_t kTile = 4;
+constexpr int64_t kTile = 6;
 constexpr int64_t kCols = 2 * kW;
+static_assert(kRows % kTile == 0 && kKeys % kTile == 0 && kKeys % kCols == 0, "blocks hold whole tiles");
 
 inline Vec load(const float* p) {
   Vec v;
@@ -45,7 +46,8 @@ inline Vec load(const float* p) {
 
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
-inline Vec splat(float x) { return Vec{} + x; }
+// Not Vec{} + x: without -ffast-math, 0 + x cannot fold away (−0), and costs an add before each broadcast.
+inline Vec splat(float x) { return Vec{x, x, x, x, x, x, x, x}; }
 
 // a·b + c, fused where the CPU can (the build's -ffp-contract=off keeps the compiler from it).
 inline Vec fmadd(Vec a, Vec b, Vec c) {
@@ -54,6 +56,21 @@ inline Vec fmadd(Vec a, Vec b, Vec c) {
 #else
   return a * b + c;
 #endif
+}
+
+// The largest of row[c] for c in [a, b), in lanes: GCC left the select-and-max loop scalar.
+inline float row_max(const float* row, int32_t a, int32_t b) {
+  typedef int32_t Index __attribute__((vector_size(32)));
+  const Index lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  Vec m = splat(kNegInf);
+  for (int32_t c = 0; c < kKeys; c += kW) {
+    const Index j = lane + c;
+    const Vec x = load(row + c);
+    m = j >= a && j < b && x > m ? x : m;
+  }
+  float r = m[0];
+  for (int l = 1; l < kW; ++l) r = std::max(r, m[l]);
+  return r;
 }
 
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -67,62 +84,48 @@ inline float dot(const float* a, const float* b, int64_t n) {
 
 // c[r][0, 16) = Σ_d a[r][d] · bt[d][0, 16) for the kTile rows of a tile (rows lda, ldb, ldc apart).
 inline void tile_abt(const float* a, int64_t lda, const float* bt, int64_t ldb, int64_t inner, float* c, int64_t ldc) {
-  Vec c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {}, c6 = {}, c7 = {};
+  Vec acc[kTile][2] = {};
   for (int64_t d = 0; d < inner; ++d) {
     const Vec b0 = load(bt + d * ldb), b1 = load(bt + d * ldb + kW);
-    Vec x = splat(a[d]);
-    c0 = fmadd(x, b0, c0);
-    c1 = fmadd(x, b1, c1);
-    x = splat(a[lda + d]);
-    c2 = fmadd(x, b0, c2);
-    c3 = fmadd(x, b1, c3);
-    x = splat(a[2 * lda + d]);
-    c4 = fmadd(x, b0, c4);
-    c5 = fmadd(x, b1, c5);
-    x = splat(a[3 * lda + d]);
-    c6 = fmadd(x, b0, c6);
-    c7 = fmadd(x, b1, c7);
+#pragma GCC unroll 8
+    for (int r = 0; r < kTile; ++r) {
+      const Vec x = splat(a[r * lda + d]);
+      acc[r][0] = fmadd(x, b0, acc[r][0]);
+      acc[r][1] = fmadd(x, b1, acc[r][1]);
+    }
   }
-  store(c, c0);
-  store(c + kW, c1);
-  store(c + ldc, c2);
-  store(c + ldc + kW, c3);
-  store(c + 2 * ldc, c4);
-  store(c + 2 * ldc + kW, c5);
-  store(c + 3 * ldc, c6);
-  store(c + 3 * ldc + kW, c7);
+#pragma GCC unroll 8
+  for (int r = 0; r < kTile; ++r) {
+    store(c + r * ldc, acc[r][0]);
+    store(c + r * ldc + kW, acc[r][1]);
+  }
 }
 
 // c[r][0, 16) += Σ_{k0 ≤ k < k1} a(r, k) · b[k][0, 16) for the kTile rows of a tile, a(r, k) = a[r·ar + k·ak]
 // (ar = 1 reads a transposed).
 inline void tile_ab(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t k0, int64_t k1,
                     float* c, int64_t ldc) {
-  Vec c0 = load(c), c1 = load(c + kW), c2 = load(c + ldc), c3 = load(c + ldc + kW);
-  Vec c4 = load(c + 2 * ldc), c5 = load(c + 2 * ldc + kW), c6 = load(c + 3 * ldc), c7 = load(c + 3 * ldc + kW);
+  Vec acc[kTile][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < kTile; ++r) {
+    acc[r][0] = load(c + r * ldc);
+    acc[r][1] = load(c + r * ldc + kW);
+  }
   for (int64_t k = k0; k < k1; ++k) {
     const float* x = a + k * ak;
     const Vec b0 = load(b + k * ldb), b1 = load(b + k * ldb + kW);
-    Vec s = splat(x[0]);
-    c0 = fmadd(s, b0, c0);
-    c1 = fmadd(s, b1, c1);
-    s = splat(x[ar]);
-    c2 = fmadd(s, b0, c2);
-    c3 = fmadd(s, b1, c3);
-    s = splat(x[2 * ar]);
-    c4 = fmadd(s, b0, c4);
-    c5 = fmadd(s, b1, c5);
-    s = splat(x[3 * ar]);
-    c6 = fmadd(s, b0, c6);
-    c7 = fmadd(s, b1, c7);
+#pragma GCC unroll 8
+    for (int r = 0; r < kTile; ++r) {
+      const Vec y = splat(x[r * ar]);
+      acc[r][0] = fmadd(y, b0, acc[r][0]);
+      acc[r][1] = fmadd(y, b1, acc[r][1]);
+    }
   }
-  store(c, c0);
-  store(c + kW, c1);
-  store(c + ldc, c2);
-  store(c + ldc + kW, c3);
-  store(c + 2 * ldc, c4);
-  store(c + 2 * ldc + kW, c5);
-  store(c + 3 * ldc, c6);
-  store(c + 3 * ldc + kW, c7);
+#pragma GCC unroll 8
+  for (int r = 0; r < kTile; ++r) {
+    store(c + r * ldc, acc[r][0]);
+    store(c + r * ldc + kW, acc[r][1]);
+  }
 }
 
 // One head's view: q, k, v (and their gradients) are [T, dh] from here; dhp is dh rounded up to
@@ -152,8 +155,17 @@ void pack(const float* x, int64_t n, int64_t dh, int64_t rows, int64_t dhp, floa
 
 // Rows [0, n) of x (dh floats each) transposed into y [dh, kKeys], zero past column n.
 void pack_t(const float* x, int64_t n, int64_t dh, float* y) {
-  for (int64_t d = 0; d < dh; ++d)
-    for (int64_t c = 0; c < kKeys; ++c) y[d * kKeys + c] = c < n ? x[c * dh + d] : 0.f;
+  for (int64_t c = 0; c < n; ++c)
+    for (int64_t d = 0; d < dh; ++d) y[d * kKeys + c] = x[c * dh + d];
+  for (int64_t d = 0; n < kKeys && d < dh; ++d) std::fill(y + d * kKeys + n, y + (d + 1) * kKeys, 0.f);
+}
+
+// Rows i0 + [0, rows) of x, n of them in the sequence, as tiles read them, [rows, dhp]: x itself when
+// its rows are whole tiles wide and all there, else packed into buf.
+const float* rows_of(const Head& h, const float* x, int64_t i0, int64_t n, int64_t rows, std::vector<float>& buf) {
+  if (h.dh == h.dhp && n == rows) return x + i0 * h.dh;
+  pack(x + i0 * h.dh, n, h.dh, rows, h.dhp, buf.data());
+  return buf.data();
 }
 
 // s [rows, kKeys] = a [rows, dhp] · bt [dh, kKeys] for queries i0 + r against keys j0 + c, c < n,
@@ -204,23 +216,21 @@ struct Scratch {
   std::vector<double> l;
 };
 
-// Rows i0..i1 of one head: out and lse by the online softmax over blocks of keys.
-void forward_block(const Head& h, const float* q, const float* k, const float* v, int64_t i0, int64_t i1, float* out,
+// Rows i0..i1 of one head: out and lse by the online softmax over blocks of keys; kt holds the
+// head's key blocks transposed, [dh, kKeys] each.
+void forward_block(const Head& h, const float* q, const float* kt, const float* v, int64_t i0, int64_t i1, float* out,
                    float* lse, Scratch& w) {
   const int64_t n = i1 - i0, rows = round_up(n, kTile), dh = h.dh, dhp = h.dhp;
   w.q.resize(kRows * dhp);
-  w.kt.resize(dh * kKeys);
   w.v.resize(kKeys * dhp);
   w.s.resize(kRows * kKeys);
   w.acc.assign(rows * dhp, 0.f);
   w.m.assign(rows, kNegInf);
   w.l.assign(rows, 0.0);
-  pack(q + i0 * dh, n, dh, rows, dhp, w.q.data());
-  for (int64_t j0 = std::max<int64_t>(0, i0 - h.span); j0 < i1; j0 += kKeys) {
+  const float* qb = rows_of(h, q, i0, n, rows, w.q);
+  for (int64_t j0 = std::max<int64_t>(0, i0 - h.span) / kKeys * kKeys; j0 < i1; j0 += kKeys) {
     const int64_t jn = std::min(i1, j0 + kKeys) - j0;
-    pack_t(k + j0 * dh, jn, dh, w.kt.data());
-    pack(v + j0 * dh, jn, dh, jn, dhp, w.v.data());
-    block_scores(h, w.q.data(), rows, i0, w.kt.data(), j0, jn, w.s.data());
+    block_scores(h, qb, rows, i0, kt + j0 / kKeys * dh * kKeys, j0, jn, w.s.data());
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r, a = r < n ? h.lo(i, j0) : 0, b = r < n ? h.hi(i, j0, jn) : 0;
       float* sr = w.s.data() + r * kKeys;
@@ -231,10 +241,7 @@ void forward_block(const Head& h, const float* q, const float* k, const float* v
       add_bias(h, sr, i - j0);
       // Products outside [a, b) may be stale: selected away, never used.
       const int32_t a32 = static_cast<int32_t>(a), b32 = static_cast<int32_t>(b);
-      float mb = kNegInf;
-#pragma omp simd reduction(max : mb)
-      for (int32_t c = 0; c < kKeys; ++c) mb = std::max(mb, c >= a32 && c < b32 ? sr[c] : kNegInf);
-      const float mn = std::max(w.m[r], mb);
+      const float mn = std::max(w.m[r], row_max(sr, a32, b32));
       // Rescales what earlier blocks summed against the old maximum (by 0 before any).
       const float scale = vexp(w.m[r] - mn);
       float* ar = w.acc.data() + r * dhp;
@@ -253,7 +260,7 @@ void forward_block(const Head& h, const float* q, const float* k, const float* v
       w.l[r] += sum;
       w.m[r] = mn;
     }
-    block_by_rows(h, w.s.data(), rows, i0, w.v.data(), j0, jn, w.acc.data());
+    block_by_rows(h, w.s.data(), rows, i0, rows_of(h, v, j0, jn, jn, w.v), j0, jn, w.acc.data());
   }
   for (int64_t r = 0; r < n; ++r) {
     // Causal rows always see their own key, so l > 0.
@@ -283,15 +290,14 @@ void head_grad(const Head& h, const float* q, const float* k, const float* v, co
     const int64_t jn = std::min(h.t, j0 + kKeys) - j0, cols = round_up(jn, kTile);
     pack_t(k + j0 * dh, jn, dh, w.kt.data());
     pack_t(v + j0 * dh, jn, dh, w.vt.data());
-    pack(k + j0 * dh, jn, dh, jn, dhp, w.k.data());
+    const float* kb = rows_of(h, k, j0, jn, jn, w.k);
     std::fill(w.dk.begin(), w.dk.end(), 0.f);
     std::fill(w.dv.begin(), w.dv.end(), 0.f);
     for (int64_t i0 = j0, i_end = std::min(h.t, j0 + jn + h.span); i0 < i_end; i0 += kRows) {
       const int64_t n = std::min(h.t, i0 + kRows) - i0, rows = round_up(n, kTile);
-      pack(q + i0 * dh, n, dh, rows, dhp, w.q.data());
-      pack(dout + i0 * dh, n, dh, rows, dhp, w.g.data());
-      block_scores(h, w.q.data(), rows, i0, w.kt.data(), j0, jn, w.s.data());
-      block_scores(h, w.g.data(), rows, i0, w.vt.data(), j0, jn, w.ds.data());
+      const float *qb = rows_of(h, q, i0, n, rows, w.q), *gb = rows_of(h, dout, i0, n, rows, w.g);
+      block_scores(h, qb, rows, i0, w.kt.data(), j0, jn, w.s.data());
+      block_scores(h, gb, rows, i0, w.vt.data(), j0, jn, w.ds.data());
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = i0 + r;
         const int32_t a = r < n ? static_cast<int32_t>(h.lo(i, j0)) : 0, b = r < n ? static_cast<int32_t>(h.hi(i, j0, jn)) : 0;
@@ -307,9 +313,9 @@ void head_grad(const Head& h, const float* q, const float* k, const float* v, co
           dr[c] = seen ? p * (dr[c] - di) : 0.f;
         }
       }
-      block_by_cols(h, w.s.data(), cols, j0, w.g.data(), i0, n, w.dv.data());
-      block_by_cols(h, w.ds.data(), cols, j0, w.q.data(), i0, n, w.dk.data());
-      block_by_rows(h, w.ds.data(), rows, i0, w.k.data(), j0, jn, w.dq.data() + i0 * dhp);
+      block_by_cols(h, w.s.data(), cols, j0, gb, i0, n, w.dv.data());
+      block_by_cols(h, w.ds.data(), cols, j0, qb, i0, n, w.dk.data());
+      block_by_rows(h, w.ds.data(), rows, i0, kb, j0, jn, w.dq.data() + i0 * dhp);
     }
     for (int64_t c = 0; c < jn; ++c) {
       std::copy(w.dk.data() + c * dhp, w.dk.data() + c * dhp + dh, dk + (j0 + c) * dh);
@@ -377,9 +383,16 @@ void attention(const AttentionShape& s, const float* q0, const float* k0, const 
                const Rotation* rotation, float* out, float* lse) {
   const Rotated r(s, q0, k0, rotation, worth_threads(s));
   const float *q = r.qp, *k = r.kp;
-  const int64_t per = s.t * s.dh, nb = blocks(s.t, kRows);
+  const int64_t per = s.t * s.dh, nb = blocks(s.t, kRows), nk = blocks(s.t, kKeys), packed = nk * s.dh * kKeys;
+  // Every head's key blocks transposed once, rather than once for each block of queries reading them.
+  std::vector<float> kt(s.bh * packed);
 #pragma omp parallel if (worth_threads(s))
   {
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < s.bh * nk; ++e) {
+      const int64_t bh = e / nk, j0 = e % nk * kKeys;
+      pack_t(k + bh * per + j0 * s.dh, std::min(s.t - j0, kKeys), s.dh, kt.data() + e * s.dh * kKeys);
+    }
     Scratch w;
     // Dynamic, last blocks first: causal blocks near the end of the sequence see more keys.
 #pragma omp for collapse(2) schedule(dynamic)
@@ -387,7 +400,7 @@ void attention(const AttentionShape& s, const float* q0, const float* k0, const 
       for (int64_t back = 0; back < nb; ++back) {
         const Head h = head_of(s, bh, slopes);
         const int64_t o = bh * per, ib = nb - 1 - back;
-        forward_block(h, q + o, k + o, v + o, ib * kRows, std::min(s.t, (ib + 1) * kRows), out + o, lse + bh * s.t, w);
+        forward_block(h, q + o, kt.data() + bh * packed, v + o, ib * kRows, std::min(s.t, (ib + 1) * kRows), out + o, lse + bh * s.t, w);
       }
     }
   }
