@@ -94,11 +94,14 @@ describeNative("fused causal attention on the native backend", () => {
     delete process.env["TFJS_NATIVE_FUSED_ATTENTION"]
   })
 
+  // Head sizes off and on whole register tiles (16), and sequences of one block to several (96 positions
+  // each), so that windows start past the first block of keys.
   const shapes: readonly Shape[] = [
     [1, 1, 5, 3],
     [2, 3, 37, 24],
     [3, 4, 70, 24],
     [1, 2, 130, 16],
+    [1, 2, 300, 32],
   ]
   const cases = patterns.flatMap((p) => shapes.map((s) => [p.name, s.join("×"), p, s] as const))
 
