@@ -4,7 +4,7 @@
 // pass recomputes the probabilities block by block from it, so no [T, T] matrix is ever held;
 // it makes one sweep over key blocks per head (FlashAttention-2), adding into dQ as it goes.
 // The block products run as register tiles of 4 rows × 16 columns (eight AVX2 accumulators)
-// over blocks packed so that their loads are contiguous; exp is vmath.h's vectorisable one.
+// over blocks packed so that their loads are contiguous; exp is vmath.h's vectorisable one for softmax.
 // RoPE's rotation of q and k happens here too, one pass each way instead of the composed ops'.
 #include <omp.h>
 #ifdef __FMA__
@@ -253,7 +253,7 @@ void forward_block(const Head& h, const float* q, const float* kt, const float* 
       float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
       for (int32_t c = 0; c < kKeys; ++c) {
-        const float p = vexp(sr[c] - mn);
+        const float p = vexp_softmax(sr[c] - mn);
         sr[c] = c >= a32 && c < b32 ? p : 0.f;
         sum += sr[c];
       }
@@ -307,7 +307,7 @@ void head_grad(const Head& h, const float* q, const float* k, const float* v, co
 #pragma omp simd
         for (int32_t c = 0; c < kKeys; ++c) {
           const bool seen = c >= a && c < b;
-          const float p = vexp(sr[c] - li);
+          const float p = vexp_softmax(sr[c] - li);
           // Unseen pairs' products may be stale: selected away, never multiplied.
           sr[c] = seen ? p : 0.f;
           dr[c] = seen ? p * (dr[c] - di) : 0.f;
