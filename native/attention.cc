@@ -270,10 +270,9 @@ void forward_block(const Head& h, const float* q, const float* kt, const float* 
   }
 }
 
-// dQ, dK, dV of one head: for each block of keys, every block of queries that sees it; the
-// probabilities are recomputed from lse, dS = P ∘ (dO·Vᵀ − delta).
-void head_grad(const Head& h, const float* q, const float* k, const float* v, const float* lse, const float* dout,
-               const float* delta, float* dq, float* dk, float* dv, Scratch& w) {
+// Sizes a thread's blocks for the backward pass of heads like h and clears its dQ sums, [t + kTile, dhp]
+// (tiles may run up to kTile − 1 rows past the last query).
+void start_grad(const Head& h, Scratch& w) {
   const int64_t dh = h.dh, dhp = h.dhp;
   w.q.resize(kRows * dhp);
   w.g.resize(kRows * dhp);
@@ -284,45 +283,47 @@ void head_grad(const Head& h, const float* q, const float* k, const float* v, co
   w.ds.resize(kRows * kKeys);
   w.dk.resize(kKeys * dhp);
   w.dv.resize(kKeys * dhp);
-  // Tiles may run up to kTile − 1 rows past the last query.
   w.dq.assign((h.t + kTile) * dhp, 0.f);
-  for (int64_t j0 = 0; j0 < h.t; j0 += kKeys) {
-    const int64_t jn = std::min(h.t, j0 + kKeys) - j0, cols = round_up(jn, kTile);
-    pack_t(k + j0 * dh, jn, dh, w.kt.data());
-    pack_t(v + j0 * dh, jn, dh, w.vt.data());
-    const float* kb = rows_of(h, k, j0, jn, jn, w.k);
-    std::fill(w.dk.begin(), w.dk.end(), 0.f);
-    std::fill(w.dv.begin(), w.dv.end(), 0.f);
-    for (int64_t i0 = j0, i_end = std::min(h.t, j0 + jn + h.span); i0 < i_end; i0 += kRows) {
-      const int64_t n = std::min(h.t, i0 + kRows) - i0, rows = round_up(n, kTile);
-      const float *qb = rows_of(h, q, i0, n, rows, w.q), *gb = rows_of(h, dout, i0, n, rows, w.g);
-      block_scores(h, qb, rows, i0, w.kt.data(), j0, jn, w.s.data());
-      block_scores(h, gb, rows, i0, w.vt.data(), j0, jn, w.ds.data());
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t i = i0 + r;
-        const int32_t a = r < n ? static_cast<int32_t>(h.lo(i, j0)) : 0, b = r < n ? static_cast<int32_t>(h.hi(i, j0, jn)) : 0;
-        const float li = r < n ? lse[i] : 0.f, di = r < n ? delta[i] : 0.f;
-        float *sr = w.s.data() + r * kKeys, *dr = w.ds.data() + r * kKeys;
-        add_bias(h, sr, i - j0);
+}
+
+// dK, dV of the keys from j0 of one head, with their terms of dQ added into w.dq: every block of
+// queries that sees them, the probabilities recomputed from lse, dS = P ∘ (dO·Vᵀ − delta).
+void key_block_grad(const Head& h, const float* q, const float* k, const float* v, const float* lse, const float* dout,
+                    const float* delta, int64_t j0, float* dk, float* dv, Scratch& w) {
+  const int64_t dh = h.dh, dhp = h.dhp, jn = std::min(h.t, j0 + kKeys) - j0, cols = round_up(jn, kTile);
+  pack_t(k + j0 * dh, jn, dh, w.kt.data());
+  pack_t(v + j0 * dh, jn, dh, w.vt.data());
+  const float* kb = rows_of(h, k, j0, jn, jn, w.k);
+  std::fill(w.dk.begin(), w.dk.end(), 0.f);
+  std::fill(w.dv.begin(), w.dv.end(), 0.f);
+  for (int64_t i0 = j0, i_end = std::min(h.t, j0 + jn + h.span); i0 < i_end; i0 += kRows) {
+    const int64_t n = std::min(h.t, i0 + kRows) - i0, rows = round_up(n, kTile);
+    const float *qb = rows_of(h, q, i0, n, rows, w.q), *gb = rows_of(h, dout, i0, n, rows, w.g);
+    block_scores(h, qb, rows, i0, w.kt.data(), j0, jn, w.s.data());
+    block_scores(h, gb, rows, i0, w.vt.data(), j0, jn, w.ds.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = i0 + r;
+      const int32_t a = r < n ? static_cast<int32_t>(h.lo(i, j0)) : 0, b = r < n ? static_cast<int32_t>(h.hi(i, j0, jn)) : 0;
+      const float li = r < n ? lse[i] : 0.f, di = r < n ? delta[i] : 0.f;
+      float *sr = w.s.data() + r * kKeys, *dr = w.ds.data() + r * kKeys;
+      add_bias(h, sr, i - j0);
 #pragma omp simd
-        for (int32_t c = 0; c < kKeys; ++c) {
-          const bool seen = c >= a && c < b;
-          const float p = vexp_softmax(sr[c] - li);
-          // Unseen pairs' products may be stale: selected away, never multiplied.
-          sr[c] = seen ? p : 0.f;
-          dr[c] = seen ? p * (dr[c] - di) : 0.f;
-        }
+      for (int32_t c = 0; c < kKeys; ++c) {
+        const bool seen = c >= a && c < b;
+        const float p = vexp_softmax(sr[c] - li);
+        // Unseen pairs' products may be stale: selected away, never multiplied.
+        sr[c] = seen ? p : 0.f;
+        dr[c] = seen ? p * (dr[c] - di) : 0.f;
       }
-      block_by_cols(h, w.s.data(), cols, j0, gb, i0, n, w.dv.data());
-      block_by_cols(h, w.ds.data(), cols, j0, qb, i0, n, w.dk.data());
-      block_by_rows(h, w.ds.data(), rows, i0, kb, j0, jn, w.dq.data() + i0 * dhp);
     }
-    for (int64_t c = 0; c < jn; ++c) {
-      std::copy(w.dk.data() + c * dhp, w.dk.data() + c * dhp + dh, dk + (j0 + c) * dh);
-      std::copy(w.dv.data() + c * dhp, w.dv.data() + c * dhp + dh, dv + (j0 + c) * dh);
-    }
+    block_by_cols(h, w.s.data(), cols, j0, gb, i0, n, w.dv.data());
+    block_by_cols(h, w.ds.data(), cols, j0, qb, i0, n, w.dk.data());
+    block_by_rows(h, w.ds.data(), rows, i0, kb, j0, jn, w.dq.data() + i0 * dhp);
   }
-  for (int64_t i = 0; i < h.t; ++i) std::copy(w.dq.data() + i * dhp, w.dq.data() + i * dhp + dh, dq + i * dh);
+  for (int64_t c = 0; c < jn; ++c) {
+    std::copy(w.dk.data() + c * dhp, w.dk.data() + c * dhp + dh, dk + (j0 + c) * dh);
+    std::copy(w.dv.data() + c * dhp, w.dv.data() + c * dhp + dh, dv + (j0 + c) * dh);
+  }
 }
 
 int64_t blocks(int64_t t, int64_t size) { return (t + size - 1) / size; }
@@ -416,15 +417,47 @@ void attention_grad(const AttentionShape& s, const float* q0, const float* k0, c
   std::vector<float> delta(rows);
 #pragma omp parallel for schedule(static) if (worth_threads(s))
   for (int64_t i = 0; i < rows; ++i) delta[i] = dot(dout + i * s.dh, out + i * s.dh, s.dh);
-  // One head per thread at a time, so that no two threads add into one row of dQ.
-#pragma omp parallel if (worth_threads(s))
-  {
-    Scratch w;
+  const int threads = worth_threads(s) ? omp_get_max_threads() : 1;
+  if (s.bh >= threads) {
+    // Whole heads per thread, so that no two threads add into one row of dQ.
+#pragma omp parallel num_threads(threads)
+    {
+      Scratch w;
 #pragma omp for schedule(dynamic)
+      for (int64_t bh = 0; bh < s.bh; ++bh) {
+        const Head h = head_of(s, bh, slopes);
+        const int64_t o = bh * per;
+        start_grad(h, w);
+        for (int64_t j0 = 0; j0 < s.t; j0 += kKeys)
+          key_block_grad(h, q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, j0, dk + o, dv + o, w);
+        for (int64_t i = 0; i < s.t; ++i) std::copy(w.dq.data() + i * h.dhp, w.dq.data() + i * h.dhp + s.dh, dq + o + i * s.dh);
+      }
+    }
+  } else {
+    // Fewer heads than threads: the key blocks of a head split among them, each summing its own
+    // dQ, then added up in thread order. Cyclic, not dynamic, so that each thread's share (and
+    // so the sums' order) is the same every run; early blocks, seen by more queries, spread out.
+    std::vector<Scratch> each(threads);
     for (int64_t bh = 0; bh < s.bh; ++bh) {
+      const Head h = head_of(s, bh, slopes);
       const int64_t o = bh * per;
-      head_grad(head_of(s, bh, slopes), q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, dq + o,
-                dk + o, dv + o, w);
+#pragma omp parallel num_threads(threads)
+      {
+        // The team actually started, which may be smaller than asked for.
+        const int team = omp_get_num_threads();
+        Scratch& w = each[omp_get_thread_num()];
+        start_grad(h, w);
+#pragma omp for schedule(static, 1)
+        for (int64_t j0 = 0; j0 < s.t; j0 += kKeys)
+          key_block_grad(h, q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, j0, dk + o, dv + o, w);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < s.t; ++i) {
+          float* row = dq + o + i * s.dh;
+          std::copy(each[0].dq.data() + i * h.dhp, each[0].dq.data() + i * h.dhp + s.dh, row);
+          for (int e = 1; e < team; ++e)
+            for (int64_t d = 0; d < s.dh; ++d) row[d] += each[e].dq[i * h.dhp + d];
+        }
+      }
     }
   }
   if (rotation != nullptr) {

@@ -102,6 +102,8 @@ describeNative("fused causal attention on the native backend", () => {
     [3, 4, 70, 24],
     [1, 2, 130, 16],
     [1, 2, 300, 32],
+    // One head: its key blocks split among threads, each summing its own dQ.
+    [1, 1, 300, 32],
   ]
   const cases = patterns.flatMap((p) => shapes.map((s) => [p.name, s.join("×"), p, s] as const))
 
