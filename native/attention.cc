@@ -250,9 +250,13 @@ void forward_block(const Head& h, const float* q, const float* kt, const float* 
 #pragma omp simd
         for (int64_t d = 0; d < dhp; ++d) ar[d] *= scale;
       }
+      // exp only over the lanes holding [a, b); the rest of the row is 0.
+      const int32_t c0 = a32 / kW * kW, c1 = static_cast<int32_t>(std::min(kKeys, round_up(b, kW)));
+      std::fill(sr, sr + c0, 0.f);
+      std::fill(sr + c1, sr + kKeys, 0.f);
       float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-      for (int32_t c = 0; c < kKeys; ++c) {
+      for (int32_t c = c0; c < c1; ++c) {
         const float p = vexp_softmax(sr[c] - mn);
         sr[c] = c >= a32 && c < b32 ? p : 0.f;
         sum += sr[c];
@@ -307,8 +311,15 @@ void key_block_grad(const Head& h, const float* q, const float* k, const float* 
       const float li = r < n ? lse[i] : 0.f, di = r < n ? delta[i] : 0.f;
       float *sr = w.s.data() + r * kKeys, *dr = w.ds.data() + r * kKeys;
       add_bias(h, sr, i - j0);
+      // exp only over the lanes holding [a, b) (none when the query sees no key here: a may pass
+      // the block then); the rest of the rows is 0.
+      const int32_t c0 = a < b ? a / kW * kW : 0, c1 = a < b ? static_cast<int32_t>(std::min(kKeys, round_up(b, kW))) : 0;
+      std::fill(sr, sr + c0, 0.f);
+      std::fill(sr + c1, sr + kKeys, 0.f);
+      std::fill(dr, dr + c0, 0.f);
+      std::fill(dr + c1, dr + kKeys, 0.f);
 #pragma omp simd
-      for (int32_t c = 0; c < kKeys; ++c) {
+      for (int32_t c = c0; c < c1; ++c) {
         const bool seen = c >= a && c < b;
         const float p = vexp_softmax(sr[c] - li);
         // Unseen pairs' products may be stale: selected away, never multiplied.
