@@ -3,8 +3,9 @@
 // blocks of keys with an online softmax, keeping only each row's log-sum-exp. The backward
 // pass recomputes the probabilities block by block from it, so no [T, T] matrix is ever held;
 // it makes one sweep over key blocks per head (FlashAttention-2), adding into dQ as it goes.
-// The block products run as register tiles of 4 rows × 16 columns (eight AVX2 accumulators)
-// over blocks packed so that their loads are contiguous; exp is vmath.h's vectorisable one for softmax.
+// The block products run as register tiles of 6 rows × 16 columns (twelve AVX2 accumulators)
+// over blocks packed so that their loads are contiguous (keys transposed once per call); exp is
+// vmath.h's vectorisable one for softmax.
 // RoPE's rotation of q and k happens here too, one pass each way instead of the composed ops'.
 #include <omp.h>
 #ifdef __FMA__
