@@ -39,6 +39,26 @@ inline float vexp(float x) {
   return x != x ? x : y;
 }
 
+// exp of softmax's arguments (x − max ≤ 0, or above by a rounding): vexp's polynomial without its
+// overflow branch and two-factor scaling. Below −87.3 it gives 0 (exp < 2⁻¹²⁶), which next to the
+// row's largest term, 1, is far below float32's rounding. NaN stays NaN.
+inline float vexp_softmax(float x) {
+  const float lo = -87.33654f;
+  const float xc = x < lo ? lo : x;
+  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = std::fma(n, -0.693359375f, xc);
+  r = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p * r, r, r) + 1.f;
+  const float y = p * bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+  return x < lo ? 0.f : (x != x ? x : y);
+}
+
 inline float vsigmoid(float x) { return 1.f / (1.f + vexp(-x)); }
 
 // tanh from exp away from 0 and an odd polynomial near 0, where 1 - 2/(e^2x + 1) cancels.

@@ -94,11 +94,16 @@ describeNative("fused causal attention on the native backend", () => {
     delete process.env["TFJS_NATIVE_FUSED_ATTENTION"]
   })
 
+  // Head sizes off and on whole register tiles (16), and sequences of one block to several (96 positions
+  // each), so that windows start past the first block of keys.
   const shapes: readonly Shape[] = [
     [1, 1, 5, 3],
     [2, 3, 37, 24],
     [3, 4, 70, 24],
     [1, 2, 130, 16],
+    [1, 2, 300, 32],
+    // One head: its key blocks split among threads, each summing its own dQ.
+    [1, 1, 300, 32],
   ]
   const cases = patterns.flatMap((p) => shapes.map((s) => [p.name, s.join("×"), p, s] as const))
 
@@ -115,6 +120,22 @@ describeNative("fused causal attention on the native backend", () => {
     gotGrads.forEach((g, i) => expect(relDiff(g, wantGrads[i]!), "qkv"[i]).toBeLessThan(1e-5))
     tf.dispose([...qkv, w, want, got, ...wantGrads, ...gotGrads])
     expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it("scores hundreds apart, whose exp flushes to 0 in the kernel: output and gradients still equal the composed ops'", async () => {
+    await tf.setBackend("native")
+    const shape: Shape = [1, 2, 130, 16]
+    const [q0, k, v] = inputs(shape, 11)
+    // q·k of unit normals over 16 dims has deviation 4: times 30, a row's scores spread over hundreds.
+    const q = tf.mul(q0, 30) as tf.Tensor4D
+    const w = tf.randomNormal([...shape], 0, 1, "float32", 12)
+    const p = patterns[1]!
+    const [want, got] = [composed(q, k, v, p), fused(q, k, v, p)]
+    expect(relDiff(got, want)).toBeLessThan(1e-5)
+    const wantGrads = gradsOf((a, b, c) => composed(a, b, c, p), [q, k, v], w)
+    const gotGrads = gradsOf((a, b, c) => fused(a, b, c, p), [q, k, v], w)
+    gotGrads.forEach((g, i) => expect(relDiff(g, wantGrads[i]!), "qkv"[i]).toBeLessThan(1e-5))
+    tf.dispose([q0, q, k, v, w, want, got, ...wantGrads, ...gotGrads])
   })
 
   it.each(patterns.map((p) => [p.name, p] as const))("%s: the kernel's gradient equals float64 central differences of naive attention", async (_name, p) => {
