@@ -234,6 +234,21 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// causalSoftmax(x, out, rows, tq, tk)
+Napi::Value CausalSoftmax(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[2]), tq = num(info[3]), tk = num(info[4]);
+  nk::causal_softmax(f32(info[0], "x", rows * tk), f32(info[1], "out", rows * tk), rows, tq, tk);
+  return info.Env().Undefined();
+}
+
+// causalSoftmaxGrad(y, dy, dx, rows, tq, tk)
+Napi::Value CausalSoftmaxGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[3]), tq = num(info[4]), tk = num(info[5]);
+  nk::causal_softmax_grad(f32(info[0], "y", rows * tk), f32(info[1], "dy", rows * tk), f32(info[2], "dx", rows * tk), rows,
+                          tq, tk);
+  return info.Env().Undefined();
+}
+
 // transpose(x, shape, perm, out): any typed array with 1- or 4-byte elements, same type both sides.
 Napi::Value Transpose(const Napi::CallbackInfo& info) {
   const auto shape = dims(info[1]), perm = dims(info[2]);
@@ -573,6 +588,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adamw", Napi::Function::New(env, AdamW));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));
+  exports.Set("causalSoftmaxGrad", Napi::Function::New(env, CausalSoftmaxGrad));
   exports.Set("transpose", Napi::Function::New(env, Transpose));
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));

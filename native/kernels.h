@@ -96,6 +96,12 @@ void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int6
 // Softmax over the last axis of x viewed as [rows, cols]; softmax_row is one row, on this thread.
 void softmax(const float* x, float* out, int64_t rows, int64_t cols);
 void softmax_row(const float* x, float* out, int64_t cols);
+// Causal softmax of attention scores x viewed as [rows, tq, tk]: query i (row % tq) sees keys
+// j <= i + tk − tq, the rest get probability 0, as an additive −1e9 mask gives them, without
+// building or reading one. Its gradient dx = dy·y − (Σ dy·y)·y, in the composed gradient's
+// float32 operations with the sum in double (as the native Sum), so the bits are the same.
+void causal_softmax(const float* x, float* out, int64_t rows, int64_t tq, int64_t tk);
+void causal_softmax_grad(const float* y, const float* dy, float* dx, int64_t rows, int64_t tq, int64_t tk);
 
 // Layout.
 void transpose(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& perm,

@@ -147,4 +147,41 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
   for (int64_t row = 0; row < rows; ++row) softmax_row(x + row * cols, out + row * cols, cols);
 }
 
+
+namespace {
+
+// Keys query row r sees: those up to its own position, r % tq + tk − tq.
+inline int64_t visible(int64_t row, int64_t tq, int64_t tk) { return row % tq + tk - tq + 1; }
+
+}  // namespace
+
+void causal_softmax(const float* x, float* out, int64_t rows, int64_t tq, int64_t tk) {
+#pragma omp parallel for schedule(static) if (rows * tk > kParallelMin)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t n = visible(row, tq, tk);
+    softmax_row(x + row * tk, out + row * tk, n);
+    std::fill(out + row * tk + n, out + (row + 1) * tk, 0.f);
+  }
+}
+
+void causal_softmax_grad(const float* y, const float* dy, float* dx, int64_t rows, int64_t tq, int64_t tk) {
+#pragma omp parallel for schedule(static) if (rows * tk > kParallelMin)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t n = visible(row, tq, tk);
+    const float* yr = y + row * tk;
+    const float* dyr = dy + row * tk;
+    float* dxr = dx + row * tk;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) {
+      dxr[i] = dyr[i] * yr[i];
+      s += dxr[i];
+    }
+    const float sf = static_cast<float>(s);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dxr[i] = dxr[i] - sf * yr[i];
+    std::fill(dxr + n, dxr + tk, 0.f);
+  }
+}
+
 }  // namespace nk

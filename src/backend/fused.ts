@@ -105,6 +105,30 @@ export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: bo
 }
 
 /**
+ * Causal softmax of attention scores [..., tq, tk] (query i sees keys j ≤ i + tk − tq): the
+ * additive mask, its construction and the softmax in one pass forward, and the softmax's
+ * gradient in one pass backward where tfjs composes four; both read only the visible keys.
+ * Masked probabilities are exactly 0 (the −1e9 mask gives 0 or the smallest subnormal), the
+ * visible ones the composed ops' float32 operations, summed over fewer zeros.
+ */
+export const CAUSAL_SOFTMAX = "CausalSoftmax"
+export const CAUSAL_SOFTMAX_GRAD = "CausalSoftmaxGrad"
+
+/** softmax(scores + causal mask) by the fused kernels, or undefined where the backend has none. */
+export const fusedCausalSoftmax = (scores: tf.Tensor): tf.Tensor | undefined => {
+  if (!available(CAUSAL_SOFTMAX) || scores.dtype !== "float32") return undefined
+  const f = tf.customGrad((x, save) => {
+    const y = tf.engine().runKernel(CAUSAL_SOFTMAX, { x: x as tf.Tensor }) as tf.Tensor
+    ;(save as unknown as (saved: tf.Tensor[]) => void)([y])
+    return {
+      value: y,
+      gradFunc: (dy, saved) => tf.engine().runKernel(CAUSAL_SOFTMAX_GRAD, { y: (saved as tf.Tensor[])[0]!, dy: dy as tf.Tensor }) as tf.Tensor,
+    }
+  })
+  return f(scores)
+}
+
+/**
  * One AdamW step of a parameter (src/optimizer/adamw.ts gives the formula): p, g, m, v in,
  * [p′, m′, v′] out, in one pass where the composed update makes about fourteen. The scalars
  * are [β1, 1 − β1, β2, 1 − β2, 1 − lr·wd, √(1 − β2ᵗ), ε, lr/(1 − β1ᵗ)], used as float32 like

@@ -2,6 +2,8 @@ import * as tf from "@tensorflow/tfjs"
 import { beforeAll, describe, expect, it } from "vitest"
 import { activation } from "../../dsl/kinds/activation/index.js"
 import { activationApply } from "../../src/activation/index.js"
+import { causalMask } from "../../src/attention/full.js"
+import { fusedCausalSoftmax } from "../../src/backend/fused.js"
 import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
 import { distillationLoss } from "../../src/objective/distill-loss.js"
@@ -10,7 +12,7 @@ import { norm } from "../../dsl/index.js"
 import { normApply } from "../../src/norm/index.js"
 import { peakMeter } from "../../src/backend/peak-memory.js"
 import { Rng } from "../../src/random/rng.js"
-import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
+import { compareBackends, expectClose, normal, runOn, withSpecials } from "./compare.js"
 import { describeNative, nativeStatus } from "./native-suite.js"
 
 const native = describeNative
@@ -238,6 +240,35 @@ native("native kernels equal stock cpu kernels", () => {
     }
     const v = new Float32Array([1, 2, -Infinity, 3, -Infinity, -Infinity, -Infinity, -Infinity, 1, NaN, 2, 3, 1e30, -1e30, 0, 5])
     await compareBackends(() => tf.softmax(tf.tensor(v, [4, 4])), 1e-6, 1e-9, "softmax specials")
+  })
+
+  it("causal softmax equals softmax of the masked scores, forward and gradient, with a score bias and more keys than queries", async () => {
+    // Its own generator, so the later tests' inputs stay as they were.
+    const own = Rng.fromSeed(29)
+    const values = (shape: number[]): (() => tf.Tensor) => {
+      const v = normal(own, shape.reduce((a, b) => a * b, 1))
+      return () => tf.tensor(v, shape)
+    }
+    const bias = values([3, 5, 9])
+    for (const [tq, tk, biased] of [[7, 7, false], [5, 9, false], [5, 9, true], [1, 4, false]] as const) {
+      const x = values([2, 3, tq, tk])
+      const withBias = (s: tf.Tensor) => (biased ? tf.add(s, bias()) : s)
+      const fused = (s: tf.Tensor) => fusedCausalSoftmax(withBias(s)) ?? tf.softmax(withBias(tf.add(s, causalMask(tq, tk))))
+      const composed = (s: tf.Tensor) => tf.softmax(withBias(tf.add(s, causalMask(tq, tk))))
+      const grad = (f: (s: tf.Tensor) => tf.Tensor) => () => tf.grad((s: tf.Tensor) => tf.sum(tf.mul(f(s), tf.sin(s))))(x())
+      const label = `[${tq}, ${tk}]${biased ? " biased" : ""}`
+      await compareBackends(() => fused(x()), 1e-6, 1e-9, `${label} forward`)
+      await compareBackends(grad(fused), 1e-5, 1e-7, `${label} gradient`)
+      // Against the composed ops on the native backend itself: the same float32 operations.
+      expectClose(await runOn("native", () => fused(x())), await runOn("native", () => composed(x())), 2e-7, 1e-44, `${label} forward, native`)
+      expectClose(await runOn("native", grad(fused)), await runOn("native", grad(composed)), 1e-6, 1e-9, `${label} gradient, native`)
+    }
+    await tf.setBackend("native")
+    // The native run must have taken the fused kernels, or the comparison says nothing.
+    const x = values([2, 3, 5, 9])
+    const { kernelNames } = await tf.profile(() => tf.dispose(tf.tidy(() => tf.grad((s: tf.Tensor) => tf.sum(tf.mul(fusedCausalSoftmax(s)!, s)))(x()))))
+    expect(kernelNames).toEqual(expect.arrayContaining(["CausalSoftmax", "CausalSoftmaxGrad"]))
+    expect(kernelNames).not.toContain("Softmax")
   })
 
   it("Transpose: permutations, size-1 and empty dims, float32/int32/bool", async () => {

@@ -67,6 +67,9 @@ export interface NativeAddon {
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, scalars: Float32Array, decay: boolean, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
+  /** Causal softmax of scores [rows / tq, tq, tk] (src/backend/fused.ts CAUSAL_SOFTMAX). */
+  causalSoftmax(x: Float32Array, out: Float32Array, rows: number, tq: number, tk: number): void
+  causalSoftmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, tq: number, tk: number): void
   transpose<T extends Float32Array | Int32Array | Uint8Array>(x: T, shape: readonly number[], perm: readonly number[], out: T): void
   /** Returns the position of the first out-of-range index, or -1. */
   gather<T extends Float32Array | Int32Array | Uint8Array>(x: T, indices: Int32Array, out: T, outer: number, dim: number, inner: number): number

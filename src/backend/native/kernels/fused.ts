@@ -1,6 +1,8 @@
 import * as tf from "@tensorflow/tfjs"
 import {
   ADAMW_UPDATE,
+  CAUSAL_SOFTMAX,
+  CAUSAL_SOFTMAX_GRAD,
   FUSED_ACTIVATION,
   FUSED_ATTENTION,
   FUSED_ATTENTION_GRAD,
@@ -133,6 +135,29 @@ const normalizeGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return [backend.out(x.shape, dx), backend.out([d], dgain)]
 }
 
+/** [rows, tq, tk] of causal scores [..., tq, tk]. */
+const causalDims = (x: tf.TensorInfo, what: string): [rows: number, tq: number, tk: number] => {
+  const [tq, tk] = x.shape.slice(-2) as [number, number]
+  if (x.shape.length < 2 || tk < tq) throw new Error(`${what}: scores [${x.shape}] must be [..., tq, tk] with tk ≥ tq`)
+  return [sizeOf(x.shape.slice(0, -1)), tq, tk]
+}
+
+const causalSoftmax = ({ inputs, backend }: Args): tf.TensorInfo => {
+  const x = inputs.x as tf.TensorInfo
+  const [rows, tq, tk] = causalDims(x, CAUSAL_SOFTMAX)
+  const out = backend.output(rows * tk)
+  backend.addon.causalSoftmax(float32(backend, x, "x"), out, rows, tq, tk)
+  return backend.out(x.shape, out)
+}
+
+const causalSoftmaxGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
+  const y = inputs.y as tf.TensorInfo
+  const [rows, tq, tk] = causalDims(y, CAUSAL_SOFTMAX_GRAD)
+  const out = backend.output(rows * tk)
+  backend.addon.causalSoftmaxGrad(float32(backend, y, "y"), float32(backend, inputs.dy as tf.TensorInfo, "dy"), out, rows, tq, tk)
+  return backend.out(y.shape, out)
+}
+
 const adamw = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const p = inputs.p as tf.TensorInfo
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
@@ -202,6 +227,8 @@ export const fusedKernels = [
   { kernelName: NORMALIZE, kernelFunc: normalize },
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
+  { kernelName: CAUSAL_SOFTMAX, kernelFunc: causalSoftmax },
+  { kernelName: CAUSAL_SOFTMAX_GRAD, kernelFunc: causalSoftmaxGrad },
   { kernelName: FUSED_ATTENTION, kernelFunc: attention },
   { kernelName: FUSED_ATTENTION_GRAD, kernelFunc: attentionGrad },
 ] as const
