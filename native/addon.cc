@@ -249,6 +249,14 @@ Napi::Value CausalSoftmaxGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// reluBiasGrad(y, dy, dz, db, rows, cols)
+Napi::Value ReluBiasGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[4]), cols = num(info[5]);
+  nk::relu_bias_grad(f32(info[0], "y", rows * cols), f32(info[1], "dy", rows * cols), rows, cols,
+                     f32(info[2], "dz", rows * cols), f32(info[3], "db", cols));
+  return info.Env().Undefined();
+}
+
 // transpose(x, shape, perm, out): any typed array with 1- or 4-byte elements, same type both sides.
 Napi::Value Transpose(const Napi::CallbackInfo& info) {
   const auto shape = dims(info[1]), perm = dims(info[2]);
@@ -590,6 +598,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));
   exports.Set("causalSoftmaxGrad", Napi::Function::New(env, CausalSoftmaxGrad));
+  exports.Set("reluBiasGrad", Napi::Function::New(env, ReluBiasGrad));
   exports.Set("transpose", Napi::Function::New(env, Transpose));
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));

@@ -102,6 +102,9 @@ void softmax_row(const float* x, float* out, int64_t cols);
 // float32 operations with the sum in double (as the native Sum), so the bits are the same.
 void causal_softmax(const float* x, float* out, int64_t rows, int64_t tq, int64_t tk);
 void causal_softmax_grad(const float* y, const float* dy, float* dx, int64_t rows, int64_t tq, int64_t tk);
+// Backward pass of relu(x·w + b) from its output y [rows, cols]: dz = dy where y > 0, else 0, and
+// db = Σ_rows dz, in one pass.
+void relu_bias_grad(const float* y, const float* dy, int64_t rows, int64_t cols, float* dz, float* db);
 
 // Layout.
 void transpose(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& perm,

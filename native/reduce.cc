@@ -184,4 +184,27 @@ void causal_softmax_grad(const float* y, const float* dy, float* dx, int64_t row
   }
 }
 
+void relu_bias_grad(const float* y, const float* dy, int64_t rows, int64_t cols, float* dz, float* db) {
+  // Columns split as the Sum kernel splits them, each summed over the rows in order in double,
+  // so db has the bits of the composed Sum of dz.
+  constexpr int64_t chunk = 64;
+  const int64_t chunks = (cols + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t lo = c * chunk, w = std::min(cols, lo + chunk) - lo;
+    double acc[chunk] = {};
+    for (int64_t j = 0; j < rows; ++j) {
+      const float* yr = y + j * cols + lo;
+      const float* dr = dy + j * cols + lo;
+      float* zr = dz + j * cols + lo;
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) {
+        zr[i] = yr[i] > 0.f ? dr[i] : 0.f;
+        acc[i] += zr[i];
+      }
+    }
+    for (int64_t i = 0; i < w; ++i) db[lo + i] = static_cast<float>(acc[i]);
+  }
+}
+
 }  // namespace nk

@@ -1,4 +1,4 @@
 import * as tf from "@tensorflow/tfjs"
 import type { ActivationCompute } from "../model/kind.js"
 
-export const relu: ActivationCompute<unknown> = { apply: (_spec, x) => tf.relu(x) }
+export const relu: ActivationCompute<unknown> = { apply: (_spec, x) => tf.relu(x), epilogue: "relu" }

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
+import { fusedDense } from "../backend/fused.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
 import { KvBuffer } from "./kv-buffer.js"
 
@@ -14,10 +15,16 @@ export const mergeHeads = (x: tf.Tensor4D): tf.Tensor2D => {
   return x.transpose([0, 2, 1, 3]).reshape([b * t, h * dh]) as tf.Tensor2D
 }
 
-export const linear = (p: ParamView, x: tf.Tensor2D, w: string, b: string, bias: boolean): tf.Tensor2D => {
+/** x·w (+ b), then ReLU when `relu`: one fused layer where the backend has it (src/backend/fused.ts fusedDense). */
+export const linear = (p: ParamView, x: tf.Tensor2D, w: string, b: string, bias: boolean, relu = false): tf.Tensor2D => {
   p.probe?.(w, x)
-  const y = tf.matMul(x, p(w) as tf.Tensor2D) as tf.Tensor2D
-  return bias ? (tf.add(y, p(b)) as tf.Tensor2D) : y
+  const weight = p(w) as tf.Tensor2D
+  const shift = bias ? p(b) : undefined
+  const fused = fusedDense(x, weight, shift, relu)
+  if (fused) return fused
+  const y = tf.matMul(x, weight) as tf.Tensor2D
+  const z = shift ? (tf.add(y, shift) as tf.Tensor2D) : y
+  return relu ? tf.relu(z) : z
 }
 
 interface Heads {

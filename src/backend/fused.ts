@@ -129,6 +129,49 @@ export const fusedCausalSoftmax = (scores: tf.Tensor): tf.Tensor | undefined => 
 }
 
 /**
+ * A dense layer x·w (+ b) (then ReLU), x [N, K], w [K, M]: the bias and the ReLU in the
+ * matmul's epilogue (oneDNN post-ops) where composed each is a pass over the [N, M] output,
+ * and backward the ReLU's gradient and the bias's (column sums) in one pass, RELU_BIAS_GRAD:
+ * y, dy give [dz, db]. tfjs's own fused matMul composes again under a gradient tape whenever
+ * it has an activation, so training never got the epilogue from it.
+ */
+export const RELU_BIAS_GRAD = "ReluBiasGrad"
+
+/** The layer by the fused kernels, or undefined where the backend has none or there is nothing to fuse. */
+export const fusedDense = (x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor | undefined, relu: boolean): tf.Tensor2D | undefined => {
+  if ((bias === undefined && !relu) || !available(RELU_BIAS_GRAD) || x.dtype !== "float32") return undefined
+  const attrs = { transposeA: false, transposeB: false, activation: relu ? "relu" : "linear" }
+  const forward = (inputs: tf.NamedTensorMap): tf.Tensor => tf.engine().runKernel("_FusedMatMul", inputs, attrs) as tf.Tensor
+  // The gradients of the matmul's inputs, as tfjs's MatMul gradient computes them.
+  const backward = (dy: tf.Tensor, saved: tf.Tensor[]): [dx: tf.Tensor, dw: tf.Tensor, db: tf.Tensor] => {
+    const [xs, ws, y] = saved as [tf.Tensor, tf.Tensor, tf.Tensor]
+    const [dz, db] = relu ? (tf.engine().runKernel(RELU_BIAS_GRAD, { y, dy }) as unknown as [tf.Tensor, tf.Tensor]) : [dy, tf.sum(dy, 0)]
+    return [tf.matMul(dz, ws, false, true), tf.matMul(xs, dz, true, false), db]
+  }
+  const save = (s: unknown, tensors: tf.Tensor[]) => (s as (saved: tf.Tensor[]) => void)(tensors)
+  if (bias === undefined) {
+    const f = tf.customGrad((xIn, wIn, s) => {
+      const y = forward({ a: xIn as tf.Tensor, b: wIn as tf.Tensor })
+      save(s, [xIn as tf.Tensor, wIn as tf.Tensor, y])
+      return { value: y, gradFunc: (dy, saved) => backward(dy as tf.Tensor, saved as tf.Tensor[]).slice(0, 2) as tf.Tensor[] }
+    })
+    return f(x, w) as tf.Tensor2D
+  }
+  const f = tf.customGrad((xIn, wIn, bIn, s) => {
+    const y = forward({ a: xIn as tf.Tensor, b: wIn as tf.Tensor, bias: bIn as tf.Tensor })
+    save(s, [xIn as tf.Tensor, wIn as tf.Tensor, y])
+    return {
+      value: y,
+      gradFunc: (dy, saved) => {
+        const [dx, dw, db] = backward(dy as tf.Tensor, saved as tf.Tensor[])
+        return [dx, dw, db.reshape((bIn as tf.Tensor).shape)]
+      },
+    }
+  })
+  return f(x, w, bias) as tf.Tensor2D
+}
+
+/**
  * One AdamW step of a parameter (src/optimizer/adamw.ts gives the formula): p, g, m, v in,
  * [p′, m′, v′] out, in one pass where the composed update makes about fourteen. The scalars
  * are [β1, 1 − β1, β2, 1 − β2, 1 − lr·wd, √(1 − β2ᵗ), ε, lr/(1 − β1ᵗ)], used as float32 like

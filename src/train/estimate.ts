@@ -91,20 +91,23 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
         return { values: projections * n * a + b * layer.heads * t, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
       }
       // Forward: q, k, v, their per-head layouts, the scaled q, the merged heads and the output
-      // projection (and bias sums); kinds that see fewer keys than the context also gather keys
-      // and values into windows, columns or compressed rows.
-      const projections = 2 * (9 + (layer.bias ? 4 : 0) + (scoreHooks ? 2 : 0)) + (keys < t ? 20 : 0)
-      // Raw, masked and normalised scores and their gradients, plus a position bias and a dropout mask.
-      const scoreCopies = 5.5 + (scoreHooks ? 1 : 0) + (layer.dropout > 0 ? 2 : 0)
+      // projection (biases added in the matmuls' epilogue: src/backend/fused.ts fusedDense); kinds
+      // that see fewer keys than the context also gather keys and values into windows, columns
+      // or compressed rows.
+      const projections = 2 * (9 + (layer.bias ? 2 : 0) + (scoreHooks ? 2 : 0)) + (keys < t ? 20 : 0)
+      // Raw, masked and normalised scores and their gradients, plus a position bias and a dropout
+      // mask; full attention's causal softmax (src/backend/fused.ts fusedCausalSoftmax) makes no
+      // masked copy, and its gradient no intermediates.
+      const scoreCopies = (layer.kind === "full" && t > 1 ? 3.25 : 5.5) + (scoreHooks ? 1 : 0) + (layer.dropout > 0 ? 2 : 0)
       return { values: projections * n * a + scoreCopies * scores, largest: { what: `attention scores (${b}×${layer.heads}×${t}×${Math.round(keys)})`, elements: scores } }
     }
     case "ffn": {
       const h = ffnHidden(layer, d)
       const gated = activationModule(layer.activation).gated
-      // The input projections (and bias sums), the activation and the gated product, with their
-      // gradients; the output projection (and bias sum) with its gradient.
-      const hidden = ((gated ? 2 : 1) * (layer.bias ? 2 : 1) + 1 + (gated ? 1 : 0)) * 5 / 3 + (layer.dropout > 0 ? 2 : 0)
-      return { values: hidden * n * h + 2 * (layer.bias ? 2 : 1) * n * d, largest: { what: `FFN hidden activations (${n}×${h})`, elements: n * h } }
+      // The input projections (biases in the matmuls' epilogue), the activation and the gated
+      // product, with their gradients; the output projection with its gradient.
+      const hidden = ((gated ? 2 : 1) + 1 + (gated ? 1 : 0)) * 5 / 3 + (layer.dropout > 0 ? 2 : 0)
+      return { values: hidden * n * h + 2 * n * d, largest: { what: `FFN hidden activations (${n}×${h})`, elements: n * h } }
     }
     case "norm":
       return { values: 2 * n * d, largest: { what: `norm (${n}×${d})`, elements: n * d } }

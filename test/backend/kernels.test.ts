@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest"
 import { activation } from "../../dsl/kinds/activation/index.js"
 import { activationApply } from "../../src/activation/index.js"
 import { causalMask } from "../../src/attention/full.js"
+import { linear } from "../../src/attention/projection.js"
 import { fusedCausalSoftmax } from "../../src/backend/fused.js"
 import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
@@ -269,6 +270,31 @@ native("native kernels equal stock cpu kernels", () => {
     const { kernelNames } = await tf.profile(() => tf.dispose(tf.tidy(() => tf.grad((s: tf.Tensor) => tf.sum(tf.mul(fusedCausalSoftmax(s)!, s)))(x()))))
     expect(kernelNames).toEqual(expect.arrayContaining(["CausalSoftmax", "CausalSoftmaxGrad"]))
     expect(kernelNames).not.toContain("Softmax")
+  })
+
+  it("dense layer with the bias and ReLU in the matmul's epilogue equals matMul, add and relu, forward and gradients", async () => {
+    // Its own generator, so the later tests' inputs stay as they were.
+    const own = Rng.fromSeed(31)
+    const values = (shape: number[]): (() => tf.Tensor) => {
+      const v = normal(own, shape.reduce((a, b) => a * b, 1))
+      return () => tf.tensor(v, shape)
+    }
+    const [x, w, b] = [values([37, 24]), values([24, 70]), values([70])]
+    for (const [bias, relu] of [[true, true], [false, true], [true, false]] as const) {
+      const layer = (xs: tf.Tensor, ws: tf.Tensor, bs?: tf.Tensor) => linear((n) => (n === "w" ? ws : bs!), xs as tf.Tensor2D, "w", "b", bias, relu)
+      const loss = (xs: tf.Tensor, ws: tf.Tensor, bs?: tf.Tensor) => tf.sum(tf.mul(layer(xs, ws, bs), tf.sin(xs).sum(1, true)))
+      const grads = () => tf.grads(loss as (...ts: tf.Tensor[]) => tf.Tensor)(bias ? [x(), w(), b()] : [x(), w()])
+      const label = `${bias ? "bias" : "no bias"}${relu ? ", relu" : ""}`
+      await compareBackends(() => layer(x(), w(), bias ? b() : undefined), 1e-5, 1e-6, `${label} forward`)
+      await compareBackends(grads, 1e-4, 1e-5, `${label} gradients`)
+    }
+    await tf.setBackend("native")
+    // The native run must have taken the fused kernels, or the comparison says nothing.
+    const { kernelNames } = await tf.profile(() =>
+      tf.dispose(tf.tidy(() => tf.grads((xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor) => tf.sum(linear((n) => (n === "w" ? ws : bs), xs as tf.Tensor2D, "w", "b", true, true)))([x(), w(), b()]))),
+    )
+    expect(kernelNames).toEqual(expect.arrayContaining(["_FusedMatMul", "ReluBiasGrad"]))
+    for (const composed of ["Relu", "Step", "Add"]) expect(kernelNames).not.toContain(composed)
   })
 
   it("Transpose: permutations, size-1 and empty dims, float32/int32/bool", async () => {

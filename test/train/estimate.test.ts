@@ -96,8 +96,8 @@ const noise = (seed: number, n: number) => {
 
 describeNative("memory estimate against measured peaks (native backend)", () => {
   // What one step holds besides weights and optimiser state: the estimate's gradients and
-  // activations against summary.json's stepPeakBytes. Measured when written: 0.79 (sparse
-  // attention, whose band and stride parts keep more) to 1.05.
+  // activations against summary.json's stepPeakBytes. Measured when written: 0.75 (sparse
+  // attention, whose band and stride parts keep more) to 1.03.
   const configs: Array<[string, DecoderSpec, number]> = [
     ["dense", gpt(), 8],
     ["sliding window at context 256", gpt({ context: 256, kind: "sliding" }), 4],

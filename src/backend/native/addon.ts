@@ -70,6 +70,8 @@ export interface NativeAddon {
   /** Causal softmax of scores [rows / tq, tq, tk] (src/backend/fused.ts CAUSAL_SOFTMAX). */
   causalSoftmax(x: Float32Array, out: Float32Array, rows: number, tq: number, tk: number): void
   causalSoftmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, tq: number, tk: number): void
+  /** relu(x·w + b)'s backward pass from its output (src/backend/fused.ts RELU_BIAS_GRAD). */
+  reluBiasGrad(y: Float32Array, dy: Float32Array, dz: Float32Array, db: Float32Array, rows: number, cols: number): void
   transpose<T extends Float32Array | Int32Array | Uint8Array>(x: T, shape: readonly number[], perm: readonly number[], out: T): void
   /** Returns the position of the first out-of-range index, or -1. */
   gather<T extends Float32Array | Int32Array | Uint8Array>(x: T, indices: Int32Array, out: T, outer: number, dim: number, inner: number): number

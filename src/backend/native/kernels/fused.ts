@@ -9,6 +9,7 @@ import {
   FUSED_ACTIVATION_GRAD,
   NORMALIZE,
   NORMALIZE_GRAD,
+  RELU_BIAS_GRAD,
   SOFT_TARGET_DIVERGENCE,
   SOFT_TARGET_GRAD,
   SOFTMAX_CROSS_ENTROPY,
@@ -158,6 +159,15 @@ const causalSoftmaxGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
   return backend.out(y.shape, out)
 }
 
+const reluBiasGrad = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+  const y = inputs.y as tf.TensorInfo
+  const cols = y.shape[y.shape.length - 1]!
+  const rows = sizeOf(y.shape.slice(0, -1))
+  const [dz, db] = [backend.output(rows * cols), backend.output(cols)]
+  backend.addon.reluBiasGrad(float32(backend, y, "y"), float32(backend, inputs.dy as tf.TensorInfo, "dy"), dz, db, rows, cols)
+  return [backend.out(y.shape, dz), backend.out([cols], db)]
+}
+
 const adamw = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const p = inputs.p as tf.TensorInfo
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
@@ -229,6 +239,7 @@ export const fusedKernels = [
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
   { kernelName: CAUSAL_SOFTMAX, kernelFunc: causalSoftmax },
   { kernelName: CAUSAL_SOFTMAX_GRAD, kernelFunc: causalSoftmaxGrad },
+  { kernelName: RELU_BIAS_GRAD, kernelFunc: reluBiasGrad },
   { kernelName: FUSED_ATTENTION, kernelFunc: attention },
   { kernelName: FUSED_ATTENTION_GRAD, kernelFunc: attentionGrad },
 ] as const
