@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs"
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import { activation } from "../../dsl/kinds/activation/index.js"
 import { activationApply } from "../../src/activation/index.js"
 import { causalMask } from "../../src/attention/full.js"
 import { linear } from "../../src/attention/projection.js"
 import { fusedCausalSoftmax } from "../../src/backend/fused.js"
-import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
+import { fusedKernelNames, type NativeBackend, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
 import { distillationLoss } from "../../src/objective/distill-loss.js"
 import { AdamW } from "../../src/optimizer/adamw.js"
@@ -331,6 +331,18 @@ native("native kernels equal stock cpu kernels", () => {
     for (const [begin, size] of boxes) await compareBackends(() => tf.slice(x(), begin, size), 0, 0, `slice ${begin} ${size}`)
     await compareBackends(() => tf.slice(tf.tensor([7.5]), [0], [1]), 0, 0, "slice rank 1")
     await compareBackends(() => tf.slice(tf.range(0, 24, 1, "int32").reshape([4, 6]), [1, 2], [2, 3]), 0, 0, "int32 slice")
+    // Ids whose bits are float NaNs (signalling and quiet), infinities and -0 keep their bits.
+    const ids = () => tf.tensor2d([0x7f800001, 0x7fc00001, -1, 0x7f800000, 0x80000000 | 0, 0xff800000 | 0, 1, 2, 3, 4, 5, 6], [2, 6], "int32")
+    await compareBackends(() => tf.slice(ids(), [0, 0], [2, 4]), 0, 0, "int32 slice of NaN bit patterns")
+    await compareBackends(() => tf.split(ids(), [1, 5], 1), 0, 0, "int32 split")
+    const backend = tf.findBackend("native") as NativeBackend
+    const copies = vi.spyOn(backend.addon, "slice")
+    try {
+      await runOn("native", () => [tf.slice(ids(), [0, 1], [2, 5]), ...tf.split(ids(), 2, 1)])
+      expect(copies).toHaveBeenCalledTimes(3)
+    } finally {
+      copies.mockRestore()
+    }
     for (const axis of [0, 1, 3, -1]) await compareBackends(() => tf.split(x(), [1, -1], axis), 0, 0, `split axis ${axis}`)
     await compareBackends(() => tf.split(x(), 2, 1), 0, 0, "split in two")
     await compareBackends(() => tf.split(x(), [2, 0, 2], 1), 0, 0, "split with an empty piece")
