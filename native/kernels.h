@@ -78,13 +78,14 @@ void soft_xent(const float* s, const float* t, int64_t n, int64_t v, float inv_t
 void soft_xent_grad(const float* s, const float* t, const float* lse, const int32_t* targets, const float* lse_s,
                     const float* lse_t, const float* div, const float* ce_scale, const float* kd_scale, int64_t n,
                     int64_t v, float inv_t, bool reverse, float* out);
-// Normalisation of x [rows, d] over its last axis: y = (x − μ)·r·gain with r = 1/√(var + eps),
-// μ the row mean when center (LayerNorm) and 0 otherwise (RMSNorm); mean and rstd per row.
-void norm(const float* x, const float* gain, int64_t rows, int64_t d, float eps, bool center, float* y, float* mean,
-          float* rstd);
-// Its gradient given dy: dx [rows, d] and dgain [d].
+// Normalisation of x [rows, d] over its last axis: y = (x − μ)·r·gain (+ bias, when not null) with
+// r = 1/√(var + eps), μ the row mean when center (LayerNorm) and 0 otherwise (RMSNorm); mean and
+// rstd per row.
+void norm(const float* x, const float* gain, const float* bias, int64_t rows, int64_t d, float eps, bool center, float* y,
+          float* mean, float* rstd);
+// Its gradient given dy: dx [rows, d], dgain [d] and, when not null, dbias [d].
 void norm_grad(const float* x, const float* gain, const float* mean, const float* rstd, const float* dy, int64_t rows,
-               int64_t d, bool center, float* dx, float* dgain);
+               int64_t d, bool center, float* dx, float* dgain, float* dbias);
 enum class ActOp : int { gelu = 0, gelu_tanh, swish };
 void act(ActOp op, const float* x, float* out, int64_t n, float alpha);
 void act_grad(ActOp op, const float* x, const float* dy, float* out, int64_t n, float alpha);

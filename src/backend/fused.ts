@@ -80,28 +80,33 @@ export const fusedSoftTargetGrad = (
 ): tf.Tensor2D => tf.engine().runKernel(SOFT_TARGET_GRAD, { ...inputs }, { temperature, reverse }) as tf.Tensor2D
 
 /**
- * Layer normalisation (center) or RMS normalisation over the last axis times a gain [D]:
- * [y, mean, rstd] forward (mean and 1/σ per row), [dx, dgain] backward, x̂ recomputed
- * rather than kept.
+ * Layer normalisation (center) or RMS normalisation over the last axis times a gain [D], plus a
+ * bias [D] when given: [y, mean, rstd] forward (mean and 1/σ per row), [dx, dgain(, dbias)]
+ * backward, x̂ recomputed rather than kept, and the bias added and its gradient summed in the
+ * same passes.
  */
 export const NORMALIZE = "Normalize"
 export const NORMALIZE_GRAD = "NormalizeGrad"
 
-/** (x − μ)·gain/√(var + eps) by the fused kernels, or undefined where the backend has none. */
-export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: boolean): tf.Tensor | undefined => {
+/** (x − μ)·gain/√(var + eps) (+ bias) by the fused kernels, or undefined where the backend has none. */
+export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: boolean, bias?: tf.Tensor): tf.Tensor | undefined => {
   if (!available(NORMALIZE)) return undefined
-  const f = tf.customGrad((xIn, gainIn, save) => {
-    const [y, mean, rstd] = tf.engine().runKernel(NORMALIZE, { x: xIn as tf.Tensor, gain: gainIn as tf.Tensor }, { eps, center }) as unknown as tf.Tensor[]
-    ;(save as unknown as (saved: tf.Tensor[]) => void)([xIn as tf.Tensor, gainIn as tf.Tensor, mean!, rstd!])
+  const attrs = { eps, center, bias: bias !== undefined }
+  const f = tf.customGrad((...args: unknown[]) => {
+    const save = args.pop() as (saved: tf.Tensor[]) => void
+    const [xIn, gainIn, biasIn] = args as tf.Tensor[]
+    const inputs: tf.NamedTensorMap = biasIn ? { x: xIn!, gain: gainIn!, bias: biasIn } : { x: xIn!, gain: gainIn! }
+    const [y, mean, rstd] = tf.engine().runKernel(NORMALIZE, inputs, attrs) as unknown as tf.Tensor[]
+    save([xIn!, gainIn!, mean!, rstd!])
     return {
       value: y!,
       gradFunc: (dy, saved) => {
         const [xs, g, m, r] = saved as tf.Tensor[]
-        return tf.engine().runKernel(NORMALIZE_GRAD, { x: xs!, gain: g!, mean: m!, rstd: r!, dy: dy as tf.Tensor }, { center }) as unknown as tf.Tensor[]
+        return tf.engine().runKernel(NORMALIZE_GRAD, { x: xs!, gain: g!, mean: m!, rstd: r!, dy: dy as tf.Tensor }, attrs) as unknown as tf.Tensor[]
       },
     }
   })
-  return f(x, gain)
+  return bias ? f(x, gain, bias) : f(x, gain)
 }
 
 /**

@@ -425,11 +425,17 @@ native("native kernels equal stock cpu kernels", () => {
     const gain = input([40])
     const bias = input([40])
     for (const spec of [norm("layer"), norm("layer", { bias: false, eps: 1e-3 }), norm("rms")]) {
-      const params: Record<string, () => tf.Tensor> = { gain, bias }
-      const f = (a: tf.Tensor, g: tf.Tensor) => normApply(spec).apply((n) => (n === "gain" ? g : params[n]!()), tf.add(tf.mul(a, 3), 1) as tf.Tensor3D, spec)
-      await compareBackends(() => f(x(), gain()), 1e-5, 1e-6, `${spec.kind} forward`)
-      await compareBackends(() => tf.grads((a: tf.Tensor, g: tf.Tensor) => tf.sum(tf.mul(f(a, g), tf.sin(a))))([x(), gain()]), 1e-4, 1e-5, `${spec.kind} gradients`)
+      const withBias = spec.kind === "layer" && spec.bias
+      const f = (a: tf.Tensor, g: tf.Tensor, bb?: tf.Tensor) => normApply(spec).apply((n) => (n === "gain" ? g : bb!), tf.add(tf.mul(a, 3), 1) as tf.Tensor3D, spec)
+      const loss = (a: tf.Tensor, g: tf.Tensor, bb?: tf.Tensor) => tf.sum(tf.mul(f(a, g, bb), tf.sin(a)))
+      await compareBackends(() => f(x(), gain(), bias()), 1e-5, 1e-6, `${spec.kind} forward`)
+      await compareBackends(() => tf.grads(loss as (...ts: tf.Tensor[]) => tf.Tensor)(withBias ? [x(), gain(), bias()] : [x(), gain()]), 1e-4, 1e-5, `${spec.kind} gradients`)
     }
+    await tf.setBackend("native")
+    // The bias is added and its gradient summed inside the norm's kernels.
+    const { kernelNames } = await tf.profile(() => tf.dispose(tf.tidy(() => tf.grads((a: tf.Tensor, g: tf.Tensor, bb: tf.Tensor) => tf.mean(tf.mul(normApply(norm("layer")).apply((n) => (n === "gain" ? g : bb), a as tf.Tensor3D, norm("layer")), x())))([x(), gain(), bias()]))))
+    expect(kernelNames).toEqual(expect.arrayContaining(["Normalize", "NormalizeGrad"]))
+    for (const composed of ["Add", "Sum"]) expect(kernelNames).not.toContain(composed)
   })
 
   it("fused AdamW update equals the composed one bit for bit, with and without decay, NaN/Inf gradients", async () => {

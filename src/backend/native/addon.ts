@@ -31,7 +31,7 @@ export interface NativeAddon {
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void
   act(op: number, x: Float32Array, out: Float32Array, alpha: number): void
   actGrad(op: number, x: Float32Array, dy: Float32Array, out: Float32Array, alpha: number): void
-  norm(x: Float32Array, gain: Float32Array, rows: number, d: number, eps: number, center: boolean, y: Float32Array, mean: Float32Array, rstd: Float32Array): void
+  norm(x: Float32Array, gain: Float32Array, bias: Float32Array | null, rows: number, d: number, eps: number, center: boolean, y: Float32Array, mean: Float32Array, rstd: Float32Array): void
   normGrad(
     x: Float32Array,
     gain: Float32Array,
@@ -43,6 +43,7 @@ export interface NativeAddon {
     center: boolean,
     dx: Float32Array,
     dgain: Float32Array,
+    dbias: Float32Array | null,
   ): void
   xent(x: Float32Array, targets: Int32Array, n: number, v: number, nll: Float32Array, lse: Float32Array): void
   xentGrad(x: Float32Array, lse: Float32Array, targets: Int32Array, scale: Float32Array, n: number, v: number, out: Float32Array): void

@@ -122,7 +122,8 @@ const normalize = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const d = x.shape[x.shape.length - 1]!
   const rows = sizeOf(x.shape.slice(0, -1))
   const [y, mean, rstd] = [backend.output(rows * d), backend.output(rows), backend.output(rows)]
-  backend.addon.norm(float32(backend, x, "x"), float32(backend, inputs.gain as tf.TensorInfo, "gain"), rows, d, Number(attrs.eps), Boolean(attrs.center), y, mean, rstd)
+  const bias = inputs.bias === undefined ? null : float32(backend, inputs.bias as tf.TensorInfo, "bias")
+  backend.addon.norm(float32(backend, x, "x"), float32(backend, inputs.gain as tf.TensorInfo, "gain"), bias, rows, d, Number(attrs.eps), Boolean(attrs.center), y, mean, rstd)
   return [backend.out(x.shape, y), backend.out([rows], mean), backend.out([rows], rstd)]
 }
 
@@ -131,9 +132,10 @@ const normalizeGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const d = x.shape[x.shape.length - 1]!
   const rows = sizeOf(x.shape.slice(0, -1))
   const [dx, dgain] = [backend.output(rows * d), backend.output(d)]
+  const dbias = attrs.bias ? backend.output(d) : null
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
-  backend.addon.normGrad(f("x"), f("gain"), f("mean"), f("rstd"), f("dy"), rows, d, Boolean(attrs.center), dx, dgain)
-  return [backend.out(x.shape, dx), backend.out([d], dgain)]
+  backend.addon.normGrad(f("x"), f("gain"), f("mean"), f("rstd"), f("dy"), rows, d, Boolean(attrs.center), dx, dgain, dbias)
+  return [backend.out(x.shape, dx), backend.out([d], dgain), ...(dbias ? [backend.out([d], dbias)] : [])]
 }
 
 /** [rows, tq, tk] of causal scores [..., tq, tk]. */
