@@ -234,6 +234,25 @@ native("native kernels equal stock cpu kernels", () => {
     }
   })
 
+  it("Sum and Mean down the rows of a tall matrix (a bias gradient): stock values, and the same bits on any thread count", async () => {
+    // Its own generator, so the later tests' inputs stay as they were.
+    const own = Rng.fromSeed(37)
+    const values = normal(own, 1000 * 300)
+    const x = () => tf.tensor2d(values, [1000, 300])
+    await compareBackends(() => [tf.sum(x(), 0), tf.mean(x(), 0, true)], 1e-6, 1e-6, "column sums")
+    const { addon } = tf.findBackend("native") as NativeBackend
+    const threads = addon.info().threads
+    const sumsOn = async (n: number) => {
+      addon.setThreads(n)
+      return runOn("native", () => tf.sum(x(), 0))
+    }
+    try {
+      expectClose(await sumsOn(1), await sumsOn(2), 0, 0, "one thread against two")
+    } finally {
+      addon.setThreads(threads)
+    }
+  })
+
   it("Softmax over the last axis, with -Inf, NaN and all -Inf rows", async () => {
     for (const shape of [[3, 5], [2, 3, 7], [4, 1], [8, 4096], [0, 4]]) {
       const x = input(shape)
