@@ -192,20 +192,22 @@ Napi::Value SoftXentGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// norm(x, gain, rows, d, eps, center, y, mean, rstd)
+// norm(x, gain, bias | null, rows, d, eps, center, y, mean, rstd)
 Napi::Value Norm(const Napi::CallbackInfo& info) {
-  const int64_t rows = num(info[2]), d = num(info[3]);
-  nk::norm(f32(info[0], "x", rows * d), f32(info[1], "gain", d), rows, d, info[4].As<Napi::Number>().FloatValue(),
-           info[5].As<Napi::Boolean>().Value(), f32(info[6], "y", rows * d), f32(info[7], "mean", rows), f32(info[8], "rstd", rows));
+  const int64_t rows = num(info[3]), d = num(info[4]);
+  const float* bias = info[2].IsNull() ? nullptr : f32(info[2], "bias", d);
+  nk::norm(f32(info[0], "x", rows * d), f32(info[1], "gain", d), bias, rows, d, info[5].As<Napi::Number>().FloatValue(),
+           info[6].As<Napi::Boolean>().Value(), f32(info[7], "y", rows * d), f32(info[8], "mean", rows), f32(info[9], "rstd", rows));
   return info.Env().Undefined();
 }
 
-// normGrad(x, gain, mean, rstd, dy, rows, d, center, dx, dgain)
+// normGrad(x, gain, mean, rstd, dy, rows, d, center, dx, dgain, dbias | null)
 Napi::Value NormGrad(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info[5]), d = num(info[6]);
+  float* dbias = info[10].IsNull() ? nullptr : f32(info[10], "dbias", d);
   nk::norm_grad(f32(info[0], "x", rows * d), f32(info[1], "gain", d), f32(info[2], "mean", rows), f32(info[3], "rstd", rows),
                 f32(info[4], "dy", rows * d), rows, d, info[7].As<Napi::Boolean>().Value(), f32(info[8], "dx", rows * d),
-                f32(info[9], "dgain", d));
+                f32(info[9], "dgain", d), dbias);
   return info.Env().Undefined();
 }
 
@@ -231,6 +233,29 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info[2]), cols = num(info[3]);
   nk::softmax(f32(info[0], "x", rows * cols), f32(info[1], "out", rows * cols), rows, cols);
+  return info.Env().Undefined();
+}
+
+// causalSoftmax(x, out, rows, tq, tk)
+Napi::Value CausalSoftmax(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[2]), tq = num(info[3]), tk = num(info[4]);
+  nk::causal_softmax(f32(info[0], "x", rows * tk), f32(info[1], "out", rows * tk), rows, tq, tk);
+  return info.Env().Undefined();
+}
+
+// causalSoftmaxGrad(y, dy, dx, rows, tq, tk)
+Napi::Value CausalSoftmaxGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[3]), tq = num(info[4]), tk = num(info[5]);
+  nk::causal_softmax_grad(f32(info[0], "y", rows * tk), f32(info[1], "dy", rows * tk), f32(info[2], "dx", rows * tk), rows,
+                          tq, tk);
+  return info.Env().Undefined();
+}
+
+// reluBiasGrad(y, dy, dz, db, rows, cols)
+Napi::Value ReluBiasGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[4]), cols = num(info[5]);
+  nk::relu_bias_grad(f32(info[0], "y", rows * cols), f32(info[1], "dy", rows * cols), rows, cols,
+                     f32(info[2], "dz", rows * cols), f32(info[3], "db", cols));
   return info.Env().Undefined();
 }
 
@@ -573,6 +598,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adamw", Napi::Function::New(env, AdamW));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));
+  exports.Set("causalSoftmaxGrad", Napi::Function::New(env, CausalSoftmaxGrad));
+  exports.Set("reluBiasGrad", Napi::Function::New(env, ReluBiasGrad));
   exports.Set("transpose", Napi::Function::New(env, Transpose));
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));

@@ -78,13 +78,14 @@ void soft_xent(const float* s, const float* t, int64_t n, int64_t v, float inv_t
 void soft_xent_grad(const float* s, const float* t, const float* lse, const int32_t* targets, const float* lse_s,
                     const float* lse_t, const float* div, const float* ce_scale, const float* kd_scale, int64_t n,
                     int64_t v, float inv_t, bool reverse, float* out);
-// Normalisation of x [rows, d] over its last axis: y = (x − μ)·r·gain with r = 1/√(var + eps),
-// μ the row mean when center (LayerNorm) and 0 otherwise (RMSNorm); mean and rstd per row.
-void norm(const float* x, const float* gain, int64_t rows, int64_t d, float eps, bool center, float* y, float* mean,
-          float* rstd);
-// Its gradient given dy: dx [rows, d] and dgain [d].
+// Normalisation of x [rows, d] over its last axis: y = (x − μ)·r·gain (+ bias, when not null) with
+// r = 1/√(var + eps), μ the row mean when center (LayerNorm) and 0 otherwise (RMSNorm); mean and
+// rstd per row.
+void norm(const float* x, const float* gain, const float* bias, int64_t rows, int64_t d, float eps, bool center, float* y,
+          float* mean, float* rstd);
+// Its gradient given dy: dx [rows, d], dgain [d] and, when not null, dbias [d].
 void norm_grad(const float* x, const float* gain, const float* mean, const float* rstd, const float* dy, int64_t rows,
-               int64_t d, bool center, float* dx, float* dgain);
+               int64_t d, bool center, float* dx, float* dgain, float* dbias);
 enum class ActOp : int { gelu = 0, gelu_tanh, swish };
 void act(ActOp op, const float* x, float* out, int64_t n, float alpha);
 void act_grad(ActOp op, const float* x, const float* dy, float* out, int64_t n, float alpha);
@@ -96,6 +97,15 @@ void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int6
 // Softmax over the last axis of x viewed as [rows, cols]; softmax_row is one row, on this thread.
 void softmax(const float* x, float* out, int64_t rows, int64_t cols);
 void softmax_row(const float* x, float* out, int64_t cols);
+// Causal softmax of attention scores x viewed as [rows, tq, tk]: query i (row % tq) sees keys
+// j <= i + tk − tq, the rest get probability 0, as an additive −1e9 mask gives them, without
+// building or reading one. Its gradient dx = dy·y − (Σ dy·y)·y, in the composed gradient's
+// float32 operations with the sum in double (as the native Sum), so the bits are the same.
+void causal_softmax(const float* x, float* out, int64_t rows, int64_t tq, int64_t tk);
+void causal_softmax_grad(const float* y, const float* dy, float* dx, int64_t rows, int64_t tq, int64_t tk);
+// Backward pass of relu(x·w + b) from its output y [rows, cols]: dz = dy where y > 0, else 0, and
+// db = Σ_rows dz, in one pass.
+void relu_bias_grad(const float* y, const float* dy, int64_t rows, int64_t cols, float* dz, float* db);
 
 // Layout.
 void transpose(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& perm,

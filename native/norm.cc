@@ -14,7 +14,8 @@ namespace {
 
 constexpr int64_t kParallelMin = 1 << 15;
 
-void norm_row(const float* xr, const float* gain, int64_t d, float eps, bool center, float* yr, float* mean, float* rstd) {
+void norm_row(const float* xr, const float* gain, const float* bias, int64_t d, float eps, bool center, float* yr, float* mean,
+              float* rstd) {
   float s = 0.f;
   if (center) {
 #pragma omp simd reduction(+ : s)
@@ -27,30 +28,38 @@ void norm_row(const float* xr, const float* gain, int64_t d, float eps, bool cen
   const float r = 1.f / std::sqrt(q / static_cast<float>(d) + eps);
 #pragma omp simd
   for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * r * gain[j];
+  // Added after rounding the product, as the composed add does.
+  if (bias) {
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) yr[j] = yr[j] + bias[j];
+  }
   *mean = m;
   *rstd = r;
 }
 
 }  // namespace
 
-void norm(const float* x, const float* gain, int64_t rows, int64_t d, float eps, bool center, float* y, float* mean,
-          float* rstd) {
+void norm(const float* x, const float* gain, const float* bias, int64_t rows, int64_t d, float eps, bool center, float* y,
+          float* mean, float* rstd) {
   // Small inputs skip OpenMP entirely: a parallel region made serial by an if clause still costs microseconds.
   if (rows * d <= kParallelMin) {
-    for (int64_t i = 0; i < rows; ++i) norm_row(x + i * d, gain, d, eps, center, y + i * d, mean + i, rstd + i);
+    for (int64_t i = 0; i < rows; ++i) norm_row(x + i * d, gain, bias, d, eps, center, y + i * d, mean + i, rstd + i);
     return;
   }
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < rows; ++i) norm_row(x + i * d, gain, d, eps, center, y + i * d, mean + i, rstd + i);
+  for (int64_t i = 0; i < rows; ++i) norm_row(x + i * d, gain, bias, d, eps, center, y + i * d, mean + i, rstd + i);
 }
 
 void norm_grad(const float* x, const float* gain, const float* mean, const float* rstd, const float* dy, int64_t rows,
-               int64_t d, bool center, float* dx, float* dgain) {
+               int64_t d, bool center, float* dx, float* dgain, float* dbias) {
   std::fill(dgain, dgain + d, 0.f);
+  // dbias sums dy over the rows in double, as the Sum kernel does for the composed add's gradient.
+  std::vector<double> bias_sum(dbias ? d : 0, 0.0);
 #pragma omp parallel if (rows * d > kParallelMin)
   {
     // Each thread sums its rows' share of dgain; the shares are added at the end.
     std::vector<float> part(d, 0.f);
+    std::vector<double> bias_part(dbias ? d : 0, 0.0);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
       const float* xr = x + i * d;
@@ -72,10 +81,18 @@ void norm_grad(const float* x, const float* gain, const float* mean, const float
         o[j] = r * (gr[j] * gain[j] - a - xhat * b);
         part[j] += gr[j] * xhat;
       }
+      if (dbias) {
+#pragma omp simd
+        for (int64_t j = 0; j < d; ++j) bias_part[j] += gr[j];
+      }
     }
 #pragma omp critical
-    for (int64_t j = 0; j < d; ++j) dgain[j] += part[j];
+    {
+      for (int64_t j = 0; j < d; ++j) dgain[j] += part[j];
+      for (size_t j = 0; j < bias_part.size(); ++j) bias_sum[j] += bias_part[j];
+    }
   }
+  for (size_t j = 0; j < bias_sum.size(); ++j) dbias[j] = static_cast<float>(bias_sum[j]);
 }
 
 }  // namespace nk

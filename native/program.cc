@@ -305,7 +305,7 @@ void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, 
 void Program::norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y) {
   const int64_t d = widths_[op.x];
   scratch_.resize(static_cast<size_t>(2 * rows));
-  norm(x, params_[op.gain], rows, d, op.eps, op.center, y, scratch_.data(), scratch_.data() + rows);
+  norm(x, params_[op.gain], nullptr, rows, d, op.eps, op.center, y, scratch_.data(), scratch_.data() + rows);
   if (op.bias >= 0) {
     const float* b = params_[op.bias];
     for (int64_t i = 0; i < rows * d; ++i) y[i] = y[i] + b[i % d];

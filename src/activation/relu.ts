@@ -12,4 +12,4 @@ const reluKeepingOutput = tf.customGrad((x, save) => {
   return { value: y, gradFunc: (dy, saved) => tf.mul(dy as tf.Tensor, tf.step(saved[0]!)) }
 })
 
-export const relu: ActivationCompute<unknown> = { apply: (_spec, x) => reluKeepingOutput(x) as tf.Tensor }
+export const relu: ActivationCompute<unknown> = { apply: (_spec, x) => reluKeepingOutput(x) as tf.Tensor, epilogue: "relu" }

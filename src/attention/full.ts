@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import type { FullAttention } from "../../dsl/kinds/attention/full.js"
+import { fusedCausalSoftmax } from "../backend/fused.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
 import { fusedCausal, fusedCausalApplies } from "./fused.js"
 import { extendCache, project, projectQkv } from "./projection.js"
@@ -20,11 +21,12 @@ const apply = (p: ParamView, x: tf.Tensor3D, spec: FullAttention, ctx: LayerCtx)
   if (fused) return project(p, fusedCausal(q, k, v0, ctx), spec.bias)
   const [kAll, v] = extendCache(ctx, k, v0)
   const tk = kAll.shape[2]
-  // A single query comes after every key it is given, so it needs no mask.
   const qk = tf.matMul(q, kAll, false, true)
-  let scores: tf.Tensor = t === 1 ? qk : tf.add(qk, causalMask(t, tk))
-  if (ctx.position.scoreBias) scores = tf.add(scores, ctx.position.scoreBias(spec.heads, t, tk, ctx.offset, ctx.offset + t - tk))
-  const weights = ctx.dropout(tf.softmax(scores), spec.dropout) as tf.Tensor4D
+  const bias = ctx.position.scoreBias?.(spec.heads, t, tk, ctx.offset, ctx.offset + t - tk)
+  const biased = (scores: tf.Tensor): tf.Tensor => (bias ? tf.add(scores, bias) : scores)
+  // A single query comes after every key it is given, so it needs no mask.
+  const masked = t === 1 ? undefined : fusedCausalSoftmax(biased(qk))
+  const weights = ctx.dropout(masked ?? tf.softmax(biased(t === 1 ? qk : tf.add(qk, causalMask(t, tk)))), spec.dropout) as tf.Tensor4D
   return project(p, tf.matMul(weights, v) as tf.Tensor4D, spec.bias)
 }
 

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
+import { fusedDense } from "../backend/fused.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
 import { KvBuffer } from "./kv-buffer.js"
 
@@ -14,10 +15,29 @@ export const mergeHeads = (x: tf.Tensor4D): tf.Tensor2D => {
   return x.transpose([0, 2, 1, 3]).reshape([b * t, h * dh]) as tf.Tensor2D
 }
 
-export const linear = (p: ParamView, x: tf.Tensor2D, w: string, b: string, bias: boolean): tf.Tensor2D => {
+/** x·w (+ b), then ReLU when `relu`: one fused layer where the backend has it (src/backend/fused.ts fusedDense). */
+export const linear = (p: ParamView, x: tf.Tensor2D, w: string, b: string, bias: boolean, relu = false): tf.Tensor2D => {
   p.probe?.(w, x)
-  const y = tf.matMul(x, p(w) as tf.Tensor2D) as tf.Tensor2D
-  return bias ? (tf.add(y, p(b)) as tf.Tensor2D) : y
+  const weight = p(w) as tf.Tensor2D
+  const shift = bias ? p(b) : undefined
+  const fused = fusedDense(x, weight, shift, relu)
+  if (fused) return fused
+  const y = tf.matMul(x, weight) as tf.Tensor2D
+  const z = shift ? (tf.add(y, shift) as tf.Tensor2D) : y
+  return relu ? tf.relu(z) : z
+}
+
+/**
+ * linear(…)·scale, scaling the weight and bias where they are smaller than the product (in
+ * training, a pass over a [D, D] weight each way instead of over the [B·T, D] activations).
+ * The same numbers up to float32 rounding, and the same bits when the scale is a power of two
+ * (head widths 4, 16, 64, 256).
+ */
+const scaledLinear = (p: ParamView, x: tf.Tensor2D, w: string, b: string, bias: boolean, scale: number): tf.Tensor2D => {
+  const weight = p(w)
+  if (x.shape[0] < weight.shape[0]!) return tf.mul(linear(p, x, w, b, bias), scale)
+  const scaled = Object.assign((name: string) => (name === w || name === b ? tf.mul(p(name), scale) : p(name)), p.probe ? { probe: p.probe } : {})
+  return linear(scaled, x, w, b, bias)
 }
 
 interface Heads {
@@ -42,7 +62,7 @@ export const projectQkv = (
   const [b, t, d] = x.shape
   const x2 = x.reshape([b * t, d]) as tf.Tensor2D
   const [nq, nk, nv] = names
-  let q = splitHeads(tf.mul(linear(p, x2, `w${nq}`, `b${nq}`, spec.bias), 1 / Math.sqrt(headDimOf(spec, d))), b, t, spec.heads)
+  let q = splitHeads(scaledLinear(p, x2, `w${nq}`, `b${nq}`, spec.bias, 1 / Math.sqrt(headDimOf(spec, d))), b, t, spec.heads)
   let k = splitHeads(linear(p, x2, `w${nk}`, `b${nk}`, spec.bias), b, t, spec.heads)
   const v = splitHeads(linear(p, x2, `w${nv}`, `b${nv}`, spec.bias), b, t, spec.heads)
   if (rotate && ctx.position.queryKey) [q, k] = ctx.position.queryKey(q, k, ctx.offset, ctx.offset)

@@ -84,28 +84,100 @@ export const fusedSoftTargetGrad = (
 ): tf.Tensor2D => tf.engine().runKernel(SOFT_TARGET_GRAD, { ...inputs }, { temperature, reverse }) as tf.Tensor2D
 
 /**
- * Layer normalisation (center) or RMS normalisation over the last axis times a gain [D]:
- * [y, mean, rstd] forward (mean and 1/σ per row), [dx, dgain] backward, x̂ recomputed
- * rather than kept.
+ * Layer normalisation (center) or RMS normalisation over the last axis times a gain [D], plus a
+ * bias [D] when given: [y, mean, rstd] forward (mean and 1/σ per row), [dx, dgain(, dbias)]
+ * backward, x̂ recomputed rather than kept, and the bias added and its gradient summed in the
+ * same passes.
  */
 export const NORMALIZE = "Normalize"
 export const NORMALIZE_GRAD = "NormalizeGrad"
 
-/** (x − μ)·gain/√(var + eps) by the fused kernels, or undefined where the backend has none. */
-export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: boolean): tf.Tensor | undefined => {
+/** (x − μ)·gain/√(var + eps) (+ bias) by the fused kernels, or undefined where the backend has none. */
+export const fusedNorm = (x: tf.Tensor, gain: tf.Tensor, eps: number, center: boolean, bias?: tf.Tensor): tf.Tensor | undefined => {
   if (!available(NORMALIZE)) return undefined
-  const f = tf.customGrad((xIn, gainIn, save) => {
-    const [y, mean, rstd] = tf.engine().runKernel(NORMALIZE, { x: xIn as tf.Tensor, gain: gainIn as tf.Tensor }, { eps, center }) as unknown as tf.Tensor[]
-    ;(save as unknown as (saved: tf.Tensor[]) => void)([xIn as tf.Tensor, gainIn as tf.Tensor, mean!, rstd!])
+  const attrs = { eps, center, bias: bias !== undefined }
+  const f = tf.customGrad((...args: unknown[]) => {
+    const save = args.pop() as (saved: tf.Tensor[]) => void
+    const [xIn, gainIn, biasIn] = args as tf.Tensor[]
+    const inputs: tf.NamedTensorMap = biasIn ? { x: xIn!, gain: gainIn!, bias: biasIn } : { x: xIn!, gain: gainIn! }
+    const [y, mean, rstd] = tf.engine().runKernel(NORMALIZE, inputs, attrs) as unknown as tf.Tensor[]
+    save([xIn!, gainIn!, mean!, rstd!])
     return {
       value: y!,
       gradFunc: (dy, saved) => {
         const [xs, g, m, r] = saved as tf.Tensor[]
-        return tf.engine().runKernel(NORMALIZE_GRAD, { x: xs!, gain: g!, mean: m!, rstd: r!, dy: dy as tf.Tensor }, { center }) as unknown as tf.Tensor[]
+        return tf.engine().runKernel(NORMALIZE_GRAD, { x: xs!, gain: g!, mean: m!, rstd: r!, dy: dy as tf.Tensor }, attrs) as unknown as tf.Tensor[]
       },
     }
   })
-  return f(x, gain)
+  return bias ? f(x, gain, bias) : f(x, gain)
+}
+
+/**
+ * Causal softmax of attention scores [..., tq, tk] (query i sees keys j ≤ i + tk − tq): the
+ * additive mask, its construction and the softmax in one pass forward, and the softmax's
+ * gradient in one pass backward where tfjs composes four; both read only the visible keys.
+ * Masked probabilities are exactly 0 (the −1e9 mask gives 0 or the smallest subnormal), the
+ * visible ones the composed ops' float32 operations, summed over fewer zeros.
+ */
+export const CAUSAL_SOFTMAX = "CausalSoftmax"
+export const CAUSAL_SOFTMAX_GRAD = "CausalSoftmaxGrad"
+
+/** softmax(scores + causal mask) by the fused kernels, or undefined where the backend has none. */
+export const fusedCausalSoftmax = (scores: tf.Tensor): tf.Tensor | undefined => {
+  if (!available(CAUSAL_SOFTMAX) || scores.dtype !== "float32") return undefined
+  const f = tf.customGrad((x, save) => {
+    const y = tf.engine().runKernel(CAUSAL_SOFTMAX, { x: x as tf.Tensor }) as tf.Tensor
+    ;(save as unknown as (saved: tf.Tensor[]) => void)([y])
+    return {
+      value: y,
+      gradFunc: (dy, saved) => tf.engine().runKernel(CAUSAL_SOFTMAX_GRAD, { y: (saved as tf.Tensor[])[0]!, dy: dy as tf.Tensor }) as tf.Tensor,
+    }
+  })
+  return f(scores)
+}
+
+/**
+ * A dense layer x·w (+ b) (then ReLU), x [N, K], w [K, M]: the bias and the ReLU in the
+ * matmul's epilogue (oneDNN post-ops) where composed each is a pass over the [N, M] output,
+ * and backward the ReLU's gradient and the bias's (column sums) in one pass, RELU_BIAS_GRAD:
+ * y, dy give [dz, db]. tfjs's own fused matMul composes again under a gradient tape whenever
+ * it has an activation, so training never got the epilogue from it.
+ */
+export const RELU_BIAS_GRAD = "ReluBiasGrad"
+
+/** The layer by the fused kernels, or undefined where the backend has none or there is nothing to fuse. */
+export const fusedDense = (x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor | undefined, relu: boolean): tf.Tensor2D | undefined => {
+  if ((bias === undefined && !relu) || !available(RELU_BIAS_GRAD) || x.dtype !== "float32") return undefined
+  const attrs = { transposeA: false, transposeB: false, activation: relu ? "relu" : "linear" }
+  const forward = (inputs: tf.NamedTensorMap): tf.Tensor => tf.engine().runKernel("_FusedMatMul", inputs, attrs) as tf.Tensor
+  // The gradients of the matmul's inputs, as tfjs's MatMul gradient computes them.
+  const backward = (dy: tf.Tensor, saved: tf.Tensor[]): [dx: tf.Tensor, dw: tf.Tensor, db: tf.Tensor] => {
+    const [xs, ws, y] = saved as [tf.Tensor, tf.Tensor, tf.Tensor]
+    const [dz, db] = relu ? (tf.engine().runKernel(RELU_BIAS_GRAD, { y, dy }) as unknown as [tf.Tensor, tf.Tensor]) : [dy, tf.sum(dy, 0)]
+    return [tf.matMul(dz, ws, false, true), tf.matMul(xs, dz, true, false), db]
+  }
+  const save = (s: unknown, tensors: tf.Tensor[]) => (s as (saved: tf.Tensor[]) => void)(tensors)
+  if (bias === undefined) {
+    const f = tf.customGrad((xIn, wIn, s) => {
+      const y = forward({ a: xIn as tf.Tensor, b: wIn as tf.Tensor })
+      save(s, [xIn as tf.Tensor, wIn as tf.Tensor, y])
+      return { value: y, gradFunc: (dy, saved) => backward(dy as tf.Tensor, saved as tf.Tensor[]).slice(0, 2) as tf.Tensor[] }
+    })
+    return f(x, w) as tf.Tensor2D
+  }
+  const f = tf.customGrad((xIn, wIn, bIn, s) => {
+    const y = forward({ a: xIn as tf.Tensor, b: wIn as tf.Tensor, bias: bIn as tf.Tensor })
+    save(s, [xIn as tf.Tensor, wIn as tf.Tensor, y])
+    return {
+      value: y,
+      gradFunc: (dy, saved) => {
+        const [dx, dw, db] = backward(dy as tf.Tensor, saved as tf.Tensor[])
+        return [dx, dw, db.reshape((bIn as tf.Tensor).shape)]
+      },
+    }
+  })
+  return f(x, w, bias) as tf.Tensor2D
 }
 
 /**

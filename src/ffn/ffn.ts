@@ -10,10 +10,15 @@ export const applyFfn = (p: ParamView, x: tf.Tensor3D, spec: FfnSpec, ctx: Layer
   const [b, t, d] = x.shape
   const x2 = x.reshape([b * t, d]) as tf.Tensor2D
   const act = activationApply(spec.activation)
-  const value = linear(p, x2, "w_in", "b_in", spec.bias)
-  const hidden = activationModule(spec.activation).gated
+  const gated = activationModule(spec.activation).gated
+  // ReLU runs in the input projection's matmul epilogue rather than as a pass of its own.
+  const relu = !gated && act.epilogue === "relu"
+  const value = linear(p, x2, "w_in", "b_in", spec.bias, relu)
+  const hidden = gated
     ? act.apply(spec.activation, value, linear(p, x2, "w_gate", "b_gate", spec.bias))
-    : act.apply(spec.activation, value)
+    : relu
+      ? value
+      : act.apply(spec.activation, value)
   const dropped = ctx.dropout(hidden, spec.dropout) as tf.Tensor2D
   return linear(p, dropped, "w_out", "b_out", spec.bias).reshape([b, t, d]) as tf.Tensor3D
 }

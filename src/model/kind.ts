@@ -75,6 +75,8 @@ export interface NormCompute<S> {
 
 export interface ActivationCompute<S> {
   readonly apply: (spec: S, x: tf.Tensor, gate?: tf.Tensor) => tf.Tensor
+  /** Set where the input projection can apply it in its matmul's epilogue instead (src/attention/projection.ts linear). */
+  readonly epilogue?: "relu"
 }
 
 export interface PosencCompute<S> {

@@ -11,7 +11,10 @@ const composed = (x: tf.Tensor, gain: tf.Tensor, eps: number): tf.Tensor => {
 export const layer: NormCompute<LayerNorm> = {
   apply: (p, x, spec) =>
     tf.tidy(() => {
-      const y = fusedNorm(x, p("gain"), spec.eps, true) ?? composed(x, p("gain"), spec.eps)
-      return spec.bias ? tf.add(y, p("bias")) : y
+      const bias = spec.bias ? p("bias") : undefined
+      const fused = fusedNorm(x, p("gain"), spec.eps, true, bias)
+      if (fused) return fused
+      const y = composed(x, p("gain"), spec.eps)
+      return bias ? tf.add(y, bias) : y
     }),
 }

@@ -1,8 +1,11 @@
 import * as tf from "@tensorflow/tfjs"
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import { activation } from "../../dsl/kinds/activation/index.js"
 import { activationApply } from "../../src/activation/index.js"
-import { fusedKernelNames, nativeKernelNames } from "../../src/backend/native/index.js"
+import { causalMask } from "../../src/attention/full.js"
+import { linear } from "../../src/attention/projection.js"
+import { fusedCausalSoftmax } from "../../src/backend/fused.js"
+import { fusedKernelNames, type NativeBackend, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
 import { distillationLoss } from "../../src/objective/distill-loss.js"
 import { AdamW } from "../../src/optimizer/adamw.js"
@@ -10,7 +13,7 @@ import { norm } from "../../dsl/index.js"
 import { normApply } from "../../src/norm/index.js"
 import { peakMeter } from "../../src/backend/peak-memory.js"
 import { Rng } from "../../src/random/rng.js"
-import { compareBackends, normal, runOn, withSpecials } from "./compare.js"
+import { compareBackends, expectClose, normal, runOn, withSpecials } from "./compare.js"
 import { describeNative, nativeStatus } from "./native-suite.js"
 
 const native = describeNative
@@ -231,6 +234,25 @@ native("native kernels equal stock cpu kernels", () => {
     }
   })
 
+  it("Sum and Mean down the rows of a tall matrix (a bias gradient): stock values, and the same bits on any thread count", async () => {
+    // Its own generator, so the later tests' inputs stay as they were.
+    const own = Rng.fromSeed(37)
+    const values = normal(own, 1000 * 300)
+    const x = () => tf.tensor2d(values, [1000, 300])
+    await compareBackends(() => [tf.sum(x(), 0), tf.mean(x(), 0, true)], 1e-6, 1e-6, "column sums")
+    const { addon } = tf.findBackend("native") as NativeBackend
+    const threads = addon.info().threads
+    const sumsOn = async (n: number) => {
+      addon.setThreads(n)
+      return runOn("native", () => tf.sum(x(), 0))
+    }
+    try {
+      expectClose(await sumsOn(1), await sumsOn(2), 0, 0, "one thread against two")
+    } finally {
+      addon.setThreads(threads)
+    }
+  })
+
   it("Softmax over the last axis, with -Inf, NaN and all -Inf rows", async () => {
     for (const shape of [[3, 5], [2, 3, 7], [4, 1], [8, 4096], [0, 4]]) {
       const x = input(shape)
@@ -238,6 +260,60 @@ native("native kernels equal stock cpu kernels", () => {
     }
     const v = new Float32Array([1, 2, -Infinity, 3, -Infinity, -Infinity, -Infinity, -Infinity, 1, NaN, 2, 3, 1e30, -1e30, 0, 5])
     await compareBackends(() => tf.softmax(tf.tensor(v, [4, 4])), 1e-6, 1e-9, "softmax specials")
+  })
+
+  it("causal softmax equals softmax of the masked scores, forward and gradient, with a score bias and more keys than queries", async () => {
+    // Its own generator, so the later tests' inputs stay as they were.
+    const own = Rng.fromSeed(29)
+    const values = (shape: number[]): (() => tf.Tensor) => {
+      const v = normal(own, shape.reduce((a, b) => a * b, 1))
+      return () => tf.tensor(v, shape)
+    }
+    const bias = values([3, 5, 9])
+    for (const [tq, tk, biased] of [[7, 7, false], [5, 9, false], [5, 9, true], [1, 4, false]] as const) {
+      const x = values([2, 3, tq, tk])
+      const withBias = (s: tf.Tensor) => (biased ? tf.add(s, bias()) : s)
+      const fused = (s: tf.Tensor) => fusedCausalSoftmax(withBias(s)) ?? tf.softmax(withBias(tf.add(s, causalMask(tq, tk))))
+      const composed = (s: tf.Tensor) => tf.softmax(withBias(tf.add(s, causalMask(tq, tk))))
+      const grad = (f: (s: tf.Tensor) => tf.Tensor) => () => tf.grad((s: tf.Tensor) => tf.sum(tf.mul(f(s), tf.sin(s))))(x())
+      const label = `[${tq}, ${tk}]${biased ? " biased" : ""}`
+      await compareBackends(() => fused(x()), 1e-6, 1e-9, `${label} forward`)
+      await compareBackends(grad(fused), 1e-5, 1e-7, `${label} gradient`)
+      // Against the composed ops on the native backend itself: the same float32 operations.
+      expectClose(await runOn("native", () => fused(x())), await runOn("native", () => composed(x())), 2e-7, 1e-44, `${label} forward, native`)
+      expectClose(await runOn("native", grad(fused)), await runOn("native", grad(composed)), 1e-6, 1e-9, `${label} gradient, native`)
+    }
+    await tf.setBackend("native")
+    // The native run must have taken the fused kernels, or the comparison says nothing.
+    const x = values([2, 3, 5, 9])
+    const { kernelNames } = await tf.profile(() => tf.dispose(tf.tidy(() => tf.grad((s: tf.Tensor) => tf.sum(tf.mul(fusedCausalSoftmax(s)!, s)))(x()))))
+    expect(kernelNames).toEqual(expect.arrayContaining(["CausalSoftmax", "CausalSoftmaxGrad"]))
+    expect(kernelNames).not.toContain("Softmax")
+  })
+
+  it("dense layer with the bias and ReLU in the matmul's epilogue equals matMul, add and relu, forward and gradients", async () => {
+    // Its own generator, so the later tests' inputs stay as they were.
+    const own = Rng.fromSeed(31)
+    const values = (shape: number[]): (() => tf.Tensor) => {
+      const v = normal(own, shape.reduce((a, b) => a * b, 1))
+      return () => tf.tensor(v, shape)
+    }
+    const [x, w, b] = [values([37, 24]), values([24, 70]), values([70])]
+    for (const [bias, relu] of [[true, true], [false, true], [true, false]] as const) {
+      const layer = (xs: tf.Tensor, ws: tf.Tensor, bs?: tf.Tensor) => linear((n) => (n === "w" ? ws : bs!), xs as tf.Tensor2D, "w", "b", bias, relu)
+      const loss = (xs: tf.Tensor, ws: tf.Tensor, bs?: tf.Tensor) => tf.sum(tf.mul(layer(xs, ws, bs), tf.sin(xs).sum(1, true)))
+      const grads = () => tf.grads(loss as (...ts: tf.Tensor[]) => tf.Tensor)(bias ? [x(), w(), b()] : [x(), w()])
+      const label = `${bias ? "bias" : "no bias"}${relu ? ", relu" : ""}`
+      await compareBackends(() => layer(x(), w(), bias ? b() : undefined), 1e-5, 1e-6, `${label} forward`)
+      await compareBackends(grads, 1e-4, 1e-5, `${label} gradients`)
+    }
+    await tf.setBackend("native")
+    // The native run must have taken the fused kernels, or the comparison says nothing.
+    const { kernelNames } = await tf.profile(() =>
+      tf.dispose(tf.tidy(() => tf.grads((xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor) => tf.sum(linear((n) => (n === "w" ? ws : bs), xs as tf.Tensor2D, "w", "b", true, true)))([x(), w(), b()]))),
+    )
+    expect(kernelNames).toEqual(expect.arrayContaining(["_FusedMatMul", "ReluBiasGrad"]))
+    for (const composed of ["Relu", "Step", "Add"]) expect(kernelNames).not.toContain(composed)
   })
 
   it("Transpose: permutations, size-1 and empty dims, float32/int32/bool", async () => {
@@ -274,6 +350,18 @@ native("native kernels equal stock cpu kernels", () => {
     for (const [begin, size] of boxes) await compareBackends(() => tf.slice(x(), begin, size), 0, 0, `slice ${begin} ${size}`)
     await compareBackends(() => tf.slice(tf.tensor([7.5]), [0], [1]), 0, 0, "slice rank 1")
     await compareBackends(() => tf.slice(tf.range(0, 24, 1, "int32").reshape([4, 6]), [1, 2], [2, 3]), 0, 0, "int32 slice")
+    // Ids whose bits are float NaNs (signalling and quiet), infinities and -0 keep their bits.
+    const ids = () => tf.tensor2d([0x7f800001, 0x7fc00001, -1, 0x7f800000, 0x80000000 | 0, 0xff800000 | 0, 1, 2, 3, 4, 5, 6], [2, 6], "int32")
+    await compareBackends(() => tf.slice(ids(), [0, 0], [2, 4]), 0, 0, "int32 slice of NaN bit patterns")
+    await compareBackends(() => tf.split(ids(), [1, 5], 1), 0, 0, "int32 split")
+    const backend = tf.findBackend("native") as NativeBackend
+    const copies = vi.spyOn(backend.addon, "slice")
+    try {
+      await runOn("native", () => [tf.slice(ids(), [0, 1], [2, 5]), ...tf.split(ids(), 2, 1)])
+      expect(copies).toHaveBeenCalledTimes(3)
+    } finally {
+      copies.mockRestore()
+    }
     for (const axis of [0, 1, 3, -1]) await compareBackends(() => tf.split(x(), [1, -1], axis), 0, 0, `split axis ${axis}`)
     await compareBackends(() => tf.split(x(), 2, 1), 0, 0, "split in two")
     await compareBackends(() => tf.split(x(), [2, 0, 2], 1), 0, 0, "split with an empty piece")
@@ -379,11 +467,17 @@ native("native kernels equal stock cpu kernels", () => {
     const gain = input([40])
     const bias = input([40])
     for (const spec of [norm("layer"), norm("layer", { bias: false, eps: 1e-3 }), norm("rms")]) {
-      const params: Record<string, () => tf.Tensor> = { gain, bias }
-      const f = (a: tf.Tensor, g: tf.Tensor) => normApply(spec).apply((n) => (n === "gain" ? g : params[n]!()), tf.add(tf.mul(a, 3), 1) as tf.Tensor3D, spec)
-      await compareBackends(() => f(x(), gain()), 1e-5, 1e-6, `${spec.kind} forward`)
-      await compareBackends(() => tf.grads((a: tf.Tensor, g: tf.Tensor) => tf.sum(tf.mul(f(a, g), tf.sin(a))))([x(), gain()]), 1e-4, 1e-5, `${spec.kind} gradients`)
+      const withBias = spec.kind === "layer" && spec.bias
+      const f = (a: tf.Tensor, g: tf.Tensor, bb?: tf.Tensor) => normApply(spec).apply((n) => (n === "gain" ? g : bb!), tf.add(tf.mul(a, 3), 1) as tf.Tensor3D, spec)
+      const loss = (a: tf.Tensor, g: tf.Tensor, bb?: tf.Tensor) => tf.sum(tf.mul(f(a, g, bb), tf.sin(a)))
+      await compareBackends(() => f(x(), gain(), bias()), 1e-5, 1e-6, `${spec.kind} forward`)
+      await compareBackends(() => tf.grads(loss as (...ts: tf.Tensor[]) => tf.Tensor)(withBias ? [x(), gain(), bias()] : [x(), gain()]), 1e-4, 1e-5, `${spec.kind} gradients`)
     }
+    await tf.setBackend("native")
+    // The bias is added and its gradient summed inside the norm's kernels.
+    const { kernelNames } = await tf.profile(() => tf.dispose(tf.tidy(() => tf.grads((a: tf.Tensor, g: tf.Tensor, bb: tf.Tensor) => tf.mean(tf.mul(normApply(norm("layer")).apply((n) => (n === "gain" ? g : bb), a as tf.Tensor3D, norm("layer")), x())))([x(), gain(), bias()]))))
+    expect(kernelNames).toEqual(expect.arrayContaining(["Normalize", "NormalizeGrad"]))
+    for (const composed of ["Add", "Sum"]) expect(kernelNames).not.toContain(composed)
   })
 
   it("fused AdamW update equals the composed one bit for bit, with and without decay, NaN/Inf gradients", async () => {

@@ -31,7 +31,7 @@ export interface NativeAddon {
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void
   act(op: number, x: Float32Array, out: Float32Array, alpha: number): void
   actGrad(op: number, x: Float32Array, dy: Float32Array, out: Float32Array, alpha: number): void
-  norm(x: Float32Array, gain: Float32Array, rows: number, d: number, eps: number, center: boolean, y: Float32Array, mean: Float32Array, rstd: Float32Array): void
+  norm(x: Float32Array, gain: Float32Array, bias: Float32Array | null, rows: number, d: number, eps: number, center: boolean, y: Float32Array, mean: Float32Array, rstd: Float32Array): void
   normGrad(
     x: Float32Array,
     gain: Float32Array,
@@ -43,6 +43,7 @@ export interface NativeAddon {
     center: boolean,
     dx: Float32Array,
     dgain: Float32Array,
+    dbias: Float32Array | null,
   ): void
   xent(x: Float32Array, targets: Int32Array, n: number, v: number, nll: Float32Array, lse: Float32Array): void
   xentGrad(x: Float32Array, lse: Float32Array, targets: Int32Array, scale: Float32Array, n: number, v: number, out: Float32Array): void
@@ -67,6 +68,11 @@ export interface NativeAddon {
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, scalars: Float32Array, decay: boolean, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
+  /** Causal softmax of scores [rows / tq, tq, tk] (src/backend/fused.ts CAUSAL_SOFTMAX). */
+  causalSoftmax(x: Float32Array, out: Float32Array, rows: number, tq: number, tk: number): void
+  causalSoftmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, tq: number, tk: number): void
+  /** relu(x·w + b)'s backward pass from its output (src/backend/fused.ts RELU_BIAS_GRAD). */
+  reluBiasGrad(y: Float32Array, dy: Float32Array, dz: Float32Array, db: Float32Array, rows: number, cols: number): void
   transpose<T extends Float32Array | Int32Array | Uint8Array>(x: T, shape: readonly number[], perm: readonly number[], out: T): void
   /** Returns the position of the first out-of-range index, or -1. */
   gather<T extends Float32Array | Int32Array | Uint8Array>(x: T, indices: Int32Array, out: T, outer: number, dim: number, inner: number): number

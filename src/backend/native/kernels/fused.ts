@@ -1,12 +1,15 @@
 import * as tf from "@tensorflow/tfjs"
 import {
   ADAMW_UPDATE,
+  CAUSAL_SOFTMAX,
+  CAUSAL_SOFTMAX_GRAD,
   FUSED_ACTIVATION,
   FUSED_ATTENTION,
   FUSED_ATTENTION_GRAD,
   FUSED_ACTIVATION_GRAD,
   NORMALIZE,
   NORMALIZE_GRAD,
+  RELU_BIAS_GRAD,
   SOFT_TARGET_DIVERGENCE,
   SOFT_TARGET_GRAD,
   SOFTMAX_CROSS_ENTROPY,
@@ -122,7 +125,8 @@ const normalize = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const d = x.shape[x.shape.length - 1]!
   const rows = sizeOf(x.shape.slice(0, -1))
   const [y, mean, rstd] = [backend.output(rows * d), backend.output(rows), backend.output(rows)]
-  backend.addon.norm(float32(backend, x, "x"), float32(backend, inputs.gain as tf.TensorInfo, "gain"), rows, d, Number(attrs.eps), Boolean(attrs.center), y, mean, rstd)
+  const bias = inputs.bias === undefined ? null : float32(backend, inputs.bias as tf.TensorInfo, "bias")
+  backend.addon.norm(float32(backend, x, "x"), float32(backend, inputs.gain as tf.TensorInfo, "gain"), bias, rows, d, Number(attrs.eps), Boolean(attrs.center), y, mean, rstd)
   return [backend.out(x.shape, y), backend.out([rows], mean), backend.out([rows], rstd)]
 }
 
@@ -131,9 +135,42 @@ const normalizeGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const d = x.shape[x.shape.length - 1]!
   const rows = sizeOf(x.shape.slice(0, -1))
   const [dx, dgain] = [backend.output(rows * d), backend.output(d)]
+  const dbias = attrs.bias ? backend.output(d) : null
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
-  backend.addon.normGrad(f("x"), f("gain"), f("mean"), f("rstd"), f("dy"), rows, d, Boolean(attrs.center), dx, dgain)
-  return [backend.out(x.shape, dx), backend.out([d], dgain)]
+  backend.addon.normGrad(f("x"), f("gain"), f("mean"), f("rstd"), f("dy"), rows, d, Boolean(attrs.center), dx, dgain, dbias)
+  return [backend.out(x.shape, dx), backend.out([d], dgain), ...(dbias ? [backend.out([d], dbias)] : [])]
+}
+
+/** [rows, tq, tk] of causal scores [..., tq, tk]. */
+const causalDims = (x: tf.TensorInfo, what: string): [rows: number, tq: number, tk: number] => {
+  const [tq, tk] = x.shape.slice(-2) as [number, number]
+  if (x.shape.length < 2 || tk < tq) throw new Error(`${what}: scores [${x.shape}] must be [..., tq, tk] with tk ≥ tq`)
+  return [sizeOf(x.shape.slice(0, -1)), tq, tk]
+}
+
+const causalSoftmax = ({ inputs, backend }: Args): tf.TensorInfo => {
+  const x = inputs.x as tf.TensorInfo
+  const [rows, tq, tk] = causalDims(x, CAUSAL_SOFTMAX)
+  const out = backend.output(rows * tk)
+  backend.addon.causalSoftmax(float32(backend, x, "x"), out, rows, tq, tk)
+  return backend.out(x.shape, out)
+}
+
+const causalSoftmaxGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
+  const y = inputs.y as tf.TensorInfo
+  const [rows, tq, tk] = causalDims(y, CAUSAL_SOFTMAX_GRAD)
+  const out = backend.output(rows * tk)
+  backend.addon.causalSoftmaxGrad(float32(backend, y, "y"), float32(backend, inputs.dy as tf.TensorInfo, "dy"), out, rows, tq, tk)
+  return backend.out(y.shape, out)
+}
+
+const reluBiasGrad = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+  const y = inputs.y as tf.TensorInfo
+  const cols = y.shape[y.shape.length - 1]!
+  const rows = sizeOf(y.shape.slice(0, -1))
+  const [dz, db] = [backend.output(rows * cols), backend.output(cols)]
+  backend.addon.reluBiasGrad(float32(backend, y, "y"), float32(backend, inputs.dy as tf.TensorInfo, "dy"), dz, db, rows, cols)
+  return [backend.out(y.shape, dz), backend.out([cols], db)]
 }
 
 const adamw = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
@@ -205,6 +242,9 @@ export const fusedKernels = [
   { kernelName: NORMALIZE, kernelFunc: normalize },
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
+  { kernelName: CAUSAL_SOFTMAX, kernelFunc: causalSoftmax },
+  { kernelName: CAUSAL_SOFTMAX_GRAD, kernelFunc: causalSoftmaxGrad },
+  { kernelName: RELU_BIAS_GRAD, kernelFunc: reluBiasGrad },
   { kernelName: FUSED_ATTENTION, kernelFunc: attention },
   { kernelName: FUSED_ATTENTION_GRAD, kernelFunc: attentionGrad },
 ] as const
