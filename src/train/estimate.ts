@@ -99,12 +99,13 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
       // q, k, v in per-head layouts (rotated ones too) and the merged heads (kinds that see
       // fewer keys than the context also gather keys and values into windows, columns or
       // compressed rows); the normalised scores (and a dropout mask); while the layer runs, the
-      // raw and masked scores, or backward their gradients.
+      // raw and masked scores, or backward their gradients (full attention's causal softmax,
+      // src/backend/fused.ts fusedCausalSoftmax, makes no masked copy and one gradient pass).
       const projections = 4 + (scoreHooks ? 2 : 0) + (keys < t ? 12 : 0)
       const scoreCopies = 1 + (layer.dropout > 0 ? 1 : 0)
       return {
         values: projections * n * a + scoreCopies * scores,
-        transient: 2 * scores,
+        transient: (layer.kind === "full" && t > 1 ? 1 : 2) * scores,
         largest: { what: `attention scores (${b}×${layer.heads}×${t}×${Math.round(keys)})`, elements: scores },
       }
     }
