@@ -13,13 +13,10 @@ inline float bits_to_float(uint32_t u) {
   return f;
 }
 
-// exp with < 2 ulp error over the normal range; NaN stays NaN, overflow gives +Inf,
-// underflow goes through the subnormals to 0.
-inline float vexp(float x) {
-  const float hi = 88.72283935546875f, lo = -103.97208f;
-  const float xc = x > hi ? hi : (x < lo ? lo : x);
-  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
-  float r = std::fma(n, -0.693359375f, xc);
+// exp(x) = p · 2^n for x in float range: n the nearest integer to x / ln 2 and p the polynomial
+// of the remainder (Cephes' expf), shared by the two exps below.
+inline float exp_remainder(float x, float n) {
+  float r = std::fma(n, -0.693359375f, x);
   r = std::fma(n, 2.12194440e-4f, r);
   float p = 1.9875691500e-4f;
   p = std::fma(p, r, 1.3981999507e-3f);
@@ -27,7 +24,16 @@ inline float vexp(float x) {
   p = std::fma(p, r, 4.1665795894e-2f);
   p = std::fma(p, r, 1.6666665459e-1f);
   p = std::fma(p, r, 5.0000001201e-1f);
-  p = std::fma(p * r, r, r) + 1.f;
+  return std::fma(p * r, r, r) + 1.f;
+}
+
+// exp with < 2 ulp error over the normal range; NaN stays NaN, overflow gives +Inf,
+// underflow goes through the subnormals to 0.
+inline float vexp(float x) {
+  const float hi = 88.72283935546875f, lo = -103.97208f;
+  const float xc = x > hi ? hi : (x < lo ? lo : x);
+  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  const float p = exp_remainder(xc, n);
   // 2^n split in two factors so that n down to -150 stays representable.
   const int32_t ni = static_cast<int32_t>(n);
   const int32_t n1 = ni / 2, n2 = ni - n1;
@@ -46,15 +52,7 @@ inline float vexp_softmax(float x) {
   const float lo = -87.33654f;
   const float xc = x < lo ? lo : x;
   const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
-  float r = std::fma(n, -0.693359375f, xc);
-  r = std::fma(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = std::fma(p, r, 1.3981999507e-3f);
-  p = std::fma(p, r, 8.3334519073e-3f);
-  p = std::fma(p, r, 4.1665795894e-2f);
-  p = std::fma(p, r, 1.6666665459e-1f);
-  p = std::fma(p, r, 5.0000001201e-1f);
-  p = std::fma(p * r, r, r) + 1.f;
+  const float p = exp_remainder(xc, n);
   const float y = p * bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
   return x < lo ? 0.f : (x != x ? x : y);
 }
