@@ -38,6 +38,15 @@ const pm = (xs: ReadonlyArray<number>, digits: number): string => {
   return xs.length > 1 ? `${mean.toFixed(digits)} ± ${std.toFixed(digits)}` : mean.toFixed(digits)
 }
 
+/** An extra column's cell: the speedrun's tokens to target as a count, its FLOPs as a power of ten, seconds to a tenth, blocks to two digits, the rest to four. */
+const extraCell = (column: string, xs: ReadonlyArray<number>): string => {
+  if (xs.some(Number.isNaN)) return "n/a"
+  const one = (x: number): string =>
+    column === "tokensToTarget" ? formatCount(x) : column === "flopsToTarget" ? x.toExponential(3) : x.toFixed(column === "blocks/token" ? 2 : column === "secondsToTarget" ? 1 : 4)
+  const { mean, std } = meanStd(xs)
+  return xs.length > 1 ? `${one(mean)} ± ${one(std)}` : one(mean)
+}
+
 const mib = (xs: ReadonlyArray<number | undefined>): string => {
   const known = xs.filter((x): x is number => x !== undefined)
   return known.length === 0 ? "n/a" : Math.round(meanStd(known).mean / 2 ** 20).toString()
@@ -85,7 +94,7 @@ export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string
       pm(rs.map((r) => r.valLoss), 4),
       pm(rs.map((r) => r.valBpb), 4),
       ...(perSeed ? [[...rs].sort((a, b) => a.seed - b.seed).map((r) => fixed(r.valBpb, 4)).join(", ")] : []),
-      ...extraKeys.map((k) => pm(rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN), k === "blocks/token" ? 2 : 4)),
+      ...extraKeys.map((k) => extraCell(k, rs.map((r) => (extraOf(r) as Readonly<Record<string, number>>)[k] ?? Number.NaN))),
       // A one-shot pruned run trains on nothing, so it has no throughput.
       !rs.some(trained) ? "n/a" : fixed(Math.round(meanStd(rs.map((r) => r.tokensPerSecond)).mean), 0),
       ...(memory ? [mib(rs.map((r) => r.stepPeakBytes))] : []),

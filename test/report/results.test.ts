@@ -38,6 +38,14 @@ describe("results table", () => {
     expect(window!.slice(-3)).toEqual(["n/a", "1000", "n/a"])
   })
 
+  it("prints the speedrun's figures to target as seconds to a tenth, tokens as a count and FLOPs as a power of ten", () => {
+    const reached = (seconds: number, tokens: number, flops: number) => ({ extra: { secondsToTarget: seconds, tokensToTarget: tokens, flopsToTarget: flops } })
+    const [header, , alibi] = rows(resultsTable([run("alibi", 1, 1.0392, reached(535.3002, 2_354_736, 6.72798867456e13)), run("alibi", 2, 1.04, reached(545.3002, 2_454_736, 7.02798867456e13))]))
+    expect(header!.slice(-4, -1)).toEqual(["secondsToTarget", "tokensToTarget", "flopsToTarget"])
+    // Means 540.3, 2.40M, 6.878e13; sample standard deviations 7.07, 70.7k, 2.121e12.
+    expect(alibi!.slice(-4, -1)).toEqual(["540.3 ± 7.1", "2.40M ± 70.7k", "6.878e+13 ± 2.121e+12"])
+  })
+
   it("adds blocks and MFLOPs per token spent, for every row, only when some run spent other than its nominal compute", () => {
     const nominal = { forward: 4e6, training: 12e6 }
     const spent = (evalFlops: number, blocks: number, trainFlops = 12e6) => ({
