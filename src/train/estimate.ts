@@ -157,13 +157,14 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const fusion = attentionFusion() && spec.posenc.kind !== "t5"
   const perBlock = groups.map(({ block, repeats }) => ({ cost: sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion))), repeats }))
   const costs = perBlock.map((g) => g.cost)
-  // Checkpointed, the step keeps each block's input and its gradient, and holds one block's
+  // Checkpointed, the step keeps each block's input, and the gradient of the one the backward
+  // pass is in (the training loop's gradients free each once used), and holds one block's
   // activations at a time while the backward pass recomputes it.
   const blocks: Cost[] =
     spec.checkpoint === "blocks"
       ? [
           { values: 0, transient: Math.max(...costs.map(peakOf)), largest: sum(costs).largest },
-          { values: 2 * n * spec.width * perBlock.reduce((s, g) => s + g.repeats, 0), transient: 0, largest: { what: "none", elements: 0 } },
+          { values: n * spec.width * (perBlock.reduce((s, g) => s + g.repeats, 0) + 1), transient: 0, largest: { what: "none", elements: 0 } },
         ]
       : perBlock.map(({ cost, repeats }) => ({ ...cost, values: cost.values * repeats }))
   const logits = n * spec.vocab
