@@ -15,6 +15,7 @@
 import * as tf from "@tensorflow/tfjs"
 import { fusedAdamW } from "../backend/fused.js"
 import type { TensorArrays } from "../train/checkpoint.js"
+import { checkUnit, checkUpdate } from "./checks.js"
 
 export interface AdamWConfig {
   readonly beta1: number
@@ -29,12 +30,6 @@ export interface AdamWConfig {
 export interface AdamWState {
   readonly step: number
   readonly moments: TensorArrays
-}
-
-const checkUnit = (name: string, x: number, lo: number, hiExclusive: number): void => {
-  if (!(Number.isFinite(x) && x >= lo && x < hiExclusive)) {
-    throw new Error(`AdamW: ${name} must be in [${lo}, ${hiExclusive}), got ${x}`)
-  }
 }
 
 /**
@@ -63,8 +58,8 @@ export class AdamW {
     private readonly params: Record<string, tf.Variable>,
     private readonly config: AdamWConfig,
   ) {
-    checkUnit("beta1", config.beta1, 0, 1)
-    checkUnit("beta2", config.beta2, 0, 1)
+    checkUnit("AdamW", "beta1", config.beta1)
+    checkUnit("AdamW", "beta2", config.beta2)
     if (!(config.eps > 0)) throw new Error(`AdamW: eps must be positive, got ${config.eps}`)
     if (!(config.weightDecay >= 0)) throw new Error(`AdamW: weightDecay must be >= 0, got ${config.weightDecay}`)
     for (const [name, p] of Object.entries(params)) {
@@ -83,14 +78,7 @@ export class AdamW {
    * (as in PyTorch, where `grad is None`); the step count advances once per call.
    */
   update(grads: Record<string, tf.Tensor>, lr: number): void {
-    if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`AdamW: learning rate must be finite and >= 0, got ${lr}`)
-    for (const [name, g] of Object.entries(grads)) {
-      const p = this.params[name]
-      if (p === undefined) throw new Error(`AdamW: gradient for unknown parameter "${name}"`)
-      if (!tf.util.arraysEqual(g.shape, p.shape)) {
-        throw new Error(`AdamW: gradient for "${name}" has shape [${g.shape}], parameter has [${p.shape}]`)
-      }
-    }
+    checkUpdate("AdamW", this.params, grads, lr)
     this.t += 1
     const { beta1, beta2, eps, weightDecay } = this.config
     const stepSize = lr / (1 - beta1 ** this.t)

@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs"
 import type { TensorArrays } from "../train/checkpoint.js"
+import { checkUnit, checkUpdate } from "./checks.js"
 import type { Optimizer, OptimizerState } from "./compute/compute.js"
 
 export interface LionConfig {
@@ -22,10 +23,6 @@ export interface LionConfig {
   readonly decay: (name: string) => boolean
 }
 
-const checkUnit = (name: string, x: number): void => {
-  if (!(Number.isFinite(x) && x >= 0 && x < 1)) throw new Error(`Lion: ${name} must be in [0, 1), got ${x}`)
-}
-
 export class Lion implements Optimizer {
   private readonly m: Record<string, tf.Variable> = {}
   private t = 0
@@ -34,8 +31,8 @@ export class Lion implements Optimizer {
     private readonly params: Record<string, tf.Variable>,
     private readonly config: LionConfig,
   ) {
-    checkUnit("beta1", config.beta1)
-    checkUnit("beta2", config.beta2)
+    checkUnit("Lion", "beta1", config.beta1)
+    checkUnit("Lion", "beta2", config.beta2)
     if (!(config.weightDecay >= 0)) throw new Error(`Lion: weightDecay must be >= 0, got ${config.weightDecay}`)
     for (const [name, p] of Object.entries(params)) this.m[name] = tf.tidy(() => tf.variable(tf.zerosLike(p), false))
   }
@@ -46,12 +43,7 @@ export class Lion implements Optimizer {
 
   /** One update at rate `lr`; parameters without a gradient are left alone, the step count advances once per call. */
   update(grads: Record<string, tf.Tensor>, lr: number): void {
-    if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`Lion: learning rate must be finite and >= 0, got ${lr}`)
-    for (const [name, g] of Object.entries(grads)) {
-      const p = this.params[name]
-      if (p === undefined) throw new Error(`Lion: gradient for unknown parameter "${name}"`)
-      if (!tf.util.arraysEqual(g.shape, p.shape)) throw new Error(`Lion: gradient for "${name}" has shape [${g.shape}], parameter has [${p.shape}]`)
-    }
+    checkUpdate("Lion", this.params, grads, lr)
     this.t += 1
     const { beta1, beta2, weightDecay } = this.config
     tf.tidy(() => {

@@ -15,6 +15,7 @@
 import * as tf from "@tensorflow/tfjs"
 import type { NamedParam } from "../../dsl/params.js"
 import { AdamW, type AdamWConfig } from "./adamw.js"
+import { checkUpdate } from "./checks.js"
 import type { Optimizer, OptimizerState } from "./compute/compute.js"
 import { newtonSchulz } from "./newton-schulz.js"
 
@@ -74,12 +75,7 @@ export class Muon implements Optimizer {
 
   /** One update: `lr` is the matrices' rate; the AdamW part takes its own schedule's at the same step. */
   update(grads: Record<string, tf.Tensor>, lr: number): void {
-    if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`Muon: learning rate must be finite and >= 0, got ${lr}`)
-    for (const [name, g] of Object.entries(grads)) {
-      const p = this.params[name]
-      if (p === undefined) throw new Error(`Muon: gradient for unknown parameter "${name}"`)
-      if (!tf.util.arraysEqual(g.shape, p.shape)) throw new Error(`Muon: gradient for "${name}" has shape [${g.shape}], parameter has [${p.shape}]`)
-    }
+    checkUpdate("Muon", this.params, grads, lr)
     this.t += 1
     const { momentum: beta, nesterov, steps, weightDecay } = this.config
     const others: Record<string, tf.Tensor> = {}
