@@ -10,6 +10,7 @@ import { type DataError, DataFormatError, TokenizerConfigError, writeError } fro
 import { type DatasetFiles, resolveDataset } from "./dataset.js"
 import { sha256File, sha256Text } from "./hash.js"
 import { cacheDir } from "./paths.js"
+import { type Holdout, holdOut, trainingFilter } from "./holdout.js"
 import { forEachStory } from "./stories.js"
 import { readTokenFile, type TokenArray, tokenArrayFor, type TokenFile, writeTokenFile } from "./token-file.js"
 
@@ -21,6 +22,8 @@ export interface PrepareOptions {
   readonly tokenizer: { readonly vocabSize: number } | { readonly given: TextTokenizer; readonly path: string }
   /** Also train on the V2/GPT-4 text. */
   readonly extra?: boolean
+  /** Hold this many training stories out of training (and of the tokenizer's training) as a tuning text (src/data/holdout.ts). */
+  readonly tune?: number
   /** Explicit data directory; else `TINYSTORIES_DIR`, the shared copy, the download cache. */
   readonly dir?: string
   /** Cache root; else `TINYSTORIES_CACHE`, else `<repo>/.cache`. */
@@ -45,6 +48,8 @@ export interface PreparedData {
   readonly tokenizerPath: string
   readonly train: PreparedSplit
   readonly valid: PreparedSplit
+  /** The held-out training stories, when `tune` asks for them. */
+  readonly tune?: PreparedSplit
 }
 
 /** Bump when training or encoding changes, so stale cache entries are never reused. */
@@ -99,6 +104,7 @@ const withFileProgress = <A, E>(
 
 const trainTokenizer = (
   files: readonly string[],
+  holdout: Holdout | undefined,
   vocabSize: number,
   progress: boolean,
 ): Effect.Effect<Tokenizer, DataError, ProgressSink> =>
@@ -107,10 +113,12 @@ const trainTokenizer = (
       try: () => new BpeTrainer({ vocabSize }),
       catch: (e) => new TokenizerConfigError({ message: (e as Error).message }),
     })
-    for (const file of files) {
+    const filter = trainingFilter(holdout)
+    for (const [i, file] of files.entries()) {
+      const keep = filter(i)
       yield* withFileProgress("counting words in", file, progress, (advance) =>
         forEachStory(file, (story) => {
-          trainer.add(story)
+          if (keep(story)) trainer.add(story)
           advance(story)
         }),
       )
@@ -118,36 +126,50 @@ const trainTokenizer = (
     return trainer.finish()
   })
 
-/** Encodes every story of `files`, each followed by the tokenizer's separator (`<|endoftext|>`, llama2.c's BOS), into one token stream. */
+/** Stories encoded one at a time, each followed by the tokenizer's separator (`<|endoftext|>`, llama2.c's BOS), into one token stream. */
+const tokenStream = (tokenizer: TextTokenizer) => {
+  let tokens: TokenArray = tokenArrayFor(tokenizer.vocabSize, 1 << 20)
+  let length = 0
+  let stories = 0
+  let textBytes = 0
+  return {
+    add: (story: string): void => {
+      const ids = tokenizer.encode(story)
+      if (length + ids.length + 1 > tokens.length) {
+        const grown = tokenArrayFor(tokenizer.vocabSize, Math.max(2 * tokens.length, length + ids.length + 1))
+        grown.set(tokens.subarray(0, length))
+        tokens = grown
+      }
+      tokens.set(ids, length)
+      length += ids.length
+      tokens[length++] = tokenizer.eotId
+      stories++
+      textBytes += Buffer.byteLength(story)
+    },
+    finish: (): TokenFile => ({ tokens: tokens.subarray(0, length), stories, textBytes }),
+  }
+}
+
+/** Encodes every story of `files` (but the held-out ones) into one token stream. */
 const encodeFiles = (
   tokenizer: TextTokenizer,
   files: readonly string[],
+  holdout: Holdout | undefined,
   progress: boolean,
 ): Effect.Effect<TokenFile, DataError, ProgressSink> =>
   Effect.gen(function* () {
-    let tokens: TokenArray = tokenArrayFor(tokenizer.vocabSize, 1 << 20)
-    let length = 0
-    let stories = 0
-    let textBytes = 0
-    for (const file of files) {
-      const stats = yield* withFileProgress("tokenising", file, progress, (advance) =>
+    const stream = tokenStream(tokenizer)
+    const filter = trainingFilter(holdout)
+    for (const [i, file] of files.entries()) {
+      const keep = filter(i)
+      yield* withFileProgress("tokenising", file, progress, (advance) =>
         forEachStory(file, (story) => {
-          const ids = tokenizer.encode(story)
-          if (length + ids.length + 1 > tokens.length) {
-            const grown = tokenArrayFor(tokenizer.vocabSize, Math.max(2 * tokens.length, length + ids.length + 1))
-            grown.set(tokens.subarray(0, length))
-            tokens = grown
-          }
-          tokens.set(ids, length)
-          length += ids.length
-          tokens[length++] = tokenizer.eotId
+          if (keep(story)) stream.add(story)
           advance(story)
         }),
       )
-      stories += stats.stories
-      textBytes += stats.bytes
     }
-    return { tokens: tokens.subarray(0, length), stories, textBytes }
+    return stream.finish()
   })
 
 const split = (file: TokenFile, cachePath: string, cached: boolean): PreparedSplit => ({
@@ -158,10 +180,10 @@ const split = (file: TokenFile, cachePath: string, cached: boolean): PreparedSpl
 })
 
 /**
- * The BPE of this vocabulary size trained on the train files, from the cache (keyed by the
- * files' content and the size) or trained now and cached.
+ * The BPE of this vocabulary size trained on the train files (without held-out stories), from
+ * the cache (keyed by the files' content, the held-out count and the size) or trained now and cached.
  */
-const trainedTokenizer = (cache: string, trainFiles: readonly string[], trainKey: string, vocabSize: number, progress: boolean) =>
+const trainedTokenizer = (cache: string, trainFiles: readonly string[], holdout: Holdout | undefined, trainKey: string, vocabSize: number, progress: boolean) =>
   Effect.gen(function* () {
     const tokKey = sha256Text(JSON.stringify([CACHE_VERSION, vocabSize, [END_OF_TEXT], trainKey]))
     const tokenizerPath = join(cache, "tokenizers", `bpe-${vocabSize}-${tokKey.slice(0, 16)}.json`)
@@ -173,7 +195,7 @@ const trainedTokenizer = (cache: string, trainFiles: readonly string[], trainKey
       })
       return { tokenizer, tokenizerPath }
     }
-    const tokenizer = yield* trainTokenizer(trainFiles, vocabSize, progress)
+    const tokenizer = yield* trainTokenizer(trainFiles, holdout, vocabSize, progress)
     yield* writeFileAtomic(tokenizerPath, tokenizer.toJSON(), { makeDirectory: true }).pipe(Effect.mapError(writeError))
     return { tokenizer, tokenizerPath }
   })
@@ -182,7 +204,9 @@ const trainedTokenizer = (cache: string, trainFiles: readonly string[], trainKey
  * The one entry point of the data path: finds the data, takes the given tokenizer or trains
  * one, encodes both splits (or loads them, keyed by the files' content and the tokenizer's hash,
  * so each tokenizer has its own token files) and reports bytes per token, which makes bits per
- * byte comparable across tokenizers. Cache files are written atomically, so concurrent runs are safe.
+ * byte comparable across tokenizers. With `tune`, the held-out stories are a third split, and
+ * the training text, its tokenizer and their cache keys leave them out. Cache files are written
+ * atomically, so concurrent runs are safe.
  */
 export const prepareData = (
   options: PrepareOptions,
@@ -191,27 +215,43 @@ export const prepareData = (
     const progress = options.progress ?? true
     const dataset = yield* resolveDataset(options)
     const cache = cacheDir(options.cacheDir)
-    const trainKey = yield* filesKey(dataset.train)
+    const filesTrainKey = yield* filesKey(dataset.train)
     const validKey = yield* filesKey([dataset.valid])
+    // Read before any long work, so that a count that leaves nothing to train on fails first.
+    const holdout = options.tune === undefined ? undefined : yield* holdOut(dataset.train[0]!, options.tune)
+    // Without held-out stories the keys are the files' alone, so existing cache entries still serve.
+    const trainKey = options.tune === undefined ? filesTrainKey : sha256Text(JSON.stringify([filesTrainKey, { tune: options.tune }]))
 
     const chosen = options.tokenizer
     const { tokenizer, tokenizerPath } =
-      "given" in chosen ? { tokenizer: chosen.given, tokenizerPath: chosen.path } : yield* trainedTokenizer(cache, dataset.train, trainKey, chosen.vocabSize, progress)
+      "given" in chosen ? { tokenizer: chosen.given, tokenizerPath: chosen.path } : yield* trainedTokenizer(cache, dataset.train, holdout, trainKey, chosen.vocabSize, progress)
 
     const load = (
       name: string,
-      files: readonly string[],
       key: string,
+      encode: Effect.Effect<TokenFile, DataError, ProgressSink>,
     ): Effect.Effect<PreparedSplit, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
       Effect.gen(function* () {
         const id = sha256Text(JSON.stringify([CACHE_VERSION, key, tokenizer.hash])).slice(0, 16)
         const path = join(cache, "tokens", `${name}-${id}.bin`)
         if (yield* Effect.promise(() => exists(path))) return split(yield* readTokenFile(path), path, true)
-        const file = yield* encodeFiles(tokenizer, files, progress)
+        const file = yield* encode
         yield* writeTokenFile(path, file)
         return split(file, path, false)
       })
-    const train = yield* load("train", dataset.train, trainKey)
-    const valid = yield* load("valid", [dataset.valid], validKey)
-    return { dataset, dataHash: dataHashOf(trainKey, validKey), tokenizer, tokenizerPath, train, valid }
+    const train = yield* load("train", trainKey, encodeFiles(tokenizer, dataset.train, holdout, progress))
+    const valid = yield* load("valid", validKey, encodeFiles(tokenizer, [dataset.valid], undefined, progress))
+    const tune =
+      holdout === undefined
+        ? undefined
+        : yield* load(
+            "tune",
+            trainKey,
+            Effect.sync(() => {
+              const stream = tokenStream(tokenizer)
+              for (const story of holdout.stories) stream.add(story)
+              return stream.finish()
+            }),
+          )
+    return { dataset, dataHash: dataHashOf(filesTrainKey, validKey), tokenizer, tokenizerPath, train, valid, ...(tune === undefined ? {} : { tune }) }
   })

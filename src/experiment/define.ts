@@ -25,6 +25,11 @@ export const DataSchema = Schema.Struct({
   tokenizer: Schema.Union([Schema.Struct({ bpe: Schema.Int.check(Schema.isGreaterThanOrEqualTo(257)) }), Schema.Struct({ run: Schema.NonEmptyString })]),
   /** Also train on train-extra.txt (TinyStories V2, GPT-4 only). */
   extra: Schema.Boolean,
+  /**
+   * Hold the last `stories` stories of train.txt out of training (and of the tokenizer's
+   * training); the run's evaluations use them instead of valid.txt. Absent: valid.txt.
+   */
+  tune: Schema.optionalKey(Schema.Struct({ stories: PositiveInt })),
 })
 export type DataConfig = typeof DataSchema.Type
 
@@ -66,11 +71,18 @@ export interface Experiment {
   readonly seeds: ReadonlyArray<number>
 }
 
-export const tinystories = (o: { tokenizer: DataConfig["tokenizer"]; extra?: boolean }): DataConfig => ({
+export const tinystories = (o: { tokenizer: DataConfig["tokenizer"]; extra?: boolean; tune?: { stories: number } }): DataConfig => ({
   source: "tinystories",
   tokenizer: o.tokenizer,
   extra: o.extra ?? false,
+  ...(o.tune === undefined ? {} : { tune: o.tune }),
 })
+
+/** The text a run's evaluations use, as its summary records it. */
+export const evalTextOf = (data: DataConfig): string => (data.tune === undefined ? "valid" : `tune (last ${data.tune.stories} train stories)`)
+
+/** What a run's log lines call its evaluation figures: "val" on valid.txt, "tune" on held-out training stories. */
+export const evalLabel = (data: DataConfig): string => (data.tune === undefined ? "val" : "tune")
 
 
 export interface ExperimentOptions {

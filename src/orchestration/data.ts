@@ -65,12 +65,16 @@ const tokenizerOfRun = (dir: string) =>
     return { given, path: file }
   })
 
-/** TinyStories, tokenized with the experiment's tokenizer (the tokens cached after the first run, by the tokenizer's hash). */
+/**
+ * TinyStories, tokenized with the experiment's tokenizer (the tokens cached after the first run,
+ * by the tokenizer's hash), evaluated on valid.txt or, with `tune`, on the held-out training stories.
+ */
 export const loadRunData = (config: DataConfig): Effect.Effect<RunData, DataError, FileSystem.FileSystem | Path.Path | ProgressSink> =>
   Effect.gen(function* () {
     const chosen = config.tokenizer
     const tokenizer = "bpe" in chosen ? { vocabSize: chosen.bpe } : yield* tokenizerOfRun(chosen.run)
-    const p = yield* prepareData({ tokenizer, extra: config.extra })
+    const p = yield* prepareData({ tokenizer, extra: config.extra, ...(config.tune === undefined ? {} : { tune: config.tune.stories }) })
     const requested = "bpe" in chosen ? chosen.bpe : undefined
-    return tokenRunData(runTokenizer(p.tokenizer, requested, p.tokenizerPath), p.train.tokens, p.valid.tokens, { train: p.train.bytesPerToken, valid: p.valid.bytesPerToken }, p.dataHash)
+    const evalSplit = p.tune ?? p.valid
+    return tokenRunData(runTokenizer(p.tokenizer, requested, p.tokenizerPath), p.train.tokens, evalSplit.tokens, { train: p.train.bytesPerToken, valid: evalSplit.bytesPerToken }, p.dataHash)
   })

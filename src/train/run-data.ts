@@ -32,11 +32,14 @@ export interface RunData {
   readonly tokenizer: RunTokenizer
   /** Identity of the text the tokens came from (a content hash), recorded in the ledger. */
   readonly dataHash: string
-  /** Average UTF-8 bytes per token of each split, to report bits per byte. */
+  /**
+   * Average UTF-8 bytes per token of each split, to report bits per byte. `valid` (here and
+   * below) is the text the run evaluates on: valid.txt, or the held-out stories of a data config's `tune`.
+   */
   readonly bytesPerToken: { readonly train: number; readonly valid: number }
   readonly tokens: { readonly train: number; readonly valid: number }
   /** Seeded shuffled windows; `cursor` (from a checkpoint) resumes exactly where it left off. */
   readonly trainStream: (batch: number, context: number, seed: number, cursor?: unknown) => TrainStream
-  /** The first `tokens` validation targets in fixed, non-shuffled windows. */
+  /** The first `tokens` targets of the evaluation text in fixed, non-shuffled windows. */
   readonly validBatches: (batch: number, context: number, tokens: number) => Iterable<HostBatch>
 }
