@@ -135,8 +135,10 @@ export const command = Command.make(
           located({ experiment: loaded.source, runDir: out }),
         )
         summaries.push(summary)
-        yield* Console.error(`val loss ${summary.valLoss.toFixed(4)}, val bpb ${summary.valBpb.toFixed(4)}\nsample: ${summary.sample}`)
-        if (summary.target !== undefined) yield* Console.error(targetLine(summary.target))
+        const [loss, bpb] = [summary.valLoss.toFixed(4), summary.valBpb.toFixed(4)]
+        const figures = summary.evalText === undefined || summary.evalText === "valid" ? `val loss ${loss}, val bpb ${bpb}` : `loss ${loss}, bpb ${bpb} on ${summary.evalText}`
+        yield* Console.error(`${figures}\nsample: ${summary.sample}`)
+        if (summary.target !== undefined) yield* Console.error(targetLine(summary.target, summary.evalText))
       }
       yield* Console.log(resultsTable(summaries.map(resultOf)))
     }).pipe(located({ experiment: Option.getOrElse(a.target, () => "(none)") })),

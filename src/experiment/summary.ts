@@ -7,6 +7,12 @@ export interface Summary {
   readonly valLoss: number
   readonly valBpb: number
   readonly valTokens: number
+  /**
+   * The text the val figures (and a target's) were measured on: "valid" (valid.txt) or
+   * "tune (last N train stories)" (src/data/holdout.ts). Absent in summaries written before it
+   * was recorded: valid.txt.
+   */
+  readonly evalText?: string
   /** Validation figures at longer sequence lengths, by length (only those the position scheme supports). */
   readonly lengths: Readonly<Record<string, { readonly loss: number; readonly bpb: number }>>
   readonly trainLoss: number

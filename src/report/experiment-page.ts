@@ -99,7 +99,7 @@ const seedTable = (runs: ReadonlyArray<RunView>): string => {
         (r.metrics.skipped > 0 ? ` (${r.metrics.skipped} unreadable metrics line${r.metrics.skipped > 1 ? "s" : ""} skipped)` : "") +
         (r.metrics.unreadable === undefined ? "" : ` (metrics.jsonl could not be read${r.metrics.rows.length > 0 ? " to the end" : ""})`),
       s ? fixed(s.valLoss, 4) : "",
-      s ? fixed(s.valBpb, 4) : "",
+      s ? fixed(s.valBpb, 4) + (s.evalText === undefined || s.evalText === "valid" ? "" : ` on ${s.evalText}`) : "",
       s ? fixed(s.trainLoss, 4) : last ? last.loss.toFixed(4) : "",
       s ? formatDuration(s.wallSeconds) : "",
       s ? (Number.isNaN(s.tokensPerSecond) ? "n/a" : formatRate(s.tokensPerSecond)) : last?.tokensPerSecond !== undefined ? formatRate(last.tokensPerSecond) : "",

@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import { formatCount } from "../../dsl/print.js"
 import { currentDataHash } from "../data/prepare.js"
+import { evalTextOf } from "../experiment/define.js"
 import type { LedgerRecord } from "../train/ledger.js"
 import { codeChangedSince } from "../io/code-version.js"
 import { esc, page, sortableTable } from "./html.js"
@@ -58,7 +59,7 @@ export const ledgerRows = (records: ReadonlyArray<LedgerRecord>, n: Now, experim
       String(r.seed),
       formatCount(r.results.tokensTrained),
       r.results.valLoss.toFixed(4),
-      r.results.valBpb.toFixed(4),
+      r.results.valBpb.toFixed(4) + (r.data.tune === undefined ? "" : ` on ${evalTextOf(r.data)}`),
       r.code ? `${r.code.commit.slice(0, 7)}${r.code.dirty ? "+dirty" : ""}` : "n/a",
       r.backend,
       minutes(r.wallSeconds),

@@ -8,6 +8,8 @@ export interface RunResult {
   readonly seed: number
   readonly valLoss: number
   readonly valBpb: number
+  /** The text valLoss and valBpb were measured on (Summary.evalText); absent: valid.txt. */
+  readonly evalText?: string
   readonly tokensPerSecond: number
   readonly tokensTrained: number
   /** A pruned run's source trained on these tokens before it was pruned (its own are the fine-tune's). */
@@ -68,27 +70,52 @@ const spentColumns = (r: RunResult): Record<string, number> => ({
   "train MFLOP/token": trained(r) ? (r.spent?.training.flopsPerToken ?? Number.NaN) / 1e6 : Number.NaN,
 })
 
+const VALID = "valid"
+const textOf = (r: RunResult): string => r.evalText ?? VALID
+
 /**
  * One row per variant: parameters, then validation loss and bits per byte as mean ± standard
  * deviation over seeds (and each seed's bits per byte, in seed order, when some variant has
  * several), training throughput, and a training step's peak memory where it was measured.
  * When some run spent other than its nominal compute (a depth policy), every row also shows
- * the blocks and FLOPs per token it spent.
+ * the blocks and FLOPs per token it spent. Figures on other text than valid.txt (a `tune`
+ * split) say so in their headers; when the runs were evaluated on different texts, each
+ * variant has a row per text, never one mean of both, and an "evaluated on" column.
  */
 export const resultsRows = (results: ReadonlyArray<RunResult>): { header: string[]; rows: string[][] } => {
-  const variants = [...new Set(results.map((r) => r.variant))]
+  const texts = [...new Set(results.map(textOf))]
+  const mixed = texts.length > 1
+  const groups = [...new Set(results.map((r) => r.variant))].flatMap((v) =>
+    texts.flatMap((text) => {
+      const rs = results.filter((r) => r.variant === v && textOf(r) === text)
+      return rs.length === 0 ? [] : [{ variant: v, text, rs }]
+    }),
+  )
   const compute = results.some(dynamic)
   const extraOf = (r: RunResult) => ({ ...r.extra, ...(compute ? spentColumns(r) : {}) })
   const extraKeys = [...new Set(results.flatMap((r) => Object.keys(extraOf(r))))]
   const memory = results.some((r) => r.stepPeakBytes !== undefined)
-  const perSeed = variants.some((v) => results.filter((r) => r.variant === v).length > 1)
-  const header = ["variant", "seeds", "params (total / non-emb)", "tokens", "val loss", "val bpb", ...(perSeed ? ["val bpb per seed"] : []), ...extraKeys, "tokens/s", ...(memory ? ["step memory (MiB)"] : [])]
-  const rows = variants.map((v) => {
-    const rs = results.filter((r) => r.variant === v)
+  const perSeed = groups.some((g) => g.rs.length > 1)
+  const figure = (name: string) => (mixed ? name : texts[0] === VALID ? `val ${name}` : `${name} on ${texts[0]}`)
+  const header = [
+    "variant",
+    "seeds",
+    ...(mixed ? ["evaluated on"] : []),
+    "params (total / non-emb)",
+    "tokens",
+    figure("loss"),
+    figure("bpb"),
+    ...(perSeed ? [figure("bpb per seed")] : []),
+    ...extraKeys,
+    "tokens/s",
+    ...(memory ? ["step memory (MiB)"] : []),
+  ]
+  const rows = groups.map(({ variant: v, text, rs }) => {
     const first = rs[0]!
     return [
       v,
       String(rs.length),
+      ...(mixed ? [text] : []),
       `${count(first.params.total)} / ${count(first.params.nonEmbedding)}`,
       (first.sourceTokens === undefined ? "" : `${count(first.sourceTokens)} + `) + count(Math.round(meanStd(rs.map((r) => r.tokensTrained)).mean)),
       pm(rs.map((r) => r.valLoss), 4),
@@ -157,10 +184,11 @@ export const resultOf = (s: Summary & PruningFigures): RunResult => ({
   },
 })
 
-/** What a run with a target says of it when it finishes. */
-export const targetLine = (target: NonNullable<Summary["target"]>): string => {
+/** What a run with a target says of it when it finishes (the target on held-out training stories says so). */
+export const targetLine = (target: NonNullable<Summary["target"]>, evalText = VALID): string => {
   const r = target.reached
+  const bpb = evalText === VALID ? "val bpb" : `bpb on ${evalText}`
   return r === null
-    ? `target val bpb ${target.bpb}: not reached within the budget`
-    : `target val bpb ${target.bpb}: reached at step ${r.step} (val bpb ${r.valBpb.toFixed(4)}) after ${r.trainSeconds.toFixed(1)} s of training, ${formatCount(r.tokens)} tokens, ${r.trainingFlops.toExponential(3)} training FLOPs`
+    ? `target ${bpb} ${target.bpb}: not reached within the budget`
+    : `target ${bpb} ${target.bpb}: reached at step ${r.step} (${bpb} ${r.valBpb.toFixed(4)}) after ${r.trainSeconds.toFixed(1)} s of training, ${formatCount(r.tokens)} tokens, ${r.trainingFlops.toExponential(3)} training FLOPs`
 }

@@ -82,6 +82,11 @@ export const checkSummary = (raw: unknown, file: string, o: { readonly page: boo
     warn(key, raw[key], expected, "left out")
     delete out[key]
   }
+  // Left out, a bad one would read as valid.txt and be compared with valid.txt's figures.
+  if (raw.evalText !== undefined && typeof raw.evalText !== "string") {
+    warn("evalText", raw.evalText, "a string", "its figures are marked as on an unknown text")
+    out.evalText = "unknown"
+  }
   const lengths = isObject(raw.lengths) ? raw.lengths : {}
   if (raw.lengths !== undefined && !isObject(raw.lengths)) warn("lengths", raw.lengths, "an object of { loss, bpb } by length", "left out")
   out.lengths = Object.fromEntries(

@@ -1,7 +1,7 @@
 import { Effect, Path } from "effect"
 import { generate } from "../eval/generate.js"
 import { evaluate } from "../eval/evaluate.js"
-import type { RunSpec } from "../experiment/define.js"
+import { evalLabel, evalTextOf, type RunSpec } from "../experiment/define.js"
 import { machineName, recordFinishedRun } from "./ledger.js"
 import type { Summary } from "../experiment/summary.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
@@ -43,7 +43,7 @@ export const finishRun = (s: Session, trained: Trained, data: RunData, options: 
     for (const length of longerLengths(run)) {
       const e = evaluate(model, params, data.validBatches(Math.max(1, Math.floor((t.batch * run.model.context) / length)), length, t.eval.tokens), data.bytesPerToken.valid)
       lengths[String(length)] = { loss: e.loss, bpb: e.bpb }
-      yield* trained.log(`length ${length}: val loss ${e.loss.toFixed(4)}, val bpb ${e.bpb.toFixed(4)}`)
+      yield* trained.log(`length ${length}: ${evalLabel(t.data)} loss ${e.loss.toFixed(4)}, ${evalLabel(t.data)} bpb ${e.bpb.toFixed(4)}`)
     }
     const sp = t.sample
     const prompt = [...(data.tokenizer.promptStart ?? []), ...Array.from(data.tokenizer.encode(sp.prompt))]
@@ -58,6 +58,7 @@ export const finishRun = (s: Session, trained: Trained, data: RunData, options: 
       valLoss: finalEval.loss,
       valBpb: finalEval.bpb,
       valTokens: finalEval.tokens,
+      evalText: evalTextOf(t.data),
       lengths,
       trainLoss: trained.lastLoss,
       params: model.counts,

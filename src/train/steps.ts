@@ -4,6 +4,7 @@ import { variableGrads } from "../backend/gradients.js"
 import { peakMeter } from "../backend/peak-memory.js"
 import { located } from "../errors/unexpected.js"
 import { evaluate, type Evaluation, type HostBatch } from "../eval/evaluate.js"
+import { evalLabel, evalTextOf } from "../experiment/define.js"
 import { Rng } from "../random/rng.js"
 import { progressBar } from "../io/progress.js"
 import { lrAt } from "../schedule/index.js"
@@ -110,6 +111,7 @@ export const trainSteps = (s: Session, data: RunData, options: RunOptions) =>
     let lastEval: Evaluation | undefined
     const meter = peakMeter()
     const target = t.budget.bpb
+    const label = evalLabel(t.data)
     while (at.step < s.steps && at.reached === undefined) {
       const stepStart = performance.now()
       meter?.start()
@@ -143,11 +145,12 @@ export const trainSteps = (s: Session, data: RunData, options: RunOptions) =>
       }
       if (at.step % t.eval.every === 0 || at.step === s.steps) {
         lastEval = evaluateNow(s, data)
-        Object.assign(row, { valLoss: lastEval.loss, valBpb: lastEval.bpb, valTokens: lastEval.tokens })
-        yield* bar.log(`step ${at.step}: train loss ${r.loss.toFixed(4)}, val loss ${lastEval.loss.toFixed(4)}, val bpb ${lastEval.bpb.toFixed(4)}`)
+        // Figures on held-out training stories say so, so that no reader takes them for valid.txt's.
+        Object.assign(row, { valLoss: lastEval.loss, valBpb: lastEval.bpb, valTokens: lastEval.tokens }, t.data.tune === undefined ? {} : { evalText: evalTextOf(t.data) })
+        yield* bar.log(`step ${at.step}: train loss ${r.loss.toFixed(4)}, ${label} loss ${lastEval.loss.toFixed(4)}, ${label} bpb ${lastEval.bpb.toFixed(4)}`)
         if (target !== undefined && lastEval.bpb <= target) {
           at.reached = { step: at.step, valBpb: lastEval.bpb, tokens: at.tokensSeen, trainSeconds: at.trainSeconds, trainingFlops: 3 * s.trace.flops }
-          yield* bar.log(`reached val bpb ${target} at step ${at.step}: ${at.tokensSeen} tokens, ${at.trainSeconds.toFixed(1)} s of training; training stops here`)
+          yield* bar.log(`reached ${label} bpb ${target} at step ${at.step}: ${at.tokensSeen} tokens, ${at.trainSeconds.toFixed(1)} s of training; training stops here`)
         }
       }
       yield* s.appendMetric(row)

@@ -6,7 +6,7 @@ import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { appendLedger, type LedgerRecord, ledgerRecord } from "../../src/train/ledger.js"
 import type { CodeVersion } from "../../src/io/code-version.js"
-import { changesSince, type Now } from "../../src/report/ledger-view.js"
+import { changesSince, ledgerHeader, ledgerRows, type Now } from "../../src/report/ledger-view.js"
 import type { Summary } from "../../src/experiment/summary.js"
 import { command } from "../cli/process.js"
 import { tinyRun } from "../train/fixtures.js"
@@ -16,8 +16,8 @@ const summary = (experiment: string, variant: string, seed: number, valBpb: numb
   params: { total: 3, nonEmbedding: 2, embedding: 1 }, flopsPerToken: { forward: 1, training: 3 }, tokenizer: "t", tokenizerHash: "th",
   tokenBudget: 1000, tokensTrained: 1000, steps: 1, wallSeconds: 90, trainSeconds: 1, tokensPerSecond: 1, backend: "cpu", backendDetail: "", machine: "m", sample: "",
 })
-const record = (experiment: string, variant: string, o: { code?: CodeVersion; dataHash?: string; extra?: boolean } = {}): LedgerRecord =>
-  ledgerRecord({ ...tinyRun({ steps: 1 }), training: { ...tinyRun({ steps: 1 }).training, data: { source: "tinystories", tokenizer: { bpe: 512 }, extra: o.extra ?? false } } }, summary(experiment, variant, 1, 1.5), {
+const record = (experiment: string, variant: string, o: { code?: CodeVersion; dataHash?: string; extra?: boolean; tune?: number } = {}): LedgerRecord =>
+  ledgerRecord({ ...tinyRun({ steps: 1 }), training: { ...tinyRun({ steps: 1 }).training, data: { source: "tinystories", tokenizer: { bpe: 512 }, extra: o.extra ?? false, ...(o.tune === undefined ? {} : { tune: { stories: o.tune } }) } } }, summary(experiment, variant, 1, 1.5), {
     dir: `${experiment}/${variant}`,
     dataHash: o.dataHash ?? "now",
     code: o.code,
@@ -36,6 +36,13 @@ describe("what changed since a run", () => {
     ["data that is not here to compare", record("e", "v", { code: { commit: "moved", dirty: false }, dataHash: "before", extra: true }), ["code changed"]],
   ] as const)("marks %s", (_name, r, expected) => {
     expect(changesSince(r, now)).toEqual(expected)
+  })
+
+  it("marks the bpb of a run evaluated on held-out training stories, so the ledger never passes it off as valid.txt's", () => {
+    const bpb = ledgerHeader.indexOf("val bpb")
+    const [valid, tuned] = ledgerRows([record("e", "v"), record("e", "t", { tune: 250 })], now)
+    expect(valid![bpb]).toBe("1.5000")
+    expect(tuned![bpb]).toBe("1.5000 on tune (last 250 train stories)")
   })
 
   it("npm run results -- --all lists the ledger, filtered by experiment, with the changes marked", async () => {

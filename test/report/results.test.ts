@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { resultsTable, type RunResult } from "../../src/report/results.js"
+import { resultOf, resultsTable, type RunResult, targetLine } from "../../src/report/results.js"
+import { checkSummary } from "../../src/report/summary.js"
 
 const run = (variant: string, seed: number, valBpb: number, extra: Partial<RunResult> = {}): RunResult => ({
   variant,
@@ -70,5 +71,40 @@ describe("results table", () => {
     const exit = run("exit", 1, 1, { flopsPerToken: nominal, spent: { eval: { flopsPerToken: 3e6, blocksPerToken: 4 }, training: { flopsPerToken: 12e6, blocksPerToken: 6 } } })
     const [, , pruned] = rows(resultsTable([oneShot, exit]))
     expect(pruned!.slice(-4)).toEqual(["6.00", "4.0000", "n/a", "n/a"])
+  })
+
+  const tune = "tune (last 250 train stories)"
+  it("names the held-out training stories in the headers when every run was evaluated on them", () => {
+    const [header, , row] = rows(resultsTable([run("rope", 1, 1.5, { evalText: tune }), run("rope", 2, 1.7, { evalText: tune })]))
+    expect(header).toEqual(["variant", "seeds", "params (total / non-emb)", "tokens", `loss on ${tune}`, `bpb on ${tune}`, `bpb per seed on ${tune}`, "tokens/s"])
+    expect(row!.slice(0, 2)).toEqual(["rope", "2"])
+    // A summary that says "valid", and one from before evalText was recorded, are the same text.
+    expect(rows(resultsTable([run("rope", 1, 1.5, { evalText: "valid" }), run("rope", 2, 1.7)]))[0]).toContain("val bpb")
+  })
+
+  it("never averages figures on different texts: a row per variant and text, with the text in its own column", () => {
+    const [header, , valid, tuned, other] = rows(resultsTable([run("rope", 1, 1.5), run("rope", 2, 1.9, { evalText: tune }), run("rope", 3, 1.7), run("alibi", 1, 2, { evalText: tune })]))
+    expect(header!.slice(0, 7)).toEqual(["variant", "seeds", "evaluated on", "params (total / non-emb)", "tokens", "loss", "bpb"])
+    expect(valid!.slice(0, 3)).toEqual(["rope", "2", "valid"])
+    expect(valid![6]).toBe("1.6000 ± 0.1414")
+    expect(tuned!.slice(0, 3)).toEqual(["rope", "1", tune])
+    expect(tuned![6]).toBe("1.9000")
+    expect(other!.slice(0, 3)).toEqual(["alibi", "1", tune])
+  })
+
+  it("reads a summary whose evalText is not a string as on an unknown text, with a warning, never as valid.txt's", () => {
+    const raw = { variant: "rope", seed: 1, valLoss: 3, valBpb: 1.5, tokensTrained: 1, tokensPerSecond: 1, params: { total: 1, nonEmbedding: 1 }, lengths: {}, evalText: 7 }
+    const checked = checkSummary(raw, "s.json", { page: false })
+    if (checked._tag !== "Read") throw new Error(checked.warning)
+    expect(checked.warnings).toEqual(["s.json: evalText is 7, expected a string; its figures are marked as on an unknown text"])
+    const [header, , row] = rows(resultsTable([resultOf(checked.summary), run("rope", 2, 1.7)]))
+    expect(header).toContain("evaluated on")
+    expect(row!.slice(0, 3)).toEqual(["rope", "1", "unknown"])
+  })
+
+  it("says which text a target was measured on", () => {
+    const target = { bpb: 1.05, reached: null }
+    expect(targetLine(target)).toBe("target val bpb 1.05: not reached within the budget")
+    expect(targetLine(target, tune)).toBe(`target bpb on ${tune} 1.05: not reached within the budget`)
   })
 })
