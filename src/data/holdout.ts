@@ -16,8 +16,11 @@ export interface Holdout {
   readonly from: number
 }
 
-/** The last `count` stories of `file`; fails, naming the field, unless some of its stories are left to train on. */
-export const holdOut = (file: string, count: number): Effect.Effect<Holdout, DataError> =>
+/**
+ * The last `count` stories of `file` (`onStory` sees each story read, for progress); fails,
+ * naming the field, unless some of its stories are left to train on.
+ */
+export const holdOut = (file: string, count: number, onStory: (story: string) => void = () => {}): Effect.Effect<Holdout, DataError> =>
   Effect.gen(function* () {
     // A ring of the last `count` stories: one pass in bounded memory over the 2 GB file.
     const ring: string[] = []
@@ -25,6 +28,7 @@ export const holdOut = (file: string, count: number): Effect.Effect<Holdout, Dat
     const { stories } = yield* forEachStory(file, (story) => {
       ring[next] = story
       next = (next + 1) % count
+      onStory(story)
     })
     if (stories <= count) {
       return yield* new DataFormatError({

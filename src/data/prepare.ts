@@ -218,9 +218,11 @@ export const prepareData = (
     const filesTrainKey = yield* filesKey(dataset.train)
     const validKey = yield* filesKey([dataset.valid])
     // Read before any long work, so that a count that leaves nothing to train on fails first.
-    const holdout = options.tune === undefined ? undefined : yield* holdOut(dataset.train[0]!, options.tune)
+    const tune = options.tune
+    const first = dataset.train[0]!
+    const holdout = tune === undefined ? undefined : yield* withFileProgress("holding out stories of", first, progress, (advance) => holdOut(first, tune, advance))
     // Without held-out stories the keys are the files' alone, so existing cache entries still serve.
-    const trainKey = options.tune === undefined ? filesTrainKey : sha256Text(JSON.stringify([filesTrainKey, { tune: options.tune }]))
+    const trainKey = tune === undefined ? filesTrainKey : sha256Text(JSON.stringify([filesTrainKey, { tune }]))
 
     const chosen = options.tokenizer
     const { tokenizer, tokenizerPath } =
@@ -241,7 +243,7 @@ export const prepareData = (
       })
     const train = yield* load("train", trainKey, encodeFiles(tokenizer, dataset.train, holdout, progress))
     const valid = yield* load("valid", validKey, encodeFiles(tokenizer, [dataset.valid], undefined, progress))
-    const tune =
+    const tuneSplit =
       holdout === undefined
         ? undefined
         : yield* load(
@@ -253,5 +255,5 @@ export const prepareData = (
               return stream.finish()
             }),
           )
-    return { dataset, dataHash: dataHashOf(filesTrainKey, validKey), tokenizer, tokenizerPath, train, valid, ...(tune === undefined ? {} : { tune }) }
+    return { dataset, dataHash: dataHashOf(filesTrainKey, validKey), tokenizer, tokenizerPath, train, valid, ...(tuneSplit === undefined ? {} : { tune: tuneSplit }) }
   })

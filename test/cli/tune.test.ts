@@ -45,6 +45,7 @@ describe("npm run exp with tune", { timeout: 120_000 }, () => {
     const r = await runInProcess(expCommand, [experimentFile("tuned", "{ stories: 3 }")])
     expect(r.code, r.stderr).toBe(0)
     const text = "tune (last 3 train stories)"
+    expect(r.stderr).toContain("holding out stories of train.txt 100.0%")
     expect(r.stderr).toMatch(/step 1: train loss \S+, tune loss \S+, tune bpb \S+/)
     expect(r.stderr).toMatch(/reached tune bpb 1000 at step 1/)
     expect(r.stderr).toMatch(new RegExp(`loss \\S+, bpb \\S+ on tune \\(last 3 train stories\\)\n`))
