@@ -94,6 +94,38 @@ describeNative("native decoding", () => {
     })
   })
 
+  describe("QK-norm in every causal attention kind, and soft-capped logits", () => {
+    const cases = kinds
+      .filter((k) => attentionModule(representative[k]).causal(representative[k]))
+      .flatMap((kind) => (["rope", "xpos", "alibi"] as const).filter((s) => accepts(kind, s)).map((scheme) => ({ kind, scheme })))
+    it.each(cases)("$kind with $scheme", ({ kind, scheme }) => {
+      const spec = decoder({
+        vocab: 17,
+        width: 16,
+        context: 24,
+        posenc: schemeFor(scheme, 2),
+        softcap: 2,
+        layers: depth(2, block({ attention: { ...representative[kind], qkNorm: true }, ffn: ffn("gelu") })),
+      })
+      checkSpec(spec)
+    })
+
+    it("with uneven heads, a batch and the tied or untied head", () => {
+      for (const tied of [true, false]) {
+        const spec = decoder({
+          vocab: 21,
+          width: 16,
+          context: 24,
+          posenc: posenc("rope"),
+          tied,
+          softcap: 3,
+          layers: stack([block({ attention: { ...uneven.full, qkNorm: true }, ffn: ffn("relu") }), block({ attention: { ...uneven.longformer, qkNorm: true }, ffn: ffn("gelu"), norm: norm("rms") })]),
+        })
+        checkSpec(spec, 2)
+      }
+    })
+  })
+
   describe("every activation and norm, with and without biases", () => {
     const activations = Object.keys(activationKinds) as ActivationTag[]
     const cases = activations.flatMap((act) => (["layer", "rms"] as const).flatMap((n) => [true, false].map((bias) => ({ act, n, bias }))))
