@@ -91,6 +91,8 @@ export interface DecoderOptions {
   readonly allowNonCausal?: boolean
   /** "blocks": recompute each block's forward pass in training's backward pass instead of keeping its activations. */
   readonly checkpoint?: "blocks"
+  /** Soft-caps the logits at ±c: c·tanh(logits / c) (Gemma 2, modded-nanogpt). */
+  readonly softcap?: number
 }
 
 /** A decoder-only language model: embed → positions → layers → norm → LM head. */
@@ -107,4 +109,5 @@ export const decoder = (o: DecoderOptions): DecoderSpec =>
     dropout: o.dropout ?? 0,
     ...(o.allowNonCausal ? { allowNonCausal: true } : {}),
     ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
+    ...(o.softcap === undefined ? {} : { softcap: o.softcap }),
   })

@@ -1,6 +1,6 @@
 import { Data, Effect, Result, Schema, SchemaIssue } from "effect"
 import { FfnFields, ffnIssues } from "./ffn.js"
-import { PositiveInt, Rate } from "./fields.js"
+import { PositiveInt, PositiveNumber, Rate } from "./fields.js"
 import type { Issue } from "./kind.js"
 import { activationKinds } from "./kinds/activation/index.js"
 import { headDimOf } from "./kinds/attention/fields.js"
@@ -146,6 +146,7 @@ const decodeShape = (input: unknown): Decoded<DecoderSpec> =>
       dropout: Rate,
       allowNonCausal: Schema.optionalKey(Schema.Boolean),
       checkpoint: Schema.optionalKey(Schema.Literal("blocks")),
+      softcap: Schema.optionalKey(PositiveNumber),
     },
     {
       posenc: (u, p) => byKind(posencKinds, "posenc", u, p),

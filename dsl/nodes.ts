@@ -65,6 +65,8 @@ export interface DecoderSpec {
    * The model computes the same function either way. Absent: every activation is kept.
    */
   readonly checkpoint?: "blocks"
+  /** Logit soft-cap c (Gemma 2): the head's logits are c·tanh(logits / c). Absent: uncapped. */
+  readonly softcap?: number
 }
 
 /** The blocks of a stack or of a depth node, in order. */

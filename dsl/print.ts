@@ -83,7 +83,7 @@ const rows = (spec: DecoderSpec): Row => {
   const dims = dimsOf(spec)
   const counts = paramCounts(spec)
   return {
-    label: `decoder vocab=${spec.vocab} width=${spec.width} context=${spec.context}${spec.dropout > 0 ? ` dropout=${spec.dropout}` : ""}${spec.checkpoint ? ` checkpoint=${spec.checkpoint}` : ""}`,
+    label: `decoder vocab=${spec.vocab} width=${spec.width} context=${spec.context}${spec.dropout > 0 ? ` dropout=${spec.dropout}` : ""}${spec.checkpoint ? ` checkpoint=${spec.checkpoint}` : ""}${spec.softcap === undefined ? "" : ` softcap=${spec.softcap}`}`,
     params: counts.total,
     children: [
       { label: `embed ${spec.vocab}×${spec.width}`, params: spec.vocab * spec.width, children: [] },

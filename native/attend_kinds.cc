@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -73,7 +74,8 @@ void window_attend(const AttendShape& s, const AttendInputs& in, const WindowInp
       }
     }
   }
-  // Q_g only of the rows at global positions: x · W_qgᵀ (+ b_qg), scaled, rotated at its position.
+  // Q_g only of the rows at global positions: x · W_qgᵀ (+ b_qg), normalised per head under
+  // QK-norm (as norm_row computes it, the gain 1), scaled, rotated at its position.
   std::vector<int64_t> global_rows;
   for (int64_t i = 0; i < t_; ++i)
     if (is_global(s.offset + i)) global_rows.push_back(i);
@@ -84,8 +86,17 @@ void window_attend(const AttendShape& s, const AttendInputs& in, const WindowInp
       float* q = &qg[(b * t_ + i) * width];
       for (int64_t o = 0; o < width; ++o) {
         const float p = dot_lanes(x, w.wqg + o * w.in, w.in);
-        q[o] = (w.bqg == nullptr ? p : p + w.bqg[o]) * s.scale;
+        q[o] = w.bqg == nullptr ? p : p + w.bqg[o];
       }
+      if (w.qk_eps > 0.f)
+        for (int64_t h = 0; h < h_; ++h) {
+          float* qh = q + h * dh;
+          float ss = 0.f;
+          for (int64_t j = 0; j < dh; ++j) ss += qh[j] * qh[j];
+          const float r = 1.f / std::sqrt(ss / static_cast<float>(dh) + w.qk_eps);
+          for (int64_t j = 0; j < dh; ++j) qh[j] = qh[j] * r;
+        }
+      for (int64_t o = 0; o < width; ++o) q[o] = q[o] * s.scale;
       if (in.qcos != nullptr)
         for (int64_t h = 0; h < h_; ++h) rotate(q + h * dh, in.qcos + i * dh, in.qsin + i * dh, s.half, dh);
     }

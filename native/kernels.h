@@ -192,6 +192,7 @@ struct WindowInputs {
   const float *wqg, *bqg;
   float* kg;
   const float* vg;
+  float qk_eps;  // > 0: Q_g RMS-normalised per head before it is scaled (QK-norm)
 };
 void window_attend(const AttendShape& s, const AttendInputs& in, const WindowInputs& w);
 // Linformer (attend_kinds.cc), projections e and f [heads (per_head) or 1, rank, length].
@@ -224,12 +225,12 @@ struct ProgramLinear {
 };
 struct ProgramOp {
   enum class Code : int { norm = 0, linear = 1, attend = 2, act = 3, mul = 4, add = 5, window = 6, linformer = 7, gather = 8, scatter = 9, exit = 10, route = 11, combine = 12 };
-  // act: ActOp values, then these two.
-  static constexpr int kRelu = 3, kRelu2 = 4;
+  // act: ActOp values, then these; kCap is the logit soft-cap alpha · tanh(x / alpha).
+  static constexpr int kRelu = 3, kRelu2 = 4, kCap = 5;
   Code code;
   int x = -1, y = -1, b = -1;       // registers: input, output, second input (mul, add)
-  int gain = -1, bias = -1;         // norm: parameters (bias -1: none)
-  float eps = 0.f;
+  int gain = -1, bias = -1;         // norm: parameters (bias -1: none); with dh > 0, each dh-wide head of a row (QK-norm)
+  float eps = 0.f;                  // norm; window: > 0, Longformer's Q_g is RMS-normalised per head with it (QK-norm)
   bool center = false;
   std::vector<ProgramLinear> targets;  // linear: y = x · wᵀ (+ bias) for each
   int q = -1, k = -1, v = -1;          // attend: registers, output in y
@@ -249,7 +250,8 @@ struct ProgramOp {
   // b with its running rows from x. exit: the running rows' confidence after block `block`
   // (x: their compact state, b: the block's full input; final norm as a norm op's fields, head
   // in targets[0] whose y is the result), the leaving rows' logits into the result, and the
-  // running set shrunk. Measures: 0 softmax margin, 1 saturation (cosine), 2 everyone leaves.
+  // running set shrunk, its logits soft-capped when alpha > 0. Measures: 0 softmax margin, 1
+  // saturation (cosine), 2 everyone leaves.
   bool compact = false;
   int block = -1, measure = 0;  // block: linformer's block size, or early exit's block index
   double threshold = 0;

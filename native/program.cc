@@ -10,6 +10,15 @@
 
 namespace nk {
 
+namespace {
+
+// The logit soft-cap c · tanh(x / c) in tfjs's order: divide, tanh, multiply.
+void soft_cap(const float* x, float* y, int64_t n, float c) {
+  for (int64_t i = 0; i < n; ++i) y[i] = vtanh(x[i] / c) * c;
+}
+
+}  // namespace
+
 Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int result, const std::vector<ProgramParam>& params, Weights weights)
     : ops_(std::move(ops)), widths_(std::move(widths)), result_(result), registers_(widths_.size()) {
   // The shapes the ops assume, checked once here: a wrong one would read or write past an array.
@@ -35,8 +44,10 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
   for (const ProgramOp& op : ops_) {
     switch (op.code) {
       case ProgramOp::Code::norm:
-        need(width(op.y) == width(op.x) && size(op.gain) == width(op.x) && (op.bias < 0 || size(op.bias) == width(op.x)),
-             "a norm's gain, bias and output must have its input's width");
+        need(width(op.y) == width(op.x) && (op.dh == 0 || (op.dh > 0 && width(op.x) % op.dh == 0 && op.bias < 0)),
+             "a norm's output must have its input's width, and heads (no bias) divide it");
+        need(size(op.gain) == (op.dh > 0 ? op.dh : width(op.x)) && (op.bias < 0 || size(op.bias) == width(op.x)),
+             "a norm's gain and bias must have its input's width, or the head's");
         break;
       case ProgramOp::Code::linear:
         for (const ProgramLinear& l : op.targets)
@@ -72,7 +83,8 @@ Program::Program(std::vector<ProgramOp> ops, std::vector<int64_t> widths, int re
         break;
       }
       case ProgramOp::Code::act:
-        need(width(op.y) == width(op.x) && op.act >= 0 && op.act <= ProgramOp::kRelu2, "an activation keeps the width, of a known kind");
+        need(width(op.y) == width(op.x) && op.act >= 0 && op.act <= ProgramOp::kCap && (op.act != ProgramOp::kCap || op.alpha > 0.f),
+             "an activation keeps the width, of a known kind (a cap above zero)");
         break;
       case ProgramOp::Code::mul:
       case ProgramOp::Code::add:
@@ -226,7 +238,7 @@ void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, 
                        at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, nullptr},
                       {op.window, params_[op.dilation], op.globals >= 0 ? params_[op.globals] : nullptr, op.globals >= 0 ? sizes_[op.globals] : 0,
                        x, longformer ? widths_[op.x] : 0, longformer ? params_[op.wqg] : nullptr, op.bqg >= 0 ? params_[op.bqg] : nullptr,
-                       longformer ? registers_[op.kg].data() : nullptr, longformer ? registers_[op.vg].data() : nullptr});
+                       longformer ? registers_[op.kg].data() : nullptr, longformer ? registers_[op.vg].data() : nullptr, op.eps});
         break;
       }
       case ProgramOp::Code::linformer: {
@@ -240,7 +252,9 @@ void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, 
       }
       case ProgramOp::Code::act: {
         const int64_t n = rows * widths_[op.x];
-        if (op.act == ProgramOp::kRelu || op.act == ProgramOp::kRelu2) {
+        if (op.act == ProgramOp::kCap) {
+          soft_cap(x, y, n, op.alpha);
+        } else if (op.act == ProgramOp::kRelu || op.act == ProgramOp::kRelu2) {
           for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
           if (op.act == ProgramOp::kRelu2)
             for (int64_t i = 0; i < n; ++i) y[i] = y[i] * y[i];
@@ -303,7 +317,9 @@ void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, 
 }
 
 void Program::norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y) {
-  const int64_t d = widths_[op.x];
+  // Per head: each row's heads are rows of dh.
+  const int64_t d = op.dh > 0 ? op.dh : widths_[op.x];
+  rows = rows * (widths_[op.x] / d);
   scratch_.resize(static_cast<size_t>(2 * rows));
   norm(x, params_[op.gain], nullptr, rows, d, op.eps, op.center, y, scratch_.data(), scratch_.data() + rows);
   if (op.bias >= 0) {
@@ -354,6 +370,7 @@ void Program::exit_rows(const ProgramOp& op) {
     targets_.assign(1, target({op.targets[0].w, -1, result_}, logits));
     const std::string err = rows_linear(exit_normed_.data(), rows, d, targets_);
     if (!err.empty()) throw std::runtime_error(err);
+    if (op.alpha > 0.f) soft_cap(logits, logits, rows * v, op.alpha);
   };
   const auto leaves = [&](int64_t k, float confidence) {
     const int32_t forced = forced_.empty() ? kFree : forced_[running_[k]];

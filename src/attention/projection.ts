@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
-import { headDimOf } from "../../dsl/kinds/attention/fields.js"
-import { fusedDense } from "../backend/fused.js"
+import { headDimOf, QK_NORM_EPS } from "../../dsl/kinds/attention/fields.js"
+import { fusedDense, fusedNorm } from "../backend/fused.js"
 import type { LayerCtx, ParamView } from "../model/kind.js"
 import { KvBuffer } from "./kv-buffer.js"
 
@@ -44,11 +44,25 @@ interface Heads {
   readonly heads: number
   readonly headDim?: number | undefined
   readonly bias: boolean
+  readonly qkNorm?: boolean | undefined
+}
+
+/**
+ * QK-norm of projections [N, H·dh]: each head's vector RMS-normalised (the lab's RMSNorm, its
+ * gain 1: no learned parameter), by the fused norm where the backend has it.
+ */
+export const normHeads = (x: tf.Tensor2D, heads: number): tf.Tensor2D => {
+  const [n, inner] = x.shape
+  const dh = inner / heads
+  const rows = x.reshape([n * heads, dh])
+  const y = fusedNorm(rows, tf.ones([dh]), QK_NORM_EPS, false) ?? tf.mul(rows, tf.rsqrt(tf.add(tf.mean(tf.square(rows), -1, true), QK_NORM_EPS)))
+  return y.reshape([n, inner]) as tf.Tensor2D
 }
 
 /**
  * q (scaled by 1/√dh), k, v [B, H, T, dh] of x, with the position scheme's rotation applied
- * unless `rotate` is false (a fused kernel rotates them itself).
+ * unless `rotate` is false (a fused kernel rotates them itself). Under QK-norm q and k are
+ * normalised first (modded-nanogpt's order: norm, then rotary), q scaled after.
  * Scaling q rather than the scores costs T·D instead of T² multiplies.
  */
 export const projectQkv = (
@@ -62,8 +76,11 @@ export const projectQkv = (
   const [b, t, d] = x.shape
   const x2 = x.reshape([b * t, d]) as tf.Tensor2D
   const [nq, nk, nv] = names
-  let q = splitHeads(scaledLinear(p, x2, `w${nq}`, `b${nq}`, spec.bias, 1 / Math.sqrt(headDimOf(spec, d))), b, t, spec.heads)
-  let k = splitHeads(linear(p, x2, `w${nk}`, `b${nk}`, spec.bias), b, t, spec.heads)
+  const scale = 1 / Math.sqrt(headDimOf(spec, d))
+  const qs = spec.qkNorm ? tf.mul(normHeads(linear(p, x2, `w${nq}`, `b${nq}`, spec.bias), spec.heads), scale) : scaledLinear(p, x2, `w${nq}`, `b${nq}`, spec.bias, scale)
+  const ks = linear(p, x2, `w${nk}`, `b${nk}`, spec.bias)
+  let q = splitHeads(qs as tf.Tensor2D, b, t, spec.heads)
+  let k = splitHeads(spec.qkNorm ? normHeads(ks, spec.heads) : ks, b, t, spec.heads)
   const v = splitHeads(linear(p, x2, `w${nv}`, `b${nv}`, spec.bias), b, t, spec.heads)
   if (rotate && ctx.position.queryKey) [q, k] = ctx.position.queryKey(q, k, ctx.offset, ctx.offset)
   return [q, k, v]

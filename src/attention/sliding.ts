@@ -4,7 +4,7 @@ import { maxDilation, pick, type Sliding, slidingVisible, windowVisible } from "
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
 import { fusableKind, fusedCausal, fusedCausalApplies } from "./fused.js"
 import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, roundUp, selectRows } from "./blocked.js"
-import { extendCache, linear, project, projectQkv, splitHeads } from "./projection.js"
+import { extendCache, linear, normHeads, project, projectQkv, splitHeads } from "./projection.js"
 
 /**
  * Sliding-window and Longformer attention, computed in blocks of W = w·max(d): each query
@@ -24,7 +24,8 @@ const slidingParts = (spec: Sliding, layer: number, w: number, previous: boolean
 const globalKeys = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): [tf.Tensor4D, tf.Tensor4D] => {
   const [b, t, d] = x.shape
   const x2 = x.reshape([b * t, d]) as tf.Tensor2D
-  let kg = splitHeads(linear(p, x2, "wkg", "bkg", spec.bias), b, t, spec.heads)
+  const kgs = linear(p, x2, "wkg", "bkg", spec.bias)
+  let kg = splitHeads(spec.qkNorm ? normHeads(kgs, spec.heads) : kgs, b, t, spec.heads)
   if (ctx.position.queryKey) kg = ctx.position.queryKey(kg, kg, ctx.offset, ctx.offset)[1]
   return [kg, splitHeads(linear(p, x2, "wvg", "bvg", spec.bias), b, t, spec.heads)]
 }
@@ -33,7 +34,8 @@ const globalKeys = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx):
 const globalQueries = (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: Sliding, ctx: LayerCtx): tf.Tensor4D => {
   const [b, t, d] = x.shape
   const xr = selectRows(x.reshape([b, 1, t, d]) as tf.Tensor4D, rows).reshape([b * rows.length, d]) as tf.Tensor2D
-  const q = splitHeads(tf.mul(linear(p, xr, "wqg", "bqg", spec.bias), 1 / Math.sqrt(headDimOf(spec, d))), b, rows.length, spec.heads)
+  const qgs = linear(p, xr, "wqg", "bqg", spec.bias)
+  const q = splitHeads(tf.mul(spec.qkNorm ? normHeads(qgs, spec.heads) : qgs, 1 / Math.sqrt(headDimOf(spec, d))), b, rows.length, spec.heads)
   const queryKey = ctx.position.queryKey
   if (!queryKey) return q
   const [, h, , dh] = q.shape

@@ -38,7 +38,7 @@ export const emitEarlyExit = (b: ProgramBuilder, spec: DecoderSpec, policy: Earl
     b.op({ code: OP.scatter, x: after, b: x, y })
     const head = policy.heads === "per-block" && i < last ? b.param(paramName(`blocks.${i}`, "exit.weight"), true) : lmHead
     const measure = i === last ? MEASURE.last : MEASURE[policy.measure]
-    b.op({ code: OP.exit, x: after, b: x, block: i, measure, threshold: policy.threshold, targets: [{ w: head.index, bias: -1, y: logits }], ...finalNorm })
+    b.op({ code: OP.exit, x: after, b: x, block: i, measure, threshold: policy.threshold, targets: [{ w: head.index, bias: -1, y: logits }], ...finalNorm, ...(spec.softcap === undefined ? {} : { alpha: spec.softcap }) })
     x = y
   })
   return logits

@@ -3,7 +3,7 @@ import type { Visible } from "../../dsl/kind.js"
 import type { FfnSpec } from "../../dsl/ffn.js"
 import type { ActivationOf, ActivationSpec, ActivationTag } from "../../dsl/kinds/activation/index.js"
 import { activationModule } from "../../dsl/kinds/activation/index.js"
-import { headDimOf, innerWidth } from "../../dsl/kinds/attention/fields.js"
+import { headDimOf, innerWidth, QK_NORM_EPS } from "../../dsl/kinds/attention/fields.js"
 import type { AttentionKindTag, AttentionOf, AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import { type AnyLinformer, sharedName } from "../../dsl/kinds/attention/linformer.js"
 import { pick, type Sliding } from "../../dsl/kinds/attention/sliding.js"
@@ -106,6 +106,17 @@ const ffn: Emit<FfnSpec> = (b, l, prefix, x) => {
   return linear(b, hidden, prefix, ["w_out"], ["b_out"], l.bias)[0]!
 }
 
+/** QK-norm: each dh-wide head of register r RMS-normalised (a norm op over heads, its gain 1) into a new register. */
+const normHeads = (b: ProgramBuilder, r: number, dh: number): number => {
+  const y = b.register(b.widths[r]!)
+  b.op({ code: OP.norm, x: r, y, gain: b.constant(new Float32Array(dh).fill(1)), bias: -1, eps: QK_NORM_EPS, center: false, dh })
+  return y
+}
+
+/** The query and key registers an attention op reads: the projections, normalised under QK-norm. */
+const queryKey = (b: ProgramBuilder, l: AttentionSpec, q: number, k: number, dh: number): [number, number] =>
+  l.qkNorm ? [normHeads(b, q, dh), normHeads(b, k, dh)] : [q, k]
+
 /**
  * Dense or masked attention, `visible` the kind's pattern for a mask (undefined: dense causal):
  * projections, then one op that scales and rotates, writes the cache and attends, then the
@@ -116,7 +127,8 @@ const masked =
   (b, l, prefix, x, { width, index, posenc }) => {
     const position = nativePosition(posenc)
     const dh = headDimOf(l, width)
-    const [q, k, v] = linear(b, x, prefix, ["wq", "wk", "wv"], ["bq", "bk", "bv"], l.bias) as [number, number, number]
+    const [q0, k0, v] = linear(b, x, prefix, ["wq", "wk", "wv"], ["bq", "bk", "bv"], l.bias) as [number, number, number]
+    const [q, k] = queryKey(b, l, q0, k0, dh)
     const heads = b.register(innerWidth(l, width))
     const half = position.rotary?.half(posenc, dh) ?? 0
     const slopes = position.slopes === undefined ? -1 : b.constant(position.slopes(posenc, l.heads))
@@ -134,7 +146,9 @@ const windowAttention: Emit<Sliding> = (b, l, prefix, x, { width, index, posenc 
   const position = nativePosition(posenc)
   const dh = headDimOf(l, width)
   const longformer = l.kind === "longformer"
-  const [q, k, v, kg, vg] = linear(b, x, prefix, ["wq", "wk", "wv", ...(longformer ? ["wkg", "wvg"] : [])], ["bq", "bk", "bv", "bkg", "bvg"], l.bias) as number[]
+  const [q0, k0, v, kg0, vg] = linear(b, x, prefix, ["wq", "wk", "wv", ...(longformer ? ["wkg", "wvg"] : [])], ["bq", "bk", "bv", "bkg", "bvg"], l.bias) as number[]
+  const [q, k] = queryKey(b, l, q0!, k0!, dh)
+  const kg = longformer && l.qkNorm ? normHeads(b, kg0!, dh) : kg0
   const heads = b.register(innerWidth(l, width))
   const slot = b.slots.push({ prefix, heads: l.heads, dh, visible: undefined, ...(longformer ? { dim: 2 * dh } : {}) }) - 1
   b.op({
@@ -151,6 +165,8 @@ const windowAttention: Emit<Sliding> = (b, l, prefix, x, { width, index, posenc 
     scale: 1 / Math.sqrt(dh),
     window: pick(l.window, index),
     dilation: b.constant(Float32Array.from({ length: l.heads }, (_, h) => pick(l.dilation, h))),
+    // Under QK-norm the op normalises the global rows' Q_g it computes.
+    ...(l.qkNorm ? { eps: QK_NORM_EPS } : {}),
     ...(longformer
       ? { globals: b.constant(Float32Array.from(l.global)), x, kg, vg, wqg: b.param(paramName(prefix, "wqg"), true).index, bqg: l.bias ? b.param(paramName(prefix, "bqg")).index : -1 }
       : {}),
@@ -164,7 +180,8 @@ const linformerAttention: Emit<AnyLinformer> = (b, l, prefix, x, { width, posenc
   // Refused as tfjs refuses it (src/attention/linformer.ts), when the first call builds the program.
   if (position.slopes !== undefined || position.bias !== undefined) throw new Error(scoreBiasRefusal(l.kind))
   const dh = headDimOf(l, width)
-  const [q, k, v] = linear(b, x, prefix, ["wq", "wk", "wv"], ["bq", "bk", "bv"], l.bias) as [number, number, number]
+  const [q0, k0, v] = linear(b, x, prefix, ["wq", "wk", "wv"], ["bq", "bk", "bv"], l.bias) as [number, number, number]
+  const [q, k] = queryKey(b, l, q0, k0, dh)
   const heads = b.register(innerWidth(l, width))
   const [e, f] = l.sharing === "none" || l.sharing === "headwise" ? ["e", "f"] : l.sharing === "kv" ? ["e", "e"] : [sharedName(l.k), sharedName(l.k)]
   const causal = l.kind === "linformer-causal"

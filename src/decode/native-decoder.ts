@@ -16,7 +16,7 @@ import { emitEarlyExit } from "./early-exit.js"
 import { emitLayer } from "./layers.js"
 import { emitMixtureOfDepths, routedCovered } from "./mixture-of-depths.js"
 import { nativePosition } from "./position.js"
-import { type AttentionSlot, type BuiltProgram, OP, ProgramBuilder } from "./program.js"
+import { ACT_CAP, type AttentionSlot, type BuiltProgram, OP, ProgramBuilder } from "./program.js"
 import { type Step, valuesOf } from "./step.js"
 import type { Weights } from "./weights.js"
 
@@ -105,7 +105,10 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const head = spec.tied ? b.param("embed.tokens") : b.param("head.weight", true)
     const logits = b.register(spec.vocab)
     b.op({ code: OP.linear, x: h, targets: [{ w: head.index, bias: -1, y: logits }] })
-    return b.build(addon, logits, position.bias !== undefined, weights)
+    if (spec.softcap === undefined) return b.build(addon, logits, position.bias !== undefined, weights)
+    const capped = b.register(spec.vocab)
+    b.op({ code: OP.act, x: logits, y: capped, act: ACT_CAP, alpha: spec.softcap })
+    return b.build(addon, capped, position.bias !== undefined, weights)
   }
 
   // Rotation tables of positions 0.., per head size, made again when a cache outgrows them.

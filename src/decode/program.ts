@@ -18,6 +18,9 @@ import type { Weights } from "./weights.js"
 /** The op codes of native/kernels.h ProgramOp. */
 export const OP = { norm: 0, linear: 1, attend: 2, act: 3, mul: 4, add: 5, window: 6, linformer: 7, gather: 8, scatter: 9, exit: 10, route: 11, combine: 12 } as const
 
+/** The act op's code for the logit soft-cap alpha · tanh(x / alpha) (native/kernels.h ProgramOp::kCap). */
+export const ACT_CAP = 5
+
 /** An exit op's confidence measures (native/kernels.h ProgramOp). */
 export const MEASURE = { softmax: 0, saturation: 1, last: 2 } as const
 

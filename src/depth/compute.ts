@@ -23,8 +23,10 @@ export interface DepthContext {
   readonly run: (i: number, x: tf.Tensor3D, from?: number, to?: number, at?: number) => tf.Tensor3D
   /** The decoder's final norm: [B, T, D] → [B·T, D]. */
   readonly finalNorm: (x: tf.Tensor3D) => tf.Tensor2D
-  /** The LM head: [N, D] → [N, V]. */
+  /** The LM head: [N, D] → [N, V], its logits soft-capped when the decoder caps them. */
   readonly lmHead: (h: tf.Tensor2D) => tf.Tensor2D
+  /** The decoder's logit soft-cap (the identity when it has none), for heads of a policy's own. */
+  readonly capLogits: (logits: tf.Tensor2D) => tf.Tensor2D
   /** A parameter of block i by its name relative to the block (`router.weight`). */
   readonly param: (block: number, name: string) => tf.Tensor
 }

@@ -18,7 +18,7 @@ import type { DepthTrace } from "./trace.js"
  * decoder (per-exit chunks of logits would cost a gather and a concatenation over [B·T, V]).
  */
 const exitHead = (policy: EarlyExit, ctx: DepthContext, i: number, normed: tf.Tensor2D): tf.Tensor2D =>
-  policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D) : ctx.lmHead(normed)
+  policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? ctx.capLogits(tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D)) : ctx.lmHead(normed)
 
 const train = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutput => {
   const [b, t] = x0.shape

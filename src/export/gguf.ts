@@ -8,7 +8,7 @@ import type { Exported, ExportNote, ExportOptions } from "./exported.js"
 import { type GgmlType, ggmlTypes, Q8_0_BLOCK } from "./ggml.js"
 import { encodeGguf, type GgufTensor, type GgufValue } from "./gguf-file.js"
 import { interleaveHeads } from "./llama2c.js"
-import { type PreNormBlock, preNormBlocks } from "./structure.js"
+import { type PreNormBlock, preNormBlocks, unsupportedOptions } from "./structure.js"
 import { type Tensor, transpose, type Weights, weightsOf } from "./weights.js"
 
 /**
@@ -56,6 +56,7 @@ const problemsOf = (spec: DecoderSpec, blocks: ReadonlyArray<PreNormBlock>): str
       out.push(`at ${b.attention.at}: block ${i} differs from block 0 in heads or FFN width; this export writes one of each for all layers`)
     }
   })
+  out.push(...unsupportedOptions(spec, blocks, "llama.cpp's llama architecture"))
   return [...new Set(out)]
 }
 

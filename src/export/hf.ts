@@ -6,7 +6,7 @@ import { SentencePieceTokenizer } from "../tokenizer/sentencepiece.js"
 import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import { encodeSafetensors } from "../train/safetensors.js"
 import { type Exported, type ExportFile, type ExportNote, jsonFile } from "./exported.js"
-import { type NormNode, type PreNormBlock, preNormBlocks } from "./structure.js"
+import { type NormNode, type PreNormBlock, preNormBlocks, unsupportedOptions } from "./structure.js"
 import { concatColumns, type Tensor, transpose, type Weights, weightsOf, zeros } from "./weights.js"
 
 /**
@@ -55,6 +55,7 @@ const problemsOf = (spec: DecoderSpec, family: Family, blocks: ReadonlyArray<Pre
     out.push(`at ${formatPath(["posenc", "dims"])}: partial rotary (${spec.posenc.dims} dims); LlamaForCausalLM rotates the whole head`)
   }
   if (innerWidth(b.attention.node, spec.width) !== spec.width) out.push(`at ${b.attention.at}: heads × head size ${innerWidth(b.attention.node, spec.width)} ≠ width ${spec.width}; ${cls} splits the width into its heads`)
+  out.push(...new Set(unsupportedOptions(spec, blocks, cls)))
   sameEverywhere(blocks, out)
   return out
 }

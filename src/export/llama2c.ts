@@ -5,7 +5,7 @@ import { SentencePieceTokenizer } from "../tokenizer/sentencepiece.js"
 import type { TextTokenizer } from "../tokenizer/text-tokenizer.js"
 import { Tokenizer } from "../tokenizer/tokenizer.js"
 import type { Exported } from "./exported.js"
-import { type PreNormBlock, preNormBlocks } from "./structure.js"
+import { type PreNormBlock, preNormBlocks, unsupportedOptions } from "./structure.js"
 import { type Tensor, transpose, type Weights, weightsOf } from "./weights.js"
 
 /**
@@ -50,6 +50,7 @@ const problemsOf = (spec: DecoderSpec, blocks: ReadonlyArray<PreNormBlock>): str
     }
   })
   rms({ node: spec.norm, at: formatPath(["norm"]) })
+  out.push(...unsupportedOptions(spec, blocks, "run.c"))
   // Blocks repeated by depth share their paths and so their messages.
   return [...new Set(out)]
 }

@@ -64,3 +64,12 @@ export const preNormBlocks = (spec: DecoderSpec): Blocks => {
   }
   return { ok: true, blocks }
 }
+
+/**
+ * Options of the lab's models that none of these formats computes (`target` names the format's
+ * model): written anyway, the file would hold a model that silently computes something else.
+ */
+export const unsupportedOptions = (spec: DecoderSpec, blocks: ReadonlyArray<PreNormBlock>, target: string): string[] => [
+  ...(spec.softcap === undefined ? [] : [`at ${formatPath(["softcap"])}: logit soft-cap ${spec.softcap}; ${target} does not cap the logits`]),
+  ...blocks.filter((b) => b.attention.node.qkNorm).map((b) => `at ${b.attention.at}: qkNorm; ${target} does not normalise queries and keys`),
+]

@@ -219,13 +219,15 @@ export const compile = (input: DecoderSpec): Model => {
     }
     const embedding = params["embed.tokens"] as tf.Tensor2D
     const finalNorm = (x: tf.Tensor3D): tf.Tensor2D => normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([x.shape[0] * x.shape[1], spec.width]) as tf.Tensor2D
-    const lmHead = (h: tf.Tensor2D): tf.Tensor2D => (spec.tied ? tf.matMul(h, embedding, false, true) : tf.matMul(h, params["head.weight"] as tf.Tensor2D))
+    const softcap = spec.softcap
+    const capLogits = (logits: tf.Tensor2D): tf.Tensor2D => (softcap === undefined ? logits : tf.mul(tf.tanh(tf.div(logits, softcap)), softcap))
+    const lmHead = (h: tf.Tensor2D): tf.Tensor2D => capLogits(spec.tied ? tf.matMul(h, embedding, false, true) : tf.matMul(h, params["head.weight"] as tf.Tensor2D))
 
     let x = tf.gather(embedding, tokens.reshape([b * t])).reshape([b, t, spec.width]) as tf.Tensor3D
     if (posenc.embed) x = posenc.embed(posView, x, spec.posenc, offset)
     x = dropout(x, spec.dropout) as tf.Tensor3D
     if (spec.layers.policy) {
-      const context = { spec, costs, training, seed, offset, run, finalNorm, lmHead, param: (i: number, name: string) => viewOf(params, `blocks.${i}`)(name) }
+      const context = { spec, costs, training, seed, offset, run, finalNorm, lmHead, capLogits, param: (i: number, name: string) => viewOf(params, `blocks.${i}`)(name) }
       const out = depthForward(spec.layers.policy, x, { ...context, ...(cache ? { cache } : {}), ...(options.trace ? { trace: options.trace } : {}) })
       if (cache) cache.length += t
       return out

@@ -5,7 +5,7 @@ import { activationKinds, type ActivationTag } from "../../dsl/kinds/activation/
 import { attentionModule, type AttentionKindTag } from "../../dsl/kinds/attention/index.js"
 import { posencKinds, type PosencSpec, type PosencTag } from "../../dsl/kinds/posenc/index.js"
 import type { NativeBackend } from "../../src/backend/native/backend.js"
-import { OP } from "../../src/decode/program.js"
+import { ACT_CAP, OP } from "../../src/decode/program.js"
 import { generate } from "../../src/eval/generate.js"
 import { compile, DecodeCache, type Model, type ParamValues } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
@@ -94,6 +94,38 @@ describeNative("native decoding", () => {
     })
   })
 
+  describe("QK-norm in every causal attention kind, and soft-capped logits", () => {
+    const cases = kinds
+      .filter((k) => attentionModule(representative[k]).causal(representative[k]))
+      .flatMap((kind) => (["rope", "xpos", "alibi"] as const).filter((s) => accepts(kind, s)).map((scheme) => ({ kind, scheme })))
+    it.each(cases)("$kind with $scheme", ({ kind, scheme }) => {
+      const spec = decoder({
+        vocab: 17,
+        width: 16,
+        context: 24,
+        posenc: schemeFor(scheme, 2),
+        softcap: 2,
+        layers: depth(2, block({ attention: { ...representative[kind], qkNorm: true }, ffn: ffn("gelu") })),
+      })
+      checkSpec(spec)
+    })
+
+    it("with uneven heads, a batch and the tied or untied head", () => {
+      for (const tied of [true, false]) {
+        const spec = decoder({
+          vocab: 21,
+          width: 16,
+          context: 24,
+          posenc: posenc("rope"),
+          tied,
+          softcap: 3,
+          layers: stack([block({ attention: { ...uneven.full, qkNorm: true }, ffn: ffn("relu") }), block({ attention: { ...uneven.longformer, qkNorm: true }, ffn: ffn("gelu"), norm: norm("rms") })]),
+        })
+        checkSpec(spec, 2)
+      }
+    })
+  })
+
   describe("every activation and norm, with and without biases", () => {
     const activations = Object.keys(activationKinds) as ActivationTag[]
     const cases = activations.flatMap((act) => (["layer", "rms"] as const).flatMap((n) => [true, false].map((bias) => ({ act, n, bias }))))
@@ -177,10 +209,25 @@ describeNative("native decoding", () => {
     tf.dispose(Object.values(params))
   })
 
+  it("samples from soft-capped logits the tokens tfjs samples", () => {
+    const m = compile(decoder({ vocab: 29, width: 16, context: 10, posenc: posenc("rope"), softcap: 2, layers: depth(2, block({ attention: attention("full", { heads: 2, qkNorm: true }), ffn: ffn("gelu") })) }))
+    const params = bigParams(m, 8)
+    const sample = (native: boolean, o: { temperature: number; topK?: number }) => {
+      process.env["TFJS_NATIVE_DECODE"] = native ? "1" : "0"
+      return generate(m, params, [1, 2, 3], { tokens: 20, ...o }, Rng.fromSeed(4))
+    }
+    for (const o of [{ temperature: 0 }, { temperature: 1 }, { temperature: 0.7, topK: 5 }]) expect(sample(true, o)).toEqual(sample(false, o))
+    tf.dispose(Object.values(params))
+  })
+
   it("refuses a program whose shapes disagree, and a call before its caches are bound", () => {
     const addon = (tf.backend() as NativeBackend).addon
     const weight = { values: new Float32Array(10), rows: 2, cols: 5, transpose: false }
     expect(() => addon.decodeProgram([{ code: 1, x: 0, targets: [{ w: 0, bias: -1, y: 1 }] }], [4, 3], 1, [weight], false)).toThrow(/weight must be \[output width, input width\]/)
+    const ones = (n: number) => ({ values: new Float32Array(n).fill(1), rows: 1, cols: n, transpose: false })
+    expect(() => addon.decodeProgram([{ code: OP.norm, x: 0, y: 1, gain: 0, bias: -1, eps: 1e-6, dh: 3 }], [4, 4], 1, [ones(3)], false)).toThrow(/heads \(no bias\) divide it/)
+    expect(() => addon.decodeProgram([{ code: OP.norm, x: 0, y: 1, gain: 0, bias: -1, eps: 1e-6, dh: 2 }], [4, 4], 1, [ones(4)], false)).toThrow(/gain and bias must have its input's width, or the head's/)
+    expect(() => addon.decodeProgram([{ code: OP.act, x: 0, y: 1, act: ACT_CAP, alpha: 0 }], [4, 4], 1, [], false)).toThrow(/a cap above zero/)
     const attend = { code: 2, q: 0, k: 0, v: 0, y: 1, heads: 1, dh: 4, half: 0, slot: 0, slopes: -1, scale: 0.5 }
     const program = addon.decodeProgram([attend], [4, 4], 1, [], false)
     expect(() => addon.decodeStart(program, new Float32Array(4), 1, 1, 0, null)).toThrow(/attention slot 0 is not bound to a cache/)

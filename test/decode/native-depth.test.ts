@@ -104,6 +104,16 @@ describeNative("depth policies on the native decode program", () => {
     expect(compare(spec, 1, { exits: [forced] }).exits[0]!.slice(0, forced.length)).toEqual(forced)
   })
 
+  it.each(["shared", "per-block"] as const)("early exit by softmax, heads %s, with soft-capped logits and QK-norm: the logits, exits and trace of tfjs", (heads) => {
+    const spec = { ...model(earlyExit({ measure: "softmax", heads, threshold: 0.5 }), attention("full", { heads: 2, qkNorm: true }), posenc("rope")), softcap: 10 }
+    // A cap loose enough for confident positions to leave early, tight enough to change every logit.
+    expect(new Set(compare(spec).exits.flat()).size).toBeGreaterThan(1)
+  })
+
+  it("mixture-of-depths with soft-capped logits and QK-norm", () => {
+    compare({ ...model(mixtureOfDepths({ capacity: 0.5, every: 2, predictor: 8 }), attention("full", { heads: 2, qkNorm: true }), posenc("rope"), 4), softcap: 4 })
+  })
+
   describe("mixture-of-depths: routed blocks run only the positions their predictor chooses", () => {
     const routedModel = (scheme: PosencSpec) =>
       model(mixtureOfDepths({ capacity: 0.5, every: 2, predictor: 8 }), attention("full", { heads: 2 }), scheme, 4)

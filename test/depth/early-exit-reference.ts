@@ -9,7 +9,7 @@ import { assemble, rowsOf, withRows } from "../../src/depth/rows.js"
  * running ones the rest, and every running row is gathered afresh at each step.
  */
 const exitHead = (policy: EarlyExit, ctx: DepthContext, i: number, normed: tf.Tensor2D): tf.Tensor2D =>
-  policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D) : ctx.lmHead(normed)
+  policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? ctx.capLogits(tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D)) : ctx.lmHead(normed)
 
 const softmaxMargin = (logits: tf.Tensor2D): Float32Array =>
   tf.tidy(() => {

@@ -123,3 +123,37 @@ describe("spec identity and variation", () => {
     expect(Result.isSuccess(decodeSpec(JSON.parse(JSON.stringify(post))))).toBe(true)
   })
 })
+
+describe("QK-norm and the logit soft-cap", () => {
+  const qk = replace(base, { attention: (a) => attention("full", { heads: a.heads, qkNorm: true }) })
+  const capped: DecoderSpec = { ...qk, softcap: 30 }
+
+  it("round-trip, print, hash and diff as options of their nodes", () => {
+    const r = decodeSpec(JSON.parse(JSON.stringify(capped)))
+    expect(Result.isSuccess(r) && r.success).toEqual(capped)
+    const text = printSpec(capped)
+    expect(text.split("\n")[0]).toMatch(/^decoder vocab=4096 width=256 context=256 softcap=30\s/)
+    expect(text).toMatch(/attention full\(h=4,qk-norm\)\s+263k/)
+    expect(formatDiff(diffSpecs(base, capped))).toBe('layers.block.layers[0].body[1].qkNorm: (absent) → true\nsoftcap: (absent) → 30')
+    expect(new Set([base, qk, capped].map(hashSpec)).size).toBe(3)
+  })
+
+  it("are absent when off, so the specs (and hashes) of models without them are unchanged", () => {
+    expect(attention("full", { heads: 4, qkNorm: false })).toEqual(attention("full", { heads: 4 }))
+    expect("qkNorm" in attention("sliding-window", { heads: 4, window: 8 })).toBe(false)
+    expect("softcap" in base).toBe(false)
+  })
+
+  const malformed: Array<[string, (s: any) => void, RegExp]> = [
+    ["a soft-cap of 0", (s) => (s.softcap = 0), /at \["softcap"\]: Expected a value greater than 0/],
+    ["a negative soft-cap", (s) => (s.softcap = -30), /at \["softcap"\]: Expected a value greater than 0/],
+    ["an infinite soft-cap", (s) => (s.softcap = Infinity), /at \["softcap"\]: Expected a finite number/],
+    ["a soft-cap as text", (s) => (s.softcap = "30"), /at \["softcap"\]: Expected number/],
+    ["qkNorm not a boolean", (s) => (s.layers.block.layers[0].body[1].qkNorm = "yes"), /at \["layers","block","layers",0,"body",1,"qkNorm"\]: Expected boolean/],
+  ]
+  it.each(malformed)("rejects %s with a message naming the field", (_name, mutate, expected) => {
+    const s = json()
+    mutate(s)
+    expect(errorOf(s)).toMatch(expected)
+  })
+})

@@ -211,6 +211,8 @@ describe("gguf export", () => {
     ["sliding-window attention", decoder({ ...shape, posenc: posenc("rope"), norm: rms, layers: depth(2, block({ ...plain, attention: attention("sliding-window", { heads: 4, window: 8, bias: false }) })) }), /attention "sliding-window"/],
     ["heads × head size other than the width", decoder({ ...shape, posenc: posenc("rope"), norm: rms, layers: depth(2, block({ ...plain, attention: attention("full", { heads: 4, headDim: 8, bias: false }) })) }), /heads × head size 32 ≠ width 64/],
     ["blocks with different FFN widths", decoder({ ...shape, posenc: posenc("rope"), norm: rms, layers: stack([block(plain), block({ ...plain, ffn: ffn("swiglu", { hidden: 64, bias: false }) })]) }), /block 1 differs from block 0 in heads or FFN width/],
+    ["QK-norm in one block", decoder({ ...shape, posenc: posenc("rope"), norm: rms, layers: stack([block(plain), block({ ...plain, attention: attention("full", { heads: 4, bias: false, qkNorm: true }) })]) }), /^at \["layers","blocks",1,"layers",0,"body",1\]: qkNorm; llama.cpp's llama architecture does not normalise queries and keys$/],
+    ["a logit soft-cap", decoder({ ...shape, posenc: posenc("rope"), norm: rms, softcap: 30, layers: depth(2, block(plain)) }), /^at \["softcap"\]: logit soft-cap 30; llama.cpp's llama architecture does not cap the logits$/],
   ]
   for (const [name, spec, reason] of refused) {
     it(`refuses ${name}, saying why and where`, () => {

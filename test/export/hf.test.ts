@@ -156,6 +156,8 @@ describe("hf export: models neither class can express", () => {
     ["partial rotary", decoder({ ...base, posenc: posenc("rope", { dims: 4 }), norm: norm("rms"), layers: depth(2, block({ attention: attention("full", { heads: 4 }), ffn: ffn("swiglu"), norm: norm("rms") })) }), /partial rotary/],
     ["norms with different epsilons", decoder({ ...base, posenc: posenc("rope"), norm: norm("rms", { eps: 1e-6 }), layers: depth(2, block({ attention: attention("full", { heads: 4 }), ffn: ffn("swiglu"), norm: norm("rms", { eps: 1e-5 }) })) }), /different epsilons/],
     ["heads × head size other than the width", decoder({ ...base, layers: depth(2, block({ attention: attention("full", { heads: 4, headDim: 4 }), ffn: ffn("gelu") })) }), /heads × head size 16 ≠ width 32; GPT2LMHeadModel splits the width into its heads/],
+    ["QK-norm", decoder({ ...base, layers: depth(2, block({ attention: attention("full", { heads: 4, qkNorm: true }), ffn: ffn("gelu") })) }), /^at \["layers","block","layers",0,"body",1\]: qkNorm; GPT2LMHeadModel does not normalise queries and keys$/],
+    ["a logit soft-cap", decoder({ ...base, posenc: posenc("rope"), norm: norm("rms"), softcap: 30, layers: depth(2, block({ attention: attention("full", { heads: 4 }), ffn: ffn("swiglu"), norm: norm("rms") })) }), /^at \["softcap"\]: logit soft-cap 30; LlamaForCausalLM does not cap the logits$/],
     ["a post-norm block", decoder({ ...base, layers: depth(2, block([residual([attention("full", { heads: 4 })]), norm("layer"), residual([ffn("gelu")]), norm("layer")])) }), /not the pre-norm block/],
   ]
   for (const [name, spec, reason] of cases) {

@@ -83,6 +83,29 @@ describe("base decoder", () => {
         ]),
       }),
     ],
+    [
+      "QK-norm in every block (one with a head size ≠ width / heads) and soft-capped logits",
+      {
+        vocab: 11,
+        width: 8,
+        tied: true,
+        softcap: 1.5,
+        blocks: [
+          { heads: 2, headDim: 4, hidden: 12, activation: "gelu", qkNorm: true },
+          { heads: 3, headDim: 2, hidden: 16, activation: "relu", qkNorm: true },
+        ],
+      },
+      decoder({
+        vocab: 11,
+        width: 8,
+        context: 6,
+        softcap: 1.5,
+        layers: stack([
+          block({ attention: attention("full", { heads: 2, qkNorm: true }), ffn: ffn("gelu", { hidden: 12 }), norm: norm("layer") }),
+          block({ attention: attention("full", { heads: 3, headDim: 2, qkNorm: true }), ffn: ffn("relu", { hidden: 16 }), norm: norm("layer") }),
+        ]),
+      }),
+    ],
   ]
   const seq = [3, 1, 4, 1, 5, 9, 2]
 

@@ -13,6 +13,8 @@ export interface RefBlock {
   readonly headDim: number
   readonly hidden: number
   readonly activation: "relu" | "gelu"
+  /** Each head's q and k RMS-normalised (eps 1e-6, no gain) before the scores. */
+  readonly qkNorm?: boolean
 }
 
 export interface RefConfig {
@@ -20,6 +22,8 @@ export interface RefConfig {
   readonly width: number
   readonly blocks: ReadonlyArray<RefBlock>
   readonly tied: boolean
+  /** Logits c·tanh(logits / c). */
+  readonly softcap?: number
 }
 
 const act = (kind: "relu" | "gelu", x: number): number => (kind === "relu" ? Math.max(0, x) : 0.5 * x * (1 + erf(x / Math.SQRT2)))
@@ -36,6 +40,15 @@ const layerNorm = (x: number[][], g: Float64Array, b: Float64Array): number[][] 
     const variance = row.reduce((s, v) => s + (v - mean) ** 2, 0) / row.length
     return row.map((v, i) => ((v - mean) / Math.sqrt(variance + 1e-5)) * g[i]! + b[i]!)
   })
+
+/** Each head's dh-wide slice of every row divided by its root mean square (+ 1e-6). */
+const rmsHeads = (x: number[][], dh: number): number[][] =>
+  x.map((row) =>
+    row.map((_, i) => {
+      const head = row.slice(i - (i % dh), i - (i % dh) + dh)
+      return row[i]! / Math.sqrt(head.reduce((s, v) => s + v * v, 0) / dh + 1e-6)
+    }),
+  )
 
 const add = (a: number[][], b: number[][]): number[][] => a.map((r, i) => r.map((v, j) => v + b[i]![j]!))
 
@@ -59,8 +72,9 @@ export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<
     const inner = b.heads * dh
     const h = layerNorm(x, W(`${p}.0.norm.gain`), W(`${p}.0.norm.bias`))
     for (const m of ["wq", "wk", "wv"]) record?.(`${p}.0.attention.${m}`, h)
-    const q = linear(h, W(`${p}.0.attention.wq`), inner, W(`${p}.0.attention.bq`))
-    const k = linear(h, W(`${p}.0.attention.wk`), inner, W(`${p}.0.attention.bk`))
+    const q0 = linear(h, W(`${p}.0.attention.wq`), inner, W(`${p}.0.attention.bq`))
+    const k0 = linear(h, W(`${p}.0.attention.wk`), inner, W(`${p}.0.attention.bk`))
+    const [q, k] = b.qkNorm ? [rmsHeads(q0, dh), rmsHeads(k0, dh)] : [q0, k0]
     const v = linear(h, W(`${p}.0.attention.wv`), inner, W(`${p}.0.attention.bv`))
     const attn = x.map(() => new Array<number>(inner).fill(0))
     for (let hd = 0; hd < b.heads; hd++) {
@@ -86,8 +100,9 @@ export const referenceLogits = (c: RefConfig, w: Weights, tokens: ReadonlyArray<
     x = add(x, linear(hidden, W(`${p}.1.ffn.w_out`), d, W(`${p}.1.ffn.b_out`)))
   })
   const f = layerNorm(x, W("norm.gain"), W("norm.bias"))
-  if (c.tied) return f.map((row) => Array.from({ length: c.vocab }, (_, v) => row.reduce((s, xi, i) => s + xi * emb[v * d + i]!, 0)))
-  return linear(f, W("head.weight"), c.vocab)
+  const logits = c.tied ? f.map((row) => Array.from({ length: c.vocab }, (_, v) => row.reduce((s, xi, i) => s + xi * emb[v * d + i]!, 0))) : linear(f, W("head.weight"), c.vocab)
+  const cap = c.softcap
+  return cap === undefined ? logits : logits.map((row) => row.map((z) => cap * Math.tanh(z / cap)))
 }
 
 /** Mean next-token cross-entropy of one sequence (tokens has T+1 entries). */

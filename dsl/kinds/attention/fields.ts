@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import { PositiveInt, Rate } from "../../fields.js"
 import type { Dims, Issue, ParamDecls } from "../../kind.js"
+import { RMS_EPS } from "../norm/rms.js"
 
 /** The fields every attention kind has, and their defaults in the combinators. */
 export const attentionFields = {
@@ -10,6 +11,8 @@ export const attentionFields = {
   headDim: Schema.optionalKey(PositiveInt),
   bias: Schema.Boolean,
   dropout: Rate,
+  /** RMS-normalise each head's query and key (no gain) before the position rotation; absent: off. */
+  qkNorm: Schema.optionalKey(Schema.Boolean),
 }
 
 export interface AttentionBaseOptions {
@@ -17,6 +20,8 @@ export interface AttentionBaseOptions {
   readonly headDim?: number
   readonly bias?: boolean
   readonly dropout?: number
+  /** QK-norm (Dehghani et al. 2023; modded-nanogpt): q, k = rms(q), rms(k) per head, before RoPE. */
+  readonly qkNorm?: boolean
 }
 
 export const attentionDefaults = (o: AttentionBaseOptions) => ({
@@ -25,12 +30,18 @@ export const attentionDefaults = (o: AttentionBaseOptions) => ({
   ...(o.headDim === undefined ? {} : { headDim: o.headDim }),
   bias: o.bias ?? true,
   dropout: o.dropout ?? 0,
+  // Absent rather than false, so specs without it keep their hashes.
+  ...(o.qkNorm ? { qkNorm: true } : {}),
 })
 
 interface Heads {
   readonly heads: number
   readonly headDim?: number | undefined
+  readonly qkNorm?: boolean | undefined
 }
+
+/** The eps of QK-norm's RMS normalisation: the lab's RMSNorm default. */
+export const QK_NORM_EPS = RMS_EPS
 
 /** The size of one head. */
 export const headDimOf = (spec: Heads, width: number): number => spec.headDim ?? width / spec.heads
@@ -44,8 +55,9 @@ export const headIssues = (spec: Heads, dims: Dims): Issue[] =>
     ? []
     : [{ path: ["heads"], message: `${spec.heads} does not divide width ${dims.width}; set headDim to choose the head size` }]
 
-/** "h=4", or "h=3×64" when the head size is explicit. */
-export const headsLabel = (spec: Heads): string => (spec.headDim === undefined ? `h=${spec.heads}` : `h=${spec.heads}×${spec.headDim}`)
+/** "h=4", or "h=3×64" when the head size is explicit; ",qk-norm" when queries and keys are normalised. */
+export const headsLabel = (spec: Heads): string =>
+  `${spec.headDim === undefined ? `h=${spec.heads}` : `h=${spec.heads}×${spec.headDim}`}${spec.qkNorm ? ",qk-norm" : ""}`
 
 /** Q, K, V projections width → inner and the output projection inner → width, with optional biases. */
 export const projectionParams = (inner: number, dims: Dims, bias: boolean) => {

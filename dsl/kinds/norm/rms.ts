@@ -13,9 +13,12 @@ const schema = Schema.Struct({
 })
 export type RmsNorm = typeof schema.Type
 
+/** The default eps, also QK-norm's (dsl/kinds/attention/fields.ts). */
+export const RMS_EPS = 1e-6
+
 export const rms: NormDescription<RmsNorm> & { make: (o?: { eps?: number }) => RmsNorm } = {
   schema,
-  make: (o = {}) => ({ op: "norm", kind: "rms", eps: o.eps ?? 1e-6 }),
+  make: (o = {}) => ({ op: "norm", kind: "rms", eps: o.eps ?? RMS_EPS }),
   params: (_spec, dims) => ({ gain: { shape: [dims.width], init: { kind: "ones" }, decay: false } }),
   flops: () => 0,
   label: () => "rms",
