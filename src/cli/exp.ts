@@ -5,7 +5,7 @@ import { availableMemory } from "../backend/available-memory.js"
 import { chooseBackend } from "../backend/select.js"
 import { located } from "../errors/unexpected.js"
 import { loadRunData } from "../orchestration/data.js"
-import { type RunSpec, withTokenizerVocab } from "../experiment/define.js"
+import { evalLabel, type RunSpec, withTokenizerVocab } from "../experiment/define.js"
 import { expandRuns, listExperiments, loadExperiment, variantNames } from "../experiment/load.js"
 import { trainSources } from "../orchestration/prerequisites.js"
 import { runPath } from "../experiment/run-path.js"
@@ -97,7 +97,7 @@ export const command = Command.make(
           const e = estimateTraining(r.model, r.training)
           const pruning = r.prune === undefined ? "" : `: ${methodModule(r.prune.method).label(r.prune.method)} of ${r.prune.source.dir}, whose model is`
           const extras = [
-            `budget: ${describeBudget(r.training.budget)}, batch ${r.training.batch}${r.training.accumulate > 1 ? ` × ${r.training.accumulate}` : ""}`,
+            `budget: ${describeBudget(r.training.budget, evalLabel(r.training.data))}, batch ${r.training.batch}${r.training.accumulate > 1 ? ` × ${r.training.accumulate}` : ""}`,
             `optimizer: ${describeOptimizer(r.training.optimizer)}`,
             ...(r.objective ? [`objective: ${describeObjective(r.objective)}`] : []),
             ...(r.init ? [`init: ${describeWarmStart(r.init)}`] : []),

@@ -17,6 +17,6 @@ export const withCap = (budget: Budget, cap: { readonly steps: number } | { read
   ...(budget.bpb === undefined ? {} : { bpb: budget.bpb }),
 })
 
-/** One line for listings. */
-export const describeBudget = (b: Budget): string =>
-  `${"tokens" in b ? `${b.tokens.toLocaleString("en-US")} tokens` : `${b.steps} steps`}${b.bpb === undefined ? "" : `, or until val bpb ≤ ${b.bpb}`}`
+/** One line for listings; `evaluated` names the text the target is checked on ("val", "tune"). */
+export const describeBudget = (b: Budget, evaluated = "val"): string =>
+  `${"tokens" in b ? `${b.tokens.toLocaleString("en-US")} tokens` : `${b.steps} steps`}${b.bpb === undefined ? "" : `, or until ${evaluated} bpb ≤ ${b.bpb}`}`

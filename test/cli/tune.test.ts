@@ -42,7 +42,10 @@ const experimentFile = (name: string, tune: string): string => {
 
 describe("npm run exp with tune", { timeout: 120_000 }, () => {
   it("evaluates on the held-out stories and records which text it evaluated in the log, metrics, summary, ledger and results", async () => {
-    const r = await runInProcess(expCommand, [experimentFile("tuned", "{ stories: 3 }")])
+    const file = experimentFile("tuned", "{ stories: 3 }")
+    const listing = await runInProcess(expCommand, [file, "--print"])
+    expect(listing.stdout + listing.stderr).toContain("budget: 2 steps, or until tune bpb ≤ 1000")
+    const r = await runInProcess(expCommand, [file])
     expect(r.code, r.stderr).toBe(0)
     const text = "tune (last 3 train stories)"
     expect(r.stderr).toContain("holding out stories of train.txt 100.0%")
