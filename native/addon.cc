@@ -221,6 +221,27 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// newtonSchulz(g, rows, cols, steps, [a, b, c], out)
+Napi::Value NewtonSchulz(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[1]), cols = num(info[2]);
+  const std::string err = nk::newton_schulz(f32(info[0], "g", rows * cols), rows, cols, static_cast<int>(num(info[3])),
+                                            f32(info[4], "coefficients", 3), f32(info[5], "out", rows * cols));
+  if (!err.empty()) throw Napi::Error::New(info.Env(), "newtonSchulz: " + err);
+  return info.Env().Undefined();
+}
+
+// muon(p, g, m, rows, cols, [beta, 1 - beta, decayFactor, stepSize, a, b, c], steps, nesterov, decay, pOut, mOut)
+Napi::Value Muon(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[3]), cols = num(info[4]), n = rows * cols;
+  const float* sc = f32(info[5], "scalars", 7);
+  const nk::MuonScalars s{sc[0], sc[1], sc[2], sc[3], {sc[4], sc[5], sc[6]}, static_cast<int>(num(info[6])),
+                          info[7].As<Napi::Boolean>().Value(), info[8].As<Napi::Boolean>().Value()};
+  const std::string err = nk::muon(f32(info[0], "p", n), f32(info[1], "g", n), f32(info[2], "m", n), rows, cols, s,
+                                   f32(info[9], "pOut", n), f32(info[10], "mOut", n));
+  if (!err.empty()) throw Napi::Error::New(info.Env(), "muon: " + err);
+  return info.Env().Undefined();
+}
+
 // reduce(op, x, out, outer, r, inner)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int64_t outer = num(info[3]), r = num(info[4]), inner = num(info[5]);
@@ -596,6 +617,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softXentGrad", Napi::Function::New(env, SoftXentGrad));
   exports.Set("actGrad", Napi::Function::New(env, ActGrad));
   exports.Set("adamw", Napi::Function::New(env, AdamW));
+  exports.Set("newtonSchulz", Napi::Function::New(env, NewtonSchulz));
+  exports.Set("muon", Napi::Function::New(env, Muon));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));

@@ -248,3 +248,28 @@ export const fusedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, p
   })
   return f(q, k, v) as tf.Tensor4D
 }
+
+/**
+ * Newton–Schulz orthogonalisation of a matrix (src/optimizer/newton-schulz.ts gives the
+ * iteration): g [rows, cols] in, the result out, each iteration three GEMMs whose scalings and
+ * sums ride on their alpha and beta, and a tall matrix iterated on XᵀX rather than transposed.
+ * MUON_UPDATE is a whole Muon step of a matrix (src/optimizer/muon.ts): p, g, m in, [p′, m′]
+ * out, with scalars [β, 1 − β, 1 − lr·wd, lr·scale] used as float32 like the composed
+ * update's scalar tensors, so the momentum comes out with the same bits.
+ */
+export const NEWTON_SCHULZ = "NewtonSchulz"
+export const MUON_UPDATE = "MuonUpdate"
+
+/** The orthogonalised matrix by the fused kernel, or undefined where the backend has none. */
+export const fusedNewtonSchulz = (g: tf.Tensor2D, steps: number, coefficients: readonly number[]): tf.Tensor2D | undefined =>
+  available(NEWTON_SCHULZ) && g.dtype === "float32" ? (tf.engine().runKernel(NEWTON_SCHULZ, { g }, { steps, coefficients: [...coefficients] }) as tf.Tensor2D) : undefined
+
+/** [p′, m′] by the fused kernel, or undefined where the backend has none. */
+export const fusedMuon = (
+  inputs: { readonly p: tf.Tensor; readonly g: tf.Tensor; readonly m: tf.Tensor },
+  scalars: readonly number[],
+  options: { readonly steps: number; readonly coefficients: readonly number[]; readonly nesterov: boolean; readonly decay: boolean },
+): [p: tf.Tensor, m: tf.Tensor] | undefined =>
+  available(MUON_UPDATE) && inputs.g.dtype === "float32"
+    ? (tf.engine().runKernel(MUON_UPDATE, { ...inputs }, { scalars: [...scalars], ...options, coefficients: [...options.coefficients] }) as unknown as [tf.Tensor, tf.Tensor])
+    : undefined

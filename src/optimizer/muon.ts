@@ -9,15 +9,18 @@
  *   p ← p·(1 − lr·wd)                        (only for parameters the `decay` predicate selects)
  *   p ← p − lr·√max(1, fan_out/fan_in)·NS(u)
  *
- * The state exports as `momentum.<param>` next to the AdamW part's `m.<param>`, `v.<param>`;
- * importing it restores the optimiser bit for bit.
+ * Backends with the fused kernel (src/backend/fused.ts) run each matrix's update as one call,
+ * the momentum with the same bits as the composed ops. The state exports as `momentum.<param>`
+ * next to the AdamW part's `m.<param>`, `v.<param>`; importing it restores the optimiser bit
+ * for bit.
  */
 import * as tf from "@tensorflow/tfjs"
 import type { NamedParam } from "../../dsl/params.js"
+import { fusedMuon } from "../backend/fused.js"
 import { AdamW, type AdamWConfig } from "./adamw.js"
 import { checkUpdate } from "./checks.js"
 import type { Optimizer, OptimizerState } from "./compute/compute.js"
-import { newtonSchulz } from "./newton-schulz.js"
+import { newtonSchulz, quintic } from "./newton-schulz.js"
 
 /**
  * Muon's parameters: 2-D weights inside the blocks (attention and FFN projections). Embeddings,
@@ -47,6 +50,15 @@ export interface MuonConfig {
   readonly adamw: AdamWConfig
   /** The AdamW part's rate at update `step` (counted from 1): its own schedule. */
   readonly adamwLr: (step: number) => number
+}
+
+/** The update in tfjs ops, for backends without the fused kernel: [p′, m′]. */
+const composedMuon = (p: tf.Tensor, g: tf.Tensor, buffer: tf.Tensor, scalars: readonly number[], steps: number, nesterov: boolean, decays: boolean): [tf.Tensor, tf.Tensor] => {
+  const [beta, oneMinusBeta, decayFactor, stepSize] = scalars as [number, number, number, number]
+  const m = buffer.mul(beta).add(g.mul(oneMinusBeta))
+  const u = nesterov ? g.mul(oneMinusBeta).add(m.mul(beta)) : m
+  const decayed = decays ? p.mul(decayFactor) : p
+  return [decayed.sub(newtonSchulz(u as tf.Tensor2D, steps).mul(stepSize)), m]
 }
 
 export class Muon implements Optimizer {
@@ -87,11 +99,11 @@ export class Muon implements Optimizer {
           continue
         }
         const p = this.params[name]!
-        const m = buffer.mul(beta).add(g.mul(1 - beta))
-        const u = nesterov ? g.mul(1 - beta).add(m.mul(beta)) : m
-        const decayed = weightDecay > 0 && this.config.decay(name) ? p.mul(1 - lr * weightDecay) : p
+        const decays = weightDecay > 0 && this.config.decay(name)
+        const scalars = [beta, 1 - beta, 1 - lr * weightDecay, lr * muonScale(p.shape)]
+        const [next, m] = fusedMuon({ p, g, m: buffer }, scalars, { steps, coefficients: quintic, nesterov, decay: decays }) ?? composedMuon(p, g, buffer, scalars, steps, nesterov, decays)
         buffer.assign(m)
-        p.assign(decayed.sub(newtonSchulz(u as tf.Tensor2D, steps).mul(lr * muonScale(p.shape))))
+        p.assign(next)
       }
     })
     this.rest.update(others, this.config.adamwLr(this.t))

@@ -7,6 +7,8 @@ import {
   FUSED_ATTENTION,
   FUSED_ATTENTION_GRAD,
   FUSED_ACTIVATION_GRAD,
+  MUON_UPDATE,
+  NEWTON_SCHULZ,
   NORMALIZE,
   NORMALIZE_GRAD,
   RELU_BIAS_GRAD,
@@ -186,6 +188,34 @@ const adamw = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return [backend.out(p.shape, pOut), backend.out(p.shape, mOut), backend.out(p.shape, vOut)]
 }
 
+/** [rows, cols] of a matrix, for the Muon kernels. */
+const matrixDims = (t: tf.TensorInfo, what: string): [rows: number, cols: number] => {
+  if (t.shape.length !== 2) throw new Error(`${what}: expected a matrix, got shape [${t.shape}]`)
+  return t.shape as [number, number]
+}
+
+const newtonSchulz = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+  const g = inputs.g as tf.TensorInfo
+  const [rows, cols] = matrixDims(g, NEWTON_SCHULZ)
+  const out = backend.output(rows * cols)
+  backend.addon.newtonSchulz(float32(backend, g, "g"), rows, cols, Number(attrs.steps), Float32Array.from(attrs.coefficients as number[]), out)
+  return backend.out(g.shape, out)
+}
+
+const muon = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+  const p = inputs.p as tf.TensorInfo
+  const [rows, cols] = matrixDims(p, MUON_UPDATE)
+  const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
+  for (const name of ["g", "m"]) {
+    const shape = (inputs[name] as tf.TensorInfo).shape
+    if (shape.join(",") !== p.shape.join(",")) throw new Error(`${MUON_UPDATE}: ${name} has shape [${shape}], the parameter [${p.shape}]`)
+  }
+  const scalars = Float32Array.from([...(attrs.scalars as number[]), ...(attrs.coefficients as number[])])
+  const [pOut, mOut] = [backend.output(rows * cols), backend.output(rows * cols)]
+  backend.addon.muon(f("p"), f("g"), f("m"), rows, cols, scalars, Number(attrs.steps), Boolean(attrs.nesterov), Boolean(attrs.decay), pOut, mOut)
+  return [backend.out(p.shape, pOut), backend.out(p.shape, mOut)]
+}
+
 /** [B·H, heads, T, dh, span] of q [B, H, T, dh], after checking that k and v match it. */
 const attentionDims = (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap, what: string): AttentionDims => {
   const shape = (inputs.q as tf.TensorInfo).shape
@@ -242,6 +272,8 @@ export const fusedKernels = [
   { kernelName: NORMALIZE, kernelFunc: normalize },
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
+  { kernelName: NEWTON_SCHULZ, kernelFunc: newtonSchulz },
+  { kernelName: MUON_UPDATE, kernelFunc: muon },
   { kernelName: CAUSAL_SOFTMAX, kernelFunc: causalSoftmax },
   { kernelName: CAUSAL_SOFTMAX_GRAD, kernelFunc: causalSoftmaxGrad },
   { kernelName: RELU_BIAS_GRAD, kernelFunc: reluBiasGrad },
