@@ -2,7 +2,7 @@
 // Newton–Schulz orthogonalisation (src/optimizer/newton-schulz.ts), decay and the step.
 // Composed in tfjs each iteration is three matmuls plus six elementwise passes, and a tall
 // matrix two transposes; here each iteration is three sgemm calls whose alpha/beta take the
-// polynomial's scalings and sums, plus two small copies. Momentum, decay and the step keep
+// polynomial's scalings and sums, plus a copy of the small Gram matrix. Momentum, decay and the step keep
 // the composed update's float32 operations (the build keeps -ffp-contract=off), so the
 // momentum buffer comes out with the same bits; the orthogonalised matrix differs from the
 // composed one only by the matmuls' summation order.
@@ -52,10 +52,11 @@ std::string newton_schulz(const float* g, int64_t rows, int64_t cols, int steps,
     // P = b·A + c·A·A, accumulated onto a copy of A.
     std::memcpy(poly.data(), gram.data(), sizeof(float) * n * n);
     if (!gemm('N', 'N', n, n, n, c, gram.data(), n, gram.data(), n, b, poly.data(), n)) return "oneDNN sgemm failed on A·A";
-    // X ← a·X + P·X (wide) or a·X + X·P (tall), accumulated onto a copy of X.
-    std::memcpy(y, x, sizeof(float) * size);
-    const bool ok2 = tall ? gemm('N', 'N', rows, n, n, 1.f, x, cols, poly.data(), n, a, y, cols)
-                          : gemm('N', 'N', n, cols, n, 1.f, poly.data(), n, x, cols, a, y, cols);
+    // X ← a·X + P·X = (P + a·I)·X (wide) or X·(P + a·I) (tall): the identity term on P's
+    // diagonal rather than a copy of X to accumulate onto.
+    for (int64_t i = 0; i < n; ++i) poly[i * n + i] += a;
+    const bool ok2 = tall ? gemm('N', 'N', rows, n, n, 1.f, x, cols, poly.data(), n, 0.f, y, cols)
+                          : gemm('N', 'N', n, cols, n, 1.f, poly.data(), n, x, cols, 0.f, y, cols);
     if (!ok2) return "oneDNN sgemm failed on P·X";
     std::swap(x, y);
   }
