@@ -230,14 +230,28 @@ Napi::Value NewtonSchulz(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// muon(p, g, m, rows, cols, [beta, 1 - beta, decayFactor, stepSize, a, b, c], steps, nesterov, decay, pOut, mOut)
+// muon([p...], [g...], [m...], [rows, cols, ...], [beta, 1 - beta, decayFactor, stepSize, ...], [decay...], steps, nesterov,
+//      [a, b, c], [pOut...], [mOut...])
 Napi::Value Muon(const Napi::CallbackInfo& info) {
-  const int64_t rows = num(info[3]), cols = num(info[4]), n = rows * cols;
-  const float* sc = f32(info[5], "scalars", 7);
-  const nk::MuonScalars s{sc[0], sc[1], sc[2], sc[3], {sc[4], sc[5], sc[6]}, static_cast<int>(num(info[6])),
-                          info[7].As<Napi::Boolean>().Value(), info[8].As<Napi::Boolean>().Value()};
-  const std::string err = nk::muon(f32(info[0], "p", n), f32(info[1], "g", n), f32(info[2], "m", n), rows, cols, s,
-                                   f32(info[9], "pOut", n), f32(info[10], "mOut", n));
+  const auto list = [&](int k) { return info[k].As<Napi::Array>(); };
+  const uint32_t count = list(0).Length();
+  for (int k : {1, 2, 5, 9, 10})
+    if (list(k).Length() != count) throw Napi::RangeError::New(info.Env(), "muon: the group's lists differ in length");
+  const std::vector<int64_t> shape = dims(info[3]);
+  if (shape.size() != 2 * count) throw Napi::RangeError::New(info.Env(), "muon: need rows and cols per matrix");
+  const float* sc = f32(info[4], "scalars", 4 * count);
+  const float* coef = f32(info[8], "coefficients", 3);
+  const int steps = static_cast<int>(num(info[6]));
+  const bool nesterov = info[7].As<Napi::Boolean>().Value();
+  std::vector<nk::MuonMatrix> group;
+  for (uint32_t i = 0; i < count; ++i) {
+    const int64_t rows = shape[2 * i], cols = shape[2 * i + 1], n = rows * cols;
+    const float* s = sc + 4 * i;
+    const nk::MuonScalars scalars{s[0], s[1], s[2], s[3], {coef[0], coef[1], coef[2]}, steps, nesterov, list(5).Get(i).ToBoolean().Value()};
+    group.push_back({f32(list(0).Get(i), "p", n), f32(list(1).Get(i), "g", n), f32(list(2).Get(i), "m", n), f32(list(9).Get(i), "pOut", n),
+                     f32(list(10).Get(i), "mOut", n), rows, cols, scalars});
+  }
+  const std::string err = nk::muon(group);
   if (!err.empty()) throw Napi::Error::New(info.Env(), "muon: " + err);
   return info.Env().Undefined();
 }

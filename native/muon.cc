@@ -1,4 +1,4 @@
-// Muon's update of one matrix (src/optimizer/muon.ts) in one call: momentum, Nesterov, the
+// Muon's update of a group of matrices (src/optimizer/muon.ts) in one call: momentum, Nesterov, the
 // Newton–Schulz orthogonalisation (src/optimizer/newton-schulz.ts), decay and the step.
 // Composed in tfjs each iteration is three matmuls plus six elementwise passes, and a tall
 // matrix two transposes; here each iteration is three sgemm calls whose alpha/beta take the
@@ -9,7 +9,9 @@
 #include <dnnl.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -37,7 +39,8 @@ std::string newton_schulz(const float* g, int64_t rows, int64_t cols, int steps,
   // X ← a·X + X·P is the wide iteration on Xᵀ, transposed back (P is symmetric).
   const bool tall = rows > cols;
   const int64_t n = tall ? cols : rows;
-  static std::vector<float> scratch, gram, poly;
+  // Per thread: the group's matrices run on several threads at once.
+  thread_local std::vector<float> scratch, gram, poly;
   if (scratch.size() < static_cast<size_t>(size)) scratch.resize(size);
   if (gram.size() < static_cast<size_t>(n * n)) gram.resize(n * n), poly.resize(n * n);
   float* x = out;
@@ -64,10 +67,12 @@ std::string newton_schulz(const float* g, int64_t rows, int64_t cols, int steps,
   return "";
 }
 
-std::string muon(const float* p, const float* g, const float* m, int64_t rows, int64_t cols, const MuonScalars& s, float* p_out,
-                 float* m_out) {
+namespace {
+
+std::string muon_one(const MuonMatrix& q) {
+  const auto& [p, g, m, p_out, m_out, rows, cols, s] = q;
   const int64_t size = rows * cols;
-  static std::vector<float> update, orthogonal;
+  thread_local std::vector<float> update, orthogonal;
   if (update.size() < static_cast<size_t>(size)) update.resize(size), orthogonal.resize(size);
   float* u = update.data();
 #pragma omp parallel for simd schedule(static) if (size > (1 << 16))
@@ -84,6 +89,25 @@ std::string muon(const float* p, const float* g, const float* m, int64_t rows, i
     const float decayed = s.decay ? p[i] * s.decay_factor : p[i];
     p_out[i] = decayed - o[i] * s.step_size;
   }
+  return "";
+}
+
+}  // namespace
+
+std::string muon(const std::vector<MuonMatrix>& group) {
+  // One matrix per thread, largest first so the small ones even out the end: a GEMM of a few
+  // hundred rows split across threads spends much of its time at their barriers (and waiting
+  // on a busy core when the machine is shared); single-threaded it runs near the core's peak.
+  // Within the loop, the kernels' own parallel loops and oneDNN's run on the calling thread.
+  std::vector<size_t> order(group.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t i, size_t j) { return group[i].rows * group[i].cols > group[j].rows * group[j].cols; });
+  std::vector<std::string> errors(group.size());
+  const int64_t count = static_cast<int64_t>(group.size());
+#pragma omp parallel for schedule(dynamic, 1) if (count > 1)
+  for (int64_t k = 0; k < count; ++k) errors[order[k]] = muon_one(group[order[k]]);
+  for (const std::string& e : errors)
+    if (!e.empty()) return e;
   return "";
 }
 

@@ -9,14 +9,14 @@
  *   p ← p·(1 − lr·wd)                        (only for parameters the `decay` predicate selects)
  *   p ← p − lr·√max(1, fan_out/fan_in)·NS(u)
  *
- * Backends with the fused kernel (src/backend/fused.ts) run each matrix's update as one call,
+ * Backends with the fused kernel (src/backend/fused.ts) run the matrices' updates as one call,
  * the momentum with the same bits as the composed ops. The state exports as `momentum.<param>`
  * next to the AdamW part's `m.<param>`, `v.<param>`; importing it restores the optimiser bit
  * for bit.
  */
 import * as tf from "@tensorflow/tfjs"
 import type { NamedParam } from "../../dsl/params.js"
-import { fusedMuon } from "../backend/fused.js"
+import { fusedMuon, type MuonMatrix } from "../backend/fused.js"
 import { AdamW, type AdamWConfig } from "./adamw.js"
 import { checkUpdate } from "./checks.js"
 import type { Optimizer, OptimizerState } from "./compute/compute.js"
@@ -53,11 +53,11 @@ export interface MuonConfig {
 }
 
 /** The update in tfjs ops, for backends without the fused kernel: [p′, m′]. */
-const composedMuon = (p: tf.Tensor, g: tf.Tensor, buffer: tf.Tensor, scalars: readonly number[], steps: number, nesterov: boolean, decays: boolean): [tf.Tensor, tf.Tensor] => {
+const composedMuon = ({ p, g, m: buffer, scalars, decay }: MuonMatrix, steps: number, nesterov: boolean): [tf.Tensor, tf.Tensor] => {
   const [beta, oneMinusBeta, decayFactor, stepSize] = scalars as [number, number, number, number]
   const m = buffer.mul(beta).add(g.mul(oneMinusBeta))
   const u = nesterov ? g.mul(oneMinusBeta).add(m.mul(beta)) : m
-  const decayed = decays ? p.mul(decayFactor) : p
+  const decayed = decay ? p.mul(decayFactor) : p
   return [decayed.sub(newtonSchulz(u as tf.Tensor2D, steps).mul(stepSize)), m]
 }
 
@@ -91,20 +91,22 @@ export class Muon implements Optimizer {
     this.t += 1
     const { momentum: beta, nesterov, steps, weightDecay } = this.config
     const others: Record<string, tf.Tensor> = {}
-    tf.tidy(() => {
-      for (const [name, g] of Object.entries(grads)) {
-        const buffer = this.buffers[name]
-        if (buffer === undefined) {
-          others[name] = g
-          continue
-        }
-        const p = this.params[name]!
-        const decays = weightDecay > 0 && this.config.decay(name)
-        const scalars = [beta, 1 - beta, 1 - lr * weightDecay, lr * muonScale(p.shape)]
-        const [next, m] = fusedMuon({ p, g, m: buffer }, scalars, { steps, coefficients: quintic, nesterov, decay: decays }) ?? composedMuon(p, g, buffer, scalars, steps, nesterov, decays)
-        buffer.assign(m)
-        p.assign(next)
+    const matrices: Array<MuonMatrix & { readonly p: tf.Variable; readonly m: tf.Variable }> = []
+    for (const [name, g] of Object.entries(grads)) {
+      const m = this.buffers[name]
+      if (m === undefined) {
+        others[name] = g
+        continue
       }
+      const p = this.params[name]!
+      matrices.push({ p, g, m, scalars: [beta, 1 - beta, 1 - lr * weightDecay, lr * muonScale(p.shape)], decay: weightDecay > 0 && this.config.decay(name) })
+    }
+    tf.tidy(() => {
+      const updated = fusedMuon(matrices, { steps, coefficients: quintic, nesterov }) ?? matrices.map((q) => composedMuon(q, steps, nesterov))
+      updated.forEach(([next, m], i) => {
+        matrices[i]!.m.assign(m)
+        matrices[i]!.p.assign(next)
+      })
     })
     this.rest.update(others, this.config.adamwLr(this.t))
   }

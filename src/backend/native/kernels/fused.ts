@@ -203,17 +203,31 @@ const newtonSchulz = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
 }
 
 const muon = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
-  const p = inputs.p as tf.TensorInfo
-  const [rows, cols] = matrixDims(p, MUON_UPDATE)
+  const count = Object.keys(inputs).length / 3
+  const matrices = Array.from({ length: count }, (_, i) => {
+    const p = inputs[`p${i}`] as tf.TensorInfo
+    const [rows, cols] = matrixDims(p, MUON_UPDATE)
+    for (const name of [`g${i}`, `m${i}`]) {
+      const shape = (inputs[name] as tf.TensorInfo).shape
+      if (shape.join(",") !== p.shape.join(",")) throw new Error(`${MUON_UPDATE}: ${name} has shape [${shape}], the parameter [${p.shape}]`)
+    }
+    return { p, rows, cols, pOut: backend.output(rows * cols), mOut: backend.output(rows * cols) }
+  })
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
-  for (const name of ["g", "m"]) {
-    const shape = (inputs[name] as tf.TensorInfo).shape
-    if (shape.join(",") !== p.shape.join(",")) throw new Error(`${MUON_UPDATE}: ${name} has shape [${shape}], the parameter [${p.shape}]`)
-  }
-  const scalars = Float32Array.from([...(attrs.scalars as number[]), ...(attrs.coefficients as number[])])
-  const [pOut, mOut] = [backend.output(rows * cols), backend.output(rows * cols)]
-  backend.addon.muon(f("p"), f("g"), f("m"), rows, cols, scalars, Number(attrs.steps), Boolean(attrs.nesterov), Boolean(attrs.decay), pOut, mOut)
-  return [backend.out(p.shape, pOut), backend.out(p.shape, mOut)]
+  backend.addon.muon(
+    matrices.map((_, i) => f(`p${i}`)),
+    matrices.map((_, i) => f(`g${i}`)),
+    matrices.map((_, i) => f(`m${i}`)),
+    matrices.flatMap((q) => [q.rows, q.cols]),
+    Float32Array.from(attrs.scalars as number[]),
+    attrs.decays as boolean[],
+    Number(attrs.steps),
+    Boolean(attrs.nesterov),
+    Float32Array.from(attrs.coefficients as number[]),
+    matrices.map((q) => q.pOut),
+    matrices.map((q) => q.mOut),
+  )
+  return [...matrices.map((q) => backend.out(q.p.shape, q.pOut)), ...matrices.map((q) => backend.out(q.p.shape, q.mOut))]
 }
 
 /** [B·H, heads, T, dh, span] of q [B, H, T, dh], after checking that k and v match it. */
