@@ -25,9 +25,11 @@ describeNative("native Muon kernels equal the composed tfjs update", () => {
 
   it.each(shapes)("Newton–Schulz of a %i×%i matrix agrees with the composed ops to float32 rounding", async (rows, cols) => {
     const g = input([rows, cols])
-    await compareBackends(() => newtonSchulz(g() as tf.Tensor2D, 5), 0, 2e-6, "5 steps")
+    // Entries are at most ~0.5; five iterations amplify float32 rounding (the polynomial's slope
+    // near 0 is 3.4) to ~1e-6, whichever the matmuls' summation order.
+    await compareBackends(() => newtonSchulz(g() as tf.Tensor2D, 5), 0, 4e-6, "5 steps")
     // Other coefficients reach the kernel: the classic cubic iteration.
-    await compareBackends(() => newtonSchulz(g() as tf.Tensor2D, 3, [1.5, -0.5, 0]), 0, 2e-6, "cubic")
+    await compareBackends(() => newtonSchulz(g() as tf.Tensor2D, 3, [1.5, -0.5, 0]), 0, 4e-6, "cubic")
     // The tolerance has teeth: one step fewer is far off.
     const five = await runOn("native", () => newtonSchulz(g() as tf.Tensor2D, 5))
     const four = await runOn("native", () => newtonSchulz(g() as tf.Tensor2D, 4))
