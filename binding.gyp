@@ -13,6 +13,7 @@
         "native/soft_xent.cc",
         "native/norm.cc",
         "native/adamw.cc",
+        "native/muon.cc",
         "native/decode.cc",
         "native/program.cc",
         "native/attention.cc",

@@ -20,6 +20,9 @@ runMain((argv) =>
     const [name, ...rest] = argv
     const load = name === undefined ? undefined : benches[name]
     if (load === undefined) return yield* new UsageError({ message: `usage: npm run bench -- <${Object.keys(benches).join(" | ")}> [flags]` })
-    yield* Effect.promise(async () => (await load()).main(rest))
+    // A bench's UsageError (a bad flag) exits 2 with its message; anything else it throws is a defect.
+    yield* Effect.tryPromise({ try: async () => (await load()).main(rest), catch: (e) => e }).pipe(
+      Effect.catch((e) => (e instanceof UsageError ? Effect.fail(e) : Effect.die(e))),
+    )
   }),
 )

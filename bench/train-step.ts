@@ -1,23 +1,30 @@
 import * as tf from "@tensorflow/tfjs"
 import type { Model } from "../src/model/index.js"
 import { Rng } from "../src/random/rng.js"
-import { AdamW } from "../src/optimizer/adamw.js"
 import { variableGrads } from "../src/backend/gradients.js"
+import { adamw, muon, type OptimizerConfig } from "../src/experiment/optimizer/spec.js"
+import { makeOptimizer } from "../src/optimizer/optimizer.js"
+import { constant, lrAt } from "../src/schedule/index.js"
+
+/** The optimisers the training benchmarks time: AdamW (β2 0.95, decay 0.1) and Muon with that AdamW for the rest. */
+export const benchOptimizers = {
+  adamw: adamw({ lr: constant(1e-3) }),
+  muon: muon({ lr: constant(0.02), adamw: { lr: constant(1e-3) } }),
+} as const satisfies Record<string, OptimizerConfig>
+
+export type BenchOptimizer = keyof typeof benchOptimizers
 
 /**
- * One AdamW training step of a model on seeded random tokens, as the benchmarks time it;
+ * One training step of a model on seeded random tokens, as the benchmarks time it;
  * returns the step's loss. `dispose` frees the parameters and optimiser state.
  */
-export const trainingSteps = (model: Model, batch: number, seed = 1) => {
+export const trainingSteps = (model: Model, batch: number, seed = 1, optimizer: BenchOptimizer = "adamw") => {
   const { vocab, context } = model.spec
   const params = model.init(seed) as Record<string, tf.Variable>
-  const optimizer = new AdamW(params, {
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    weightDecay: 0.1,
-    decay: (name) => model.table.find((p) => p.name === name)?.decl.decay ?? false,
-  })
+  const config = benchOptimizers[optimizer]
+  // Constant rates: the run's length only feeds schedules.
+  const opt = makeOptimizer(config, params, model.table, 1)
+  const lr = lrAt(config.lr, 1, 1)
   const paramOf = new Map(Object.entries(params).map(([name, v]) => [v.name, name]))
   const rng = Rng.derive(seed, "bench-train")
   const tokens = new Int32Array(batch * (context + 1))
@@ -30,12 +37,12 @@ export const trainingSteps = (model: Model, batch: number, seed = 1) => {
     const { value, grads } = variableGrads(() => model.loss(params, data, { training: true }))
     const loss = value.dataSync()[0]!
     // variableGrads keys by tf variable name; the optimiser by parameter name.
-    optimizer.update(Object.fromEntries(Object.entries(grads).map(([v, g]) => [paramOf.get(v) ?? v, g])), 1e-3)
+    opt.update(Object.fromEntries(Object.entries(grads).map(([v, g]) => [paramOf.get(v) ?? v, g])), lr)
     tf.dispose([value, data.tokens, data.mask, ...Object.values(grads)])
     return loss
   }
   const dispose = () => {
-    optimizer.dispose()
+    opt.dispose()
     tf.dispose(Object.values(params))
   }
   return { step, dispose }

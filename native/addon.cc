@@ -221,6 +221,41 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// newtonSchulz(g, rows, cols, steps, [a, b, c], out)
+Napi::Value NewtonSchulz(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[1]), cols = num(info[2]);
+  const std::string err = nk::newton_schulz(f32(info[0], "g", rows * cols), rows, cols, static_cast<int>(num(info[3])),
+                                            f32(info[4], "coefficients", 3), f32(info[5], "out", rows * cols));
+  if (!err.empty()) throw Napi::Error::New(info.Env(), "newtonSchulz: " + err);
+  return info.Env().Undefined();
+}
+
+// muon([p...], [g...], [m...], [rows, cols, ...], [beta, 1 - beta, decayFactor, stepSize, ...], [decay...], steps, nesterov,
+//      [a, b, c], [pOut...], [mOut...])
+Napi::Value Muon(const Napi::CallbackInfo& info) {
+  const auto list = [&](int k) { return info[k].As<Napi::Array>(); };
+  const uint32_t count = list(0).Length();
+  for (int k : {1, 2, 5, 9, 10})
+    if (list(k).Length() != count) throw Napi::RangeError::New(info.Env(), "muon: the group's lists differ in length");
+  const std::vector<int64_t> shape = dims(info[3]);
+  if (shape.size() != 2 * count) throw Napi::RangeError::New(info.Env(), "muon: need rows and cols per matrix");
+  const float* sc = f32(info[4], "scalars", 4 * count);
+  const float* coef = f32(info[8], "coefficients", 3);
+  const int steps = static_cast<int>(num(info[6]));
+  const bool nesterov = info[7].As<Napi::Boolean>().Value();
+  std::vector<nk::MuonMatrix> group;
+  for (uint32_t i = 0; i < count; ++i) {
+    const int64_t rows = shape[2 * i], cols = shape[2 * i + 1], n = rows * cols;
+    const float* s = sc + 4 * i;
+    const nk::MuonScalars scalars{s[0], s[1], s[2], s[3], {coef[0], coef[1], coef[2]}, steps, nesterov, list(5).Get(i).ToBoolean().Value()};
+    group.push_back({f32(list(0).Get(i), "p", n), f32(list(1).Get(i), "g", n), f32(list(2).Get(i), "m", n), f32(list(9).Get(i), "pOut", n),
+                     f32(list(10).Get(i), "mOut", n), rows, cols, scalars});
+  }
+  const std::string err = nk::muon(group);
+  if (!err.empty()) throw Napi::Error::New(info.Env(), "muon: " + err);
+  return info.Env().Undefined();
+}
+
 // reduce(op, x, out, outer, r, inner)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int64_t outer = num(info[3]), r = num(info[4]), inner = num(info[5]);
@@ -596,6 +631,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softXentGrad", Napi::Function::New(env, SoftXentGrad));
   exports.Set("actGrad", Napi::Function::New(env, ActGrad));
   exports.Set("adamw", Napi::Function::New(env, AdamW));
+  exports.Set("newtonSchulz", Napi::Function::New(env, NewtonSchulz));
+  exports.Set("muon", Napi::Function::New(env, Muon));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));

@@ -32,6 +32,28 @@ struct AdamWScalars {
 };
 void adamw(const float* p, const float* g, const float* m, const float* v, int64_t n, const AdamWScalars& s, float* p_out,
            float* m_out, float* v_out);
+// Newton–Schulz orthogonalisation (src/optimizer/newton-schulz.ts) of g [rows, cols]: `steps`
+// iterations X ← a·X + (b·A + c·A²)·X from g/(‖g‖_F + 1e-7), coefficients {a, b, c}. Returns
+// an empty string on success, else why it could not run.
+std::string newton_schulz(const float* g, int64_t rows, int64_t cols, int steps, const float coef[3], float* out);
+// One Muon update (src/optimizer/muon.ts) of each [rows, cols] matrix of a group: p_out, m_out
+// from p, g, m. Float32 scalars as the composed update's: step_size is lr·√max(1, cols/rows).
+struct MuonScalars {
+  float beta, one_minus_beta, decay_factor, step_size;
+  float coefficients[3];
+  int steps;
+  bool nesterov, decay;
+};
+struct MuonMatrix {
+  const float* p;
+  const float* g;
+  const float* m;
+  float* p_out;
+  float* m_out;
+  int64_t rows, cols;
+  MuonScalars s;
+};
+std::string muon(const std::vector<MuonMatrix>& group);
 // Whether bf16 matmul runs on native hardware support (AMX or avx512_bf16).
 bool bf16_native();
 std::string isa_name();

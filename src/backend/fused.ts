@@ -248,3 +248,39 @@ export const fusedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, p
   })
   return f(q, k, v) as tf.Tensor4D
 }
+
+/**
+ * Newton–Schulz orthogonalisation of a matrix (src/optimizer/newton-schulz.ts gives the
+ * iteration): g [rows, cols] in, the result out, each iteration three GEMMs whose scalings and
+ * sums ride on their alpha and beta, and a tall matrix iterated on XᵀX rather than transposed.
+ * MUON_UPDATE is a whole Muon step (src/optimizer/muon.ts) of a group of matrices, one per
+ * thread: inputs p0, g0, m0, p1, … out [p′0, p′1, …, m′0, m′1, …], with scalars
+ * [β, 1 − β, 1 − lr·wd, lr·scale] per matrix used as float32 like the composed update's scalar
+ * tensors, so the momentum comes out with the same bits.
+ */
+export const NEWTON_SCHULZ = "NewtonSchulz"
+export const MUON_UPDATE = "MuonUpdate"
+
+/** The orthogonalised matrix by the fused kernel, or undefined where the backend has none. */
+export const fusedNewtonSchulz = (g: tf.Tensor2D, steps: number, coefficients: readonly number[]): tf.Tensor2D | undefined =>
+  available(NEWTON_SCHULZ) && g.dtype === "float32" ? (tf.engine().runKernel(NEWTON_SCHULZ, { g }, { steps, coefficients: [...coefficients] }) as tf.Tensor2D) : undefined
+
+export interface MuonMatrix {
+  readonly p: tf.Tensor
+  readonly g: tf.Tensor
+  readonly m: tf.Tensor
+  readonly scalars: readonly number[]
+  readonly decay: boolean
+}
+
+/** [p′, m′] of each matrix by the fused kernel, or undefined where the backend has none. */
+export const fusedMuon = (
+  matrices: readonly MuonMatrix[],
+  options: { readonly steps: number; readonly coefficients: readonly number[]; readonly nesterov: boolean },
+): Array<[p: tf.Tensor, m: tf.Tensor]> | undefined => {
+  if (matrices.length === 0 || !available(MUON_UPDATE) || matrices.some(({ g }) => g.dtype !== "float32")) return undefined
+  const inputs = Object.fromEntries(matrices.flatMap(({ p, g, m }, i) => [[`p${i}`, p], [`g${i}`, g], [`m${i}`, m]]))
+  const attrs = { ...options, coefficients: [...options.coefficients], scalars: matrices.flatMap((q) => q.scalars), decays: matrices.map((q) => q.decay) }
+  const out = tf.engine().runKernel(MUON_UPDATE, inputs, attrs) as unknown as tf.Tensor[]
+  return matrices.map((_, i) => [out[i]!, out[matrices.length + i]!])
+}

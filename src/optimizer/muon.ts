@@ -9,15 +9,18 @@
  *   p ← p·(1 − lr·wd)                        (only for parameters the `decay` predicate selects)
  *   p ← p − lr·√max(1, fan_out/fan_in)·NS(u)
  *
- * The state exports as `momentum.<param>` next to the AdamW part's `m.<param>`, `v.<param>`;
- * importing it restores the optimiser bit for bit.
+ * Backends with the fused kernel (src/backend/fused.ts) run the matrices' updates as one call,
+ * the momentum with the same bits as the composed ops. The state exports as `momentum.<param>`
+ * next to the AdamW part's `m.<param>`, `v.<param>`; importing it restores the optimiser bit
+ * for bit.
  */
 import * as tf from "@tensorflow/tfjs"
 import type { NamedParam } from "../../dsl/params.js"
+import { fusedMuon, type MuonMatrix } from "../backend/fused.js"
 import { AdamW, type AdamWConfig } from "./adamw.js"
 import { checkUpdate } from "./checks.js"
 import type { Optimizer, OptimizerState } from "./compute/compute.js"
-import { newtonSchulz } from "./newton-schulz.js"
+import { newtonSchulz, quintic } from "./newton-schulz.js"
 
 /**
  * Muon's parameters: 2-D weights inside the blocks (attention and FFN projections). Embeddings,
@@ -47,6 +50,15 @@ export interface MuonConfig {
   readonly adamw: AdamWConfig
   /** The AdamW part's rate at update `step` (counted from 1): its own schedule. */
   readonly adamwLr: (step: number) => number
+}
+
+/** The update in tfjs ops, for backends without the fused kernel: [p′, m′]. */
+const composedMuon = ({ p, g, m: buffer, scalars, decay }: MuonMatrix, steps: number, nesterov: boolean): [tf.Tensor, tf.Tensor] => {
+  const [beta, oneMinusBeta, decayFactor, stepSize] = scalars as [number, number, number, number]
+  const m = buffer.mul(beta).add(g.mul(oneMinusBeta))
+  const u = nesterov ? g.mul(oneMinusBeta).add(m.mul(beta)) : m
+  const decayed = decay ? p.mul(decayFactor) : p
+  return [decayed.sub(newtonSchulz(u as tf.Tensor2D, steps).mul(stepSize)), m]
 }
 
 export class Muon implements Optimizer {
@@ -79,20 +91,22 @@ export class Muon implements Optimizer {
     this.t += 1
     const { momentum: beta, nesterov, steps, weightDecay } = this.config
     const others: Record<string, tf.Tensor> = {}
-    tf.tidy(() => {
-      for (const [name, g] of Object.entries(grads)) {
-        const buffer = this.buffers[name]
-        if (buffer === undefined) {
-          others[name] = g
-          continue
-        }
-        const p = this.params[name]!
-        const m = buffer.mul(beta).add(g.mul(1 - beta))
-        const u = nesterov ? g.mul(1 - beta).add(m.mul(beta)) : m
-        const decayed = weightDecay > 0 && this.config.decay(name) ? p.mul(1 - lr * weightDecay) : p
-        buffer.assign(m)
-        p.assign(decayed.sub(newtonSchulz(u as tf.Tensor2D, steps).mul(lr * muonScale(p.shape))))
+    const matrices: Array<MuonMatrix & { readonly p: tf.Variable; readonly m: tf.Variable }> = []
+    for (const [name, g] of Object.entries(grads)) {
+      const m = this.buffers[name]
+      if (m === undefined) {
+        others[name] = g
+        continue
       }
+      const p = this.params[name]!
+      matrices.push({ p, g, m, scalars: [beta, 1 - beta, 1 - lr * weightDecay, lr * muonScale(p.shape)], decay: weightDecay > 0 && this.config.decay(name) })
+    }
+    tf.tidy(() => {
+      const updated = fusedMuon(matrices, { steps, coefficients: quintic, nesterov }) ?? matrices.map((q) => composedMuon(q, steps, nesterov))
+      updated.forEach(([next, m], i) => {
+        matrices[i]!.m.assign(m)
+        matrices[i]!.p.assign(next)
+      })
     })
     this.rest.update(others, this.config.adamwLr(this.t))
   }

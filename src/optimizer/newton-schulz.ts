@@ -8,17 +8,15 @@
  * (1.5, −0.5, 0) converges to U·Vᵀ itself, slowly.
  */
 import * as tf from "@tensorflow/tfjs"
+import { fusedNewtonSchulz } from "../backend/fused.js"
 
 export type Coefficients = readonly [a: number, b: number, c: number]
 
 /** The reference's quintic coefficients, chosen to maximise the slope at zero. */
 export const quintic: Coefficients = [3.4445, -4.775, 2.0315]
 
-/**
- * `steps` iterations on `g` normalised by its Frobenius norm (+1e-7, as the reference), in
- * float32. A tall matrix is transposed first, so X·Xᵀ is the smaller Gram matrix.
- */
-export const newtonSchulz = (g: tf.Tensor2D, steps: number, [a, b, c]: Coefficients = quintic): tf.Tensor2D =>
+/** The iteration in tfjs ops. A tall matrix is transposed first, so X·Xᵀ is the smaller Gram matrix. */
+const composedNewtonSchulz = (g: tf.Tensor2D, steps: number, [a, b, c]: Coefficients = quintic): tf.Tensor2D =>
   tf.tidy(() => {
     const tall = g.shape[0] > g.shape[1]
     const start = tall ? g.transpose() : g
@@ -30,3 +28,10 @@ export const newtonSchulz = (g: tf.Tensor2D, steps: number, [a, b, c]: Coefficie
     }
     return tall ? x.transpose() : x
   })
+
+/**
+ * `steps` iterations on `g` normalised by its Frobenius norm (+1e-7, as the reference), in
+ * float32, by the backend's fused kernel where it has one (src/backend/fused.ts).
+ */
+export const newtonSchulz = (g: tf.Tensor2D, steps: number, coefficients: Coefficients = quintic): tf.Tensor2D =>
+  fusedNewtonSchulz(g, steps, coefficients) ?? composedNewtonSchulz(g, steps, coefficients)

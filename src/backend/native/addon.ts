@@ -66,6 +66,25 @@ export interface NativeAddon {
   ): void
   /** One AdamW step; scalars as src/backend/fused.ts ADAMW_UPDATE lists them. */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, scalars: Float32Array, decay: boolean, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void
+  /** Newton–Schulz orthogonalisation of g [rows, cols] (src/backend/fused.ts NEWTON_SCHULZ); throws if oneDNN's GEMM fails. */
+  newtonSchulz(g: Float32Array, rows: number, cols: number, steps: number, coefficients: Float32Array, out: Float32Array): void
+  /**
+   * One Muon step of each matrix of a group, one matrix per thread (src/backend/fused.ts
+   * MUON_UPDATE); scalars [β, 1 − β, 1 − lr·wd, lr·scale] per matrix, dims [rows, cols] per matrix.
+   */
+  muon(
+    p: readonly Float32Array[],
+    g: readonly Float32Array[],
+    m: readonly Float32Array[],
+    dims: readonly number[],
+    scalars: Float32Array,
+    decays: readonly boolean[],
+    steps: number,
+    nesterov: boolean,
+    coefficients: Float32Array,
+    pOut: readonly Float32Array[],
+    mOut: readonly Float32Array[],
+  ): void
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
   /** Causal softmax of scores [rows / tq, tq, tk] (src/backend/fused.ts CAUSAL_SOFTMAX). */

@@ -7,6 +7,8 @@ import {
   FUSED_ATTENTION,
   FUSED_ATTENTION_GRAD,
   FUSED_ACTIVATION_GRAD,
+  MUON_UPDATE,
+  NEWTON_SCHULZ,
   NORMALIZE,
   NORMALIZE_GRAD,
   RELU_BIAS_GRAD,
@@ -186,6 +188,48 @@ const adamw = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return [backend.out(p.shape, pOut), backend.out(p.shape, mOut), backend.out(p.shape, vOut)]
 }
 
+/** [rows, cols] of a matrix, for the Muon kernels. */
+const matrixDims = (t: tf.TensorInfo, what: string): [rows: number, cols: number] => {
+  if (t.shape.length !== 2) throw new Error(`${what}: expected a matrix, got shape [${t.shape}]`)
+  return t.shape as [number, number]
+}
+
+const newtonSchulz = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+  const g = inputs.g as tf.TensorInfo
+  const [rows, cols] = matrixDims(g, NEWTON_SCHULZ)
+  const out = backend.output(rows * cols)
+  backend.addon.newtonSchulz(float32(backend, g, "g"), rows, cols, Number(attrs.steps), Float32Array.from(attrs.coefficients as number[]), out)
+  return backend.out(g.shape, out)
+}
+
+const muon = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+  const count = Object.keys(inputs).length / 3
+  const matrices = Array.from({ length: count }, (_, i) => {
+    const p = inputs[`p${i}`] as tf.TensorInfo
+    const [rows, cols] = matrixDims(p, MUON_UPDATE)
+    for (const name of [`g${i}`, `m${i}`]) {
+      const shape = (inputs[name] as tf.TensorInfo).shape
+      if (shape.join(",") !== p.shape.join(",")) throw new Error(`${MUON_UPDATE}: ${name} has shape [${shape}], the parameter [${p.shape}]`)
+    }
+    return { p, rows, cols, pOut: backend.output(rows * cols), mOut: backend.output(rows * cols) }
+  })
+  const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
+  backend.addon.muon(
+    matrices.map((_, i) => f(`p${i}`)),
+    matrices.map((_, i) => f(`g${i}`)),
+    matrices.map((_, i) => f(`m${i}`)),
+    matrices.flatMap((q) => [q.rows, q.cols]),
+    Float32Array.from(attrs.scalars as number[]),
+    attrs.decays as boolean[],
+    Number(attrs.steps),
+    Boolean(attrs.nesterov),
+    Float32Array.from(attrs.coefficients as number[]),
+    matrices.map((q) => q.pOut),
+    matrices.map((q) => q.mOut),
+  )
+  return [...matrices.map((q) => backend.out(q.p.shape, q.pOut)), ...matrices.map((q) => backend.out(q.p.shape, q.mOut))]
+}
+
 /** [B·H, heads, T, dh, span] of q [B, H, T, dh], after checking that k and v match it. */
 const attentionDims = (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap, what: string): AttentionDims => {
   const shape = (inputs.q as tf.TensorInfo).shape
@@ -242,6 +286,8 @@ export const fusedKernels = [
   { kernelName: NORMALIZE, kernelFunc: normalize },
   { kernelName: NORMALIZE_GRAD, kernelFunc: normalizeGrad },
   { kernelName: ADAMW_UPDATE, kernelFunc: adamw },
+  { kernelName: NEWTON_SCHULZ, kernelFunc: newtonSchulz },
+  { kernelName: MUON_UPDATE, kernelFunc: muon },
   { kernelName: CAUSAL_SOFTMAX, kernelFunc: causalSoftmax },
   { kernelName: CAUSAL_SOFTMAX_GRAD, kernelFunc: causalSoftmaxGrad },
   { kernelName: RELU_BIAS_GRAD, kernelFunc: reluBiasGrad },
