@@ -1,5 +1,5 @@
 import { posenc, replace } from "../dsl/index.js"
-import { adamw, cosine, type ExperimentOptions, experiment, tinystories, variant } from "../src/index.js"
+import { adamw, cosine, type ExperimentOptions, experiment, muon, tinystories, variant, wsd } from "../src/index.js"
 import { baseModel } from "./base.js"
 
 /**
@@ -22,13 +22,37 @@ export const recipe = {
   checkpoint: { every: 100 },
 } satisfies Omit<ExperimentOptions, "description" | "models">
 
+const alibiModel = replace(baseModel, { posenc: () => posenc("alibi") })
+const alibiOptimizer = adamw({ lr: cosine({ peak: 3e-3, warmup: 50, floor: 1e-4 }), weightDecay: 0.1, clip: 1 })
+
 /** The records in order, each with the change it makes. */
 export const records = {
   /** The research plan's base decoder (experiments/base.ts) and its recipe. */
   base: variant(baseModel, {}),
   /** ALiBi instead of learned positions, with a peak rate of 3·10⁻³ and a floor of 10⁻⁴. */
-  alibi: variant(replace(baseModel, { posenc: () => posenc("alibi") }), {
-    optimizer: adamw({ lr: cosine({ peak: 3e-3, warmup: 50, floor: 1e-4 }), weightDecay: 0.1, clip: 1 }),
+  alibi: variant(alibiModel, { optimizer: alibiOptimizer }),
+  /**
+   * Muon for the blocks' matrices (peak rate 0.02, Keller Jordan's reference value, cosine to
+   * 10⁻³); AdamW as before for the embedding, norms and biases. Chosen on 300 held-out
+   * training stories (`tune: { stories: 300 }`), not on valid.txt: at a 1.31 M-token budget
+   * 0.985 bits per byte against AdamW's 1.084; a peak of 0.04 trailed 0.02 at every evaluation.
+   */
+  muon: variant(alibiModel, {
+    optimizer: muon({ lr: cosine({ peak: 0.02, warmup: 50, floor: 1e-3 }), adamw: { lr: alibiOptimizer.lr, weightDecay: 0.1 }, clip: 1 }),
+  }),
+  /**
+   * The schedule sized to five minutes: warmup-stable-decay to zero over the last 40 % of a
+   * 1.31 M-token budget (320 steps), for both parts, instead of a cosine over 4 M tokens that
+   * a run stopping at the target never finishes. On the held-out stories at 1.31 M tokens:
+   * 0.975 bits per byte against the cosine's 0.985 over the same budget.
+   */
+  wsd: variant(alibiModel, {
+    budget: { tokens: 1_310_720, bpb: target },
+    optimizer: muon({
+      lr: wsd({ peak: 0.02, warmup: 50, decay: 0.4, floor: 0 }),
+      adamw: { lr: wsd({ peak: 3e-3, warmup: 50, decay: 0.4, floor: 0 }), weightDecay: 0.1 },
+      clip: 1,
+    }),
   }),
 }
 
