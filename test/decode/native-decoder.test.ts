@@ -77,38 +77,30 @@ const schemeFor = (kind: PosencTag, heads: number): PosencSpec =>
 /** Compressed keys have no position, so Linformer takes no score-bias scheme. */
 const accepts = (kind: AttentionKindTag, scheme: PosencTag) => !(kind.startsWith("linformer") && (scheme === "alibi" || scheme === "t5"))
 
+/** Every causal kind with each of `among` it accepts. */
+const causalCases = (among: ReadonlyArray<PosencTag>) =>
+  kinds
+    .filter((k) => attentionModule(representative[k]).causal(representative[k]))
+    .flatMap((kind) => among.filter((s) => accepts(kind, s)).map((scheme) => ({ kind, scheme })))
+
+/** Two blocks of `kind` under `scheme`; `qkNorm` and `softcap` when given. */
+const twoBlocks = (kind: AttentionKindTag, scheme: PosencTag, options: { qkNorm?: boolean; softcap?: number } = {}) =>
+  decoder({
+    vocab: 17,
+    width: 16,
+    context: 24,
+    posenc: schemeFor(scheme, 2),
+    ...(options.softcap === undefined ? {} : { softcap: options.softcap }),
+    layers: depth(2, block({ attention: options.qkNorm ? { ...representative[kind], qkNorm: true } : representative[kind], ffn: ffn("gelu") })),
+  })
+
 describeNative("native decoding", () => {
   describe("every causal attention kind with every position scheme", () => {
-    const cases = kinds
-      .filter((k) => attentionModule(representative[k]).causal(representative[k]))
-      .flatMap((kind) => schemes.filter((s) => accepts(kind, s)).map((scheme) => ({ kind, scheme })))
-    it.each(cases)("$kind with $scheme", ({ kind, scheme }) => {
-      const spec = decoder({
-        vocab: 17,
-        width: 16,
-        context: 24,
-        posenc: schemeFor(scheme, 2),
-        layers: depth(2, block({ attention: representative[kind], ffn: ffn("gelu") })),
-      })
-      checkSpec(spec)
-    })
+    it.each(causalCases(schemes))("$kind with $scheme", ({ kind, scheme }) => checkSpec(twoBlocks(kind, scheme)))
   })
 
   describe("QK-norm in every causal attention kind, and soft-capped logits", () => {
-    const cases = kinds
-      .filter((k) => attentionModule(representative[k]).causal(representative[k]))
-      .flatMap((kind) => (["rope", "xpos", "alibi"] as const).filter((s) => accepts(kind, s)).map((scheme) => ({ kind, scheme })))
-    it.each(cases)("$kind with $scheme", ({ kind, scheme }) => {
-      const spec = decoder({
-        vocab: 17,
-        width: 16,
-        context: 24,
-        posenc: schemeFor(scheme, 2),
-        softcap: 2,
-        layers: depth(2, block({ attention: { ...representative[kind], qkNorm: true }, ffn: ffn("gelu") })),
-      })
-      checkSpec(spec)
-    })
+    it.each(causalCases(["rope", "xpos", "alibi"]))("$kind with $scheme", ({ kind, scheme }) => checkSpec(twoBlocks(kind, scheme, { qkNorm: true, softcap: 2 })))
 
     it("with uneven heads, a batch and the tied or untied head", () => {
       for (const tied of [true, false]) {
