@@ -16,7 +16,7 @@ export type Coefficients = readonly [a: number, b: number, c: number]
 export const quintic: Coefficients = [3.4445, -4.775, 2.0315]
 
 /** The iteration in tfjs ops. A tall matrix is transposed first, so X·Xᵀ is the smaller Gram matrix. */
-const composedNewtonSchulz = (g: tf.Tensor2D, steps: number, [a, b, c]: Coefficients = quintic): tf.Tensor2D =>
+const composedNewtonSchulz = (g: tf.Tensor2D, steps: number, [a, b, c]: Coefficients): tf.Tensor2D =>
   tf.tidy(() => {
     const tall = g.shape[0] > g.shape[1]
     const start = tall ? g.transpose() : g
