@@ -1,6 +1,7 @@
 import { withPolicy } from "./blocks.js"
 import type { Dims } from "./kind.js"
-import { type BlockSpec, blocksOf, type DecoderSpec, dimsOf, type Layer } from "./nodes.js"
+import { type AttentionSpec, attentionModule } from "./kinds/attention/index.js"
+import { type BlockSpec, blocksOf, type DecoderSpec, dimsOf, type Layer, type ResidualSpec } from "./nodes.js"
 import { flopsPerToken, isMatmul, layerDeclared, layerExtraFlops, size } from "./params.js"
 
 /**
@@ -19,6 +20,13 @@ export interface BlockCost {
    */
   readonly prefix: number
   readonly prefixLayers: number
+  /**
+   * Set where the block's attention can take queries from some positions only (`keyValueSplit`):
+   * what a token that has left computes in this block instead of the prefix when no cache
+   * keeps keys and values, only its keys and values (the layers before the attention, and
+   * its K and V projections).
+   */
+  readonly keyValues?: number
 }
 
 export interface DepthCosts {
@@ -35,10 +43,40 @@ const hasAttention = (layer: Layer): boolean => layer.op === "attention" || (lay
 const layerFlops = (layer: Layer, dims: Dims): number =>
   2 * layerDeclared(layer, dims, "").filter((d) => !d.shared && isMatmul(d.param.decl)).reduce((s, d) => s + size(d.param.decl), 0) + layerExtraFlops(layer, dims)
 
+/**
+ * Where a block lets positions compute only keys and values while others run it: its one
+ * attention is in its first layer, of a kind that takes queries from some positions only
+ * (its description's `keyValues`), bare (`at` 0, no `residual`) or at index `at` of the body
+ * of `residual` after layers without attention. Otherwise undefined: such positions run the
+ * prefix.
+ */
+export interface KeyValueSplit {
+  readonly attention: AttentionSpec
+  readonly residual?: ResidualSpec
+  readonly at: number
+}
+
+export const keyValueSplit = (block: BlockSpec): KeyValueSplit | undefined => {
+  const [first, ...rest] = block.layers
+  if (first === undefined || rest.some(hasAttention)) return undefined
+  const splits = (a: AttentionSpec) => attentionModule(a).keyValues !== undefined
+  if (first.op === "attention") return splits(first) ? { attention: first, at: 0 } : undefined
+  if (first.op !== "residual") return undefined
+  const at = first.body.findIndex(hasAttention)
+  const attention = first.body[at]
+  if (attention?.op !== "attention" || !splits(attention) || first.body.slice(at + 1).some(hasAttention)) return undefined
+  return { attention, residual: first, at }
+}
+
 const blockCost = (block: BlockSpec, dims: Dims): BlockCost => {
   const flops = block.layers.map((l) => layerFlops(l, dims))
   const prefixLayers = block.layers.reduce((last, l, i) => (hasAttention(l) ? i + 1 : last), 0)
-  return { full: flops.reduce((a, b) => a + b, 0), prefix: flops.slice(0, prefixLayers).reduce((a, b) => a + b, 0), prefixLayers }
+  const cost = { full: flops.reduce((a, b) => a + b, 0), prefix: flops.slice(0, prefixLayers).reduce((a, b) => a + b, 0), prefixLayers }
+  const split = keyValueSplit(block)
+  if (split === undefined) return cost
+  const before = split.residual?.body.slice(0, split.at) ?? []
+  const keyValues = before.reduce((s, l) => s + layerFlops(l, dims), 0) + attentionModule(split.attention).keyValues!(split.attention, dims)
+  return { ...cost, keyValues }
 }
 
 export const depthCosts = (spec: DecoderSpec): DepthCosts => {

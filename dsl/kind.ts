@@ -69,6 +69,13 @@ export interface AttentionDescription<S> extends KindDescription<S> {
    * what the computation actually does.
    */
   readonly visible: (spec: S, layer: number) => Visible
+  /**
+   * Set for kinds that can take their queries from some positions only, every position
+   * supplying keys and values (src/attention's `attendRows`): the FLOPs per token of one
+   * position's keys and values alone. Early exit's positions that have left compute only
+   * these in later blocks (dsl/costs.ts keyValueSplit).
+   */
+  readonly keyValues?: (spec: S, dims: Dims) => number
 }
 
 export type NormDescription<S> = KindDescription<S>

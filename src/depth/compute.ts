@@ -21,6 +21,12 @@ export interface DepthContext {
   readonly trace?: DepthTrace
   /** Layers [from, to) of block i on x [B, T, D], its positions counted from `at` (default: offset). */
   readonly run: (i: number, x: tf.Tensor3D, from?: number, to?: number, at?: number) => tf.Tensor3D
+  /**
+   * Block i on x [S, L, D] for the rows `rows` of its S·L alone (ascending), the others
+   * supplying only keys and values: [rows.length, D]. For blocks whose costs have
+   * `keyValues`, without a cache.
+   */
+  readonly runRows: (i: number, x: tf.Tensor3D, rows: ReadonlyArray<number>) => tf.Tensor2D
   /** The decoder's final norm: [B, T, D] → [B·T, D]. */
   readonly finalNorm: (x: tf.Tensor3D) => tf.Tensor2D
   /** The LM head: [N, D] → [N, V], its logits soft-capped when the decoder caps them. */

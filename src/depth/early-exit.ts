@@ -12,10 +12,14 @@ import type { DepthTrace } from "./trace.js"
  * still runs its layers through the last attention on that state (CALM's state propagation),
  * so later positions find their keys and values, in the same pass or in the decoding cache
  * (without a cache, only as far as some later position of the sequence still runs: see
- * `spanOf`). Confidence is computed for the running positions only, after every block but
- * the last. With the saturation measure and the shared head, no logits are needed before the
- * end: the LM head runs once, over every position's final hidden state, as in the plain
- * decoder (per-exit chunks of logits would cost a gather and a concatenation over [B·T, V]).
+ * `spanOf`). Without a cache, where the block's attention allows it (dsl/costs.ts
+ * keyValueSplit: full attention), they compute only those keys and values: queries, scores,
+ * output projection and the rest of the block run for the running positions alone
+ * (`ctx.runRows`). With a cache they run the whole prefix, as the native decoder does.
+ * Confidence is computed for the running positions only, after every block but the last.
+ * With the saturation measure and the shared head, no logits are needed before the end: the
+ * LM head runs once, over every position's final hidden state, as in the plain decoder
+ * (per-exit chunks of logits would cost a gather and a concatenation over [B·T, V]).
  */
 const exitHead = (policy: EarlyExit, ctx: DepthContext, i: number, normed: tf.Tensor2D): tf.Tensor2D =>
   policy.heads === "per-block" && i < ctx.costs.blocks.length - 1 ? ctx.capLogits(tf.matMul(normed, ctx.param(i, "exit.weight") as tf.Tensor2D)) : ctx.lmHead(normed)
@@ -57,9 +61,10 @@ const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array =>
 /**
  * What inference spent on b rows of t positions, given the block each position left after
  * (row-major): every block in full for the positions still running, its prefix for those that
- * left (when a cache needs their keys and values), and the heads the measure applied; the
- * exits are appended to the trace's, per row: what \`infer\` counts with a decoding cache, for
- * the native decoder's calls, which report only the exits.
+ * left (the cache needs their keys and values; the native program, like \`infer\` with a
+ * cache, runs the prefix on every row), and the heads the measure applied; the exits are
+ * appended to the trace's, per row: what \`infer\` counts with a decoding cache, for the
+ * native decoder's calls, which report only the exits.
  */
 export const traceExits = (policy: EarlyExit, costs: DepthCosts, exitAt: ArrayLike<number>, b: number, t: number, trace: DepthTrace): void => {
   const n = b * t
@@ -136,7 +141,8 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
     const cost = costs.blocks[i]!
     const span = spanOf(running, b, t, whole)
     const s = span.sequences.length
-    if (s * span.length === 0) break
+    // Without a cache, keys and values that no running position reads are never needed.
+    if (s * span.length === 0 || (running.length === 0 && ctx.cache === undefined)) break
     const input = spanInput(h, span)
     const before = current
     if (running.length === s * span.length) {
@@ -144,13 +150,19 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
       current = ctx.run(i, input).reshape([running.length, d]) as tf.Tensor2D
       trace?.block(i, running.length, cost.full)
     } else {
-      const mid = ctx.run(i, input, 0, cost.prefixLayers)
-      trace?.spend((s * span.length - running.length) * cost.prefix)
-      if (running.length === 0) continue
       const slot = new Map(span.sequences.map((seq, k) => [seq, k]))
       const inSpan = running.map((r) => slot.get(Math.floor(r / t))! * span.length + (r % t))
-      const rest = ctx.run(i, rowsOf(mid.reshape([s * span.length, d]), inSpan).reshape([1, running.length, d]) as tf.Tensor3D, cost.prefixLayers)
-      current = rest.reshape([running.length, d]) as tf.Tensor2D
+      if (cost.keyValues !== undefined && ctx.cache === undefined) {
+        // The positions that left compute only the keys and values the running ones read.
+        current = ctx.runRows(i, input, inSpan)
+        trace?.spend((s * span.length - running.length) * cost.keyValues)
+      } else {
+        const mid = ctx.run(i, input, 0, cost.prefixLayers)
+        trace?.spend((s * span.length - running.length) * cost.prefix)
+        if (running.length === 0) continue
+        const rest = ctx.run(i, rowsOf(mid.reshape([s * span.length, d]), inSpan).reshape([1, running.length, d]) as tf.Tensor3D, cost.prefixLayers)
+        current = rest.reshape([running.length, d]) as tf.Tensor2D
+      }
       trace?.block(i, running.length, cost.full)
     }
     if (i === last && !once) {

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { match } from "ts-pattern"
-import { depthCosts } from "../../dsl/costs.js"
+import { depthCosts, keyValueSplit } from "../../dsl/costs.js"
 import { validateSpec } from "../../dsl/decode.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blocksOf, type DecoderSpec, dimsOf, type Layer } from "../../dsl/nodes.js"
@@ -129,6 +129,7 @@ export const compile = (input: DecoderSpec): Model => {
   const posencReads = posenc.hooks ? table.filter((p) => p.name.startsWith("posenc.")).map((p) => p.name) : []
   const blockReads = spec.checkpoint === "blocks" ? blocks.map((block, i) => [...blockParams(block, dims, i).map((p) => p.name), ...posencReads]) : []
   const costs = depthCosts(spec)
+  const splits = blocks.map(keyValueSplit)
   // The native program computes the plain stack and every depth policy (LayerDrop's is the plain stack at inference).
   const fast = nativeDecoder(spec)
 
@@ -166,16 +167,17 @@ export const compile = (input: DecoderSpec): Model => {
         return t
       })
 
+    const layerCtx = (prefix: string, layerIndex: number, at: number): LayerCtx => ({
+      dims,
+      layer: layerIndex,
+      training,
+      position,
+      offset: at,
+      dropout,
+      ...(cache ? { kv: cache.slot(prefix) } : {}),
+    })
     const applyLayer = (layer: Layer, x: tf.Tensor3D, prefix: string, layerIndex: number, at: number): tf.Tensor3D => {
-      const ctx: LayerCtx = {
-        dims,
-        layer: layerIndex,
-        training,
-        position,
-        offset: at,
-        dropout,
-        ...(cache ? { kv: cache.slot(prefix) } : {}),
-      }
+      const ctx = layerCtx(prefix, layerIndex, at)
       return match(layer)
         .with({ op: "attention" }, (l) => attentionApply(l).apply(viewOf(params, prefix, options.probe), x, l, ctx))
         .with({ op: "ffn" }, (l) => applyFfn(viewOf(params, prefix, options.probe), x, l, ctx))
@@ -217,6 +219,38 @@ export const compile = (input: DecoderSpec): Model => {
       }
       return checkpointed ? recompute(replay, x, blockInputs(i)) : layers(i, x, from, to, at)
     }
+    /**
+     * Block i on x [S, L, D] (positions from `offset`) for the rows `rows` of its S·L alone
+     * (ascending), every row supplying its attention's keys and values: [rows.length, D].
+     * Only for blocks with a key/value split (dsl/costs.ts keyValueSplit), without a cache.
+     */
+    const runRows = (i: number, x: tf.Tensor3D, rows: ReadonlyArray<number>): tf.Tensor2D => {
+      const split = splits[i]
+      if (split === undefined || cache) throw new Error(`block ${i}: its attention cannot take queries from some positions only`)
+      const attendRows = attentionApply(split.attention).attendRows
+      if (attendRows === undefined) throw new Error(`attention "${split.attention.kind}" declares keyValues but computes no attendRows`)
+      const [s, l, d] = x.shape
+      const apply = (): tf.Tensor2D => {
+        const name = `blocks.${i}.${blockChildNames(blocks[i]!.layers)[0]}`
+        const attend = (h: tf.Tensor3D, prefix: string): tf.Tensor3D => {
+          const out = attendRows(viewOf(params, prefix, options.probe), h, rows, split.attention, layerCtx(prefix, i, offset))
+          return out.reshape([1, rows.length, d]) as tf.Tensor3D
+        }
+        const residual = split.residual
+        let y: tf.Tensor3D
+        if (residual === undefined) y = attend(x, name)
+        else {
+          const names = childNames(residual.body)
+          const through = (h: tf.Tensor3D, from: number, to: number) =>
+            residual.body.slice(from, to).reduce((acc, child, j) => applyLayer(child, acc, `${name}.${names[from + j]}`, i, offset), h)
+          const branch = through(attend(through(x, 0, split.at), `${name}.${names[split.at]}`), split.at + 1, residual.body.length)
+          const kept = tf.gather(x.reshape([s * l, d]), tf.tensor1d(Int32Array.from(rows), "int32")).reshape([1, rows.length, d])
+          y = tf.add(kept, dropout(branch, residual.dropout)) as tf.Tensor3D
+        }
+        return layers(i, y, 1).reshape([rows.length, d]) as tf.Tensor2D
+      }
+      return tidyLayers ? tf.tidy(apply) : apply()
+    }
     const embedding = params["embed.tokens"] as tf.Tensor2D
     const finalNorm = (x: tf.Tensor3D): tf.Tensor2D => normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([x.shape[0] * x.shape[1], spec.width]) as tf.Tensor2D
     const softcap = spec.softcap
@@ -227,7 +261,7 @@ export const compile = (input: DecoderSpec): Model => {
     if (posenc.embed) x = posenc.embed(posView, x, spec.posenc, offset)
     x = dropout(x, spec.dropout) as tf.Tensor3D
     if (spec.layers.policy) {
-      const context = { spec, costs, training, seed, offset, run, finalNorm, lmHead, capLogits, param: (i: number, name: string) => viewOf(params, `blocks.${i}`)(name) }
+      const context = { spec, costs, training, seed, offset, run, runRows, finalNorm, lmHead, capLogits, param: (i: number, name: string) => viewOf(params, `blocks.${i}`)(name) }
       const out = depthForward(spec.layers.policy, x, { ...context, ...(cache ? { cache } : {}), ...(options.trace ? { trace: options.trace } : {}) })
       if (cache) cache.length += t
       return out

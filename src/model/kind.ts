@@ -67,6 +67,12 @@ export interface LayerCtx {
 
 export interface AttentionCompute<S> {
   readonly apply: (p: ParamView, x: tf.Tensor3D, spec: S, ctx: LayerCtx) => tf.Tensor3D
+  /**
+   * For kinds whose description has `keyValues`: the outputs [rows.length, D] of the rows
+   * `rows` (ascending indices s·L + i into x [S, L, D]) alone, every row of x supplying keys
+   * and values; each query sees the keys of its own sequence up to its position. No cache.
+   */
+  readonly attendRows?: (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: S, ctx: LayerCtx) => tf.Tensor2D
 }
 
 export interface NormCompute<S> {

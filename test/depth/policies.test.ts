@@ -274,7 +274,10 @@ describe("early exit in evaluation, against the naive reference (every position 
     const want = reference(() => logitsOf(m, params, rows, { trace: slow }))
     const scale = Math.max(...want.flat(2).map(Math.abs))
     want.forEach((seq, s) => seq.forEach((row, p) => row.forEach((x, v) => expect(Math.abs(got[s]![p]![v]! - x)).toBeLessThanOrEqual(1e-5 * scale))))
-    expect(fast.flops).toBe(slow.flops)
+    // Every position through every later block, as the reference; but the 15 that left after block 0 compute only keys and values in block 1, the only later one with full attention.
+    const costs = depthCosts(spec)
+    expect(costs.blocks.map((c) => c.keyValues !== undefined)).toEqual([true, true, false, false])
+    expect(fast.flops).toBe(slow.flops - 15 * (costs.blocks[1]!.prefix - costs.blocks[1]!.keyValues!))
     tf.dispose(Object.values(params))
   })
 })
@@ -374,14 +377,23 @@ describe("the FLOPs a trace counts, against the matmuls the kernels ran", () => 
     }
     return rows
   }
-  /** FLOPs from the rows each part ran: the attention part of block i ran wq/wk/wv on attention rows, the FFN on FFN rows. */
+  /**
+   * FLOPs from the rows each part ran: block i's key/value rows (wk and wv; wq and wo ran on
+   * the query rows) its keys and values, the query rows the rest of its attention part, the
+   * FFN rows the FFN. Blocks without a key/value split run every attention row in full.
+   */
+  const keyValueRows = (rows: Map<string, number>) => inner.map((w) => ((rows.get(`16x${w}`) ?? 0) - (rows.get(`${w}x16`) ?? 0)) / 2)
   const expected = (spec: DecoderSpec, rows: Map<string, number>, tokens: number) => {
     const costs = depthCosts(spec)
     const at = (shape: string) => rows.get(shape) ?? 0
     const ffnRows = hidden.map((h) => at(`16x${h}`))
+    const kvRows = keyValueRows(rows)
     const flops =
       tokens * costs.base +
-      costs.blocks.reduce((s, c, i) => s + (at(`16x${inner[i]}`) / 3) * c.prefix + ffnRows[i]! * (c.full - c.prefix), 0) +
+      costs.blocks.reduce((s, c, i) => {
+        const kv = c.keyValues ?? c.prefix
+        return s + kvRows[i]! * kv + at(`${inner[i]}x16`) * (c.prefix - kv) + ffnRows[i]! * (c.full - c.prefix)
+      }, 0) +
       at(`16x${vocab}`) * costs.head +
       (spec.layers.policy?.kind === "mixture-of-depths" ? at("16x1") * routingFlops(spec.layers.policy, dimsOf(spec)) : 0)
     return { flops, ffnRows }
@@ -429,7 +441,9 @@ describe("the FLOPs a trace counts, against the matmuls the kernels ran", () => 
     const trace = new DepthTrace({ exits: imposed })
     const rows = await matmulRows(() => void m.apply(params, tf.tensor2d(rows12, [2, 12], "int32"), { trace }))
     const want = expected(m.spec, rows, 24)
-    expect(inner.map((w) => (rows.get(`16x${w}`) ?? 0) / 3)).toEqual([24, 18, 10, 3])
+    expect(keyValueRows(rows)).toEqual([24, 18, 10, 3])
+    // Queries: only the running positions in the full-attention blocks; every position of the span in the sliding-window block 2 (no key/value split).
+    expect(inner.map((w) => rows.get(`${w}x16`) ?? 0)).toEqual([24, 9, 10, 3])
     expect(want.ffnRows).toEqual([24, 9, 6, 3])
     expect(ran(trace)).toEqual(want.ffnRows)
     expect(trace.flops).toBe(want.flops)

@@ -18,4 +18,6 @@ export const full: AttentionDescription<FullAttention> & { make: typeof make } =
   label: (spec) => `full(${headsLabel(spec)})`,
   causal: () => true,
   visible: () => (_h, i, j) => j <= i,
+  // The K and V projections.
+  keyValues: (spec, dims) => 4 * dims.width * innerWidth(spec, dims.width),
 }
