@@ -39,16 +39,32 @@ const train = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
 }
 
 /**
- * Top-1 minus top-2 probability of each row's softmax. The runner-up is the maximum once the
- * top entry is pushed below zero: two reductions over the vocabulary instead of a sort.
+ * Top-1 minus top-2 probability of each row's softmax: the softmax, then one pass over its
+ * rows for the two largest (equal ones both count, so a tie gives 0), instead of the tensor
+ * ops that push the top entry below zero, each another pass over [rows, V]. The difference is
+ * stored as float32, which rounds the double difference of two float32s as float32's own
+ * subtraction would, so decisions match the native decoder's (native/program.cc softmax_margin).
  */
-const softmaxMargin = (logits: tf.Tensor2D): Float32Array =>
-  tf.tidy(() => {
-    const probs = tf.softmax(logits)
-    const first = tf.max(probs, 1)
-    const second = tf.max(tf.sub(probs, tf.mul(tf.oneHot(tf.argMax(probs, 1), logits.shape[1]), 2)), 1)
-    return tf.sub(first, second).dataSync() as Float32Array
-  })
+const softmaxMargin = (logits: tf.Tensor2D): Float32Array => {
+  const v = logits.shape[1]
+  const probs = tf.softmax(logits)
+  const p = probs.dataSync() as Float32Array
+  const margin = new Float32Array(logits.shape[0])
+  for (let r = 0; r < margin.length; r++) {
+    let first = -Infinity
+    let second = -Infinity
+    for (let c = r * v; c < (r + 1) * v; c++) {
+      const x = p[c]!
+      if (x > first) {
+        second = first
+        first = x
+      } else if (x > second) second = x
+    }
+    margin[r] = first - second
+  }
+  probs.dispose()
+  return margin
+}
 
 /** Cosine between each row of a and of b, clamped to [-1, 1] (rounding may leave it a hair outside). */
 const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array =>

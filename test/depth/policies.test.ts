@@ -262,6 +262,19 @@ describe("early exit in evaluation, against the naive reference (every position 
     tf.dispose(Object.values(params))
   })
 
+  it("softmax measure: per block only the exit head and its softmax make tensors of the vocabulary's width (the margin is one pass over the probabilities)", async () => {
+    const { m, params } = exitModel("softmax", "per-block", [0.5, 0.4, 0.3, 0.2, 0.1])
+    const trace = new DepthTrace({ exits: imposed })
+    const info = await tf.profile(() => {
+      logitsOf(m, params, seqs.map((r) => r.slice(0, 12)), { trace })
+    })
+    const wide = info.kernels.filter((k) => k.outputShapes[0]?.length === 2 && k.outputShapes[0][1] === vocab).map((k) => k.name)
+    // Heads after blocks 0-2 and the last; the softmaxes after blocks 0-2; the leaving rows gathered, and all put back in order.
+    expect(wide.filter((name) => name === "Softmax")).toHaveLength(3)
+    expect([...new Set(wide)].sort()).toEqual(["BatchMatMul", "Concat", "GatherV2", "Softmax"])
+    tf.dispose(Object.values(params))
+  })
+
   it("a non-causal model (Linformer, whose outputs mix later positions) still computes every position's keys and values", () => {
     const linformer = [...blocks.slice(0, 3), block({ attention: attention("linformer", { heads: 1, headDim: 10, k: 4 }), ffn: ffn("swish", { hidden: 36 }) })]
     const spec = decoder({ vocab, width: 16, context: 12, tied: false, layers: stack(linformer, earlyExit({ measure: "saturation", threshold: 1 })), allowNonCausal: true })
