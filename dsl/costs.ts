@@ -27,6 +27,8 @@ export interface BlockCost {
    * its K and V projections).
    */
   readonly keyValues?: number
+  /** The same when its query attends too (a kernel over every row; its output dropped): keyValues plus the attention's own work. */
+  readonly attendedKeyValues?: number
 }
 
 export interface DepthCosts {
@@ -75,8 +77,9 @@ const blockCost = (block: BlockSpec, dims: Dims): BlockCost => {
   const split = keyValueSplit(block)
   if (split === undefined) return cost
   const before = split.residual?.body.slice(0, split.at) ?? []
-  const keyValues = before.reduce((s, l) => s + layerFlops(l, dims), 0) + attentionModule(split.attention).keyValues!(split.attention, dims)
-  return { ...cost, keyValues }
+  const kind = attentionModule(split.attention)
+  const keyValues = before.reduce((s, l) => s + layerFlops(l, dims), 0) + kind.keyValues!(split.attention, dims)
+  return { ...cost, keyValues, attendedKeyValues: keyValues + kind.flops(split.attention, dims) }
 }
 
 export const depthCosts = (spec: DecoderSpec): DepthCosts => {

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import type { FullAttention } from "../../dsl/kinds/attention/full.js"
 import { fusedCausalSoftmax } from "../backend/fused.js"
-import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
+import type { AttendedRows, AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
 import { fusedCausal, fusedCausalApplies } from "./fused.js"
 import { HIDDEN } from "./blocked.js"
 import { extendCache, linear, mergeHeads, normHeads, project, projectQkv, splitHeads } from "./projection.js"
@@ -38,16 +38,19 @@ const gatherRows = (x: tf.Tensor2D, rows: Int32Array): tf.Tensor2D => tf.gather(
  * Queries from the rows `rows` of x only, keys and values from all of it (early exit: the
  * positions that left supply keys and values). The queries are laid out per sequence,
  * [S, H, m, dh] for the most queries m of any sequence (padding rows see every key and are
- * dropped), so the scores cost about rows·L, not S·L·L.
+ * dropped), so the scores cost m·L per sequence. Where the fused causal kernel applies and
+ * costs less (about L²/2 per sequence, so when 2m > L), it runs over every row instead, the
+ * rows that left with zero queries, and their outputs are dropped (`all`).
  */
-const attendRows = (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: FullAttention, ctx: LayerCtx): tf.Tensor2D => {
+const attendRows = (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: FullAttention, ctx: LayerCtx): AttendedRows => {
   const [s, l, d] = x.shape
   const heads = spec.heads
   const x2 = x.reshape([s * l, d]) as tf.Tensor2D
+  const picked = Int32Array.from(rows)
   const ks = linear(p, x2, "wk", "bk", spec.bias)
   let k = splitHeads(spec.qkNorm ? normHeads(ks, heads) : ks, s, l, heads)
   const v = splitHeads(linear(p, x2, "wv", "bv", spec.bias), s, l, heads)
-  const qs = linear(p, gatherRows(x2, Int32Array.from(rows)), "wq", "bq", spec.bias)
+  const qs = linear(p, gatherRows(x2, picked), "wq", "bq", spec.bias)
   let q2 = tf.mul(spec.qkNorm ? normHeads(qs, heads) : qs, 1 / Math.sqrt(headDimOf(spec, d))) as tf.Tensor2D
   // Each sequence's queries in slots 0…, their positions, and where each query's output lands.
   const count = new Array<number>(s).fill(0)
@@ -63,13 +66,18 @@ const attendRows = (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, s
     position[slot[a]!] = r % l
     source[slot[a]!] = a
   })
+  /** The queries among all S·L rows, zero in the others: [S, H, L, dh]. */
+  const placed = (): tf.Tensor4D => {
+    const index = new Int32Array(s * l).fill(rows.length)
+    rows.forEach((r, a) => (index[r] = a))
+    return splitHeads(gatherRows(tf.concat([q2, tf.zeros([1, q2.shape[1]])]) as tf.Tensor2D, index), s, l, heads)
+  }
+  const output = (y: tf.Tensor4D, at: Int32Array): tf.Tensor2D => linear(p, gatherRows(mergeHeads(y), at), "wo", "bo", spec.bias)
+  if (2 * m > l && fusedCausalApplies(ctx, spec.dropout)) return { y: output(fusedCausal(placed(), k, v, ctx), picked), all: true }
   const queryKey = ctx.position.queryKey
   if (queryKey) {
     // A rotation acts on each query by its position alone: rotate them in place among all S·L rows.
-    const index = new Int32Array(s * l).fill(rows.length)
-    rows.forEach((r, a) => (index[r] = a))
-    const placed = gatherRows(tf.concat([q2, tf.zeros([1, q2.shape[1]])]) as tf.Tensor2D, index)
-    const [rotated, rk] = queryKey(splitHeads(placed, s, l, heads), k, ctx.offset, ctx.offset)
+    const [rotated, rk] = queryKey(placed(), k, ctx.offset, ctx.offset)
     k = rk
     q2 = mergeHeads(rotated)
     source.forEach((a, e) => (source[e] = rows[a]!))
@@ -84,8 +92,7 @@ const attendRows = (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, s
     scores = tf.add(scores, bias.reshape([heads, s, m, l]).transpose([1, 0, 2, 3]))
   }
   const weights = ctx.dropout(tf.softmax(scores), spec.dropout) as tf.Tensor4D
-  const out = gatherRows(mergeHeads(tf.matMul(weights, v) as tf.Tensor4D), slot)
-  return linear(p, out, "wo", "bo", spec.bias)
+  return { y: output(tf.matMul(weights, v) as tf.Tensor4D, slot), all: false }
 }
 
 export const full: AttentionCompute<FullAttention> = { apply, attendRows }

@@ -2,6 +2,7 @@ import type * as tf from "@tensorflow/tfjs"
 import type { DepthCosts } from "../../dsl/costs.js"
 import type { DecoderSpec } from "../../dsl/nodes.js"
 import type { DecodeCache } from "../model/compile.js"
+import type { AttendedRows } from "../model/kind.js"
 import type { DepthTrace } from "./trace.js"
 
 /**
@@ -23,10 +24,10 @@ export interface DepthContext {
   readonly run: (i: number, x: tf.Tensor3D, from?: number, to?: number, at?: number) => tf.Tensor3D
   /**
    * Block i on x [S, L, D] for the rows `rows` of its S·L alone (ascending), the others
-   * supplying only keys and values: [rows.length, D]. For blocks whose costs have
-   * `keyValues`, without a cache.
+   * supplying keys and values (`all`: their queries attended too): [rows.length, D]. For
+   * blocks whose costs have `keyValues`, without a cache.
    */
-  readonly runRows: (i: number, x: tf.Tensor3D, rows: ReadonlyArray<number>) => tf.Tensor2D
+  readonly runRows: (i: number, x: tf.Tensor3D, rows: ReadonlyArray<number>) => AttendedRows
   /** The decoder's final norm: [B, T, D] → [B·T, D]. */
   readonly finalNorm: (x: tf.Tensor3D) => tf.Tensor2D
   /** The LM head: [N, D] → [N, V], its logits soft-capped when the decoder caps them. */

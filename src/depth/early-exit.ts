@@ -169,9 +169,10 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
       const slot = new Map(span.sequences.map((seq, k) => [seq, k]))
       const inSpan = running.map((r) => slot.get(Math.floor(r / t))! * span.length + (r % t))
       if (cost.keyValues !== undefined && ctx.cache === undefined) {
-        // The positions that left compute only the keys and values the running ones read.
-        current = ctx.runRows(i, input, inSpan)
-        trace?.spend((s * span.length - running.length) * cost.keyValues)
+        // The positions that left compute only the keys and values the running ones read (and their scores, where a kernel over every row is cheaper).
+        const out = ctx.runRows(i, input, inSpan)
+        current = out.y
+        trace?.spend((s * span.length - running.length) * (out.all ? cost.attendedKeyValues! : cost.keyValues))
       } else {
         const mid = ctx.run(i, input, 0, cost.prefixLayers)
         trace?.spend((s * span.length - running.length) * cost.prefix)

@@ -15,7 +15,7 @@ import { applyFfn } from "../ffn/ffn.js"
 import { normApply } from "../norm/index.js"
 import { posencApply } from "../posenc/index.js"
 import { initParams, type Params } from "./init.js"
-import type { KvSlot, LayerCtx, ParamView, PositionHooks } from "./kind.js"
+import type { AttendedRows, KvSlot, LayerCtx, ParamView, PositionHooks } from "./kind.js"
 import { crossEntropy } from "./loss.js"
 import { recompute } from "./recompute.js"
 
@@ -221,20 +221,23 @@ export const compile = (input: DecoderSpec): Model => {
     }
     /**
      * Block i on x [S, L, D] (positions from `offset`) for the rows `rows` of its S·L alone
-     * (ascending), every row supplying its attention's keys and values: [rows.length, D].
-     * Only for blocks with a key/value split (dsl/costs.ts keyValueSplit), without a cache.
+     * (ascending), every row supplying its attention's keys and values: [rows.length, D], and
+     * whether the other rows' queries attended too. Only for blocks with a key/value split
+     * (dsl/costs.ts keyValueSplit), without a cache.
      */
-    const runRows = (i: number, x: tf.Tensor3D, rows: ReadonlyArray<number>): tf.Tensor2D => {
+    const runRows = (i: number, x: tf.Tensor3D, rows: ReadonlyArray<number>): AttendedRows => {
       const split = splits[i]
       if (split === undefined || cache) throw new Error(`block ${i}: its attention cannot take queries from some positions only`)
       const attendRows = attentionApply(split.attention).attendRows
       if (attendRows === undefined) throw new Error(`attention "${split.attention.kind}" declares keyValues but computes no attendRows`)
       const [s, l, d] = x.shape
+      let all = false
       const apply = (): tf.Tensor2D => {
         const name = `blocks.${i}.${blockChildNames(blocks[i]!.layers)[0]}`
         const attend = (h: tf.Tensor3D, prefix: string): tf.Tensor3D => {
           const out = attendRows(viewOf(params, prefix, options.probe), h, rows, split.attention, layerCtx(prefix, i, offset))
-          return out.reshape([1, rows.length, d]) as tf.Tensor3D
+          all = out.all
+          return out.y.reshape([1, rows.length, d]) as tf.Tensor3D
         }
         const residual = split.residual
         let y: tf.Tensor3D
@@ -249,7 +252,8 @@ export const compile = (input: DecoderSpec): Model => {
         }
         return layers(i, y, 1).reshape([rows.length, d]) as tf.Tensor2D
       }
-      return tidyLayers ? tf.tidy(apply) : apply()
+      const y = tidyLayers ? tf.tidy(apply) : apply()
+      return { y, all }
     }
     const embedding = params["embed.tokens"] as tf.Tensor2D
     const finalNorm = (x: tf.Tensor3D): tf.Tensor2D => normApply(spec.norm).apply(viewOf(params, "norm"), x, spec.norm).reshape([x.shape[0] * x.shape[1], spec.width]) as tf.Tensor2D

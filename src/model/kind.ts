@@ -68,11 +68,18 @@ export interface LayerCtx {
 export interface AttentionCompute<S> {
   readonly apply: (p: ParamView, x: tf.Tensor3D, spec: S, ctx: LayerCtx) => tf.Tensor3D
   /**
-   * For kinds whose description has `keyValues`: the outputs [rows.length, D] of the rows
-   * `rows` (ascending indices s·L + i into x [S, L, D]) alone, every row of x supplying keys
-   * and values; each query sees the keys of its own sequence up to its position. No cache.
+   * For kinds whose description has `keyValues`: the outputs of the rows `rows` (ascending
+   * indices s·L + i into x [S, L, D]) alone, every row of x supplying keys and values; each
+   * query sees the keys of its own sequence up to its position. No cache.
    */
-  readonly attendRows?: (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: S, ctx: LayerCtx) => tf.Tensor2D
+  readonly attendRows?: (p: ParamView, x: tf.Tensor3D, rows: ReadonlyArray<number>, spec: S, ctx: LayerCtx) => AttendedRows
+}
+
+export interface AttendedRows {
+  /** [rows.length, D]. */
+  readonly y: tf.Tensor2D
+  /** Whether the other rows' queries attended too (a kernel over every row, their outputs dropped): they computed their scores as well as their keys and values. */
+  readonly all: boolean
 }
 
 export interface NormCompute<S> {

@@ -110,12 +110,13 @@ describe("depth policies in the language", () => {
     expect(costs.head).toBe(2 * 32 * 64)
     // Attention: 4 projections of 32×32 and 4·T·inner for the scores; the FFN: two matrices of 32×hidden.
     const attn = 2 * 4 * 32 * 32 + 4 * 16 * 32
-    // A position that left computes only the K and V projections of full attention (the norm before it counts nothing), bare or in a residual.
+    // A position that left computes only the K and V projections of full attention (the norm before it counts nothing), bare or in a residual; or those and its scores.
     const keyValues = 2 * 2 * 32 * 32
+    const attendedKeyValues = keyValues + 4 * 16 * 32
     expect(costs.blocks).toEqual([
-      { full: attn + 2 * 2 * 32 * 128, prefix: attn, prefixLayers: 1, keyValues },
-      { full: attn + 2 * 2 * 32 * 40, prefix: attn, prefixLayers: 1, keyValues },
-      { full: attn + 2 * 2 * 32 * 24, prefix: attn, prefixLayers: 1, keyValues },
+      { full: attn + 2 * 2 * 32 * 128, prefix: attn, prefixLayers: 1, keyValues, attendedKeyValues },
+      { full: attn + 2 * 2 * 32 * 40, prefix: attn, prefixLayers: 1, keyValues, attendedKeyValues },
+      { full: attn + 2 * 2 * 32 * 24, prefix: attn, prefixLayers: 1, keyValues, attendedKeyValues },
     ])
   })
 
