@@ -2,11 +2,15 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
+import { command as evalCommand } from "../../src/cli/eval.js"
+import { command as expCommand } from "../../src/cli/exp.js"
+import { runInProcess, stackLine } from "./in-process.js"
 import { command, killMidRun, root, stepOf, testRunsFolder, waitFor } from "./process.js"
 
 /**
  * The exp command as a user runs it, in its own process: real TinyStories development data,
- * the smoke experiment's tiny model, and real signals.
+ * the smoke experiment's tiny model, and real signals. The refusals, which never reach the
+ * process-level parts, and the eval of a stopped run's checkpoint run in this process.
  */
 const tmp = () => mkdtempSync(join(tmpdir(), "exp-cli-"))
 
@@ -38,7 +42,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
 
     // Each finished run is in the ledger once, with the code and data it ran on; running a
     // finished run again trains nothing and records nothing.
-    const again = await exp([...args, "--out", straight])
+    const again = await runInProcess(expCommand, [...args, "--out", straight], { TINYSTORIES_RUNS: testRunsFolder })
     expect(again.code, again.stderr).toBe(0)
     const records = readdirSync(join(testRunsFolder, "ledger")).map((f) => JSON.parse(readFileSync(join(testRunsFolder, "ledger", f), "utf8")))
     for (const dir of [straight, killed]) {
@@ -85,7 +89,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     expect(stepOf(out)).toBe(stopped)
     expect(r.code).toBe(130)
     // The checkpoint loads: the eval command evaluates it.
-    const evaluated = await command("src/cli/eval.ts", [out, "--tokens", "512"]).done
+    const evaluated = await runInProcess(evalCommand, [out, "--tokens", "512"])
     expect(evaluated.code, evaluated.stderr).toBe(0)
     const figures = JSON.parse(evaluated.stdout)
     expect(figures.step).toBe(stopped)
@@ -149,10 +153,10 @@ describe("npm run exp", { timeout: 300_000 }, () => {
   ]
 
   it.each(failures)("rejects %s with one clear message and a non-zero exit", async (_name, setup, expected) => {
-    const { args, env } = setup()
-    const r = await exp(args, env)
+    const { args, env = {} } = setup()
+    const r = await runInProcess(expCommand, args, { TINYSTORIES_RUNS: testRunsFolder, ...env })
     expect(r.code).not.toBe(0)
     expect(r.stderr).toMatch(expected)
-    expect(r.stderr).not.toMatch(/\n\s+at .*:\d+:\d+/)
+    expect(r.stderr).not.toMatch(stackLine)
   })
 })
