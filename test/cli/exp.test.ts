@@ -9,13 +9,16 @@ import { command, killMidRun, root, stepOf, testRunsFolder, waitFor } from "./pr
 
 /**
  * The exp command as a user runs it, in its own process: real TinyStories development data,
- * the smoke experiment's tiny model, and real signals. The refusals, which never reach the
- * process-level parts, and the eval of a stopped run's checkpoint run in this process.
+ * the smoke experiment's tiny model, and real signals. What is not about the process (the
+ * uninterrupted twin of a killed run, the refusals, the eval of a stopped run's checkpoint)
+ * runs in this process.
  */
 const tmp = () => mkdtempSync(join(tmpdir(), "exp-cli-"))
 
 const start = (args: string[], env?: Record<string, string>) => command("src/cli/exp.ts", args, env)
 const exp = (args: string[], env?: Record<string, string>) => start(args, env).done
+/** The command through its boundary in this process: for what is not about the process (an uninterrupted twin, a refusal). */
+const expHere = (args: string[], env: Record<string, string> = {}) => runInProcess(expCommand, args, { TINYSTORIES_RUNS: testRunsFolder, ...env })
 
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
 
@@ -23,7 +26,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
   it("resumes after SIGKILL to byte-identical weights and optimiser state", async () => {
     const args = ["smoke", "--steps", "12", "--checkpoint-every", "4"]
     const straight = tmp()
-    const a = await exp([...args, "--out", straight])
+    const a = await expHere([...args, "--out", straight])
     expect(a.code, a.stderr).toBe(0)
 
     const killed = tmp()
@@ -42,7 +45,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
 
     // Each finished run is in the ledger once, with the code and data it ran on; running a
     // finished run again trains nothing and records nothing.
-    const again = await runInProcess(expCommand, [...args, "--out", straight], { TINYSTORIES_RUNS: testRunsFolder })
+    const again = await expHere([...args, "--out", straight])
     expect(again.code, again.stderr).toBe(0)
     const records = readdirSync(join(testRunsFolder, "ledger")).map((f) => JSON.parse(readFileSync(join(testRunsFolder, "ledger", f), "utf8")))
     for (const dir of [straight, killed]) {
@@ -62,7 +65,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
     writeFileSync(specPath, JSON.stringify(spec))
     const args = [specPath, "--steps", "12", "--checkpoint-every", "4"]
     const straight = tmp()
-    const a = await exp([...args, "--out", straight])
+    const a = await expHere([...args, "--out", straight])
     expect(a.code, a.stderr).toBe(0)
     const killed = tmp()
     const run = start([...args, "--out", killed])
@@ -154,7 +157,7 @@ describe("npm run exp", { timeout: 300_000 }, () => {
 
   it.each(failures)("rejects %s with one clear message and a non-zero exit", async (_name, setup, expected) => {
     const { args, env = {} } = setup()
-    const r = await runInProcess(expCommand, args, { TINYSTORIES_RUNS: testRunsFolder, ...env })
+    const r = await expHere(args, env)
     expect(r.code).not.toBe(0)
     expect(r.stderr).toMatch(expected)
     expect(r.stderr).not.toMatch(stackLine)
