@@ -10,8 +10,8 @@ import { command, killMidRun, root, testRunsFolder } from "./process.js"
 /**
  * A distillation run through `npm run exp`, as a user runs it: real TinyStories development
  * data, the smoke experiment's tiny model as teacher (trained first, since it is missing) and
- * as student, and real signals. The replay and the refusals, which never reach the
- * process-level parts, run in this process.
+ * as student, and real signals. What is not about the process (the uninterrupted twin of
+ * the killed run, which trains the teacher, the replay, the refusals) runs in this process.
  */
 const tmp = () => mkdtempSync(join(tmpdir(), "distill-cli-"))
 const start = (args: string[]) => command("src/cli/exp.ts", args)
@@ -32,7 +32,7 @@ describe("npm run exp with a distillation objective", { timeout: 600_000 }, () =
     const spec = studentSpec({ run: teacher, experiment: "smoke" })
     const args = [spec, "--steps", "12", "--checkpoint-every", "4"]
     const straight = tmp()
-    const a = await exp([...args, "--out", straight])
+    const a = await expHere([...args, "--out", straight])
     expect(a.code, a.stderr).toBe(0)
     expect(a.stderr).toContain(`teacher ${teacher} does not exist; training it first (experiment smoke)`)
     expect(JSON.parse(readFileSync(join(teacher, "summary.json"), "utf8")).steps).toBe(60)
