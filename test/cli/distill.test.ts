@@ -2,17 +2,21 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
+import { command as expCommand } from "../../src/cli/exp.js"
 import { snapshot } from "../files.js"
-import { command, killMidRun, root } from "./process.js"
+import { runInProcess, stackLine } from "./in-process.js"
+import { command, killMidRun, root, testRunsFolder } from "./process.js"
 
 /**
  * A distillation run through `npm run exp`, as a user runs it: real TinyStories development
  * data, the smoke experiment's tiny model as teacher (trained first, since it is missing) and
- * as student, and real signals.
+ * as student, and real signals. What is not about the process (the uninterrupted twin of
+ * the killed run, which trains the teacher, the replay, the refusals) runs in this process.
  */
 const tmp = () => mkdtempSync(join(tmpdir(), "distill-cli-"))
 const start = (args: string[]) => command("src/cli/exp.ts", args)
 const exp = (args: string[]) => start(args).done
+const expHere = (args: string[]) => runInProcess(expCommand, args, { TINYSTORIES_RUNS: testRunsFolder })
 const file = (dir: string, name: string) => readFileSync(join(dir, "checkpoint", name))
 /** The smoke run's spec.json as a student distilled from `teacher`. */
 const studentSpec = (teacher: Record<string, unknown>, objective: Record<string, unknown> = {}): string => {
@@ -28,7 +32,7 @@ describe("npm run exp with a distillation objective", { timeout: 600_000 }, () =
     const spec = studentSpec({ run: teacher, experiment: "smoke" })
     const args = [spec, "--steps", "12", "--checkpoint-every", "4"]
     const straight = tmp()
-    const a = await exp([...args, "--out", straight])
+    const a = await expHere([...args, "--out", straight])
     expect(a.code, a.stderr).toBe(0)
     expect(a.stderr).toContain(`teacher ${teacher} does not exist; training it first (experiment smoke)`)
     expect(JSON.parse(readFileSync(join(teacher, "summary.json"), "utf8")).steps).toBe(60)
@@ -46,7 +50,7 @@ describe("npm run exp with a distillation objective", { timeout: 600_000 }, () =
     const written = JSON.parse(readFileSync(join(killed, "spec.json"), "utf8"))
     expect(written.objective.teacher).toEqual({ run: teacher, experiment: "smoke", fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/) })
     // The run's own spec.json replays it (the fingerprint is checked against the teacher).
-    const replay = await exp([join(killed, "spec.json"), "--out", tmp()])
+    const replay = await expHere([join(killed, "spec.json"), "--out", tmp()])
     expect(replay.code, replay.stderr).toBe(0)
   })
 
@@ -55,10 +59,10 @@ describe("npm run exp with a distillation objective", { timeout: 600_000 }, () =
     ["a temperature of 0", () => studentSpec({ run: tmp() }, { temperature: 0 }), /error: .*spec\.json: invalid run spec\nat \["objective","temperature"\]: Expected a value greater than 0/],
   ])("refuses %s with one message, writing nothing", async (_name, setup, pattern) => {
     const out = join(tmp(), "out")
-    const r = await exp([setup(), "--out", out])
+    const r = await expHere([setup(), "--out", out])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(pattern)
-    expect(r.stderr).not.toMatch(/\n\s+at .*:\d+:\d+/)
+    expect(r.stderr).not.toMatch(stackLine)
     expect(existsSync(out)).toBe(false)
   })
 })

@@ -16,7 +16,21 @@ export interface InProcess {
   readonly stdout: string
 }
 
-export const runInProcess = async (command: Command.Command<any, any, any, any, any>, argv: string[]): Promise<InProcess> => {
+/** `env` is set in this process's environment while the command runs, as a spawned command would see it, then restored. */
+export const runInProcess = async (command: Command.Command<any, any, any, any, any>, argv: string[], env: Record<string, string> = {}): Promise<InProcess> => {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]))
+  Object.assign(process.env, env)
+  try {
+    return await runHere(command, argv)
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k]
+      else process.env[k] = v
+    }
+  }
+}
+
+const runHere = async (command: Command.Command<any, any, any, any, any>, argv: string[]): Promise<InProcess> => {
   const stderr: string[] = []
   const stdout: string[] = []
   const format = (args: ReadonlyArray<unknown>) => args.map((a) => (typeof a === "string" ? a : String(a))).join(" ")

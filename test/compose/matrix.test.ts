@@ -76,7 +76,10 @@ const stories = (seed: number, n: number): string[] => {
   return Array.from({ length: n }, () => Array.from({ length: 4 + rng.nextInt(6) }, () => words[rng.nextInt(words.length)]!).join(" ") + ".")
 }
 const ids = (texts: string[]) => Uint16Array.from(texts.flatMap((t) => [...tokenizer.encode(t), tokenizer.eotId]))
-const data = (): RunData => tokenRunData(runTokenizer(tokenizer, 259), ids(stories(1, 300)), ids(stories(2, 40)), { train: 1, valid: 1 }, "compose-1-2")
+/** The stories' ids, encoded once: every run reads them and none writes them. */
+const trainIds = ids(stories(1, 300))
+const validIds = ids(stories(2, 40))
+const data = (): RunData => tokenRunData(runTokenizer(tokenizer, 259), trainIds, validIds, { train: 1, valid: 1 }, "compose-1-2")
 
 /** Llama-shaped, so both export formats take it: width 16, two blocks, context 8. */
 const model = (policy: Policy): DecoderSpec => withPolicy(llama({ vocab: 259, width: 16, context: 8, layers: 2, heads: 2 }), policy === "none" ? undefined : policyOf[policy])

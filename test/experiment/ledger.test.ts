@@ -9,12 +9,13 @@ import { attention, block, depth, ffn } from "../../dsl/index.js"
 import { keptBlocks } from "../../src/orchestration/depth-variants.js"
 import { deriveRun } from "../../src/orchestration/derive-run.js"
 import type { RunSpec } from "../../src/experiment/define.js"
-import { ledgerDir, readLedger, unrecordedRuns } from "../../src/train/ledger.js"
+import { appendLedger, ledgerDir, readLedger, unrecordedRuns } from "../../src/train/ledger.js"
 import { Rng } from "../../src/random/rng.js"
 import { ProgressSink } from "../../src/io/progress.js"
 import { trainRun } from "../../src/train/run.js"
 import { command } from "../cli/process.js"
 import { syntheticData, tinyRun } from "../train/fixtures.js"
+import { writerRecord } from "./ledger-records.js"
 
 const tmp = () => mkdtempSync(join(tmpdir(), "ledger-test-"))
 const read = (folder: string) => Effect.runPromise(readLedger(folder).pipe(Effect.provide(NodeServices.layer)))
@@ -60,7 +61,7 @@ describe("the ledger", { timeout: 120_000 }, () => {
 
   it("reports a file that is not a record instead of failing or guessing", async () => {
     const folder = tmp()
-    await writer(folder, "a", 1).done
+    await Effect.runPromise(appendLedger(folder, writerRecord("a", 1)).pipe(Effect.provide(NodeServices.layer)))
     writeFileSync(join(ledgerDir(folder), "zz-broken.json"), '{"format": 1, "experim')
     // A whole record whose fields the readers show are of the wrong type, or missing.
     const good = JSON.parse(readFileSync(join(ledgerDir(folder), readdirSync(ledgerDir(folder))[0]!), "utf8"))
