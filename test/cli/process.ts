@@ -46,15 +46,31 @@ export const waitFor = async (cond: () => boolean, ms = 180_000): Promise<void> 
   }
 }
 
+/** The last step a run directory's metrics.jsonl has logged (0 before the first). */
+const loggedStep = (dir: string): number => {
+  const file = join(dir, "metrics.jsonl")
+  if (!existsSync(file)) return 0
+  const lines = readFileSync(file, "utf8").trim().split("\n")
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      return (JSON.parse(lines[i]!) as { step: number }).step
+    } catch {
+      // A line being written: the one before it is whole.
+    }
+  }
+  return 0
+}
+
 /**
- * SIGKILLs a run training into `dir` at a random moment after its checkpoint of step `after`,
- * within a third of the time its straight twin (finished in `straight`) took, so that the kill
- * lands while it trains (a fixed bound outran fast machines), and checks that it did.
+ * SIGKILLs a run training into `dir` after its checkpoint of step `after`, once it has logged
+ * a random step short of the last its straight twin (finished in `straight`) logged, so the
+ * kill lands while it trains whatever the machine's speed (a bound in time did not: a twin
+ * timed under load outlasted the run), and checks that it did.
  */
 export const killMidRun = async (run: { child: ChildProcess; done: Promise<Done> }, dir: string, straight: string, after = 4): Promise<Done> => {
-  const wallMs = (JSON.parse(readFileSync(join(straight, "summary.json"), "utf8")) as { wallSeconds: number }).wallSeconds * 1000
-  await waitFor(() => (stepOf(dir) ?? 0) >= after)
-  await new Promise((r) => setTimeout(r, Rng.fromSeed(Date.now()).nextInt(Math.max(1, Math.floor(wallMs / 3)))))
+  const last = loggedStep(straight)
+  const at = after + Rng.fromSeed(Date.now()).nextInt(Math.max(1, last - after - 2))
+  await waitFor(() => (stepOf(dir) ?? 0) >= after && loggedStep(dir) >= at)
   run.child.kill("SIGKILL")
   const done = await run.done
   if (existsSync(join(dir, "summary.json"))) throw new Error(`${dir}: the kill came after the run had finished`)
