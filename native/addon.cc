@@ -271,6 +271,13 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// softmaxMargin(logits, out, rows, v)
+Napi::Value SoftmaxMargin(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[2]), v = num(info[3]);
+  nk::softmax_margins(f32(info[0], "logits", rows * v), f32(info[1], "out", rows), rows, v);
+  return info.Env().Undefined();
+}
+
 // causalSoftmax(x, out, rows, tq, tk)
 Napi::Value CausalSoftmax(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info[2]), tq = num(info[3]), tk = num(info[4]);
@@ -635,6 +642,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("muon", Napi::Function::New(env, Muon));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("softmaxMargin", Napi::Function::New(env, SoftmaxMargin));
   exports.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));
   exports.Set("causalSoftmaxGrad", Napi::Function::New(env, CausalSoftmaxGrad));
   exports.Set("reluBiasGrad", Napi::Function::New(env, ReluBiasGrad));

@@ -119,6 +119,11 @@ void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int6
 // Softmax over the last axis of x viewed as [rows, cols]; softmax_row is one row, on this thread.
 void softmax(const float* x, float* out, int64_t rows, int64_t cols);
 void softmax_row(const float* x, float* out, int64_t cols);
+// Top-1 minus top-2 probability of softmax_row(logits) (equal ones both count, so a tie gives
+// 0), probs being scratch of v; softmax_margins writes it for each row of [rows, v] without
+// writing the probabilities out (one row of scratch per thread stays in cache).
+float softmax_margin(const float* logits, float* probs, int64_t v);
+void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v);
 // Causal softmax of attention scores x viewed as [rows, tq, tk]: query i (row % tq) sees keys
 // j <= i + tk − tq, the rest get probability 0, as an additive −1e9 mask gives them, without
 // building or reading one. Its gradient dx = dy·y − (Σ dy·y)·y, in the composed gradient's

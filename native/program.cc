@@ -332,18 +332,6 @@ void Program::norm_rows(const ProgramOp& op, const float* x, int64_t rows, float
 // native backend's reductions: a confidence near the threshold decides the same way.
 namespace {
 
-// Top-1 minus top-2 probability: softmax, its maximum, and the maximum once the top entry
-// (the first of equal ones) is pushed below zero.
-float softmax_margin(const float* logits, float* probs, int64_t v) {
-  softmax_row(logits, probs, v);
-  int64_t top = 0;
-  for (int64_t j = 1; j < v; ++j)
-    if (probs[j] > probs[top]) top = j;
-  float second = -INFINITY;
-  for (int64_t j = 0; j < v; ++j) second = std::max(second, j == top ? probs[j] - 2.f : probs[j]);
-  return probs[top] - second;
-}
-
 // Cosine of a and b, clamped to [-1, 1].
 float cosine(const float* a, const float* b, int64_t d) {
   double dot = 0, aa = 0, bb = 0;

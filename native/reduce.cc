@@ -178,6 +178,26 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
   for (int64_t row = 0; row < rows; ++row) softmax_row(x + row * cols, out + row * cols, cols);
 }
 
+// Top-1 minus top-2 probability: softmax, its maximum, and the maximum once the top entry
+// (the first of equal ones) is pushed below zero.
+float softmax_margin(const float* logits, float* probs, int64_t v) {
+  softmax_row(logits, probs, v);
+  int64_t top = 0;
+  for (int64_t j = 1; j < v; ++j)
+    if (probs[j] > probs[top]) top = j;
+  float second = -INFINITY;
+  for (int64_t j = 0; j < v; ++j) second = std::max(second, j == top ? probs[j] - 2.f : probs[j]);
+  return probs[top] - second;
+}
+
+void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v) {
+#pragma omp parallel if (rows * v > kParallelMin)
+  {
+    std::vector<float> probs(static_cast<size_t>(v));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) out[row] = softmax_margin(logits + row * v, probs.data(), v);
+  }
+}
 
 namespace {
 

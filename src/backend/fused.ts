@@ -45,6 +45,16 @@ export const fusedCrossEntropyGrad = (logits: tf.Tensor2D, lse: tf.Tensor1D, tar
   tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY_GRAD, { logits, lse, targets, scale }) as tf.Tensor2D
 
 /**
+ * Early exit's softmax confidence: each row of logits [N, V] gives the top-1 minus the top-2
+ * probability of its softmax [N], the probabilities never written out.
+ */
+export const SOFTMAX_MARGIN = "SoftmaxMargin"
+
+/** The margins by the fused kernel, or undefined where the backend has none. */
+export const fusedSoftmaxMargin = (logits: tf.Tensor2D): tf.Tensor1D | undefined =>
+  available(SOFTMAX_MARGIN) ? (tf.engine().runKernel(SOFTMAX_MARGIN, { logits }) as tf.Tensor1D) : undefined
+
+/**
  * Distillation's soft targets (src/objective/distill-loss.ts): student and teacher logits
  * [N, V] give [lseS, lseT, div] ([N] each: log Σ exp of each side at temperature T, and the
  * divergence KL(p_teacher ∥ p_student), or KL(p_student ∥ p_teacher) when `reverse`); the

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import type { DepthCosts } from "../../dsl/costs.js"
 import type { EarlyExit } from "../../dsl/kinds/depth/early-exit.js"
+import { fusedSoftmaxMargin } from "../backend/fused.js"
 import type { DepthCompute, DepthContext, DepthOutput } from "./compute.js"
 import { assemble, rowsOf, withRows } from "./rows.js"
 import type { DepthTrace } from "./trace.js"
@@ -39,13 +40,20 @@ const train = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
 }
 
 /**
- * Top-1 minus top-2 probability of each row's softmax: the softmax, then one pass over its
- * rows for the two largest (equal ones both count, so a tie gives 0), instead of the tensor
- * ops that push the top entry below zero, each another pass over [rows, V]. The difference is
- * stored as float32, which rounds the double difference of two float32s as float32's own
- * subtraction would, so decisions match the native decoder's (native/program.cc softmax_margin).
+ * Top-1 minus top-2 probability of each row's softmax: the backend's fused kernel (native
+ * reduce.cc softmax_margins, which the native decoder's program shares) where it has one;
+ * otherwise the softmax, then one pass over its rows for the two largest (equal ones both
+ * count, so a tie gives 0), instead of the tensor ops that push the top entry below zero, each
+ * another pass over [rows, V]. The difference is stored as float32, which rounds the double
+ * difference of two float32s as float32's own subtraction would, so both ways decide alike.
  */
 const softmaxMargin = (logits: tf.Tensor2D): Float32Array => {
+  const fused = fusedSoftmaxMargin(logits)
+  if (fused) {
+    const margin = fused.dataSync() as Float32Array
+    fused.dispose()
+    return margin
+  }
   const v = logits.shape[1]
   const probs = tf.softmax(logits)
   const p = probs.dataSync() as Float32Array
@@ -199,10 +207,14 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
       confidence = cosine(current, before)
     }
     const leaving = running.flatMap((r, k) => ((forced(r) ?? (confidence[k]! > policy.threshold ? i : -1)) === i ? [k] : []))
-    if (leaving.length === 0) continue
     const rows = leaving.map((k) => running[k]!)
-    if (logits) chunks.push({ rows, values: rowsOf(logits, leaving) })
-    else if (!once) {
+    if (logits) {
+      if (leaving.length > 0) chunks.push({ rows, values: rowsOf(logits, leaving) })
+      // Freed now rather than when the pass ends: the next block's [rows, V] reuses the buffer.
+      logits.dispose()
+    }
+    if (leaving.length === 0) continue
+    if (!logits && !once) {
       chunks.push({ rows, values: exitHead(policy, ctx, i, final(rowsOf(current, leaving))) })
       trace?.spend(rows.length * costs.head)
     }

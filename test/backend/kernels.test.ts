@@ -4,7 +4,7 @@ import { activation } from "../../dsl/kinds/activation/index.js"
 import { activationApply } from "../../src/activation/index.js"
 import { causalMask } from "../../src/attention/full.js"
 import { linear } from "../../src/attention/projection.js"
-import { fusedCausalSoftmax } from "../../src/backend/fused.js"
+import { fusedCausalSoftmax, fusedSoftmaxMargin } from "../../src/backend/fused.js"
 import { fusedKernelNames, type NativeBackend, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
 import { distillationLoss } from "../../src/objective/distill-loss.js"
@@ -382,6 +382,35 @@ native("native kernels equal stock cpu kernels", () => {
       const f = (t: tf.Tensor) => activationApply(spec).apply(spec, t, spec.kind === "geglu" ? tf.add(t, 0.5) : undefined)
       await compareBackends(() => f(x()), 2e-6, 1e-6, `${spec.kind} forward`)
       await compareBackends(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.sin(t))))(plain()), 1e-5, 1e-6, `${spec.kind} gradient`)
+    }
+  })
+
+  it("fused softmax margin is the top-1 minus top-2 probability of each row, bit for bit the native softmax's, 0 for a tie", () => {
+    /** The two largest of each row's probabilities (equal ones both count), subtracted in float32. */
+    const topTwo = (p: Float32Array, v: number): Float32Array =>
+      Float32Array.from({ length: p.length / v }, (_, r) => {
+        const row = [...p.subarray(r * v, (r + 1) * v)].sort((a, b) => b - a)
+        return Math.fround(row[0]! - row[1]!)
+      })
+    /** The same in double, from the logits. */
+    const naive = (x: Float32Array, v: number): number[] =>
+      Array.from({ length: x.length / v }, (_, r) => {
+        const row = [...x.subarray(r * v, (r + 1) * v)]
+        const m = Math.max(...row)
+        const e = row.map((y) => Math.exp(y - m)).sort((a, b) => b - a)
+        const s = e.reduce((a, b) => a + b, 0)
+        return (e[0]! - e[1]!) / s
+      })
+    // 40 rows of 4262 pass the kernel's threshold for threads; a tie row, a peaked row.
+    for (const [n, v] of [[5, 7], [40, 4262]] as const) {
+      const x = Float32Array.from(normal(rng, n * v), (y) => 3 * y)
+      x.fill(0, 0, v)
+      x[v + 2] = 40
+      const logits = tf.tensor2d(x, [n, v])
+      const margin = fusedSoftmaxMargin(logits)!.dataSync() as Float32Array
+      expect(margin).toEqual(topTwo(tf.softmax(logits).dataSync() as Float32Array, v))
+      expect(margin[0]).toBe(0)
+      naive(x, v).forEach((m, r) => expect(margin[r]).toBeCloseTo(m, 6))
     }
   })
 

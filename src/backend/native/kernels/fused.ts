@@ -16,6 +16,7 @@ import {
   SOFT_TARGET_GRAD,
   SOFTMAX_CROSS_ENTROPY,
   SOFTMAX_CROSS_ENTROPY_GRAD,
+  SOFTMAX_MARGIN,
 } from "../../fused.js"
 import type { AttentionDims, AttentionRotation } from "../addon.js"
 import type { NativeBackend } from "../backend.js"
@@ -63,6 +64,14 @@ const crossEntropy = ({ inputs, backend }: Args): tf.TensorInfo[] => {
   const lse = backend.output(n)
   backend.addon.xent(float32(backend, logits, "logits"), int32(backend, inputs.targets as tf.TensorInfo, "targets"), n, v, nll, lse)
   return [backend.out([n], nll), backend.out([n], lse)]
+}
+
+const softmaxMargin = ({ inputs, backend }: Args): tf.TensorInfo => {
+  const logits = inputs.logits as tf.TensorInfo
+  const [n, v] = logits.shape as [number, number]
+  const out = backend.output(n)
+  backend.addon.softmaxMargin(float32(backend, logits, "logits"), out, n, v)
+  return backend.out([n], out)
 }
 
 const crossEntropyGrad = ({ inputs, backend }: Args): tf.TensorInfo => {
@@ -281,6 +290,7 @@ export const fusedKernels = [
   { kernelName: FUSED_ACTIVATION_GRAD, kernelFunc: activationGrad },
   { kernelName: SOFTMAX_CROSS_ENTROPY, kernelFunc: crossEntropy },
   { kernelName: SOFTMAX_CROSS_ENTROPY_GRAD, kernelFunc: crossEntropyGrad },
+  { kernelName: SOFTMAX_MARGIN, kernelFunc: softmaxMargin },
   { kernelName: SOFT_TARGET_DIVERGENCE, kernelFunc: softTargets },
   { kernelName: SOFT_TARGET_GRAD, kernelFunc: softTargetGrad },
   { kernelName: NORMALIZE, kernelFunc: normalize },
