@@ -278,6 +278,13 @@ Napi::Value SoftmaxMargin(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// rowCosines(a, b, out, rows, d)
+Napi::Value RowCosines(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info[3]), d = num(info[4]);
+  nk::row_cosines(f32(info[0], "a", rows * d), f32(info[1], "b", rows * d), f32(info[2], "out", rows), rows, d);
+  return info.Env().Undefined();
+}
+
 // causalSoftmax(x, out, rows, tq, tk)
 Napi::Value CausalSoftmax(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info[2]), tq = num(info[3]), tk = num(info[4]);
@@ -643,6 +650,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("softmaxMargin", Napi::Function::New(env, SoftmaxMargin));
+  exports.Set("rowCosines", Napi::Function::New(env, RowCosines));
   exports.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));
   exports.Set("causalSoftmaxGrad", Napi::Function::New(env, CausalSoftmaxGrad));
   exports.Set("reluBiasGrad", Napi::Function::New(env, ReluBiasGrad));

@@ -124,6 +124,10 @@ void softmax_row(const float* x, float* out, int64_t cols);
 // writing the probabilities out (one row of scratch per thread stays in cache).
 float softmax_margin(const float* logits, float* probs, int64_t v);
 void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v);
+// Cosine of each row of a and b [rows, d], clamped to [-1, 1] (NaN stays): the composed
+// sum(a·b) / sqrt(sum(a²)·sum(b²)) in its float32 steps, each sum by the Sum kernel's own
+// row sum, so the bits are the composition's.
+void row_cosines(const float* a, const float* b, float* out, int64_t rows, int64_t d);
 // Causal softmax of attention scores x viewed as [rows, tq, tk]: query i (row % tq) sees keys
 // j <= i + tk − tq, the rest get probability 0, as an additive −1e9 mask gives them, without
 // building or reading one. Its gradient dx = dy·y − (Σ dy·y)·y, in the composed gradient's

@@ -199,6 +199,27 @@ void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v) {
   }
 }
 
+void row_cosines(const float* a, const float* b, float* out, int64_t rows, int64_t d) {
+#pragma omp parallel if (rows * d > kParallelMin)
+  {
+    // The products of a row, as the elementwise kernels store them, for row_sum to add.
+    std::vector<float> ab(static_cast<size_t>(d)), aa(static_cast<size_t>(d)), bb(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* x = a + row * d;
+      const float* y = b + row * d;
+      for (int64_t j = 0; j < d; ++j) {
+        ab[j] = x[j] * y[j];
+        aa[j] = x[j] * x[j];
+        bb[j] = y[j] * y[j];
+      }
+      const float norms = std::sqrt(static_cast<float>(row_sum(aa.data(), d)) * static_cast<float>(row_sum(bb.data(), d)));
+      const float c = static_cast<float>(row_sum(ab.data(), d)) / norms;
+      out[row] = c > 1.f ? 1.f : c < -1.f ? -1.f : c;
+    }
+  }
+}
+
 namespace {
 
 // Keys query row r sees: those up to its own position, r % tq + tk − tq.

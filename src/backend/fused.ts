@@ -55,6 +55,16 @@ export const fusedSoftmaxMargin = (logits: tf.Tensor2D): tf.Tensor1D | undefined
   available(SOFTMAX_MARGIN) ? (tf.engine().runKernel(SOFTMAX_MARGIN, { logits }) as tf.Tensor1D) : undefined
 
 /**
+ * Early exit's saturation: the cosine of each row of a and b [N, D], clamped to [-1, 1], as
+ * the composed ops compute it, bit for bit (native reduce.cc row_cosines) [N].
+ */
+export const ROW_COSINE = "RowCosine"
+
+/** The cosines by the fused kernel, or undefined where the backend has none. */
+export const fusedRowCosine = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor1D | undefined =>
+  available(ROW_COSINE) ? (tf.engine().runKernel(ROW_COSINE, { a, b }) as tf.Tensor1D) : undefined
+
+/**
  * Distillation's soft targets (src/objective/distill-loss.ts): student and teacher logits
  * [N, V] give [lseS, lseT, div] ([N] each: log Σ exp of each side at temperature T, and the
  * divergence KL(p_teacher ∥ p_student), or KL(p_student ∥ p_teacher) when `reverse`); the

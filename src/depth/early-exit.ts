@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs"
 import type { DepthCosts } from "../../dsl/costs.js"
 import type { EarlyExit } from "../../dsl/kinds/depth/early-exit.js"
-import { fusedSoftmaxMargin } from "../backend/fused.js"
+import { fusedRowCosine, fusedSoftmaxMargin } from "../backend/fused.js"
 import type { DepthCompute, DepthContext, DepthOutput } from "./compute.js"
 import { assemble, rowsOf, withRows } from "./rows.js"
 import type { DepthTrace } from "./trace.js"
@@ -74,9 +74,14 @@ const softmaxMargin = (logits: tf.Tensor2D): Float32Array => {
   return margin
 }
 
-/** Cosine between each row of a and of b, clamped to [-1, 1] (rounding may leave it a hair outside). */
+/**
+ * Cosine between each row of a and of b, clamped to [-1, 1] (rounding may leave it a hair
+ * outside): one pass by the backend's fused kernel where it has one, else ten tensor ops.
+ */
 const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array =>
   tf.tidy(() => {
+    const fused = fusedRowCosine(a, b)
+    if (fused) return fused.dataSync() as Float32Array
     const dot = tf.sum(tf.mul(a, b), 1)
     const norms = tf.sqrt(tf.mul(tf.sum(tf.square(a), 1), tf.sum(tf.square(b), 1)))
     return tf.clipByValue(tf.div(dot, norms), -1, 1).dataSync() as Float32Array

@@ -4,7 +4,7 @@ import { activation } from "../../dsl/kinds/activation/index.js"
 import { activationApply } from "../../src/activation/index.js"
 import { causalMask } from "../../src/attention/full.js"
 import { linear } from "../../src/attention/projection.js"
-import { fusedCausalSoftmax, fusedSoftmaxMargin } from "../../src/backend/fused.js"
+import { fusedCausalSoftmax, fusedRowCosine, fusedSoftmaxMargin } from "../../src/backend/fused.js"
 import { fusedKernelNames, type NativeBackend, nativeKernelNames } from "../../src/backend/native/index.js"
 import { crossEntropy } from "../../src/model/loss.js"
 import { distillationLoss } from "../../src/objective/distill-loss.js"
@@ -411,6 +411,30 @@ native("native kernels equal stock cpu kernels", () => {
       expect(margin).toEqual(topTwo(tf.softmax(logits).dataSync() as Float32Array, v))
       expect(margin[0]).toBe(0)
       naive(x, v).forEach((m, r) => expect(margin[r]).toBeCloseTo(m, 6))
+    }
+  })
+
+  it("fused row cosine equals the composed clamped cosine bit for bit: equal, opposite and zero rows", () => {
+    const composed = (a: tf.Tensor2D, b: tf.Tensor2D) =>
+      tf.clipByValue(tf.div(tf.sum(tf.mul(a, b), 1), tf.sqrt(tf.mul(tf.sum(tf.square(a), 1), tf.sum(tf.square(b), 1)))), -1, 1).dataSync()
+    const naive = (a: Float32Array, b: Float32Array, d: number): number[] =>
+      Array.from({ length: a.length / d }, (_, r) => {
+        let [ab, aa, bb] = [0, 0, 0]
+        for (let j = r * d; j < (r + 1) * d; j++) [ab, aa, bb] = [ab + a[j]! * b[j]!, aa + a[j]! * a[j]!, bb + b[j]! * b[j]!]
+        return Math.min(1, Math.max(-1, ab / Math.sqrt(aa * bb)))
+      })
+    // 1100 rows of 128 pass the kernel's threshold for threads.
+    for (const [n, d] of [[6, 5], [1100, 128]] as const) {
+      const a = Float32Array.from(normal(rng, n * d))
+      const b = Float32Array.from(normal(rng, n * d), (y, j) => a[j]! + 0.3 * y)
+      b.set(a.subarray(0, d), 0)
+      b.set(a.subarray(d, 2 * d).map((y) => -y), d)
+      a.fill(0, 2 * d, 3 * d)
+      const [ta, tb] = [tf.tensor2d(a, [n, d]), tf.tensor2d(b, [n, d])]
+      const cos = fusedRowCosine(ta, tb)!.dataSync() as Float32Array
+      expect(cos).toEqual(composed(ta, tb))
+      expect([cos[0], cos[1], cos[2]]).toEqual([1, -1, NaN])
+      naive(a, b, d).forEach((c, r) => r !== 2 && expect(cos[r]).toBeCloseTo(c, 6))
     }
   })
 

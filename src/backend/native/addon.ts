@@ -88,6 +88,7 @@ export interface NativeAddon {
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, r: number, inner: number): void
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
   softmaxMargin(logits: Float32Array, out: Float32Array, rows: number, v: number): void
+  rowCosines(a: Float32Array, b: Float32Array, out: Float32Array, rows: number, d: number): void
   /** Causal softmax of scores [rows / tq, tq, tk] (src/backend/fused.ts CAUSAL_SOFTMAX). */
   causalSoftmax(x: Float32Array, out: Float32Array, rows: number, tq: number, tk: number): void
   causalSoftmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, tq: number, tk: number): void

@@ -12,6 +12,7 @@ import {
   NORMALIZE,
   NORMALIZE_GRAD,
   RELU_BIAS_GRAD,
+  ROW_COSINE,
   SOFT_TARGET_DIVERGENCE,
   SOFT_TARGET_GRAD,
   SOFTMAX_CROSS_ENTROPY,
@@ -71,6 +72,15 @@ const softmaxMargin = ({ inputs, backend }: Args): tf.TensorInfo => {
   const [n, v] = logits.shape as [number, number]
   const out = backend.output(n)
   backend.addon.softmaxMargin(float32(backend, logits, "logits"), out, n, v)
+  return backend.out([n], out)
+}
+
+const rowCosine = ({ inputs, backend }: Args): tf.TensorInfo => {
+  const a = inputs.a as tf.TensorInfo
+  const [n, d] = a.shape as [number, number]
+  if (inputs.b!.shape.join() !== a.shape.join()) throw new Error(`fused kernel: row cosine of [${a.shape}] and [${inputs.b!.shape}]`)
+  const out = backend.output(n)
+  backend.addon.rowCosines(float32(backend, a, "a"), float32(backend, inputs.b as tf.TensorInfo, "b"), out, n, d)
   return backend.out([n], out)
 }
 
@@ -291,6 +301,7 @@ export const fusedKernels = [
   { kernelName: SOFTMAX_CROSS_ENTROPY, kernelFunc: crossEntropy },
   { kernelName: SOFTMAX_CROSS_ENTROPY_GRAD, kernelFunc: crossEntropyGrad },
   { kernelName: SOFTMAX_MARGIN, kernelFunc: softmaxMargin },
+  { kernelName: ROW_COSINE, kernelFunc: rowCosine },
   { kernelName: SOFT_TARGET_DIVERGENCE, kernelFunc: softTargets },
   { kernelName: SOFT_TARGET_GRAD, kernelFunc: softTargetGrad },
   { kernelName: NORMALIZE, kernelFunc: normalize },
