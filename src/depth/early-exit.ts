@@ -77,15 +77,20 @@ const softmaxMargin = (logits: tf.Tensor2D): Float32Array => {
 /**
  * Cosine between each row of a and of b, clamped to [-1, 1] (rounding may leave it a hair
  * outside): one pass by the backend's fused kernel where it has one, else ten tensor ops.
+ * Read outside tf.tidy: a tidy walks every element of an array it returns, looking for tensors.
  */
-const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array =>
-  tf.tidy(() => {
-    const fused = fusedRowCosine(a, b)
-    if (fused) return fused.dataSync() as Float32Array
-    const dot = tf.sum(tf.mul(a, b), 1)
-    const norms = tf.sqrt(tf.mul(tf.sum(tf.square(a), 1), tf.sum(tf.square(b), 1)))
-    return tf.clipByValue(tf.div(dot, norms), -1, 1).dataSync() as Float32Array
-  })
+const cosine = (a: tf.Tensor2D, b: tf.Tensor2D): Float32Array => {
+  const c =
+    fusedRowCosine(a, b) ??
+    tf.tidy(() => {
+      const dot = tf.sum(tf.mul(a, b), 1)
+      const norms = tf.sqrt(tf.mul(tf.sum(tf.square(a), 1), tf.sum(tf.square(b), 1)))
+      return tf.clipByValue(tf.div(dot, norms), -1, 1)
+    })
+  const values = c.dataSync() as Float32Array
+  c.dispose()
+  return values
+}
 
 /**
  * What inference spent on b rows of t positions, given the block each position left after
