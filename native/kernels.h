@@ -120,9 +120,9 @@ void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int6
 void softmax(const float* x, float* out, int64_t rows, int64_t cols);
 void softmax_row(const float* x, float* out, int64_t cols);
 // Top-1 minus top-2 probability of softmax_row(logits) (equal ones both count, so a tie gives
-// 0), probs being scratch of v; softmax_margins writes it for each row of [rows, v] without
-// writing the probabilities out (one row of scratch per thread stays in cache).
-float softmax_margin(const float* logits, float* probs, int64_t v);
+// 0), bit for bit, exps being scratch of v; softmax_margins writes it for each row of [rows, v]
+// without writing the probabilities out (one row of scratch per thread stays in cache).
+float softmax_margin(const float* logits, float* exps, int64_t v);
 void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v);
 // Cosine of each row of a and b [rows, d], clamped to [-1, 1] (NaN stays): the composed
 // sum(a·b) / sqrt(sum(a²)·sum(b²)) in its float32 steps, each sum by the Sum kernel's own

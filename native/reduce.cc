@@ -155,7 +155,10 @@ void reduce(RedOp op, const float* x, float* out, int64_t outer, int64_t r, int6
     }
 }
 
-void softmax_row(const float* x, float* out, int64_t cols) {
+namespace {
+
+// exp(x − max) of a row into out, and their sum: softmax_row's probabilities are out / sum.
+float softmax_exps(const float* x, float* out, int64_t cols) {
   const float m = row_max(x, cols);
   double s = 0;
 #pragma omp simd reduction(+ : s)
@@ -163,7 +166,13 @@ void softmax_row(const float* x, float* out, int64_t cols) {
     out[i] = vexp(x[i] - m);
     s += out[i];
   }
-  const float sf = static_cast<float>(s);
+  return static_cast<float>(s);
+}
+
+}  // namespace
+
+void softmax_row(const float* x, float* out, int64_t cols) {
+  const float sf = softmax_exps(x, out, cols);
 #pragma omp simd
   for (int64_t i = 0; i < cols; ++i) out[i] = out[i] / sf;
 }
@@ -178,16 +187,23 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
   for (int64_t row = 0; row < rows; ++row) softmax_row(x + row * cols, out + row * cols, cols);
 }
 
-// Top-1 minus top-2 probability: softmax, its maximum, and the maximum once the top entry
-// (the first of equal ones) is pushed below zero.
-float softmax_margin(const float* logits, float* probs, int64_t v) {
-  softmax_row(logits, probs, v);
-  int64_t top = 0;
-  for (int64_t j = 1; j < v; ++j)
-    if (probs[j] > probs[top]) top = j;
+// Top-1 minus top-2 probability. Dividing by the sum keeps the order (rounding may only make
+// neighbours equal), so the two largest probabilities are the two largest exps divided: found in
+// vectorisable passes (the largest, how often it occurs, the largest below it), and only those two
+// divided, where the whole row once was and its top entry's index tracked.
+float softmax_margin(const float* logits, float* exps, int64_t v) {
+  const float sf = softmax_exps(logits, exps, v);
+  float first = -INFINITY;
+#pragma omp simd reduction(max : first)
+  for (int64_t j = 0; j < v; ++j) first = exps[j] > first ? exps[j] : first;
+  int64_t ties = 0;
   float second = -INFINITY;
-  for (int64_t j = 0; j < v; ++j) second = std::max(second, j == top ? probs[j] - 2.f : probs[j]);
-  return probs[top] - second;
+#pragma omp simd reduction(+ : ties) reduction(max : second)
+  for (int64_t j = 0; j < v; ++j) {
+    ties += exps[j] == first;
+    second = exps[j] < first && exps[j] > second ? exps[j] : second;
+  }
+  return ties > 1 ? 0.f : first / sf - second / sf;
 }
 
 void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v) {
