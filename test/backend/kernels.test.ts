@@ -401,9 +401,11 @@ native("native kernels equal stock cpu kernels", () => {
         const s = e.reduce((a, b) => a + b, 0)
         return (e[0]! - e[1]!) / s
       })
+    // Its own draws: the suite's shared stream stays as the other cases were tuned on.
+    const own = Rng.fromSeed(11)
     // 40 rows of 4262 pass the kernel's threshold for threads; a tie row, a peaked row.
     for (const [n, v] of [[5, 7], [40, 4262]] as const) {
-      const x = Float32Array.from(normal(rng, n * v), (y) => 3 * y)
+      const x = Float32Array.from(normal(own, n * v), (y) => 3 * y)
       x.fill(0, 0, v)
       x[v + 2] = 40
       const logits = tf.tensor2d(x, [n, v])
@@ -423,10 +425,11 @@ native("native kernels equal stock cpu kernels", () => {
         for (let j = r * d; j < (r + 1) * d; j++) [ab, aa, bb] = [ab + a[j]! * b[j]!, aa + a[j]! * a[j]!, bb + b[j]! * b[j]!]
         return Math.min(1, Math.max(-1, ab / Math.sqrt(aa * bb)))
       })
+    const own = Rng.fromSeed(12)
     // 1100 rows of 128 pass the kernel's threshold for threads.
     for (const [n, d] of [[6, 5], [1100, 128]] as const) {
-      const a = Float32Array.from(normal(rng, n * d))
-      const b = Float32Array.from(normal(rng, n * d), (y, j) => a[j]! + 0.3 * y)
+      const a = Float32Array.from(normal(own, n * d))
+      const b = Float32Array.from(normal(own, n * d), (y, j) => a[j]! + 0.3 * y)
       b.set(a.subarray(0, d), 0)
       b.set(a.subarray(d, 2 * d).map((y) => -y), d)
       a.fill(0, 2 * d, 3 * d)
