@@ -126,7 +126,9 @@ float softmax_margin(const float* logits, float* exps, int64_t v);
 void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v);
 // Cosine of each row of a and b [rows, d], clamped to [-1, 1] (NaN stays): the composed
 // sum(a·b) / sqrt(sum(a²)·sum(b²)) in its float32 steps, each sum by the Sum kernel's own
-// row sum, so the bits are the composition's.
+// row sum, so the bits are the composition's. row_cosine is one row, on this thread, products
+// being scratch of 3·d.
+float row_cosine(const float* a, const float* b, int64_t d, float* products);
 void row_cosines(const float* a, const float* b, float* out, int64_t rows, int64_t d);
 // Causal softmax of attention scores x viewed as [rows, tq, tk]: query i (row % tq) sees keys
 // j <= i + tk − tq, the rest get probability 0, as an additive −1e9 mask gives them, without
@@ -372,7 +374,7 @@ class Program {
   // The rows still running (early exit) or routed (mixture-of-depths): the compact ops' rows.
   int64_t running() const { return static_cast<int64_t>(running_.size()); }
   std::vector<int32_t> exited_, forced_;
-  std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_;
+  std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_, exit_products_;
   // Mixture-of-depths' (see offsets, routed).
   int64_t slot_offset(int slot) const { return slot_offsets_.empty() ? offset_ : slot_offsets_[slot]; }
   std::vector<int64_t> slot_offsets_;

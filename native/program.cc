@@ -328,24 +328,8 @@ void Program::norm_rows(const ProgramOp& op, const float* x, int64_t rows, float
   }
 }
 
-// The float32 steps of the tfjs measures (src/depth/early-exit.ts), sums in double as the
-// native backend's reductions: a confidence near the threshold decides the same way.
-namespace {
-
-// Cosine of a and b, clamped to [-1, 1].
-float cosine(const float* a, const float* b, int64_t d) {
-  double dot = 0, aa = 0, bb = 0;
-  for (int64_t j = 0; j < d; ++j) {
-    dot += a[j] * b[j];
-    aa += a[j] * a[j];
-    bb += b[j] * b[j];
-  }
-  const float norms = std::sqrt(static_cast<float>(aa) * static_cast<float>(bb));
-  return std::min(1.f, std::max(-1.f, static_cast<float>(dot) / norms));
-}
-
-}  // namespace
-
+// The measures are the batched kernels' own (softmax_margin, row_cosine), so a confidence at
+// the threshold decides as it does in evaluation.
 void Program::exit_rows(const ProgramOp& op) {
   const int64_t n = running(), d = widths_[op.x], v = widths_[result_];
   if (n == 0) return;
@@ -375,8 +359,11 @@ void Program::exit_rows(const ProgramOp& op) {
     for (size_t j = 0; j < leaving_.size(); ++j)
       std::copy(exit_logits_.data() + leaving_[j] * v, exit_logits_.data() + (leaving_[j] + 1) * v, result + running_[leaving_[j]] * v);
   } else {
+    exit_products_.resize(static_cast<size_t>(3 * d));
     for (int64_t k = 0; k < n; ++k)
-      if (op.measure == ProgramOp::kLast || leaves(k, cosine(after + k * d, before + running_[k] * d, d))) leaving_.push_back(k);
+      if (op.measure == ProgramOp::kLast ||
+          leaves(k, row_cosine(after + k * d, before + running_[k] * d, d, exit_products_.data())))
+        leaving_.push_back(k);
     // Only the leaving rows pay for the head.
     const int64_t m = static_cast<int64_t>(leaving_.size());
     exit_state_.resize(static_cast<size_t>(m * d));

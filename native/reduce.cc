@@ -215,24 +215,27 @@ void softmax_margins(const float* logits, float* out, int64_t rows, int64_t v) {
   }
 }
 
+float row_cosine(const float* a, const float* b, int64_t d, float* products) {
+  // The products, as the elementwise kernels store them, for row_sum to add.
+  float* ab = products;
+  float* aa = products + d;
+  float* bb = products + 2 * d;
+  for (int64_t j = 0; j < d; ++j) {
+    ab[j] = a[j] * b[j];
+    aa[j] = a[j] * a[j];
+    bb[j] = b[j] * b[j];
+  }
+  const float norms = std::sqrt(static_cast<float>(row_sum(aa, d)) * static_cast<float>(row_sum(bb, d)));
+  const float c = static_cast<float>(row_sum(ab, d)) / norms;
+  return c > 1.f ? 1.f : c < -1.f ? -1.f : c;
+}
+
 void row_cosines(const float* a, const float* b, float* out, int64_t rows, int64_t d) {
 #pragma omp parallel if (rows * d > kParallelMin)
   {
-    // The products of a row, as the elementwise kernels store them, for row_sum to add.
-    std::vector<float> ab(static_cast<size_t>(d)), aa(static_cast<size_t>(d)), bb(static_cast<size_t>(d));
+    std::vector<float> products(static_cast<size_t>(3 * d));
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < rows; ++row) {
-      const float* x = a + row * d;
-      const float* y = b + row * d;
-      for (int64_t j = 0; j < d; ++j) {
-        ab[j] = x[j] * y[j];
-        aa[j] = x[j] * x[j];
-        bb[j] = y[j] * y[j];
-      }
-      const float norms = std::sqrt(static_cast<float>(row_sum(aa.data(), d)) * static_cast<float>(row_sum(bb.data(), d)));
-      const float c = static_cast<float>(row_sum(ab.data(), d)) / norms;
-      out[row] = c > 1.f ? 1.f : c < -1.f ? -1.f : c;
-    }
+    for (int64_t row = 0; row < rows; ++row) out[row] = row_cosine(a + row * d, b + row * d, d, products.data());
   }
 }
 

@@ -4,6 +4,7 @@ import { attention, block, decoder, depth, earlyExit, ffn, layerDrop, mixtureOfD
 import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import type { PosencSpec } from "../../dsl/kinds/posenc/index.js"
+import { fusedRowCosine } from "../../src/backend/fused.js"
 import { nativeDecoder } from "../../src/decode/native-decoder.js"
 import { DepthTrace } from "../../src/depth/trace.js"
 import { generate } from "../../src/eval/generate.js"
@@ -102,6 +103,57 @@ describeNative("depth policies on the native decode program", () => {
     expect(new Set(compare(spec, 2).exits.flat()).size).toBeGreaterThan(1)
     const forced = [2, 0, 1, 2, 0, 1, 1, 0, 2]
     expect(compare(spec, 1, { exits: [forced] }).exits[0]!.slice(0, forced.length)).toEqual(forced)
+  })
+
+  it("early exit by saturation: a cosine at the threshold decides as the batched kernel's does, its sum order included", () => {
+    // Every position's state is row 0 of the embedding before block 0 and that plus the
+    // attention's output bias after it (all else is zero): products 2^60, 1 and −2^60, whose
+    // one-by-one double sum loses the 1 and the Sum kernel's lanes keep it.
+    const d = 16
+    const before = new Float32Array(d)
+    const after = new Float32Array(d)
+    before.set([2 ** 30, 1], 0)
+    after.set([2 ** 30, 1], 0)
+    before[8] = 2 ** 30
+    after[8] = -(2 ** 30)
+    const [ta, tb] = [tf.tensor2d(after, [1, d]), tf.tensor2d(before, [1, d])]
+    const batched = fusedRowCosine(ta, tb)!.dataSync()[0]!
+    tf.dispose([ta, tb])
+    let [ab, aa, bb] = [0, 0, 0]
+    for (let j = 0; j < d; j++) [ab, aa, bb] = [ab + Math.fround(after[j]! * before[j]!), aa + Math.fround(after[j]! ** 2), bb + Math.fround(before[j]! ** 2)]
+    const oneByOne = Math.fround(Math.fround(ab) / Math.fround(Math.sqrt(Math.fround(Math.fround(aa) * Math.fround(bb)))))
+    // The two orders differ in the bits, so the case can tell the decode program's from the batched kernel's.
+    expect([batched, oneByOne]).toEqual([2 ** -61, 0])
+    const bits = new Float32Array([batched])
+    new Int32Array(bits.buffer)[0]! -= 1
+    const runs = programRuns()
+    try {
+      // At the cosine itself no position leaves block 0; at the float below it every one does.
+      for (const [threshold, exit] of [[batched, 1], [bits[0]!, 0]] as const) {
+        const m = compile(model(earlyExit({ measure: "saturation", threshold }), attention("full", { heads: 2 }), posenc("rope"), 2))
+        const params = tf.tidy(() =>
+          Object.fromEntries(
+            m.table.map((p) => {
+              const shape = [...p.decl.shape]
+              if (p.name === "embed.tokens") return [p.name, tf.concat([tf.tensor2d(before, [1, d]), tf.zeros([shape[0]! - 1, d])])]
+              if (p.name === "blocks.0.0.attention.bo") return [p.name, tf.sub(after, before)]
+              return [p.name, tf.zeros(shape)]
+            }),
+          ),
+        ) as ParamValues
+        const rows = [Array.from({ length: 18 }, () => 0)]
+        const fast = new DepthTrace()
+        tf.dispose(decoded(m, params, rows, true, fast))
+        expect(runs.count()).toBeGreaterThan(0)
+        const slow = new DepthTrace()
+        tf.dispose(decoded(m, params, rows, false, slow))
+        expect(slow.exits).toEqual([Array.from({ length: 18 }, () => exit)])
+        expect(fast.exits).toEqual(slow.exits)
+        tf.dispose(Object.values(params))
+      }
+    } finally {
+      runs.restore()
+    }
   })
 
   it.each(["shared", "per-block"] as const)("early exit by softmax, heads %s, with soft-capped logits and QK-norm: the logits, exits and trace of tfjs", (heads) => {
