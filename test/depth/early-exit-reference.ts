@@ -2,6 +2,8 @@ import * as tf from "@tensorflow/tfjs"
 import type { EarlyExit } from "../../dsl/kinds/depth/early-exit.js"
 import type { DepthContext, DepthOutput } from "../../src/depth/compute.js"
 import { assemble, rowsOf, withRows } from "../../src/depth/rows.js"
+import { earlyExit } from "../../src/depth/early-exit.js"
+import { vi } from "vitest"
 
 /**
  * Early exit's inference as first written, kept as the naive reference: every position runs
@@ -88,4 +90,14 @@ export const naiveInfer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext
   const only = chunks.length === 1 && chunks[0]!.rows.length === n
   const logits = only ? chunks[0]!.values : assemble(chunks, n)
   return { logits: logits.reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D }
+}
+
+/** f computed with the naive reference in place of the policy's inference, through the same hooks. */
+export const withReference = <T>(f: () => T): T => {
+  const spy = vi.spyOn(earlyExit, "forward").mockImplementation((policy, x, ctx) => naiveInfer(policy, x, ctx))
+  try {
+    return f()
+  } finally {
+    spy.mockRestore()
+  }
 }

@@ -1,16 +1,15 @@
 import * as tf from "@tensorflow/tfjs"
-import { afterEach, beforeAll, describe, expect, it, vi } from "vitest"
+import { afterEach, beforeAll, describe, expect, it } from "vitest"
 import { block, decoder, depth, depthCosts, earlyExit, ffn, norm, posenc, residual, withPolicy, type BlockSpec, type DecoderSpec } from "../../dsl/index.js"
 import { attentionModule, type AttentionKindTag, type AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import { posencKinds, type PosencSpec, type PosencTag } from "../../dsl/kinds/posenc/index.js"
 import { attentionApply } from "../../src/attention/index.js"
-import { earlyExit as earlyExitCompute } from "../../src/depth/early-exit.js"
 import { DepthTrace } from "../../src/depth/trace.js"
 import { compile, initValues, type Model, type ParamValues } from "../../src/model/index.js"
 import { representative, uneven } from "../attention/examples.js"
 import { describeNative } from "../backend/native-suite.js"
-import { naiveInfer } from "./early-exit-reference.js"
+import { withReference } from "./early-exit-reference.js"
 
 /**
  * Early exit's batched evaluation (no cache), where positions that have left compute only
@@ -67,15 +66,7 @@ const span = [24, 18, 10]
 
 const logitsOf = (m: Model, params: ParamValues, trace: DepthTrace) => tf.tidy(() => m.apply(params, tf.tensor2d(rows, [2, 12], "int32"), { trace }).arraySync())
 
-/** f computed with the naive reference in place of the policy's inference, through the same hooks. */
-const reference = <T>(f: () => T): T => {
-  const spy = vi.spyOn(earlyExitCompute, "forward").mockImplementation((policy, x, ctx) => naiveInfer(policy, x, ctx))
-  try {
-    return f()
-  } finally {
-    spy.mockRestore()
-  }
-}
+const reference = withReference
 
 const expectClose = (got: number[][][], want: number[][][]) => {
   const scale = Math.max(...want.flat(2).map(Math.abs))

@@ -14,7 +14,7 @@ import { evaluate } from "../../src/eval/evaluate.js"
 import { generate } from "../../src/eval/generate.js"
 import { compile, DecodeCache, initValues, type Model } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
-import { naiveInfer } from "./early-exit-reference.js"
+import { withReference } from "./early-exit-reference.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -200,15 +200,7 @@ const imposed = [
 ]
 
 describe("early exit in evaluation, against the naive reference (every position through every block's prefix)", () => {
-  /** f computed with the reference in place of the policy's inference, through the same hooks. */
-  const reference = <T>(f: () => T): T => {
-    const spy = vi.spyOn(earlyExitCompute, "forward").mockImplementation((policy, x, ctx) => naiveInfer(policy, x, ctx))
-    try {
-      return f()
-    } finally {
-      spy.mockRestore()
-    }
-  }
+  const reference = withReference
   const cases = exitCases.flatMap(([name, ...rest]) => [
     [`${name}, its own exits`, ...rest, false],
     [`${name}, imposed exits`, ...rest, true],
