@@ -10,6 +10,7 @@ import { nativeDecoder } from "../decode/native-decoder.js"
 import type { Weights } from "../decode/weights.js"
 import { depthForward, depthObjective } from "../depth/index.js"
 import type { DepthOutput } from "../depth/compute.js"
+import { rowsOf } from "../depth/rows.js"
 import type { DepthTrace } from "../depth/trace.js"
 import { applyFfn } from "../ffn/ffn.js"
 import { normApply } from "../norm/index.js"
@@ -247,7 +248,7 @@ export const compile = (input: DecoderSpec): Model => {
           const through = (h: tf.Tensor3D, from: number, to: number) =>
             residual.body.slice(from, to).reduce((acc, child, j) => applyLayer(child, acc, `${name}.${names[from + j]}`, i, offset), h)
           const branch = through(attend(through(x, 0, split.at), `${name}.${names[split.at]}`), split.at + 1, residual.body.length)
-          const kept = tf.gather(x.reshape([s * l, d]), tf.tensor1d(Int32Array.from(rows), "int32")).reshape([1, rows.length, d])
+          const kept = rowsOf(x.reshape([s * l, d]) as tf.Tensor2D, rows).reshape([1, rows.length, d])
           y = tf.add(kept, dropout(branch, residual.dropout)) as tf.Tensor3D
         }
         return layers(i, y, 1).reshape([rows.length, d]) as tf.Tensor2D
