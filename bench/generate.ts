@@ -47,6 +47,8 @@ import { counterpart, exportForLlamaCpp, type PeerType, peerTypes, runLlamaCpp }
 import { flopRatio, median, spread, thresholdFor } from "./stats.js"
 
 const SEED = 1
+/** Evaluation batches of 8 rows timed after the warm-up one (two, 0.4 s, were within the machine's noise; `npm run eval` runs 64). */
+const EVAL_BATCHES = 8
 
 const flag = (argv: string[], name: string): string | undefined => {
   const i = argv.indexOf(`--${name}`)
@@ -163,7 +165,7 @@ const measure = async (job: Job): Promise<OurRun> => {
   timedGreedy(model, params, prompt, 8, job.weights)
   const trace = new DepthTrace()
   const greedy = timedGreedy(model, params, prompt, job.tokens, job.weights, trace)
-  const batches = evalBatches(model, 8, 3)
+  const batches = evalBatches(model, 8, 1 + EVAL_BATCHES)
   evaluate(model, params, batches.slice(0, 1), 1, undefined, job.weights)
   let evaluation: ReturnType<typeof evaluate> | undefined
   const evalSeconds = seconds(() => (evaluation = evaluate(model, params, batches.slice(1), 1, undefined, job.weights)))
@@ -175,7 +177,7 @@ const measure = async (job: Job): Promise<OurRun> => {
     promptTokensPerSecond: prompt.length / greedy.promptSeconds,
     // The first token comes from the prompt's logits: each later one is one position through the model.
     decodeTokensPerSecond: (job.tokens - 1) / greedy.decodeSeconds,
-    evalTokensPerSecond: (2 * 8 * model.spec.context) / evalSeconds,
+    evalTokensPerSecond: (EVAL_BATCHES * 8 * model.spec.context) / evalSeconds,
     decode: { blocksPerToken: trace.blocksPerToken, flopsPerPosition: trace.flopsPerToken },
     eval: { blocksPerToken: evaluation!.blocksPerToken, flopsPerPosition: evaluation!.flopsPerToken },
   }

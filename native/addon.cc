@@ -584,6 +584,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value SetVaryingRows(const Napi::CallbackInfo& info) {
+  nk::set_varying_rows(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   nk::set_threads(static_cast<int>(num(info[0])));
   return info.Env().Undefined();
@@ -669,6 +674,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeRouted", Napi::Function::New(env, DecodeRouted));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("setVaryingRows", Napi::Function::New(env, SetVaryingRows));
   exports.Set("attention", Napi::Function::New(env, Attention));
   exports.Set("attentionGrad", Napi::Function::New(env, AttentionGrad));
   return exports;

@@ -21,6 +21,8 @@ struct MatmulShape {
 // fp32; bf16 inputs on oneDNN's bf16 kernels (fp32 accumulation and output); or fp32 kernels
 // on inputs rounded to bf16, which gives bf16 numerics on CPUs without bf16 hardware.
 enum class Precision : int { fp32 = 0, bf16 = 1, bf16_rounded = 2 };
+// Whether the row counts of the matmuls that follow change from call to call (see matmul.cc).
+void set_varying_rows(bool on);
 // Returns an empty string on success, else why it could not run.
 std::string matmul(const MatmulShape& s, const float* a, const float* b, const float* bias, Act act,
                    float alpha, float* out, Precision precision);

@@ -1,5 +1,9 @@
 // Matmul through oneDNN. Primitives are cached by shape: creating one costs far more than
-// running the small attention matmuls it serves.
+// running the small attention matmuls it serves (0.2–1.2 ms here, more than a 300-row linear
+// layer). Where the caller says row counts vary (early exit's evaluation gathers another number
+// of rows at every block of every batch), one primitive per shape but the row count serves
+// every count, given at execution, instead of one never reused per count. Training keeps its
+// exact-shape primitives, which oneDNN may specialise, so its numbers do not depend on this.
 #include <dnnl.hpp>
 #include <omp.h>
 
@@ -63,12 +67,19 @@ struct Problem {
 struct Prepared {
   dnnl::matmul prim;
   memory::desc a, b, bias, c;
+  // The row count is given at execution (a and c then describe m rows only when run).
+  bool runtime_m;
 };
+
+constexpr int64_t kRuntime = DNNL_RUNTIME_DIM_VAL;
+
+// A dimension or stride that is m's multiple, or oneDNN's runtime placeholder when m is.
+int64_t times(int64_t m, int64_t x) { return m == kRuntime ? kRuntime : m * x; }
 
 memory::desc operand(int64_t batch, int64_t rows, int64_t cols, bool trans, memory::data_type dt) {
   // Logical [batch, rows, cols]; stored [batch, cols, rows] when transposed.
-  if (trans) return memory::desc({batch, rows, cols}, dt, {rows * cols, 1, rows});
-  return memory::desc({batch, rows, cols}, dt, {rows * cols, cols, 1});
+  if (trans) return memory::desc({batch, rows, cols}, dt, {times(rows, cols), 1, rows});
+  return memory::desc({batch, rows, cols}, dt, {times(rows, cols), cols, 1});
 }
 
 dnnl::algorithm act_alg(Act act) {
@@ -81,15 +92,13 @@ dnnl::algorithm act_alg(Act act) {
   }
 }
 
-const Prepared& prepare(const Problem& p) {
-  static std::map<Problem, std::unique_ptr<Prepared>> cache;
-  auto it = cache.find(p);
-  if (it != cache.end()) return *it->second;
+std::unique_ptr<Prepared> create(const Problem& p) {
   const auto in_t = p.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
   auto out = std::make_unique<Prepared>();
+  out->runtime_m = p.m == kRuntime;
   out->a = operand(p.batch, p.m, p.k, p.ta, in_t);
   out->b = operand(p.batch_b, p.k, p.n, p.tb, in_t);
-  out->c = memory::desc({p.batch, p.m, p.n}, memory::data_type::f32, {p.m * p.n, p.n, 1});
+  out->c = memory::desc({p.batch, p.m, p.n}, memory::data_type::f32, {times(p.m, p.n), p.n, 1});
   if (p.bias) out->bias = memory::desc({1, 1, p.n}, memory::data_type::f32, {p.n, p.n, 1});
   dnnl::primitive_attr attr;
   if (p.act != Act::none) {
@@ -104,7 +113,34 @@ const Prepared& prepare(const Problem& p) {
   const dnnl::matmul::desc d = p.bias ? dnnl::matmul::desc(out->a, out->b, out->bias, out->c)
                                       : dnnl::matmul::desc(out->a, out->b, out->c);
   out->prim = dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, eng()));
-  return *cache.emplace(p, std::move(out)).first->second;
+  return out;
+}
+
+// Set by the caller around work whose row counts change from call to call (set_varying_rows).
+bool varying_rows = false;
+
+const Prepared& prepare(const Problem& p) {
+  // Null where no implementation takes a shape's row count at execution.
+  static std::map<Problem, std::unique_ptr<Prepared>> cache;
+  const auto get = [](const Problem& q) -> const Prepared* {
+    auto it = cache.find(q);
+    if (it == cache.end()) {
+      std::unique_ptr<Prepared> made;
+      try {
+        made = create(q);
+      } catch (const dnnl::error&) {
+        if (q.m != kRuntime) throw;
+      }
+      it = cache.emplace(q, std::move(made)).first;
+    }
+    return it->second.get();
+  };
+  if (varying_rows) {
+    Problem any = p;
+    any.m = kRuntime;
+    if (const Prepared* shared = get(any)) return *shared;
+  }
+  return *get(p);
 }
 
 // Round-to-nearest-even fp32 bits -> bf16 bits, keeping NaN a (quiet) NaN.
@@ -131,9 +167,10 @@ void round_bf16(const float* src, float* dst, int64_t n) {
 
 void run(const Problem& p, const void* a, const void* b, const float* bias, float* c) {
   const Prepared& pr = prepare(p);
-  memory am(pr.a, eng(), const_cast<void*>(a));
+  const auto in_t = p.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  memory am(pr.runtime_m ? operand(p.batch, p.m, p.k, p.ta, in_t) : pr.a, eng(), const_cast<void*>(a));
   memory bm(pr.b, eng(), const_cast<void*>(b));
-  memory cm(pr.c, eng(), c);
+  memory cm(pr.runtime_m ? memory::desc({p.batch, p.m, p.n}, memory::data_type::f32, {p.m * p.n, p.n, 1}) : pr.c, eng(), c);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
   if (p.bias) args.emplace(DNNL_ARG_BIAS, memory(pr.bias, eng(), const_cast<float*>(bias)));
   pr.prim.execute(strm(), args);
@@ -141,6 +178,8 @@ void run(const Problem& p, const void* a, const void* b, const float* bias, floa
 }
 
 }  // namespace
+
+void set_varying_rows(bool on) { varying_rows = on; }
 
 std::string matmul(const MatmulShape& s, const float* a, const float* b, const float* bias, Act act,
                    float alpha, float* out, Precision precision) {

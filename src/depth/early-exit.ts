@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import type { DepthCosts } from "../../dsl/costs.js"
 import type { EarlyExit } from "../../dsl/kinds/depth/early-exit.js"
 import { fusedRowCosine, fusedSoftmaxMargin } from "../backend/fused.js"
+import { withVaryingRows } from "../backend/varying-rows.js"
 import type { DepthCompute, DepthContext, DepthOutput } from "./compute.js"
 import { assemble, rowsOf, withRows } from "./rows.js"
 import type { DepthTrace } from "./trace.js"
@@ -247,5 +248,6 @@ const infer = (policy: EarlyExit, x0: tf.Tensor3D, ctx: DepthContext): DepthOutp
 }
 
 export const earlyExit: DepthCompute<EarlyExit> = {
-  forward: (policy, x, ctx) => (ctx.training ? train(policy, x, ctx) : infer(policy, x, ctx)),
+  // Inference gathers another number of running rows at every block.
+  forward: (policy, x, ctx) => (ctx.training ? train(policy, x, ctx) : withVaryingRows(() => infer(policy, x, ctx))),
 }

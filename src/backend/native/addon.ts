@@ -126,6 +126,8 @@ export interface NativeAddon {
   decodeRouted(program: DecodeProgram, routed: Int32Array): void
   info(): { threads: number; physicalCores: number; isa: string; bf16Native: boolean }
   setThreads(n: number): void
+  /** Whether the row counts of the matmuls that follow vary from call to call (native/matmul.cc). */
+  setVaryingRows(on: boolean): void
   /**
    * Fused causal attention (native/kernels.h attention): q, k, v [bh, t, dh] give out and the
    * rows' log-sum-exp lse [bh, t]; slopes [heads] add ALiBi's slopes[h]·(i − j); rotation

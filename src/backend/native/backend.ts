@@ -57,6 +57,28 @@ export class NativeBackend extends MathBackendCPU {
     this.precision = options.precision
   }
 
+  private varying = false
+
+  /**
+   * f(), whose tensors' row counts change from call to call (early exit's evaluation): buffers
+   * come in size classes and matmuls share one primitive across row counts meanwhile (pool.ts
+   * setVarying, native/matmul.cc), rather than allocating and creating anew for each count.
+   */
+  varyingRows<T>(f: () => T): T {
+    const was = this.varying
+    const set = (on: boolean) => {
+      this.varying = on
+      this.pool.setVarying(on)
+      this.addon.setVaryingRows(on)
+    }
+    set(true)
+    try {
+      return f()
+    } finally {
+      set(was)
+    }
+  }
+
   /** A float32 output buffer for a native kernel (recycled when possible). */
   output(length: number): Float32Array {
     return this.pool.take(length)

@@ -12,20 +12,31 @@ export class BufferPool {
   private readonly refs = new Map<ArrayBufferLike, number>()
   private freeBytes = 0
   private enabled = true
+  private varying = false
 
   constructor(readonly capacityBytes: number) {}
 
   /** A Float32Array of `length` elements with unspecified contents. */
   take(length: number): Float32Array {
-    const list = this.free.get(length)
-    const reused = list?.pop()
+    const size = this.varying ? sizeClass(length) : length
+    const reused = this.free.get(size)?.pop()
     if (reused) {
       this.freeBytes -= reused.byteLength
-      return reused
+      return size === length ? reused : reused.subarray(0, length)
     }
-    const fresh = new Float32Array(length)
+    const fresh = new Float32Array(size)
     if (this.enabled) this.owned.add(fresh.buffer)
-    return fresh
+    return size === length ? fresh : fresh.subarray(0, length)
+  }
+
+  /**
+   * While on, lengths round up to size classes (sixteen a power of two), so that work whose
+   * row counts change from call to call reuses buffers instead of allocating each count anew
+   * (a fresh array is zeroed and page-faulted, and its collection is the GC's). Off, lengths
+   * are exact, as training's fixed shapes want.
+   */
+  setVarying(on: boolean): void {
+    this.varying = on
   }
 
   /** Gives back an array taken but never stored in a tensor (a kernel that fell back). */
@@ -87,6 +98,13 @@ export class BufferPool {
     else this.free.set(array.length, [array])
     this.freeBytes += buffer.byteLength
   }
+}
+
+/** length rounded up to a multiple of a sixteenth of its power of two (at most 6.25 % more); small lengths exact. */
+export const sizeClass = (length: number): number => {
+  if (length <= 4096) return length
+  const step = 2 ** (Math.floor(Math.log2(length)) - 4)
+  return Math.ceil(length / step) * step
 }
 
 const bufferOf = (values: unknown): ArrayBufferLike | undefined =>
