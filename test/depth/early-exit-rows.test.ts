@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
-import { block, decoder, depth, depthCosts, earlyExit, ffn, norm, posenc, residual, withPolicy, type BlockSpec, type DecoderSpec } from "../../dsl/index.js"
+import { attention, block, decoder, depth, depthCosts, earlyExit, ffn, norm, posenc, residual, withPolicy, type BlockSpec, type DecoderSpec } from "../../dsl/index.js"
 import { attentionModule, type AttentionKindTag, type AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import type { Measure } from "../../dsl/kinds/depth/early-exit.js"
 import { posencKinds, type PosencSpec, type PosencTag } from "../../dsl/kinds/posenc/index.js"
@@ -79,17 +79,17 @@ const expectClose = (got: number[][][], want: number[][][]) => {
  * through the attention; one head per position for saturation (when it leaves, or once at
  * the end), per running position and block for softmax.
  */
-const handCount = (spec: DecoderSpec, measure: Measure, full: boolean, attended: boolean): number => {
+const handCount = (spec: DecoderSpec, measure: Measure, full: boolean, attended: boolean, inner = width): number => {
   const costs = depthCosts(spec)
-  // The K and V projections; with the scores, 4 · context · heads·dh more.
-  const keyValues = 4 * width * width + (attended ? 4 * 12 * width : 0)
+  // The K and V projections to heads·dh = inner; with the scores, 4 · context · inner more.
+  const keyValues = 4 * width * inner + (attended ? 4 * 12 * inner : 0)
   const blocks = costs.blocks.reduce((s, c, i) => s + running[i]! * c.full + (span[i]! - running[i]!) * (full ? keyValues : c.prefix), 0)
   const heads = measure === "softmax" ? running.reduce((a, b) => a + b, 0) : 24
   return 24 * costs.base + blocks + heads * costs.head
 }
 
 /** The policy's inference against the reference: imposed exits (and the hand count), then its own at a threshold that mixes them. */
-const check = (b: BlockSpec, scheme: PosencSpec, measure: Measure, heads: Heads, full: boolean, attended = false): void => {
+const check = (b: BlockSpec, scheme: PosencSpec, measure: Measure, heads: Heads, full: boolean, attended = false, inner = width): void => {
   const m = compile(model(b, scheme, measure, heads))
   const params = paramsOf(m)
   const before = tf.memory().numTensors
@@ -99,7 +99,7 @@ const check = (b: BlockSpec, scheme: PosencSpec, measure: Measure, heads: Heads,
   expectClose(got, reference(() => logitsOf(m, params, slow)))
   expect(fast.exits).toEqual(imposed)
   expect(fast.ran).toEqual(running)
-  expect(fast.flops).toBe(handCount(m.spec, measure, full, attended))
+  expect(fast.flops).toBe(handCount(m.spec, measure, full, attended, inner))
   // The reference runs every position through each prefix, beyond the spans.
   expect(fast.flops).toBeLessThan(slow.flops)
 
@@ -147,6 +147,11 @@ describe("early exit without a cache: positions that left compute only keys and 
   })
 
   it.each(schemes)("full attention with QK-norm, post-norm blocks, %s", (scheme) => check(post({ ...representative.full, qkNorm: true }), schemeFor(scheme), "saturation", "per-block", true))
+
+  // Pruned heads keep their head size: one head of 8 where the width would give 16.
+  it.each(schemes)("full attention with pruned heads (one of width 8), %s", (scheme) =>
+    check(pre(attention("full", { heads: 1, headDim: 8 })), schemeFor(scheme, 1), "saturation", "shared", true, false, 8),
+  )
 
   const others = kinds.filter((k) => k !== "full").flatMap((kind) => schemes.filter((s) => accepts(kind, s)).map((scheme) => ({ kind, scheme })))
   // Per-layer options for three blocks; 3 heads of 6.
