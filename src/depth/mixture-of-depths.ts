@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { isRouted, type MixtureOfDepths, routedTokens, routingFlops } from "../../dsl/kinds/depth/mixture-of-depths.js"
 import type { DepthCosts } from "../../dsl/costs.js"
 import { type DecoderSpec, dimsOf } from "../../dsl/nodes.js"
+import { withVaryingRows } from "../backend/varying-rows.js"
 import type { DepthCompute, DepthContext } from "./compute.js"
 import { placeRows, rowsOf } from "./rows.js"
 import type { DepthTrace } from "./trace.js"
@@ -82,23 +83,26 @@ export const traceRouting = (policy: MixtureOfDepths, spec: DecoderSpec, costs: 
   })
 }
 
+const forward: DepthCompute<MixtureOfDepths>["forward"] = (policy, x0, ctx) => {
+  const [b, t] = x0.shape
+  const { costs, trace } = ctx
+  trace?.enter(b * t, costs.base + costs.head)
+  const aux: tf.Scalar[] = []
+  let x = x0
+  costs.blocks.forEach((cost, i) => {
+    if (isRouted(policy, i)) {
+      x = routed(policy, ctx, i, x, aux)
+      return
+    }
+    x = ctx.run(i, x)
+    trace?.block(i, b * t, cost.full)
+  })
+  const logits = ctx.lmHead(ctx.finalNorm(x)).reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D
+  if (aux.length === 0) return { logits }
+  return { logits, objective: { outputs: [{ logits, weight: 1 }], aux: tf.div(tf.addN(aux), aux.length) as tf.Scalar } }
+}
+
 export const mixtureOfDepths: DepthCompute<MixtureOfDepths> = {
-  forward: (policy, x0, ctx) => {
-    const [b, t] = x0.shape
-    const { costs, trace } = ctx
-    trace?.enter(b * t, costs.base + costs.head)
-    const aux: tf.Scalar[] = []
-    let x = x0
-    costs.blocks.forEach((cost, i) => {
-      if (isRouted(policy, i)) {
-        x = routed(policy, ctx, i, x, aux)
-        return
-      }
-      x = ctx.run(i, x)
-      trace?.block(i, b * t, cost.full)
-    })
-    const logits = ctx.lmHead(ctx.finalNorm(x)).reshape([b, t, ctx.spec.vocab]) as tf.Tensor3D
-    if (aux.length === 0) return { logits }
-    return { logits, objective: { outputs: [{ logits, weight: 1 }], aux: tf.div(tf.addN(aux), aux.length) as tf.Scalar } }
-  },
+  // Inference routes as many positions as the predictor says, another count every batch.
+  forward: (policy, x0, ctx) => (ctx.training ? forward(policy, x0, ctx) : withVaryingRows(() => forward(policy, x0, ctx))),
 }
