@@ -485,7 +485,8 @@ Napi::Value DecodeState(const Napi::CallbackInfo& info) {
 }
 
 // decodeStart(program, x, batch, t, offset, extras: per slot [bias, mask] flat | null): runs
-// the program on x; the result is then in its result register.
+// the program on x; the result is then in its result register. A slot's extras are
+// [heads, t, start + t], start its own (decodeOffsets) or the call's offset.
 Napi::Value DecodeStart(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   nk::Program* p = program_of(info[0]);
@@ -495,7 +496,7 @@ Napi::Value DecodeStart(const Napi::CallbackInfo& info) {
     const auto list = info[5].As<Napi::Array>();
     if (static_cast<int>(list.Length()) != 2 * p->slots()) throw Napi::RangeError::New(env, "decodeStart: a bias and a mask per attention slot");
     for (int i = 0; i < p->slots(); ++i) {
-      const size_t scores = static_cast<size_t>(p->slot_heads(i) * t * (offset + t));
+      const size_t scores = static_cast<size_t>(p->slot_heads(i) * t * (p->slot_start(i, offset) + t));
       const Napi::Value bias = list.Get(2 * i), mask = list.Get(2 * i + 1);
       nk::ProgramExtra e{nullptr, nullptr};
       if (!bias.IsNull()) e.bias = f32(bias, "bias", scores);

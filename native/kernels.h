@@ -310,7 +310,8 @@ struct ProgramSlot {
   float* state = nullptr;
   int64_t state_length = 0;
 };
-// Per call and attend op: an additive score bias and a mask, each [heads, t, offset + t], or null.
+// Per call and attend op: an additive score bias and a mask, each [heads, t, offset + t], or
+// null; for a routed block's slot, offset is its own held length (see Program::offsets).
 struct ProgramExtra {
   const float* bias;
   const uint8_t* mask;
@@ -348,6 +349,8 @@ class Program {
   // call's offset), for the next calls; after a call, per block the rows routed through it.
   void offsets(std::vector<int64_t> o) { slot_offsets_ = std::move(o); }
   const std::vector<int32_t>& routed() const { return routed_; }
+  // The position a slot's new keys start at in a call from `offset`.
+  int64_t slot_start(int slot, int64_t offset) const { return static_cast<size_t>(slot) < slot_offsets_.size() ? slot_offsets_[slot] : offset; }
 
  private:
   std::vector<ProgramOp> ops_;
@@ -378,9 +381,15 @@ class Program {
   std::vector<int32_t> exited_, forced_;
   std::vector<float> exit_state_, exit_normed_, exit_logits_, exit_probs_, exit_products_;
   // Mixture-of-depths' (see offsets, routed).
-  int64_t slot_offset(int slot) const { return slot_offsets_.empty() ? offset_ : slot_offsets_[slot]; }
+  int64_t slot_offset(int slot) const { return slot_start(slot, offset_); }
   std::vector<int64_t> slot_offsets_;
   std::vector<int32_t> routed_;
+  // An attention op's shape and extra: compact (routed) rows are one sequence at the slot's
+  // own held length, their bias and mask the first rows of the caller's, repacked here.
+  AttendShape shape_of(const ProgramOp& op, int64_t rows) const;
+  ProgramExtra extra_of(const ProgramOp& op, int64_t rows);
+  std::vector<float> compact_bias_;
+  std::vector<uint8_t> compact_mask_;
 };
 
 }  // namespace nk

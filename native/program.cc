@@ -219,21 +219,21 @@ void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, 
       }
       case ProgramOp::Code::attend: {
         const ProgramSlot& s = slots_[op.slot];
-        const ProgramExtra e = extras_.empty() ? ProgramExtra{nullptr, nullptr} : extras_[op.slot];
-        // The tables from the first new position on. Compact rows (routed) are one sequence.
-        const int64_t from = slot_offset(op.slot);
-        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + from * op.dh; };
-        attend({op.compact ? 1 : batch_, op.compact ? rows : t_, op.heads, op.dh, from, s.capacity, op.half, op.scale},
-               {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
-                at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, e.mask});
+        const ProgramExtra e = extra_of(op, rows);
+        const AttendShape shape = shape_of(op, rows);
+        // The tables from the first new position on.
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + shape.offset * op.dh; };
+        attend(shape, {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin), at(s.kcos),
+                       at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, e.mask});
         break;
       }
       case ProgramOp::Code::window: {
         const ProgramSlot& s = slots_[op.slot];
-        const ProgramExtra e = extras_.empty() ? ProgramExtra{nullptr, nullptr} : extras_[op.slot];
-        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + offset_ * op.dh; };
+        const ProgramExtra e = extra_of(op, rows);
+        const AttendShape shape = shape_of(op, rows);
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + shape.offset * op.dh; };
         const bool longformer = op.kg >= 0;
-        window_attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
+        window_attend(shape,
                       {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
                        at(s.kcos), at(s.ksin), op.slopes >= 0 ? params_[op.slopes] : nullptr, e.bias, nullptr},
                       {op.window, params_[op.dilation], op.globals >= 0 ? params_[op.globals] : nullptr, op.globals >= 0 ? sizes_[op.globals] : 0,
@@ -243,8 +243,9 @@ void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, 
       }
       case ProgramOp::Code::linformer: {
         const ProgramSlot& s = slots_[op.slot];
-        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + offset_ * op.dh; };
-        linformer_attend({batch_, t_, op.heads, op.dh, offset_, s.capacity, op.half, op.scale},
+        const AttendShape shape = shape_of(op, rows);
+        const auto at = [&](const float* table) { return table == nullptr ? nullptr : table + shape.offset * op.dh; };
+        linformer_attend(shape,
                          {registers_[op.q].data(), registers_[op.k].data(), registers_[op.v].data(), s.kc, s.vc, y, at(s.qcos), at(s.qsin),
                           at(s.kcos), at(s.ksin), nullptr, nullptr, nullptr},
                          {params_[op.e], params_[op.f], sizes_[op.e] != op.rank * op.length, op.rank, op.length, op.block, s.state});
@@ -314,6 +315,27 @@ void Program::run(const float* input, int64_t batch, int64_t t, int64_t offset, 
       }
     }
   }
+}
+
+AttendShape Program::shape_of(const ProgramOp& op, int64_t rows) const {
+  return {op.compact ? 1 : batch_, op.compact ? rows : t_, op.heads, op.dh, slot_offset(op.slot), slots_[op.slot].capacity, op.half, op.scale};
+}
+
+ProgramExtra Program::extra_of(const ProgramOp& op, int64_t rows) {
+  if (extras_.empty()) return {nullptr, nullptr};
+  const ProgramExtra e = extras_[op.slot];
+  // Routing is one sequence at a time (the route op checks), so rows ≤ t: the routed queries
+  // are the first rows of the caller's [heads, t, from + t], against their first from + rows keys.
+  if (!op.compact || rows == t_) return e;
+  const int64_t from = slot_offset(op.slot), all = from + t_, keys = from + rows;
+  const auto repack = [&](const auto* source, auto& to) {
+    if (source == nullptr) return static_cast<decltype(to.data())>(nullptr);
+    to.resize(static_cast<size_t>(op.heads * rows * keys));
+    for (int64_t h = 0; h < op.heads; ++h)
+      for (int64_t i = 0; i < rows; ++i) std::copy(source + (h * t_ + i) * all, source + (h * t_ + i) * all + keys, to.data() + (h * rows + i) * keys);
+    return to.data();
+  };
+  return {repack(e.bias, compact_bias_), repack(e.mask, compact_mask_)};
 }
 
 void Program::norm_rows(const ProgramOp& op, const float* x, int64_t rows, float* y) {

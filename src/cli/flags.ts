@@ -80,7 +80,7 @@ export const weightsFlag = Flag.Literals("weights", WEIGHTS).pipe(
 /** The refusal of int8 weights where the native decode program does not compute the model. */
 export const int8Unavailable = (model: { readonly decodesNatively: () => boolean }, weights: Weights): UsageError | undefined =>
   weights === "int8" && !model.decodesNatively()
-    ? new UsageError({ message: "--weights int8 runs on the native decode program only: the native backend (--backend native, TFJS_NATIVE_DECODE not 0) and a model it computes (not mixture-of-depths with routed blocks whose attention is not full, or with t5 positions)" })
+    ? new UsageError({ message: "--weights int8 runs on the native decode program only: the native backend (--backend native, TFJS_NATIVE_DECODE not 0)" })
     : undefined
 
 /** Seeds are mixed as 32-bit words (src/random/rng.ts). */

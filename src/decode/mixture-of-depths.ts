@@ -1,6 +1,5 @@
-import type { AttentionSpec } from "../../dsl/kinds/attention/index.js"
 import { isRouted, type MixtureOfDepths } from "../../dsl/kinds/depth/mixture-of-depths.js"
-import { blocksOf, type DecoderSpec, type Layer } from "../../dsl/nodes.js"
+import { blocksOf, type DecoderSpec } from "../../dsl/nodes.js"
 import { blockChildNames, paramName } from "../../dsl/params.js"
 import { emitLayer } from "./layers.js"
 import { OP, type ProgramBuilder } from "./program.js"
@@ -9,22 +8,11 @@ import { OP, type ProgramBuilder } from "./program.js"
  * Mixture-of-depths as a decoding program, computing what src/depth/mixture-of-depths.ts does
  * at inference. A routed block's router and predictor run on every row; a route op gathers
  * the rows whose predictor says yes, the block runs on them alone as one shorter sequence,
- * its attention at its own held length, and a combine op adds the block's change times
- * sigmoid(router score) back at their rows. A row the predictor skips costs nothing else.
+ * its attention (of any kind, under any position scheme) at its own held length, as tfjs runs
+ * it: positions, score biases, masks and windows count the routed positions alone. A combine
+ * op adds the block's change times sigmoid(router score) back at their rows. A row the
+ * predictor skips costs nothing else.
  */
-
-const attentions = (layer: Layer): AttentionSpec[] => (layer.op === "attention" ? [layer] : layer.op === "residual" ? layer.body.flatMap(attentions) : [])
-
-/**
- * Whether the program computes the routed blocks: their attention is dense causal (a mask or
- * a score bias, and the window and Linformer ops, assume every row of every sequence, not the
- * rows routed); otherwise the whole model decodes on tfjs.
- */
-export const routedCovered = (spec: DecoderSpec, policy: MixtureOfDepths, scoreBias: boolean): boolean =>
-  blocksOf(spec.layers).every((block, i) => {
-    const kinds = block.layers.flatMap(attentions)
-    return !isRouted(policy, i) || (kinds.every((l) => l.kind === "full") && (kinds.length === 0 || !scoreBias))
-  })
 
 /** The blocks from register x, routed ones through their predictors; returns the last block's output register. */
 export const emitMixtureOfDepths = (b: ProgramBuilder, spec: DecoderSpec, policy: MixtureOfDepths, x: number): number => {

@@ -14,7 +14,7 @@ import type { DepthTrace } from "../depth/trace.js"
 import { posencApply } from "../posenc/index.js"
 import { emitEarlyExit } from "./early-exit.js"
 import { emitLayer } from "./layers.js"
-import { emitMixtureOfDepths, routedCovered } from "./mixture-of-depths.js"
+import { emitMixtureOfDepths } from "./mixture-of-depths.js"
 import { nativePosition } from "./position.js"
 import { ACT_CAP, type AttentionSlot, type BuiltProgram, OP, ProgramBuilder } from "./program.js"
 import { type Step, valuesOf } from "./step.js"
@@ -32,9 +32,8 @@ import type { Weights } from "./weights.js"
  * (src/decode/weights.ts), a program per parameter set and precision. A depth policy that
  * runs every block at inference (LayerDrop) is a plain stack here; early exit is computed in
  * the program (src/decode/early-exit.ts), and so is mixture-of-depths' routing
- * (src/decode/mixture-of-depths.ts) when its routed blocks' attention is `full` and the
- * scheme adds no score bias (routedCovered), else the whole model decodes on tfjs; the trace is
- * told what each position spent.
+ * (src/decode/mixture-of-depths.ts), a routed block's attention of any kind and position
+ * scheme at its own held length; the trace is told what each position spent.
  */
 export interface NativeDecoder {
   /** Whether the next call can run here: the native backend is current and the path is not turned off. */
@@ -62,20 +61,20 @@ const buffers = (step: Step, slot: AttentionSlot, offset: number): [KvBuffer, Kv
   return [k, v]
 }
 
-/** Which keys each new query sees, [heads, t, offset + t] (1: visible), for a masked kind. */
-const maskOf = (slot: AttentionSlot, step: Step): Uint8Array | null => {
+/** Which keys each new query from `offset` sees, [heads, t, offset + t] (1: visible), for a masked kind. */
+const maskOf = (slot: AttentionSlot, step: Step, offset: number): Uint8Array | null => {
   const visible = slot.visible
   if (visible === undefined) return null
-  const keys = step.offset + step.t
+  const keys = offset + step.t
   const mask = new Uint8Array(slot.heads * step.t * keys)
   for (let h = 0; h < slot.heads; h++)
     for (let i = 0; i < step.t; i++)
-      for (let j = 0; j <= step.offset + i; j++) mask[(h * step.t + i) * keys + j] = visible(h, step.offset + i, j) ? 1 : 0
+      for (let j = 0; j <= offset + i; j++) mask[(h * step.t + i) * keys + j] = visible(h, offset + i, j) ? 1 : 0
   return mask
 }
 
-/** The decoder for a validated spec, or undefined when mixture-of-depths routes blocks the program cannot run on routed rows (routedCovered): such a model decodes on tfjs. */
-export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
+/** The decoder for a validated spec. */
+export const nativeDecoder = (spec: DecoderSpec): NativeDecoder => {
   const position = nativePosition(spec.posenc)
   const posenc = posencApply(spec.posenc)
   const dims = dimsOf(spec)
@@ -85,7 +84,6 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
   const policy = spec.layers.policy
   const exit = policy?.kind === "early-exit" ? policy : undefined
   const routing = policy?.kind === "mixture-of-depths" ? policy : undefined
-  if (routing !== undefined && !routedCovered(spec, routing, position.bias !== undefined)) return undefined
   // Which block each row left after, for the trace; grown to the largest call.
   let exits = new Int32Array(0)
 
@@ -198,7 +196,8 @@ export const nativeDecoder = (spec: DecoderSpec): NativeDecoder | undefined => {
     const held = (slot: AttentionSlot) => (slot.routed === undefined ? step.offset : (cache.held.get(`blocks.${slot.routed}`) ?? 0))
     const caches = program.slots.map((slot) => buffers(step, slot, held(slot)))
     program.slots.forEach((slot, i) => bind(addon, program, i, caches[i]!, slot.dh, stateOf(slot, step)))
-    const extras = program.extras ? program.slots.flatMap((slot) => [position.bias?.(spec.posenc, step, slot.heads) ?? null, maskOf(slot, step)]) : null
+    // A routed block's queries are its routed positions, from its held length: the program takes the first rows of these.
+    const extras = program.extras ? program.slots.flatMap((slot) => [position.bias?.(spec.posenc, step, slot.heads, held(slot)) ?? null, maskOf(slot, step, held(slot))]) : null
     if (exit !== undefined) addon.decodeForce(program.handle, forcedExits(trace, batch, t, step.offset))
     if (routing !== undefined) addon.decodeOffsets(program.handle, Int32Array.from(program.slots, held))
     addon.decodeStart(program.handle, x, batch, t, step.offset, extras)

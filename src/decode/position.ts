@@ -25,8 +25,8 @@ export interface NativePosition<S> {
   }
   /** Scores get slopes[h] · (i − j): ALiBi's slopes, negated. */
   readonly slopes?: (spec: S, heads: number) => Float32Array
-  /** Each call's additive scores [heads, t, offset + t]. */
-  readonly bias?: (spec: S, step: Step, heads: number) => Float32Array
+  /** Each call's additive scores [heads, t, offset + t], for its t queries from `offset` (a routed block's own held length, else the call's). */
+  readonly bias?: (spec: S, step: Step, heads: number, offset: number) => Float32Array
 }
 
 /** Adds table [t, width] (rows from `from`) to every sequence of x. */
@@ -79,10 +79,10 @@ const nativePositions: { readonly [K in PosencTag]: NativePosition<PosencOf<K>> 
     slopes: (_spec, heads) => Float32Array.from(alibiSlopes(heads), (m) => -m),
   },
   t5: {
-    // The scheme's own tfjs bias, read once per call and head count.
-    bias: (_spec, step, heads) =>
-      step.memo(`t5 ${heads}`, () => {
-        const bias = tf.tidy(() => step.position.scoreBias!(heads, step.t, step.offset + step.t, step.offset, 0))
+    // The scheme's own tfjs bias, read once per call, head count and offset.
+    bias: (_spec, step, heads, offset) =>
+      step.memo(`t5 ${heads} ${offset}`, () => {
+        const bias = tf.tidy(() => step.position.scoreBias!(heads, step.t, offset + step.t, offset, 0))
         try {
           return bias.dataSync() as Float32Array
         } finally {

@@ -105,7 +105,7 @@ export interface Model {
    * the cache's that the next call overwrites; undefined otherwise (then use apply).
    */
   readonly decodeNative: (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace, weights?: Weights) => Float32Array | undefined
-  /** Whether the native decode program computes this model now (the native backend, TFJS_NATIVE_DECODE not 0, layers it covers): what int8 weights need. */
+  /** Whether the native decode program computes this model now (the native backend, TFJS_NATIVE_DECODE not 0): what int8 weights need. */
   readonly decodesNatively: () => boolean
 }
 
@@ -135,7 +135,7 @@ export const compile = (input: DecoderSpec): Model => {
   const fast = nativeDecoder(spec)
 
   const int8Refused = (): Error =>
-    new Error(`int8 weights run on the native decode program only (the native backend, TFJS_NATIVE_DECODE not 0, with a decoding cache; not mixture-of-depths with routed blocks whose attention is not full, or with t5 positions)`)
+    new Error(`int8 weights run on the native decode program only (the native backend, TFJS_NATIVE_DECODE not 0, with a decoding cache)`)
 
   const checkLength = (length: number): void => {
     if (maxLength !== undefined && length > maxLength) {
@@ -151,7 +151,7 @@ export const compile = (input: DecoderSpec): Model => {
     checkLength(offset + t)
     const training = options.training ?? false
     // Probes and block outputs watch tfjs's ops, which the native program does not run.
-    if (cache && !training && !options.probe && !options.blockOutputs && fast?.usable()) {
+    if (cache && !training && !options.probe && !options.blockOutputs && fast.usable()) {
       return { logits: fast.apply(params, tokens, cache, options.trace, options.weights) }
     }
     if (options.weights === "int8") throw int8Refused()
@@ -294,7 +294,7 @@ export const compile = (input: DecoderSpec): Model => {
   }
 
   const decodeNative = (params: ParamValues, ids: readonly number[], cache: DecodeCache, trace?: DepthTrace, weights?: Weights): Float32Array | undefined => {
-    if (!fast?.usable()) {
+    if (!fast.usable()) {
       if (weights === "int8") throw int8Refused()
       return undefined
     }
@@ -312,6 +312,6 @@ export const compile = (input: DecoderSpec): Model => {
     apply: (params, tokens, options) => forward(params, tokens, options).logits,
     loss,
     decodeNative,
-    decodesNatively: () => fast?.usable() ?? false,
+    decodesNatively: fast.usable,
   }
 }
