@@ -43,6 +43,8 @@ export class NativeBackend extends MathBackendCPU {
   private liveBytes = 0
   private highBytes = 0
   private readonly views = new Map<ArrayBufferLike, { entries: number; bytes: number }>()
+  /** Inside varyingRows. */
+  private varying = false
 
   constructor(
     readonly addon: NativeAddon,
@@ -56,8 +58,6 @@ export class NativeBackend extends MathBackendCPU {
     this.pool.setEnabled(options.reuse)
     this.precision = options.precision
   }
-
-  private varying = false
 
   /**
    * f(), whose tensors' row counts change from call to call (early exit's evaluation): buffers

@@ -30,7 +30,7 @@ export class BufferPool {
   }
 
   /**
-   * While on, lengths round up to size classes (sixteen a power of two), so that work whose
+   * While on, lengths round up to size classes (sixteenths of a power of two), so that work whose
    * row counts change from call to call reuses buffers instead of allocating each count anew
    * (a fresh array is zeroed and page-faulted, and its collection is the GC's). Off, lengths
    * are exact, as training's fixed shapes want.
