@@ -60,9 +60,10 @@ export class NativeBackend extends MathBackendCPU {
   }
 
   /**
-   * f(), whose tensors' row counts change from call to call (early exit's evaluation): buffers
-   * come in size classes and matmuls share one primitive across row counts meanwhile (pool.ts
-   * setVarying, native/matmul.cc), rather than allocating and creating anew for each count.
+   * f(), whose tensors' row counts change from call to call (early exit's and
+   * mixture-of-depths' inference): buffers come in size classes and matmuls share one
+   * primitive across row counts meanwhile (pool.ts setVarying, native/matmul.cc), rather than
+   * allocating and creating anew for each count.
    */
   varyingRows<T>(f: () => T): T {
     const was = this.varying
