@@ -24,6 +24,8 @@ export interface Summary {
    * depth policy skips blocks or tokens. Absent from summaries written before it was recorded.
    */
   readonly spent?: { readonly training: Spent; readonly eval: Spent }
+  /** FLOPs of one optimiser update beyond the model's passes (Muon's Newton–Schulz products; 0 for AdamW). Absent from summaries written before it was recorded. */
+  readonly optimizerFlopsPerStep?: number
   /** A budget with a target (`bpb`): when a periodic evaluation first reached it, or null when the budget ran out first. */
   readonly target?: { readonly bpb: number; readonly reached: Reached | null }
   readonly tokenizer: string
@@ -62,6 +64,8 @@ export interface Reached {
   readonly trainSeconds: number
   /** Forward and backward FLOPs spent in training (3× the forward FLOPs its positions ran). */
   readonly trainingFlops: number
+  /** The optimiser's FLOPs by then beyond those (Muon's Newton–Schulz products); absent where recorded before it was counted. */
+  readonly optimizerFlops?: number
 }
 
 export interface Spent {

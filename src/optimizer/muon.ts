@@ -15,21 +15,11 @@
  * for bit.
  */
 import * as tf from "@tensorflow/tfjs"
-import type { NamedParam } from "../../dsl/params.js"
 import { fusedMuon, type MuonMatrix } from "../backend/fused.js"
 import { AdamW, type AdamWConfig } from "./adamw.js"
 import { checkUpdate } from "./checks.js"
 import type { Optimizer, OptimizerState } from "./compute/compute.js"
 import { newtonSchulz, quintic } from "./newton-schulz.js"
-
-/**
- * Muon's parameters: 2-D weights inside the blocks (attention and FFN projections). Embeddings,
- * position tables, norm gains, biases, Linformer's sequence projections, output heads (the LM
- * head, exit heads) and matrices of one row or column (routers) go to AdamW, as the reference
- * prescribes for everything but hidden layers.
- */
-export const isHiddenMatrix = ({ name, decl }: NamedParam): boolean =>
-  name.startsWith("blocks.") && decl.shape.length === 2 && decl.shape.every((d) => d > 1) && !decl.embedding && !decl.alongSequence && !decl.output
 
 /**
  * The reference scales by √max(1, rows/cols) of a PyTorch weight, which is [fan_out, fan_in]

@@ -40,11 +40,11 @@ const pm = (xs: ReadonlyArray<number>, digits: number): string => {
   return xs.length > 1 ? `${mean.toFixed(digits)} ± ${std.toFixed(digits)}` : mean.toFixed(digits)
 }
 
-/** An extra column's cell: the speedrun's tokens to target as a count, its FLOPs as a power of ten, seconds to a tenth, blocks to two digits, the rest to four. */
+/** An extra column's cell: the speedrun's tokens to target as a count, its FLOPs (the model's, the optimiser's) as powers of ten, seconds to a tenth, blocks to two digits, the rest to four. */
 const extraCell = (column: string, xs: ReadonlyArray<number>): string => {
   if (xs.some(Number.isNaN)) return "n/a"
   const one = (x: number): string =>
-    column === "tokensToTarget" ? formatCount(x) : column === "flopsToTarget" ? x.toExponential(3) : x.toFixed(column === "blocks/token" ? 2 : column === "secondsToTarget" ? 1 : 4)
+    column === "tokensToTarget" ? formatCount(x) : column === "flopsToTarget" || column === "optimizerFlopsToTarget" ? x.toExponential(3) : x.toFixed(column === "blocks/token" ? 2 : column === "secondsToTarget" ? 1 : 4)
   const { mean, std } = meanStd(xs)
   return xs.length > 1 ? `${one(mean)} ± ${one(std)}` : one(mean)
 }
@@ -156,7 +156,7 @@ export const resultsTable = (results: ReadonlyArray<RunResult>): string => {
 
 /** The numeric fields every summary.json has; any other top-level number is a figure of its experiment. */
 const standardNumbers: ReadonlyArray<keyof Summary> = [
-  "seed", "valLoss", "valBpb", "valTokens", "trainLoss", "tokenBudget", "tokensTrained", "steps", "wallSeconds", "trainSeconds", "tokensPerSecond", "stepPeakBytes",
+  "seed", "valLoss", "valBpb", "valTokens", "trainLoss", "tokenBudget", "tokensTrained", "steps", "wallSeconds", "trainSeconds", "tokensPerSecond", "stepPeakBytes", "optimizerFlopsPerStep",
 ]
 
 /**
@@ -181,6 +181,7 @@ export const resultOf = (s: Summary & PruningFigures): RunResult => ({
     ...extraFigures(s),
     ...(s.pruning === undefined ? {} : { sparsity: s.pruning.sparsity }),
     ...(s.target?.reached ? { secondsToTarget: s.target.reached.trainSeconds, tokensToTarget: s.target.reached.tokens, flopsToTarget: s.target.reached.trainingFlops } : {}),
+    ...(s.target?.reached?.optimizerFlops ? { optimizerFlopsToTarget: s.target.reached.optimizerFlops } : {}),
   },
 })
 
@@ -190,5 +191,6 @@ export const targetLine = (target: NonNullable<Summary["target"]>, evalText = VA
   const bpb = evalText === VALID ? "val bpb" : `bpb on ${evalText}`
   return r === null
     ? `target ${bpb} ${target.bpb}: not reached within the budget`
-    : `target ${bpb} ${target.bpb}: reached at step ${r.step} (${bpb} ${r.valBpb.toFixed(4)}) after ${r.trainSeconds.toFixed(1)} s of training, ${formatCount(r.tokens)} tokens, ${r.trainingFlops.toExponential(3)} training FLOPs`
+    : `target ${bpb} ${target.bpb}: reached at step ${r.step} (${bpb} ${r.valBpb.toFixed(4)}) after ${r.trainSeconds.toFixed(1)} s of training, ${formatCount(r.tokens)} tokens, ${r.trainingFlops.toExponential(3)} training FLOPs` +
+      (r.optimizerFlops ? ` and ${r.optimizerFlops.toExponential(3)} of the optimiser's` : "")
 }

@@ -68,13 +68,17 @@ export const checkSummary = (raw: unknown, file: string, o: { readonly page: boo
   }
   const optional: ReadonlyArray<[string, (x: unknown) => boolean, string]> = [
     ["stepPeakBytes", isNumber, "a number"],
+    ["optimizerFlopsPerStep", isNumber, "a number"],
     ["flopsPerToken", (x) => numbers(x, ["forward", "training"]), "{ forward, training } numbers"],
     ["spent", (x) => isObject(x) && numbers(x.training, ["flopsPerToken", "blocksPerToken"]) && numbers(x.eval, ["flopsPerToken", "blocksPerToken"]), "{ training, eval } of { flopsPerToken, blocksPerToken } numbers"],
     ["pruning", (x) => numbers(x, ["sparsity", "sourceTokens"]), "{ sparsity, sourceTokens } numbers"],
     [
       "target",
-      (x) => isObject(x) && isNumber(x.bpb) && (x.reached === null || numbers(x.reached, ["step", "valBpb", "tokens", "trainSeconds", "trainingFlops"])),
-      "{ bpb, reached: null or { step, valBpb, tokens, trainSeconds, trainingFlops } numbers }",
+      (x) =>
+        isObject(x) &&
+        isNumber(x.bpb) &&
+        (x.reached === null || (numbers(x.reached, ["step", "valBpb", "tokens", "trainSeconds", "trainingFlops"]) && ((x.reached as Fields).optimizerFlops === undefined || isNumber((x.reached as Fields).optimizerFlops)))),
+      "{ bpb, reached: null or { step, valBpb, tokens, trainSeconds, trainingFlops, optimizerFlops? } numbers }",
     ],
   ]
   for (const [key, ok, expected] of optional) {

@@ -67,6 +67,7 @@ export const finishRun = (s: Session, trained: Trained, data: RunData, options: 
         training: { flopsPerToken: 3 * s.trace.flopsPerToken, blocksPerToken: s.trace.blocksPerToken },
         eval: { flopsPerToken: finalEval.flopsPerToken, blocksPerToken: finalEval.blocksPerToken },
       },
+      optimizerFlopsPerStep: s.optimizerFlops,
       ...(t.budget.bpb === undefined ? {} : { target: { bpb: t.budget.bpb, reached: at.reached ?? null } }),
       tokenizer: data.tokenizer.name,
       tokenizerHash: data.tokenizer.hash,

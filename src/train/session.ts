@@ -3,6 +3,7 @@ import { Console, Effect, FileSystem, Option, Path } from "effect"
 import type { NamedParam } from "../../dsl/params.js"
 import { DepthTrace, type TraceTotals } from "../depth/trace.js"
 import { totalSteps, type RunSpec } from "../experiment/define.js"
+import { optimizerUpdateFlops } from "../experiment/optimizer/spec.js"
 import type { Reached } from "../experiment/summary.js"
 import { writeFileAtomic } from "../io/atomic-write.js"
 import { droppedLines, openJsonl, parseJsonl } from "../io/jsonl.js"
@@ -38,6 +39,8 @@ export interface Session {
   readonly trainable: Params
   readonly objective: TrainingObjective
   readonly optimizer: Optimizer
+  /** FLOPs of one of its updates beyond the model's passes (Muon's Newton–Schulz products). */
+  readonly optimizerFlops: number
   readonly masks?: WeightMasks
   readonly stream: TrainStream
   /** The blocks and FLOPs spent in training so far (a depth policy spends less than the nominal). */
@@ -197,7 +200,7 @@ export const openSession = (opened: Extract<Opened, { kind: "train" }>, data: Ru
     const precision = yield* runPrecision(run.model, t.batch)
     const startedAt = performance.now()
     const elapsed = () => elapsedBefore + (performance.now() - startedAt) / 1000
-    const parts = { run, dir, specHash, steps, model, params, trainable, objective, optimizer, ...(masks === undefined ? {} : { masks }), stream, trace, at, elapsed, ...(precision === undefined ? {} : { precision }) }
+    const parts = { run, dir, specHash, steps, model, params, trainable, objective, optimizer, optimizerFlops: optimizerUpdateFlops(t.optimizer, table), ...(masks === undefined ? {} : { masks }), stream, trace, at, elapsed, ...(precision === undefined ? {} : { precision }) }
     return {
       ...parts,
       save: saveAt(parts),

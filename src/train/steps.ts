@@ -149,7 +149,7 @@ export const trainSteps = (s: Session, data: RunData, options: RunOptions) =>
         Object.assign(row, { valLoss: lastEval.loss, valBpb: lastEval.bpb, valTokens: lastEval.tokens }, t.data.tune === undefined ? {} : { evalText: evalTextOf(t.data) })
         yield* bar.log(`step ${at.step}: train loss ${r.loss.toFixed(4)}, ${label} loss ${lastEval.loss.toFixed(4)}, ${label} bpb ${lastEval.bpb.toFixed(4)}`)
         if (target !== undefined && lastEval.bpb <= target) {
-          at.reached = { step: at.step, valBpb: lastEval.bpb, tokens: at.tokensSeen, trainSeconds: at.trainSeconds, trainingFlops: 3 * s.trace.flops }
+          at.reached = { step: at.step, valBpb: lastEval.bpb, tokens: at.tokensSeen, trainSeconds: at.trainSeconds, trainingFlops: 3 * s.trace.flops, optimizerFlops: at.step * s.optimizerFlops }
           yield* bar.log(`reached ${label} bpb ${target} at step ${at.step}: ${at.tokensSeen} tokens, ${at.trainSeconds.toFixed(1)} s of training; training stops here`)
         }
       }

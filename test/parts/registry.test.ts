@@ -3,8 +3,10 @@ import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import type { NamedParam } from "../../dsl/index.js"
 import { makeOptimizer } from "../../src/optimizer/optimizer.js"
+import { Rng } from "../../src/random/rng.js"
 import { type OptimizerOf, type OptimizerTag, OptimizerSchema, optimizers } from "../../src/experiment/optimizer/spec.js"
 import { constant, cosine, linear, LrSchedule, lrAt, schedules, wsd } from "../../src/schedule/index.js"
+import { matmulFlops } from "../reference/matmul-flops.js"
 
 /**
  * Every optimiser and schedule in the registries, looped over: an entry added to a registry
@@ -70,6 +72,26 @@ describe.each(Object.keys(optimizers) as OptimizerTag[])("optimiser %s", (tag) =
     for (const o of [a, b, c]) o.dispose()
     tf.dispose([...Object.values(straight), ...Object.values(first), ...Object.values(resumed)])
     expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it("states its update's FLOPs as the matrix products one update runs, counted from the cpu backend's kernels", async () => {
+    await tf.setBackend("cpu")
+    // A wide and a tall block matrix (Muon orthogonalises both, the tall one transposed), an embedding and a gain it does not.
+    const table: NamedParam[] = [
+      { name: "embedding", decl: { shape: [9, 6], init: { kind: "zeros" }, decay: false, embedding: true } },
+      { name: "blocks.0.wide", decl: { shape: [6, 10], init: { kind: "zeros" }, decay: true } },
+      { name: "blocks.0.tall", decl: { shape: [10, 6], init: { kind: "zeros" }, decay: true } },
+      { name: "blocks.0.gain", decl: { shape: [6], init: { kind: "zeros" }, decay: false } },
+    ]
+    const rng = Rng.fromSeed(3)
+    const values = (shape: readonly number[]) => Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => rng.nextNormal())
+    const params = Object.fromEntries(table.map((p) => [p.name, tf.variable(tf.tensor(values(p.decl.shape), [...p.decl.shape]))]))
+    const grads = Object.fromEntries(table.map((p) => [p.name, tf.tensor(values(p.decl.shape), [...p.decl.shape])]))
+    const optimizer = makeOptimizer(config, params, table, 3)
+    const counted = await matmulFlops(() => optimizer.update(grads, 1e-2))
+    expect(optimizers[tag].updateFlops(config as never, table)).toBe(counted)
+    optimizer.dispose()
+    tf.dispose([...Object.values(params), ...Object.values(grads)])
   })
 })
 

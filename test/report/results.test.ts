@@ -102,6 +102,24 @@ describe("results table", () => {
     expect(row!.slice(0, 3)).toEqual(["rope", "1", "unknown"])
   })
 
+  it("gives the optimiser's FLOPs to the target beside the model's, and leaves out a summary's that is not a number", () => {
+    const reached = { step: 275, valBpb: 1.0291, tokens: 1_126_168, trainSeconds: 328.5, trainingFlops: 3.2177e13, optimizerFlops: 5.5e12 }
+    expect(targetLine({ bpb: 1.042, reached })).toBe(
+      "target val bpb 1.042: reached at step 275 (val bpb 1.0291) after 328.5 s of training, 1.13M tokens, 3.218e+13 training FLOPs and 5.500e+12 of the optimiser's",
+    )
+    // AdamW's updates run no matrix products: nothing to add.
+    expect(targetLine({ bpb: 1.042, reached: { ...reached, optimizerFlops: 0 } })).toMatch(/training FLOPs$/)
+    const raw = { variant: "muon", seed: 1, valLoss: 3, valBpb: 1.03, tokensTrained: 1, tokensPerSecond: 1, params: { total: 1, nonEmbedding: 1 }, lengths: {} }
+    const good = checkSummary({ ...raw, target: { bpb: 1.042, reached } }, "s.json", { page: false })
+    if (good._tag !== "Read") throw new Error(good.warning)
+    expect(resultOf(good.summary).extra).toMatchObject({ flopsToTarget: 3.2177e13, optimizerFlopsToTarget: 5.5e12 })
+    const bad = checkSummary({ ...raw, target: { bpb: 1.042, reached: { ...reached, optimizerFlops: "5e12" } } }, "s.json", { page: false })
+    if (bad._tag !== "Read") throw new Error(bad.warning)
+    expect(bad.warnings).toHaveLength(1)
+    expect(bad.warnings[0]).toMatch(/^s\.json: target is .* expected \{ bpb, reached: null or \{ .*optimizerFlops\? \} numbers \}; left out$/)
+    expect(bad.summary.target).toBeUndefined()
+  })
+
   it("says which text a target was measured on", () => {
     const target = { bpb: 1.05, reached: null }
     expect(targetLine(target)).toBe("target val bpb 1.05: not reached within the budget")

@@ -6,14 +6,15 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { attention, block, decoder, depth, earlyExit, ffn, norm, paramTable, type NamedParam } from "../../dsl/index.js"
+import { isHiddenMatrix } from "../../src/experiment/optimizer/kinds/muon.js"
 import { muon, OptimizerSchema } from "../../src/experiment/optimizer/spec.js"
 import { ProgressSink } from "../../src/io/progress.js"
-import { isHiddenMatrix } from "../../src/optimizer/muon.js"
 import { type Coefficients, newtonSchulz, quintic } from "../../src/optimizer/newton-schulz.js"
 import { makeOptimizer } from "../../src/optimizer/optimizer.js"
 import { Rng } from "../../src/random/rng.js"
 import { constant, linear } from "../../src/schedule/index.js"
 import { trainRun } from "../../src/train/run.js"
+import { matmulFlops } from "../reference/matmul-flops.js"
 import { crashingAfter, syntheticData, tinyRun } from "./fixtures.js"
 
 beforeAll(async () => {
@@ -209,6 +210,26 @@ describe("a run with Muon", () => {
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
     // From ln 17 ≈ 2.83 (uniform over the 17 ids): seeded, so the margin is the same on every machine.
     expect(mean(losses.slice(-4))).toBeLessThan(mean(losses.slice(0, 4)) - 0.15)
+  })
+
+  it("records the Newton–Schulz FLOPs of an update, as the kernels of one update on the model's parameters count them, and by the target", async () => {
+    const plain = withMuon(4)
+    const run = { ...plain, training: { ...plain.training, budget: { steps: 4, bpb: 100 }, eval: { ...plain.training.eval, every: 2 } } }
+    const result = await train(run).exit
+    if (Exit.isFailure(result)) throw new Error(String(result.cause))
+    const table = paramTable(run.model)
+    const rng = Rng.fromSeed(5)
+    const tensors = () => Object.fromEntries(table.map((p) => [p.name, tf.tensor(Array.from({ length: p.decl.shape.reduce((a, b) => a * b, 1) }, () => rng.nextNormal()), [...p.decl.shape])]))
+    const params = Object.fromEntries(Object.entries(tensors()).map(([name, t]) => [name, tf.variable(t)]))
+    const grads = tensors()
+    const optimizer = makeOptimizer(run.training.optimizer, params, table, 4)
+    const perStep = await matmulFlops(() => optimizer.update(grads, 0.02))
+    optimizer.dispose()
+    tf.dispose([...Object.values(params), ...Object.values(grads)])
+    expect(perStep).toBeGreaterThan(0)
+    expect(result.value.optimizerFlopsPerStep).toBe(perStep)
+    // The target (any bpb reaches 100) is met at the first evaluation, step 2.
+    expect(result.value.target?.reached).toMatchObject({ step: 2, optimizerFlops: 2 * perStep })
   })
 
   it("resumes after a crash byte-identical to an uninterrupted run (momentum and the AdamW part's moments and schedule)", async () => {

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import type { NamedParam } from "../../../dsl/params.js"
 import { moduleFor, type SpecOf, type SpecOfTag } from "../../../dsl/registry.js"
 import { adamwOptimizer } from "./kinds/adamw.js"
 import type { OptimizerDescription } from "./kinds/description.js"
@@ -32,3 +33,6 @@ export const describeOptimizer = (o: OptimizerConfig): string => optimizerModule
 
 /** Its state beside the weights: float32 values per weight (at most) and what they are. */
 export const optimizerState = (o: OptimizerConfig): { readonly perWeight: number; readonly what: string } => optimizerModule(o).state(o)
+
+/** FLOPs of one update of `params` beyond the model's passes (matrix products, 2 per multiply-add): Muon's Newton–Schulz iterations. */
+export const optimizerUpdateFlops = (o: OptimizerConfig, params: ReadonlyArray<NamedParam>): number => optimizerModule(o).updateFlops(o, params)

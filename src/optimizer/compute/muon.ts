@@ -1,5 +1,5 @@
-import { isHiddenMatrix, Muon } from "../muon.js"
-import type { MuonOptions } from "../../experiment/optimizer/kinds/muon.js"
+import { Muon } from "../muon.js"
+import { isHiddenMatrix, type MuonOptions } from "../../experiment/optimizer/kinds/muon.js"
 import { lrAt } from "../../schedule/index.js"
 import type { OptimizerCompute } from "./compute.js"
 

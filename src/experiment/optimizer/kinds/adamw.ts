@@ -27,5 +27,6 @@ export const adamwOptimizer: OptimizerDescription<AdamWOptions> & {
   schema,
   make: (o) => ({ kind: "adamw", lr: o.lr, ...adamwDefaults(o), clip: o.clip ?? 1, decayAll: o.decayAll ?? false }),
   state: () => ({ perWeight: 2, what: "AdamW moments" }),
+  updateFlops: () => 0,
   label: (o) => `adamw(β=${o.beta1},${o.beta2}, wd ${o.weightDecay}, clip ${o.clip}), lr ${describeSchedule(o.lr)}`,
 }

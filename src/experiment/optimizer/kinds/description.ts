@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import type { NamedParam } from "../../../../dsl/params.js"
 import { LrSchedule } from "../../../schedule/index.js"
 
 /**
@@ -11,6 +12,12 @@ export interface OptimizerDescription<O> {
   readonly label: (optimizer: O) => string
   /** Its state beside the weights, for the memory estimate: float32 values per weight (at most) and what they are. */
   readonly state: (optimizer: O) => { readonly perWeight: number; readonly what: string }
+  /**
+   * FLOPs of one update of `params`, counted as the model's are (2 per multiply-add of a matrix
+   * product; elementwise work is not counted): Muon's Newton–Schulz products, 0 for optimisers
+   * that are elementwise. A run's FLOPs to a target add them to the model's.
+   */
+  readonly updateFlops: (optimizer: O, params: ReadonlyArray<NamedParam>) => number
 }
 
 /** Fields every optimiser has: the learning-rate schedule, gradient clipping, and which parameters decay. */

@@ -19,4 +19,5 @@ export const lionOptimizer: OptimizerDescription<LionOptions> & {
   make: (o) => ({ kind: "lion", lr: o.lr, weightDecay: o.weightDecay ?? 1, beta1: o.betas?.[0] ?? 0.9, beta2: o.betas?.[1] ?? 0.99, clip: o.clip ?? 1, decayAll: o.decayAll ?? false }),
   label: (o) => `lion(β=${o.beta1},${o.beta2}, wd ${o.weightDecay}, clip ${o.clip}), lr ${describeSchedule(o.lr)}`,
   state: () => ({ perWeight: 1, what: "Lion momentum" }),
+  updateFlops: () => 0,
 }
