@@ -85,7 +85,7 @@ describe.each(Object.keys(optimizers) as OptimizerTag[])("optimiser %s", (tag) =
     ]
     const rng = Rng.fromSeed(3)
     const values = (shape: readonly number[]) => Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => rng.nextNormal())
-    const params = Object.fromEntries(table.map((p) => [p.name, tf.variable(tf.tensor(values(p.decl.shape), [...p.decl.shape]))]))
+    const params = Object.fromEntries(table.map((p) => [p.name, tf.tidy(() => tf.variable(tf.tensor(values(p.decl.shape), [...p.decl.shape])))]))
     const grads = Object.fromEntries(table.map((p) => [p.name, tf.tensor(values(p.decl.shape), [...p.decl.shape])]))
     const optimizer = makeOptimizer(config, params, table, 3)
     const counted = await matmulFlops(() => optimizer.update(grads, 1e-2))

@@ -220,7 +220,7 @@ describe("a run with Muon", () => {
     const table = paramTable(run.model)
     const rng = Rng.fromSeed(5)
     const tensors = () => Object.fromEntries(table.map((p) => [p.name, tf.tensor(Array.from({ length: p.decl.shape.reduce((a, b) => a * b, 1) }, () => rng.nextNormal()), [...p.decl.shape])]))
-    const params = Object.fromEntries(Object.entries(tensors()).map(([name, t]) => [name, tf.variable(t)]))
+    const params = tf.tidy(() => Object.fromEntries(Object.entries(tensors()).map(([name, t]) => [name, tf.variable(t)])))
     const grads = tensors()
     const optimizer = makeOptimizer(run.training.optimizer, params, table, 4)
     const perStep = await matmulFlops(() => optimizer.update(grads, 0.02))
