@@ -596,39 +596,49 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 }
 
 // The rotation of attention(Grad)'s q and k: [half, tables] with tables [qcos | qsin | kcos | ksin],
-// each [t, dh]; null: none.
+// each [t, dh] (q and k of one length); null: none.
 std::optional<nk::Rotation> rotation_of(const Napi::Value& v, const nk::AttentionShape& s) {
   if (v.IsNull()) return std::nullopt;
   const auto list = v.As<Napi::Array>();
   const int64_t half = num(list.Get(0u));
   if (half < 1 || 2 * half > s.dh) throw Napi::RangeError::New(v.Env(), "attention: rotation half must be in [1, dh / 2]");
+  if (s.tk != s.t) throw Napi::RangeError::New(v.Env(), "attention: a rotation needs as many keys as queries");
   const int64_t n = s.t * s.dh;
   const float* tables = f32(list.Get(1u), "rotation tables", 4 * n);
   return nk::Rotation{half, tables, tables + n, tables + 2 * n, tables + 3 * n};
 }
 
-// attention(q, k, v, [bh, heads, t, dh, span], slopes | null, rotation | null, out, lse)
+// [bh, heads, t, tk, dh] and ranges [lo | hi] (t each, within [0, tk]).
+nk::AttentionShape attention_shape(const Napi::Value& d0, const Napi::Value& ranges) {
+  const auto d = dims(d0);
+  const int32_t* r = i32(ranges, "ranges", 2 * d[2]);
+  for (int64_t i = 0; i < 2 * d[2]; ++i)
+    if (r[i] < 0 || r[i] > d[3]) throw Napi::RangeError::New(d0.Env(), "attention: a key range passes the keys");
+  return nk::AttentionShape{d[0], d[1], d[2], d[3], d[4], r, r + d[2]};
+}
+
+// attention(q, k, v, [bh, heads, t, tk, dh], ranges, slopes | null, rotation | null, out, lse)
 Napi::Value Attention(const Napi::CallbackInfo& info) {
-  const auto d = dims(info[3]);
-  const nk::AttentionShape s{d[0], d[1], d[2], d[3], d[4]};
-  const size_t n = s.bh * s.t * s.dh;
-  const auto rotation = rotation_of(info[5], s);
-  nk::attention(s, f32(info[0], "q", n), f32(info[1], "k", n), f32(info[2], "v", n),
-                info[4].IsNull() ? nullptr : f32(info[4], "slopes", s.heads), rotation ? &*rotation : nullptr,
-                f32(info[6], "out", n), f32(info[7], "lse", s.bh * s.t));
+  const auto s = attention_shape(info[3], info[4]);
+  const size_t n = s.bh * s.t * s.dh, kn = s.bh * s.tk * s.dh;
+  const auto rotation = rotation_of(info[6], s);
+  nk::attention(s, f32(info[0], "q", n), f32(info[1], "k", kn), f32(info[2], "v", kn),
+                info[5].IsNull() ? nullptr : f32(info[5], "slopes", s.heads), rotation ? &*rotation : nullptr,
+                f32(info[7], "out", n), f32(info[8], "lse", s.bh * s.t));
   return info.Env().Undefined();
 }
 
-// attentionGrad(q, k, v, out, lse, dout, [bh, heads, t, dh, span], slopes | null, rotation | null, dq, dk, dv)
+// attentionGrad(q, k, v, out, lse, dout, dlse | null, [bh, heads, t, tk, dh], ranges, slopes | null, rotation | null,
+// dq, dk, dv)
 Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
-  const auto d = dims(info[6]);
-  const nk::AttentionShape s{d[0], d[1], d[2], d[3], d[4]};
-  const size_t n = s.bh * s.t * s.dh;
-  const auto rotation = rotation_of(info[8], s);
-  nk::attention_grad(s, f32(info[0], "q", n), f32(info[1], "k", n), f32(info[2], "v", n), f32(info[3], "out", n),
+  const auto s = attention_shape(info[7], info[8]);
+  const size_t n = s.bh * s.t * s.dh, kn = s.bh * s.tk * s.dh;
+  const auto rotation = rotation_of(info[10], s);
+  nk::attention_grad(s, f32(info[0], "q", n), f32(info[1], "k", kn), f32(info[2], "v", kn), f32(info[3], "out", n),
                      f32(info[4], "lse", s.bh * s.t), f32(info[5], "dout", n),
-                     info[7].IsNull() ? nullptr : f32(info[7], "slopes", s.heads), rotation ? &*rotation : nullptr,
-                     f32(info[9], "dq", n), f32(info[10], "dk", n), f32(info[11], "dv", n));
+                     info[6].IsNull() ? nullptr : f32(info[6], "dlse", s.bh * s.t),
+                     info[9].IsNull() ? nullptr : f32(info[9], "slopes", s.heads), rotation ? &*rotation : nullptr,
+                     f32(info[11], "dq", n), f32(info[12], "dk", kn), f32(info[13], "dv", kn));
   return info.Env().Undefined();
 }
 

@@ -1,5 +1,5 @@
-// Causal attention fused for training (FlashAttention's scheme, Dao et al. 2022): scores, the
-// causal/window mask, ALiBi's bias, softmax and the weighted sum per block of queries against
+// Attention fused for training (FlashAttention's scheme, Dao et al. 2022): scores, the
+// pattern (each query a range of keys), ALiBi's bias, softmax and the weighted sum per block of queries against
 // blocks of keys with an online softmax, keeping only each row's log-sum-exp. The backward
 // pass recomputes the probabilities block by block from it, so no [T, T] matrix is ever held;
 // it makes one sweep over key blocks per head (FlashAttention-2), adding into dQ as it goes.
@@ -129,20 +129,35 @@ inline void tile_ab(const float* a, int64_t ar, int64_t ak, const float* b, int6
   }
 }
 
-// One head's view: q, k, v (and their gradients) are [T, dh] from here; dhp is dh rounded up to
-// whole tile columns, the row length of packed blocks.
+// The keys query rows [i0, i1) see together, [lo, hi) (empty: lo ≥ hi): the hull of their ranges.
+struct Hull {
+  int64_t lo, hi;
+  bool meets(int64_t a, int64_t b) const { return lo < b && a < hi; }
+};
+
+Hull hull_of(const int32_t* lo, const int32_t* hi, int64_t i0, int64_t i1) {
+  Hull u{std::numeric_limits<int64_t>::max(), 0};
+  for (int64_t i = i0; i < i1; ++i)
+    if (lo[i] < hi[i]) u = {std::min<int64_t>(u.lo, lo[i]), std::max<int64_t>(u.hi, hi[i])};
+  return u;
+}
+
+// One head's view: q (and dq) are [t, dh] from here, k, v (and their gradients) [tk, dh]; dhp is
+// dh rounded up to whole tile columns, the row length of packed blocks.
 struct Head {
-  int64_t t, dh, dhp, span;
+  int64_t t, tk, dh, dhp;
   float slope;
   bool bias;
+  const int32_t *lo_, *hi_;
   // Keys query i sees among j0 + [0, n), relative to j0: [lo, hi), empty when lo ≥ hi.
-  int64_t lo(int64_t i, int64_t j0) const { return std::max<int64_t>(0, i - span - j0); }
-  int64_t hi(int64_t i, int64_t j0, int64_t n) const { return std::min(n, i + 1 - j0); }
+  int64_t lo(int64_t i, int64_t j0) const { return std::max<int64_t>(0, lo_[i] - j0); }
+  int64_t hi(int64_t i, int64_t j0, int64_t n) const { return std::min<int64_t>(n, hi_[i] - j0); }
+  // The hull of the real rows among i0 + [0, rows).
+  Hull rows(int64_t i0, int64_t rows) const { return hull_of(lo_, hi_, i0, std::min(t, i0 + rows)); }
 };
 
 Head head_of(const AttentionShape& s, int64_t bh, const float* slopes) {
-  // A span past the sequence is dense; clamped so that i ± span cannot overflow.
-  return {s.t, s.dh, round_up(s.dh, kCols), std::min(s.span, s.t), slopes ? slopes[bh % s.heads] : 0.f, slopes != nullptr};
+  return {s.t, s.tk, s.dh, round_up(s.dh, kCols), slopes ? slopes[bh % s.heads] : 0.f, slopes != nullptr, s.lo, s.hi};
 }
 
 // Rows [0, n) of x (dh floats each) into y [rows, dhp], zero past row n and column dh.
@@ -174,10 +189,9 @@ const float* rows_of(const Head& h, const float* x, int64_t i0, int64_t n, int64
 void block_scores(const Head& h, const float* a, int64_t rows, int64_t i0, const float* bt, int64_t j0, int64_t n,
                   float* s) {
   for (int64_t r = 0; r < rows; r += kTile) {
-    const int64_t first = i0 + r, last = first + kTile - 1;
+    const Hull u = h.rows(i0 + r, kTile);
     for (int64_t c = 0; c < n; c += kCols)
-      if (j0 + c <= last && j0 + c + kCols - 1 >= first - h.span)
-        tile_abt(a + r * h.dhp, h.dhp, bt + c, kKeys, h.dh, s + r * kKeys + c, kKeys);
+      if (u.meets(j0 + c, j0 + c + kCols)) tile_abt(a + r * h.dhp, h.dhp, bt + c, kKeys, h.dh, s + r * kKeys + c, kKeys);
   }
 }
 
@@ -185,17 +199,25 @@ void block_scores(const Head& h, const float* a, int64_t rows, int64_t i0, const
 void block_by_rows(const Head& h, const float* p, int64_t rows, int64_t i0, const float* b, int64_t j0, int64_t n,
                    float* c) {
   for (int64_t r = 0; r < rows; r += kTile) {
-    const int64_t k0 = h.lo(i0 + r, j0), k1 = h.hi(i0 + r + kTile - 1, j0, n);
+    const Hull u = h.rows(i0 + r, kTile);
+    const int64_t k0 = std::max<int64_t>(0, u.lo - j0), k1 = std::min(n, u.hi - j0);
     for (int64_t d = 0; k0 < k1 && d < h.dhp; d += kCols)
       tile_ab(p + r * kKeys, kKeys, 1, b + d, h.dhp, k0, k1, c + r * h.dhp + d, h.dhp);
   }
 }
 
-// c [cols, dhp] += pᵀ · b [n, dhp] with p [n, kKeys] as above: key j0 + r's row gathers queries i0 + k.
+// c [cols, dhp] += pᵀ · b [n, dhp] with p [n, kKeys] as above: key j0 + r's row gathers queries i0 + k,
+// over the queries from the first to the last that sees one of the tile's keys.
 void block_by_cols(const Head& h, const float* p, int64_t cols, int64_t j0, const float* b, int64_t i0, int64_t n,
                    float* c) {
   for (int64_t r = 0; r < cols; r += kTile) {
-    const int64_t k0 = std::max<int64_t>(0, j0 + r - i0), k1 = std::min(n, j0 + r + kTile + h.span - i0);
+    const int64_t a = j0 + r, z = a + kTile;
+    int64_t k0 = n, k1 = 0;
+    for (int64_t k = 0; k < n; ++k)
+      if (h.lo_[i0 + k] < z && a < h.hi_[i0 + k] && h.lo_[i0 + k] < h.hi_[i0 + k]) {
+        k0 = std::min(k0, k);
+        k1 = k + 1;
+      }
     for (int64_t d = 0; k0 < k1 && d < h.dhp; d += kCols)
       tile_ab(p + r, 1, kKeys, b + d, h.dhp, k0, k1, c + r * h.dhp + d, h.dhp);
   }
@@ -229,8 +251,9 @@ void forward_block(const Head& h, const float* q, const float* kt, const float* 
   w.m.assign(rows, kNegInf);
   w.l.assign(rows, 0.0);
   const float* qb = rows_of(h, q, i0, n, rows, w.q);
-  for (int64_t j0 = std::max<int64_t>(0, i0 - h.span) / kKeys * kKeys; j0 < i1; j0 += kKeys) {
-    const int64_t jn = std::min(i1, j0 + kKeys) - j0;
+  const Hull u = h.rows(i0, n);
+  for (int64_t j0 = u.lo < u.hi ? u.lo / kKeys * kKeys : h.tk; j0 < u.hi; j0 += kKeys) {
+    const int64_t jn = std::min(h.tk, j0 + kKeys) - j0;
     block_scores(h, qb, rows, i0, kt + j0 / kKeys * dh * kKeys, j0, jn, w.s.data());
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r, a = r < n ? h.lo(i, j0) : 0, b = r < n ? h.hi(i, j0, jn) : 0;
@@ -268,10 +291,10 @@ void forward_block(const Head& h, const float* q, const float* kt, const float* 
     block_by_rows(h, w.s.data(), rows, i0, rows_of(h, v, j0, jn, jn, w.v), j0, jn, w.acc.data());
   }
   for (int64_t r = 0; r < n; ++r) {
-    // Causal rows always see their own key, so l > 0.
+    // A row that sees no key outputs zero, its log-sum-exp −∞ (a part of a joint softmax adds nothing there).
     const float lf = static_cast<float>(w.l[r]);
-    for (int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = w.acc[r * dhp + d] / lf;
-    lse[i0 + r] = w.m[r] + std::log(lf);
+    for (int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = lf > 0.f ? w.acc[r * dhp + d] / lf : 0.f;
+    lse[i0 + r] = lf > 0.f ? w.m[r] + std::log(lf) : kNegInf;
   }
 }
 
@@ -293,16 +316,19 @@ void start_grad(const Head& h, Scratch& w) {
 
 // dK, dV of the keys from j0 of one head, with their terms of dQ added into w.dq: every block of
 // queries that sees them, the probabilities recomputed from lse, dS = P ∘ (dO·Vᵀ − delta).
-void key_block_grad(const Head& h, const float* q, const float* k, const float* v, const float* lse, const float* dout,
-                    const float* delta, int64_t j0, float* dk, float* dv, Scratch& w) {
-  const int64_t dh = h.dh, dhp = h.dhp, jn = std::min(h.t, j0 + kKeys) - j0, cols = round_up(jn, kTile);
+// blocks holds the hull of each block of kRows queries.
+void key_block_grad(const Head& h, const std::vector<Hull>& blocks, const float* q, const float* k, const float* v,
+                    const float* lse, const float* dout, const float* delta, int64_t j0, float* dk, float* dv,
+                    Scratch& w) {
+  const int64_t dh = h.dh, dhp = h.dhp, jn = std::min(h.tk, j0 + kKeys) - j0, cols = round_up(jn, kTile);
   pack_t(k + j0 * dh, jn, dh, w.kt.data());
   pack_t(v + j0 * dh, jn, dh, w.vt.data());
   const float* kb = rows_of(h, k, j0, jn, jn, w.k);
   std::fill(w.dk.begin(), w.dk.end(), 0.f);
   std::fill(w.dv.begin(), w.dv.end(), 0.f);
-  for (int64_t i0 = j0, i_end = std::min(h.t, j0 + jn + h.span); i0 < i_end; i0 += kRows) {
-    const int64_t n = std::min(h.t, i0 + kRows) - i0, rows = round_up(n, kTile);
+  for (int64_t ib = 0; ib < static_cast<int64_t>(blocks.size()); ++ib) {
+    if (!blocks[ib].meets(j0, j0 + jn)) continue;
+    const int64_t i0 = ib * kRows, n = std::min(h.t, i0 + kRows) - i0, rows = round_up(n, kTile);
     const float *qb = rows_of(h, q, i0, n, rows, w.q), *gb = rows_of(h, dout, i0, n, rows, w.g);
     block_scores(h, qb, rows, i0, w.kt.data(), j0, jn, w.s.data());
     block_scores(h, gb, rows, i0, w.vt.data(), j0, jn, w.ds.data());
@@ -339,6 +365,12 @@ void key_block_grad(const Head& h, const float* q, const float* k, const float* 
 }
 
 int64_t blocks(int64_t t, int64_t size) { return (t + size - 1) / size; }
+
+std::vector<Hull> block_hulls(const AttentionShape& s) {
+  std::vector<Hull> u(blocks(s.t, kRows));
+  for (size_t b = 0; b < u.size(); ++b) u[b] = hull_of(s.lo, s.hi, b * kRows, std::min<int64_t>(s.t, (b + 1) * kRows));
+  return u;
+}
 
 // y = x·cos + rotate_half(x)·sin for each of bh heads of [t, dh] rows: rotate_half(x) is
 // −x[j + half] at j < half and x[j − half] at half ≤ j < 2·half; later dimensions pass (sin 0).
@@ -379,16 +411,20 @@ struct Rotated {
   Rotated(const AttentionShape& s, const float* q0, const float* k0, const Rotation* r, bool threads) : qp(q0), kp(k0) {
     if (r == nullptr) return;
     q.resize(s.bh * s.t * s.dh);
-    k.resize(s.bh * s.t * s.dh);
+    k.resize(s.bh * s.tk * s.dh);
     rotate(q0, r->qcos, r->qsin, s.bh, s.t, s.dh, r->half, threads, q.data());
-    rotate(k0, r->kcos, r->ksin, s.bh, s.t, s.dh, r->half, threads, k.data());
+    rotate(k0, r->kcos, r->ksin, s.bh, s.tk, s.dh, r->half, threads, k.data());
     qp = q.data();
     kp = k.data();
   }
 };
 
 // Multiply-adds of one pass, to decide whether threads pay off.
-bool worth_threads(const AttentionShape& s) { return s.bh * s.t * std::min(s.t, s.span + 1) * s.dh > kParallelMin; }
+bool worth_threads(const AttentionShape& s) {
+  int64_t pairs = 0;
+  for (int64_t i = 0; i < s.t; ++i) pairs += std::max(0, s.hi[i] - s.lo[i]);
+  return s.bh * pairs * s.dh > kParallelMin;
+}
 
 }  // namespace
 
@@ -396,7 +432,8 @@ void attention(const AttentionShape& s, const float* q0, const float* k0, const 
                const Rotation* rotation, float* out, float* lse) {
   const Rotated r(s, q0, k0, rotation, worth_threads(s));
   const float *q = r.qp, *k = r.kp;
-  const int64_t per = s.t * s.dh, nb = blocks(s.t, kRows), nk = blocks(s.t, kKeys), packed = nk * s.dh * kKeys;
+  const int64_t per = s.t * s.dh, kper = s.tk * s.dh, nb = blocks(s.t, kRows), nk = blocks(s.tk, kKeys),
+                packed = nk * s.dh * kKeys;
   // Every head's key blocks transposed once, rather than once for each block of queries reading them.
   std::vector<float> kt(s.bh * packed);
 #pragma omp parallel if (worth_threads(s))
@@ -404,7 +441,7 @@ void attention(const AttentionShape& s, const float* q0, const float* k0, const 
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < s.bh * nk; ++e) {
       const int64_t bh = e / nk, j0 = e % nk * kKeys;
-      pack_t(k + bh * per + j0 * s.dh, std::min(s.t - j0, kKeys), s.dh, kt.data() + e * s.dh * kKeys);
+      pack_t(k + bh * kper + j0 * s.dh, std::min(s.tk - j0, kKeys), s.dh, kt.data() + e * s.dh * kKeys);
     }
     Scratch w;
     // Dynamic, last blocks first: causal blocks near the end of the sequence see more keys.
@@ -413,22 +450,25 @@ void attention(const AttentionShape& s, const float* q0, const float* k0, const 
       for (int64_t back = 0; back < nb; ++back) {
         const Head h = head_of(s, bh, slopes);
         const int64_t o = bh * per, ib = nb - 1 - back;
-        forward_block(h, q + o, kt.data() + bh * packed, v + o, ib * kRows, std::min(s.t, (ib + 1) * kRows), out + o, lse + bh * s.t, w);
+        forward_block(h, q + o, kt.data() + bh * packed, v + bh * kper, ib * kRows, std::min(s.t, (ib + 1) * kRows), out + o,
+                      lse + bh * s.t, w);
       }
     }
   }
 }
 
 void attention_grad(const AttentionShape& s, const float* q0, const float* k0, const float* v, const float* out,
-                    const float* lse, const float* dout, const float* slopes, const Rotation* rotation, float* dq,
-                    float* dk, float* dv) {
+                    const float* lse, const float* dout, const float* dlse, const float* slopes, const Rotation* rotation,
+                    float* dq, float* dk, float* dv) {
   const Rotated r(s, q0, k0, rotation, worth_threads(s));
   const float *q = r.qp, *k = r.kp;
-  const int64_t per = s.t * s.dh, rows = s.bh * s.t;
-  // delta_i = dO_i·O_i = Σ_j P_ij dP_ij, the softmax gradient's row term.
+  const int64_t per = s.t * s.dh, kper = s.tk * s.dh, rows = s.bh * s.t;
+  const std::vector<Hull> hulls = block_hulls(s);
+  // delta_i = dO_i·O_i = Σ_j P_ij dP_ij, the softmax gradient's row term; a gradient of the
+  // log-sum-exp (∂lse_i/∂s_ij = P_ij) enters as dS_ij = P_ij (dP_ij − delta_i + dlse_i).
   std::vector<float> delta(rows);
 #pragma omp parallel for schedule(static) if (worth_threads(s))
-  for (int64_t i = 0; i < rows; ++i) delta[i] = dot(dout + i * s.dh, out + i * s.dh, s.dh);
+  for (int64_t i = 0; i < rows; ++i) delta[i] = dot(dout + i * s.dh, out + i * s.dh, s.dh) - (dlse ? dlse[i] : 0.f);
   const int threads = worth_threads(s) ? omp_get_max_threads() : 1;
   if (s.bh >= threads) {
     // Whole heads per thread, so that no two threads add into one row of dQ.
@@ -438,10 +478,11 @@ void attention_grad(const AttentionShape& s, const float* q0, const float* k0, c
 #pragma omp for schedule(dynamic)
       for (int64_t bh = 0; bh < s.bh; ++bh) {
         const Head h = head_of(s, bh, slopes);
-        const int64_t o = bh * per;
+        const int64_t o = bh * per, ko = bh * kper;
         start_grad(h, w);
-        for (int64_t j0 = 0; j0 < s.t; j0 += kKeys)
-          key_block_grad(h, q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, j0, dk + o, dv + o, w);
+        for (int64_t j0 = 0; j0 < s.tk; j0 += kKeys)
+          key_block_grad(h, hulls, q + o, k + ko, v + ko, lse + bh * s.t, dout + o, delta.data() + bh * s.t, j0, dk + ko,
+                         dv + ko, w);
         for (int64_t i = 0; i < s.t; ++i) std::copy(w.dq.data() + i * h.dhp, w.dq.data() + i * h.dhp + s.dh, dq + o + i * s.dh);
       }
     }
@@ -452,7 +493,7 @@ void attention_grad(const AttentionShape& s, const float* q0, const float* k0, c
     std::vector<Scratch> each(threads);
     for (int64_t bh = 0; bh < s.bh; ++bh) {
       const Head h = head_of(s, bh, slopes);
-      const int64_t o = bh * per;
+      const int64_t o = bh * per, ko = bh * kper;
 #pragma omp parallel num_threads(threads)
       {
         // The team actually started, which may be smaller than asked for.
@@ -460,8 +501,9 @@ void attention_grad(const AttentionShape& s, const float* q0, const float* k0, c
         Scratch& w = each[omp_get_thread_num()];
         start_grad(h, w);
 #pragma omp for schedule(static, 1)
-        for (int64_t j0 = 0; j0 < s.t; j0 += kKeys)
-          key_block_grad(h, q + o, k + o, v + o, lse + bh * s.t, dout + o, delta.data() + bh * s.t, j0, dk + o, dv + o, w);
+        for (int64_t j0 = 0; j0 < s.tk; j0 += kKeys)
+          key_block_grad(h, hulls, q + o, k + ko, v + ko, lse + bh * s.t, dout + o, delta.data() + bh * s.t, j0, dk + ko,
+                         dv + ko, w);
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < s.t; ++i) {
           float* row = dq + o + i * s.dh;
@@ -474,7 +516,7 @@ void attention_grad(const AttentionShape& s, const float* q0, const float* k0, c
   }
   if (rotation != nullptr) {
     rotate_back(dq, rotation->qcos, rotation->qsin, s.bh, s.t, s.dh, rotation->half, worth_threads(s));
-    rotate_back(dk, rotation->kcos, rotation->ksin, s.bh, s.t, s.dh, rotation->half, worth_threads(s));
+    rotate_back(dk, rotation->kcos, rotation->ksin, s.bh, s.tk, s.dh, rotation->half, worth_threads(s));
   }
 }
 

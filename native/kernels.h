@@ -394,13 +394,15 @@ class Program {
 
 }  // namespace nk
 
-// Fused causal attention (native/attention.cc) of q, k, v [bh, t, dh], bh = batch·heads with
-// the head fastest: query i sees keys j with 0 ≤ i − j ≤ span (span ≥ t: dense), scores q·k
-// plus slopes[head]·(i − j) when slopes is given (ALiBi). Forward: out [bh, t, dh] and the
-// rows' log-sum-exp lse [bh, t]; backward: dq, dk, dv from those and dout.
+// Fused attention (native/attention.cc) of q [bh, t, dh] over k, v [bh, tk, dh], bh = batch·heads
+// with the head fastest: query i sees keys [lo[i], hi[i]) (none when lo[i] ≥ hi[i]; the same
+// ranges for every head), scores q·k plus slopes[head]·(i − j) when slopes is given (ALiBi).
+// Forward: out [bh, t, dh] and the rows' log-sum-exp lse [bh, t] (a row that sees no key: 0 and
+// −∞); backward: dq, dk, dv from those, dout and, when given, the gradient of lse.
 namespace nk {
 struct AttentionShape {
-  int64_t bh, heads, t, dh, span;
+  int64_t bh, heads, t, tk, dh;
+  const int32_t *lo, *hi;
 };
 // RoPE and xPos inside the kernel: q and k [t, dh] rows are rotated as x·cos + rotate_half(x)·sin
 // with the pairs (j, j + half), by tables [t, dh] of their own (xPos scales queries and keys
@@ -412,6 +414,6 @@ struct Rotation {
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, const float* slopes,
                const Rotation* rotation, float* out, float* lse);
 void attention_grad(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
-                    const float* lse, const float* dout, const float* slopes, const Rotation* rotation, float* dq,
-                    float* dk, float* dv);
+                    const float* lse, const float* dout, const float* dlse, const float* slopes, const Rotation* rotation,
+                    float* dq, float* dk, float* dv);
 }  // namespace nk

@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs"
 import { type AnyLinformer, type Linformer, type LinformerCausal, sharedName } from "../../dsl/kinds/attention/linformer.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
-import { bandParts, groupedAttention, HIDDEN, type Part, roundUp } from "./blocked.js"
+import { bandParts, groupedAttention, HIDDEN, padSeq, type Part, roundUp } from "./blocked.js"
+import { type FusedPart, fusedPartsApply, jointFused, rangesOf } from "./fused-parts.js"
 import { extendCache, project, projectQkv } from "./projection.js"
 
 /**
@@ -42,6 +43,10 @@ const applyLinformer = (p: ParamView, x: tf.Tensor3D, spec: Linformer, ctx: Laye
   if (t > ctx.dims.context) throw new Error(`linformer: ${t} tokens exceed the projection length ${ctx.dims.context}`)
   const [q, k, v] = projectQkv(p, x, spec, ctx)
   const [e, f] = projections(p, spec, t)
+  if (fusedPartsApply(ctx, spec.dropout)) {
+    const all = rangesOf(t, () => 0, () => spec.k)
+    return project(p, jointFused([{ q, k: compress(e, k), v: compress(f, v), ranges: all }]), spec.bias)
+  }
   const weights = ctx.dropout(tf.softmax(tf.matMul(q, compress(e, k), false, true)), spec.dropout) as tf.Tensor4D
   return project(p, tf.matMul(weights, compress(f, v)) as tf.Tensor4D, spec.bias)
 }
@@ -75,6 +80,34 @@ const causalParts = (p: ParamView, spec: LinformerCausal) => (q: tf.Tensor4D, k:
   return [...bandParts(q, k, v, spec.block, false, (_h, i, j) => j <= i, false), compressed]
 }
 
+/**
+ * The same as parts for the fused kernel: each query's own block up to it, and, from the second
+ * block on, the block's k compressed keys (queries in blocks [B, H·(n − 1), block, dh]).
+ */
+const fusedCausal = (p: ParamView, spec: LinformerCausal, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D => {
+  const [b, h, t, dh] = q.shape
+  const w = spec.block
+  const own: FusedPart = { q, k, v, ranges: rangesOf(t, (i) => Math.floor(i / w) * w, (i) => i + 1) }
+  const n = Math.ceil(t / w)
+  if (n === 1) return jointFused([own])
+  const [e, f] = projections(p, spec, n * w)
+  // Blocks 1.. of [B, H, n, w, dh] as [B, H·(n − 1), rows, last].
+  const later = (x: tf.Tensor, rows: number, last: number) =>
+    tf.slice(x.reshape([b, h, n, rows, last]), [0, 0, 1, 0, 0], [b, h, n - 1, rows, last]).reshape([b, h * (n - 1), rows, last]) as tf.Tensor4D
+  const compressed: FusedPart = {
+    q: later(padSeq(q, n * w), w, dh),
+    k: later(prefixCompress(e, padSeq(k, n * w), w), spec.k, dh),
+    v: later(prefixCompress(f, padSeq(v, n * w), w), spec.k, dh),
+    ranges: rangesOf(w, () => 0, () => spec.k),
+    toSequence: (x, fill) => {
+      const last = x.shape[3]
+      const blocks = tf.pad(x.reshape([b, h, n - 1, w, last]), [[0, 0], [0, 0], [1, 0], [0, 0], [0, 0]], fill).reshape([b, h, n * w, last]) as tf.Tensor4D
+      return n * w === t ? blocks : (tf.slice(blocks, [0, 0, 0, 0], [b, h, t, last]) as tf.Tensor4D)
+    },
+  }
+  return jointFused([own, compressed])
+}
+
 /** Cached decoding: each new query against the compressed complete blocks before its own and its block so far. */
 const cachedCausal = (p: ParamView, spec: LinformerCausal, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, ctx: LayerCtx): tf.Tensor4D => {
   const [b, h, t, dh] = q.shape
@@ -101,6 +134,7 @@ const applyCausal = (p: ParamView, x: tf.Tensor3D, spec: LinformerCausal, ctx: L
   const cached = ctx.kv?.k !== undefined
   const [k, v] = extendCache(ctx, k0, v0)
   if (ctx.offset + t > ctx.dims.context) throw new Error(`linformer-causal: ${ctx.offset + t} tokens exceed the projection length ${ctx.dims.context}`)
+  if (!cached && fusedPartsApply(ctx, spec.dropout)) return project(p, fusedCausal(p, spec, q, k, v), spec.bias)
   const y = cached ? cachedCausal(p, spec, q, k, v, ctx) : groupedAttention(q, k, v, roundUp(t, spec.block), [{ from: 0, to: spec.heads, parts: causalParts(p, spec) }], ctx, spec.dropout)
   return project(p, y, spec.bias)
 }

@@ -3,6 +3,7 @@ import { headDimOf } from "../../dsl/kinds/attention/fields.js"
 import { maxDilation, pick, type Sliding, slidingVisible, windowVisible } from "../../dsl/kinds/attention/sliding.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
 import { fusableKind, fusedCausal, fusedCausalApplies } from "./fused.js"
+import { bandRanges, type FusedPart, fusedPartsApply, headSlice, jointFused, partsKind, rangesOf, residuePart } from "./fused-parts.js"
 import { bandParts, groupedAttention, HIDDEN, listPart, maskedAttention, type Part, roundUp, selectRows } from "./blocked.js"
 import { extendCache, linear, normHeads, project, projectQkv, splitHeads } from "./projection.js"
 
@@ -67,12 +68,41 @@ const replaceRows = (out: tf.Tensor4D, replacement: tf.Tensor4D, rows: ReadonlyA
   return tf.add(tf.mul(out, tf.tensor4d(keep, [1, 1, t, 1])), tf.gather(padded, tf.tensor1d(source, "int32"), 2)) as tf.Tensor4D
 }
 
+/**
+ * The window as parts for the fused kernel (src/attention/fused-parts.ts), per run of heads
+ * with one dilation d: the w keys i − d, …, i − w·d by residue classes mod d. Longformer's
+ * ordinary rows (undilated) add the global keys the window does not reach, gathered: query i
+ * sees those before i − w, a prefix of them.
+ */
+const fusedWindow = (spec: Sliding, layer: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, globals: ReadonlyArray<number>): tf.Tensor4D => {
+  const w = pick(spec.window, layer)
+  const t = q.shape[2]
+  const runs: Array<{ from: number; to: number; d: number }> = []
+  for (let h = 0; h < spec.heads; h++) {
+    const d = pick(spec.dilation, h)
+    const last = runs.at(-1)
+    if (last !== undefined && last.d === d) last.to = h + 1
+    else runs.push({ from: h, to: h + 1, d })
+  }
+  const outs = runs.map(({ from, to, d }) => {
+    const [qh, kh, vh] = [q, k, v].map((x) => headSlice(x, from, to)) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D]
+    const parts: FusedPart[] = [d === 1 ? { q: qh, k: kh, v: vh, ranges: bandRanges(t, w) } : residuePart(qh, kh, vh, d, 0, w)]
+    if (globals.length > 0) {
+      const ranges = rangesOf(t, () => 0, (i) => globals.filter((g) => g < i - w).length)
+      parts.push({ q: qh, k: selectRows(kh, globals), v: selectRows(vh, globals), ranges })
+    }
+    return jointFused(parts)
+  })
+  return outs.length === 1 ? outs[0]! : (tf.concat(outs, 1) as tf.Tensor4D)
+}
+
 const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.Tensor3D => {
   const t = x.shape[1]
   const dh = headDimOf(spec, x.shape[2])
   const fused = fusableKind(spec) && fusedCausalApplies(ctx, spec.dropout)
-  const [q, k0, v0] = projectQkv(p, x, spec, ctx, undefined, !fused)
   const global = spec.kind === "longformer"
+  const fusedParts = partsKind(spec) && fusedPartsApply(ctx, spec.dropout)
+  const [q, k0, v0] = projectQkv(p, x, spec, ctx, undefined, !fused)
   const [kg0, vg0] = global ? globalKeys(p, x, spec, ctx) : []
   const cached = ctx.kv?.k !== undefined
   const pack = global && ctx.kv !== undefined
@@ -92,6 +122,7 @@ const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.T
     return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
   }
   if (fused) return project(p, fusedCausal(q, k, v, ctx, pick(spec.window, ctx.layer)), spec.bias)
+  if (fusedParts) return withGlobalRows(fusedWindow(spec, ctx.layer, q, k, v, rows), kg!, vg!)
   const span = pick(spec.window, ctx.layer) * maxDilation(spec)
   // A window reaching past the sequence is one block holding all of it.
   const [w, previous] = span < t ? [span, true] : [t, false]

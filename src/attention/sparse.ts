@@ -2,7 +2,8 @@ import * as tf from "@tensorflow/tfjs"
 import type { Visible } from "../../dsl/kind.js"
 import { type Factor, fixedLocal, fixedSummary, groupsOf, type Sparse, sparseVisible, stridedLocal, stridedStride } from "../../dsl/kinds/attention/sparse.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
-import { bandParts, groupedAttention, type HeadGroup, listPart, maskedAttention, type Part, roundUp, stridePart } from "./blocked.js"
+import { bandParts, groupedAttention, type HeadGroup, listPart, maskedAttention, padSeq, type Part, roundUp, stridePart } from "./blocked.js"
+import { bandRanges, type FusedPart, fusedPartsApply, headSlice, jointFused, partsKind, rangesOf, residuePart } from "./fused-parts.js"
 import { extendCache, project, projectQkv } from "./projection.js"
 
 /** Factorised sparse attention (Child et al. 2019): each factor of the pattern as parts of one joint softmax. */
@@ -33,9 +34,45 @@ const partsOf = (spec: Sparse, factor: Factor) => (q: tf.Tensor4D, k: tf.Tensor4
   return [...local(), summary(earlier)]
 }
 
+/**
+ * The same factors as parts for the fused kernel: strided A⁽²⁾ by residue classes mod l
+ * (beyond distance l when merged), fixed A⁽¹⁾ as each query's block, fixed summaries gathered
+ * (earlier blocks' when merged, else those up to the query).
+ */
+const fusedPartsOf = (spec: Sparse, factor: Factor, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): FusedPart[] => {
+  const l = spec.stride
+  const [b, h, t, dh] = q.shape
+  if (spec.kind === "sparse-strided") {
+    const local: FusedPart = { q, k, v, ranges: bandRanges(t, l) }
+    if (factor === 1) return [local]
+    if (factor === 2) return [residuePart(q, k, v, l, 0, t)]
+    return [local, residuePart(q, k, v, l, 2, t)]
+  }
+  const c = spec.summary
+  const n = Math.ceil(t / l)
+  const last = (x: tf.Tensor4D) => tf.slice(padSeq(x, n * l).reshape([b, h, n, l, dh]), [0, 0, 0, l - c, 0], [b, h, n, c, dh]).reshape([b, h, n * c, dh]) as tf.Tensor4D
+  const earlier = (i: number) => Math.floor(i / l) * c
+  const local: FusedPart = { q, k, v, ranges: rangesOf(t, (i) => Math.floor(i / l) * l, (i) => i + 1) }
+  const summary = (own: boolean): FusedPart => ({
+    q,
+    k: last(k),
+    v: last(v),
+    ranges: rangesOf(t, () => 0, (i) => earlier(i) + (own ? Math.min(c, Math.max(0, (i % l) - (l - c) + 1)) : 0)),
+  })
+  if (factor === 1) return [local]
+  if (factor === 2) return [summary(true)]
+  return [local, summary(false)]
+}
+
 const apply = (p: ParamView, x: tf.Tensor3D, spec: Sparse, ctx: LayerCtx): tf.Tensor3D => {
   const t = x.shape[1]
   const [q, k0, v0] = projectQkv(p, x, spec, ctx)
+  if (partsKind(spec) && fusedPartsApply(ctx, spec.dropout)) {
+    const outs = groupsOf(spec, ctx.layer).map((g) =>
+      jointFused(fusedPartsOf(spec, g.factor, headSlice(q, g.from, g.to), headSlice(k0, g.from, g.to), headSlice(v0, g.from, g.to))),
+    )
+    return project(p, outs.length === 1 ? outs[0]! : (tf.concat(outs, 1) as tf.Tensor4D), spec.bias)
+  }
   const cached = ctx.kv?.k !== undefined
   const [k, v] = extendCache(ctx, k0, v0)
   if (cached) return project(p, maskedAttention(q, k, v, ctx.offset, sparseVisible(spec, ctx.layer), ctx, spec.dropout), spec.bias)

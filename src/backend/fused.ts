@@ -219,12 +219,14 @@ export const fusedAdamW = (
     : undefined
 
 /**
- * Causal attention over q, k, v [B, H, T, dh] (q already scaled) in one kernel each way: the
- * forward pass gives [out, lse] (out [B, H, T, dh], each row's log-sum-exp [B, H, T]) and the
- * backward pass [dq, dk, dv], recomputing the probabilities from lse, so training keeps
- * q, k, v, out and lse instead of the B·H·T·T probabilities. Query i sees keys j with
- * 0 ≤ i − j ≤ span; `slopes` [H] add slopes[h]·(i − j) to the scores (ALiBi); `rotation`
- * rotates q and k inside both kernels (RoPE, xPos), so the step makes no separate passes for it.
+ * Attention of q [B, H, T, dh] (already scaled) over k, v [B, H, Tk, dh] in one kernel each
+ * way: the forward pass gives [out, lse] (out [B, H, T, dh], each row's log-sum-exp [B, H, T])
+ * and the backward pass [dq, dk, dv], recomputing the probabilities from lse, so training keeps
+ * q, k, v, out and lse instead of the B·H·T·Tk probabilities. Causal by default: query i sees
+ * keys j with 0 ≤ i − j ≤ span; `ranges` give each query its own range of keys instead (keys
+ * gathered from anywhere, as the sparse kinds' parts are), and the pairs outside them cost
+ * nothing. `slopes` [H] add slopes[h]·(i − j) to the scores (ALiBi); `rotation` rotates q and k
+ * inside both kernels (RoPE, xPos), so the step makes no separate passes for it.
  * On by default: it holds a fraction of the composed ops' memory (21× less at context 4096)
  * and, register-tiled, runs faster than them (one layer at 4096 about 2× on an AVX2 machine:
  * docs/backends.md); TFJS_NATIVE_FUSED_ATTENTION=0 composes the ops instead.
@@ -233,11 +235,18 @@ export const FUSED_ATTENTION = "FusedAttention"
 export const FUSED_ATTENTION_GRAD = "FusedAttentionGrad"
 
 export interface AttentionPattern {
-  /** Most distance i − j a query sees; absent: every earlier key. */
+  /** Most distance i − j a query sees; absent: every earlier key. Not used with `ranges`. */
   readonly span?: number | undefined
+  /** Query i sees keys [lo[i], hi[i]) (none where lo[i] ≥ hi[i]: its output is 0, its lse −∞); the same for every head. */
+  readonly ranges?: KeyRanges | undefined
   readonly slopes?: readonly number[] | undefined
-  /** Rotates q and k in the kernel (RoPE, xPos): q and k are given unrotated. */
+  /** Rotates q and k in the kernel (RoPE, xPos): q and k are given unrotated (as many keys as queries). */
   readonly rotation?: AttentionRotation | undefined
+}
+
+export interface KeyRanges {
+  readonly lo: Int32Array
+  readonly hi: Int32Array
 }
 
 /** x·cos + rotate_half(x)·sin on the pairs (j, j + half), by tables [qcos | qsin | kcos | ksin], each [T, dh]. */
@@ -249,24 +258,43 @@ export interface AttentionRotation {
 /** Whether the current backend has the kernels and the switch lets them run (read at each call, so one process can compare both paths). */
 export const attentionFusion = (): boolean => available(FUSED_ATTENTION) && process.env["TFJS_NATIVE_FUSED_ATTENTION"] !== "0"
 
+/** The kernels' attributes: [lo | hi] for T queries, from the pattern's ranges or its causal span. */
+const attentionAttrs = (t: number, pattern: AttentionPattern): tf.NamedAttrMap => {
+  const ranges = new Int32Array(2 * t)
+  if (pattern.ranges !== undefined) {
+    if (pattern.ranges.lo.length !== t || pattern.ranges.hi.length !== t) throw new Error(`fused attention: ranges for ${pattern.ranges.lo.length} queries, expected ${t}`)
+    ranges.set(pattern.ranges.lo)
+    ranges.set(pattern.ranges.hi, t)
+  } else {
+    const span = pattern.span ?? t
+    for (let i = 0; i < t; i++) {
+      ranges[i] = Math.max(0, i - span)
+      ranges[t + i] = i + 1
+    }
+  }
+  // The ranges and the rotation's tables travel as typed arrays, which tfjs passes through to the kernel untouched.
+  return { ranges, slopes: [...(pattern.slopes ?? [])], rotation: pattern.rotation ?? null } as unknown as tf.NamedAttrMap
+}
+
+/**
+ * [out, lse] by the fused kernel, or undefined where the backend has none or the switch is off.
+ * Both are differentiable (the kernel's gradient, registered with the native backend's kernels,
+ * takes lse's gradient too), so parts of one softmax over disjoint keys can combine by their
+ * log-sum-exps.
+ */
+export const fusedAttentionWithLse = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pattern: AttentionPattern): [out: tf.Tensor4D, lse: tf.Tensor3D] | undefined => {
+  if (!attentionFusion()) return undefined
+  const [out, lse] = tf.engine().runKernel(FUSED_ATTENTION, { q, k, v }, attentionAttrs(q.shape[2], pattern)) as unknown as [tf.Tensor4D, tf.Tensor3D]
+  return [out, lse]
+}
+
 /** The attention by the fused kernels, or undefined where the backend has none or the switch is off. */
 export const fusedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pattern: AttentionPattern): tf.Tensor4D | undefined => {
-  if (!attentionFusion()) return undefined
-  // The rotation's tables travel as a Float32Array, which tfjs passes through to the kernel untouched.
-  const attrs = { span: pattern.span ?? q.shape[2], slopes: [...(pattern.slopes ?? [])], rotation: pattern.rotation ?? null } as unknown as tf.NamedAttrMap
-  const f = tf.customGrad((qIn, kIn, vIn, save) => {
-    const inputs = { q: qIn as tf.Tensor, k: kIn as tf.Tensor, v: vIn as tf.Tensor }
-    const [out, lse] = tf.engine().runKernel(FUSED_ATTENTION, inputs, attrs) as unknown as tf.Tensor[]
-    ;(save as unknown as (saved: tf.Tensor[]) => void)([inputs.q, inputs.k, inputs.v, out!, lse!])
-    return {
-      value: out!,
-      gradFunc: (dy, saved) => {
-        const [qs, ks, vs, os, ls] = saved as tf.Tensor[]
-        return tf.engine().runKernel(FUSED_ATTENTION_GRAD, { q: qs!, k: ks!, v: vs!, out: os!, lse: ls!, dy: dy as tf.Tensor }, attrs) as unknown as tf.Tensor[]
-      },
-    }
-  })
-  return f(q, k, v) as tf.Tensor4D
+  const both = fusedAttentionWithLse(q, k, v, pattern)
+  if (both === undefined) return undefined
+  // The tape keeps its own reference to lse for the backward pass.
+  both[1].dispose()
+  return both[0]
 }
 
 /**

@@ -6,6 +6,7 @@ import { attentionModule } from "../../dsl/kinds/attention/index.js"
 import { posencModule } from "../../dsl/kinds/posenc/index.js"
 import { blockParams } from "../../dsl/params.js"
 import { fusableKind } from "../attention/fused.js"
+import { partsKind } from "../attention/fused-parts.js"
 import { attentionFusion } from "../backend/fused.js"
 import { posencCompute } from "../posenc/index.js"
 import { formatBytes } from "../io/progress.js"
@@ -79,7 +80,13 @@ const keysPerQuery = (flops: number, width: number, context: number): number => 
  * intermediate gradients once used, saved tensors once their op's backward ran), in tensors of
  * the size named, measured on the native backend.
  */
-const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fusion: boolean): Cost => {
+/** Where the backend's fused attention runs for this scheme: the kernel itself (dense, windows), and kinds as its parts. */
+interface Fusion {
+  readonly kernel: boolean
+  readonly parts: boolean
+}
+
+const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fusion: Fusion): Cost => {
   // dims.context is the sequence length of the pass.
   const t = dims.context
   const n = b * t
@@ -90,11 +97,16 @@ const layerCost = (layer: Layer, dims: Dims, b: number, scoreHooks: boolean, fus
       const a = module.params(layer, dims)["wq"]?.shape[1] ?? d
       const keys = keysPerQuery(module.flops(layer, dims), a, t)
       const scores = b * layer.heads * t * keys
-      if (fusion && fusableKind(layer) && layer.dropout === 0) {
+      if (fusion.kernel && fusableKind(layer) && layer.dropout === 0) {
         // Fused (src/attention/fused.ts): q, k, v in per-head layouts, the kernel's output and
         // its merged heads, and each row's log-sum-exp; no scores, no rotated q and k (RoPE and
         // xPos rotate inside the kernel).
         return { values: 5 * n * a + b * layer.heads * t, transient: 4 * n * a, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
+      }
+      if (fusion.parts && partsKind(layer) && layer.dropout === 0) {
+        // As parts (src/attention/fused-parts.ts): q, k, v (rotated too), their copies reordered or
+        // gathered for a part, each part's output and log-sum-exp, the merged heads; no scores.
+        return { values: (9 + (scoreHooks ? 2 : 0)) * n * a + 2 * b * layer.heads * t, transient: 4 * n * a, largest: { what: `attention projections (${n}×${a})`, elements: n * a } }
       }
       // q, k, v in per-head layouts (rotated ones too) and the merged heads (kinds that see
       // fewer keys than the context also gather keys and values into windows, columns or
@@ -153,8 +165,15 @@ const stepCost = (spec: DecoderSpec, groups: ReturnType<typeof blockGroups>["gro
   const n = b * t
   const posenc = posencCompute[spec.posenc.kind]
   const scoreHooks = posenc.hooks !== undefined
-  // T5's learned bias is the one position bias the fused attention does not compute.
-  const fusion = attentionFusion() && spec.posenc.kind !== "t5"
+  // The scheme's hooks are closures (nothing reads a parameter until a bias is computed): what
+  // they hold decides what the fused attention computes, as src/attention/fused*.ts decide it.
+  const hooks = posenc.hooks?.(() => {
+    throw new Error("estimate: no parameters")
+  }, spec.posenc as never, dims)
+  const fusion: Fusion = {
+    kernel: attentionFusion() && (hooks?.scoreBias === undefined || hooks.distanceSlopes !== undefined),
+    parts: attentionFusion() && hooks?.scoreBias === undefined,
+  }
   const perBlock = groups.map(({ block, repeats }) => ({ cost: sum(block.layers.map((l) => layerCost(l, dims, b, scoreHooks, fusion))), repeats }))
   const costs = perBlock.map((g) => g.cost)
   // Checkpointed, the step keeps each block's input, and the gradient of the one the backward

@@ -318,14 +318,14 @@ describeNative("fused causal attention on the native backend", () => {
       const params = model.init(1)
       const batch = batchOf(Rng.fromSeed(2), spec.vocab, 1, spec.context)
       tf.dispose([model.loss(params, batch, { training: true }), batch.tokens, batch.mask, ...Object.values(params)])
-      const [half, tables] = kernel.mock.calls[0]![5]!
+      const [half, tables] = kernel.mock.calls[0]![6]!
       expect(half).toBe(6)
       expect(tables.length).toBe(4 * spec.context * 12)
     }
     kernel.mockRestore()
   })
 
-  it("composes the ops where the kernel would change the result: attention dropout in training, T5's bias, dilated windows", async () => {
+  it("composes the ops where the kernel would change the result: attention dropout in training, T5's bias, ALiBi on a dilated window", async () => {
     await tf.setBackend("native")
     const kernel = vi.spyOn((tf.backend() as NativeBackend).addon, "attention")
     const calls = (spec: DecoderSpec, training: boolean): number => {
@@ -341,7 +341,10 @@ describeNative("fused causal attention on the native backend", () => {
     // Dropout is the identity outside training, so evaluation fuses.
     expect(calls(dropout, false)).toBe(2)
     expect(calls(replace(base, { posenc: () => posenc("t5", { heads: 2 }) }), true)).toBe(0)
-    expect(calls(replace(base, { attention: () => attention("sliding-window", { heads: 2, window: 3, dilation: 2 }) }), true)).toBe(0)
+    const dilated = replace(base, { attention: () => attention("sliding-window", { heads: 2, window: 3, dilation: 2 }) })
+    expect(calls(replace(dilated, { posenc: () => posenc("alibi") }), true)).toBe(0)
+    // Without a bias the dilated window runs in the kernel, its keys reordered by residue (test/attention/fused-parts.test.ts).
+    expect(calls(dilated, true)).toBe(2)
     kernel.mockRestore()
   })
 })

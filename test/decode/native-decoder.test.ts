@@ -316,7 +316,12 @@ describeNative("native Longformer and Linformer", () => {
         for (const n of [1, 7, 24]) {
           const diff = tf.tidy(() => {
             const tokens = tf.tensor2d([ids(n, n, m.spec.vocab)], [1, n], "int32")
-            return relativeDiff(m.apply(params, tokens, { cache: new DecodeCache() }), m.apply(params, tokens))
+            // Against the composed ops the program mirrors (the fused kernel sums in another order:
+            // test/attention/fused-parts.test.ts compares the two); these weights make rounding large.
+            process.env["TFJS_NATIVE_FUSED_ATTENTION"] = "0"
+            const reference = m.apply(params, tokens)
+            delete process.env["TFJS_NATIVE_FUSED_ATTENTION"]
+            return relativeDiff(m.apply(params, tokens, { cache: new DecodeCache() }), reference)
           })
           expect(diff).toBeLessThan(1e-4)
         }

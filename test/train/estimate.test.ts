@@ -98,8 +98,8 @@ describeNative("memory estimate against measured peaks (native backend)", () => 
   // What one step holds besides weights and optimiser state: the estimate's gradients and
   // activations against summary.json's stepPeakBytes. Measured when written (a step freeing
   // gradients and saved tensors as it goes, src/backend/gradients.ts, with the causal softmax,
-  // the dense layers' epilogues and fused attention): 0.77 (sparse strided) to 1.21 (six
-  // checkpointed blocks).
+  // the dense layers' epilogues and fused attention, sparse kinds as its parts): 0.81 (sparse
+  // strided) to 1.21 (six checkpointed blocks).
   const configs: Array<[string, DecoderSpec, number]> = [
     ["dense", gpt(), 8],
     ["sliding window at context 256", gpt({ context: 256, kind: "sliding" }), 4],

@@ -129,11 +129,22 @@ export interface NativeAddon {
   /** Whether the row counts of the matmuls that follow vary from call to call (native/matmul.cc). */
   setVaryingRows(on: boolean): void
   /**
-   * Fused causal attention (native/kernels.h attention): q, k, v [bh, t, dh] give out and the
-   * rows' log-sum-exp lse [bh, t]; slopes [heads] add ALiBi's slopes[h]·(i − j); rotation
-   * rotates q and k first (RoPE, xPos), and the gradients come back to the unrotated ones.
+   * Fused attention (native/kernels.h attention): q [bh, t, dh] over k, v [bh, tk, dh] give out and
+   * the rows' log-sum-exp lse [bh, t]; query i sees keys [lo[i], hi[i]) of ranges [lo | hi];
+   * slopes [heads] add ALiBi's slopes[h]·(i − j); rotation rotates q and k first (RoPE, xPos;
+   * t = tk), and the gradients come back to the unrotated ones; dlse is the gradient of lse.
    */
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims, slopes: Float32Array | null, rotation: AttentionRotation | null, out: Float32Array, lse: Float32Array): void
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    dims: AttentionDims,
+    ranges: Int32Array,
+    slopes: Float32Array | null,
+    rotation: AttentionRotation | null,
+    out: Float32Array,
+    lse: Float32Array,
+  ): void
   attentionGrad(
     q: Float32Array,
     k: Float32Array,
@@ -141,7 +152,9 @@ export interface NativeAddon {
     out: Float32Array,
     lse: Float32Array,
     dout: Float32Array,
+    dlse: Float32Array | null,
     dims: AttentionDims,
+    ranges: Int32Array,
     slopes: Float32Array | null,
     rotation: AttentionRotation | null,
     dq: Float32Array,
@@ -150,8 +163,7 @@ export interface NativeAddon {
   ): void
 }
 
-/** Query i sees keys j with 0 ≤ i − j ≤ span (span ≥ t: every earlier key). */
-export type AttentionDims = readonly [bh: number, heads: number, t: number, dh: number, span: number]
+export type AttentionDims = readonly [bh: number, heads: number, t: number, tk: number, dh: number]
 
 /** Pairs (j, j + half) rotated by tables [qcos | qsin | kcos | ksin], each [t, dh]. */
 export type AttentionRotation = readonly [half: number, tables: Float32Array]

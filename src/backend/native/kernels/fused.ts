@@ -249,17 +249,20 @@ const muon = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return [...matrices.map((q) => backend.out(q.p.shape, q.pOut)), ...matrices.map((q) => backend.out(q.p.shape, q.mOut))]
 }
 
-/** [B·H, heads, T, dh, span] of q [B, H, T, dh], after checking that k and v match it. */
+/** [B·H, heads, T, Tk, dh] of q [B, H, T, dh] and k, v [B, H, Tk, dh], after checking their shapes and the attributes. */
 const attentionDims = (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap, what: string): AttentionDims => {
   const shape = (inputs.q as tf.TensorInfo).shape
-  for (const name of ["k", "v"]) {
-    const other = (inputs[name] as tf.TensorInfo).shape
-    if (shape.length !== 4 || other.join(",") !== shape.join(",")) throw new Error(`${what}: q [${shape}] and ${name} [${other}] must be equal [B, H, T, dh]`)
-  }
+  const keys = (inputs.k as tf.TensorInfo).shape
+  const values = (inputs.v as tf.TensorInfo).shape
+  const same = shape.length === 4 && keys.length === 4 && keys.join(",") === values.join(",")
+  if (!same || keys[0] !== shape[0] || keys[1] !== shape[1] || keys[3] !== shape[3])
+    throw new Error(`${what}: q [${shape}], k [${keys}] and v [${values}] must be [B, H, T, dh], [B, H, Tk, dh] and [B, H, Tk, dh]`)
   const [b, h, t, dh] = shape as [number, number, number, number]
   const slopes = attrs.slopes as number[]
   if (slopes.length !== 0 && slopes.length !== h) throw new Error(`${what}: ${slopes.length} slopes for ${h} heads`)
-  return [b * h, h, t, dh, Number(attrs.span)]
+  const ranges = attrs.ranges as Int32Array
+  if (ranges.length !== 2 * t) throw new Error(`${what}: ${ranges.length} range ends for ${t} queries, expected ${2 * t}`)
+  return [b * h, h, t, keys[2]!, dh]
 }
 
 const slopesOf = (attrs: tf.NamedAttrMap): Float32Array | null => {
@@ -267,7 +270,7 @@ const slopesOf = (attrs: tf.NamedAttrMap): Float32Array | null => {
   return slopes.length === 0 ? null : Float32Array.from(slopes)
 }
 
-const rotationOf = (attrs: tf.NamedAttrMap, [, , t, dh]: AttentionDims, what: string): AttentionRotation | null => {
+const rotationOf = (attrs: tf.NamedAttrMap, [, , t, , dh]: AttentionDims, what: string): AttentionRotation | null => {
   const rotation = attrs.rotation as { half: number; tables: Float32Array } | null
   if (rotation === null) return null
   if (rotation.tables.length !== 4 * t * dh) throw new Error(`${what}: rotation tables hold ${rotation.tables.length} values, expected 4·${t}·${dh}`)
@@ -276,22 +279,23 @@ const rotationOf = (attrs: tf.NamedAttrMap, [, , t, dh]: AttentionDims, what: st
 
 const attention = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const dims = attentionDims(inputs, attrs, FUSED_ATTENTION)
-  const [bh, , t, dh] = dims
+  const [bh, , t, , dh] = dims
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
   const [out, lse] = [backend.output(bh * t * dh), backend.output(bh * t)]
-  backend.addon.attention(f("q"), f("k"), f("v"), dims, slopesOf(attrs), rotationOf(attrs, dims, FUSED_ATTENTION), out, lse)
+  backend.addon.attention(f("q"), f("k"), f("v"), dims, attrs.ranges as Int32Array, slopesOf(attrs), rotationOf(attrs, dims, FUSED_ATTENTION), out, lse)
   const shape = (inputs.q as tf.TensorInfo).shape
   return [backend.out(shape, out), backend.out(shape.slice(0, 3), lse)]
 }
 
 const attentionGrad = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const dims = attentionDims(inputs, attrs, FUSED_ATTENTION_GRAD)
-  const n = dims[0] * dims[2] * dims[3]
+  const [bh, , t, tk, dh] = dims
   const f = (name: string) => float32(backend, inputs[name] as tf.TensorInfo, name)
-  const [dq, dk, dv] = [backend.output(n), backend.output(n), backend.output(n)]
-  backend.addon.attentionGrad(f("q"), f("k"), f("v"), f("out"), f("lse"), f("dy"), dims, slopesOf(attrs), rotationOf(attrs, dims, FUSED_ATTENTION_GRAD), dq, dk, dv)
-  const shape = (inputs.q as tf.TensorInfo).shape
-  return [backend.out(shape, dq), backend.out(shape, dk), backend.out(shape, dv)]
+  const [dq, dk, dv] = [backend.output(bh * t * dh), backend.output(bh * tk * dh), backend.output(bh * tk * dh)]
+  const dlse = inputs.dlse === undefined ? null : f("dlse")
+  const rotation = rotationOf(attrs, dims, FUSED_ATTENTION_GRAD)
+  backend.addon.attentionGrad(f("q"), f("k"), f("v"), f("out"), f("lse"), f("dy"), dlse, dims, attrs.ranges as Int32Array, slopesOf(attrs), rotation, dq, dk, dv)
+  return [backend.out((inputs.q as tf.TensorInfo).shape, dq), backend.out((inputs.k as tf.TensorInfo).shape, dk), backend.out((inputs.v as tf.TensorInfo).shape, dv)]
 }
 
 /** Kernels the stock cpu backend does not have (so they are registered, not overridden). */
@@ -322,6 +326,19 @@ export const fusedKernels = [
  * every backend.
  */
 export const fusedGradients: readonly tf.GradConfig[] = [
+  {
+    // dy is [dOut, dLse]: tfjs fills an output's gradient with zeros where nothing used it.
+    kernelName: FUSED_ATTENTION,
+    inputsToSave: ["q", "k", "v"],
+    outputsToSave: [true, true],
+    gradFunc: (dy, saved, attrs) => {
+      const [q, k, v, out, lse] = saved as tf.Tensor[]
+      const [dout, dlse] = dy as tf.Tensor[]
+      // One kernel gives all three, so it runs here: tfjs calls each input's function in a tidy of its own.
+      const [dq, dk, dv] = tf.engine().runKernel(FUSED_ATTENTION_GRAD, { q: q!, k: k!, v: v!, out: out!, lse: lse!, dy: dout!, dlse: dlse! }, attrs) as unknown as tf.Tensor[]
+      return { q: () => dq!, k: () => dk!, v: () => dv! }
+    },
+  },
   {
     kernelName: FUSED_ACTIVATION,
     inputsToSave: ["x"],
