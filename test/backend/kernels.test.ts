@@ -375,6 +375,26 @@ native("native kernels equal stock cpu kernels", () => {
     await compareBackends(() => tf.grad((a: tf.Tensor) => tf.sum(tf.square(tf.split(a, [3, 3], 3)[1]!)))(x()), 0, 0, "split gradient")
   })
 
+  it("Cumsum along every axis, exclusive and reversed, with specials; its gradient", async () => {
+    const x = input([3, 4, 5], true)
+    // Not axis −1: tfjs passes it through and the stock kernel mis-shapes its result.
+    for (const axis of [0, 1, 2])
+      for (const exclusive of [false, true])
+        for (const reverse of [false, true]) await compareBackends(() => tf.cumsum(x(), axis, exclusive, reverse), 0, 0, `cumsum axis ${axis} exclusive ${exclusive} reverse ${reverse}`)
+    await compareBackends(() => tf.cumsum(tf.tensor1d([0.1, 0.2, 0.3, 1e8, -1e8]), 0), 0, 0, "cumsum rounding order")
+    // The last axis: tfjs 4.22's cumsum gradient is wrong for any other.
+    await compareBackends(() => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.cumsum(a, 2, true), tf.range(0, 60).reshape([3, 4, 5]))))(x()), 0, 0, "cumsum gradient")
+  })
+
+  it("Tile and broadcastTo: every axis repeated or not, size-1 and empty dims, float32 specials and int32; the broadcast's gradient", async () => {
+    const x = input([2, 1, 3], true)
+    for (const reps of [[1, 1, 1], [3, 1, 1], [1, 4, 1], [1, 1, 2], [2, 3, 2], [1, 0, 2]]) await compareBackends(() => tf.tile(x(), reps), 0, 0, `tile ${reps}`)
+    await compareBackends(() => tf.tile(tf.tensor1d([1.5, -2]), [3]), 0, 0, "tile rank 1")
+    await compareBackends(() => tf.tile(tf.range(0, 6, 1, "int32").reshape([2, 3]), [2, 2]), 0, 0, "int32 tile")
+    await compareBackends(() => tf.broadcastTo(tf.expandDims(x(), 0), [4, 2, 5, 3]), 0, 0, "broadcastTo")
+    await compareBackends(() => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.broadcastTo(a, [3, 2, 2, 3]), tf.range(0, 36).reshape([3, 2, 2, 3]))))(tf.tensor3d([1, 2, 3, 4, 5, 6], [2, 1, 3])), 0, 0, "broadcast gradient")
+  })
+
   it("fused gelu, gelu-tanh and swish equal the composed ops, forward (NaN, ±Inf) and gradient", async () => {
     const x = input([40, 50], true)
     const plain = input([40, 50])

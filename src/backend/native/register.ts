@@ -6,11 +6,13 @@ import type { Fallback, NativeKernelEntry } from "./kernel.js"
 import { fusedGradients, fusedKernels } from "./kernels/fused.js"
 import { binaryKernels } from "./kernels/binary.js"
 import { compareKernels } from "./kernels/compare.js"
+import { cumsumKernels } from "./kernels/cumsum.js"
 import { indexingKernels } from "./kernels/indexing.js"
 import { matmulKernels } from "./kernels/matmul.js"
 import { padKernels } from "./kernels/pad.js"
 import { reduceKernels } from "./kernels/reduce.js"
 import { sliceKernels } from "./kernels/slice.js"
+import { tileKernels } from "./kernels/tile.js"
 import { softmaxKernels } from "./kernels/softmax.js"
 import { transposeKernels } from "./kernels/transpose.js"
 import { unaryKernels } from "./kernels/unary.js"
@@ -23,10 +25,12 @@ const OVERRIDES: readonly NativeKernelEntry[] = [
   ...compareKernels,
   ...unaryKernels,
   ...reduceKernels,
+  ...cumsumKernels,
   ...softmaxKernels,
   ...transposeKernels,
   ...padKernels,
   ...sliceKernels,
+  ...tileKernels,
   ...indexingKernels,
 ]
 
