@@ -3,17 +3,20 @@ import type { Dims } from "../dsl/kind.js"
 import { attention, attentionModule, type AttentionKindTag, type AttentionSpec } from "../dsl/kinds/attention/index.js"
 import { attentionApply } from "../src/attention/index.js"
 import { peakMeter } from "../src/backend/peak-memory.js"
+import { profileKernels } from "./kernel-profile.js"
 import { selectBackend } from "../src/backend/select.js"
 import type { LayerCtx } from "../src/model/kind.js"
 
 /**
- * `npm run bench -- attention [--backend NAME] [--kinds a,b] [--contexts 256,512] [--reps N]`:
+ * `npm run bench -- attention [--backend NAME] [--kinds a,b] [--contexts 256,512] [--reps N] [--profile]`:
  * forward + backward of one attention layer (batch 1, width 256, 4 heads) per kind and
  * context, one JSON line each. Each kind is first run once at the smallest context to warm
  * up; then per context one measured run gives `peakBytes` (the most tensor memory the step
  * held beyond its inputs and parameters: each buffer once on the native backend, tf.profile's
  * count, which adds every reshape again, elsewhere) and `ms`, or the fastest of it and N
  * further timed runs (default 0: the dense 4096 step alone takes minutes on the cpu backend).
+ * `--profile` then times every kernel of N + 1 more runs (the first untimed): one JSON line per
+ * kernel with its milliseconds per run, matmuls by shape (bench/kernel-profile.ts).
  */
 const WIDTH = 256
 const HEADS = 4
@@ -57,6 +60,7 @@ export const main = async (argv: string[]): Promise<void> => {
   const kinds = (flag(argv, "kinds")?.split(",") ?? Object.keys(specs)) as AttentionKindTag[]
   const contexts = flag(argv, "contexts")?.split(",").map(Number) ?? [256, 512, 1024, 2048, 4096]
   const reps = Number(flag(argv, "reps") ?? 0)
+  const kernels = argv.includes("--profile") ? profileKernels(backend.name) : undefined
   for (const kind of kinds) {
     const spec = specs[kind]
     if (spec === undefined) throw new Error(`unknown kind ${kind}; expected one of ${Object.keys(specs).join(", ")}`)
@@ -78,6 +82,12 @@ export const main = async (argv: string[]): Promise<void> => {
         const again = performance.now()
         run()
         ms = Math.min(ms, performance.now() - again)
+      }
+      if (kernels) {
+        run()
+        kernels.reset()
+        for (let r = 0; r < Math.max(1, reps); r++) run()
+        for (const k of kernels.read()) console.log(JSON.stringify({ bench: "attention-profile", kind, context, kernel: k.kernel, callsPerRun: k.calls / Math.max(1, reps), msPerRun: k.ms / Math.max(1, reps) }))
       }
       dispose()
       // Score and weighted-value FLOPs per query as the kind computes them: linear in context exactly when this stays flat.
