@@ -9,6 +9,7 @@ import { compile } from "../../src/model/index.js"
 import { Rng } from "../../src/random/rng.js"
 import { describeNative } from "../backend/native-suite.js"
 import { representative, uneven } from "./examples.js"
+import { centralDifferenceErrors } from "./helpers.js"
 
 /**
  * The fused kernel with a range of keys per query (src/backend/fused.ts), against masked
@@ -159,25 +160,8 @@ describeNative("the fused attention kernel over ranges of keys, and the kinds it
     const [, ...grads] = lossAndGrads(fused, qkv, r, w, u)
     const values = qkv.map((x) => Float64Array.from(x.dataSync()))
     const [wv, uv] = [Float64Array.from(w.dataSync()), Float64Array.from(u.dataSync())]
-    const eps = 1e-6
-    for (const [which, g] of grads.entries()) {
-      const kernel = g!.dataSync()
-      const x = values[which]!
-      let worst = 0
-      let largest = 0
-      for (let e = 0; e < x.length; e++) {
-        const keep = x[e]!
-        x[e] = keep + eps
-        const up = naiveLoss(values[0]!, values[1]!, values[2]!, wv, uv, shape, r)
-        x[e] = keep - eps
-        const down = naiveLoss(values[0]!, values[1]!, values[2]!, wv, uv, shape, r)
-        x[e] = keep
-        const numeric = (up - down) / (2 * eps)
-        worst = Math.max(worst, Math.abs(kernel[e]! - numeric))
-        largest = Math.max(largest, Math.abs(numeric))
-      }
-      expect(worst / largest, "qkv"[which]).toBeLessThan(1e-5)
-    }
+    const errors = centralDifferenceErrors(values, grads.map((g) => g!.dataSync()), () => naiveLoss(values[0]!, values[1]!, values[2]!, wv, uv, shape, r))
+    errors.forEach((e, which) => expect(e, "qkv"[which]).toBeLessThan(1e-5))
     tf.dispose([...qkv, w, u, ...grads])
   })
 

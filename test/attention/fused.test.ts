@@ -12,6 +12,7 @@ import { rope } from "../../src/posenc/rope.js"
 import { xpos } from "../../src/posenc/xpos.js"
 import { Rng } from "../../src/random/rng.js"
 import { describeNative } from "../backend/native-suite.js"
+import { centralDifferenceErrors } from "./helpers.js"
 
 type Shape = readonly [b: number, h: number, t: number, dh: number]
 
@@ -147,26 +148,8 @@ describeNative("fused causal attention on the native backend", () => {
     const grads = gradsOf((q, k, v) => fused(q, k, v, tiny), qkv, w)
     const values = qkv.map((x) => Float64Array.from(x.dataSync()))
     const wv = Float64Array.from(w.dataSync())
-    const eps = 1e-6
-    for (const [which, g] of grads.entries()) {
-      const kernel = g.dataSync()
-      const x = values[which]!
-      let worst = 0
-      let largest = 0
-      for (let e = 0; e < x.length; e++) {
-        const keep = x[e]!
-        x[e] = keep + eps
-        const up = naiveLoss(values[0]!, values[1]!, values[2]!, wv, shape, tiny)
-        x[e] = keep - eps
-        const down = naiveLoss(values[0]!, values[1]!, values[2]!, wv, shape, tiny)
-        x[e] = keep
-        const numeric = (up - down) / (2 * eps)
-        worst = Math.max(worst, Math.abs(kernel[e]! - numeric))
-        largest = Math.max(largest, Math.abs(numeric))
-      }
-      // Float32 kernel against float64 differences (error about eps² plus 1e-16/eps): float32 rounding dominates.
-      expect(worst / largest, "qkv"[which]).toBeLessThan(1e-5)
-    }
+    const errors = centralDifferenceErrors(values, grads.map((g) => g.dataSync()), () => naiveLoss(values[0]!, values[1]!, values[2]!, wv, shape, tiny))
+    errors.forEach((e, which) => expect(e, "qkv"[which]).toBeLessThan(1e-5))
     tf.dispose([...qkv, w, ...grads])
   })
 
@@ -286,25 +269,8 @@ describeNative("fused causal attention on the native backend", () => {
     const grads = gradsOf(fusedRotated(hooks, p), qkv, w)
     const values = qkv.map((x) => Float64Array.from(x.dataSync()))
     const wv = Float64Array.from(w.dataSync())
-    const eps = 1e-6
-    for (const [which, g] of grads.entries()) {
-      const kernel = g.dataSync()
-      const x = values[which]!
-      let worst = 0
-      let largest = 0
-      for (let e = 0; e < x.length; e++) {
-        const keep = x[e]!
-        x[e] = keep + eps
-        const up = loss(values[0]!, values[1]!, values[2]!, wv)
-        x[e] = keep - eps
-        const down = loss(values[0]!, values[1]!, values[2]!, wv)
-        x[e] = keep
-        const numeric = (up - down) / (2 * eps)
-        worst = Math.max(worst, Math.abs(kernel[e]! - numeric))
-        largest = Math.max(largest, Math.abs(numeric))
-      }
-      expect(worst / largest, "qkv"[which]).toBeLessThan(1e-5)
-    }
+    const errors = centralDifferenceErrors(values, grads.map((g) => g.dataSync()), () => loss(values[0]!, values[1]!, values[2]!, wv))
+    errors.forEach((e, which) => expect(e, "qkv"[which]).toBeLessThan(1e-5))
     tf.dispose([...qkv, w, ...grads])
   })
 

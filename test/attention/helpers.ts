@@ -31,3 +31,28 @@ export const ctxOf = (dims: Dims, layer: number, position: PositionHooks = {}): 
 
 /** Max absolute difference between two tensors. */
 export const maxDiff = (a: tf.Tensor, b: tf.Tensor): number => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!)
+
+/**
+ * For each of `values` (changed in place and restored), the largest difference between the
+ * kernel's gradient and float64 central differences of `loss`, over the largest difference
+ * quotient: float32 against float64 (error about eps² plus 1e-16/eps), so float32 rounding
+ * dominates.
+ */
+export const centralDifferenceErrors = (values: Float64Array[], grads: ReadonlyArray<ArrayLike<number>>, loss: () => number, eps = 1e-6): number[] =>
+  values.map((x, which) => {
+    const kernel = grads[which]!
+    let worst = 0
+    let largest = 0
+    for (let e = 0; e < x.length; e++) {
+      const keep = x[e]!
+      x[e] = keep + eps
+      const up = loss()
+      x[e] = keep - eps
+      const down = loss()
+      x[e] = keep
+      const numeric = (up - down) / (2 * eps)
+      worst = Math.max(worst, Math.abs(kernel[e]! - numeric))
+      largest = Math.max(largest, Math.abs(numeric))
+    }
+    return worst / largest
+  })
