@@ -1,6 +1,6 @@
-// Attention fused for training (FlashAttention's scheme, Dao et al. 2022): scores, the
-// pattern (each query a range of keys), ALiBi's bias, softmax and the weighted sum per block of queries against
-// blocks of keys with an online softmax, keeping only each row's log-sum-exp. The backward
+// Attention fused for training (FlashAttention's scheme, Dao et al. 2022): scores, the pattern
+// (each query a range of keys), ALiBi's bias, softmax and the weighted sum per block of queries
+// against blocks of keys with an online softmax, keeping only each row's log-sum-exp. The backward
 // pass recomputes the probabilities block by block from it, so no [T, T] matrix is ever held;
 // it makes one sweep over key blocks per head (FlashAttention-2), adding into dQ as it goes.
 // The block products run as register tiles of 6 rows × 16 columns (twelve AVX2 accumulators)
