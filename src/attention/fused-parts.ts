@@ -63,6 +63,9 @@ export const rangesOf = (n: number, lo: (i: number) => number, hi: (i: number) =
 /** Causal ranges within `span` of the query: keys i − span … i. */
 export const bandRanges = (n: number, span: number): KeyRanges => rangesOf(n, (i) => Math.max(0, i - span), (i) => i + 1)
 
+/** Causal ranges within the query's block of w: keys ⌊i/w⌋·w … i. */
+export const blockRanges = (n: number, w: number): KeyRanges => rangesOf(n, (i) => Math.floor(i / w) * w, (i) => i + 1)
+
 /**
  * [B, H, T, n] in residue classes mod l: [B, H·l, R, n] with R = ⌈T/l⌉, row a of class r holding
  * position a·l + r (the sequence padded with zeros to R·l, padding last in every class).
@@ -98,18 +101,18 @@ export const residuePart = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, l: n
 /** The parts' joint attention [B, H, T, dh]; every query must see a key in some part when there are several. */
 export const jointFused = (parts: ReadonlyArray<FusedPart>): tf.Tensor4D => {
   const back = (p: FusedPart, x: tf.Tensor4D, fill: number) => (p.toSequence ? p.toSequence(x, fill) : x)
-  const fused = (p: FusedPart) => {
-    const out = fusedAttentionWithLse(p.q, p.k, p.v, { ranges: p.ranges })
-    if (out === undefined) throw new Error("fused attention: the backend has no kernel; ask fusedPartsApply first")
-    return [back(p, out[0], 0), back(p, tf.expandDims(out[1], 3) as tf.Tensor4D, -Infinity)] as const
+  const kernel = <T>(result: T | undefined): T => {
+    if (result === undefined) throw new Error("fused attention: the backend has no kernel; ask fusedPartsApply first")
+    return result
   }
   if (parts.length === 1) {
     const p = parts[0]!
-    const out = fusedAttention(p.q, p.k, p.v, { ranges: p.ranges })
-    if (out === undefined) throw new Error("fused attention: the backend has no kernel; ask fusedPartsApply first")
-    return back(p, out, 0)
+    return back(p, kernel(fusedAttention(p.q, p.k, p.v, { ranges: p.ranges })), 0)
   }
-  const each = parts.map(fused)
+  const each = parts.map((p) => {
+    const [out, lse] = kernel(fusedAttentionWithLse(p.q, p.k, p.v, { ranges: p.ranges }))
+    return [back(p, out, 0), back(p, tf.expandDims(lse, 3) as tf.Tensor4D, -Infinity)] as const
+  })
   // Relative to the largest log-sum-exp, finite where a row sees any key; a part that shows a row nothing weighs exp(−∞) = 0.
   const top = each.map(([, lse]) => lse).reduce((a, b) => tf.maximum(a, b))
   const weights = each.map(([, lse]) => tf.exp(tf.sub(lse, top)))

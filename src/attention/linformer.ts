@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs"
 import { type AnyLinformer, type Linformer, type LinformerCausal, sharedName } from "../../dsl/kinds/attention/linformer.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
 import { bandParts, groupedAttention, HIDDEN, padSeq, type Part, roundUp } from "./blocked.js"
-import { type FusedPart, fusedPartsApply, jointFused, rangesOf } from "./fused-parts.js"
+import { blockRanges, type FusedPart, fusedPartsApply, jointFused, partsKind, rangesOf } from "./fused-parts.js"
 import { extendCache, project, projectQkv } from "./projection.js"
 
 /**
@@ -43,7 +43,7 @@ const applyLinformer = (p: ParamView, x: tf.Tensor3D, spec: Linformer, ctx: Laye
   if (t > ctx.dims.context) throw new Error(`linformer: ${t} tokens exceed the projection length ${ctx.dims.context}`)
   const [q, k, v] = projectQkv(p, x, spec, ctx)
   const [e, f] = projections(p, spec, t)
-  if (fusedPartsApply(ctx, spec.dropout)) {
+  if (partsKind(spec) && fusedPartsApply(ctx, spec.dropout)) {
     const all = rangesOf(t, () => 0, () => spec.k)
     return project(p, jointFused([{ q, k: compress(e, k), v: compress(f, v), ranges: all }]), spec.bias)
   }
@@ -87,7 +87,7 @@ const causalParts = (p: ParamView, spec: LinformerCausal) => (q: tf.Tensor4D, k:
 const fusedCausal = (p: ParamView, spec: LinformerCausal, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D => {
   const [b, h, t, dh] = q.shape
   const w = spec.block
-  const own: FusedPart = { q, k, v, ranges: rangesOf(t, (i) => Math.floor(i / w) * w, (i) => i + 1) }
+  const own: FusedPart = { q, k, v, ranges: blockRanges(t, w) }
   const n = Math.ceil(t / w)
   if (n === 1) return jointFused([own])
   const [e, f] = projections(p, spec, n * w)
@@ -134,7 +134,7 @@ const applyCausal = (p: ParamView, x: tf.Tensor3D, spec: LinformerCausal, ctx: L
   const cached = ctx.kv?.k !== undefined
   const [k, v] = extendCache(ctx, k0, v0)
   if (ctx.offset + t > ctx.dims.context) throw new Error(`linformer-causal: ${ctx.offset + t} tokens exceed the projection length ${ctx.dims.context}`)
-  if (!cached && fusedPartsApply(ctx, spec.dropout)) return project(p, fusedCausal(p, spec, q, k, v), spec.bias)
+  if (!cached && partsKind(spec) && fusedPartsApply(ctx, spec.dropout)) return project(p, fusedCausal(p, spec, q, k, v), spec.bias)
   const y = cached ? cachedCausal(p, spec, q, k, v, ctx) : groupedAttention(q, k, v, roundUp(t, spec.block), [{ from: 0, to: spec.heads, parts: causalParts(p, spec) }], ctx, spec.dropout)
   return project(p, y, spec.bias)
 }

@@ -122,7 +122,10 @@ const apply = (p: ParamView, x: tf.Tensor3D, spec: Sliding, ctx: LayerCtx): tf.T
     return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
   }
   if (fused) return project(p, fusedCausal(q, k, v, ctx, pick(spec.window, ctx.layer)), spec.bias)
-  if (fusedParts) return withGlobalRows(fusedWindow(spec, ctx.layer, q, k, v, rows), kg!, vg!)
+  if (fusedParts) {
+    const local = fusedWindow(spec, ctx.layer, q, k, v, rows)
+    return global ? withGlobalRows(local, kg!, vg!) : project(p, local, spec.bias)
+  }
   const span = pick(spec.window, ctx.layer) * maxDilation(spec)
   // A window reaching past the sequence is one block holding all of it.
   const [w, previous] = span < t ? [span, true] : [t, false]

@@ -3,10 +3,17 @@ import type { Visible } from "../../dsl/kind.js"
 import { type Factor, fixedLocal, fixedSummary, groupsOf, type Sparse, sparseVisible, stridedLocal, stridedStride } from "../../dsl/kinds/attention/sparse.js"
 import type { AttentionCompute, LayerCtx, ParamView } from "../model/kind.js"
 import { bandParts, groupedAttention, type HeadGroup, listPart, maskedAttention, padSeq, type Part, roundUp, stridePart } from "./blocked.js"
-import { bandRanges, type FusedPart, fusedPartsApply, headSlice, jointFused, partsKind, rangesOf, residuePart } from "./fused-parts.js"
+import { bandRanges, blockRanges, type FusedPart, fusedPartsApply, headSlice, jointFused, partsKind, rangesOf, residuePart } from "./fused-parts.js"
 import { extendCache, project, projectQkv } from "./projection.js"
 
 /** Factorised sparse attention (Child et al. 2019): each factor of the pattern as parts of one joint softmax. */
+
+/** The last c positions of every block of l of x [B, H, n·l, dh] (its length a whole number of blocks), by reshape and slice: [B, H, n·c, dh]. */
+const summaryRows = (x: tf.Tensor4D, l: number, c: number): tf.Tensor4D => {
+  const [b, h, tp, dh] = x.shape
+  const n = tp / l
+  return tf.slice(x.reshape([b, h, n, l, dh]), [0, 0, 0, l - c, 0], [b, h, n, c, dh]).reshape([b, h, n * c, dh]) as tf.Tensor4D
+}
 
 /**
  * Parts per factor. Merged heads take A⁽²⁾ only where A⁽¹⁾ does not reach, so no key is
@@ -21,13 +28,10 @@ const partsOf = (spec: Sparse, factor: Factor) => (q: tf.Tensor4D, k: tf.Tensor4
     return [...local(), stridePart(q, k, v, l, (h, i, j) => stridedStride(l)(h, i, j) && i - j > l)]
   }
   const c = spec.summary
-  const [b, h, tp, dh] = q.shape
-  const n = tp / l
-  // The last c positions of every block (padded length), by reshape and slice.
+  const n = q.shape[2] / l
   const summaries = Array.from({ length: n * c }, (_, e) => Math.floor(e / c) * l + l - c + (e % c))
-  const last = (x: tf.Tensor4D) => tf.slice(x.reshape([b, h, n, l, dh]), [0, 0, 0, l - c, 0], [b, h, n, c, dh]).reshape([b, h, n * c, dh]) as tf.Tensor4D
   const local = () => bandParts(q, k, v, l, false, fixedLocal(l), false)
-  const summary = (visible: Visible) => listPart(q, last(k), last(v), summaries, visible, false)
+  const summary = (visible: Visible) => listPart(q, summaryRows(k, l, c), summaryRows(v, l, c), summaries, visible, false)
   if (factor === 1) return local()
   if (factor === 2) return [summary(fixedSummary(l, c))]
   const earlier: Visible = (h, i, j) => fixedSummary(l, c)(h, i, j) && Math.floor(j / l) < Math.floor(i / l)
@@ -41,7 +45,7 @@ const partsOf = (spec: Sparse, factor: Factor) => (q: tf.Tensor4D, k: tf.Tensor4
  */
 const fusedPartsOf = (spec: Sparse, factor: Factor, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): FusedPart[] => {
   const l = spec.stride
-  const [b, h, t, dh] = q.shape
+  const t = q.shape[2]
   if (spec.kind === "sparse-strided") {
     const local: FusedPart = { q, k, v, ranges: bandRanges(t, l) }
     if (factor === 1) return [local]
@@ -49,14 +53,13 @@ const fusedPartsOf = (spec: Sparse, factor: Factor, q: tf.Tensor4D, k: tf.Tensor
     return [local, residuePart(q, k, v, l, 2, t)]
   }
   const c = spec.summary
-  const n = Math.ceil(t / l)
-  const last = (x: tf.Tensor4D) => tf.slice(padSeq(x, n * l).reshape([b, h, n, l, dh]), [0, 0, 0, l - c, 0], [b, h, n, c, dh]).reshape([b, h, n * c, dh]) as tf.Tensor4D
+  const tp = Math.ceil(t / l) * l
   const earlier = (i: number) => Math.floor(i / l) * c
-  const local: FusedPart = { q, k, v, ranges: rangesOf(t, (i) => Math.floor(i / l) * l, (i) => i + 1) }
+  const local: FusedPart = { q, k, v, ranges: blockRanges(t, l) }
   const summary = (own: boolean): FusedPart => ({
     q,
-    k: last(k),
-    v: last(v),
+    k: summaryRows(padSeq(k, tp), l, c),
+    v: summaryRows(padSeq(v, tp), l, c),
     ranges: rangesOf(t, () => 0, (i) => earlier(i) + (own ? Math.min(c, Math.max(0, (i % l) - (l - c) + 1)) : 0)),
   })
   if (factor === 1) return [local]
